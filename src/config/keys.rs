@@ -1,0 +1,170 @@
+//! The table of every configuration key pigeonpost knows: its default (as
+//! Postfix or Dovecot would write it), its kind, and a one-line description.
+//! Defaults follow Postfix's postconf(5) and Dovecot's built-in settings
+//! unless `note` says otherwise.
+
+/// How a key's value is parsed after `$name` expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text.
+    Text,
+    /// A Postfix-style list: TOML array, or words separated by commas and/or whitespace.
+    List,
+    /// yes/no, true/false.
+    Bool,
+    /// A non-negative integer.
+    Count,
+    /// A Postfix time: a number with an optional unit (s, m, h, d, w); the
+    /// `char` is the unit assumed when none is given (postconf(5) "Time units").
+    Time(char),
+    /// One or more listen addresses (`host:port`), or empty to disable.
+    Listen,
+}
+
+/// Which program the key comes from; decides whether `$name` expansion applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Postfix,
+    Dovecot,
+    Own,
+}
+
+#[derive(Debug)]
+pub struct KeyDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    pub family: Family,
+    pub doc: &'static str,
+}
+
+const fn k(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    family: Family,
+    doc: &'static str,
+) -> KeyDef {
+    KeyDef {
+        name,
+        default,
+        kind,
+        family,
+        doc,
+    }
+}
+
+use Family::{Dovecot, Own, Postfix};
+use Kind::{Bool, Count, List, Listen, Text, Time};
+
+/// Every key, in the order `pigeonpost config` prints them.
+/// `myhostname`'s empty default means "this machine's host name".
+pub static KEYS: &[KeyDef] = &[
+    // Postfix main.cf
+    k("myhostname", "", Text, Postfix, "fully-qualified host name of this mail server (default: the system host name)"),
+    k("mydomain", "", Text, Postfix, "the internet domain (default: $myhostname minus its first label)"),
+    k("myorigin", "$myhostname", Text, Postfix, "domain appended to unqualified sender addresses"),
+    k("inet_interfaces", "all", List, Postfix, "addresses the default listeners bind to: all, loopback-only, or IP addresses"),
+    k("mydestination", "$myhostname, localhost.$mydomain, localhost", List, Postfix, "domains delivered to local (system or alias) users"),
+    k("mynetworks", "127.0.0.0/8 [::1]/128", List, Postfix, "trusted client networks (CIDR, IPv4 or IPv6) allowed to relay"),
+    k("relay_domains", "", List, Postfix, "remote domains this server accepts mail for and relays"),
+    k("home_mailbox", "", Text, Postfix, "local delivery path under the home directory; trailing / = Maildir (e.g. Maildir/), empty = /var/mail/$user mbox"),
+    k("mail_spool_directory", "/var/mail", Text, Postfix, "mbox spool used when home_mailbox is empty"),
+    k("virtual_mailbox_domains", "$virtual_mailbox_maps", List, Postfix, "domains whose users have virtual mailboxes"),
+    k("virtual_alias_domains", "$virtual_alias_maps", List, Postfix, "domains where every address is an alias"),
+    k("virtual_mailbox_base", "", Text, Postfix, "directory prefixed to virtual_mailbox_maps results"),
+    k("virtual_mailbox_maps", "", List, Postfix, "tables: address -> mailbox path (trailing / = Maildir)"),
+    k("virtual_alias_maps", "", List, Postfix, "tables: address -> one or more addresses"),
+    k("virtual_uid_maps", "", List, Postfix, "static:UID or tables: address -> uid for virtual mailboxes"),
+    k("virtual_gid_maps", "", List, Postfix, "static:GID or tables: address -> gid for virtual mailboxes"),
+    k("virtual_minimum_uid", "100", Count, Postfix, "lowest uid virtual mailboxes may be written with"),
+    k("alias_maps", "hash:/etc/aliases", List, Postfix, "aliases(5) tables for local recipients"),
+    k("recipient_delimiter", "", Text, Postfix, "characters separating user and extension (user+tag)"),
+    k("message_size_limit", "10240000", Count, Postfix, "largest message accepted, in bytes"),
+    k("smtpd_recipient_limit", "1000", Count, Postfix, "most recipients accepted per message"),
+    k("smtpd_timeout", "300s", Time('s'), Postfix, "SMTP server read/write timeout"),
+    k("smtpd_client_connection_count_limit", "50", Count, Postfix, "simultaneous connections per client IP, per listener"),
+    k("relayhost", "", Text, Postfix, "smarthost for all remote mail: [host]:port skips MX lookup"),
+    k("transport_maps", "", List, Postfix, "tables: domain -> smtp:[host]:port"),
+    k("queue_directory", "/var/spool/pigeonpost", Text, Postfix, "spool directory of the outbound queue (pigeonpost's own default)"),
+    k("minimal_backoff_time", "300s", Time('s'), Postfix, "shortest retry interval for deferred mail"),
+    k("maximal_backoff_time", "4000s", Time('s'), Postfix, "longest retry interval for deferred mail"),
+    k("maximal_queue_lifetime", "5d", Time('d'), Postfix, "how long deferred mail is retried before it bounces"),
+    k("delay_warning_time", "0h", Time('h'), Postfix, "send a delay warning after this long (0 = never)"),
+    k("smtp_tls_security_level", "may", Text, Postfix, "outbound TLS: none, may, encrypt, verify (default may, as Debian's main.cf sets it)"),
+    k("smtp_sasl_password_maps", "", List, Postfix, "tables: relayhost -> user:password"),
+    // Dovecot dovecot.conf
+    k("protocols", "imap pop3 lmtp", List, Dovecot, "protocols served: imap pop3 lmtp (SMTP is always on)"),
+    k("mail_location", "maildir:~/Maildir", Text, Dovecot, "where users' mail lives: maildir:PATH with %u %n %d %h"),
+    k("pop3_uidl_format", "%08Xu%08Xv", Text, Dovecot, "POP3 UIDL format (%u uid, %v uidvalidity, %m md5, %f filename, %g guid)"),
+    k("auth_mechanisms", "plain", List, Dovecot, "SASL mechanisms offered: plain login cram-md5"),
+    k("passdb", "shadow", Text, Dovecot, "password database: passwd-file:/path or shadow"),
+    k("userdb", "passwd", Text, Dovecot, "user database: passwd, passwd-file:/path, or static:uid=N gid=N home=PATH"),
+    k("disable_plaintext_auth", "yes", Bool, Dovecot, "refuse passwords without TLS unless the client is this host"),
+    k("ssl_cert", "", Text, Dovecot, "PEM certificate chain for every TLS listener (\"</path\" accepted)"),
+    k("ssl_key", "", Text, Dovecot, "PEM private key for ssl_cert"),
+    // pigeonpost's own
+    k("listen.smtp", "$inet_interfaces:25", Listen, Own, "SMTP listener (STARTTLS offered)"),
+    k("listen.submission", "$inet_interfaces:587", Listen, Own, "submission listener (STARTTLS and AUTH required)"),
+    k("listen.submissions", "$inet_interfaces:465", Listen, Own, "submission over implicit TLS"),
+    k("listen.imap", "$inet_interfaces:143", Listen, Own, "IMAP listener (STARTTLS)"),
+    k("listen.imaps", "$inet_interfaces:993", Listen, Own, "IMAP over implicit TLS"),
+    k("listen.pop3", "$inet_interfaces:110", Listen, Own, "POP3 listener (STLS)"),
+    k("listen.pop3s", "$inet_interfaces:995", Listen, Own, "POP3 over implicit TLS"),
+    k("listen.lmtp", "", Listen, Own, "LMTP listener (off by default)"),
+    k("listen.http", "$inet_interfaces:8080", Listen, Own, "/healthz, /readyz and /metrics"),
+    k("dns_servers", "", List, Own, "DNS servers (ip or ip:port) for MX lookups; empty = /etc/resolv.conf"),
+    k("proxy_trusted_networks", "", List, Own, "networks allowed to send a PROXY protocol header"),
+    k("log_format", "text", Text, Own, "log line format: text or json"),
+    k("log_level", "info", Text, Own, "log filter, RUST_LOG syntax (e.g. info,pigeonpost::smtp=debug); RUST_LOG overrides"),
+    k("max_connections", "1000", Count, Own, "simultaneous connections per listener"),
+    k("shutdown_timeout", "30s", Time('s'), Own, "how long sessions may finish after SIGTERM"),
+];
+
+pub fn find(name: &str) -> Option<&'static KeyDef> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The closest known key to `name`, for "did you mean" hints.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (levenshtein(name, k.name), k.name))
+        .filter(|(d, known)| *d <= 3.max(known.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = KEYS.iter().map(|k| k.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KEYS.len());
+    }
+
+    #[test]
+    fn suggests_close_names() {
+        assert_eq!(suggest("mydestinations"), Some("mydestination"));
+        assert_eq!(suggest("virtual_mailbox_map"), Some("virtual_mailbox_maps"));
+        assert_eq!(suggest("listen.smpt"), Some("listen.smtp"));
+        assert_eq!(suggest("completely_unrelated_thing"), None);
+    }
+}

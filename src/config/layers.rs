@@ -1,0 +1,247 @@
+//! Reading the layers (config file, conf.d, environment) with figment and
+//! flattening them into `key -> (raw text, source)`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use super::keys;
+use super::ConfigError;
+
+pub const ENV_PREFIX: &str = "PIGEONPOST_";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/pigeonpost/pigeonpost.toml";
+
+/// One value as the user wrote it, before `$name` expansion.
+#[derive(Debug, Clone)]
+pub struct RawValue {
+    pub text: String,
+    pub source: String,
+}
+
+/// The `PIGEONPOST_*` environment layer. Our own provider rather than
+/// figment's `Env`, because `Env` guesses types ("[::1]/128" would be tried
+/// as an array) and Postfix values are plain text.
+struct EnvLayer {
+    vars: Vec<(String, String)>,
+}
+
+/// Environment variables that share our prefix but are not settings:
+/// `PIGEONPOST_CONFIG`, and the service links Kubernetes injects for a
+/// Service named "pigeonpost" (`PIGEONPOST_SERVICE_HOST`, `PIGEONPOST_PORT_25_TCP`…).
+fn is_reserved_env(rest: &str) -> bool {
+    rest == "CONFIG" || rest == "PORT" || rest.starts_with("PORT_") || rest.starts_with("SERVICE_")
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment").interpolater(|_: &Profile, keys: &[&str]| {
+            format!(
+                "environment variable {ENV_PREFIX}{}",
+                keys.join("__").to_uppercase()
+            )
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (name, value) in &self.vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest.is_empty() || is_reserved_env(rest) {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_lowercase()).collect();
+            insert_path(&mut dict, &path, Value::from(value.clone()));
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Where the configuration file is and whether the user named it explicitly.
+pub fn config_path(explicit: Option<&Path>, env: &[(String, String)]) -> (PathBuf, bool) {
+    if let Some(p) = explicit {
+        return (p.to_path_buf(), true);
+    }
+    if let Some((_, v)) = env.iter().find(|(k, _)| k == "PIGEONPOST_CONFIG") {
+        if !v.is_empty() {
+            return (PathBuf::from(v), true);
+        }
+    }
+    (PathBuf::from(DEFAULT_CONFIG_PATH), false)
+}
+
+/// The files that make up layer 2: the main file, then `conf.d/*.toml` beside it in name order.
+pub fn config_files(main: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    match std::fs::metadata(main) {
+        Ok(m) if m.is_file() => files.push(main.to_path_buf()),
+        Ok(_) => return Err(ConfigError::file(main, "is not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
+        Err(e) => return Err(ConfigError::file(main, &format!("cannot read: {e}"))),
+    }
+    let confd = main.parent().unwrap_or(Path::new(".")).join("conf.d");
+    if let Ok(entries) = std::fs::read_dir(&confd) {
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    Ok(files)
+}
+
+/// Reads every layer and returns each key's last value and where it came from.
+pub fn read_layers(
+    files: &[PathBuf],
+    env: &[(String, String)],
+) -> Result<BTreeMap<String, RawValue>, ConfigError> {
+    let mut figment = Figment::new();
+    for f in files {
+        // Parse each file on its own first so a syntax error names its file.
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| ConfigError::file(f, &format!("cannot read: {e}")))?;
+        if let Err(e) = text.parse::<toml::Table>() {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("").trim().to_string();
+            let detail = msg.lines().last().unwrap_or("").trim().to_string();
+            return Err(ConfigError::file(
+                f,
+                &format!("invalid TOML: {first} {detail}"),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(f));
+    }
+    figment = figment.merge(EnvLayer { vars: env.to_vec() });
+    let data = figment.data().map_err(|e| ConfigError {
+        key: None,
+        source: "configuration".into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = BTreeMap::new();
+    let Some(dict) = data.get(&Profile::Default) else {
+        return Ok(out);
+    };
+    flatten(&figment, dict, "", &mut out)?;
+    Ok(out)
+}
+
+fn source_of(figment: &Figment, key: &str) -> String {
+    let Some(meta) = figment.find_metadata(key) else {
+        return "unknown".into();
+    };
+    if let Some(src) = &meta.source {
+        return src.to_string();
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    meta.interpolate(&Profile::Default, &parts)
+}
+
+fn flatten(
+    figment: &Figment,
+    dict: &Dict,
+    prefix: &str,
+    out: &mut BTreeMap<String, RawValue>,
+) -> Result<(), ConfigError> {
+    for (name, value) in dict {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let source = source_of(figment, &key);
+        if let Value::Dict(_, inner) = value {
+            if keys::KEYS
+                .iter()
+                .any(|k| k.name.starts_with(&format!("{key}.")))
+            {
+                flatten(figment, inner, &key, out)?;
+                continue;
+            }
+        }
+        let Some(def) = keys::find(&key) else {
+            let hint = keys::suggest(&key)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            return Err(ConfigError {
+                key: Some(key),
+                source,
+                reason: format!("unknown key{hint}"),
+            });
+        };
+        let text = scalar_text(value, def.kind).map_err(|reason| ConfigError {
+            key: Some(key.clone()),
+            source: source.clone(),
+            reason,
+        })?;
+        out.insert(key, RawValue { text, source });
+    }
+    Ok(())
+}
+
+/// Turns a TOML/env value into the text Postfix would have in main.cf.
+fn scalar_text(value: &Value, kind: keys::Kind) -> Result<String, String> {
+    use keys::Kind;
+    Ok(match value {
+        Value::String(_, s) => s.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => if *b { "yes" } else { "no" }.to_string(),
+        Value::Num(_, n) => {
+            if let Some(i) = (*n).to_u128() {
+                i.to_string()
+            } else if let Some(i) = (*n).to_i128() {
+                i.to_string()
+            } else {
+                n.to_f64().map(|f| f.to_string()).unwrap_or_default()
+            }
+        }
+        Value::Empty(..) => String::new(),
+        Value::Array(_, items) if matches!(kind, Kind::List | Kind::Listen) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::Array(..) | Value::Dict(..) => {
+                        return Err("expected a list of words, found a nested list or table".into())
+                    }
+                    other => parts.push(scalar_text(other, Kind::Text)?),
+                }
+            }
+            parts.join(", ")
+        }
+        Value::Array(..) => return Err(format!("expected {}, found a list", kind_name(kind))),
+        Value::Dict(..) => return Err(format!("expected {}, found a table", kind_name(kind))),
+    })
+}
+
+pub fn kind_name(kind: keys::Kind) -> &'static str {
+    use keys::Kind;
+    match kind {
+        Kind::Text => "a string",
+        Kind::List => "a list",
+        Kind::Bool => "yes or no",
+        Kind::Count => "a whole number",
+        Kind::Time(_) => "a time such as 300s or 5d",
+        Kind::Listen => "an address such as 0.0.0.0:25",
+    }
+}

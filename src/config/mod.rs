@@ -1,0 +1,312 @@
+//! Layered configuration (DESIGN.md §1): built-in defaults < config file <
+//! `conf.d/*.toml` < `PIGEONPOST_*` environment, Postfix `$name` expansion,
+//! validation into a typed [`Config`], and the provenance of every value.
+
+pub mod expand;
+pub mod keys;
+pub mod layers;
+mod parse;
+pub mod print;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use parse::{PassdbSpec, TlsLevel, UserdbSpec};
+
+/// A configuration problem, reported as one line naming key, source and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: Option<String>,
+    pub source: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn file(path: &Path, reason: &str) -> Self {
+        ConfigError {
+            key: None,
+            source: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(k) => write!(
+                f,
+                "config error: {k} (from {}): {}",
+                self.source, self.reason
+            ),
+            None => write!(f, "config error: {}: {}", self.source, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where to read configuration from. `env` is normally `std::env::vars()`;
+/// tests pass their own.
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    pub config_path: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl LoadOptions {
+    pub fn from_process(config_path: Option<PathBuf>) -> Self {
+        LoadOptions {
+            config_path,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// One resolved setting, for `pigeonpost config`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: &'static str,
+    /// As written (before `$name` expansion).
+    pub raw: String,
+    /// After expansion.
+    pub value: String,
+    pub source: String,
+}
+
+/// The listeners, each a list of addresses; an empty list disables it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listen {
+    pub smtp: Vec<SocketAddr>,
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
+    pub imap: Vec<SocketAddr>,
+    pub imaps: Vec<SocketAddr>,
+    pub pop3: Vec<SocketAddr>,
+    pub pop3s: Vec<SocketAddr>,
+    pub lmtp: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+}
+
+impl Listen {
+    /// (name, addresses) for every listener, in a fixed order.
+    pub fn all(&self) -> [(&'static str, &[SocketAddr]); 9] {
+        [
+            ("smtp", &self.smtp),
+            ("submission", &self.submission),
+            ("submissions", &self.submissions),
+            ("imap", &self.imap),
+            ("imaps", &self.imaps),
+            ("pop3", &self.pop3),
+            ("pop3s", &self.pop3s),
+            ("lmtp", &self.lmtp),
+            ("http", &self.http),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A Postfix uid/gid source: `static:N` or lookup tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMap {
+    Static(u32),
+    Table(String),
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub myhostname: String,
+    pub mydomain: String,
+    pub myorigin: String,
+    pub inet_interfaces: Vec<String>,
+    pub mydestination: Vec<String>,
+    pub mynetworks: Vec<IpNet>,
+    pub relay_domains: Vec<String>,
+    pub home_mailbox: String,
+    pub mail_spool_directory: PathBuf,
+    pub virtual_mailbox_domains: Vec<String>,
+    pub virtual_alias_domains: Vec<String>,
+    pub virtual_mailbox_base: Option<PathBuf>,
+    pub virtual_mailbox_maps: Vec<String>,
+    pub virtual_alias_maps: Vec<String>,
+    pub virtual_uid_maps: Vec<IdMap>,
+    pub virtual_gid_maps: Vec<IdMap>,
+    pub virtual_minimum_uid: u32,
+    pub alias_maps: Vec<String>,
+    pub recipient_delimiter: String,
+    pub message_size_limit: u64,
+    pub smtpd_recipient_limit: usize,
+    pub smtpd_timeout: Duration,
+    pub smtpd_client_connection_count_limit: usize,
+    pub relayhost: String,
+    pub transport_maps: Vec<String>,
+    pub queue_directory: PathBuf,
+    pub minimal_backoff_time: Duration,
+    pub maximal_backoff_time: Duration,
+    pub maximal_queue_lifetime: Duration,
+    pub delay_warning_time: Duration,
+    pub smtp_tls_security_level: TlsLevel,
+    pub smtp_sasl_password_maps: Vec<String>,
+    pub protocols: Vec<String>,
+    pub mail_location: String,
+    pub pop3_uidl_format: String,
+    pub auth_mechanisms: Vec<String>,
+    pub passdb: PassdbSpec,
+    pub userdb: UserdbSpec,
+    pub disable_plaintext_auth: bool,
+    pub ssl_cert: Option<PathBuf>,
+    pub ssl_key: Option<PathBuf>,
+    pub listen: Listen,
+    pub dns_servers: Vec<SocketAddr>,
+    pub proxy_trusted_networks: Vec<IpNet>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+    /// The files this configuration was read from (for reload and display).
+    pub files: Vec<PathBuf>,
+}
+
+/// A loaded configuration plus the provenance of every key.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub entries: Vec<Entry>,
+}
+
+/// Reads, expands and validates the configuration.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let (path, explicit) = layers::config_path(opts.config_path.as_deref(), &opts.env);
+    let files = layers::config_files(&path, explicit)?;
+    let given = layers::read_layers(&files, &opts.env)?;
+    let entries = resolve(&given)?;
+    let config = parse::build(&entries, files)?;
+    Ok(Loaded { config, entries })
+}
+
+/// Applies defaults and `$name` expansion to every known key.
+fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, ConfigError> {
+    // Raw text of every Postfix parameter, for `$name` lookups.
+    let mut raw: HashMap<String, String> = HashMap::new();
+    for def in keys::KEYS
+        .iter()
+        .filter(|d| d.family == keys::Family::Postfix)
+    {
+        let text = given
+            .get(def.name)
+            .map(|v| v.text.clone())
+            .unwrap_or_else(|| def.default.to_string());
+        raw.insert(def.name.to_string(), text);
+    }
+    let expand = |key: &str, text: &str, raw: &HashMap<String, String>, source: &str| {
+        expand::expand_postfix(text, raw).map_err(|e| ConfigError {
+            key: Some(key.to_string()),
+            source: source.to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let source_of = |key: &str| {
+        given
+            .get(key)
+            .map(|v| v.source.clone())
+            .unwrap_or_else(|| "default".to_string())
+    };
+
+    // Computed defaults (postconf(5)): myhostname from the system,
+    // mydomain from myhostname.
+    if !given.contains_key("myhostname") {
+        raw.insert("myhostname".into(), system_hostname());
+    }
+    if !given.contains_key("mydomain") {
+        let host = expand(
+            "myhostname",
+            &raw["myhostname"].clone(),
+            &raw,
+            &source_of("myhostname"),
+        )?;
+        let domain = match host.split_once('.') {
+            Some((_, rest)) if !rest.is_empty() => rest.to_string(),
+            _ => "localdomain".to_string(),
+        };
+        raw.insert("mydomain".into(), domain);
+    }
+
+    let mut entries = Vec::with_capacity(keys::KEYS.len());
+    for def in keys::KEYS {
+        let source = source_of(def.name);
+        let text = match def.family {
+            keys::Family::Postfix => raw[def.name].clone(),
+            _ => given
+                .get(def.name)
+                .map(|v| v.text.clone())
+                .unwrap_or_else(|| def.default.to_string()),
+        };
+        let value = match (def.family, def.kind) {
+            (keys::Family::Postfix, _) => expand(def.name, &text, &raw, &source)?,
+            (_, keys::Kind::Listen) if !given.contains_key(def.name) => {
+                let ifaces = expand(
+                    "inet_interfaces",
+                    &raw["inet_interfaces"],
+                    &raw,
+                    &source_of("inet_interfaces"),
+                )?;
+                default_listen(def.default, &ifaces)
+            }
+            _ => text.clone(),
+        };
+        entries.push(Entry {
+            key: def.name,
+            raw: text,
+            value,
+            source,
+        });
+    }
+    Ok(entries)
+}
+
+/// Listener defaults follow `inet_interfaces`: "all" binds 0.0.0.0 and [::],
+/// "loopback-only" 127.0.0.1 and [::1], otherwise each listed address.
+fn default_listen(default: &str, inet_interfaces: &str) -> String {
+    let Some(port) = default.strip_prefix("$inet_interfaces:") else {
+        return default.to_string();
+    };
+    let mut out = Vec::new();
+    for iface in expand::split_list(inet_interfaces) {
+        match iface.as_str() {
+            "all" => out.extend([format!("0.0.0.0:{port}"), format!("[::]:{port}")]),
+            "loopback-only" => out.extend([format!("127.0.0.1:{port}"), format!("[::1]:{port}")]),
+            a if a.contains(':') => out.push(format!(
+                "[{}]:{port}",
+                a.trim_matches(|c| c == '[' || c == ']')
+            )),
+            a => out.push(format!("{a}:{port}")),
+        }
+    }
+    out.join(", ")
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).to_string();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}

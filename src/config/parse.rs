@@ -1,0 +1,542 @@
+//! Turning expanded text values into typed settings, with one clear error
+//! per bad value.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::expand::{check_user_template, split_list};
+use super::keys::{self, Kind};
+use super::{Config, ConfigError, Entry, IdMap, Listen, LogFormat};
+
+/// `passdb`: where passwords are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassdbSpec {
+    /// Dovecot passwd-file; `default_scheme` applies to hashes without `{SCHEME}`.
+    PasswdFile {
+        path: PathBuf,
+        default_scheme: String,
+    },
+    /// /etc/shadow (crypt(3) hashes).
+    Shadow,
+}
+
+/// `userdb`: where uid, gid and home come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserdbSpec {
+    /// The system user database (getpwnam).
+    Passwd,
+    PasswdFile {
+        path: PathBuf,
+    },
+    /// `static:uid=N gid=N home=TEMPLATE` — the same for every user.
+    Static {
+        uid: u32,
+        gid: u32,
+        home: Option<String>,
+    },
+}
+
+/// `smtp_tls_security_level` (postconf(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsLevel {
+    None,
+    May,
+    Encrypt,
+    Verify,
+}
+
+struct Values<'a> {
+    entries: &'a [Entry],
+}
+
+impl<'a> Values<'a> {
+    fn entry(&self, key: &str) -> &'a Entry {
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("key {key} missing from keys::KEYS"))
+    }
+    fn err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        let e = self.entry(key);
+        ConfigError {
+            key: Some(key.to_string()),
+            source: e.source.clone(),
+            reason: reason.into(),
+        }
+    }
+    fn text(&self, key: &str) -> String {
+        self.entry(key).value.trim().to_string()
+    }
+    fn list(&self, key: &str) -> Vec<String> {
+        split_list(&self.entry(key).value)
+    }
+    fn count<T: TryFrom<u64>>(&self, key: &str) -> Result<T, ConfigError> {
+        let v = self.text(key);
+        let n: u64 = v.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("'{v}' is not {}", super::layers::kind_name(Kind::Count)),
+            )
+        })?;
+        T::try_from(n).map_err(|_| self.err(key, format!("{n} is too large")))
+    }
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.text(key).to_ascii_lowercase().as_str() {
+            "yes" | "true" | "on" | "1" => Ok(true),
+            "no" | "false" | "off" | "0" => Ok(false),
+            other => Err(self.err(key, format!("'{other}' is not yes or no"))),
+        }
+    }
+    fn time(&self, key: &str) -> Result<Duration, ConfigError> {
+        let Kind::Time(unit) = keys::find(key).map(|d| d.kind).unwrap_or(Kind::Time('s')) else {
+            unreachable!("{key} is not a time")
+        };
+        parse_time(&self.text(key), unit).map_err(|r| self.err(key, r))
+    }
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        let v = self.text(key);
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    }
+    fn networks(&self, key: &str) -> Result<Vec<IpNet>, ConfigError> {
+        self.list(key)
+            .iter()
+            .map(|n| parse_network(n).map_err(|r| self.err(key, r)))
+            .collect()
+    }
+    fn listen(&self, key: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.list(key)
+            .iter()
+            .map(|a| parse_listen(a).map_err(|r| self.err(key, r)))
+            .collect()
+    }
+}
+
+/// A Postfix time value: digits and an optional unit (postconf(5) "time units").
+pub fn parse_time(text: &str, default_unit: char) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a time (write e.g. 300s, 30m, 4h, 5d, 1w)"))?;
+    let unit = match unit {
+        "" => default_unit,
+        u if u.len() == 1 => u.chars().next().unwrap_or(default_unit),
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown time unit (use s, m, h, d or w)"
+            ))
+        }
+    };
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        'w' => 7 * 86400,
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown time unit (use s, m, h, d or w)"
+            ))
+        }
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+/// A network in Postfix mynetworks syntax: `10.0.0.0/8`, `[2001:db8::]/32`,
+/// `2001:db8::/32`, or a single address.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    if text.starts_with('!') || text.contains(":/") || text.starts_with('/') {
+        return Err(format!(
+            "'{text}' is not supported: list networks as CIDR (e.g. 192.168.0.0/16, [::1]/128)"
+        ));
+    }
+    let cleaned: String = text.chars().filter(|&c| c != '[' && c != ']').collect();
+    if let Ok(net) = cleaned.parse::<IpNet>() {
+        if net.trunc() != net {
+            return Err(format!(
+                "'{text}' has host bits set (did you mean {}?)",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
+    }
+    if let Ok(ip) = cleaned.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    Err(format!(
+        "'{text}' is not a network in CIDR form (e.g. 192.168.0.0/16 or [2001:db8::]/32)"
+    ))
+}
+
+/// A listen address: `ip:port` or `[ipv6]:port`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!("'{text}' is not an address with a port (e.g. 0.0.0.0:25 or [::1]:143)")
+    })
+}
+
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: IpAddr = text
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| format!("'{text}' is not an IP address or ip:port"))?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+fn parse_id_maps(v: &Values, key: &str) -> Result<Vec<IdMap>, ConfigError> {
+    v.list(key)
+        .into_iter()
+        .map(|item| match item.strip_prefix("static:") {
+            Some(n) => n
+                .parse()
+                .map(IdMap::Static)
+                .map_err(|_| v.err(key, format!("'{item}': static: needs a numeric id"))),
+            None => Ok(IdMap::Table(item)),
+        })
+        .collect()
+}
+
+/// `passwd-file:[scheme=X] /path` or `shadow` (the flat form of Dovecot's
+/// `passdb { driver = … args = … }`).
+fn parse_passdb(v: &Values) -> Result<PassdbSpec, ConfigError> {
+    let text = v.text("passdb");
+    let (driver, args) = text.split_once(':').unwrap_or((text.as_str(), ""));
+    match driver.trim() {
+        "shadow" | "pam" => Ok(PassdbSpec::Shadow),
+        "passwd-file" => {
+            let mut path = None;
+            let mut default_scheme = "CRYPT".to_string();
+            for arg in args.split_whitespace() {
+                if let Some(s) = arg.strip_prefix("scheme=") {
+                    default_scheme = s.to_ascii_uppercase();
+                } else if arg.contains('=') {
+                    // Dovecot options such as username_format=%u are accepted and ignored.
+                } else {
+                    path = Some(PathBuf::from(arg));
+                }
+            }
+            let path = path.ok_or_else(|| {
+                v.err(
+                    "passdb",
+                    "passwd-file: needs a file path, e.g. passwd-file:/etc/dovecot/users",
+                )
+            })?;
+            Ok(PassdbSpec::PasswdFile {
+                path,
+                default_scheme,
+            })
+        }
+        other => Err(v.err(
+            "passdb",
+            format!("unsupported passdb driver '{other}' (use passwd-file:/path or shadow)"),
+        )),
+    }
+}
+
+fn parse_userdb(v: &Values) -> Result<UserdbSpec, ConfigError> {
+    let text = v.text("userdb");
+    let (driver, args) = text.split_once(':').unwrap_or((text.as_str(), ""));
+    match driver.trim() {
+        "passwd" => Ok(UserdbSpec::Passwd),
+        "passwd-file" => {
+            let path = args
+                .split_whitespace()
+                .find(|a| !a.contains('='))
+                .ok_or_else(|| v.err("userdb", "passwd-file: needs a file path"))?;
+            Ok(UserdbSpec::PasswdFile { path: PathBuf::from(path) })
+        }
+        "static" => {
+            let (mut uid, mut gid, mut home) = (None, None, None);
+            for arg in args.split_whitespace() {
+                let (k, val) = arg.split_once('=').ok_or_else(|| v.err("userdb", format!("static: expects key=value, found '{arg}'")))?;
+                match k {
+                    "uid" => uid = Some(resolve_id(val, true).map_err(|r| v.err("userdb", r))?),
+                    "gid" => gid = Some(resolve_id(val, false).map_err(|r| v.err("userdb", r))?),
+                    "home" => {
+                        check_user_template(val).map_err(|r| v.err("userdb", r))?;
+                        home = Some(val.to_string());
+                    }
+                    "allow_all_users" => {}
+                    other => return Err(v.err("userdb", format!("static: unknown field '{other}' (known: uid gid home)"))),
+                }
+            }
+            match (uid, gid) {
+                (Some(uid), Some(gid)) => Ok(UserdbSpec::Static { uid, gid, home }),
+                _ => Err(v.err("userdb", "static: needs both uid= and gid=")),
+            }
+        }
+        other => Err(v.err("userdb", format!("unsupported userdb driver '{other}' (use passwd, passwd-file:/path or static:uid=N gid=N home=PATH)"))),
+    }
+}
+
+/// A uid/gid given as a number or as a system user/group name.
+fn resolve_id(text: &str, is_user: bool) -> Result<u32, String> {
+    if let Ok(n) = text.parse() {
+        return Ok(n);
+    }
+    let name = std::ffi::CString::new(text).map_err(|_| format!("bad name '{text}'"))?;
+    // SAFETY: getpwnam/getgrnam take a NUL-terminated string and return a
+    // pointer into static storage or NULL; we read one field immediately.
+    let id = unsafe {
+        if is_user {
+            let pw = libc::getpwnam(name.as_ptr());
+            (!pw.is_null()).then(|| (*pw).pw_uid)
+        } else {
+            let gr = libc::getgrnam(name.as_ptr());
+            (!gr.is_null()).then(|| (*gr).gr_gid)
+        }
+    };
+    id.ok_or_else(|| {
+        format!(
+            "no such {} '{text}'",
+            if is_user { "user" } else { "group" }
+        )
+    })
+}
+
+fn one_of<'x>(v: &Values, key: &str, allowed: &[&'x str]) -> Result<Vec<String>, ConfigError> {
+    let items: Vec<String> = v
+        .list(key)
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    for item in &items {
+        if !allowed.contains(&item.as_str()) {
+            return Err(v.err(
+                key,
+                format!("unknown value '{item}' (known: {})", allowed.join(" ")),
+            ));
+        }
+    }
+    Ok(items)
+}
+
+fn strip_dovecot_file(v: &Values, key: &str) -> Option<PathBuf> {
+    // Dovecot writes `ssl_cert = </path`: "<" means "the contents of".
+    v.path(key)
+        .map(|p| PathBuf::from(p.to_string_lossy().trim_start_matches('<').trim()))
+}
+
+pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, ConfigError> {
+    let v = Values { entries };
+    let mail_location = v.text("mail_location");
+    match mail_location.split_once(':') {
+        Some(("maildir", rest)) => {
+            check_user_template(rest).map_err(|r| v.err("mail_location", r))?
+        }
+        _ => {
+            return Err(v.err(
+                "mail_location",
+                format!(
+                    "'{mail_location}' is not supported: use maildir:PATH (e.g. maildir:~/Maildir)"
+                ),
+            ))
+        }
+    }
+    let pop3_uidl_format = v.text("pop3_uidl_format");
+    if pop3_uidl_format.is_empty() {
+        return Err(v.err("pop3_uidl_format", "must not be empty"));
+    }
+    let ssl_cert = strip_dovecot_file(&v, "ssl_cert");
+    let ssl_key = strip_dovecot_file(&v, "ssl_key");
+    if ssl_cert.is_some() != ssl_key.is_some() {
+        let missing = if ssl_cert.is_some() {
+            "ssl_key"
+        } else {
+            "ssl_cert"
+        };
+        return Err(v.err(missing, "ssl_cert and ssl_key must be set together"));
+    }
+    for (key, path) in [("ssl_cert", &ssl_cert), ("ssl_key", &ssl_key)] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::metadata(p) {
+                return Err(v.err(key, format!("{}: {e}", p.display())));
+            }
+        }
+    }
+    let passdb = parse_passdb(&v)?;
+    if let PassdbSpec::PasswdFile { path, .. } = &passdb {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(v.err("passdb", format!("{}: {e}", path.display())));
+        }
+    }
+    let userdb = parse_userdb(&v)?;
+    if let UserdbSpec::PasswdFile { path } = &userdb {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(v.err("userdb", format!("{}: {e}", path.display())));
+        }
+    }
+    let smtp_tls_security_level = match v.text("smtp_tls_security_level").as_str() {
+        "" | "none" => TlsLevel::None,
+        "may" => TlsLevel::May,
+        "encrypt" => TlsLevel::Encrypt,
+        "verify" | "secure" => TlsLevel::Verify,
+        other => {
+            return Err(v.err(
+                "smtp_tls_security_level",
+                format!("unsupported level '{other}' (use none, may, encrypt or verify)"),
+            ))
+        }
+    };
+    let log_format = match v.text("log_format").as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => return Err(v.err("log_format", format!("'{other}' is not text or json"))),
+    };
+    let log_level = v.text("log_level");
+    tracing_subscriber::EnvFilter::try_new(&log_level)
+        .map_err(|e| v.err("log_level", e.to_string()))?;
+    let dns_servers = v
+        .list("dns_servers")
+        .iter()
+        .map(|s| parse_dns_server(s).map_err(|r| v.err("dns_servers", r)))
+        .collect::<Result<_, _>>()?;
+    let listen = Listen {
+        smtp: v.listen("listen.smtp")?,
+        submission: v.listen("listen.submission")?,
+        submissions: v.listen("listen.submissions")?,
+        imap: v.listen("listen.imap")?,
+        imaps: v.listen("listen.imaps")?,
+        pop3: v.listen("listen.pop3")?,
+        pop3s: v.listen("listen.pop3s")?,
+        lmtp: v.listen("listen.lmtp")?,
+        http: v.listen("listen.http")?,
+    };
+    let myhostname = v.text("myhostname");
+    if myhostname.is_empty() || myhostname.contains(char::is_whitespace) {
+        return Err(v.err("myhostname", format!("'{myhostname}' is not a host name")));
+    }
+    Ok(Config {
+        myhostname,
+        mydomain: v.text("mydomain"),
+        myorigin: v.text("myorigin"),
+        inet_interfaces: v.list("inet_interfaces"),
+        mydestination: v
+            .list("mydestination")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        mynetworks: v.networks("mynetworks")?,
+        relay_domains: v
+            .list("relay_domains")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        home_mailbox: v.text("home_mailbox"),
+        mail_spool_directory: PathBuf::from(v.text("mail_spool_directory")),
+        virtual_mailbox_domains: v
+            .list("virtual_mailbox_domains")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        virtual_alias_domains: v
+            .list("virtual_alias_domains")
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        virtual_mailbox_base: v.path("virtual_mailbox_base"),
+        virtual_mailbox_maps: v.list("virtual_mailbox_maps"),
+        virtual_alias_maps: v.list("virtual_alias_maps"),
+        virtual_uid_maps: parse_id_maps(&v, "virtual_uid_maps")?,
+        virtual_gid_maps: parse_id_maps(&v, "virtual_gid_maps")?,
+        virtual_minimum_uid: v.count("virtual_minimum_uid")?,
+        alias_maps: v.list("alias_maps"),
+        recipient_delimiter: v.text("recipient_delimiter"),
+        message_size_limit: v.count("message_size_limit")?,
+        smtpd_recipient_limit: v.count("smtpd_recipient_limit")?,
+        smtpd_timeout: v.time("smtpd_timeout")?,
+        smtpd_client_connection_count_limit: v.count("smtpd_client_connection_count_limit")?,
+        relayhost: v.text("relayhost"),
+        transport_maps: v.list("transport_maps"),
+        queue_directory: PathBuf::from(v.text("queue_directory")),
+        minimal_backoff_time: v.time("minimal_backoff_time")?,
+        maximal_backoff_time: v.time("maximal_backoff_time")?,
+        maximal_queue_lifetime: v.time("maximal_queue_lifetime")?,
+        delay_warning_time: v.time("delay_warning_time")?,
+        smtp_tls_security_level,
+        smtp_sasl_password_maps: v.list("smtp_sasl_password_maps"),
+        protocols: one_of(&v, "protocols", &["imap", "pop3", "lmtp", "none"])?,
+        mail_location,
+        pop3_uidl_format,
+        auth_mechanisms: one_of(&v, "auth_mechanisms", &["plain", "login", "cram-md5"])?,
+        passdb,
+        userdb,
+        disable_plaintext_auth: v.bool("disable_plaintext_auth")?,
+        ssl_cert,
+        ssl_key,
+        listen,
+        dns_servers,
+        proxy_trusted_networks: v.networks("proxy_trusted_networks")?,
+        log_format,
+        log_level,
+        max_connections: v.count("max_connections")?,
+        shutdown_timeout: v.time("shutdown_timeout")?,
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("300s", 's').unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_time("5d", 's').unwrap(),
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(
+            parse_time("5", 'd').unwrap(),
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(
+            parse_time("2w", 's').unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert!(parse_time("5x", 's').is_err());
+        assert!(parse_time("s", 's').is_err());
+        assert!(parse_time("99999999999999999999w", 's').is_err());
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(
+            parse_network("10.0.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(parse_network("[::1]/128").unwrap().to_string(), "::1/128");
+        assert_eq!(
+            parse_network("[2001:db8::]/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(
+            parse_network("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7/32"
+        );
+        assert!(parse_network("10.0.0.0/33").is_err());
+        assert!(parse_network("10.0.0.1/8")
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(parse_network("!10.0.0.0/8").is_err());
+        assert!(parse_network("hash:/etc/postfix/net").is_err());
+        assert!(parse_network("example.com").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("127.0.0.1:25").unwrap().port(), 25);
+        assert!(parse_listen("[::1]:143").unwrap().is_ipv6());
+        assert!(parse_listen("localhost:25").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
+    }
+}

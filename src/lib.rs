@@ -1,0 +1,4 @@
+//! pigeonpost: one binary that does the job of Postfix + Dovecot.
+//! See DESIGN.md for the architecture; `main.rs` is only the CLI.
+
+pub mod config;
