@@ -2,3 +2,8 @@
 //! See DESIGN.md for the architecture; `main.rs` is only the CLI.
 
 pub mod config;
+pub mod net;
+pub mod observe;
+pub mod server;
+pub mod tables;
+pub mod tls;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pigeonpost::config;
+use pigeonpost::{config, server};
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
 const EXIT_RUNTIME: u8 = 1;
@@ -50,12 +50,45 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            let _loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
+            let loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
                 Ok(l) => l,
                 Err(e) => return config_failure(&e),
             };
-            eprintln!("pigeonpost: serve is not implemented yet");
-            ExitCode::from(EXIT_RUNTIME)
+            serve(loaded.config)
+        }
+    }
+}
+
+fn serve(config: config::Config) -> ExitCode {
+    pigeonpost::observe::init_logging(&config);
+    let (state, reloadables) = match server::build_state(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("pigeonpost: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pigeonpost: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(server::run(state, reloadables)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            eprintln!("pigeonpost: {e}");
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
         }
     }
 }

@@ -1,0 +1,98 @@
+//! Connection limits: a total per listener and a count per client IP
+//! (Postfix's smtpd_client_connection_count_limit).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct ConnLimiter {
+    max_total: usize,
+    max_per_ip: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyConnections,
+    TooManyFromIp,
+}
+
+/// Held for the life of a connection; releases its slot on drop.
+#[derive(Debug)]
+pub struct Slot {
+    limiter: Arc<ConnLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnLimiter {
+    /// `max_per_ip == 0` means no per-IP limit (as in Postfix).
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnLimiter {
+            max_total,
+            max_per_ip,
+            state: Mutex::default(),
+        })
+    }
+
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.total >= self.max_total {
+            return Err(Refusal::TooManyConnections);
+        }
+        let n = st.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.max_per_ip > 0 && n >= self.max_per_ip {
+            return Err(Refusal::TooManyFromIp);
+        }
+        st.total += 1;
+        st.per_ip.insert(ip, n + 1);
+        Ok(Slot {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn active(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut st = self.limiter.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.total -= 1;
+        if let Some(n) = st.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_and_total() {
+        let l = ConnLimiter::new(3, 2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let s1 = l.acquire(a).unwrap();
+        let _s2 = l.acquire(a).unwrap();
+        assert_eq!(l.acquire(a).unwrap_err(), Refusal::TooManyFromIp);
+        let _s3 = l.acquire(b).unwrap();
+        assert_eq!(l.acquire(b).unwrap_err(), Refusal::TooManyConnections);
+        drop(s1);
+        assert_eq!(l.active(), 2);
+        assert!(l.acquire(a).is_ok());
+    }
+}

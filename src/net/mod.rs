@@ -1,0 +1,154 @@
+//! Listeners: bind, accept, enforce connection limits, optionally do the
+//! implicit-TLS handshake, and hand each connection to its protocol's
+//! [`Handler`]. Shutdown is broadcast through a `CancellationToken`; the
+//! `TaskTracker` lets the server wait for sessions to finish.
+
+pub mod limits;
+pub mod pending;
+pub mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use limits::{ConnLimiter, Refusal, Slot};
+pub use stream::Stream;
+
+/// Time allowed for an implicit-TLS handshake before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An accepted client connection, ready for a protocol session.
+pub struct Conn {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub listener: &'static str,
+    /// Cancelled when the server shuts down; sessions say goodbye and end.
+    pub shutdown: CancellationToken,
+    /// Keeps the connection's place in the limits until dropped.
+    pub slot: Slot,
+}
+
+impl Conn {
+    /// Dovecot's rule for "secured": TLS, or the client is this very host
+    /// (same address as the one it connected to), not merely loopback.
+    pub fn is_secured(&self) -> bool {
+        self.stream.is_tls() || self.peer.ip() == self.local.ip()
+    }
+}
+
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A protocol's connection handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one session to completion.
+    fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture;
+    /// The line sent before closing a connection refused by a limit.
+    fn refusal(&self, why: Refusal) -> Vec<u8>;
+}
+
+/// How a listener treats new connections.
+#[derive(Clone)]
+pub struct ListenerSpec {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    /// Implicit TLS (465/993/995): handshake before the session starts.
+    pub implicit_tls: Option<Arc<rustls::ServerConfig>>,
+    pub limiter: Arc<ConnLimiter>,
+}
+
+/// Binds a listening socket. IPv6 sockets are v6-only so `0.0.0.0:p` and `[::]:p` can coexist.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    if addr.is_ipv6() {
+        let sock = socket2_ref(&socket);
+        sock.set_only_v6(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn socket2_ref(socket: &TcpSocket) -> socket2::SockRef<'_> {
+    socket2::SockRef::from(socket)
+}
+
+/// Accepts connections until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = spec.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().unwrap_or(spec.addr);
+        let slot = match spec.limiter.acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");
+                let line = handler.refusal(why);
+                let implicit = spec.implicit_tls.is_some();
+                tracker.spawn(async move {
+                    let mut tcp = tcp;
+                    // Over implicit TLS there is no plain-text channel to explain on.
+                    if !implicit {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&line))
+                            .await;
+                    }
+                });
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        let spec = spec.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tracing::debug!(listener = spec.name, client = %peer, "connect");
+            let stream = match spec.implicit_tls {
+                Some(cfg) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                        Ok(Err(e)) => {
+                            tracing::info!(listener = spec.name, client = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(listener = spec.name, client = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => Stream::Plain(tcp),
+            };
+            let conn = Conn { stream, peer, local, listener: spec.name, shutdown, slot };
+            handler.handle(conn).await;
+            tracing::debug!(listener = spec.name, client = %peer, "disconnect");
+        });
+    }
+}

@@ -1,0 +1,60 @@
+//! The answer on listeners whose protocol this build does not serve yet: a
+//! protocol-correct *temporary* refusal, so senders retry later and clients
+//! show a clear message instead of hanging. Replaced protocol by protocol.
+
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{BoxFuture, Conn, Handler, Refusal};
+
+pub struct Pending {
+    greeting: Vec<u8>,
+    refusal_prefix: &'static str,
+}
+
+impl Pending {
+    pub fn for_listener(name: &str, hostname: &str) -> Self {
+        let (greeting, refusal_prefix) = match name {
+            "smtp" | "submission" | "submissions" | "lmtp" => (
+                format!(
+                    "421 4.3.2 {hostname} {name} service not available yet, try again later\r\n"
+                ),
+                "421 4.7.0",
+            ),
+            "imap" | "imaps" => (
+                "* BYE [UNAVAILABLE] IMAP service not available yet\r\n".to_string(),
+                "* BYE [UNAVAILABLE]",
+            ),
+            _ => (
+                "-ERR [SYS/TEMP] POP3 service not available yet\r\n".to_string(),
+                "-ERR [SYS/TEMP]",
+            ),
+        };
+        Pending {
+            greeting: greeting.into_bytes(),
+            refusal_prefix,
+        }
+    }
+}
+
+impl Handler for Pending {
+    fn handle(self: Arc<Self>, mut conn: Conn) -> BoxFuture {
+        Box::pin(async move {
+            let _ = conn.stream.write_all(&self.greeting).await;
+            let _ = conn.stream.shutdown().await;
+        })
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        refusal_line(self.refusal_prefix, why)
+    }
+}
+
+pub fn refusal_line(prefix: &str, why: Refusal) -> Vec<u8> {
+    let text = match why {
+        Refusal::TooManyConnections => "too many connections, try again later",
+        Refusal::TooManyFromIp => "too many connections from your address",
+    };
+    format!("{prefix} {text}\r\n").into_bytes()
+}

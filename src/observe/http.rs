@@ -1,0 +1,81 @@
+//! The `listen.http` endpoint: `/healthz` (alive), `/readyz` (every listener
+//! bound), `/metrics` (Prometheus text). A deliberately tiny HTTP/1.1
+//! responder: one request per connection, GET only.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::pending::refusal_line;
+use crate::net::{BoxFuture, Conn, Handler, Refusal};
+use crate::server::State;
+
+pub struct HttpHandler {
+    pub state: Arc<State>,
+}
+
+/// Reads the request head (up to 8 KiB) and returns the request line.
+async fn read_request_line(conn: &mut Conn) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let n = conn.stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 8192 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().map(str::to_string)
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl Handler for HttpHandler {
+    fn handle(self: Arc<Self>, mut conn: Conn) -> BoxFuture {
+        Box::pin(async move {
+            let Ok(Some(line)) =
+                tokio::time::timeout(Duration::from_secs(10), read_request_line(&mut conn)).await
+            else {
+                return;
+            };
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let reply = match (method, path) {
+                ("GET", "/healthz") => response("200 OK", "text/plain", "ok\n"),
+                ("GET", "/readyz") if self.state.ready.load(Ordering::SeqCst) => {
+                    response("200 OK", "text/plain", "ready\n")
+                }
+                ("GET", "/readyz") => {
+                    response("503 Service Unavailable", "text/plain", "not ready\n")
+                }
+                ("GET", "/metrics") => response(
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    &super::metrics::render(),
+                ),
+                ("GET", _) => response("404 Not Found", "text/plain", "not found\n"),
+                _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),
+            };
+            let _ = conn.stream.write_all(&reply).await;
+            let _ = conn.stream.shutdown().await;
+        })
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        let line = refusal_line("", why);
+        response(
+            "503 Service Unavailable",
+            "text/plain",
+            String::from_utf8_lossy(&line).trim(),
+        )
+    }
+}

@@ -1,0 +1,217 @@
+//! `pigeonpost serve`: load state, bind every configured listener, run until
+//! SIGTERM/SIGINT, then stop accepting and let sessions finish.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
+use crate::observe::http::HttpHandler;
+use crate::tables::reload::{self, Reloadable};
+use crate::tls::CertStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen for {listener} on {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    State(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// Problems the administrator fixes in the configuration or its files exit 2.
+    pub fn is_config(&self) -> bool {
+        matches!(self, ServeError::Tls(_) | ServeError::State(_))
+    }
+}
+
+/// Everything the sessions share.
+pub struct State {
+    pub config: Config,
+    pub tls: Option<Arc<CertStore>>,
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    pub ready: AtomicBool,
+}
+
+/// Loads every file the configuration names (tables, users, certificates).
+pub fn build_state(config: Config) -> Result<(Arc<State>, Vec<Arc<dyn Reloadable>>), ServeError> {
+    let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
+    let tls = match (&config.ssl_cert, &config.ssl_key) {
+        (Some(c), Some(k)) => {
+            let store = CertStore::load(c, k)?;
+            reloadables.push(store.clone());
+            Some(store)
+        }
+        _ => None,
+    };
+    let tls_config = tls.as_ref().map(CertStore::server_config);
+    let state = Arc::new(State {
+        config,
+        tls,
+        tls_config,
+        ready: AtomicBool::new(false),
+    });
+    Ok((state, reloadables))
+}
+
+impl Reloadable for CertStore {
+    fn describe(&self) -> String {
+        let [c, k] = self.paths();
+        format!("TLS certificate {} / {}", c.display(), k.display())
+    }
+    fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.paths().iter().map(|p| p.to_path_buf()).collect()
+    }
+    fn reload(&self) -> Result<(), String> {
+        CertStore::reload(self).map_err(|e| e.to_string())
+    }
+}
+
+/// Which handler serves a listener, and whether it needs implicit TLS.
+fn handler_for(name: &'static str, state: &Arc<State>) -> (Arc<dyn Handler>, bool) {
+    use crate::net::pending::Pending;
+    match name {
+        "http" => (
+            Arc::new(HttpHandler {
+                state: state.clone(),
+            }),
+            false,
+        ),
+        "submissions" | "imaps" | "pop3s" => (
+            Arc::new(Pending::for_listener(name, &state.config.myhostname)),
+            true,
+        ),
+        _ => (
+            Arc::new(Pending::for_listener(name, &state.config.myhostname)),
+            false,
+        ),
+    }
+}
+
+/// Whether a listener runs: Dovecot's `protocols` switches IMAP/POP3/LMTP on or off.
+fn enabled(name: &str, config: &Config) -> bool {
+    let proto = match name {
+        "imap" | "imaps" => "imap",
+        "pop3" | "pop3s" => "pop3",
+        "lmtp" => "lmtp",
+        _ => return true,
+    };
+    config.protocols.iter().any(|p| p == proto)
+}
+
+/// Binds everything, serves until a shutdown signal, then drains.
+pub async fn run(
+    state: Arc<State>,
+    reloadables: Vec<Arc<dyn Reloadable>>,
+) -> Result<(), ServeError> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let config = &state.config;
+    let mut bound = Vec::new();
+    for (name, addrs) in config.listen.all() {
+        if addrs.is_empty() || !enabled(name, config) {
+            continue;
+        }
+        let (handler, implicit_tls) = handler_for(name, &state);
+        let implicit_tls = if implicit_tls {
+            match &state.tls_config {
+                Some(c) => Some(c.clone()),
+                None => {
+                    tracing::warn!(
+                        listener = name,
+                        "not started: it needs TLS and ssl_cert/ssl_key are not set"
+                    );
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let limiter = ConnLimiter::new(
+            config.max_connections,
+            config.smtpd_client_connection_count_limit,
+        );
+        for &addr in addrs {
+            let listener = match net::bind(addr) {
+                Ok(l) => l,
+                Err(e) if addr.is_ipv6() && addr.ip().is_unspecified() && is_no_ipv6(&e) => {
+                    tracing::warn!(listener = name, %addr, error = %e, "IPv6 unavailable; listening on IPv4 only");
+                    continue;
+                }
+                Err(source) => {
+                    return Err(ServeError::Bind {
+                        listener: name,
+                        addr,
+                        source,
+                    })
+                }
+            };
+            let local = listener.local_addr()?;
+            tracing::info!(listener = name, addr = %local, tls = implicit_tls.is_some(), "listening");
+            let spec = ListenerSpec {
+                name,
+                addr: local,
+                implicit_tls: implicit_tls.clone(),
+                limiter: limiter.clone(),
+            };
+            bound.push((listener, spec, handler.clone()));
+        }
+    }
+    let _reload = reload::watch(reloadables);
+    for (listener, spec, handler) in bound {
+        tokio::spawn(net::serve(
+            listener,
+            spec,
+            handler,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!("pigeonpost ready");
+
+    wait_for_signal().await;
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, waiting for sessions");
+    state.ready.store(false, Ordering::SeqCst);
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "sessions still open at the shutdown deadline; closing them"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn is_no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+    )
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
