@@ -349,12 +349,15 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
     let ssl_cert = strip_dovecot_file(&v, "ssl_cert");
     let ssl_key = strip_dovecot_file(&v, "ssl_key");
     if ssl_cert.is_some() != ssl_key.is_some() {
-        let missing = if ssl_cert.is_some() {
-            "ssl_key"
+        let (set, missing) = if ssl_cert.is_some() {
+            ("ssl_cert", "ssl_key")
         } else {
-            "ssl_cert"
+            ("ssl_key", "ssl_cert")
         };
-        return Err(v.err(missing, "ssl_cert and ssl_key must be set together"));
+        return Err(v.err(
+            set,
+            format!("is set but {missing} is not (ssl_cert and ssl_key must be set together)"),
+        ));
     }
     for (key, path) in [("ssl_cert", &ssl_cert), ("ssl_key", &ssl_key)] {
         if let Some(p) = path {

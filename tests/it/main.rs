@@ -1,0 +1,8 @@
+//! The one integration-test binary (ripgrep style): every module here runs
+//! the real `pigeonpost` binary or talks to it over real sockets.
+
+mod cli;
+mod reload;
+mod serve;
+mod tls;
+mod util;

@@ -1,0 +1,1 @@
+//! Hot reload of tables and users (see also tls.rs for certificates).

@@ -1,0 +1,182 @@
+//! TLS on implicit-TLS listeners: a handshake against a certificate made by
+//! rcgen, TLS 1.2+ only, and certificate swaps (plain file replacement and
+//! a Kubernetes Secret `..data` symlink swap) seen by new connections.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+
+use crate::util::{replace, test_listen, Server, Tree};
+
+/// Connects with TLS, trusting only `trusted_pem`; returns the server's leaf certificate.
+fn handshake(
+    addr: SocketAddr,
+    trusted_pem: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(trusted_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let mut greeting = [0u8; 64];
+    let n = tls.read(&mut greeting).map_err(|e| e.to_string())?;
+    assert!(n > 0, "greeting over TLS");
+    let leaf = conn.peer_certificates().unwrap()[0].as_ref().to_vec();
+    Ok(leaf)
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+fn tls_config(t: &Tree, cert: &Path, key: &Path) -> std::path::PathBuf {
+    t.write(
+        "pigeonpost.toml",
+        &format!(
+            "myhostname = \"localhost\"\nalias_maps = \"\"\nssl_cert = \"<{}\"\nssl_key = \"<{}\"\n{}",
+            cert.display(),
+            key.display(),
+            test_listen(&[("imaps", "127.0.0.1:0")])
+        ),
+    )
+}
+
+/// Retries new handshakes until the server presents `want` (or 2 s pass).
+fn wait_for_cert(addr: SocketAddr, trusted_pem: &str, want: &[u8]) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(leaf) = handshake(addr, trusted_pem, &rustls::version::TLS13) {
+            if leaf == want {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "new certificate not served within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn handshake_and_certificate_swap_without_restart() {
+    let (cert_a, key_a) = pigeonpost::tls::self_signed(&["localhost"]);
+    let (cert_b, key_b) = pigeonpost::tls::self_signed(&["localhost"]);
+    let t = Tree::new();
+    let cert = t.write("tls/cert.pem", &cert_a);
+    let key = t.write("tls/key.pem", &key_a);
+    let server = Server::start(&tls_config(&t, &cert, &key), &[]);
+    let imaps = server.addr("imaps");
+
+    assert_eq!(
+        handshake(imaps, &cert_a, &rustls::version::TLS13).unwrap(),
+        der_of(&cert_a)
+    );
+    assert_eq!(
+        handshake(imaps, &cert_a, &rustls::version::TLS12).unwrap(),
+        der_of(&cert_a),
+        "TLS 1.2 works"
+    );
+
+    // Swap: key first, then certificate, as a deploy tool would.
+    replace(&key, &key_b);
+    replace(&cert, &cert_b);
+    let trust_both = format!("{cert_a}{cert_b}");
+    wait_for_cert(imaps, &trust_both, &der_of(&cert_b));
+
+    // A broken certificate is refused and the last good one stays.
+    replace(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    );
+    assert!(
+        server
+            .wait_log("reload failed", Duration::from_secs(3))
+            .is_some(),
+        "the failure is logged"
+    );
+    assert_eq!(
+        handshake(imaps, &trust_both, &rustls::version::TLS13).unwrap(),
+        der_of(&cert_b)
+    );
+    // A key that does not match the certificate is refused too.
+    replace(&cert, &cert_a);
+    let line = server
+        .wait_log("reload failed", Duration::from_secs(3))
+        .expect("mismatch logged");
+    assert!(line.contains("does not match"), "{line}");
+    assert_eq!(
+        handshake(imaps, &trust_both, &rustls::version::TLS13).unwrap(),
+        der_of(&cert_b)
+    );
+}
+
+#[test]
+fn kubernetes_secret_symlink_swap_is_picked_up() {
+    // The layout kubelet creates for a mounted Secret:
+    //   tls.crt -> ..data/tls.crt, ..data -> ..2026_01, ..2026_01/tls.crt
+    let (cert_a, key_a) = pigeonpost::tls::self_signed(&["localhost"]);
+    let (cert_b, key_b) = pigeonpost::tls::self_signed(&["localhost"]);
+    let t = Tree::new();
+    let dir = t.path("secret");
+    t.write("secret/..2026_01/tls.crt", &cert_a);
+    t.write("secret/..2026_01/tls.key", &key_a);
+    std::os::unix::fs::symlink("..2026_01", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.crt", dir.join("tls.crt")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", dir.join("tls.key")).unwrap();
+    let server = Server::start(
+        &tls_config(&t, &dir.join("tls.crt"), &dir.join("tls.key")),
+        &[],
+    );
+    let imaps = server.addr("imaps");
+    assert_eq!(
+        handshake(imaps, &cert_a, &rustls::version::TLS13).unwrap(),
+        der_of(&cert_a)
+    );
+
+    // kubelet's update: new timestamped dir, new ..data_tmp symlink, renamed over ..data.
+    t.write("secret/..2026_02/tls.crt", &cert_b);
+    t.write("secret/..2026_02/tls.key", &key_b);
+    std::os::unix::fs::symlink("..2026_02", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_01")).unwrap();
+    let took = wait_for_cert(imaps, &format!("{cert_a}{cert_b}"), &der_of(&cert_b));
+    eprintln!("certificate swap seen after {took:?}");
+}
+
+#[test]
+fn an_invalid_certificate_at_start_is_a_config_error() {
+    let t = Tree::new();
+    let cert = t.write("cert.pem", "garbage\n");
+    let (_, key_pem) = pigeonpost::tls::self_signed(&["localhost"]);
+    let key = t.write("key.pem", &key_pem);
+    let cfg = tls_config(&t, &cert, &key);
+    let out = crate::util::run(&["--config", cfg.to_str().unwrap(), "serve"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::util::stderr(&out);
+    assert!(
+        err.contains("cert.pem") && err.contains("no CERTIFICATE"),
+        "{err}"
+    );
+}

@@ -1,0 +1,203 @@
+//! Shared test helpers: temporary config trees, running the binary, and a
+//! server process that is killed when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pigeonpost");
+
+/// A command with a clean environment: no PIGEONPOST_* from the developer's shell.
+pub fn pigeonpost() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PIGEONPOST_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = pigeonpost();
+    cmd.args(args).envs(env.iter().copied());
+    cmd.output().expect("running pigeonpost")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Replaces a file atomically (write + rename), as editors and config tools do.
+pub fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A `[listen]` table with every listener off except smtp and http on
+/// loopback port 0 (so tests never collide), plus `extra` ("name", "addr") pairs.
+pub fn test_listen(extra: &[(&str, &str)]) -> String {
+    let mut out = String::from("\n[listen]\n");
+    for name in [
+        "smtp",
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+        "lmtp",
+        "http",
+    ] {
+        let default = if name == "smtp" || name == "http" {
+            "127.0.0.1:0"
+        } else {
+            ""
+        };
+        let addr = extra
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or(default);
+        out.push_str(&format!("{name} = \"{addr}\"\n"));
+    }
+    out
+}
+
+/// A running `pigeonpost serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    /// listener name -> bound addresses, from the JSON "listening" log lines.
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `serve` with `config` (JSON logs) and waits until it is ready.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = pigeonpost();
+        cmd.args(["--config", config.to_str().unwrap(), "serve"])
+            .env("PIGEONPOST_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning pigeonpost serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            listeners: Vec::new(),
+            log: rx,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = server
+                .next_log(deadline.saturating_duration_since(Instant::now()))
+                .expect("server did not become ready");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            match v["message"].as_str() {
+                Some("listening") => server.listeners.push((
+                    v["listener"].as_str().unwrap().to_string(),
+                    v["addr"].as_str().unwrap().parse().unwrap(),
+                )),
+                Some("pigeonpost ready") => return server,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == listener)
+            .unwrap_or_else(|| panic!("no {listener} listener in {:?}", self.listeners))
+            .1
+    }
+
+    pub fn next_log(&self, timeout: Duration) -> Option<String> {
+        self.log.recv_timeout(timeout).ok()
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while let Some(line) = self.next_log(deadline.saturating_duration_since(Instant::now())) {
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory holding a config tree.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        write(&p, text);
+        p
+    }
+}
+
+/// Is `tool` on PATH? In CI (CI=true) a missing tool fails the test instead of skipping it.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("{tool} is required in CI but not installed (see .ci/run)");
+        }
+        eprintln!("SKIPPED: {tool} not installed");
+    }
+    found
+}
