@@ -161,6 +161,14 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS {
+            assert!(readme.contains(&format!("| `{}` |", k.name)), "README.md's key table lacks {}", k.name);
+        }
+    }
+
+    #[test]
     fn suggests_close_names() {
         assert_eq!(suggest("mydestinations"), Some("mydestination"));
         assert_eq!(suggest("virtual_mailbox_map"), Some("virtual_mailbox_maps"));
