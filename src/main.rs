@@ -41,6 +41,10 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(e) => return config_failure(&e),
             };
+            // Like `postfix check`: every table the configuration names must load.
+            if let Err(e) = pigeonpost::tables::Tables::open(&loaded.config) {
+                return config_failure(&e);
+            }
             match config::print::render(&loaded.entries, &keys) {
                 Ok(text) => {
                     print!("{text}");

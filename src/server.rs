@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
 use crate::observe::http::HttpHandler;
 use crate::tables::reload::{self, Reloadable};
+use crate::tables::Tables;
 use crate::tls::CertStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,7 @@ impl ServeError {
 /// Everything the sessions share.
 pub struct State {
     pub config: Config,
+    pub tables: Tables,
     pub tls: Option<Arc<CertStore>>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub ready: AtomicBool,
@@ -46,7 +48,8 @@ pub struct State {
 
 /// Loads every file the configuration names (tables, users, certificates).
 pub fn build_state(config: Config) -> Result<(Arc<State>, Vec<Arc<dyn Reloadable>>), ServeError> {
-    let mut reloadables: Vec<Arc<dyn Reloadable>> = Vec::new();
+    let tables = Tables::open(&config).map_err(|e| ServeError::State(e.to_string()))?;
+    let mut reloadables: Vec<Arc<dyn Reloadable>> = tables.reloadables();
     let tls = match (&config.ssl_cert, &config.ssl_key) {
         (Some(c), Some(k)) => {
             let store = CertStore::load(c, k)?;
@@ -57,6 +60,7 @@ pub fn build_state(config: Config) -> Result<(Arc<State>, Vec<Arc<dyn Reloadable
     };
     let tls_config = tls.as_ref().map(CertStore::server_config);
     let state = Arc::new(State {
+        tables,
         config,
         tls,
         tls_config,

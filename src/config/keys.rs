@@ -164,7 +164,11 @@ mod tests {
     fn readme_documents_every_key() {
         let readme = include_str!("../../README.md");
         for k in KEYS {
-            assert!(readme.contains(&format!("| `{}` |", k.name)), "README.md's key table lacks {}", k.name);
+            assert!(
+                readme.contains(&format!("| `{}` |", k.name)),
+                "README.md's key table lacks {}",
+                k.name
+            );
         }
     }
 

@@ -175,6 +175,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The files this configuration was read from (for reload and display).
     pub files: Vec<PathBuf>,
+    /// Where each key's value came from ("default", a file, an environment variable).
+    pub sources: HashMap<&'static str, String>,
 }
 
 /// A loaded configuration plus the provenance of every key.
@@ -308,5 +310,19 @@ fn system_hostname() -> String {
         "localhost".into()
     } else {
         name
+    }
+}
+
+impl Config {
+    /// Where `key`'s value came from, for error messages.
+    pub fn source_of(&self, key: &str) -> &str {
+        self.sources
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or("default")
+    }
+
+    pub fn is_default(&self, key: &str) -> bool {
+        self.source_of(key) == "default"
     }
 }

@@ -423,29 +423,13 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         mydomain: v.text("mydomain"),
         myorigin: v.text("myorigin"),
         inet_interfaces: v.list("inet_interfaces"),
-        mydestination: v
-            .list("mydestination")
-            .into_iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
+        mydestination: v.list("mydestination"),
         mynetworks: v.networks("mynetworks")?,
-        relay_domains: v
-            .list("relay_domains")
-            .into_iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
+        relay_domains: v.list("relay_domains"),
         home_mailbox: v.text("home_mailbox"),
         mail_spool_directory: PathBuf::from(v.text("mail_spool_directory")),
-        virtual_mailbox_domains: v
-            .list("virtual_mailbox_domains")
-            .into_iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        virtual_alias_domains: v
-            .list("virtual_alias_domains")
-            .into_iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
+        virtual_mailbox_domains: v.list("virtual_mailbox_domains"),
+        virtual_alias_domains: v.list("virtual_alias_domains"),
         virtual_mailbox_base: v.path("virtual_mailbox_base"),
         virtual_mailbox_maps: v.list("virtual_mailbox_maps"),
         virtual_alias_maps: v.list("virtual_alias_maps"),
@@ -484,6 +468,7 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         max_connections: v.count("max_connections")?,
         shutdown_timeout: v.time("shutdown_timeout")?,
         files,
+        sources: entries.iter().map(|e| (e.key, e.source.clone())).collect(),
     })
 }
 

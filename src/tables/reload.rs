@@ -74,6 +74,12 @@ pub fn watch(items: Vec<Arc<dyn Reloadable>>) -> ReloadHandle {
                 .unwrap_or_else(|| PathBuf::from("."))
         })
         .collect();
+    // Taken before returning, so a change right after start-up is not missed.
+    let mut seen: HashMap<PathBuf, Option<Fingerprint>> = items
+        .iter()
+        .flat_map(|i| i.paths())
+        .map(|p| (p.clone(), fingerprint(&p)))
+        .collect();
     std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || {
@@ -91,8 +97,6 @@ pub fn watch(items: Vec<Arc<dyn Reloadable>>) -> ReloadHandle {
                     }
                 }
             }
-            let mut seen: HashMap<PathBuf, Option<Fingerprint>> =
-                items.iter().flat_map(|i| i.paths()).map(|p| (p.clone(), fingerprint(&p))).collect();
             loop {
                 match stop_rx.try_recv() {
                     Ok(()) | Err(mpsc::TryRecvError::Disconnected) => return,
