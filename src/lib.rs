@@ -1,7 +1,9 @@
 //! pigeonpost: one binary that does the job of Postfix + Dovecot.
 //! See DESIGN.md for the architecture; `main.rs` is only the CLI.
 
+pub mod auth;
 pub mod config;
+pub mod dev;
 pub mod net;
 pub mod observe;
 pub mod server;

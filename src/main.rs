@@ -25,11 +25,33 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the mail server
-    Serve,
+    Serve {
+        /// A complete development server with its state in ./pigeonpost-dev/
+        #[arg(long)]
+        dev: bool,
+    },
     /// Print the effective configuration and where each value came from
     Config {
         /// Only these keys
         keys: Vec<String>,
+    },
+    /// Make a password hash for a passwd-file (like `doveadm pw`), or test one with -t
+    Pw {
+        /// Password scheme, e.g. SHA512-CRYPT, BLF-CRYPT, ARGON2ID, SSHA512, CRAM-MD5 (suffix .B64/.HEX to pick the encoding)
+        #[arg(short = 's', long = "scheme", default_value = "SHA512-CRYPT")]
+        scheme: String,
+        /// The password (default: read it from the terminal, twice, or one line from stdin)
+        #[arg(short = 'p', long = "password")]
+        password: Option<String>,
+        /// User name, for schemes that use it
+        #[arg(short = 'u', long = "user")]
+        user: Option<String>,
+        /// Rounds / cost for the crypt and Argon2 schemes
+        #[arg(short = 'r', long = "rounds")]
+        rounds: Option<u32>,
+        /// Test that the password matches this stored hash instead of making one
+        #[arg(short = 't', long = "test", value_name = "HASH")]
+        test: Option<String>,
     },
 }
 
@@ -42,7 +64,9 @@ fn main() -> ExitCode {
                 Err(e) => return config_failure(&e),
             };
             // Like `postfix check`: every table the configuration names must load.
-            if let Err(e) = pigeonpost::tables::Tables::open(&loaded.config) {
+            if let Err(e) = pigeonpost::tables::Tables::open(&loaded.config)
+                .and_then(|_| pigeonpost::auth::Auth::open(&loaded.config))
+            {
                 return config_failure(&e);
             }
             match config::print::render(&loaded.entries, &keys) {
@@ -53,8 +77,34 @@ fn main() -> ExitCode {
                 Err(e) => config_failure(&e),
             }
         }
-        Command::Serve => {
-            let loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
+        Command::Pw {
+            scheme,
+            password,
+            user,
+            rounds,
+            test,
+        } => pw(&scheme, password, user, rounds, test),
+        Command::Serve { dev } => {
+            let mut config_path = cli.config;
+            if dev {
+                if config_path.is_some() {
+                    eprintln!("pigeonpost: --dev uses ./{}/pigeonpost.toml; do not combine it with --config", pigeonpost::dev::DEV_DIR);
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                let setup = match pigeonpost::dev::prepare(std::path::Path::new(".")) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!(
+                            "pigeonpost: cannot prepare ./{}: {e}",
+                            pigeonpost::dev::DEV_DIR
+                        );
+                        return ExitCode::from(EXIT_RUNTIME);
+                    }
+                };
+                eprintln!("{}", pigeonpost::dev::banner(&setup));
+                config_path = Some(setup.config);
+            }
+            let loaded = match config::load(&config::LoadOptions::from_process(config_path)) {
                 Ok(l) => l,
                 Err(e) => return config_failure(&e),
             };
@@ -95,6 +145,95 @@ fn serve(config: config::Config) -> ExitCode {
             })
         }
     }
+}
+
+/// `pigeonpost pw`: prints a `{SCHEME}hash` line, or with `-t` checks one.
+fn pw(
+    scheme: &str,
+    password: Option<String>,
+    user: Option<String>,
+    rounds: Option<u32>,
+    test: Option<String>,
+) -> ExitCode {
+    use pigeonpost::auth::scheme;
+    let password = match password {
+        Some(p) => p,
+        None => match read_password(test.is_none()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pigeonpost: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    if let Some(stored) = test {
+        let default = scheme::parse_spec(scheme)
+            .map(|(s, _)| s)
+            .unwrap_or(scheme::Scheme::Plain);
+        return match scheme::verify(&stored, default, password.as_bytes()) {
+            Ok(true) => {
+                println!("{stored} (verified)");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                eprintln!("pigeonpost: password does not match");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+            Err(e) => {
+                eprintln!("pigeonpost: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    match scheme::hash_spec(scheme, password.as_bytes(), user.as_deref(), rounds) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pigeonpost: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Reads a password: from a terminal without echo (twice when making a hash), else one line of stdin.
+fn read_password(confirm: bool) -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let ask = |prompt: &str| -> Result<String, String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        // SAFETY: termios calls on fd 0, which is a terminal; echo is restored below.
+        let mut term: libc::termios = unsafe { std::mem::zeroed() };
+        let saved = unsafe { libc::tcgetattr(0, &mut term) } == 0;
+        let original = term;
+        if saved {
+            term.c_lflag &= !libc::ECHO;
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &term) };
+        }
+        let mut line = String::new();
+        let r = std::io::stdin().lock().read_line(&mut line);
+        if saved {
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &original) };
+        }
+        eprintln!();
+        r.map_err(|e| e.to_string())?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let first = ask("Enter new password: ")?;
+    if confirm && ask("Retype new password: ")? != first {
+        return Err("passwords don't match".into());
+    }
+    Ok(first)
 }
 
 fn config_failure(e: &config::ConfigError) -> ExitCode {

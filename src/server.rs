@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
 use crate::observe::http::HttpHandler;
@@ -41,15 +42,21 @@ impl ServeError {
 pub struct State {
     pub config: Config,
     pub tables: Tables,
+    pub auth: Auth,
     pub tls: Option<Arc<CertStore>>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub ready: AtomicBool,
 }
 
 /// Loads every file the configuration names (tables, users, certificates).
-pub fn build_state(config: Config) -> Result<(Arc<State>, Vec<Arc<dyn Reloadable>>), ServeError> {
+/// The shared state plus every file to watch for reload.
+pub type Started = (Arc<State>, Vec<Arc<dyn Reloadable>>);
+
+pub fn build_state(config: Config) -> Result<Started, ServeError> {
     let tables = Tables::open(&config).map_err(|e| ServeError::State(e.to_string()))?;
+    let auth = Auth::open(&config).map_err(|e| ServeError::State(e.to_string()))?;
     let mut reloadables: Vec<Arc<dyn Reloadable>> = tables.reloadables();
+    reloadables.extend(auth.reloadables());
     let tls = match (&config.ssl_cert, &config.ssl_key) {
         (Some(c), Some(k)) => {
             let store = CertStore::load(c, k)?;
@@ -61,6 +68,7 @@ pub fn build_state(config: Config) -> Result<(Arc<State>, Vec<Arc<dyn Reloadable
     let tls_config = tls.as_ref().map(CertStore::server_config);
     let state = Arc::new(State {
         tables,
+        auth,
         config,
         tls,
         tls_config,
@@ -119,6 +127,9 @@ pub async fn run(
     state: Arc<State>,
     reloadables: Vec<Arc<dyn Reloadable>>,
 ) -> Result<(), ServeError> {
+    // Installed first, so a SIGTERM that arrives right after "ready" is
+    // handled as a shutdown rather than killing the process.
+    let signals = Signals::install()?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let config = &state.config;
@@ -185,7 +196,7 @@ pub async fn run(
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!("pigeonpost ready");
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, waiting for sessions");
     state.ready.store(false, Ordering::SeqCst);
     shutdown.cancel();
@@ -210,12 +221,24 @@ fn is_no_ipv6(e: &std::io::Error) -> bool {
     )
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

@@ -303,7 +303,7 @@ fn resolve_id(text: &str, is_user: bool) -> Result<u32, String> {
     })
 }
 
-fn one_of<'x>(v: &Values, key: &str, allowed: &[&'x str]) -> Result<Vec<String>, ConfigError> {
+fn one_of(v: &Values, key: &str, allowed: &[&str]) -> Result<Vec<String>, ConfigError> {
     let items: Vec<String> = v
         .list(key)
         .into_iter()

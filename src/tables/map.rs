@@ -450,6 +450,17 @@ mod tests {
     }
 
     #[test]
+    fn folding_is_unicode_aware_and_stable() {
+        assert_eq!(fold("abc"), "abc");
+        assert_eq!(fold("ABC@Ex"), "abc@ex");
+        assert_eq!(fold("\u{1c5}x"), "\u{1c6}x"); // title-case Dž
+        assert_eq!(fold("ÜBER"), "über");
+        let (m, _) = parse("Ǆ@X.Example v\n");
+        assert_eq!(m.iter().next().unwrap().0, "ǆ@x.example");
+        assert_eq!(m.get("ǅ@x.example"), Some("v"));
+    }
+
+    #[test]
     fn hash_inside_value_is_data() {
         let (m, _) = parse("a@x b@y # not a comment\n");
         assert_eq!(m.get("a@x"), Some("b@y # not a comment"));
