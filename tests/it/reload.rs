@@ -136,11 +136,20 @@ fn the_server_logs_reloads_and_broken_lines() {
     let t = Tree::new();
     let path = t.write("postfix/virtual", "info@example.com john@example.com\n");
     let server = Server::start(&write_server_config(&t, &path), &[]);
+    // A connection open across the reload is not dropped.
+    let mut open = std::net::TcpStream::connect(server.addr("http")).unwrap();
     replace(&path, "info@example.com jane@example.com\n");
     let ok = server
         .wait_log("reloaded", Duration::from_secs(3))
         .expect("reload logged");
     assert!(ok.contains("virtual_alias_maps hash:"), "{ok}");
+    {
+        use std::io::{Read, Write};
+        write!(open, "GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        open.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
+    }
     replace(&path, "info@example.com jane@example.com\n\nbroken\n");
     let bad = server
         .wait_log("reload failed", Duration::from_secs(3))

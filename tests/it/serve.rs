@@ -117,3 +117,39 @@ fn a_busy_port_is_a_runtime_error_naming_the_listener() {
         "{err}"
     );
 }
+
+#[test]
+fn sigterm_lets_open_sessions_finish() {
+    let t = Tree::new();
+    let cfg = seed_config(&t);
+    let mut server = Server::start(&cfg, &[]);
+    let http = server.addr("http");
+    // A session in progress: connected, request not yet sent.
+    let mut s = TcpStream::connect(http).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal(libc::SIGTERM);
+    assert!(server
+        .wait_log("shutting down", Duration::from_secs(5))
+        .is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "waits for the open session"
+    );
+    assert!(
+        TcpStream::connect(http).is_err(),
+        "but accepts no new connections"
+    );
+    write!(s, "GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "the session completes: {reply:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "exits once sessions are done");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
