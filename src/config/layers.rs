@@ -151,8 +151,12 @@ fn source_of(figment: &Figment, key: &str) -> String {
     let Some(meta) = figment.find_metadata(key) else {
         return "unknown".into();
     };
-    if let Some(src) = &meta.source {
-        return src.to_string();
+    match &meta.source {
+        // figment's Display shortens paths relative to the working
+        // directory; administrators grep logs for the path they wrote.
+        Some(figment::Source::File(path)) => return path.display().to_string(),
+        Some(src) => return src.to_string(),
+        None => {}
     }
     let parts: Vec<&str> = key.split('.').collect();
     meta.interpolate(&Profile::Default, &parts)
