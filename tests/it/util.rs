@@ -13,6 +13,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pigeonpost");
 /// A command with a clean environment: no PIGEONPOST_* from the developer's shell.
 pub fn pigeonpost() -> Command {
     let mut cmd = Command::new(BIN);
+    // Not the test's own directory: paths in messages must not depend on it.
+    cmd.current_dir("/");
     for (k, _) in std::env::vars() {
         if k.starts_with("PIGEONPOST_") || k == "RUST_LOG" {
             cmd.env_remove(k);
