@@ -7,5 +7,6 @@ pub mod dev;
 pub mod net;
 pub mod observe;
 pub mod server;
+pub mod smtp;
 pub mod tables;
 pub mod tls;

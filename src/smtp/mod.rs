@@ -1,0 +1,4 @@
+//! SMTP: the sans-IO session (`proto`), the connection driver (`inbound`),
+//! and recipient routing (`router`).
+
+pub mod proto;

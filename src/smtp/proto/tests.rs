@@ -1,0 +1,424 @@
+//! Transcript tests: a client script in, the server's replies out.
+
+use base64::Engine;
+
+use super::*;
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        hostname: "mx.example.com".into(),
+        max_message_size: 1000,
+        max_recipients: 3,
+        tls_available: true,
+        tls_active: false,
+        local_client: false,
+        mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        submission: false,
+        disable_plaintext_auth: true,
+        max_errors: 20,
+    }
+}
+
+/// The driver: runs `script` (fed in `chunks` pieces) through a session
+/// with a toy policy, returning the output and the delivered messages.
+struct Run {
+    out: String,
+    delivered: Vec<(Envelope<String>, Vec<u8>)>,
+    tls_started: usize,
+    closed: bool,
+}
+
+fn run_with(cfg: SessionConfig, chunks: &[&[u8]]) -> Run {
+    let mut s: Session<String> = Session::new(cfg);
+    let mut run = Run {
+        out: String::new(),
+        delivered: Vec::new(),
+        tls_started: 0,
+        closed: false,
+    };
+    let mut chunks = chunks.iter();
+    loop {
+        match s.next_action() {
+            Action::NeedInput => {
+                run.out.push_str(&String::from_utf8_lossy(&s.take_output()));
+                match chunks.next() {
+                    Some(c) => s.feed(c),
+                    None => break,
+                }
+            }
+            Action::StartTls => {
+                run.out.push_str(&String::from_utf8_lossy(&s.take_output()));
+                run.tls_started += 1;
+                s.tls_started();
+            }
+            Action::CheckAuth(creds) => {
+                let ok = matches!(&creds, Credentials::Plain { authcid, password, .. } if authcid == "user" && password == b"pass");
+                s.auth_done(if ok {
+                    AuthOutcome::Ok("user".into())
+                } else {
+                    AuthOutcome::Fail
+                });
+            }
+            Action::CheckRecipient(addr) => {
+                if addr.ends_with("@example.com") {
+                    s.rcpt_done(Ok(format!("route:{addr}")));
+                } else {
+                    s.rcpt_done(Err(Reply::new(
+                        554,
+                        "5.7.1",
+                        format!("<{addr}>: Relay access denied"),
+                    )));
+                }
+            }
+            Action::Deliver(env, msg) => {
+                run.delivered.push((env, msg));
+                s.data_done(Reply::new(250, "2.0.0", "Ok: queued"));
+            }
+            Action::Close => {
+                run.out.push_str(&String::from_utf8_lossy(&s.take_output()));
+                run.closed = true;
+                break;
+            }
+        }
+    }
+    run
+}
+
+fn run(script: &str) -> Run {
+    run_with(cfg(), &[script.as_bytes()])
+}
+
+fn codes(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| l[..3].to_string())
+        .collect()
+}
+
+#[test]
+fn a_plain_transaction() {
+    let r = run("EHLO client\r\nMAIL FROM:<a@b.org> SIZE=20\r\nRCPT TO:<john@example.com>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    assert_eq!(
+        codes(&r.out),
+        ["220", "250", "250", "250", "354", "250", "221"],
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("250-PIPELINING\r\n")
+            && r.out.contains("250-SIZE 1000\r\n")
+            && r.out.contains("250 CHUNKING\r\n")
+    );
+    assert!(r.out.contains("250-STARTTLS\r\n"));
+    assert!(
+        !r.out.contains("AUTH"),
+        "no AUTH offered before TLS to a remote client"
+    );
+    assert!(r
+        .out
+        .contains("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data"));
+    assert_eq!(r.delivered.len(), 1);
+    let (env, msg) = &r.delivered[0];
+    assert_eq!(env.mail_from, "a@b.org");
+    assert_eq!(env.recipients[0].address, "john@example.com");
+    assert_eq!(env.recipients[0].route, "route:john@example.com");
+    assert_eq!(msg, b"Subject: hi\r\n\r\nbody\r\n");
+    assert!(r.closed);
+}
+
+#[test]
+fn pipelined_in_one_write_and_byte_by_byte_give_the_same_transcript() {
+    let script = "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@elsewhere.org>\r\nRCPT TO:<c@example.com>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<z@z.org>\r\nRCPT TO:<a@example.com>\r\nDATA\r\ny\r\n.\r\nQUIT\r\n";
+    let whole = run(script);
+    let bytes: Vec<&[u8]> = script.as_bytes().chunks(1).collect();
+    let split = run_with(cfg(), &bytes);
+    assert_eq!(whole.out, split.out);
+    assert_eq!(
+        codes(&whole.out),
+        [
+            "220", "250", "250", "250", "554", "250", "354", "250", "250", "250", "354", "250",
+            "221"
+        ]
+    );
+    assert_eq!(whole.delivered.len(), 2);
+    assert_eq!(whole.delivered[0].0.recipients.len(), 2);
+    assert_eq!(whole.delivered[0].0.mail_from, "", "null sender kept");
+}
+
+#[test]
+fn sequence_errors() {
+    let r = run("MAIL FROM:<a@b>\r\nEHLO c\r\nRCPT TO:<a@example.com>\r\nDATA\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\nDATA\r\nBDAT 3 LAST\r\nabcRSET\r\nNOOP\r\nVRFY x\r\nEXPN x\r\nHELP\r\nFOO\r\nQUIT\r\n");
+    assert_eq!(
+        codes(&r.out),
+        [
+            "220", "503", "250", "503", "503", "250", "503", "554", "554", "250", "250", "252",
+            "502", "214", "502", "221"
+        ],
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("503 5.5.1 Error: send HELO/EHLO first"));
+    assert!(r.out.contains("554 5.5.1 Error: no valid recipients"));
+    assert!(r.delivered.is_empty());
+}
+
+#[test]
+fn every_reply_has_an_enhanced_code_except_greeting_and_ehlo() {
+    let r = run("EHLO c\r\nHELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@nowhere>\r\nRSET\r\nNOOP\r\nBAD\r\nQUIT\r\n");
+    for line in r.out.lines().filter(|l| {
+        !l.starts_with("220 mx")
+            && !l.starts_with("250-")
+            && !l.starts_with("250 mx")
+            && !l.starts_with("250 CHUNKING")
+    }) {
+        let enhanced = line.get(4..9).unwrap_or("");
+        assert!(
+            enhanced.chars().nth(1) == Some('.') && "245".contains(&enhanced[..1]),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn size_limits() {
+    let r = run("EHLO c\r\nMAIL FROM:<a@b> SIZE=5000\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n");
+    assert!(r.out.contains("552 5.3.4 Message size exceeds fixed limit"));
+    let big = "x".repeat(600);
+    let r = run(&format!("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n{big}\r\n{big}\r\n.\r\nNOOP\r\n"));
+    assert!(
+        r.out.contains("552 5.3.4 Error: message file too big"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.ends_with("250 2.0.0 Ok\r\n"),
+        "session goes on: {}",
+        r.out
+    );
+    assert!(r.delivered.is_empty());
+}
+
+#[test]
+fn recipient_limit_is_a_452() {
+    let r = run("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@example.com>\r\nRCPT TO:<2@example.com>\r\nRCPT TO:<3@example.com>\r\nRCPT TO:<4@example.com>\r\nDATA\r\nx\r\n.\r\n");
+    assert!(r.out.contains("452 4.5.3 Error: too many recipients"));
+    assert_eq!(r.delivered[0].0.recipients.len(), 3);
+}
+
+#[test]
+fn bdat_chunks() {
+    let r = run("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@example.com>\r\nBDAT 5\r\nab\r\ncBDAT 0 LAST\r\nNOOP\r\n");
+    assert!(r.out.contains("250 2.0.0 5 octets received"), "{}", r.out);
+    assert_eq!(r.delivered[0].1, b"ab\r\nc");
+    // A chunk over the size limit fails the whole message but keeps the stream in sync.
+    let big = "y".repeat(1200);
+    let r = run(&format!("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@example.com>\r\nBDAT 1200\r\n{big}BDAT 2 LAST\r\nzzNOOP\r\n"));
+    assert_eq!(
+        codes(&r.out),
+        ["220", "250", "250", "250", "552", "552", "250"],
+        "{}",
+        r.out
+    );
+    assert!(r.delivered.is_empty());
+}
+
+#[test]
+fn smuggled_end_of_data_does_not_split_a_message() {
+    let r = run("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@example.com>\r\nDATA\r\nhello\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
+    assert_eq!(r.delivered.len(), 1, "{}", r.out);
+    let body = String::from_utf8_lossy(&r.delivered[0].1);
+    assert!(body.contains("MAIL FROM:<evil@x>") && body.contains("smuggled"));
+}
+
+#[test]
+fn long_lines_and_garbage() {
+    let long = "A".repeat(1500);
+    let r = run(&format!("EHLO c\r\n{long}\r\n\x00\x01\x02\r\nNOOP\r\n"));
+    assert_eq!(
+        codes(&r.out),
+        ["220", "250", "500", "502", "250"],
+        "{}",
+        r.out
+    );
+    let endless = "B".repeat(20_000);
+    let r = run_with(cfg(), &[endless.as_bytes(), b"\r\nNOOP\r\n"]);
+    assert_eq!(codes(&r.out), ["220", "500", "250"], "{}", r.out);
+}
+
+#[test]
+fn too_many_errors_closes_the_session() {
+    let r = run(&"BAD\r\n".repeat(25));
+    assert_eq!(r.out.matches("502 5.5.2").count(), 20);
+    assert!(r
+        .out
+        .ends_with("421 4.7.0 mx.example.com Error: too many errors\r\n"));
+    assert!(r.closed);
+}
+
+#[test]
+fn starttls_discards_pipelined_commands_and_resets() {
+    let r = run_with(
+        cfg(),
+        &[
+            b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x>\r\n",
+            b"MAIL FROM:<a@b>\r\nEHLO c\r\nSTARTTLS\r\nQUIT\r\n",
+        ],
+    );
+    assert_eq!(r.tls_started, 1);
+    assert!(r.out.contains("220 2.0.0 Ready to start TLS"));
+    assert!(
+        !r.out.contains("250 2.1.0"),
+        "injected MAIL ignored, MAIL after TLS needs a new EHLO: {}",
+        r.out
+    );
+    assert!(r.out.contains("503 5.5.1 Error: send HELO/EHLO first"));
+    assert!(r.out.contains("554 5.5.1 Error: TLS already active"));
+    let after_tls = r.out.split("Ready to start TLS").nth(1).unwrap();
+    assert!(
+        !after_tls.contains("STARTTLS\r\n") && after_tls.contains("AUTH PLAIN LOGIN"),
+        "{after_tls}"
+    );
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn auth_needs_tls_or_a_local_client() {
+    let plain = b64(b"\0user\0pass");
+    let r = run(&format!("EHLO c\r\nAUTH PLAIN {plain}\r\n"));
+    assert!(
+        r.out.contains("538 5.7.11 Encryption required"),
+        "{}",
+        r.out
+    );
+    let mut local = cfg();
+    local.local_client = true;
+    let r = run_with(
+        local,
+        &[format!("EHLO c\r\nAUTH PLAIN {plain}\r\nAUTH PLAIN {plain}\r\n").as_bytes()],
+    );
+    assert!(r.out.contains("250-AUTH PLAIN LOGIN"));
+    assert!(r.out.contains("235 2.7.0 Authentication successful"));
+    assert!(r.out.contains("503 5.5.1 Error: already authenticated"));
+}
+
+#[test]
+fn auth_exchanges_after_tls() {
+    let mut c = cfg();
+    c.tls_active = true;
+    let r = run_with(
+        c.clone(),
+        &[format!("EHLO c\r\nAUTH PLAIN\r\n{}\r\n", b64(b"\0user\0wrong")).as_bytes()],
+    );
+    assert!(
+        r.out.contains("334 \r\n") && r.out.contains("535 5.7.8 Error: authentication failed"),
+        "{}",
+        r.out
+    );
+    let r = run_with(
+        c.clone(),
+        &[format!(
+            "EHLO c\r\nAUTH LOGIN\r\n{}\r\n{}\r\n",
+            b64(b"user"),
+            b64(b"pass")
+        )
+        .as_bytes()],
+    );
+    assert!(
+        r.out
+            .contains("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0"),
+        "{}",
+        r.out
+    );
+    let r = run_with(
+        c.clone(),
+        &[b"EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH CRAM-MD5\r\nAUTH PLAIN !!!\r\n"],
+    );
+    assert!(r.out.contains("501 5.7.0 Authentication cancelled"));
+    assert!(
+        r.out.contains("504 5.5.4 Unrecognized authentication type"),
+        "CRAM-MD5 not in auth_mechanisms"
+    );
+    assert!(
+        r.out.contains("501 5.5.2 Error: invalid base64 data"),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains("STARTTLS"), "no STARTTLS offered over TLS");
+}
+
+#[test]
+fn submission_requires_tls_then_auth() {
+    let mut c = cfg();
+    c.submission = true;
+    c.local_client = true;
+    let r = run_with(
+        c.clone(),
+        &[
+            format!(
+                "EHLO c\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN {}\r\nSTARTTLS\r\n",
+                b64(b"\0user\0pass")
+            )
+            .as_bytes(),
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\n",
+        ],
+    );
+    assert!(
+        !r.out
+            .split("Ready to start TLS")
+            .next()
+            .unwrap()
+            .contains("AUTH"),
+        "no AUTH before TLS on submission, even locally"
+    );
+    assert_eq!(
+        r.out
+            .matches("530 5.7.0 Must issue a STARTTLS command first")
+            .count(),
+        2,
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("530 5.7.0 Authentication required"),
+        "{}",
+        r.out
+    );
+    c.tls_active = true;
+    let r = run_with(
+        c,
+        &[format!(
+            "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.com>\r\n",
+            b64(b"\0user\0pass")
+        )
+        .as_bytes()],
+    );
+    assert!(
+        r.out
+            .ends_with("235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn smtputf8_and_dsn_parameters() {
+    let r = run("EHLO c\r\nMAIL FROM:<jörg@b.de>\r\nMAIL FROM:<jörg@b.de> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=abc\r\nRCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com\r\nDATA\r\nx\r\n.\r\n");
+    assert!(r.out.contains("553 5.6.7"));
+    let env = &r.delivered[0].0;
+    assert!(env.smtputf8);
+    assert_eq!(env.body, BodyType::EightBitMime);
+    assert_eq!(env.ret, Some(DsnRet::Headers));
+    assert_eq!(env.envid.as_deref(), Some("abc"));
+    assert_eq!(
+        env.recipients[0].notify,
+        smtp_proto::RCPT_NOTIFY_SUCCESS | smtp_proto::RCPT_NOTIFY_FAILURE
+    );
+    assert!(env.recipients[0]
+        .orcpt
+        .as_deref()
+        .unwrap()
+        .contains("a@example.com"));
+}

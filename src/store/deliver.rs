@@ -1,0 +1,747 @@
+//! Durable Maildir delivery.
+//!
+//! Follows the qmail maildir(5) protocol (<https://cr.yp.to/proto/maildir.html>):
+//! write the message into `tmp/<unique>`, fsync it, move it into `new/`, and
+//! only then report success. On top of that we fsync the `new/` directory so
+//! the rename itself survives a crash (DESIGN.md §2: `250` only after the
+//! message is durable).
+//!
+//! File names follow Dovecot's Maildir conventions
+//! (<https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/>):
+//! `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<vsize>`, where `S=` is the
+//! size on disk (LF line endings, as Postfix virtual(8) and Dovecot write
+//! them) and `W=` the RFC 822 size with CRLF line endings (what IMAP
+//! `RFC822.SIZE` reports).
+//!
+//! Group commit: [`prepare`] does everything except the directory fsync and
+//! [`commit_dirs`] does one fsync per distinct `new/` directory, so a batcher
+//! can acknowledge many deliveries to the same Maildir with one fsync.
+//! [`deliver_maildir`] is `prepare` + `commit_dirs` for the simple case.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bytes to store: `prefix` (e.g. Return-Path:/Received: lines the SMTP layer
+/// built) followed by `body` (the message as received).
+///
+/// Both are treated as one byte stream: CRLF is converted to LF across the
+/// boundary as well.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub prefix: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// Owner given to files and directories we create (we run as root and
+/// `chown` after creating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Why a local delivery failed. Always temporary from the sender's point of
+/// view: see [`DeliverError::smtp_reply`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// ENOSPC or EDQUOT: disk or quota full.
+    #[error("no space left delivering to {}: {source}", path.display())]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Any other I/O failure; `op` names the operation ("create", "write",
+    /// "fsync", "rename", "fsync directory", "mkdir", "chown", ...).
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DeliverError {
+    /// Classifies an I/O error from operation `op` on `path`: ENOSPC and
+    /// EDQUOT become [`DeliverError::NoSpace`], anything else
+    /// [`DeliverError::Io`].
+    pub fn from_io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => DeliverError::NoSpace {
+                path: path.to_path_buf(),
+                source,
+            },
+            _ => DeliverError::Io {
+                path: path.to_path_buf(),
+                op,
+                source,
+            },
+        }
+    }
+
+    /// SMTP reply for the transaction. Never 5xx: the sender must retry
+    /// (DESIGN.md §2, "temporary trouble is a 4xx, never a loss").
+    pub fn smtp_reply(&self) -> (u16, &'static str, &'static str) {
+        match self {
+            DeliverError::NoSpace { .. } => (452, "4.3.1", "Insufficient system storage"),
+            DeliverError::Io { .. } => (451, "4.3.0", "Local delivery failed, try again later"),
+        }
+    }
+}
+
+fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DeliverError + 'a {
+    move |e| DeliverError::from_io(op, path, e)
+}
+
+/// Creates `dir` as a Maildir (`dir`, `dir/tmp`, `dir/new`, `dir/cur`, and
+/// missing parents) with mode 0700, chowned to `owner` if given (parents we
+/// create are chowned too; existing directories are left alone).
+/// Idempotent. The parent directory of everything created is fsynced before
+/// returning, so the new entries survive a crash.
+pub fn ensure_maildir(dir: &Path, owner: Option<&Owner>) -> Result<(), DeliverError> {
+    let mut created = Vec::new();
+    // Missing ancestors, outermost first.
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() || p.is_dir() {
+            break;
+        }
+        missing.push(p);
+        cur = p.parent();
+    }
+    for p in missing.iter().rev() {
+        mkdir_owned(p, owner, &mut created)?;
+    }
+    for sub in ["tmp", "new", "cur"] {
+        let p = dir.join(sub);
+        if !p.is_dir() {
+            mkdir_owned(&p, owner, &mut created)?;
+        }
+    }
+    // fsync each distinct parent of something we created (deepest last is
+    // fine: all of them are synced before we return).
+    let mut parents: Vec<&Path> = Vec::new();
+    for p in &created {
+        let parent = match p.parent() {
+            Some(pp) if !pp.as_os_str().is_empty() => pp,
+            _ => Path::new("."),
+        };
+        if !parents.contains(&parent) {
+            parents.push(parent);
+        }
+    }
+    for parent in parents {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// mkdir 0700 + chown; EEXIST (a concurrent creator won) is fine if it is a
+/// directory.
+fn mkdir_owned(
+    p: &Path,
+    owner: Option<&Owner>,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), DeliverError> {
+    match DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => return Ok(()),
+        Err(e) => return Err(DeliverError::from_io("mkdir", p, e)),
+    }
+    // The umask can only remove bits; make the mode exact anyway.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).map_err(err("mkdir", p))?;
+    if let Some(o) = owner {
+        std::os::unix::fs::chown(p, Some(o.uid), Some(o.gid)).map_err(err("chown", p))?;
+    }
+    created.push(p.to_path_buf());
+    Ok(())
+}
+
+/// fsync a directory so entries created/renamed in it are durable.
+pub(super) fn fsync_dir(dir: &Path) -> Result<(), DeliverError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(err("fsync directory", dir))?;
+    f.sync_all().map_err(err("fsync directory", dir))
+}
+
+/// A message that is in `new/` but whose directory entry is not yet durable.
+///
+/// **A message must not be acknowledged (SMTP `250`) before
+/// [`commit_dirs`] of its Maildir returned `Ok`.** If the commit fails, call
+/// [`Prepared::discard`] and answer with the error's
+/// [`DeliverError::smtp_reply`]; the sender will retry.
+#[derive(Debug)]
+#[must_use = "a prepared delivery must be committed (commit_dirs) or discarded"]
+pub struct Prepared {
+    maildir: PathBuf,
+    path: PathBuf,
+}
+
+impl Prepared {
+    /// The Maildir this message went to (pass it to [`commit_dirs`]).
+    pub fn maildir(&self) -> &Path {
+        &self.maildir
+    }
+
+    /// Final path of the message in `new/`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn into_path(self) -> PathBuf {
+        self.path
+    }
+
+    /// Removes the message from `new/` after a failed commit, so nothing that
+    /// was not acknowledged stays visible. Best effort.
+    pub fn discard(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "removing uncommitted message");
+        }
+    }
+}
+
+/// Durable Maildir delivery: [`prepare`] + [`commit_dirs`]. Returns the final
+/// path in `dir/new/`. On error nothing is left in `tmp/` or `new/`.
+pub fn deliver_maildir(
+    dir: &Path,
+    msg: &Message,
+    owner: Option<&Owner>,
+) -> Result<PathBuf, DeliverError> {
+    let prepared = prepare(dir, msg, owner)?;
+    match commit_dirs(&[dir]) {
+        Ok(()) => Ok(prepared.into_path()),
+        Err(e) => {
+            prepared.discard();
+            Err(e)
+        }
+    }
+}
+
+/// First half of a delivery: writes `dir/tmp/<unique>` (O_EXCL, mode 0600,
+/// chowned to `owner`), fsyncs it, and renames it to
+/// `dir/new/<unique>,S=<size>,W=<vsize>`. Creates the Maildir if missing.
+///
+/// The result is visible to readers but **not durable** until
+/// [`commit_dirs`] for `dir` returns `Ok`; do not acknowledge before that.
+/// On error the tmp file is removed and nothing is visible in `new/`.
+pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepared, DeliverError> {
+    let data = to_lf(msg.prefix, msg.body);
+    let size = data.len() as u64;
+    // Every LF becomes CRLF on the wire (bare LFs too, as Dovecot counts it).
+    let vsize = size + data.iter().filter(|&&b| b == b'\n').count() as u64;
+
+    let tmp_dir = dir.join("tmp");
+    let (tmp_path, mut file) = create_tmp(dir, &tmp_dir, owner)?;
+    let result = (|| {
+        file.write_all(&data).map_err(err("write", &tmp_path))?;
+        if let Some(o) = owner {
+            std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
+                .map_err(err("chown", &tmp_path))?;
+        }
+        file.sync_all().map_err(err("fsync", &tmp_path))?;
+        drop(file);
+        move_to_new(dir, &tmp_path, size, vsize, owner)
+    })();
+    match result {
+        Ok(path) => Ok(Prepared {
+            maildir: dir.to_path_buf(),
+            path,
+        }),
+        Err(e) => {
+            if let Err(re) = std::fs::remove_file(&tmp_path) {
+                if re.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %tmp_path.display(), error = %re, "removing tmp file");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Second half of a delivery: fsyncs `<dir>/new` once for each distinct
+/// Maildir in `dirs` (the same paths given to [`prepare`]). Only after this
+/// returns `Ok` may the messages prepared into these Maildirs be
+/// acknowledged. On error, none of the batch may be acknowledged.
+pub fn commit_dirs(dirs: &[&Path]) -> Result<(), DeliverError> {
+    let mut done: Vec<&Path> = Vec::with_capacity(dirs.len());
+    for &d in dirs {
+        if done.contains(&d) {
+            continue;
+        }
+        fsync_dir(&d.join("new"))?;
+        done.push(d);
+    }
+    Ok(())
+}
+
+/// Creates the tmp file with O_CREAT|O_EXCL. If `tmp/` is missing, creates
+/// the Maildir and retries; on a (theoretical) name collision, picks a new
+/// name.
+fn create_tmp(
+    dir: &Path,
+    tmp_dir: &Path,
+    owner: Option<&Owner>,
+) -> Result<(PathBuf, File), DeliverError> {
+    let mut ensured = false;
+    let mut attempts = 0;
+    loop {
+        let path = tmp_dir.join(unique_name());
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !ensured => {
+                ensure_maildir(dir, owner)?;
+                ensured = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 5 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(DeliverError::from_io("create", &path, e)),
+        }
+    }
+}
+
+/// Renames tmp → new without ever replacing an existing message: the
+/// final name is `<unique>,S=..,W=..` with a fresh unique part if it
+/// collides (RENAME_NOREPLACE; plain rename(2) where unsupported).
+fn move_to_new(
+    dir: &Path,
+    tmp_path: &Path,
+    size: u64,
+    vsize: u64,
+    owner: Option<&Owner>,
+) -> Result<PathBuf, DeliverError> {
+    let new_dir = dir.join("new");
+    let base = tmp_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(unique_name);
+    let mut name = base;
+    let mut ensured = false;
+    let mut attempts = 0;
+    loop {
+        let final_path = new_dir.join(format!("{name},S={size},W={vsize}"));
+        match rename_noreplace(tmp_path, &final_path) {
+            Ok(()) => return Ok(final_path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !ensured && !new_dir.is_dir() => {
+                ensure_maildir(dir, owner)?;
+                ensured = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 5 => {
+                attempts += 1;
+                name = unique_name();
+            }
+            Err(e) => return Err(DeliverError::from_io("rename", &final_path, e)),
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cfrom = CString::new(from.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let cto = CString::new(to.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 does not keep them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Kernel or filesystem without RENAME_NOREPLACE (old kernels, some
+        // network filesystems): unique names make a collision practically
+        // impossible, so a plain rename is the accepted maildir(5) behaviour.
+        Some(libc::ENOSYS) | Some(libc::EINVAL) => std::fs::rename(from, to),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// Process-wide delivery counter (the `Q<n>` part): names never collide
+/// within this process, even within the same microsecond.
+static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// `<secs>.M<usecs>P<pid>Q<n>.<host>` (maildir(5) "modern" unique names, as
+/// Dovecot generates them).
+fn unique_name() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = DELIVERIES.fetch_add(1, Ordering::Relaxed) + 1;
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        hostname()
+    )
+}
+
+/// gethostname with maildir(5)'s escaping: '/' → `\057`, ':' → `\072`.
+/// We also escape ',' → `\054` so the `,S=`/`,W=` fields parse unambiguously.
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: buf is writable for buf.len() bytes.
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let raw = if r == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            String::new()
+        };
+        let raw = if raw.is_empty() {
+            "localhost".to_string()
+        } else {
+            raw
+        };
+        escape_host(&raw)
+    })
+}
+
+fn escape_host(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            ',' => out.push_str("\\054"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `prefix` + `body` as one stream with CRLF → LF; a CR not followed by LF
+/// stays.
+pub(super) fn to_lf(prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + body.len());
+    push_lf(&mut out, prefix);
+    // A CR ending the prefix and an LF starting the body form one CRLF.
+    if out.last() == Some(&b'\r') && body.first() == Some(&b'\n') {
+        out.pop();
+    }
+    push_lf(&mut out, body);
+    out
+}
+
+fn push_lf(out: &mut Vec<u8>, mut src: &[u8]) {
+    while let Some(i) = src.iter().position(|&b| b == b'\r') {
+        if src.get(i + 1) == Some(&b'\n') {
+            out.extend_from_slice(&src[..i]);
+        } else {
+            out.extend_from_slice(&src[..=i]);
+        }
+        src = &src[i + 1..];
+    }
+    out.extend_from_slice(src);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::process::Command;
+
+    fn list(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A small tmpfs mounted on a temp dir, unmounted on drop.
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        /// `None` means "skip": mounting is impossible here and CI is not set.
+        fn mount(size: &str) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return Some(Tmpfs { dir });
+            }
+            if std::env::var_os("CI").is_some() {
+                panic!("cannot mount tmpfs for the disk-full test (CI is set)");
+            }
+            eprintln!("skipping disk-full test: cannot mount tmpfs (not root?)");
+            None
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+
+    #[test]
+    fn crlf_to_lf() {
+        assert_eq!(to_lf(b"A: b\r\n", b"x\r\ny\rz\n\r\n"), b"A: b\nx\ny\rz\n\n");
+        // CRLF split across prefix and body.
+        assert_eq!(to_lf(b"A: b\r", b"\nx"), b"A: b\nx");
+        assert_eq!(to_lf(b"", b"\r"), b"\r");
+        assert_eq!(to_lf(b"\r\r\n", b""), b"\r\n");
+    }
+
+    #[test]
+    fn host_escaping() {
+        assert_eq!(escape_host("a/b:c,d.e"), "a\\057b\\072c\\054d.e");
+    }
+
+    #[test]
+    fn unique_name_format() {
+        let n = unique_name();
+        let (secs, rest) = n.split_once(".M").unwrap();
+        assert!(secs.parse::<u64>().is_ok());
+        let (usecs, rest) = rest.split_once('P').unwrap();
+        assert!(usecs.parse::<u32>().unwrap() < 1_000_000);
+        let (pid, rest) = rest.split_once('Q').unwrap();
+        assert_eq!(pid.parse::<u32>().unwrap(), std::process::id());
+        let (q, host) = rest.split_once('.').unwrap();
+        assert!(q.parse::<u64>().is_ok());
+        assert!(!host.is_empty() && !host.contains('/') && !host.contains(':'));
+    }
+
+    #[test]
+    fn delivers_one_file_with_sizes() {
+        let td = tempfile::tempdir().unwrap();
+        let md = td.path().join("a/b/Maildir");
+        let msg = Message {
+            prefix: b"Return-Path: <a@b>\r\n",
+            body: b"Subject: hi\r\n\r\nline1\r\nline2\r\n",
+        };
+        let path = deliver_maildir(&md, &msg, None).unwrap();
+        assert_eq!(list(&md.join("new")), vec![path.clone()]);
+        assert!(list(&md.join("tmp")).is_empty());
+        assert!(list(&md.join("cur")).is_empty());
+
+        let content = std::fs::read(&path).unwrap();
+        let expected = b"Return-Path: <a@b>\nSubject: hi\n\nline1\nline2\n";
+        assert_eq!(content, expected);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains(":2,"));
+        let wire = msg.prefix.len() + msg.body.len();
+        assert!(
+            name.ends_with(&format!(",S={},W={}", expected.len(), wire)),
+            "{name}"
+        );
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), expected.len() as u64);
+    }
+
+    #[test]
+    fn concurrent_deliveries_distinct() {
+        let td = tempfile::tempdir().unwrap();
+        let md = td.path().join("Maildir");
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let md = md.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let body = format!("Subject: {t}-{i}\r\n\r\nbody\r\n");
+                            let msg = Message {
+                                prefix: b"",
+                                body: body.as_bytes(),
+                            };
+                            deliver_maildir(&md, &msg, None).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<PathBuf> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 200);
+        assert_eq!(list(&md.join("new")).len(), 200);
+        assert!(list(&md.join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn group_commit() {
+        let td = tempfile::tempdir().unwrap();
+        let a = td.path().join("a");
+        let b = td.path().join("b");
+        let msg = Message {
+            prefix: b"",
+            body: b"x\r\n",
+        };
+        let p1 = prepare(&a, &msg, None).unwrap();
+        let p2 = prepare(&a, &msg, None).unwrap();
+        let p3 = prepare(&b, &msg, None).unwrap();
+        commit_dirs(&[p1.maildir(), p2.maildir(), p3.maildir()]).unwrap();
+        assert!(p1.path().exists() && p2.path().exists() && p3.path().exists());
+        assert_ne!(p1.path(), p2.path());
+        // Commit failure path: discard removes the message.
+        let p4 = prepare(&b, &msg, None).unwrap();
+        let p4_path = p4.path().to_path_buf();
+        assert!(commit_dirs(&[Path::new("/nonexistent/maildir")]).is_err());
+        p4.discard();
+        assert!(!p4_path.exists());
+    }
+
+    #[test]
+    fn disk_full_is_nospace_and_leaves_nothing() {
+        let Some(fs) = Tmpfs::mount("64k") else {
+            return;
+        };
+        let md = fs.path().join("Maildir");
+        ensure_maildir(&md, None).unwrap();
+        let body = vec![b'x'; 100 * 1024];
+        let msg = Message {
+            prefix: b"Return-Path: <>\r\n",
+            body: &body,
+        };
+        let e = deliver_maildir(&md, &msg, None).unwrap_err();
+        assert!(matches!(e, DeliverError::NoSpace { .. }), "{e:?}");
+        assert_eq!(
+            e.smtp_reply(),
+            (452, "4.3.1", "Insufficient system storage")
+        );
+        assert!(list(&md.join("new")).is_empty());
+        assert!(list(&md.join("tmp")).is_empty());
+        // Space is back: a small message goes through.
+        let small = Message {
+            prefix: b"",
+            body: b"ok\r\n",
+        };
+        deliver_maildir(&md, &small, None).unwrap();
+        assert_eq!(list(&md.join("new")).len(), 1);
+    }
+
+    #[test]
+    fn new_not_a_directory_is_io_error() {
+        let td = tempfile::tempdir().unwrap();
+        let md = td.path().join("Maildir");
+        std::fs::create_dir_all(md.join("tmp")).unwrap();
+        std::fs::create_dir_all(md.join("cur")).unwrap();
+        std::fs::write(md.join("new"), b"not a dir").unwrap();
+        let msg = Message {
+            prefix: b"",
+            body: b"x\r\n",
+        };
+        let e = deliver_maildir(&md, &msg, None).unwrap_err();
+        match &e {
+            DeliverError::Io { op, .. } => assert_eq!(*op, "rename"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.smtp_reply(),
+            (451, "4.3.0", "Local delivery failed, try again later")
+        );
+        assert!(list(&md.join("tmp")).is_empty());
+        assert_eq!(std::fs::read(md.join("new")).unwrap(), b"not a dir");
+    }
+
+    #[test]
+    fn parent_is_a_file_is_io_error() {
+        let td = tempfile::tempdir().unwrap();
+        let file = td.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let msg = Message {
+            prefix: b"",
+            body: b"x\r\n",
+        };
+        // The tmp file open fails with ENOTDIR ("create").
+        let e = deliver_maildir(&file.join("Maildir"), &msg, None).unwrap_err();
+        assert!(matches!(e, DeliverError::Io { op: "create", .. }), "{e:?}");
+        // ensure_maildir itself reports the mkdir.
+        let e = ensure_maildir(&file.join("Maildir"), None).unwrap_err();
+        assert!(matches!(e, DeliverError::Io { op: "mkdir", .. }), "{e:?}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"");
+    }
+
+    #[test]
+    fn ensure_maildir_modes_and_owner() {
+        let td = tempfile::tempdir().unwrap();
+        let md = td.path().join("p1/p2/Maildir");
+        let owner = Owner {
+            uid: 12345,
+            gid: 12345,
+        };
+        let is_root = unsafe { libc::geteuid() } == 0;
+        if !is_root {
+            eprintln!("not root: checking modes only");
+        }
+        let own = is_root.then_some(&owner);
+        ensure_maildir(&md, own).unwrap();
+        ensure_maildir(&md, own).unwrap(); // idempotent
+        for p in ["p1", "p1/p2", "p1/p2/Maildir"]
+            .iter()
+            .map(|p| td.path().join(p))
+            .chain(["tmp", "new", "cur"].iter().map(|s| md.join(s)))
+        {
+            let m = std::fs::metadata(&p).unwrap();
+            assert!(m.is_dir());
+            assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{}", p.display());
+            if is_root {
+                assert_eq!((m.uid(), m.gid()), (12345, 12345), "{}", p.display());
+            }
+        }
+        // The pre-existing temp dir is not touched.
+        if is_root {
+            assert_eq!(std::fs::metadata(td.path()).unwrap().uid(), 0);
+            let msg = Message {
+                prefix: b"",
+                body: b"x\r\n",
+            };
+            let p = deliver_maildir(&md, &msg, Some(&owner)).unwrap();
+            let m = std::fs::metadata(p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (12345, 12345));
+        }
+    }
+}
