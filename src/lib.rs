@@ -8,5 +8,6 @@ pub mod net;
 pub mod observe;
 pub mod server;
 pub mod smtp;
+pub mod store;
 pub mod tables;
 pub mod tls;

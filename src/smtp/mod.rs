@@ -2,3 +2,4 @@
 //! and recipient routing (`router`).
 
 pub mod proto;
+pub mod received;

@@ -1,0 +1,5 @@
+//! Mail storage: durable delivery into Maildir (`deliver.rs`) and mbox
+//! (`mbox.rs`).
+
+pub mod deliver;
+pub mod mbox;
