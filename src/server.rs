@@ -11,6 +11,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
 use crate::observe::http::HttpHandler;
+use crate::smtp::inbound::{self as smtp, SmtpHandler};
 use crate::tables::reload::{self, Reloadable};
 use crate::tables::Tables;
 use crate::tls::CertStore;
@@ -100,7 +101,21 @@ fn handler_for(name: &'static str, state: &Arc<State>) -> (Arc<dyn Handler>, boo
             }),
             false,
         ),
-        "submissions" | "imaps" | "pop3s" => (
+        "smtp" | "submission" | "submissions" => {
+            let listener = if name == "smtp" {
+                smtp::Listener::Smtp
+            } else {
+                smtp::Listener::Submission
+            };
+            (
+                Arc::new(SmtpHandler {
+                    state: state.clone(),
+                    listener,
+                }),
+                name == "submissions",
+            )
+        }
+        "imaps" | "pop3s" => (
             Arc::new(Pending::for_listener(name, &state.config.myhostname)),
             true,
         ),

@@ -5,5 +5,6 @@ mod auth;
 mod cli;
 mod reload;
 mod serve;
+mod smtp;
 mod tls;
 mod util;
