@@ -193,7 +193,12 @@ impl SmtpHandler {
             in_mynetworks: st.config.mynetworks.iter().any(|n| n.contains(&ip)),
             authenticated,
         };
-        let users = |name: &str| st.auth.user(name);
+        // Local recipients (mydestination) are system users, like Postfix's
+        // local_recipient_maps; a static userdb would accept any name.
+        let users = |name: &str| match st.config.userdb {
+            crate::config::UserdbSpec::Static { .. } => crate::auth::system_user(name),
+            _ => st.auth.user(name),
+        };
         let ctx = RouteContext {
             config: &st.config,
             tables: &st.tables,

@@ -977,6 +977,8 @@ keep@example.com      keep@example.com, jane@example.com
 joe@example.com       john@example.com
 @catch.example        john@example.com
 fwd@example.com       bob
+mixed@example.com     ghost@example.com, john@example.com
+ghosts@example.com    ghost@example.com, ghost2@example.org
 ";
 
     const ALIASES: &str = "\
@@ -1509,6 +1511,28 @@ back: root@localhost
         assert!(
             matches!(f.err("info@mbox.example", UNTRUSTED), RouteError::Temporary(m) if m.contains("no entry"))
         );
+    }
+
+    #[test]
+    fn unknown_targets_are_dropped_unless_none_is_left() {
+        let f = fixture(&[]);
+        assert_eq!(f.ok("mixed@example.com"), [john()]);
+        assert_eq!(
+            f.err("ghosts@example.com", UNTRUSTED),
+            RouteError::UserUnknown(RecipientTable::VirtualMailbox)
+        );
+    }
+
+    #[test]
+    fn user_lookup_accepts_auth_and_system_user() {
+        fn takes(_: UserLookup<'_>) {}
+        fn with_auth(auth: &crate::auth::Auth) {
+            takes(&|n| auth.user(n));
+        }
+        fn send_sync<T: Send + Sync>() {}
+        takes(&crate::auth::system_user);
+        let _ = with_auth;
+        send_sync::<RouteContext<'static>>();
     }
 
     #[test]

@@ -1,0 +1,16 @@
+#![no_main]
+//! Any stored hash string: verify() returns Ok/Err, never panics (a broken
+//! passwd-file line must not take the server down).
+use libfuzzer_sys::fuzz_target;
+use pigeonpost::auth::scheme::{self, Scheme};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    // Skip expensive cost parameters: the fuzzer is after parsing bugs.
+    if text.contains("argon2") || text.contains("$2") || text.contains("rounds=") {
+        return;
+    }
+    let _ = scheme::verify(&text, Scheme::Crypt, b"password");
+    let _ = scheme::verify(&text, Scheme::Plain, b"password");
+    let _ = scheme::cram_md5_context(&text, Scheme::Plain);
+});
