@@ -189,7 +189,13 @@ pub async fn run(
             };
             let local = listener.local_addr()?;
             tracing::info!(listener = name, addr = %local, tls = implicit_tls.is_some(), "listening");
+            let proxy_from = config
+                .proxy_protocol
+                .iter()
+                .any(|l| l == name)
+                .then(|| Arc::new(config.proxy_trusted_networks.clone()));
             let spec = ListenerSpec {
+                proxy_from,
                 name,
                 addr: local,
                 implicit_tls: implicit_tls.clone(),

@@ -114,6 +114,7 @@ pub static KEYS: &[KeyDef] = &[
     k("listen.lmtp", "", Listen, Own, "LMTP listener (off by default)"),
     k("listen.http", "$inet_interfaces:8080", Listen, Own, "/healthz, /readyz and /metrics"),
     k("dns_servers", "", List, Own, "DNS servers (ip or ip:port) for MX lookups; empty = /etc/resolv.conf"),
+    k("proxy_protocol", "", List, Own, "listeners that expect a PROXY protocol v1/v2 header from proxy_trusted_networks, e.g. smtp submission"),
     k("proxy_trusted_networks", "", List, Own, "networks allowed to send a PROXY protocol header"),
     k("log_format", "text", Text, Own, "log line format: text or json"),
     k("log_level", "info", Text, Own, "log filter, RUST_LOG syntax (e.g. info,pigeonpost::smtp=debug); RUST_LOG overrides"),

@@ -169,6 +169,8 @@ pub struct Config {
     pub listen: Listen,
     pub dns_servers: Vec<SocketAddr>,
     pub proxy_trusted_networks: Vec<IpNet>,
+    /// Listener names that expect a PROXY protocol header.
+    pub proxy_protocol: Vec<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub max_connections: usize,

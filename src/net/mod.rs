@@ -5,6 +5,7 @@
 
 pub mod limits;
 pub mod pending;
+pub mod proxy;
 pub mod stream;
 
 use std::future::Future;
@@ -13,8 +14,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,6 +63,8 @@ pub struct ListenerSpec {
     /// Implicit TLS (465/993/995): handshake before the session starts.
     pub implicit_tls: Option<Arc<rustls::ServerConfig>>,
     pub limiter: Arc<ConnLimiter>,
+    /// Expect a PROXY protocol header, only from these networks.
+    pub proxy_from: Option<Arc<Vec<ipnet::IpNet>>>,
 }
 
 /// Binds a listening socket. IPv6 sockets are v6-only so `0.0.0.0:p` and `[::]:p` can coexist.
@@ -83,6 +86,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 fn socket2_ref(socket: &TcpSocket) -> socket2::SockRef<'_> {
     socket2::SockRef::from(socket)
 }
+
+/// How long a client may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `shutdown` is cancelled.
 pub async fn serve(
@@ -107,48 +113,123 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(spec.addr);
-        let slot = match spec.limiter.acquire(peer.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");
-                let line = handler.refusal(why);
-                let implicit = spec.implicit_tls.is_some();
-                tracker.spawn(async move {
-                    let mut tcp = tcp;
-                    // Over implicit TLS there is no plain-text channel to explain on.
-                    if !implicit {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&line))
-                            .await;
-                    }
-                });
-                continue;
-            }
-        };
         let handler = handler.clone();
         let spec = spec.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            tracing::debug!(listener = spec.name, client = %peer, "connect");
-            let stream = match spec.implicit_tls {
-                Some(cfg) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
-                        Ok(Err(e)) => {
-                            tracing::info!(listener = spec.name, client = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(listener = spec.name, client = %peer, "TLS handshake timed out");
-                            return;
-                        }
+            let (mut tcp, peer) = if spec.proxy_from.is_some() {
+                // The real client is only known after the header; limits apply to it.
+                match read_proxy_header(tcp, peer, &spec).await {
+                    Some(x) => x,
+                    None => return,
+                }
+            } else {
+                (tcp, peer)
+            };
+            match spec.limiter.acquire(peer.ip()) {
+                Ok(slot) => run_session(tcp, peer, local, slot, spec, handler, shutdown).await,
+                Err(why) => {
+                    tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");
+                    // Over implicit TLS there is no plain-text channel to explain on.
+                    if spec.implicit_tls.is_none() {
+                        let line = handler.refusal(why);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&line)).await;
                     }
                 }
-                None => Stream::Plain(tcp),
-            };
-            let conn = Conn { stream, peer, local, listener: spec.name, shutdown, slot };
-            handler.handle(conn).await;
-            tracing::debug!(listener = spec.name, client = %peer, "disconnect");
+            }
         });
     }
+}
+
+/// Reads and strips the PROXY header; None (connection dropped, logged)
+/// when the sender is not trusted or the header is missing or malformed.
+async fn read_proxy_header(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    spec: &ListenerSpec,
+) -> Option<(TcpStream, SocketAddr)> {
+    let trusted = spec
+        .proxy_from
+        .as_ref()
+        .is_some_and(|nets| nets.iter().any(|n| n.contains(&peer.ip())));
+    if !trusted {
+        tracing::warn!(listener = spec.name, client = %peer, "PROXY protocol expected but the client is not in proxy_trusted_networks; closing");
+        return None;
+    }
+    let mut tcp = tcp;
+    let result = tokio::time::timeout(PROXY_HEADER_TIMEOUT, async {
+        let mut buf = [0u8; 536];
+        loop {
+            let n = tcp.peek(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed before the PROXY header".to_string());
+            }
+            match proxy::parse(&buf[..n]) {
+                Ok(Some(h)) => {
+                    let mut skip = vec![0u8; h.len];
+                    tcp.read_exact(&mut skip).await.map_err(|e| e.to_string())?;
+                    return Ok(h.source.unwrap_or(peer));
+                }
+                Ok(None) if n < buf.len() => tokio::time::sleep(Duration::from_millis(5)).await,
+                Ok(None) => return Err("PROXY header too long".to_string()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(real)) => {
+            tracing::debug!(listener = spec.name, proxy = %peer, client = %real, "PROXY header");
+            Some((tcp, real))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(listener = spec.name, client = %peer, error = %e, "bad PROXY header; closing");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(listener = spec.name, client = %peer, "no PROXY header in time; closing");
+            None
+        }
+    }
+}
+
+/// Runs the implicit-TLS handshake if any, then the protocol session.
+async fn run_session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    slot: Slot,
+    spec: ListenerSpec,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) {
+    tracing::debug!(listener = spec.name, client = %peer, "connect");
+    crate::observe::metrics::connection(spec.name);
+    let stream = match spec.implicit_tls {
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::info!(listener = spec.name, client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(listener = spec.name, client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+        None => Stream::Plain(tcp),
+    };
+    let conn = Conn {
+        stream,
+        peer,
+        local,
+        listener: spec.name,
+        shutdown,
+        slot,
+    };
+    handler.handle(conn).await;
+    tracing::debug!(listener = spec.name, client = %peer, "disconnect");
 }

@@ -8,6 +8,29 @@ pub static RELOAD_OK: AtomicU64 = AtomicU64::new(0);
 pub static RELOAD_FAILED: AtomicU64 = AtomicU64::new(0);
 pub static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
 
+pub static MESSAGES_DELIVERED: AtomicU64 = AtomicU64::new(0);
+pub static MESSAGES_DEFERRED: AtomicU64 = AtomicU64::new(0);
+pub static RCPT_REJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Connections accepted, per listener (fixed set, so plain statics).
+static CONNECTIONS: [(&str, AtomicU64); 9] = [
+    ("smtp", AtomicU64::new(0)),
+    ("submission", AtomicU64::new(0)),
+    ("submissions", AtomicU64::new(0)),
+    ("imap", AtomicU64::new(0)),
+    ("imaps", AtomicU64::new(0)),
+    ("pop3", AtomicU64::new(0)),
+    ("pop3s", AtomicU64::new(0)),
+    ("lmtp", AtomicU64::new(0)),
+    ("http", AtomicU64::new(0)),
+];
+
+pub fn connection(listener: &str) {
+    if let Some((_, c)) = CONNECTIONS.iter().find(|(n, _)| *n == listener) {
+        inc(c);
+    }
+}
+
 pub fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -36,5 +59,29 @@ pub fn render() -> String {
         "Failed authentication attempts.",
         &AUTH_FAILURES,
     );
+    counter(
+        "pigeonpost_messages_delivered_total",
+        "Messages accepted and stored durably.",
+        &MESSAGES_DELIVERED,
+    );
+    counter(
+        "pigeonpost_messages_deferred_total",
+        "Messages refused with a temporary error at delivery.",
+        &MESSAGES_DEFERRED,
+    );
+    counter(
+        "pigeonpost_recipients_rejected_total",
+        "RCPT TO commands refused by routing or policy.",
+        &RCPT_REJECTED,
+    );
+    drop(counter);
+    let _ = writeln!(out, "# HELP pigeonpost_connections_total Connections accepted, per listener.\n# TYPE pigeonpost_connections_total counter");
+    for (name, c) in &CONNECTIONS {
+        let _ = writeln!(
+            out,
+            "pigeonpost_connections_total{{listener=\"{name}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
     out
 }

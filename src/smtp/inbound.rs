@@ -169,6 +169,7 @@ impl SmtpHandler {
                 Action::CheckRecipient(rcpt) => {
                     let result = self.route(&rcpt, client.ip(), session.user().is_some());
                     if let Err(reply) = &result {
+                        metrics::inc(&metrics::RCPT_REJECTED);
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");
                     }
                     session.rcpt_done(result);
@@ -280,9 +281,11 @@ impl SmtpHandler {
                     conn.peer.ip(),
                     paths.len(),
                 );
+                metrics::inc(&metrics::MESSAGES_DELIVERED);
                 Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
             }
             Ok(Err(e)) => {
+                metrics::inc(&metrics::MESSAGES_DEFERRED);
                 let (code, enhanced, text) = e.smtp_reply();
                 tracing::error!(
                     "{queue_id}: from=<{}>, to=<{}>, size={size}, status=deferred ({e})",

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod proxy;
 mod reload;
 mod serve;
 mod smtp;
