@@ -74,7 +74,6 @@ pub fn render() -> String {
         "RCPT TO commands refused by routing or policy.",
         &RCPT_REJECTED,
     );
-    drop(counter);
     let _ = writeln!(out, "# HELP pigeonpost_connections_total Connections accepted, per listener.\n# TYPE pigeonpost_connections_total counter");
     for (name, c) in &CONNECTIONS {
         let _ = writeln!(
