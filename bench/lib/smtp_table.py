@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""smtp_table.py RESULTS_DIR -- turn bench/smtp/run.sh raw results into Markdown.
+
+Reads RESULTS_DIR/{postfix,pigeonpost}_c<N>.jsonl (one JSON object per run,
+written by bench/lib/smtp_load.sh plus the fields run.sh adds: server,
+pp_vmhwm_kb) and prints the comparison tables. Medians over runs; min..max in
+brackets where there is more than one run. Python standard library only.
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+d = sys.argv[1]
+runs = {}  # (server, conc) -> [dict]
+for f in sorted(glob.glob(os.path.join(d, "*_c*.jsonl"))):
+    m = re.match(r"(postfix|pigeonpost)_c(\d+)\.jsonl$", os.path.basename(f))
+    if not m:
+        continue
+    rows = [json.loads(l) for l in open(f) if l.strip()]
+    runs[(m.group(1), int(m.group(2)))] = rows
+concs = sorted({c for _, c in runs})
+
+
+def vals(rows, k):
+    return [r[k] for r in rows if r.get(k) is not None]
+
+
+def med(rows, k):
+    v = vals(rows, k)
+    return statistics.median(v) if v else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}"
+
+
+def rng(rows, k, nd=0):
+    v = vals(rows, k)
+    if not v:
+        return "failed" if rows else "–"
+    s = fmt(statistics.median(v), nd)
+    if len(v) > 1:
+        s += f" ({fmt(min(v), nd)}..{fmt(max(v), nd)})"
+    bad = len(rows) - len(v)
+    if bad:
+        s += f" [{bad} run(s) incomplete]"
+    return s
+
+
+def pq(rows, a, b):
+    x, y = med(rows, a), med(rows, b)
+    return "–" if x is None and y is None else f"{fmt(x, 1)} / {fmt(y, 1)}"
+
+
+def cpu_ms(rows):
+    v = [r["server_cpu_s"] * 1000 / r["count"] for r in rows if r.get("server_cpu_s") is not None and r.get("count")]
+    return fmt(statistics.median(v), 2) if v else "–"
+
+
+def mb(kb):
+    return None if kb is None else kb / 1024
+
+
+meta = {}
+mp = os.path.join(d, "meta.json")
+if os.path.exists(mp):
+    meta = json.load(open(mp))
+if meta:
+    print(f"{meta.get('count', '?')} messages x {meta.get('size', '?')} B per run, "
+          f"{meta.get('runs', '?')} run(s) per server and concurrency, interleaved "
+          f"(Postfix, pigeonpost, ...), settle {meta.get('settle', '?')} s; {meta.get('host', '')}")
+    print()
+
+print("| clients | Postfix msg/s stored | pigeonpost msg/s stored | ratio pp/Postfix | "
+      "Postfix CPU ms/msg | pigeonpost CPU ms/msg | Postfix tree peak RSS / PSS MB | pigeonpost peak RSS MB |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+ratios = {}
+for c in concs:
+    pf, pp = runs.get(("postfix", c), []), runs.get(("pigeonpost", c), [])
+    a, b = med(pf, "e2e_rate"), med(pp, "e2e_rate")
+    ratio = b / a if a and b and len(vals(pf, "e2e_rate")) == len(pf) and len(vals(pp, "e2e_rate")) == len(pp) else None
+    ratios[c] = ratio
+    pfmem = "–"
+    if pf:
+        pfmem = f"{fmt(mb(max(vals(pf, 'peak_rss_kb') or [0])))} / {fmt(mb(max(vals(pf, 'peak_pss_kb') or [0])))}"
+    ppmem = fmt(mb(max(vals(pp, "pp_vmhwm_kb") or [0])), 1) if vals(pp, "pp_vmhwm_kb") else "–"
+    print(f"| {c} | {rng(pf, 'e2e_rate')} | {rng(pp, 'e2e_rate')} | "
+          f"{'–' if ratio is None else f'**{ratio:.2f}×**'} | {cpu_ms(pf)} | {cpu_ms(pp)} | {pfmem} | {ppmem} |")
+
+print()
+print("Latency, ms (median over runs). *accept*: sequential probe, connect until the "
+      "DATA reply; *stored*: connect until the probe is in the Maildir's new/; "
+      "*txn*: mean SMTP transaction of the load itself (Little's law).")
+print()
+print("| clients | Postfix accept p50 / p99 | pigeonpost accept p50 / p99 | Postfix stored p50 / p99 | "
+      "pigeonpost stored p50 / p99 | probes Postfix / pp | Postfix txn | pigeonpost txn | Postfix accept msg/s | pigeonpost accept msg/s |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for c in concs:
+    pf, pp = runs.get(("postfix", c), []), runs.get(("pigeonpost", c), [])
+    print(f"| {c} | {pq(pf, 'probe_accept_p50_ms', 'probe_accept_p99_ms')} | "
+          f"{pq(pp, 'probe_accept_p50_ms', 'probe_accept_p99_ms')} | "
+          f"{pq(pf, 'probe_e2e_p50_ms', 'probe_e2e_p99_ms')} | {pq(pp, 'probe_e2e_p50_ms', 'probe_e2e_p99_ms')} | "
+          f"{fmt(med(pf, 'probes'))} / {fmt(med(pp, 'probes'))} | "
+          f"{fmt(med(pf, 'mean_txn_latency_ms'), 1)} | {fmt(med(pp, 'mean_txn_latency_ms'), 1)} | "
+          f"{fmt(med(pf, 'accept_rate'))} | {fmt(med(pp, 'accept_rate'))} |")
+
+# problems worth a look
+notes = []
+for (s, c), rows in sorted(runs.items()):
+    for i, r in enumerate(rows, 1):
+        if r.get("smtp_source_rc"):
+            notes.append(f"{s} -s {c} run {i}: smtp-source exited {r['smtp_source_rc']}")
+        if r.get("e2e_rate") is None:
+            notes.append(f"{s} -s {c} run {i}: only {r.get('stored')} of {r.get('count')} messages stored before the time limit")
+pp_hwm = [x for (s, _), rows in runs.items() if s == "pigeonpost" for x in vals(rows, "pp_vmhwm_kb")]
+print()
+if 20 in ratios:
+    r = ratios[20]
+    print(f"- target, 20 clients, pigeonpost ≥ 2× Postfix stored rate: "
+          f"{'n/a' if r is None else ('met' if r >= 2 else 'NOT met')} ({'–' if r is None else f'{r:.2f}×'})")
+if pp_hwm:
+    m = max(pp_hwm) / 1024
+    print(f"- target, pigeonpost peak RSS < 30 MB during the run: {'met' if m < 30 else 'NOT met'} ({m:.1f} MB)")
+for n in notes:
+    print(f"- WARNING: {n}")
+fs = os.path.join(d, "fsync_check.txt")
+if os.path.exists(fs):
+    print()
+    print("Durability check (strace, separate un-timed run):")
+    print()
+    for line in open(fs):
+        print("    " + line.rstrip())
