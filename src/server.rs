@@ -171,6 +171,7 @@ pub async fn run(
         let limiter = ConnLimiter::new(
             config.max_connections,
             config.smtpd_client_connection_count_limit,
+            config.smtpd_client_event_limit_exceptions.clone(),
         );
         for &addr in addrs {
             let listener = match net::bind(addr) {

@@ -84,6 +84,7 @@ pub static KEYS: &[KeyDef] = &[
     k("smtpd_recipient_limit", "1000", Count, Postfix, "most recipients accepted per message"),
     k("smtpd_timeout", "300s", Time('s'), Postfix, "SMTP server read/write timeout"),
     k("smtpd_client_connection_count_limit", "50", Count, Postfix, "simultaneous connections per client IP, per listener"),
+    k("smtpd_client_event_limit_exceptions", "$mynetworks", List, Postfix, "clients exempt from the per-IP connection limit (CIDR)"),
     k("relayhost", "", Text, Postfix, "smarthost for all remote mail: [host]:port skips MX lookup"),
     k("transport_maps", "", List, Postfix, "tables: domain -> smtp:[host]:port"),
     k("queue_directory", "/var/spool/pigeonpost", Text, Postfix, "spool directory of the outbound queue (pigeonpost's own default)"),

@@ -148,6 +148,7 @@ pub struct Config {
     pub smtpd_recipient_limit: usize,
     pub smtpd_timeout: Duration,
     pub smtpd_client_connection_count_limit: usize,
+    pub smtpd_client_event_limit_exceptions: Vec<IpNet>,
     pub relayhost: String,
     pub transport_maps: Vec<String>,
     pub queue_directory: PathBuf,

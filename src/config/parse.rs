@@ -442,6 +442,7 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         smtpd_recipient_limit: v.count("smtpd_recipient_limit")?,
         smtpd_timeout: v.time("smtpd_timeout")?,
         smtpd_client_connection_count_limit: v.count("smtpd_client_connection_count_limit")?,
+        smtpd_client_event_limit_exceptions: v.networks("smtpd_client_event_limit_exceptions")?,
         relayhost: v.text("relayhost"),
         transport_maps: v.list("transport_maps"),
         queue_directory: PathBuf::from(v.text("queue_directory")),

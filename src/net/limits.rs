@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 pub struct ConnLimiter {
     max_total: usize,
     max_per_ip: usize,
+    /// Clients the per-IP limit does not apply to (Postfix's
+    /// smtpd_client_event_limit_exceptions, default $mynetworks).
+    exempt: Vec<ipnet::IpNet>,
     state: Mutex<State>,
 }
 
@@ -34,10 +37,11 @@ pub struct Slot {
 
 impl ConnLimiter {
     /// `max_per_ip == 0` means no per-IP limit (as in Postfix).
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+    pub fn new(max_total: usize, max_per_ip: usize, exempt: Vec<ipnet::IpNet>) -> Arc<Self> {
         Arc::new(ConnLimiter {
             max_total,
             max_per_ip,
+            exempt,
             state: Mutex::default(),
         })
     }
@@ -48,7 +52,11 @@ impl ConnLimiter {
             return Err(Refusal::TooManyConnections);
         }
         let n = st.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.max_per_ip > 0 && n >= self.max_per_ip {
+        if self.max_per_ip > 0
+            && n >= self.max_per_ip
+            && !self.exempt.iter().any(|net| net.contains(&ip))
+            && !self.exempt.iter().any(|net| net.contains(&ip))
+        {
             return Err(Refusal::TooManyFromIp);
         }
         st.total += 1;
@@ -83,16 +91,23 @@ mod tests {
 
     #[test]
     fn per_ip_and_total() {
-        let l = ConnLimiter::new(3, 2);
+        let l = ConnLimiter::new(6, 2, vec!["10.0.0.0/8".parse().unwrap()]);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let s1 = l.acquire(a).unwrap();
         let _s2 = l.acquire(a).unwrap();
         assert_eq!(l.acquire(a).unwrap_err(), Refusal::TooManyFromIp);
         let _s3 = l.acquire(b).unwrap();
-        assert_eq!(l.acquire(b).unwrap_err(), Refusal::TooManyConnections);
+        let exempt: IpAddr = "10.1.2.3".parse().unwrap();
+        // Exempt from the per-IP limit of 2 (smtpd_client_event_limit_exceptions).
+        let _exempt: Vec<Slot> = (0..3).map(|_| l.acquire(exempt).unwrap()).collect();
+        assert_eq!(
+            l.acquire(exempt).unwrap_err(),
+            Refusal::TooManyConnections,
+            "the total still applies"
+        );
         drop(s1);
-        assert_eq!(l.active(), 2);
+        assert_eq!(l.active(), 5);
         assert!(l.acquire(a).is_ok());
     }
 }

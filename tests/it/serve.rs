@@ -24,7 +24,7 @@ myhostname = "mail.example.com"
 mydomain = "example.com"
 myorigin = "$mydomain"
 mydestination = "$myhostname, localhost.$mydomain, localhost, $mydomain"
-mynetworks = "127.0.0.0/8"
+mynetworks = "192.0.2.0/24"
 home_mailbox = "Maildir/"
 alias_maps = ""
 smtpd_client_connection_count_limit = 2
@@ -61,7 +61,8 @@ fn serve_logs_listeners_answers_health_and_stops_on_sigterm() {
     // connection from one IP is refused (the HTTP listener holds idle
     // connections open while it waits for a request).
     let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(http).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Slots are taken in each connection's task: give them time on a busy machine.
+    std::thread::sleep(Duration::from_millis(1000));
     let mut third = TcpStream::connect(http).unwrap();
     third
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -1,0 +1,1279 @@
+//! Maildir mailboxes, on disk exactly as Dovecot 2.3 keeps them, so that a
+//! Maildir written by Dovecot is served with the same UIDVALIDITY, UIDs,
+//! flags, keywords, folders, subscriptions and POP3 UIDLs, and Dovecot reads
+//! what we write (DESIGN.md §1, §2).
+//!
+//! * [`MaildirRoot`]: a user's Maildir. The root itself (`cur new tmp`) is
+//!   INBOX; Maildir++ folders are `.Name` directories (`.Sent`,
+//!   `.Archive.2024`, `.` is the hierarchy separator) holding a
+//!   `maildirfolder` file; names on disk are modified UTF-7 ([`utf8_to_mutf7`],
+//!   [`mutf7_to_utf8`]); `subscriptions` lists the subscribed names.
+//! * [`Mailbox`]: one folder. [`Mailbox::sync`] scans `new/` and `cur/`,
+//!   moves `new/` files to `cur/` (appending `:2,`), numbers files the
+//!   `dovecot-uidlist` doesn't know yet and reports what changed since the
+//!   previous sync. Flags live in the file name (`:2,DFRST` plus keyword
+//!   letters `a`–`z` named in `dovecot-keywords`).
+//! * [`pop3_uidl`]: Dovecot's `pop3_uidl_format` expansion.
+//!
+//! Concurrency: any number of our sessions, other pigeonpost processes and
+//! Dovecot may work on the same directory. Deliveries are lock-free (tmp/ →
+//! new/); UIDs are only ever assigned while holding `dovecot-uidlist.lock`,
+//! after re-reading the uidlist under it. A file that disappears under us
+//! (expunged or renamed by someone else) is looked up again by its base name
+//! and, if really gone, treated as expunged — never an error.
+//!
+//! Everything here is blocking std I/O: call it from blocking threads.
+
+mod dotlock;
+mod filename;
+mod folders;
+mod keywords;
+mod uidl;
+mod uidlist;
+mod utf7;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::{BitOr, BitOrAssign};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use dotlock::{DotLock, STALE_TIMEOUT};
+use keywords::Keywords;
+use uidlist::{Record, Stamp, Uidlist};
+
+pub use folders::{Folder, MaildirRoot};
+pub use keywords::{valid_keyword, MAX_KEYWORDS};
+pub use uidl::pop3_uidl;
+pub use utf7::{mutf7_to_utf8, utf8_to_mutf7, Utf7Error};
+
+/// File names Dovecot (and we) keep in a Maildir folder.
+pub const UIDLIST_NAME: &str = "dovecot-uidlist";
+pub const KEYWORDS_NAME: &str = "dovecot-keywords";
+pub const SUBSCRIPTIONS_NAME: &str = "subscriptions";
+pub const MAILDIRFOLDER_NAME: &str = "maildirfolder";
+
+/// How long we wait for another process's `dovecot-uidlist.lock` by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Mail store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O failure; `op` names the operation.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Another process held the dot-lock for longer than our timeout
+    /// (temporary: retry later).
+    #[error("timed out waiting for {}", .0.display())]
+    LockTimeout(PathBuf),
+    /// Our dot-lock was overridden as stale while we held it.
+    #[error("dot-lock {} was overridden by another process", .0.display())]
+    LockLost(PathBuf),
+    /// A folder name we can't use.
+    #[error("invalid mailbox name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("mailbox {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("mailbox {0:?} does not exist")]
+    NotFound(String),
+    /// Maildir has 26 keyword letters per folder.
+    #[error("no free keyword slot for {0:?} (Maildir allows {MAX_KEYWORDS} per folder)")]
+    TooManyKeywords(String),
+    #[error("invalid keyword {0:?}")]
+    InvalidKeyword(String),
+    #[error("no UIDs left in {}", .0.display())]
+    UidsExhausted(PathBuf),
+}
+
+impl Error {
+    /// ENOSPC / EDQUOT: disk or quota full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+
+    /// Worth retrying later (lock contention, disk full).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Error::LockTimeout(_) | Error::LockLost(_)) || self.is_no_space()
+    }
+}
+
+pub(crate) fn io_err(op: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// IMAP system flags (`\Recent` is [`MessageInfo::recent`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+
+    /// Maildir letters in the order they appear in a file name.
+    pub(crate) const MAILDIR_ORDER: [(Flags, u8); 5] = [
+        (Flags::DRAFT, b'D'),
+        (Flags::FLAGGED, b'F'),
+        (Flags::ANSWERED, b'R'),
+        (Flags::SEEN, b'S'),
+        (Flags::DELETED, b'T'),
+    ];
+    const IMAP_NAMES: [(Flags, &'static str); 5] = [
+        (Flags::ANSWERED, "\\Answered"),
+        (Flags::FLAGGED, "\\Flagged"),
+        (Flags::DELETED, "\\Deleted"),
+        (Flags::SEEN, "\\Seen"),
+        (Flags::DRAFT, "\\Draft"),
+    ];
+
+    pub const fn empty() -> Flags {
+        Flags(0)
+    }
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+    pub fn remove(&mut self, other: Flags) {
+        self.0 &= !other.0;
+    }
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+    pub const fn difference(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+
+    /// The flag for a Maildir info letter (`D F R S T`).
+    pub fn from_maildir_char(c: u8) -> Option<Flags> {
+        Flags::MAILDIR_ORDER
+            .iter()
+            .find(|(_, ch)| *ch == c)
+            .map(|(f, _)| *f)
+    }
+
+    /// The flag for an IMAP system flag name (`\Seen`, case-insensitive).
+    pub fn from_imap(name: &str) -> Option<Flags> {
+        Flags::IMAP_NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(f, _)| *f)
+    }
+
+    /// IMAP names of the flags set, in a stable order.
+    pub fn imap_names(self) -> impl Iterator<Item = &'static str> {
+        Flags::IMAP_NAMES
+            .into_iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .map(|(_, n)| n)
+    }
+}
+
+impl BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.union(rhs)
+    }
+}
+
+impl BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.insert(rhs);
+    }
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.imap_names()).finish()
+    }
+}
+
+/// One message as of the last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub uid: u32,
+    /// File name up to the `:` (stable across flag changes; the uidlist key).
+    pub basename: String,
+    /// Current full file name, with the `:2,<flags>` part.
+    pub filename: String,
+    /// Current path (in `cur/`, or `new/` if it couldn't be moved).
+    pub path: PathBuf,
+    pub flags: Flags,
+    /// Keyword names, in letter order.
+    pub keywords: Vec<String>,
+    /// Size on disk (`,S=` in the name, `S` in the uidlist, or stat).
+    pub size: u64,
+    /// Size with CRLF line endings, IMAP's RFC822.SIZE (`,W=` in the name,
+    /// `W` in the uidlist, or computed from the file).
+    pub vsize: u64,
+    /// IMAP INTERNALDATE: the file's mtime, like Dovecot.
+    pub internal_date: SystemTime,
+    /// `G` field of the uidlist record (message GUID), if any.
+    pub guid: Option<String>,
+    /// `P` field of the uidlist record (a POP3 UIDL kept from a migration).
+    pub pop3_uidl: Option<String>,
+    /// `O` field of the uidlist record (POP3 listing order).
+    pub pop3_order: Option<u32>,
+    /// First seen by this [`Mailbox`]: moved out of `new/` or numbered by us.
+    pub recent: bool,
+}
+
+impl MessageInfo {
+    /// Dovecot's message GUID: the uidlist `G` field, else the base name.
+    pub fn guid(&self) -> &str {
+        self.guid.as_deref().unwrap_or(&self.basename)
+    }
+}
+
+/// What changed between two syncs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// UIDs that appeared, ascending.
+    pub new_uids: Vec<u32>,
+    /// UIDs that disappeared (expunged by someone else), ascending.
+    pub expunged_uids: Vec<u32>,
+    /// UIDs whose flags or keywords changed, ascending.
+    pub flag_changes: Vec<u32>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.new_uids.is_empty() && self.expunged_uids.is_empty() && self.flag_changes.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    Cur,
+    New,
+}
+
+impl Sub {
+    fn name(self) -> &'static str {
+        match self {
+            Sub::Cur => "cur",
+            Sub::New => "new",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Found {
+    filename: String,
+    sub: Sub,
+}
+
+/// base name → where the file is now
+type ScanMap = HashMap<String, Found>;
+
+/// What we looked at during the last full sync; if none of it changed (and
+/// it was old enough not to hide a same-tick change) the next sync is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    cur: Option<SystemTime>,
+    new: Option<SystemTime>,
+    uidlist: Option<Stamp>,
+    keywords: Option<SystemTime>,
+}
+
+/// A Maildir folder (INBOX or a Maildir++ `.Name` directory).
+#[derive(Debug)]
+pub struct Mailbox {
+    dir: PathBuf,
+    uidvalidity: u32,
+    next_uid: u32,
+    guid: String,
+    messages: Vec<MessageInfo>,
+    keywords: Keywords,
+    lock_timeout: Duration,
+    fingerprint: Option<(Fingerprint, SystemTime)>,
+}
+
+impl Mailbox {
+    /// Opens the Maildir folder `dir` (which must exist; missing
+    /// `cur new tmp` are created) and does the first sync.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Mailbox> {
+        Mailbox::open_with_timeout(dir, DEFAULT_LOCK_TIMEOUT)
+    }
+
+    /// [`Mailbox::open`] with a different dot-lock wait.
+    pub fn open_with_timeout(dir: impl Into<PathBuf>, lock_timeout: Duration) -> Result<Mailbox> {
+        let dir = dir.into();
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::NotFound(dir.display().to_string())),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound(dir.display().to_string())),
+            Err(e) => return Err(io_err("stat", &dir, e)),
+        }
+        for sub in ["cur", "new", "tmp"] {
+            let p = dir.join(sub);
+            match fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("mkdir", &p, e)),
+            }
+        }
+        let mut mb = Mailbox {
+            dir,
+            uidvalidity: 0,
+            next_uid: 1,
+            guid: String::new(),
+            messages: Vec::new(),
+            keywords: Keywords::default(),
+            lock_timeout,
+            fingerprint: None,
+        };
+        mb.sync()?;
+        Ok(mb)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn uidvalidity(&self) -> u32 {
+        self.uidvalidity
+    }
+    /// UIDNEXT: the UID the next new message will get (at least).
+    pub fn next_uid(&self) -> u32 {
+        self.next_uid
+    }
+    /// The mailbox GUID from the uidlist header (32 hex digits).
+    pub fn guid(&self) -> &str {
+        &self.guid
+    }
+    /// Messages as of the last sync, by ascending UID.
+    pub fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+    /// The message with `uid`, as of the last sync.
+    pub fn get(&self, uid: u32) -> Option<&MessageInfo> {
+        self.index_of(uid).map(|i| &self.messages[i])
+    }
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+    }
+
+    fn index_of(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+    fn uidlist_path(&self) -> PathBuf {
+        self.dir.join(UIDLIST_NAME)
+    }
+    fn keywords_path(&self) -> PathBuf {
+        self.dir.join(KEYWORDS_NAME)
+    }
+
+    /// The Maildir root holding `dovecot-uidvalidity`: a Maildir++ folder
+    /// (marked by `maildirfolder`, or a `.Name` directory beside INBOX's
+    /// `cur/`) lives directly under it.
+    fn root(&self) -> PathBuf {
+        if let Some(parent) = self.dir.parent() {
+            let dotted = self
+                .dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if self.dir.join(MAILDIRFOLDER_NAME).exists() || (dotted && parent.join("cur").is_dir())
+            {
+                return parent.to_path_buf();
+            }
+        }
+        self.dir.clone()
+    }
+
+    // ---------------------------------------------------------------- scan
+
+    fn dir_mtime(&self, sub: &str) -> Result<Option<SystemTime>> {
+        let p = self.dir.join(sub);
+        match fs::metadata(&p) {
+            Ok(m) => Ok(m.modified().ok()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(io_err("stat", &p, e)),
+        }
+    }
+
+    fn fingerprint(&self) -> Result<Fingerprint> {
+        let ul = self.uidlist_path();
+        let kw = self.keywords_path();
+        Ok(Fingerprint {
+            cur: self.dir_mtime("cur")?,
+            new: self.dir_mtime("new")?,
+            uidlist: match fs::metadata(&ul) {
+                Ok(m) => Some(Stamp::of(&m)),
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(io_err("stat", &ul, e)),
+            },
+            keywords: match fs::metadata(&kw) {
+                Ok(m) => m.modified().ok(),
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(io_err("stat", &kw, e)),
+            },
+        })
+    }
+
+    /// File names in `sub/` (dot files and names with CR/LF skipped, like
+    /// Dovecot).
+    fn read_names(&self, sub: Sub) -> Result<Vec<String>> {
+        let p = self.dir.join(sub.name());
+        let rd = match fs::read_dir(&p) {
+            Ok(rd) => rd,
+            Err(e) if is_not_found(&e) => {
+                return Err(Error::NotFound(self.dir.display().to_string()))
+            }
+            Err(e) => return Err(io_err("readdir", &p, e)),
+        };
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| io_err("readdir", &p, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(dir = %p.display(), "ignoring a non-UTF-8 file name");
+                continue;
+            };
+            if name.starts_with('.') || name.contains(['\n', '\r']) {
+                continue;
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// One pass over `new/` (moving files to `cur/`) and `cur/`. Returns
+    /// whether the directories stayed unchanged during the pass.
+    fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
+        let before = (self.dir_mtime("new")?, self.dir_mtime("cur")?);
+        let cur = self.dir.join("cur");
+        for name in self.read_names(Sub::New)? {
+            let target = if name.contains(':') {
+                name.clone()
+            } else {
+                format!("{name}:2,")
+            };
+            let base = filename::basename(&name).to_string();
+            match rename_noreplace(&self.dir.join("new").join(&name), &cur.join(&target)) {
+                Ok(()) => {
+                    recent.insert(base.clone());
+                    map.insert(
+                        base,
+                        Found {
+                            filename: target,
+                            sub: Sub::Cur,
+                        },
+                    );
+                }
+                // moved or expunged by someone else meanwhile: the cur/ pass
+                // below (which starts later) sees it if it still exists
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::AlreadyExists {
+                        tracing::warn!(file = %name, dir = %self.dir.display(), "can't move new/ file to cur/: {e}");
+                    }
+                    map.insert(
+                        base,
+                        Found {
+                            filename: name,
+                            sub: Sub::New,
+                        },
+                    );
+                }
+            }
+        }
+        for name in self.read_names(Sub::Cur)? {
+            map.insert(
+                filename::basename(&name).to_string(),
+                Found {
+                    filename: name,
+                    sub: Sub::Cur,
+                },
+            );
+        }
+        let after = (self.dir_mtime("new")?, self.dir_mtime("cur")?);
+        Ok(before == after)
+    }
+
+    /// Scans until the directories hold still (a concurrent rename can hide
+    /// a file from one readdir pass), merging passes; `known` base names
+    /// missing after the first pass get a second look.
+    fn scan(&self, known: &HashSet<&str>, recent: &mut HashSet<String>) -> Result<ScanMap> {
+        let mut map = ScanMap::new();
+        for pass in 0..4 {
+            let stable = self.scan_once(&mut map, recent)?;
+            let missing = known.iter().any(|b| !map.contains_key(*b));
+            if stable && (!missing || pass >= 1) {
+                break;
+            }
+        }
+        Ok(map)
+    }
+
+    /// Where the file with base name `base` is now, by reading the
+    /// directories (it may have been renamed by a flag change elsewhere).
+    fn find_by_basename(&self, base: &str) -> Result<Option<Found>> {
+        for sub in [Sub::Cur, Sub::New] {
+            for name in self.read_names(sub)? {
+                if filename::basename(&name) == base {
+                    return Ok(Some(Found {
+                        filename: name,
+                        sub,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    // ---------------------------------------------------------------- sync
+
+    /// Brings the view up to date with the directory: new files numbered,
+    /// vanished ones dropped, flag changes picked up. Returns what changed
+    /// since the previous sync (own [`set_flags`](Mailbox::set_flags) and
+    /// [`expunge`](Mailbox::expunge) calls are not reported again; own
+    /// appends and copies into this mailbox are reported as new).
+    pub fn sync(&mut self) -> Result<Changes> {
+        let started = SystemTime::now();
+        let fp = self.fingerprint()?;
+        if let Some((old, at)) = &self.fingerprint {
+            // timestamps at least 2 s older than the previous scan can't hide
+            // a change made in the same clock tick
+            let settled =
+                |t: Option<SystemTime>| t.is_none_or(|t| t + Duration::from_secs(2) < *at);
+            if *old == fp
+                && settled(fp.cur)
+                && settled(fp.new)
+                && settled(fp.uidlist.map(|s| s.mtime))
+                && settled(fp.keywords)
+            {
+                return Ok(Changes::default());
+            }
+        }
+
+        let mut recent: HashSet<String> = HashSet::new();
+        let uidlist_path = self.uidlist_path();
+        let existing =
+            Uidlist::read(&uidlist_path).map_err(|e| io_err("read", &uidlist_path, e))?;
+        let mut scan = {
+            let mut known: HashSet<&str> =
+                self.messages.iter().map(|m| m.basename.as_str()).collect();
+            if let Some((ul, _)) = &existing {
+                known.extend(ul.records.iter().map(|r| r.basename.as_str()));
+            }
+            self.scan(&known, &mut recent)?
+        };
+
+        let needs_uids = match &existing {
+            None => true,
+            Some((ul, _)) => {
+                let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
+                scan.keys().any(|b| !known.contains(b.as_str()))
+            }
+        };
+        let ul = if needs_uids {
+            match self.assign_uids(&mut scan, &mut recent) {
+                Ok(ul) => ul,
+                Err(Error::LockTimeout(p)) => match existing {
+                    // numbering has to wait; show what already has UIDs
+                    Some((ul, _)) => {
+                        tracing::warn!(lock = %p.display(), "uidlist locked, new mail shows up at the next sync");
+                        ul
+                    }
+                    None => return Err(Error::LockTimeout(p)),
+                },
+                Err(e) => return Err(e),
+            }
+        } else {
+            existing.expect("checked").0
+        };
+
+        self.keywords = Keywords::read(&self.keywords_path())
+            .map_err(|e| io_err("read", &self.keywords_path(), e))?;
+        self.uidvalidity = ul.uidvalidity;
+        self.next_uid = ul.next_uid;
+        self.guid = ul.guid.clone();
+
+        let prev: HashMap<&str, &MessageInfo> = self
+            .messages
+            .iter()
+            .map(|m| (m.filename.as_str(), m))
+            .collect();
+        let mut messages = Vec::with_capacity(ul.records.len());
+        let mut computed_vsizes = Vec::new();
+        for rec in &ul.records {
+            let Some(found) = scan.get(&rec.basename) else {
+                continue;
+            };
+            let info = match prev.get(found.filename.as_str()) {
+                Some(p) if p.uid == rec.uid && self.path_of(found) == p.path => {
+                    let mut m = (*p).clone();
+                    m.keywords = self.keywords.names_of(filename::parse_flags(&m.filename).1);
+                    Some(m)
+                }
+                _ => self.build_info(rec, found.clone(), &recent, &mut computed_vsizes)?,
+            };
+            if let Some(info) = info {
+                messages.push(info);
+            }
+        }
+        if !computed_vsizes.is_empty() {
+            self.persist_vsizes(&computed_vsizes);
+        }
+
+        let changes = diff(&self.messages, &messages);
+        self.messages = messages;
+        self.fingerprint = Some((self.fingerprint()?, started));
+        Ok(changes)
+    }
+
+    fn path_of(&self, f: &Found) -> PathBuf {
+        self.dir.join(f.sub.name()).join(&f.filename)
+    }
+
+    /// A [`MessageInfo`] for `rec`, following the file if it was renamed;
+    /// `None` if it's gone.
+    fn build_info(
+        &self,
+        rec: &Record,
+        mut found: Found,
+        recent: &HashSet<String>,
+        computed_vsizes: &mut Vec<(u32, String, u64)>,
+    ) -> Result<Option<MessageInfo>> {
+        let mut retried = false;
+        let meta = loop {
+            let path = self.path_of(&found);
+            match fs::metadata(&path) {
+                Ok(m) => break m,
+                Err(e) if is_not_found(&e) && !retried => {
+                    retried = true;
+                    match self.find_by_basename(&rec.basename)? {
+                        Some(f) => found = f,
+                        None => return Ok(None),
+                    }
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(io_err("stat", &path, e)),
+            }
+        };
+        let path = self.path_of(&found);
+        let size = filename::get_size(&found.filename, b'S')
+            .or_else(|| rec.ext('S').and_then(|v| v.parse().ok()))
+            .unwrap_or(meta.len());
+        let vsize = match filename::get_size(&found.filename, b'W')
+            .or_else(|| rec.ext('W').and_then(|v| v.parse().ok()))
+        {
+            Some(v) => v,
+            None => match compute_vsize(&path) {
+                Ok(v) => {
+                    computed_vsizes.push((rec.uid, rec.basename.clone(), v));
+                    v
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(io_err("read", &path, e)),
+            },
+        };
+        let (flags, kw) = filename::parse_flags(&found.filename);
+        Ok(Some(MessageInfo {
+            uid: rec.uid,
+            basename: rec.basename.clone(),
+            filename: found.filename,
+            path,
+            flags,
+            keywords: self.keywords.names_of(kw),
+            size,
+            vsize,
+            internal_date: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            guid: rec.ext('G').filter(|g| !g.is_empty()).map(str::to_string),
+            pop3_uidl: rec.ext('P').map(str::to_string),
+            pop3_order: rec.ext('O').and_then(|v| v.parse().ok()),
+            recent: recent.contains(&rec.basename),
+        }))
+    }
+
+    fn lock_uidlist(&self) -> Result<DotLock> {
+        DotLock::acquire(&self.uidlist_path(), self.lock_timeout, STALE_TIMEOUT)
+    }
+
+    /// The uidlist as it is now (caller holds the lock), or a new one.
+    fn read_locked_uidlist(&self) -> Result<(Uidlist, bool)> {
+        let p = self.uidlist_path();
+        match Uidlist::read(&p).map_err(|e| io_err("read", &p, e))? {
+            Some((u, _)) => Ok((u, false)),
+            None => Ok((Uidlist::new(folders::uidvalidity_next(&self.root())), true)),
+        }
+    }
+
+    /// Under the uidlist lock: re-read the uidlist, rescan, drop records of
+    /// vanished files, number new files in Dovecot's order, write it back.
+    fn assign_uids(&self, scan: &mut ScanMap, recent: &mut HashSet<String>) -> Result<Uidlist> {
+        let lock = self.lock_uidlist()?;
+        let (mut ul, created) = self.read_locked_uidlist()?;
+        {
+            let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
+            let mut fresh = self.scan(&known, recent)?;
+            // keep what the first scan saw too: a file can hide from one pass
+            for (b, f) in scan.drain() {
+                fresh.entry(b).or_insert(f);
+            }
+            *scan = fresh;
+        }
+        let before = ul.records.len();
+        ul.records.retain(|r| scan.contains_key(&r.basename));
+        let mut changed = created || ul.records.len() != before || ul.version != 3;
+        let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
+        let mut new: Vec<String> = scan
+            .keys()
+            .filter(|b| !known.contains(b.as_str()))
+            .cloned()
+            .collect();
+        new.sort_by(|a, b| filename::sort_cmp(a, b));
+        for base in new {
+            if ul.next_uid >= u32::MAX - 1 {
+                return Err(Error::UidsExhausted(self.dir.clone()));
+            }
+            ul.records.push(Record {
+                uid: ul.next_uid,
+                ext: Vec::new(),
+                basename: base.clone(),
+            });
+            ul.next_uid += 1;
+            recent.insert(base);
+            changed = true;
+        }
+        if changed {
+            ul.version = 3;
+            lock.replace(&ul.serialize(), None)?;
+        }
+        Ok(ul)
+    }
+
+    /// Records computed virtual sizes as `W` fields (as Dovecot does), so
+    /// nobody has to read those files again. Best effort.
+    fn persist_vsizes(&self, vsizes: &[(u32, String, u64)]) {
+        let res = (|| -> Result<()> {
+            let lock = self.lock_uidlist()?;
+            let (mut ul, created) = self.read_locked_uidlist()?;
+            if created {
+                return Ok(());
+            }
+            let mut changed = false;
+            for (uid, base, v) in vsizes {
+                if let Some(i) = ul.find_uid(*uid) {
+                    let r = &mut ul.records[i];
+                    if r.basename == *base && r.ext('W').is_none() {
+                        r.set_ext('W', Some(&v.to_string()));
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                lock.replace(&ul.serialize(), None)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            tracing::debug!(dir = %self.dir.display(), "not recording virtual sizes: {e}");
+        }
+    }
+
+    // ------------------------------------------------------------ keywords
+
+    /// Letter mask for keyword names, creating missing ones in
+    /// `dovecot-keywords`. The caller holds the uidlist lock (Dovecot adds
+    /// keywords only under it).
+    fn keyword_mask_locked(&self, names: &[&str]) -> Result<(u32, Keywords)> {
+        let p = self.keywords_path();
+        let mut kw = Keywords::read(&p).map_err(|e| io_err("read", &p, e))?;
+        let mut mask = 0;
+        let mut changed = false;
+        for n in names {
+            let i = match kw.lookup(n) {
+                Some(i) => i,
+                None => {
+                    changed = true;
+                    kw.add(n)
+                        .ok_or_else(|| Error::TooManyKeywords(n.to_string()))?
+                }
+            };
+            mask |= 1 << i;
+        }
+        if changed {
+            kw.write(&p, self.lock_timeout)?;
+            kw = Keywords::read(&p).map_err(|e| io_err("read", &p, e))?;
+        }
+        Ok((mask, kw))
+    }
+
+    /// Letter mask for keyword names, taking the uidlist lock only if a name
+    /// has to be added.
+    fn keyword_mask(&mut self, names: &[&str]) -> Result<u32> {
+        for n in names {
+            if !valid_keyword(n) {
+                return Err(Error::InvalidKeyword(n.to_string()));
+            }
+        }
+        let lookup = |kw: &Keywords| -> Option<u32> {
+            names
+                .iter()
+                .map(|n| kw.lookup(n).map(|i| 1u32 << i))
+                .try_fold(0, |acc, b| b.map(|b| acc | b))
+        };
+        if let Some(mask) = lookup(&self.keywords) {
+            return Ok(mask);
+        }
+        let p = self.keywords_path();
+        self.keywords = Keywords::read(&p).map_err(|e| io_err("read", &p, e))?;
+        if let Some(mask) = lookup(&self.keywords) {
+            return Ok(mask);
+        }
+        let _lock = self.lock_uidlist()?;
+        let (mask, kw) = self.keyword_mask_locked(names)?;
+        self.keywords = kw;
+        Ok(mask)
+    }
+
+    // ---------------------------------------------------------- operations
+
+    /// Sets the flags and keywords of `uid` to exactly `flags`/`keywords`
+    /// (renaming the file; `,S=`/`,W=` and unknown flag letters are kept).
+    /// `Ok(false)` if the message is gone (expunged elsewhere; the next
+    /// sync reports it).
+    pub fn set_flags(&mut self, uid: u32, flags: Flags, keywords: &[&str]) -> Result<bool> {
+        let Some(idx) = self.index_of(uid) else {
+            return Ok(false);
+        };
+        let mask = self.keyword_mask(keywords)?;
+        let m = &self.messages[idx];
+        let mut found = Found {
+            filename: m.filename.clone(),
+            sub: if m.path.parent().and_then(Path::file_name) == Some("new".as_ref()) {
+                Sub::New
+            } else {
+                Sub::Cur
+            },
+        };
+        let base = m.basename.clone();
+        for attempt in 0..2 {
+            let new_name = filename::set_flags(&found.filename, flags, mask);
+            let from = self.path_of(&found);
+            let to = self.dir.join("cur").join(&new_name);
+            let res = if from == to {
+                Ok(())
+            } else {
+                fs::rename(&from, &to)
+            };
+            match res {
+                Ok(()) => {
+                    let kw = self.keywords.names_of(mask);
+                    let m = &mut self.messages[idx];
+                    m.filename = new_name;
+                    m.path = to;
+                    m.flags = flags;
+                    m.keywords = kw;
+                    return Ok(true);
+                }
+                Err(e) if is_not_found(&e) && attempt == 0 => match self.find_by_basename(&base)? {
+                    Some(f) => found = f,
+                    None => return Ok(false),
+                },
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(io_err("rename", &from, e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes the files of `uids`. Returns the UIDs that are now gone
+    /// (including ones someone else expunged first); they're not reported
+    /// by the next sync.
+    pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        let mut gone = Vec::new();
+        for &uid in uids {
+            let Some(idx) = self.index_of(uid) else {
+                continue;
+            };
+            let m = &self.messages[idx];
+            match fs::remove_file(&m.path) {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {
+                    if let Some(f) = self.find_by_basename(&m.basename)? {
+                        let p = self.path_of(&f);
+                        match fs::remove_file(&p) {
+                            Ok(()) => {}
+                            Err(e) if is_not_found(&e) => {}
+                            Err(e) => return Err(io_err("unlink", &p, e)),
+                        }
+                    }
+                }
+                Err(e) => return Err(io_err("unlink", &m.path, e)),
+            }
+            gone.push(uid);
+        }
+        if !gone.is_empty() {
+            let set: HashSet<u32> = gone.iter().copied().collect();
+            self.messages.retain(|m| !set.contains(&m.uid));
+            gone.sort_unstable();
+            gone.dedup();
+            let _ = fsync_dir(&self.dir.join("cur"));
+        }
+        Ok(gone)
+    }
+
+    /// Stores a message (IMAP APPEND): written to `tmp/` with LF line
+    /// endings, fsynced, given `internal_date` as mtime, renamed into `cur/`
+    /// with its flags and numbered under the uidlist lock. Returns its UID;
+    /// the next [`sync`](Mailbox::sync) reports it as new.
+    pub fn append(
+        &self,
+        data: &[u8],
+        flags: Flags,
+        keywords: &[&str],
+        internal_date: Option<SystemTime>,
+    ) -> Result<u32> {
+        for n in keywords {
+            if !valid_keyword(n) {
+                return Err(Error::InvalidKeyword(n.to_string()));
+            }
+        }
+        let body = crlf_to_lf(data);
+        let size = body.len() as u64;
+        let vsize = vsize_of(&body);
+        let base = format!("{},S={size},W={vsize}", filename::generate_base());
+        let tmp = self.dir.join("tmp").join(&base);
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            if let Some(t) = internal_date {
+                f.set_modified(t)?;
+            }
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("write", &tmp, e));
+        }
+        let res = self.commit_new(&[(tmp.clone(), base, flags, keywords.to_vec())]);
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(res?[0])
+    }
+
+    /// Under the uidlist lock: move each `tmp/` file into `cur/` with its
+    /// flags and give it the next UID, in order.
+    #[allow(clippy::type_complexity)]
+    fn commit_new(&self, files: &[(PathBuf, String, Flags, Vec<&str>)]) -> Result<Vec<u32>> {
+        let lock = self.lock_uidlist()?;
+        let (mut ul, _) = self.read_locked_uidlist()?;
+        let cur = self.dir.join("cur");
+        let mut uids = Vec::with_capacity(files.len());
+        let mut moved = Vec::new();
+        let res = (|| -> Result<()> {
+            for (tmp, base, flags, kws) in files {
+                let (mask, _) = self.keyword_mask_locked(kws)?;
+                let name = filename::set_flags(base, *flags, mask);
+                if ul.next_uid >= u32::MAX - 1 {
+                    return Err(Error::UidsExhausted(self.dir.clone()));
+                }
+                let dest = cur.join(&name);
+                fs::rename(tmp, &dest).map_err(|e| io_err("rename", tmp, e))?;
+                moved.push(dest);
+                ul.records.push(Record {
+                    uid: ul.next_uid,
+                    ext: Vec::new(),
+                    basename: base.clone(),
+                });
+                uids.push(ul.next_uid);
+                ul.next_uid += 1;
+            }
+            fsync_dir(&cur).map_err(|e| io_err("fsync", &cur, e))?;
+            ul.version = 3;
+            lock.replace(&ul.serialize(), None)
+        })();
+        if let Err(e) = res {
+            // not numbered: don't leave half-committed files behind
+            for p in moved {
+                let _ = fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        Ok(uids)
+    }
+
+    /// Copies messages into `dest` (which may be this mailbox) keeping
+    /// flags, keywords and internal date: hard links when possible, else a
+    /// copy. Returns `(source uid, new uid)` pairs in order (for COPYUID);
+    /// messages expunged meanwhile are left out.
+    pub fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>> {
+        let mut staged: Vec<(u32, PathBuf, String, Flags, Vec<String>)> = Vec::new();
+        let cleanup = |staged: &[(u32, PathBuf, String, Flags, Vec<String>)]| {
+            for s in staged {
+                let _ = fs::remove_file(&s.1);
+            }
+        };
+        for &uid in uids {
+            let Some(m) = self.get(uid) else { continue };
+            let size = m.size;
+            let base = format!("{},S={size},W={}", filename::generate_base(), m.vsize);
+            let tmp = dest.dir.join("tmp").join(&base);
+            let mut src = m.path.clone();
+            let mut ok = false;
+            for attempt in 0..2 {
+                match link_or_copy(&src, &tmp) {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) if is_not_found(&e) && attempt == 0 && src.exists() => {
+                        // tmp/ missing in dest?
+                        cleanup(&staged);
+                        return Err(io_err("link", &tmp, e));
+                    }
+                    Err(e) if is_not_found(&e) && attempt == 0 => {
+                        match self.find_by_basename(&m.basename) {
+                            Ok(Some(f)) => src = self.path_of(&f),
+                            Ok(None) => break,
+                            Err(e) => {
+                                cleanup(&staged);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Err(e) if is_not_found(&e) => break,
+                    Err(e) => {
+                        cleanup(&staged);
+                        return Err(io_err("copy", &src, e));
+                    }
+                }
+            }
+            if ok {
+                staged.push((uid, tmp, base, m.flags, m.keywords.clone()));
+            }
+        }
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files: Vec<(PathBuf, String, Flags, Vec<&str>)> = staged
+            .iter()
+            .map(|(_, tmp, base, flags, kws)| {
+                (
+                    tmp.clone(),
+                    base.clone(),
+                    *flags,
+                    kws.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        match dest.commit_new(&files) {
+            Ok(new) => Ok(staged.iter().map(|s| s.0).zip(new).collect()),
+            Err(e) => {
+                cleanup(&staged);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the message file for reading, following a rename by another
+    /// process. `Ok(None)` if it has been expunged.
+    pub fn open_message(&self, uid: u32) -> Result<Option<File>> {
+        let Some(m) = self.get(uid) else {
+            return Ok(None);
+        };
+        match File::open(&m.path) {
+            Ok(f) => return Ok(Some(f)),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(io_err("open", &m.path, e)),
+        }
+        let Some(f) = self.find_by_basename(&m.basename)? else {
+            return Ok(None);
+        };
+        let p = self.path_of(&f);
+        match File::open(&p) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(io_err("open", &p, e)),
+        }
+    }
+}
+
+/// UIDs new, gone and with changed flags between two message lists (both
+/// sorted by UID).
+fn diff(old: &[MessageInfo], new: &[MessageInfo]) -> Changes {
+    let mut c = Changes::default();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a.uid == b.uid => {
+                if a.flags != b.flags || a.keywords != b.keywords {
+                    c.flag_changes.push(a.uid);
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a.uid < b.uid => {
+                c.expunged_uids.push(a.uid);
+                i += 1;
+            }
+            (Some(a), None) => {
+                c.expunged_uids.push(a.uid);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                c.new_uids.push(b.uid);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    c
+}
+
+/// `rename` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let f = CString::new(from.as_os_str().as_bytes())?;
+        let t = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves
+        // them like rename(2) does.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // file system without RENAME_NOREPLACE: fall through
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {}
+            _ => return Err(e),
+        }
+    }
+    // link+unlink never replaces either
+    match fs::hard_link(from, to) {
+        Ok(()) => fs::remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists || is_not_found(&e) => Err(e),
+        Err(_) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+    }
+}
+
+/// Hard-links `src` to `dst`, or copies it (keeping the mtime) when links
+/// aren't possible (other file system, not permitted, too many links).
+fn link_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
+    match fs::hard_link(src, dst) {
+        Ok(()) => return Ok(()),
+        Err(e) if is_not_found(&e) || e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {}
+    }
+    let mut input = File::open(src)?;
+    let mtime = input.metadata()?.modified()?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)?;
+    let res = io::copy(&mut input, &mut out)
+        .and_then(|_| out.set_modified(mtime))
+        .and_then(|()| out.sync_all());
+    if res.is_err() {
+        let _ = fs::remove_file(dst);
+    }
+    res
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// CRLF → LF (Dovecot and Postfix store Maildir files with LF endings).
+fn crlf_to_lf(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !data.windows(2).any(|w| w == b"\r\n") {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Size with every bare LF counted as CRLF.
+fn vsize_of(data: &[u8]) -> u64 {
+    let mut v = data.len() as u64;
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            v += 1;
+        }
+        prev = b;
+    }
+    v
+}
+
+fn compute_vsize(path: &Path) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut v = 0u64;
+    let mut prev = 0u8;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(v);
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' && prev != b'\r' {
+                v += 1;
+            }
+            prev = b;
+        }
+        v += n as u64;
+    }
+}

@@ -1,0 +1,705 @@
+//! Mailbox-level tests, including the Dovecot-written fixture in
+//! `tests/fixtures/dovecot-maildir` (see its `make-fixture.sh`).
+
+use super::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dovecot-maildir")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A copy of the fixture Maildir. Empty `cur/ tmp/` directories are not in
+/// git; leave them out here too, the store must cope.
+fn fixture_copy() -> (tempfile::TempDir, MaildirRoot) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("Maildir");
+    copy_tree(&fixture_dir().join("Maildir"), &root);
+    fn prune_empty(p: &Path) {
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                prune_empty(&e.path());
+                let _ = fs::remove_dir(e.path()); // only succeeds when empty
+            }
+        }
+    }
+    prune_empty(&root);
+    (tmp, MaildirRoot::new(root))
+}
+
+/// expected.txt: `[section]` → lines
+fn expected() -> BTreeMap<String, Vec<String>> {
+    let text = fs::read_to_string(fixture_dir().join("expected.txt")).unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+            out.entry(section.clone()).or_default();
+        } else {
+            out.get_mut(&section).unwrap().push(line.to_string());
+        }
+    }
+    out
+}
+
+/// `key=value key=value…` where the last key (flags) runs to the end.
+fn kv(line: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let keys: Vec<usize> = line
+        .match_indices('=')
+        .map(|(i, _)| line[..i].rfind(' ').map_or(0, |s| s + 1))
+        .collect();
+    for (n, &start) in keys.iter().enumerate() {
+        let eq = start + line[start..].find('=').unwrap();
+        let end = keys.get(n + 1).map_or(line.len(), |&s| s - 1);
+        if start < eq && eq < end.max(eq + 1) {
+            out.insert(
+                line[start..eq].to_string(),
+                line[eq + 1..end.max(eq + 1)].to_string(),
+            );
+        }
+    }
+    out
+}
+
+fn open_utf8(root: &MaildirRoot, name: &str) -> Mailbox {
+    root.open(&utf8_to_mutf7(name)).unwrap()
+}
+
+fn never_md5() -> [u8; 16] {
+    panic!("header MD5 not expected")
+}
+
+#[test]
+fn dovecot_fixture_reads_identically() {
+    let exp = expected();
+    let (_tmp, root) = fixture_copy();
+    let inbox_uidlist = fs::read(root.path().join(UIDLIST_NAME)).unwrap();
+
+    // UIDVALIDITY, UIDNEXT, message counts of every mailbox
+    for line in &exp["status"] {
+        let (name, rest) = line.split_once(' ').unwrap();
+        let f = kv(rest);
+        let mb = open_utf8(&root, name);
+        assert_eq!(mb.uidvalidity().to_string(), f["uidvalidity"], "{name}");
+        assert_eq!(mb.next_uid().to_string(), f["uidnext"], "{name}");
+        assert_eq!(mb.messages().len().to_string(), f["messages"], "{name}");
+    }
+
+    // UIDs, flags, keywords
+    let mut fetched: BTreeMap<String, Vec<(u32, Vec<String>)>> = BTreeMap::new();
+    for line in &exp["fetch"] {
+        let f = kv(line);
+        let flags: Vec<String> = f["flags"]
+            .split(' ')
+            .filter(|s| !s.is_empty() && *s != "\\Recent")
+            .map(str::to_string)
+            .collect();
+        fetched
+            .entry(f["mailbox"].clone())
+            .or_default()
+            .push((f["uid"].parse().unwrap(), flags));
+    }
+    assert!(fetched["INBOX"].len() >= 5);
+    for (name, want) in &fetched {
+        let mb = open_utf8(&root, name);
+        let got: Vec<(u32, Vec<String>)> = mb
+            .messages()
+            .iter()
+            .map(|m| {
+                let mut v: Vec<String> = m.flags.imap_names().map(str::to_string).collect();
+                v.extend(m.keywords.iter().cloned());
+                (m.uid, v)
+            })
+            .collect();
+        let mut want = want.clone();
+        want.sort_by_key(|w| w.0);
+        let norm = |v: &[(u32, Vec<String>)]| -> Vec<(u32, Vec<String>)> {
+            v.iter()
+                .map(|(u, f)| {
+                    let mut f = f.clone();
+                    f.sort();
+                    (*u, f)
+                })
+                .collect()
+        };
+        assert_eq!(norm(&got), norm(&want), "{name}");
+    }
+    let inbox = root.inbox().unwrap();
+    let m4 = inbox.get(4).unwrap();
+    assert_eq!(m4.keywords, ["$Forwarded", "work"]);
+
+    // folders (doveadm prints INBOX and UTF-8 names)
+    let mut names: Vec<String> = root
+        .list_folders()
+        .unwrap()
+        .iter()
+        .map(|f| mutf7_to_utf8(&f.name).unwrap())
+        .collect();
+    names.push("INBOX".into());
+    names.sort();
+    assert_eq!(names, exp["mailboxes"]);
+    assert!(root
+        .list_folders()
+        .unwrap()
+        .iter()
+        .any(|f| f.name == "Entw&APw-rfe"));
+
+    // subscriptions
+    let mut subs: Vec<String> = root
+        .subscriptions()
+        .unwrap()
+        .iter()
+        .map(|s| mutf7_to_utf8(s).unwrap())
+        .collect();
+    subs.sort();
+    assert_eq!(subs, exp["subscriptions"]);
+
+    // POP3 UIDLs (INBOX, in UID order) for every recorded format
+    let mut formats = 0;
+    for (section, lines) in &exp {
+        let Some(format) = section.strip_prefix("uidl ") else {
+            continue;
+        };
+        formats += 1;
+        let got: Vec<String> = inbox
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                format!(
+                    "{} {}",
+                    i + 1,
+                    pop3_uidl(format, m, inbox.uidvalidity(), never_md5)
+                )
+            })
+            .collect();
+        assert_eq!(&got, lines, "{format}");
+    }
+    assert!(formats >= 4);
+
+    // first session moved new/ to cur/ (keeping flags), uidlist untouched
+    assert!(fs::read_dir(root.path().join("new"))
+        .unwrap()
+        .next()
+        .is_none());
+    let m2 = inbox.get(2).unwrap();
+    assert!(m2.path.starts_with(root.path().join("cur")));
+    assert!(m2.filename.ends_with(":2,FS"), "{}", m2.filename);
+    let m6 = inbox.get(6).unwrap();
+    assert!(m6.filename.ends_with(":2,"), "{}", m6.filename);
+    assert_eq!(
+        fs::read(root.path().join(UIDLIST_NAME)).unwrap(),
+        inbox_uidlist
+    );
+    assert_eq!((m2.size, m2.vsize), (214, 223));
+}
+
+#[test]
+fn dovecot_fixture_survives_our_changes() {
+    let (_tmp, root) = fixture_copy();
+    let mut inbox = root.inbox().unwrap();
+    let uidv = inbox.uidvalidity();
+    let uids: Vec<u32> = inbox.messages().iter().map(|m| m.uid).collect();
+    assert_eq!(uids, [1, 2, 4, 5, 6]);
+    assert!(inbox
+        .set_flags(1, Flags::SEEN | Flags::FLAGGED, &["work", "NewKw"])
+        .unwrap());
+    let uid = inbox
+        .append(b"Subject: appended\r\n\r\nhi\r\n", Flags::SEEN, &[], None)
+        .unwrap();
+    assert_eq!(uid, 7);
+    inbox.sync().unwrap();
+
+    let again = root.inbox().unwrap();
+    assert_eq!(again.uidvalidity(), uidv);
+    assert_eq!(
+        again.messages().iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1, 2, 4, 5, 6, 7]
+    );
+    let m1 = again.get(1).unwrap();
+    assert_eq!(m1.flags, Flags::SEEN | Flags::FLAGGED);
+    assert_eq!(m1.keywords, ["work", "NewKw"]);
+    assert_eq!(
+        fs::read_to_string(root.path().join(KEYWORDS_NAME)).unwrap(),
+        "0 $Forwarded\n1 work\n2 NewKw\n"
+    );
+    // the uidlist we wrote is one Dovecot reads: v3 header, records kept
+    let ul = fs::read_to_string(root.path().join(UIDLIST_NAME)).unwrap();
+    assert!(ul.starts_with(&format!("3 V{uidv} N8 G")), "{ul}");
+    assert!(ul.contains("\n6 :1"), "{ul}");
+}
+
+fn deliver(dir: &Path, name: &str, body: &[u8]) {
+    let tmp = dir.join("tmp").join(name);
+    fs::write(&tmp, body).unwrap();
+    fs::rename(&tmp, dir.join("new").join(name)).unwrap();
+}
+
+fn new_maildir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Maildir");
+    let root = MaildirRoot::new(&dir);
+    root.inbox().unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn uids_stable_across_reopen_and_new_moves_to_cur() {
+    let (_tmp, dir) = new_maildir();
+    deliver(&dir, "1700000002.M1P1.host", b"Subject: b\n\nb\n");
+    deliver(&dir, "1700000001.M9P1.host", b"Subject: a\n\na\n");
+    deliver(&dir, "1700000001.M10P1.host,S=14", b"Subject: c\n\nc\n");
+    let mb = Mailbox::open(&dir).unwrap();
+    let got: Vec<(u32, &str)> = mb
+        .messages()
+        .iter()
+        .map(|m| (m.uid, m.basename.as_str()))
+        .collect();
+    // Dovecot's order: seconds, then microseconds, then name
+    assert_eq!(
+        got,
+        [
+            (1, "1700000001.M9P1.host"),
+            (2, "1700000001.M10P1.host,S=14"),
+            (3, "1700000002.M1P1.host")
+        ]
+    );
+    assert!(mb
+        .messages()
+        .iter()
+        .all(|m| m.recent && m.filename.ends_with(":2,")));
+    assert!(fs::read_dir(dir.join("new")).unwrap().next().is_none());
+    assert_eq!(mb.get(1).unwrap().vsize, 17);
+    assert_eq!(mb.get(2).unwrap().size, 14);
+    // the computed vsize was recorded as a W field, like Dovecot does
+    let ul = fs::read_to_string(dir.join(UIDLIST_NAME)).unwrap();
+    assert!(ul.contains("1 W17 :1700000001.M9P1.host\n"), "{ul}");
+
+    let uidv = mb.uidvalidity();
+    drop(mb);
+    deliver(&dir, "1600000000.M1P1.host", b"x\n");
+    let mut mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb.uidvalidity(), uidv);
+    let got: Vec<(u32, &str)> = mb
+        .messages()
+        .iter()
+        .map(|m| (m.uid, m.basename.as_str()))
+        .collect();
+    assert_eq!(
+        got[3],
+        (4, "1600000000.M1P1.host"),
+        "older name still gets the next UID"
+    );
+    assert!(!mb.get(1).unwrap().recent && mb.get(4).unwrap().recent);
+    assert_eq!(mb.next_uid(), 5);
+    assert!(mb.sync().unwrap().is_empty());
+}
+
+#[test]
+fn changes_between_syncs() {
+    let (_tmp, dir) = new_maildir();
+    let mut a = Mailbox::open(&dir).unwrap();
+    let mut b = Mailbox::open(&dir).unwrap();
+    let u1 = a.append(b"m1\n", Flags::empty(), &[], None).unwrap();
+    let u2 = a.append(b"m2\n", Flags::empty(), &[], None).unwrap();
+    assert_eq!((u1, u2), (1, 2));
+    let c = a.sync().unwrap();
+    assert_eq!(c.new_uids, [1, 2]);
+    assert_eq!(b.sync().unwrap().new_uids, [1, 2]);
+    assert!(b.set_flags(1, Flags::SEEN, &["todo"]).unwrap());
+    assert_eq!(b.expunge(&[2]).unwrap(), [2]);
+    assert!(b.sync().unwrap().is_empty(), "own changes are not reported");
+    let c = a.sync().unwrap();
+    assert_eq!(c.flag_changes, [1]);
+    assert_eq!(c.expunged_uids, [2]);
+    assert_eq!(a.get(1).unwrap().keywords, ["todo"]);
+}
+
+#[test]
+fn concurrent_deliveries_never_lose_or_duplicate_uids() {
+    let (_tmp, dir) = new_maildir();
+    const N: usize = 300;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let dir = dir.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                let name = format!("{}.M{}P42.host", 1_700_000_000 + (i % 7), i);
+                deliver(&dir, &name, format!("Subject: {i}\n\nbody\n").as_bytes());
+                if i % 50 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut mb = Mailbox::open(&dir).unwrap();
+    let mut other = Mailbox::open(&dir).unwrap();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let check = |mb: &Mailbox, seen: &mut HashMap<String, u32>| {
+        let mut uids = HashSet::new();
+        for m in mb.messages() {
+            assert!(uids.insert(m.uid), "duplicate uid {}", m.uid);
+            let prev = seen.insert(m.basename.clone(), m.uid);
+            assert!(
+                prev.is_none() || prev == Some(m.uid),
+                "{} changed uid",
+                m.basename
+            );
+        }
+    };
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let c = mb.sync().unwrap();
+        assert!(c.expunged_uids.is_empty(), "{c:?}");
+        other.sync().unwrap();
+        check(&mb, &mut seen);
+        check(&other, &mut seen);
+        if finished {
+            break;
+        }
+    }
+    writer.join().unwrap();
+    mb.sync().unwrap();
+    assert_eq!(mb.messages().len(), N);
+    let uids: HashSet<u32> = seen.values().copied().collect();
+    assert_eq!(uids.len(), N);
+    assert_eq!(*uids.iter().max().unwrap() as usize, N);
+}
+
+#[test]
+fn two_instances_assign_distinct_uids() {
+    let (_tmp, dir) = new_maildir();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut mb = Mailbox::open(&dir).unwrap();
+                let mut mine = Vec::new();
+                for i in 0..25 {
+                    mine.push(
+                        mb.append(format!("t{t} m{i}\n").as_bytes(), Flags::empty(), &[], None)
+                            .unwrap(),
+                    );
+                    if i % 5 == 0 {
+                        deliver(&dir, &format!("1700000000.M{i}P{t}.host"), b"x\n");
+                        mb.sync().unwrap();
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n, "an append UID was handed out twice");
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb.messages().len(), 100 + 20);
+    let uids: HashSet<u32> = mb.messages().iter().map(|m| m.uid).collect();
+    assert_eq!(uids.len(), 120);
+    assert!(all.iter().all(|u| uids.contains(u)));
+}
+
+#[test]
+fn vanished_and_renamed_files() {
+    let (_tmp, dir) = new_maildir();
+    let mut mb = Mailbox::open(&dir).unwrap();
+    for i in 0..3 {
+        mb.append(format!("m{i}\n").as_bytes(), Flags::empty(), &[], None)
+            .unwrap();
+    }
+    mb.sync().unwrap();
+    // someone else expunged uid 1: no error, reported by the next sync
+    fs::remove_file(&mb.get(1).unwrap().path).unwrap();
+    assert!(!mb.set_flags(1, Flags::SEEN, &[]).unwrap());
+    assert!(mb.open_message(1).unwrap().is_none());
+    // someone else changed the flags of uid 2 (renamed the file)
+    let m2 = mb.get(2).unwrap().clone();
+    let renamed = dir.join("cur").join(format!("{}:2,FX", m2.basename));
+    fs::rename(&m2.path, &renamed).unwrap();
+    let mut s = String::new();
+    mb.open_message(2)
+        .unwrap()
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    assert_eq!(s, "m1\n");
+    assert!(mb.set_flags(2, Flags::SEEN, &[]).unwrap());
+    assert_eq!(
+        mb.get(2).unwrap().filename,
+        format!("{}:2,SX", m2.basename),
+        "unknown X kept"
+    );
+    // expunge of a file renamed meanwhile
+    let m3 = mb.get(3).unwrap().clone();
+    fs::rename(
+        &m3.path,
+        dir.join("cur").join(format!("{}:2,T", m3.basename)),
+    )
+    .unwrap();
+    assert_eq!(mb.expunge(&[3]).unwrap(), [3]);
+    assert!(fs::read_dir(dir.join("cur")).unwrap().count() == 1);
+    let c = mb.sync().unwrap();
+    assert_eq!(c.expunged_uids, [1]);
+    assert!(c.new_uids.is_empty());
+    // a file in new/ taken by someone else between readdir and rename is
+    // just skipped (simulated: it vanishes before the sync)
+    deliver(&dir, "1.M1P1.gone", b"x\n");
+    fs::remove_file(dir.join("new/1.M1P1.gone")).unwrap();
+    assert!(mb.sync().unwrap().is_empty());
+}
+
+#[test]
+fn keywords_round_trip() {
+    let (_tmp, dir) = new_maildir();
+    let mut mb = Mailbox::open(&dir).unwrap();
+    let uid = mb
+        .append(b"x\n", Flags::FLAGGED, &["$Forwarded", "work"], None)
+        .unwrap();
+    mb.sync().unwrap();
+    let m = mb.get(uid).unwrap();
+    assert_eq!(m.flags, Flags::FLAGGED);
+    assert_eq!(m.keywords, ["$Forwarded", "work"]);
+    assert!(m.filename.ends_with(":2,Fab"), "{}", m.filename);
+    // case-insensitive reuse, order = letter order
+    assert!(mb
+        .set_flags(uid, Flags::empty(), &["WORK", "later"])
+        .unwrap());
+    assert_eq!(mb.get(uid).unwrap().keywords, ["work", "later"]);
+    let mb2 = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb2.get(uid).unwrap().keywords, ["work", "later"]);
+    assert_eq!(
+        fs::read_to_string(dir.join(KEYWORDS_NAME)).unwrap(),
+        "0 $Forwarded\n1 work\n2 later\n"
+    );
+    for i in 3..26 {
+        mb.set_flags(uid, Flags::empty(), &[&format!("k{i}")])
+            .unwrap();
+    }
+    assert!(matches!(
+        mb.set_flags(uid, Flags::empty(), &["one-too-many"]),
+        Err(Error::TooManyKeywords(_))
+    ));
+    assert!(matches!(
+        mb.set_flags(uid, Flags::empty(), &["bad kw"]),
+        Err(Error::InvalidKeyword(_))
+    ));
+}
+
+#[test]
+fn append_and_copy() {
+    let (_tmp, dir) = new_maildir();
+    let root = MaildirRoot::new(&dir);
+    root.create_folder("Archive").unwrap();
+    let mut inbox = root.inbox().unwrap();
+    let mut archive = root.open("Archive").unwrap();
+    assert_ne!(inbox.uidvalidity(), archive.uidvalidity());
+    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let uid = inbox
+        .append(
+            b"Subject: x\r\n\r\nline\r\n",
+            Flags::SEEN | Flags::ANSWERED,
+            &["kw1"],
+            Some(date),
+        )
+        .unwrap();
+    assert_eq!(inbox.sync().unwrap().new_uids, [uid]);
+    let m = inbox.get(uid).unwrap().clone();
+    assert_eq!(m.internal_date, date);
+    assert_eq!((m.size, m.vsize), (17, 20));
+    assert_eq!(fs::read(&m.path).unwrap(), b"Subject: x\n\nline\n");
+    assert!(m.basename.ends_with(",S=17,W=20"));
+    // archive already has a keyword at letter a
+    archive
+        .append(b"y\n", Flags::empty(), &["other"], None)
+        .unwrap();
+    let pairs = inbox.copy_to(&[uid, 999], &archive).unwrap();
+    assert_eq!(pairs, [(uid, 2)]);
+    archive.sync().unwrap();
+    let c = archive.get(2).unwrap();
+    assert_eq!(c.flags, Flags::SEEN | Flags::ANSWERED);
+    assert_eq!(c.keywords, ["kw1"]);
+    assert!(c.filename.ends_with(":2,RSb"), "{}", c.filename);
+    assert_eq!(c.internal_date, date);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(&c.path).unwrap().ino(),
+        fs::metadata(&m.path).unwrap().ino(),
+        "hard link"
+    );
+    // copy within the same mailbox
+    let pairs = inbox.copy_to(&[uid], &inbox).unwrap();
+    assert_eq!(pairs, [(uid, uid + 1)]);
+    assert_eq!(inbox.sync().unwrap().new_uids, [uid + 1]);
+    assert!(fs::read_dir(dir.join("tmp")).unwrap().all(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with('.')));
+}
+
+#[test]
+fn locked_uidlist_delays_numbering_without_error() {
+    let (_tmp, dir) = new_maildir();
+    let mut mb = Mailbox::open_with_timeout(&dir, Duration::from_millis(200)).unwrap();
+    mb.append(b"a\n", Flags::empty(), &[], None).unwrap();
+    mb.sync().unwrap();
+    let lock = dir.join("dovecot-uidlist.lock");
+    fs::write(
+        &lock,
+        format!("{}:{}", std::process::id(), filename::hostname()),
+    )
+    .unwrap();
+    deliver(&dir, "1700000000.M1P1.host", b"b\n");
+    assert!(mb.sync().unwrap().new_uids.is_empty());
+    assert!(matches!(
+        mb.append(b"c\n", Flags::empty(), &[], None),
+        Err(Error::LockTimeout(_))
+    ));
+    fs::remove_file(&lock).unwrap();
+    assert_eq!(mb.sync().unwrap().new_uids, [2]);
+    assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
+}
+
+#[test]
+fn folders_create_rename_delete() {
+    let (_tmp, dir) = new_maildir();
+    let root = MaildirRoot::new(&dir);
+    let drafts = utf8_to_mutf7("Entwürfe");
+    assert_eq!(drafts, "Entw&APw-rfe");
+    for name in ["Sent", "a", "a.b", "a.b.c", &drafts] {
+        root.create_folder(name).unwrap();
+    }
+    assert!(dir.join(".Entw&APw-rfe/maildirfolder").exists());
+    assert!(dir.join(".a.b.c/cur").is_dir());
+    assert!(matches!(
+        root.create_folder("Sent"),
+        Err(Error::AlreadyExists(_))
+    ));
+    for bad in [
+        "", "INBOX", "inbox", "a..b", ".x", "x.", "a/b", "Entwü", "&Jjo",
+    ] {
+        assert!(
+            matches!(root.create_folder(bad), Err(Error::InvalidName(..))),
+            "{bad:?}"
+        );
+    }
+    let names = |root: &MaildirRoot| -> Vec<String> {
+        root.list_folders()
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    };
+    assert_eq!(names(&root), ["Entw&APw-rfe", "Sent", "a", "a.b", "a.b.c"]);
+
+    // mail in a child survives the rename, with its UIDVALIDITY
+    let child = root.open("a.b").unwrap();
+    child.append(b"x\n", Flags::SEEN, &[], None).unwrap();
+    let uidv = root.open("a.b").unwrap().uidvalidity();
+    root.rename_folder("a", "z").unwrap();
+    assert_eq!(names(&root), ["Entw&APw-rfe", "Sent", "z", "z.b", "z.b.c"]);
+    let moved = root.open("z.b").unwrap();
+    assert_eq!(moved.uidvalidity(), uidv);
+    assert_eq!(moved.messages().len(), 1);
+    assert!(matches!(
+        root.rename_folder("z", "Sent"),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        root.rename_folder("z", "z.q"),
+        Err(Error::InvalidName(..))
+    ));
+    assert!(matches!(
+        root.rename_folder("nope", "q"),
+        Err(Error::NotFound(_))
+    ));
+
+    // delete leaves children (Maildir++ has no real hierarchy)
+    root.delete_folder("z").unwrap();
+    assert_eq!(names(&root), ["Entw&APw-rfe", "Sent", "z.b", "z.b.c"]);
+    assert!(matches!(root.delete_folder("z"), Err(Error::NotFound(_))));
+    assert!(matches!(root.open("z"), Err(Error::NotFound(_))));
+    // a re-created folder gets a new UIDVALIDITY
+    root.create_folder("z.b.c.d").unwrap();
+    root.delete_folder("z.b").unwrap();
+    root.create_folder("z.b").unwrap();
+    assert!(root.open("z.b").unwrap().uidvalidity() > uidv);
+}
+
+#[test]
+fn subscriptions_round_trip() {
+    let (_tmp, dir) = new_maildir();
+    let root = MaildirRoot::new(&dir);
+    assert!(root.subscriptions().unwrap().is_empty());
+    assert!(root.set_subscribed("inbox", true).unwrap());
+    assert!(root.set_subscribed("Archive.2024", true).unwrap());
+    assert!(root.set_subscribed("Entw&APw-rfe", true).unwrap());
+    assert!(!root.set_subscribed("Archive.2024", true).unwrap());
+    assert_eq!(
+        fs::read_to_string(dir.join(SUBSCRIPTIONS_NAME)).unwrap(),
+        "V\t2\n\nINBOX\nArchive\t2024\nEntw&APw-rfe\n"
+    );
+    assert!(root.set_subscribed("INBOX", false).unwrap());
+    assert_eq!(
+        root.subscriptions().unwrap(),
+        ["Archive.2024", "Entw&APw-rfe"]
+    );
+    // an old-style (version 1) file stays version 1
+    fs::write(dir.join(SUBSCRIPTIONS_NAME), "INBOX\nSent\n").unwrap();
+    assert!(root.set_subscribed("a.b", true).unwrap());
+    assert_eq!(
+        fs::read_to_string(dir.join(SUBSCRIPTIONS_NAME)).unwrap(),
+        "INBOX\nSent\na.b\n"
+    );
+    assert!(!dir.join("subscriptions.lock").exists());
+}
+
+#[test]
+fn broken_or_v1_uidlist() {
+    let (_tmp, dir) = new_maildir();
+    deliver(&dir, "1.M1P1.h", b"a\n");
+    deliver(&dir, "2.M1P1.h", b"b\n");
+    fs::write(dir.join(UIDLIST_NAME), "1 1234567 10\n7 2.M1P1.h\n").unwrap();
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb.uidvalidity(), 1234567);
+    let got: Vec<(u32, &str)> = mb
+        .messages()
+        .iter()
+        .map(|m| (m.uid, m.basename.as_str()))
+        .collect();
+    assert_eq!(got, [(7, "2.M1P1.h"), (10, "1.M1P1.h")]);
+    let ul = fs::read_to_string(dir.join(UIDLIST_NAME)).unwrap();
+    assert!(ul.starts_with("3 V1234567 N11 G"), "{ul}");
+    // garbage: recreated like Dovecot does, with a new UIDVALIDITY
+    fs::write(dir.join(UIDLIST_NAME), "garbage\n").unwrap();
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_ne!(mb.uidvalidity(), 1234567);
+    assert_eq!(mb.messages().len(), 2);
+}
