@@ -2,4 +2,5 @@
 //! (`mbox.rs`).
 
 pub mod deliver;
+pub mod maildir;
 pub mod mbox;
