@@ -476,7 +476,6 @@ fn push_lf(out: &mut Vec<u8>, mut src: &[u8]) {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::process::Command;
 
     fn list(dir: &Path) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -487,41 +486,7 @@ mod tests {
         v
     }
 
-    /// A small tmpfs mounted on a temp dir, unmounted on drop.
-    struct Tmpfs {
-        dir: tempfile::TempDir,
-    }
-
-    impl Tmpfs {
-        /// `None` means "skip": mounting is impossible here and CI is not set.
-        fn mount(size: &str) -> Option<Tmpfs> {
-            let dir = tempfile::tempdir().unwrap();
-            let ok = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir.path())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                return Some(Tmpfs { dir });
-            }
-            if std::env::var_os("CI").is_some() {
-                panic!("cannot mount tmpfs for the disk-full test (CI is set)");
-            }
-            eprintln!("skipping disk-full test: cannot mount tmpfs (not root?)");
-            None
-        }
-
-        fn path(&self) -> &Path {
-            self.dir.path()
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.dir.path()).status();
-        }
-    }
+    use crate::store::test_support::Tmpfs;
 
     #[test]
     fn crlf_to_lf() {

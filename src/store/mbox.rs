@@ -344,7 +344,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -358,37 +357,7 @@ mod tests {
         PathBuf::from(format!("{}.lock", p.display()))
     }
 
-    /// A small tmpfs mounted on a temp dir, unmounted on drop.
-    struct Tmpfs {
-        dir: tempfile::TempDir,
-    }
-
-    impl Tmpfs {
-        /// `None` means "skip": mounting is impossible here and CI is not set.
-        fn mount(size: &str) -> Option<Tmpfs> {
-            let dir = tempfile::tempdir().unwrap();
-            let ok = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir.path())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                return Some(Tmpfs { dir });
-            }
-            if std::env::var_os("CI").is_some() {
-                panic!("cannot mount tmpfs for the disk-full test (CI is set)");
-            }
-            eprintln!("skipping disk-full test: cannot mount tmpfs (not root?)");
-            None
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.dir.path()).status();
-        }
-    }
+    use crate::store::test_support::Tmpfs;
 
     #[test]
     fn asctime_known_values() {
