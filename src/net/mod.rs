@@ -113,12 +113,18 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(spec.addr);
+        // Without PROXY, the slot is taken here, in accept order, so limits
+        // are exact; with PROXY the real client is only known after the header.
+        let early_slot = if spec.proxy_from.is_none() {
+            Some(spec.limiter.acquire(peer.ip()))
+        } else {
+            None
+        };
         let handler = handler.clone();
         let spec = spec.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let (mut tcp, peer) = if spec.proxy_from.is_some() {
-                // The real client is only known after the header; limits apply to it.
                 match read_proxy_header(tcp, peer, &spec).await {
                     Some(x) => x,
                     None => return,
@@ -126,7 +132,8 @@ pub async fn serve(
             } else {
                 (tcp, peer)
             };
-            match spec.limiter.acquire(peer.ip()) {
+            let slot = early_slot.unwrap_or_else(|| spec.limiter.acquire(peer.ip()));
+            match slot {
                 Ok(slot) => run_session(tcp, peer, local, slot, spec, handler, shutdown).await,
                 Err(why) => {
                     tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");

@@ -61,8 +61,7 @@ fn serve_logs_listeners_answers_health_and_stops_on_sigterm() {
     // connection from one IP is refused (the HTTP listener holds idle
     // connections open while it waits for a request).
     let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(http).unwrap()).collect();
-    // Slots are taken in each connection's task: give them time on a busy machine.
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(200));
     let mut third = TcpStream::connect(http).unwrap();
     third
         .set_read_timeout(Some(Duration::from_secs(5)))
