@@ -92,20 +92,34 @@ pub struct Listen {
     pub http: Vec<SocketAddr>,
 }
 
+/// Every listener name, in the order they are started and printed.
+pub const LISTENERS: [&str; 9] = [
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "lmtp",
+    "http",
+];
+
 impl Listen {
     /// (name, addresses) for every listener, in a fixed order.
     pub fn all(&self) -> [(&'static str, &[SocketAddr]); 9] {
-        [
-            ("smtp", &self.smtp),
-            ("submission", &self.submission),
-            ("submissions", &self.submissions),
-            ("imap", &self.imap),
-            ("imaps", &self.imaps),
-            ("pop3", &self.pop3),
-            ("pop3s", &self.pop3s),
-            ("lmtp", &self.lmtp),
-            ("http", &self.http),
-        ]
+        let addrs: [&[SocketAddr]; 9] = [
+            &self.smtp,
+            &self.submission,
+            &self.submissions,
+            &self.imap,
+            &self.imaps,
+            &self.pop3,
+            &self.pop3s,
+            &self.lmtp,
+            &self.http,
+        ];
+        std::array::from_fn(|i| (LISTENERS[i], addrs[i]))
     }
 }
 

@@ -302,6 +302,11 @@ impl SmtpHandler {
     }
 }
 
+/// The owner a destination's files get, when the router set both ids.
+fn owner(uid: Option<u32>, gid: Option<u32>) -> Option<Owner> {
+    uid.zip(gid).map(|(uid, gid)| Owner { uid, gid })
+}
+
 /// Writes every copy; on any failure removes the copies already made, so
 /// the 4xx the client gets never leaves a partial delivery behind.
 fn store_all(
@@ -325,15 +330,15 @@ fn store_all(
         };
         match dest {
             Destination::Maildir { dir, uid, gid, .. } => {
-                let owner = uid.zip(*gid).map(|(uid, gid)| Owner { uid, gid });
-                match deliver::prepare(dir, &msg, owner.as_ref()) {
+                match deliver::prepare(dir, &msg, owner(*uid, *gid).as_ref()) {
                     Ok(p) => prepared.push(p),
                     Err(e) => return fail(prepared, e),
                 }
             }
             Destination::Mbox { path, uid, gid, .. } => {
-                let owner = uid.zip(*gid).map(|(uid, gid)| Owner { uid, gid });
-                if let Err(e) = mbox::deliver_mbox(path, &msg, sender, arrival, owner.as_ref()) {
+                if let Err(e) =
+                    mbox::deliver_mbox(path, &msg, sender, arrival, owner(*uid, *gid).as_ref())
+                {
                     return fail(prepared, e);
                 }
                 done.push(path.clone());
