@@ -6,6 +6,7 @@ pub mod config;
 pub mod dev;
 pub mod net;
 pub mod observe;
+pub mod pop3;
 pub mod server;
 pub mod smtp;
 pub mod store;

@@ -115,7 +115,13 @@ fn handler_for(name: &'static str, state: &Arc<State>) -> (Arc<dyn Handler>, boo
                 name == "submissions",
             )
         }
-        "imaps" | "pop3s" => (
+        "pop3" | "pop3s" => (
+            Arc::new(crate::pop3::session::Pop3Handler {
+                state: state.clone(),
+            }),
+            name == "pop3s",
+        ),
+        "imaps" => (
             Arc::new(Pending::for_listener(name, &state.config.myhostname)),
             true,
         ),

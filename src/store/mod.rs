@@ -1,7 +1,9 @@
 //! Mail storage: durable delivery into Maildir (`deliver.rs`) and mbox
-//! (`mbox.rs`).
+//! (`mbox.rs`), the Dovecot-compatible Maildir that IMAP and POP3 read
+//! (`maildir.rs`), and where a user's mail is (`location.rs`).
 
 pub mod deliver;
+pub mod location;
 pub mod maildir;
 pub mod mbox;
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod pop3;
 mod proxy;
 mod reload;
 mod serve;

@@ -1,0 +1,434 @@
+//! The POP3 connection driver: runs a [`Session`] over a socket and does
+//! what it asks — check passwords, lock and list the maildrop, stream
+//! messages, delete at QUIT.
+//!
+//! The maildrop lock is an exclusive `flock` on `pigeonpost-pop3.lock` in
+//! the user's Maildir, held for the whole session: a second POP3 login, in
+//! this process or another pigeonpost, gets `-ERR [IN-USE]`. IMAP sessions
+//! and deliveries don't take it (as with Dovecot's `pop3_lock_session`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::proto::{
+    Action, AuthOutcome, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig,
+};
+use crate::auth::{Verdict, FAILURE_DELAY};
+use crate::net::pending::refusal_line;
+use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
+use crate::observe::metrics;
+use crate::server::State;
+use crate::store::deliver::{ensure_maildir, Owner};
+use crate::store::location::{as_user, user_maildir};
+use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
+
+/// RFC 1939 §3: the autologout timer is at least 10 minutes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The file whose `flock` is the maildrop lock.
+pub const LOCK_NAME: &str = "pigeonpost-pop3.lock";
+
+pub struct Pop3Handler {
+    pub state: Arc<State>,
+}
+
+impl Handler for Pop3Handler {
+    fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture {
+        Box::pin(async move { run(self.state.clone(), conn).await })
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        refusal_line("-ERR [SYS/TEMP]", why)
+    }
+}
+
+/// An open, locked maildrop. Dropping it releases the lock and deletes
+/// nothing.
+struct Maildrop {
+    mailbox: Mailbox,
+    uid: u32,
+    gid: u32,
+    _lock: File,
+}
+
+/// What one session did, for the logout log line (like Dovecot's
+/// `top=… retr=… del=…`).
+#[derive(Default)]
+struct Tally {
+    top: u32,
+    retr: u32,
+    retr_bytes: u64,
+}
+
+fn session_config(state: &State, conn: &Conn) -> SessionConfig {
+    let c = &state.config;
+    SessionConfig {
+        tls_available: state.tls_config.is_some(),
+        tls_active: conn.stream.is_tls(),
+        local_client: conn.peer.ip() == conn.local.ip(),
+        disable_plaintext_auth: c.disable_plaintext_auth,
+        mechanisms: c
+            .auth_mechanisms
+            .iter()
+            .filter_map(|m| crate::auth::sasl::Mechanism::from_name(m))
+            .collect(),
+        max_errors: 20,
+    }
+}
+
+async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
+    if !session.has_output() {
+        return true;
+    }
+    let out = session.take_output();
+    matches!(
+        tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&out)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn run(state: Arc<State>, mut conn: Conn) {
+    let client = conn.peer;
+    let mut session = Session::new(session_config(&state, &conn));
+    let mut maildrop: Option<Maildrop> = None;
+    let mut tally = Tally::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
+    loop {
+        match session.next_action() {
+            Action::NeedInput => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                let read = tokio::select! {
+                    _ = conn.shutdown.cancelled() => None,
+                    r = tokio::time::timeout(IDLE_TIMEOUT, conn.stream.read(&mut buf)) => Some(r),
+                };
+                match read {
+                    None => session.shutdown("[SYS/TEMP] Server shutting down, try again later."),
+                    Some(Err(_)) => {
+                        tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
+                        session.shutdown("Disconnected for inactivity.");
+                    }
+                    Some(Ok(Ok(0))) | Some(Ok(Err(_))) => {
+                        // Unlock before saying so: a client reconnecting at once finds it free.
+                        drop(maildrop.take());
+                        tracing::info!(client = %client, user = session.user().unwrap_or(""), "lost connection, nothing deleted");
+                        break;
+                    }
+                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                }
+            }
+            Action::StartTls => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                let Some(cfg) = state.tls_config.clone() else {
+                    break;
+                };
+                let plain = std::mem::replace(&mut conn.stream, Stream::Closed);
+                match tokio::time::timeout(Duration::from_secs(30), plain.upgrade(cfg)).await {
+                    Ok(Ok(tls)) => {
+                        conn.stream = tls;
+                        session.tls_started();
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(client = %client, error = %e, "STLS handshake failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::info!(client = %client, "STLS handshake timed out");
+                        break;
+                    }
+                }
+            }
+            Action::CheckPassword { user, password } => {
+                let verdict = state.auth.check_password(&user, &password).await;
+                let outcome = auth_outcome(verdict, &user, "USER", client).await;
+                session.auth_done(outcome);
+            }
+            Action::CheckSasl(creds) => {
+                let user = creds.username().to_string();
+                let verdict = state.auth.check_sasl(creds).await;
+                let outcome = auth_outcome(verdict, &user, "SASL", client).await;
+                session.auth_done(outcome);
+            }
+            Action::OpenMaildrop(user) => {
+                let st = state.clone();
+                let u = user.clone();
+                let opened = tokio::task::spawn_blocking(move || open_maildrop(&st, &u))
+                    .await
+                    .unwrap_or_else(|e| Err(Opening::Temp(format!("task failed: {e}"))));
+                let result = match opened {
+                    Ok((md, entries)) => {
+                        tracing::info!(client = %client, user = %user, messages = entries.len(), tls = conn.stream.is_tls(), "login");
+                        maildrop = Some(md);
+                        Ok(entries)
+                    }
+                    Err(Opening::InUse) => {
+                        tracing::warn!(client = %client, user = %user, "maildrop in use by another POP3 session");
+                        Err(MaildropError::InUse)
+                    }
+                    Err(Opening::Temp(e)) => {
+                        tracing::error!(client = %client, user = %user, error = %e, "can't open maildrop");
+                        Err(MaildropError::Temporary)
+                    }
+                };
+                session.maildrop_opened(&user, result);
+            }
+            Action::Send {
+                number,
+                uid,
+                encoder,
+            } => {
+                let Some(md) = &maildrop else {
+                    session.send_failed(true);
+                    continue;
+                };
+                let whole = encoder.is_whole();
+                match open_message(md, uid) {
+                    Ok(Some(file)) => {
+                        session.send_begin();
+                        if !flush(&mut conn.stream, &mut session).await {
+                            break;
+                        }
+                        match stream_message(&mut conn.stream, file, encoder).await {
+                            Ok(bytes) => {
+                                if whole {
+                                    tally.retr += 1;
+                                    tally.retr_bytes += bytes;
+                                } else {
+                                    tally.top += 1;
+                                }
+                            }
+                            Err(e) => {
+                                // Half a message went out: the only safe end is to close.
+                                tracing::warn!(client = %client, number, uid, error = %e, "sending message failed");
+                                break;
+                            }
+                        }
+                    }
+                    Ok(None) => session.send_failed(false),
+                    Err(e) => {
+                        tracing::error!(client = %client, uid, error = %e, "can't read message");
+                        session.send_failed(true);
+                    }
+                }
+            }
+            Action::Update { delete, seen } => {
+                let Some(md) = maildrop.take() else {
+                    session.update_done(true);
+                    continue;
+                };
+                let user = session.user().unwrap_or("").to_string();
+                let (n_del, n_seen) = (delete.len(), seen.len());
+                let result = tokio::task::spawn_blocking(move || update(md, &delete, &seen))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("task failed: {e}")));
+                match &result {
+                    Ok(()) => {
+                        tracing::info!(client = %client, user = %user, top = tally.top, retr = tally.retr, retr_bytes = tally.retr_bytes, deleted = n_del, seen = n_seen, "logged out")
+                    }
+                    Err(e) => {
+                        tracing::error!(client = %client, user = %user, error = %e, "deleting messages at QUIT failed")
+                    }
+                }
+                session.update_done(result.is_ok());
+            }
+            Action::Close => {
+                let _ = flush(&mut conn.stream, &mut session).await;
+                let _ = conn.stream.shutdown().await;
+                break;
+            }
+        }
+    }
+    tracing::info!(client = %client, "disconnect");
+}
+
+async fn auth_outcome(
+    verdict: Verdict,
+    user: &str,
+    method: &str,
+    client: std::net::SocketAddr,
+) -> AuthOutcome {
+    match verdict {
+        Verdict::Ok(u) => AuthOutcome::Ok(u),
+        Verdict::Fail => {
+            metrics::inc(&metrics::AUTH_FAILURES);
+            tracing::warn!(client = %client, user = %user, method, "authentication failed");
+            // Slow down guessing (Dovecot's auth_failure_delay).
+            tokio::time::sleep(FAILURE_DELAY).await;
+            AuthOutcome::Fail
+        }
+        Verdict::TempFail(e) => {
+            tracing::error!(client = %client, user = %user, error = %e, "passdb unavailable");
+            AuthOutcome::TempFail
+        }
+    }
+}
+
+enum Opening {
+    InUse,
+    Temp(String),
+}
+
+/// Finds, locks, syncs and lists the user's INBOX (blocking).
+fn open_maildrop(state: &State, user: &str) -> Result<(Maildrop, Vec<MessageEntry>), Opening> {
+    let info = state
+        .auth
+        .user(user)
+        .map_err(Opening::Temp)?
+        .ok_or_else(|| Opening::Temp(format!("user {user} authenticated but not in the userdb")))?;
+    let dir = user_maildir(&state.config.mail_location, user, &info).map_err(Opening::Temp)?;
+    // Dovecot creates a missing INBOX at the first login.
+    let owner = Owner {
+        uid: info.uid,
+        gid: info.gid,
+    };
+    // SAFETY: geteuid cannot fail.
+    let owner = (unsafe { libc::geteuid() } == 0).then_some(owner);
+    ensure_maildir(&dir, owner.as_ref()).map_err(|e| Opening::Temp(e.to_string()))?;
+    let format = state.config.pop3_uidl_format.clone();
+    as_user(info.uid, info.gid, || {
+        let lock = lock_maildrop(&dir)?;
+        let mailbox = Mailbox::open(&dir).map_err(|e| Opening::Temp(e.to_string()))?;
+        let entries = list(&mailbox, &format);
+        Ok((
+            Maildrop {
+                mailbox,
+                uid: info.uid,
+                gid: info.gid,
+                _lock: lock,
+            },
+            entries,
+        ))
+    })
+}
+
+fn lock_maildrop(dir: &Path) -> Result<File, Opening> {
+    let path = dir.join(LOCK_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Opening::Temp(format!("open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Opening::InUse
+        } else {
+            Opening::Temp(format!("flock {}: {e}", path.display()))
+        });
+    }
+    Ok(file)
+}
+
+/// The maildrop listing: UID order, or the POP3 order a migration left in
+/// the uidlist (`O` field), sizes with CRLF line ends, UIDLs per
+/// `pop3_uidl_format`.
+fn list(mailbox: &Mailbox, format: &str) -> Vec<MessageEntry> {
+    let mut msgs: Vec<_> = mailbox.messages().iter().collect();
+    msgs.sort_by_key(|m| (m.pop3_order.unwrap_or(u32::MAX), m.uid));
+    msgs.into_iter()
+        .map(|m| MessageEntry {
+            uid: m.uid,
+            size: m.vsize,
+            uidl: pop3_uidl(format, m, mailbox.uidvalidity(), || header_md5(&m.path)),
+        })
+        .collect()
+}
+
+/// MD5 of the message header (through the blank line), for `%m`.
+fn header_md5(path: &Path) -> [u8; 16] {
+    let mut data = Vec::new();
+    if let Ok(f) = File::open(path) {
+        let _ = f.take(1 << 20).read_to_end(&mut data);
+    }
+    let end = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 2)
+        .or_else(|| {
+            data.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 4)
+        })
+        .unwrap_or(data.len());
+    Md5::digest(&data[..end]).into()
+}
+
+/// Opens a message file. A single open (a directory scan only if another
+/// client renamed it), cheap enough to do in place.
+fn open_message(md: &Maildrop, uid: u32) -> Result<Option<File>, String> {
+    as_user(md.uid, md.gid, || md.mailbox.open_message(uid)).map_err(|e| e.to_string())
+}
+
+/// Streams `file` through the dot-stuffer; returns the bytes sent.
+async fn stream_message(
+    stream: &mut Stream,
+    file: File,
+    mut encoder: DotStuffer,
+) -> std::io::Result<u64> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(70 * 1024);
+    let mut sent = 0u64;
+    loop {
+        let n = file.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        encoder.encode(&chunk[..n], &mut out);
+        if encoder.is_done() {
+            break;
+        }
+        if out.len() >= 64 * 1024 {
+            write(stream, &out).await?;
+            sent += out.len() as u64;
+            out.clear();
+        }
+    }
+    encoder.finish(&mut out);
+    write(stream, &out).await?;
+    Ok(sent + out.len() as u64)
+}
+
+async fn write(stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(data)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// RFC 1939 §6 UPDATE: delete the DELE'd messages, mark the retrieved ones
+/// `\Seen` (as Dovecot does unless `pop3_no_flag_updates`), release the lock.
+fn update(mut md: Maildrop, delete: &[u32], seen: &[u32]) -> Result<(), String> {
+    let (uid, gid) = (md.uid, md.gid);
+    as_user(uid, gid, || {
+        md.mailbox.expunge(delete).map_err(|e| e.to_string())?;
+        for &u in seen {
+            let Some(m) = md.mailbox.get(u) else { continue };
+            if m.flags.contains(Flags::SEEN) {
+                continue;
+            }
+            let keywords: Vec<String> = m.keywords.clone();
+            let kw: Vec<&str> = keywords.iter().map(String::as_str).collect();
+            let flags = m.flags | Flags::SEEN;
+            // Best effort: a flag that can't be set loses no mail.
+            if let Err(e) = md.mailbox.set_flags(u, flags, &kw) {
+                tracing::warn!(uid = u, error = %e, "can't mark message seen");
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,132 @@
+//! Where a logged-in user's mail is (Dovecot's `mail_location` and the
+//! userdb's `mail` override), and running store work with the user's file
+//! system identity, so that what IMAP and POP3 sessions create in a Maildir
+//! is owned by the mail user, as under Dovecot (which runs a process per
+//! user with that uid).
+
+use std::path::PathBuf;
+
+use crate::auth::UserInfo;
+use crate::config::expand::{expand_user_template, UserVars};
+
+/// The Maildir directory (INBOX) of `user` for `mail_location`
+/// (`maildir:PATH[:OPTIONS]`; `~` is the home directory, `%u %n %d %h`
+/// expand as in Dovecot). The userdb's `mail` field wins over the global
+/// setting.
+pub fn user_maildir(mail_location: &str, login: &str, info: &UserInfo) -> Result<PathBuf, String> {
+    let location = info.mail.as_deref().unwrap_or(mail_location);
+    let Some(rest) = location.strip_prefix("maildir:") else {
+        return Err(format!(
+            "mail location '{location}' is not supported: use maildir:PATH"
+        ));
+    };
+    // Dovecot options follow the path after ':' (e.g. `:INDEX=...`).
+    let path = rest.split(':').next().unwrap_or_default();
+    let home = info.home.as_ref().map(|h| h.to_string_lossy().into_owned());
+    let vars = UserVars {
+        user: login,
+        home: home.as_deref(),
+    };
+    let mut path = expand_user_template(path, &vars)?;
+    if let Some(after) = path.strip_prefix('~') {
+        let home = home
+            .as_deref()
+            .ok_or_else(|| format!("'{location}' uses ~ but user {login} has no home"))?;
+        path = format!("{home}{after}");
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "mail location of user {login} is not an absolute path: '{path}'"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Runs `f` with the thread's file system uid and gid set to `uid`/`gid`
+/// (Linux `setfsuid(2)`, which is per thread), when we run as root and the
+/// user is not root; otherwise just runs `f`. Call it on a blocking thread
+/// only: the ids are restored before returning, even if `f` panics.
+pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || uid == 0 {
+        return f();
+    }
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: setfsuid/setfsgid only change this thread's
+            // credentials; back to root.
+            unsafe {
+                libc::setfsuid(0);
+                libc::setfsgid(0);
+            }
+        }
+    }
+    // SAFETY: as above; the group first, while we may still change it.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
+    let _restore = Restore;
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(home: Option<&str>, mail: Option<&str>) -> UserInfo {
+        UserInfo {
+            name: "u".into(),
+            uid: 1000,
+            gid: 1000,
+            home: home.map(PathBuf::from),
+            mail: mail.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn howto_layouts() {
+        assert_eq!(
+            user_maildir(
+                "maildir:/var/mail/vhosts/%d/%n",
+                "john@example.com",
+                &info(None, None)
+            )
+            .unwrap(),
+            PathBuf::from("/var/mail/vhosts/example.com/john")
+        );
+        assert_eq!(
+            user_maildir("maildir:~/Maildir", "john", &info(Some("/home/john"), None)).unwrap(),
+            PathBuf::from("/home/john/Maildir")
+        );
+        assert_eq!(
+            user_maildir(
+                "maildir:%h/Maildir:INDEX=/var/idx/%u",
+                "a@b",
+                &info(Some("/srv/b/a"), None)
+            )
+            .unwrap(),
+            PathBuf::from("/srv/b/a/Maildir")
+        );
+    }
+
+    #[test]
+    fn userdb_mail_overrides_and_errors_are_clear() {
+        assert_eq!(
+            user_maildir(
+                "maildir:~/Maildir",
+                "a@b",
+                &info(None, Some("maildir:/m/%n"))
+            )
+            .unwrap(),
+            PathBuf::from("/m/a")
+        );
+        let e = user_maildir("maildir:~/Maildir", "john", &info(None, None)).unwrap_err();
+        assert!(e.contains("no home"), "{e}");
+        let e = user_maildir("mbox:~/mail", "john", &info(Some("/h"), None)).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        let e = user_maildir("maildir:Maildir", "john", &info(Some("/h"), None)).unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
+    }
+}
