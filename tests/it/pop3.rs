@@ -528,3 +528,54 @@ fn fetchmail_keep_then_delete_over_stls_and_995() {
     assert_eq!(fetched(&out).len(), 5, "{log}");
     assert_eq!(setup.files("john"), Vec::<PathBuf>::new());
 }
+
+/// Peak resident memory of a process, from /proc (kB).
+fn vm_hwm_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn retr_of_a_large_message_streams_it() {
+    let setup = Pop3Setup::new("");
+    // 40 MiB in 100-octet LF lines; the server must not hold it in memory.
+    let lines = (40 << 20) / 100;
+    let mut big = String::with_capacity(lines * 100 + 64);
+    big.push_str("Subject: big\n\n");
+    let line = format!("{}\n", "x".repeat(99));
+    for _ in 0..lines {
+        big.push_str(&line);
+    }
+    setup.deliver("john", &[&big]);
+    let crlf_size = big.len() + big.matches('\n').count();
+    drop(big);
+    let server = setup.start();
+    let mut p = Pop::login(server.addr("pop3"), "john@example.com", "john123");
+    assert_eq!(p.cmd("LIST 1"), format!("+OK 1 {crlf_size}\r\n"));
+    assert_eq!(p.cmd("RETR 1"), format!("+OK {crlf_size} octets\r\n"));
+    let mut got = 0;
+    let mut n = 0;
+    loop {
+        let l = p.line();
+        assert!(!l.is_empty(), "connection closed after {got} octets");
+        if l == ".\r\n" {
+            break;
+        }
+        assert!(l.ends_with("\r\n"));
+        got += l.len();
+        n += 1;
+    }
+    assert_eq!(got, crlf_size);
+    assert_eq!(n, lines + 2);
+    assert_eq!(p.cmd("QUIT"), "+OK Logging out.\r\n");
+    let hwm = vm_hwm_kb(server.child.id());
+    eprintln!("server VmHWM {hwm} kB");
+    assert!(
+        hwm < 32 * 1024,
+        "server peaked at {hwm} kB while sending a 40 MiB message"
+    );
+}
