@@ -46,6 +46,7 @@ pub struct State {
     pub auth: Auth,
     pub tls: Option<Arc<CertStore>>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    pub queue: Arc<crate::smtp::queue::Queue>,
     pub ready: AtomicBool,
 }
 
@@ -67,7 +68,14 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         _ => None,
     };
     let tls_config = tls.as_ref().map(CertStore::server_config);
+    let queue = crate::smtp::queue::Queue::open(&config).map_err(|e| {
+        ServeError::State(format!(
+            "queue_directory {}: {e}",
+            config.queue_directory.display()
+        ))
+    })?;
     let state = Arc::new(State {
+        queue: Arc::new(queue),
         tables,
         auth,
         config,
@@ -212,6 +220,27 @@ pub async fn run(
         }
     }
     let _reload = reload::watch(reloadables);
+    let outbound = crate::smtp::outbound::Outbound::new(
+        &config.dns_servers,
+        &config.myhostname,
+        config.smtp_tls_security_level,
+    )
+    .map_err(ServeError::State)?;
+    let queue_stop = CancellationToken::new();
+    crate::smtp::queue::control::serve(state.queue.clone(), queue_stop.clone())
+        .await
+        .map_err(|e| {
+            ServeError::State(format!(
+                "control socket {}: {e}",
+                state.queue.spool().control_socket().display()
+            ))
+        })?;
+    tokio::spawn(
+        state
+            .queue
+            .clone()
+            .run(state.clone(), Arc::new(outbound), queue_stop.clone()),
+    );
     for (listener, spec, handler) in bound {
         tokio::spawn(net::serve(
             listener,
@@ -238,6 +267,7 @@ pub async fn run(
             "sessions still open at the shutdown deadline; closing them"
         );
     }
+    queue_stop.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,10 @@ pub static MESSAGES_DELIVERED: AtomicU64 = AtomicU64::new(0);
 pub static MESSAGES_DEFERRED: AtomicU64 = AtomicU64::new(0);
 pub static RCPT_REJECTED: AtomicU64 = AtomicU64::new(0);
 
+pub static OUTBOUND_SENT: AtomicU64 = AtomicU64::new(0);
+pub static OUTBOUND_DEFERRED: AtomicU64 = AtomicU64::new(0);
+pub static OUTBOUND_BOUNCED: AtomicU64 = AtomicU64::new(0);
+
 /// Connections accepted, per listener (fixed set, so plain statics).
 static CONNECTIONS: [(&str, AtomicU64); 9] = [
     ("smtp", AtomicU64::new(0)),
@@ -73,6 +77,21 @@ pub fn render() -> String {
         "pigeonpost_recipients_rejected_total",
         "RCPT TO commands refused by routing or policy.",
         &RCPT_REJECTED,
+    );
+    counter(
+        "pigeonpost_outbound_sent_total",
+        "Recipients accepted by the next hop.",
+        &OUTBOUND_SENT,
+    );
+    counter(
+        "pigeonpost_outbound_deferred_total",
+        "Outbound delivery attempts deferred (recipients).",
+        &OUTBOUND_DEFERRED,
+    );
+    counter(
+        "pigeonpost_outbound_bounced_total",
+        "Recipients that failed permanently (bounced).",
+        &OUTBOUND_BOUNCED,
     );
     let _ = writeln!(out, "# HELP pigeonpost_connections_total Connections accepted, per listener.\n# TYPE pigeonpost_connections_total counter");
     for (name, c) in &CONNECTIONS {

@@ -3,22 +3,20 @@
 //! deliver accepted mail durably before the 250 goes out.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::accept::{self, Origin, Routes};
 use super::proto::{Action, AuthOutcome, Envelope, Reply, Session, SessionConfig};
-use super::received::{delivery_headers, new_queue_id, protocol_name, Trace};
-use super::router::{self, ClientTrust, Destination, RouteContext, RouteError};
+use super::received::{new_queue_id, protocol_name};
+use super::router::{ClientTrust, RouteError};
 use crate::auth::{Verdict, FAILURE_DELAY};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
 use crate::observe::metrics;
 use crate::server::State;
-use crate::store::deliver::{self, DeliverError, Message, Owner};
-use crate::store::mbox;
 
 /// Which SMTP listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +31,6 @@ pub struct SmtpHandler {
     pub state: Arc<State>,
     pub listener: Listener,
 }
-
-/// Where every recipient of a transaction goes, as the router decided.
-type Routes = Vec<Destination>;
 
 impl Handler for SmtpHandler {
     fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture {
@@ -194,41 +189,17 @@ impl SmtpHandler {
             in_mynetworks: st.config.mynetworks.iter().any(|n| n.contains(&ip)),
             authenticated,
         };
-        // Local recipients (mydestination) are system users, like Postfix's
-        // local_recipient_maps; a static userdb would accept any name.
-        let users = |name: &str| match st.config.userdb {
-            crate::config::UserdbSpec::Static { .. } => crate::auth::system_user(name),
-            _ => st.auth.user(name),
-        };
-        let ctx = RouteContext {
-            config: &st.config,
-            tables: &st.tables,
-            users: &users,
-        };
-        match router::resolve(&ctx, rcpt, trust) {
-            Ok(resolved) => {
-                // The outbound queue is not built yet: refuse relaying with a
-                // temporary error (the sender retries), never accept and drop.
-                if resolved
-                    .destinations
-                    .iter()
-                    .any(|d| matches!(d, Destination::Remote { .. }))
-                {
-                    return Err(Reply::new(451, "4.3.0", format!("<{rcpt}>: Temporary lookup failure: remote delivery queue not available, try again later")));
-                }
-                Ok(resolved.destinations)
+        accept::route(st, rcpt, trust).map_err(|e| {
+            let (code, enhanced, text) = e.reply(rcpt);
+            if matches!(e, RouteError::Temporary(_)) {
+                tracing::error!(rcpt, error = ?e, "routing failed temporarily");
             }
-            Err(e) => {
-                let (code, enhanced, text) = e.reply(rcpt);
-                if matches!(e, RouteError::Temporary(_)) {
-                    tracing::error!(rcpt, error = ?e, "routing failed temporarily");
-                }
-                Err(Reply::new(code, enhanced, text))
-            }
-        }
+            Reply::new(code, enhanced, text)
+        })
     }
 
-    /// Stores the message in every destination; 250 only when all are durable.
+    /// Stores the message in every destination and queues it for remote
+    /// ones; 250 only when all are durable.
     async fn deliver(
         &self,
         conn: &Conn,
@@ -243,48 +214,35 @@ impl SmtpHandler {
             session.is_tls(),
             session.user().is_some(),
         );
-        let tls = conn.stream.tls_description();
-        let trace = Trace {
-            helo: session.helo().unwrap_or(""),
+        let origin = Origin {
+            helo: session.helo().unwrap_or("").to_string(),
             client_ip: conn.peer.ip(),
-            hostname: &self.state.config.myhostname,
             protocol,
-            queue_id: &queue_id,
-            tls: tls.as_deref(),
-            arrival: SystemTime::now(),
+            tls: conn.stream.tls_description(),
         };
-        // One copy per distinct destination, with the first recipient that led there.
-        let mut jobs: Vec<(Destination, Vec<u8>)> = Vec::new();
-        for rcpt in &env.recipients {
-            for dest in &rcpt.route {
-                if !jobs.iter().any(|(d, _)| d == dest) {
-                    jobs.push((
-                        dest.clone(),
-                        delivery_headers(&trace, &env.mail_from, &rcpt.address),
-                    ));
-                }
-            }
-        }
         let size = message.len();
-        let sender = env.mail_from.clone();
-        let arrival = trace.arrival;
-        let result =
-            tokio::task::spawn_blocking(move || store_all(&jobs, &message, &sender, arrival)).await;
+        let result = accept::store(&self.state, &queue_id, &origin, &env, message).await;
         let delay = start.elapsed().as_secs_f64();
         let to: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
         match result {
-            Ok(Ok(paths)) => {
+            Ok(stored) => {
+                let status = match (stored.local_copies.len(), stored.queued) {
+                    (_, 0) => "sent (delivered)",
+                    (0, _) => "queued",
+                    _ => "sent (delivered) and queued",
+                };
                 tracing::info!(
-                    "{queue_id}: from=<{}>, to=<{}>, client={}, proto={protocol}, size={size}, delay={delay:.3}, copies={}, status=sent (delivered)",
+                    "{queue_id}: from=<{}>, to=<{}>, client={}, proto={protocol}, size={size}, delay={delay:.3}, copies={}, queued={}, status={status}",
                     env.mail_from,
                     to.join(">,<"),
                     conn.peer.ip(),
-                    paths.len(),
+                    stored.local_copies.len(),
+                    stored.queued,
                 );
                 metrics::inc(&metrics::MESSAGES_DELIVERED);
                 Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 metrics::inc(&metrics::MESSAGES_DEFERRED);
                 let (code, enhanced, text) = e.smtp_reply();
                 tracing::error!(
@@ -294,64 +252,8 @@ impl SmtpHandler {
                 );
                 Reply::new(code, enhanced, text)
             }
-            Err(e) => {
-                tracing::error!("{queue_id}: delivery task failed: {e}");
-                Reply::new(451, "4.3.0", "Local delivery failed, try again later")
-            }
         }
     }
-}
-
-/// The owner a destination's files get, when the router set both ids.
-fn owner(uid: Option<u32>, gid: Option<u32>) -> Option<Owner> {
-    uid.zip(gid).map(|(uid, gid)| Owner { uid, gid })
-}
-
-/// Writes every copy; on any failure removes the copies already made, so
-/// the 4xx the client gets never leaves a partial delivery behind.
-fn store_all(
-    jobs: &[(Destination, Vec<u8>)],
-    message: &[u8],
-    sender: &str,
-    arrival: SystemTime,
-) -> Result<Vec<PathBuf>, DeliverError> {
-    let mut prepared = Vec::new();
-    let mut done = Vec::new();
-    let fail = |prepared: Vec<deliver::Prepared>, e: DeliverError| {
-        for p in prepared {
-            p.discard();
-        }
-        Err(e)
-    };
-    for (dest, prefix) in jobs {
-        let msg = Message {
-            prefix,
-            body: message,
-        };
-        match dest {
-            Destination::Maildir { dir, uid, gid, .. } => {
-                match deliver::prepare(dir, &msg, owner(*uid, *gid).as_ref()) {
-                    Ok(p) => prepared.push(p),
-                    Err(e) => return fail(prepared, e),
-                }
-            }
-            Destination::Mbox { path, uid, gid, .. } => {
-                if let Err(e) =
-                    mbox::deliver_mbox(path, &msg, sender, arrival, owner(*uid, *gid).as_ref())
-                {
-                    return fail(prepared, e);
-                }
-                done.push(path.clone());
-            }
-            Destination::Remote { .. } => {}
-        }
-    }
-    let dirs: Vec<&std::path::Path> = prepared.iter().map(|p| p.maildir()).collect();
-    if let Err(e) = deliver::commit_dirs(&dirs) {
-        return fail(prepared, e);
-    }
-    done.extend(prepared.into_iter().map(|p| p.into_path()));
-    Ok(done)
 }
 
 /// Sends buffered replies; false when the client is gone.

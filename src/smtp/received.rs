@@ -89,18 +89,16 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The headers prepended to a message delivered to `recipient`:
-/// Return-Path, Delivered-To (as Postfix's local/virtual add) and Received.
-pub fn delivery_headers(trace: &Trace, mail_from: &str, recipient: &str) -> Vec<u8> {
+/// The Received: header (RFC 5321 §4.4), with `for <recipient>` when the
+/// copy is for one recipient.
+pub fn received_header(trace: &Trace, recipient: Option<&str>) -> String {
     let helo = sanitize(trace.helo);
     let ip = match trace.client_ip {
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
         v4 => v4.to_string(),
     };
     let mut h = format!(
-        "Return-Path: <{}>\r\nDelivered-To: {}\r\nReceived: from {} ([{ip}])\r\n\tby {} (pigeonpost) with {} id {}",
-        sanitize(mail_from),
-        sanitize(recipient),
+        "Received: from {} ([{ip}])\r\n\tby {} (pigeonpost) with {} id {}",
         if helo.is_empty() { "unknown" } else { &helo },
         trace.hostname,
         trace.protocol,
@@ -109,12 +107,25 @@ pub fn delivery_headers(trace: &Trace, mail_from: &str, recipient: &str) -> Vec<
     if let Some(tls) = trace.tls {
         h.push_str(&format!("\r\n\t(using {})", sanitize(tls)));
     }
-    h.push_str(&format!(
-        "\r\n\tfor <{}>; {}\r\n",
+    match recipient {
+        Some(r) => h.push_str(&format!("\r\n\tfor <{}>; ", sanitize(r))),
+        None => h.push_str(";\r\n\t"),
+    }
+    h.push_str(&rfc5322_date(trace.arrival));
+    h.push_str("\r\n");
+    h
+}
+
+/// The headers prepended to a message delivered to `recipient`:
+/// Return-Path, Delivered-To (as Postfix's local/virtual add) and Received.
+pub fn delivery_headers(trace: &Trace, mail_from: &str, recipient: &str) -> Vec<u8> {
+    format!(
+        "Return-Path: <{}>\r\nDelivered-To: {}\r\n{}",
+        sanitize(mail_from),
         sanitize(recipient),
-        rfc5322_date(trace.arrival)
-    ));
-    h.into_bytes()
+        received_header(trace, Some(recipient))
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]

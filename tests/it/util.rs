@@ -93,6 +93,15 @@ impl Server {
     /// Starts `serve` with `config` (JSON logs) and waits until it is ready.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = pigeonpost();
+        // Every server gets its own queue beside its config unless the test
+        // chose one (the default, /var/spool/pigeonpost, is shared).
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        if !text.contains("queue_directory")
+            && !env.iter().any(|(k, _)| *k == "PIGEONPOST_QUEUE_DIRECTORY")
+        {
+            let dir = config.parent().unwrap().join("queue");
+            cmd.env("PIGEONPOST_QUEUE_DIRECTORY", dir);
+        }
         cmd.args(["--config", config.to_str().unwrap(), "serve"])
             .env("PIGEONPOST_LOG_FORMAT", "json")
             .envs(env.iter().copied())

@@ -1,0 +1,213 @@
+//! Taking responsibility for a message: one copy in every local Maildir or
+//! mbox it goes to, and one queue entry for its remote recipients, all
+//! durable before the caller reports success (DESIGN.md §2). Used by the
+//! SMTP server, `pigeonpost sendmail` pickup, and bounces.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::proto::{BodyType, DsnRet, Envelope};
+use super::queue::spool::{self, QueuedRcpt, RcptState};
+use super::received::{delivery_headers, received_header, Trace};
+use super::router::{self, ClientTrust, Destination, RouteError};
+use crate::server::State;
+use crate::store::deliver::{self, DeliverError, Message, Owner};
+use crate::store::mbox;
+
+/// Where each recipient of a transaction goes, as the router decided.
+pub type Routes = Vec<Destination>;
+
+/// Routes one recipient for a client with `trust`.
+pub fn route(state: &State, rcpt: &str, trust: ClientTrust) -> Result<Routes, RouteError> {
+    // Local recipients (mydestination) are system users, like Postfix's
+    // local_recipient_maps; a static userdb would accept any name.
+    let users = |name: &str| match state.config.userdb {
+        crate::config::UserdbSpec::Static { .. } => crate::auth::system_user(name),
+        _ => state.auth.user(name),
+    };
+    let ctx = router::RouteContext {
+        config: &state.config,
+        tables: &state.tables,
+        users: &users,
+    };
+    router::resolve(&ctx, rcpt, trust).map(|r| r.destinations)
+}
+
+/// Trust for mail made on this host (sendmail, bounces): like mynetworks.
+pub const LOCAL_TRUST: ClientTrust = ClientTrust {
+    in_mynetworks: true,
+    authenticated: false,
+};
+
+/// What the Received: header says about where a message came from.
+pub struct Origin {
+    pub helo: String,
+    pub client_ip: IpAddr,
+    pub protocol: &'static str,
+    pub tls: Option<String>,
+}
+
+/// What was stored.
+#[derive(Debug)]
+pub struct Stored {
+    pub local_copies: Vec<PathBuf>,
+    /// Recipients queued for remote delivery.
+    pub queued: usize,
+}
+
+/// Stores `message` for every recipient in `env`; Ok means durable.
+pub async fn store(
+    state: &Arc<State>,
+    queue_id: &str,
+    origin: &Origin,
+    env: &Envelope<Routes>,
+    message: Vec<u8>,
+) -> Result<Stored, DeliverError> {
+    let arrival = SystemTime::now();
+    let trace = Trace {
+        helo: &origin.helo,
+        client_ip: origin.client_ip,
+        hostname: &state.config.myhostname,
+        protocol: origin.protocol,
+        queue_id,
+        tls: origin.tls.as_deref(),
+        arrival,
+    };
+    // One local copy per distinct destination, headed for the first
+    // recipient that led there; one queue entry for all remote addresses.
+    let mut jobs: Vec<(Destination, Vec<u8>)> = Vec::new();
+    let mut remote: Vec<QueuedRcpt> = Vec::new();
+    for rcpt in &env.recipients {
+        for dest in &rcpt.route {
+            if let Destination::Remote { address } = dest {
+                if !remote.iter().any(|r| r.address == *address) {
+                    remote.push(QueuedRcpt {
+                        address: address.clone(),
+                        notify: rcpt.notify,
+                        orcpt: rcpt.orcpt.clone(),
+                        state: RcptState::Pending,
+                        last_error: None,
+                        remote_mta: None,
+                    });
+                }
+            } else if !jobs.iter().any(|(d, _)| d == dest) {
+                jobs.push((
+                    dest.clone(),
+                    delivery_headers(&trace, &env.mail_from, &rcpt.address),
+                ));
+            }
+        }
+    }
+    let queued = if remote.is_empty() {
+        None
+    } else {
+        let one = (remote.len() == 1).then(|| remote[0].address.as_str());
+        let prefix = received_header(&trace, one).into_bytes();
+        let qenv = spool::Envelope {
+            id: queue_id.to_string(),
+            sender: env.mail_from.clone(),
+            arrival: spool::unix(arrival),
+            size: (prefix.len() + message.len()) as u64,
+            eight_bit: env.body != BodyType::SevenBit,
+            smtputf8: env.smtputf8,
+            ret_full: env.ret.map(|r| r == DsnRet::Full),
+            envid: env.envid.clone(),
+            recipients: remote,
+            attempts: 0,
+            next_attempt: 0,
+            warned: false,
+        };
+        Some((qenv, prefix))
+    };
+    let n_queued = queued.as_ref().map_or(0, |(e, _)| e.recipients.len());
+    let spool = state.queue.spool().clone();
+    let sender = env.mail_from.clone();
+    let id = queue_id.to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        if let Some((qenv, prefix)) = &queued {
+            spool
+                .stage(qenv, &[prefix, &message])
+                .map_err(|e| DeliverError::from_io("queue", &spool.msg_path(&qenv.id), e))?;
+        }
+        let local = store_all(&jobs, &message, &sender, arrival);
+        match (&local, &queued) {
+            (Ok(_), Some(_)) => {
+                if let Err(e) = spool.commit(&id) {
+                    spool.discard(&id);
+                    return Err(DeliverError::from_io("queue", &spool.msg_path(&id), e));
+                }
+            }
+            (Err(_), Some(_)) => spool.discard(&id),
+            _ => {}
+        }
+        local
+    })
+    .await
+    .map_err(|e| DeliverError::Io {
+        path: PathBuf::from("(delivery task)"),
+        op: "run",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let local_copies = result?;
+    if n_queued > 0 {
+        state.queue.schedule_now(queue_id);
+    }
+    Ok(Stored {
+        local_copies,
+        queued: n_queued,
+    })
+}
+
+/// The owner a destination's files get, when the router set both ids.
+fn owner(uid: Option<u32>, gid: Option<u32>) -> Option<Owner> {
+    uid.zip(gid).map(|(uid, gid)| Owner { uid, gid })
+}
+
+/// Writes every local copy; on any failure removes the copies already
+/// made, so the 4xx the client gets never leaves a partial delivery behind.
+fn store_all(
+    jobs: &[(Destination, Vec<u8>)],
+    message: &[u8],
+    sender: &str,
+    arrival: SystemTime,
+) -> Result<Vec<PathBuf>, DeliverError> {
+    let mut prepared = Vec::new();
+    let mut done = Vec::new();
+    let fail = |prepared: Vec<deliver::Prepared>, e: DeliverError| {
+        for p in prepared {
+            p.discard();
+        }
+        Err(e)
+    };
+    for (dest, prefix) in jobs {
+        let msg = Message {
+            prefix,
+            body: message,
+        };
+        match dest {
+            Destination::Maildir { dir, uid, gid, .. } => {
+                match deliver::prepare(dir, &msg, owner(*uid, *gid).as_ref()) {
+                    Ok(p) => prepared.push(p),
+                    Err(e) => return fail(prepared, e),
+                }
+            }
+            Destination::Mbox { path, uid, gid, .. } => {
+                if let Err(e) =
+                    mbox::deliver_mbox(path, &msg, sender, arrival, owner(*uid, *gid).as_ref())
+                {
+                    return fail(prepared, e);
+                }
+                done.push(path.clone());
+            }
+            Destination::Remote { .. } => {}
+        }
+    }
+    let dirs: Vec<&std::path::Path> = prepared.iter().map(|p| p.maildir()).collect();
+    if let Err(e) = deliver::commit_dirs(&dirs) {
+        return fail(prepared, e);
+    }
+    done.extend(prepared.into_iter().map(|p| p.into_path()));
+    Ok(done)
+}

@@ -1,0 +1,241 @@
+//! Mail made on this host: `pigeonpost sendmail` drops messages into
+//! `maildrop/` (like Postfix's postdrop), and the running server picks them
+//! up, routes them as if they came from `mynetworks`, and stores them. DSNs
+//! take the same path without the maildrop.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::spool::{self, Envelope, QueuedRcpt, RcptState, Spool};
+use crate::server::State;
+use crate::smtp::accept::{self, Origin, LOCAL_TRUST};
+use crate::smtp::proto::{self, BodyType, Recipient};
+use crate::smtp::received::new_queue_id;
+
+/// `maildrop/<id>.json`: written after `<id>.msg`, so its presence means
+/// the message is complete.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Drop {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// The local user who ran sendmail, for the log.
+    #[serde(default)]
+    pub user: String,
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// `pigeonpost sendmail`: puts a message in the maildrop, durably.
+pub fn drop_message(spool: &Spool, drop: &Drop, message: &[u8]) -> io::Result<String> {
+    let dir = spool.maildrop();
+    let id = new_queue_id();
+    write_synced(&dir.join(format!("{id}.msg")), message)?;
+    let json = serde_json::to_vec(drop).map_err(io::Error::other)?;
+    if let Err(e) = write_synced(&dir.join(format!("{id}.json")), &json) {
+        let _ = fs::remove_file(dir.join(format!("{id}.msg")));
+        return Err(e);
+    }
+    fs::File::open(&dir)?.sync_all()?;
+    Ok(id)
+}
+
+/// Routes and stores a message made here (from `sender`, `""` for DSNs).
+/// Recipients the router refuses permanently are returned with the reason.
+pub async fn submit(
+    state: &Arc<State>,
+    sender: &str,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> Result<String, String> {
+    let (id, refused) = submit_some(state, sender, recipients, message).await?;
+    match refused.first() {
+        Some((rcpt, why)) => Err(format!("<{rcpt}>: {why}")),
+        None => Ok(id),
+    }
+}
+
+pub(super) async fn submit_some(
+    state: &Arc<State>,
+    sender: &str,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let mut rcpts = Vec::new();
+    let mut refused = Vec::new();
+    for r in recipients {
+        match accept::route(state, r, LOCAL_TRUST) {
+            Ok(route) => rcpts.push(Recipient {
+                address: r.clone(),
+                notify: 0,
+                orcpt: None,
+                route,
+            }),
+            Err(e) => {
+                let (code, enhanced, text) = e.reply(r);
+                if code < 500 {
+                    return Err(format!("{code} {enhanced} {text}"));
+                }
+                refused.push((r.clone(), format!("{code} {enhanced} {text}")));
+            }
+        }
+    }
+    let id = new_queue_id();
+    if rcpts.is_empty() {
+        return Ok((id, refused));
+    }
+    let eight_bit = message.iter().any(|b| *b >= 0x80);
+    let env = proto::Envelope {
+        mail_from: sender.to_string(),
+        body: if eight_bit {
+            BodyType::EightBitMime
+        } else {
+            BodyType::SevenBit
+        },
+        smtputf8: false,
+        ret: None,
+        envid: None,
+        recipients: rcpts,
+    };
+    let origin = Origin {
+        helo: String::new(),
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        protocol: "local",
+        tls: None,
+    };
+    accept::store(state, &id, &origin, &env, message)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((id, refused))
+}
+
+/// Picks up everything in the maildrop.
+pub async fn run(state: &Arc<State>) {
+    let spool = state.queue.spool().clone();
+    let dir = spool.maildrop();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return;
+    };
+    let mut ids: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+        })
+        .filter(|id| spool::valid_id(id))
+        .collect();
+    ids.sort();
+    for id in ids {
+        let (json, msg) = (
+            dir.join(format!("{id}.json")),
+            dir.join(format!("{id}.msg")),
+        );
+        let drop: Drop = match fs::read(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(file = %json.display(), error = %e, "pickup: unreadable maildrop file left in place");
+                continue;
+            }
+        };
+        let message = match fs::read(&msg) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(file = %msg.display(), error = %e, "pickup: message file unreadable");
+                continue;
+            }
+        };
+        let original = message.clone();
+        match submit_some(state, &drop.sender, &drop.recipients, message).await {
+            Ok((qid, refused)) => {
+                tracing::info!(
+                    "{qid}: uid={} from=<{}>, to=<{}>, proto=local, status=picked up",
+                    drop.user,
+                    drop.sender,
+                    drop.recipients.join(">,<")
+                );
+                if !refused.is_empty() && !drop.sender.is_empty() {
+                    bounce_refused(state, &qid, &drop.sender, &refused, &original).await;
+                }
+                let _ = fs::remove_file(&json);
+                let _ = fs::remove_file(&msg);
+            }
+            Err(e) => {
+                tracing::warn!("pickup of {id} deferred: {e}");
+            }
+        }
+    }
+}
+
+/// Recipients `sendmail` named that cannot exist: tell the sender.
+async fn bounce_refused(
+    state: &Arc<State>,
+    id: &str,
+    sender: &str,
+    refused: &[(String, String)],
+    original: &[u8],
+) {
+    let env = Envelope {
+        id: id.to_string(),
+        sender: sender.to_string(),
+        arrival: spool::unix(std::time::SystemTime::now()),
+        size: original.len() as u64,
+        eight_bit: false,
+        smtputf8: false,
+        ret_full: None,
+        envid: None,
+        recipients: refused
+            .iter()
+            .map(|(a, why)| QueuedRcpt {
+                address: a.clone(),
+                notify: 0,
+                orcpt: None,
+                state: RcptState::Failed,
+                last_error: Some(why.clone()),
+                remote_mta: None,
+            })
+            .collect(),
+        attempts: 0,
+        next_attempt: 0,
+        warned: false,
+    };
+    let entries: Vec<super::dsn::Entry> = env
+        .recipients
+        .iter()
+        .map(|r| super::dsn::Entry {
+            address: r.address.clone(),
+            orcpt: None,
+            text: r.last_error.clone().unwrap_or_default(),
+            remote_mta: None,
+        })
+        .collect();
+    let dsn = super::dsn::build(
+        &env,
+        super::dsn::Kind::Failure,
+        &entries,
+        &state.config.myhostname,
+        original,
+        std::time::SystemTime::now(),
+    );
+    if let Err(e) = submit(state, "", &[sender.to_string()], dsn).await {
+        tracing::error!("{id}: cannot send the bounce to <{sender}>: {e}");
+    }
+}
