@@ -53,6 +53,30 @@ enum Command {
         #[arg(short = 't', long = "test", value_name = "HASH")]
         test: Option<String>,
     },
+    /// Show, retry or delete queued outbound mail (mailq, postqueue -f, postsuper -d)
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Send a message read from stdin (sendmail(1): -t, -f FROM, -i, recipients)
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List queued messages with their recipients and last errors (like mailq)
+    List,
+    /// Ask the running server to retry every deferred message now
+    Flush,
+    /// Delete a queued message by id, or ALL of them
+    Delete {
+        /// Queue id (from `queue list`) or ALL
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +108,50 @@ fn main() -> ExitCode {
             rounds,
             test,
         } => pw(&scheme, password, user, rounds, test),
+        Command::Queue { action } => {
+            let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l.config,
+                Err(e) => return config_failure(&e),
+            };
+            use pigeonpost::smtp::queue::cli;
+            let result = match action {
+                QueueAction::List => cli::list(&config),
+                QueueAction::Flush => cli::flush(&config),
+                QueueAction::Delete { id } => cli::delete(&config, &id),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    if !text.ends_with('\n') {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pigeonpost: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+        Command::Sendmail { args } => {
+            let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l.config,
+                Err(e) => return config_failure(&e),
+            };
+            let mut stdin = std::io::stdin().lock();
+            match pigeonpost::smtp::queue::cli::sendmail(&config, &args, &mut stdin) {
+                Ok(notice) => {
+                    if !notice.is_empty() {
+                        eprintln!("{notice}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    eprintln!("pigeonpost sendmail: {e}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Serve { dev } => {
             let mut config_path = cli.config;
             if dev {

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod pop3;
 mod proxy;
+mod queue;
 mod reload;
 mod serve;
 mod smtp;

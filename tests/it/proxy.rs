@@ -46,7 +46,7 @@ fn proxy_header_sets_the_client_address_only_from_trusted_peers() {
             .is_some(),
         "logs show the real client"
     );
-    // v1 claiming a client inside mynetworks: relaying allowed (451 until the queue lands).
+    // v1 claiming a client inside mynetworks: relaying allowed.
     let out = relay_attempt(
         smtp,
         "127.0.0.1",

@@ -180,6 +180,10 @@ pub fn build(
         .to(env.sender.clone())
         .subject(subject)
         .header("Auto-Submitted", Raw::new("auto-replied"))
+        .message_id(format!(
+            "{}.dsn@{myhostname}",
+            crate::smtp::received::new_queue_id()
+        ))
         .date(
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)

@@ -3,6 +3,7 @@
 //! recipient. One attempt per message at a time; concurrency is limited
 //! globally and per next hop (Postfix's default_destination_concurrency_limit).
 
+pub mod cli;
 pub mod control;
 pub mod dsn;
 pub mod pickup;
@@ -360,6 +361,8 @@ impl Queue {
                     .unwrap()
                     .due
                     .insert(id.to_string(), env2.next_attempt);
+                // The scheduler may be asleep until a later message is due.
+                self.wake.notify_one();
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 tracing::info!("{id}: deleted while being delivered");
@@ -452,7 +455,8 @@ async fn send_dsn(
         original,
         SystemTime::now(),
     );
-    let (id, refused) = pickup::submit_some(state, "", &[env.sender.clone()], message).await?;
+    let (id, refused) =
+        pickup::submit_some(state, "", std::slice::from_ref(&env.sender), message).await?;
     if let Some((rcpt, why)) = refused.first() {
         // A double bounce: nobody to tell. Postfix would mail the postmaster.
         tracing::warn!("{}: notification to <{rcpt}> discarded: {why}", env.id);

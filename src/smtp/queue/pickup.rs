@@ -43,6 +43,7 @@ fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
 /// `pigeonpost sendmail`: puts a message in the maildrop, durably.
 pub fn drop_message(spool: &Spool, drop: &Drop, message: &[u8]) -> io::Result<String> {
     let dir = spool.maildrop();
+    fs::create_dir_all(&dir)?;
     let id = new_queue_id();
     write_synced(&dir.join(format!("{id}.msg")), message)?;
     let json = serde_json::to_vec(drop).map_err(io::Error::other)?;

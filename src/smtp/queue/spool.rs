@@ -108,6 +108,9 @@ impl Envelope {
     }
 }
 
+/// A queue file that could not be read, and why.
+pub type Unreadable = (PathBuf, String);
+
 /// The spool directory.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -279,7 +282,7 @@ impl Spool {
 
     /// Every queued envelope, oldest first. Unreadable envelopes are
     /// reported, not dropped: their files stay for the administrator.
-    pub fn scan(&self) -> io::Result<(Vec<Envelope>, Vec<(PathBuf, String)>)> {
+    pub fn scan(&self) -> io::Result<(Vec<Envelope>, Vec<Unreadable>)> {
         let mut envs = Vec::new();
         let mut bad = Vec::new();
         let rd = match fs::read_dir(self.q()) {
