@@ -18,6 +18,8 @@
 #   SMTP_PORT=4525                the smtpd listener (127.0.0.1 only)
 #   DELIVERY=virtual  (default) Postfix virtual(8) writes the Maildir (the HOWTO setup)
 #   DELIVERY=hold     accept-only: everything arriving is put on the HOLD queue
+#   DELIVERY=relay    outbound: everything goes to relayhost [127.0.0.1]:$RELAY_PORT
+#   RELAY_PORT=4625   (DELIVERY=relay) where the smtp(8) client delivers
 #   VMAIL_UID=5000 VMAIL_GID=5000   owner of the virtual mailboxes
 set -euo pipefail
 
@@ -37,7 +39,8 @@ MAIL=$PEERS/mail
 PIDS=$PEERS/run
 LOG=$PEERS/log
 
-case "$DELIVERY" in virtual|hold) ;; *) echo "DELIVERY must be virtual|hold" >&2; exit 2;; esac
+RELAY_PORT=${RELAY_PORT:-4625}
+case "$DELIVERY" in virtual|hold|relay) ;; *) echo "DELIVERY must be virtual|hold|relay" >&2; exit 2;; esac
 [ "$(id -u)" = 0 ] || { echo "start-postfix: must run as root (the Postfix master drops privileges itself)" >&2; exit 1; }
 command -v postfix >/dev/null || { echo "start-postfix: postfix not installed (apt-get install postfix)" >&2; exit 1; }
 
@@ -128,6 +131,15 @@ smtp_tls_security_level = none
 smtpd_relay_restrictions = permit_mynetworks, defer_unauth_destination
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
 EOC
+if [ "$DELIVERY" = relay ]; then
+  # Later settings win in main.cf: relay everything to the local sink.
+  cat >> "$PFX_CONF/main.cf" <<EOC
+
+# --- DELIVERY=relay: outbound benchmark (mail for remote domains goes to a local sink)
+relayhost = [127.0.0.1]:$RELAY_PORT
+defer_transports =
+EOC
+fi
 if [ "$DELIVERY" = hold ]; then
   cat >> "$PFX_CONF/main.cf" <<EOC
 

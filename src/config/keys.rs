@@ -94,6 +94,7 @@ pub static KEYS: &[KeyDef] = &[
     k("delay_warning_time", "0h", Time('h'), Postfix, "send a delay warning after this long (0 = never)"),
     k("smtp_tls_security_level", "may", Text, Postfix, "outbound TLS: none, may, encrypt, verify (default may, as Debian's main.cf sets it)"),
     k("smtp_sasl_password_maps", "", List, Postfix, "tables: relayhost -> user:password"),
+    k("default_destination_concurrency_limit", "20", Count, Postfix, "simultaneous deliveries to one next hop"),
     // Dovecot dovecot.conf
     k("protocols", "imap pop3 lmtp", List, Dovecot, "protocols served: imap pop3 lmtp (SMTP is always on)"),
     k("mail_location", "maildir:~/Maildir", Text, Dovecot, "where users' mail lives: maildir:PATH with %u %n %d %h"),

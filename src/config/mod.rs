@@ -172,6 +172,7 @@ pub struct Config {
     pub delay_warning_time: Duration,
     pub smtp_tls_security_level: TlsLevel,
     pub smtp_sasl_password_maps: Vec<String>,
+    pub default_destination_concurrency_limit: usize,
     pub protocols: Vec<String>,
     pub mail_location: String,
     pub pop3_uidl_format: String,

@@ -452,6 +452,7 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         delay_warning_time: v.time("delay_warning_time")?,
         smtp_tls_security_level,
         smtp_sasl_password_maps: v.list("smtp_sasl_password_maps"),
+        default_destination_concurrency_limit: v.count("default_destination_concurrency_limit")?,
         protocols: one_of(&v, "protocols", &["imap", "pop3", "lmtp", "none"])?,
         mail_location,
         pop3_uidl_format,

@@ -60,7 +60,11 @@ impl Handler for HttpHandler {
                 ("GET", "/metrics") => response(
                     "200 OK",
                     "text/plain; version=0.0.4",
-                    &super::metrics::render(),
+                    &format!(
+                        "{}# HELP pigeonpost_queue_messages Messages in the outbound queue.\n# TYPE pigeonpost_queue_messages gauge\npigeonpost_queue_messages {}\n",
+                        super::metrics::render(),
+                        self.state.queue.len()
+                    ),
                 ),
                 ("GET", _) => response("404 Not Found", "text/plain", "not found\n"),
                 _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),

@@ -75,7 +75,7 @@ fn proxy_header_sets_the_client_address_only_from_trusted_peers() {
         .is_some());
 }
 
-fn metric(http: SocketAddr, name: &str) -> u64 {
+pub fn metric(http: SocketAddr, name: &str) -> u64 {
     let mut s = TcpStream::connect(http).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
     let mut out = String::new();

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::proxy::metric;
 use crate::smtp::{mail_setup, python, MailSetup};
 use crate::util::{self, require_tool, Server};
 
@@ -407,6 +408,9 @@ fn a_dead_peer_keeps_mail_queued_through_kill_9_until_it_is_back() {
         );
     }
     assert!(listed.contains("john@example.com"), "{listed}");
+    let http = server.addr("http");
+    assert_eq!(metric(http, "pigeonpost_queue_messages"), 3);
+    assert!(metric(http, "pigeonpost_outbound_deferred_total") >= 3);
 
     // kill -9 with everything queued; the peer comes back; so does the server.
     server.signal(libc::SIGKILL);
@@ -437,6 +441,9 @@ fn a_dead_peer_keeps_mail_queued_through_kill_9_until_it_is_back() {
             .then_some(())
     });
     assert!(empty.is_some());
+    let http = server.addr("http");
+    assert_eq!(metric(http, "pigeonpost_queue_messages"), 0);
+    assert_eq!(metric(http, "pigeonpost_outbound_sent_total"), 3);
     drop(server);
 }
 
@@ -740,4 +747,44 @@ fn sendmail_without_a_running_server_waits_in_the_maildrop() {
     .expect("picked up at start");
     let text = String::from_utf8_lossy(&std::fs::read(&files[0]).unwrap()).into_owned();
     assert!(text.contains("Subject: later"), "{text}");
+}
+
+#[test]
+fn eight_bit_mail_is_converted_for_a_peer_without_8bitmime() {
+    let setup = setup_with("");
+    let peer = Peer::start(&setup.tree.path("peer"), &["--no-8bitmime"]);
+    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
+        "recipient_delimiter",
+        &format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nrecipient_delimiter",
+            peer.port
+        ),
+        1,
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let server = setup.start();
+    let code = r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+body = "From: john@example.com\r\nTo: x@remote.example\r\nSubject: umlauts\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln\r\n".encode()
+s.sendmail("john@example.com", ["x@remote.example"], body, mail_options=["BODY=8BITMIME"])
+s.quit()
+print("sent")
+"#;
+    let (ok, out, err) = python(code, &[("PORT", server.addr("smtp").port().to_string())]);
+    assert!(ok && out.contains("sent"), "{out}{err}");
+    let got = peer.wait(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    let (env, eml) = &got[0];
+    assert!(eml.is_ascii(), "{}", String::from_utf8_lossy(eml));
+    let eml = String::from_utf8_lossy(eml);
+    assert!(
+        eml.contains(
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln\r\n"
+        ),
+        "{eml}"
+    );
+    assert!(!eml.contains("Content-Transfer-Encoding: 8bit"), "{eml}");
+    let opts = env["mail_options"].to_string();
+    assert!(!opts.contains("8BITMIME"), "{opts}");
 }

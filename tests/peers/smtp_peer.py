@@ -12,6 +12,7 @@ poll for .done files.
   --hostname NAME      the name in the greeting and EHLO reply
   --tls CERT KEY       offer STARTTLS with this certificate
   --auth USER:PASS     require AUTH PLAIN/LOGIN with these credentials
+  --no-8bitmime        do not offer 8BITMIME (nor SMTPUTF8)
 """
 import argparse
 import asyncio
@@ -29,6 +30,13 @@ class Handler:
         self.fail_left = args.fail_data
         self.reject = {a.lower() for a in args.reject_rcpt}
         self.n = 0
+        self.no_8bitmime = args.no_8bitmime
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.no_8bitmime:
+            responses = [r for r in responses if "8BITMIME" not in r and "SMTPUTF8" not in r]
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
@@ -72,6 +80,7 @@ def main():
     p.add_argument("--hostname", default="peer.test")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--auth")
+    p.add_argument("--no-8bitmime", action="store_true")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     handler = Handler(args)

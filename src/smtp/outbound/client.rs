@@ -218,6 +218,12 @@ impl Client {
         self.tls_active
     }
 
+    /// An 8-bit message for a peer without 8BITMIME: convert it to 7 bit
+    /// (RFC 6152 §3) before sending.
+    pub fn downgrade_needed(&self) -> bool {
+        self.txn.eight_bit && !self.has(EXT_8BIT_MIME)
+    }
+
     /// The name the peer gave in its greeting or EHLO reply.
     pub fn peer_name(&self) -> &str {
         &self.peer_name

@@ -3,6 +3,7 @@
 //! machine over TCP (and TLS after STARTTLS).
 
 pub mod client;
+pub mod downgrade;
 pub mod nexthop;
 
 use std::net::SocketAddr;
@@ -326,7 +327,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Step::StartTls => return Drive::StartTls,
             Step::SendMessage => {
-                if let Err(e) = send_message(stream, message).await {
+                if let Err(e) = send_message(stream, message, client.downgrade_needed()).await {
                     client.abort(&format!(
                         "lost connection with {label} while sending message body: {e}"
                     ));
@@ -352,9 +353,26 @@ async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> std::i
 }
 
 /// Streams the spool file dot-stuffed (RFC 5321 §4.5.2), then ".\r\n".
-async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, path: &Path) -> std::io::Result<()> {
-    let mut file = tokio::fs::File::open(path).await?;
+/// With `downgrade`, 8-bit parts are converted to quoted-printable first
+/// (the whole message in memory; it is at most message_size_limit).
+async fn send_message<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &Path,
+    downgrade: bool,
+) -> std::io::Result<()> {
     let mut stuffer = DotStuffer::full();
+    if downgrade {
+        let raw = tokio::fs::read(path).await?;
+        let converted =
+            tokio::task::spawn_blocking(move || downgrade::to_7bit(&raw).unwrap_or(raw))
+                .await
+                .map_err(std::io::Error::other)?;
+        let mut out = Vec::with_capacity(converted.len() + converted.len() / 32 + 8);
+        stuffer.encode(&converted, &mut out);
+        stuffer.finish(&mut out);
+        return write_all(stream, &out).await;
+    }
+    let mut file = tokio::fs::File::open(path).await?;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(70 * 1024);
     loop {

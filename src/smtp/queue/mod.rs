@@ -29,8 +29,6 @@ use spool::{Envelope, RcptState, Spool};
 
 /// Simultaneous outbound connections in all (Postfix: default_process_limit).
 const GLOBAL_CONCURRENCY: usize = 100;
-/// Per next hop (Postfix: default_destination_concurrency_limit).
-const DESTINATION_CONCURRENCY: usize = 20;
 /// How often the maildrop is looked at even without a pickup request.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -49,6 +47,8 @@ pub struct Queue {
     global: Arc<Semaphore>,
     pickup_requested: std::sync::atomic::AtomicBool,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// default_destination_concurrency_limit.
+    per_destination: usize,
 }
 
 fn now() -> u64 {
@@ -90,6 +90,7 @@ impl Queue {
             global: Arc::new(Semaphore::new(GLOBAL_CONCURRENCY)),
             pickup_requested: Default::default(),
             destinations: Mutex::new(HashMap::new()),
+            per_destination: config.default_destination_concurrency_limit.max(1),
         })
     }
 
@@ -214,7 +215,7 @@ impl Queue {
             .lock()
             .unwrap()
             .entry(hop.label())
-            .or_insert_with(|| Arc::new(Semaphore::new(DESTINATION_CONCURRENCY)))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)))
             .clone()
     }
 
