@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod dev;
+pub mod imap;
 pub mod net;
 pub mod observe;
 pub mod pop3;

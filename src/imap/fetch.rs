@@ -1,0 +1,1 @@
+//! FETCH data items: ENVELOPE, BODYSTRUCTURE, BODY[section]<partial>.
