@@ -2,4 +2,5 @@
 //! (`fetch`), SEARCH evaluation (`search`). The grammar is imap-codec's.
 
 pub mod fetch;
+pub mod proto;
 pub mod search;

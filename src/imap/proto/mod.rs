@@ -1,0 +1,669 @@
+//! The IMAP session as a sans-IO state machine (RFC 3501 §3, §6.1-6.2):
+//! bytes in ([`Session::feed`]), responses out ([`Session::take_output`]),
+//! [`Action`]s for the I/O layer. Framing (lines and literals, with
+//! continuation requests for synchronizing literals) is imap-codec's
+//! `Fragmentizer`, the grammar its `CommandCodec`. The session itself
+//! answers what needs no mailbox: CAPABILITY, NOOP and LOGOUT before
+//! login, STARTTLS, LOGIN and AUTHENTICATE (with the plaintext rules), ID,
+//! ENABLE, NAMESPACE, IDLE's DONE; and it checks that every other command
+//! is allowed in the current state before handing it over.
+
+use base64::Engine;
+use imap_codec::decode::CommandDecodeError;
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::CommandCodec;
+
+use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
+
+pub mod response;
+#[cfg(test)]
+mod tests;
+
+use response::quote;
+
+/// Longest command line or message (APPEND literal) we buffer.
+pub const DEFAULT_MAX_MESSAGE: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    pub tls_available: bool,
+    pub tls_active: bool,
+    /// Client address equals the server's (Dovecot's "secured" local rule).
+    pub local_client: bool,
+    pub disable_plaintext_auth: bool,
+    pub mechanisms: Vec<Mechanism>,
+    /// Bad commands before `* BYE`.
+    pub max_errors: u32,
+    /// Largest command including literals (APPEND: message_size_limit).
+    pub max_message: u32,
+}
+
+/// RFC 3501 §3 states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected { read_only: bool },
+    Logout,
+}
+
+/// What the I/O layer must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Write the output, read more input, [`Session::feed`] it.
+    NeedInput,
+    /// Write the output (ends with the OK to STARTTLS), do the TLS
+    /// handshake, call [`Session::tls_started`].
+    StartTls,
+    /// Check these credentials (LOGIN or AUTHENTICATE), then
+    /// [`Session::auth_done`].
+    CheckAuth(Credentials),
+    /// Run a command that needs the mail store, write its responses with
+    /// [`Session::respond`] and finish with [`Session::command_done`].
+    Run {
+        tag: String,
+        command: Box<CommandBody<'static>>,
+    },
+    /// IDLE is running (the continuation went out): report mailbox changes
+    /// with [`Session::respond`] while waiting for input; DONE ends it.
+    Idling,
+    /// Write the output and close.
+    Close,
+}
+
+/// The outcome of a credential check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Ok(String),
+    Fail,
+    TempFail,
+}
+
+enum Mode {
+    Commands,
+    Sasl { tag: String, exchange: SaslExchange },
+    Idle { tag: String },
+    Waiting,
+    Closed,
+}
+
+pub struct Session {
+    cfg: SessionConfig,
+    frag: Fragmentizer,
+    state: State,
+    mode: Mode,
+    out: Vec<u8>,
+    errors: u32,
+    pending: Option<Action>,
+    user: Option<String>,
+    /// Tag of the LOGIN/AUTHENTICATE being checked.
+    auth_tag: Option<String>,
+    /// ENABLEd extensions (UTF8=ACCEPT).
+    utf8: bool,
+}
+
+impl Session {
+    pub fn new(cfg: SessionConfig) -> Session {
+        let mut s = Session {
+            frag: Fragmentizer::new(cfg.max_message),
+            cfg,
+            state: State::NotAuthenticated,
+            mode: Mode::Commands,
+            out: Vec::new(),
+            errors: 0,
+            pending: None,
+            user: None,
+            auth_tag: None,
+            utf8: false,
+        };
+        let caps = s.capabilities();
+        s.push(&format!("* OK [CAPABILITY {caps}] pigeonpost ready.\r\n"));
+        s
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn utf8_enabled(&self) -> bool {
+        self.utf8
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.cfg.tls_active
+    }
+
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    fn push(&mut self, s: &str) {
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    /// Untagged responses (or any bytes) from the I/O layer.
+    pub fn respond(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Plaintext passwords are fine over TLS or from this host.
+    fn plaintext_allowed(&self) -> bool {
+        !self.cfg.disable_plaintext_auth || self.cfg.tls_active || self.cfg.local_client
+    }
+
+    /// The CAPABILITY list for the current state.
+    pub fn capabilities(&self) -> String {
+        let mut c = vec!["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"];
+        if self.state == State::NotAuthenticated {
+            if self.cfg.tls_available && !self.cfg.tls_active {
+                c.push("STARTTLS");
+            }
+            if !self.plaintext_allowed() {
+                c.push("LOGINDISABLED");
+            }
+            let mut s = c.join(" ");
+            for m in &self.cfg.mechanisms {
+                if !m.is_plaintext() || self.plaintext_allowed() {
+                    s.push_str(" AUTH=");
+                    s.push_str(m.name());
+                }
+            }
+            return s;
+        }
+        c.extend([
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "UTF8=ACCEPT",
+        ]);
+        c.join(" ")
+    }
+
+    /// Ends the session with `* BYE` (shutdown, idle timeout).
+    pub fn shutdown(&mut self, text: &str) {
+        self.push(&format!("* BYE {text}\r\n"));
+        self.mode = Mode::Closed;
+        self.state = State::Logout;
+    }
+
+    pub fn tls_started(&mut self) {
+        self.cfg.tls_active = true;
+        self.mode = Mode::Commands;
+    }
+
+    /// The credential check is done.
+    pub fn auth_done(&mut self, outcome: AuthOutcome) {
+        let tag = self.auth_tag.take().unwrap_or_else(|| "*".into());
+        self.mode = Mode::Commands;
+        match outcome {
+            AuthOutcome::Ok(user) => {
+                self.user = Some(user);
+                self.state = State::Authenticated;
+                let caps = self.capabilities();
+                self.push(&format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n"));
+            }
+            AuthOutcome::Fail => {
+                self.push(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                ));
+                self.error();
+            }
+            AuthOutcome::TempFail => {
+                self.push(&format!(
+                    "{tag} NO [UNAVAILABLE] Temporary authentication failure.\r\n"
+                ));
+            }
+        }
+    }
+
+    /// A [`Action::Run`] command finished; `state` is the new state (SELECT
+    /// / CLOSE / LOGOUT change it). The tagged response was written with
+    /// [`Session::respond`].
+    pub fn command_done(&mut self, state: State) {
+        self.state = state;
+        self.mode = if state == State::Logout {
+            Mode::Closed
+        } else {
+            Mode::Commands
+        };
+    }
+
+    /// A [`Action::Run`] IDLE was accepted by the I/O layer: the
+    /// continuation goes out and the session waits for DONE.
+    pub fn idle_started(&mut self, tag: String) {
+        self.push("+ idling\r\n");
+        self.mode = Mode::Idle { tag };
+    }
+
+    pub fn is_idling(&self) -> bool {
+        matches!(self.mode, Mode::Idle { .. })
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !matches!(self.mode, Mode::Closed) {
+            self.frag.enqueue_bytes(bytes);
+        }
+    }
+
+    fn error(&mut self) {
+        self.errors += 1;
+        if self.errors >= self.cfg.max_errors {
+            self.push("* BYE Too many invalid IMAP commands.\r\n");
+            self.mode = Mode::Closed;
+            self.state = State::Logout;
+        }
+    }
+
+    fn bad(&mut self, tag: &str, text: &str) {
+        self.push(&format!("{tag} BAD {text}\r\n"));
+        self.error();
+    }
+
+    pub fn next_action(&mut self) -> Action {
+        if let Some(a) = self.pending.take() {
+            return a;
+        }
+        loop {
+            match &self.mode {
+                Mode::Closed => return Action::Close,
+                Mode::Waiting => return Action::NeedInput,
+                Mode::Idle { .. } => {
+                    if let Some(line) = self.next_line() {
+                        let tag = match std::mem::replace(&mut self.mode, Mode::Commands) {
+                            Mode::Idle { tag } => tag,
+                            _ => unreachable!("checked above"),
+                        };
+                        if line.trim().eq_ignore_ascii_case("DONE") {
+                            self.push(&format!("{tag} OK Idle completed.\r\n"));
+                        } else {
+                            self.bad(&tag, "Expected DONE.");
+                        }
+                        continue;
+                    }
+                    return Action::Idling;
+                }
+                Mode::Sasl { .. } => {
+                    let Some(line) = self.next_line() else {
+                        return Action::NeedInput;
+                    };
+                    let (tag, mut ex) = match std::mem::replace(&mut self.mode, Mode::Waiting) {
+                        Mode::Sasl { tag, exchange } => (tag, exchange),
+                        _ => unreachable!("checked above"),
+                    };
+                    let step = ex.step(line.trim_end_matches(['\r', '\n']));
+                    self.sasl_step(tag, ex, step);
+                    if let Some(a) = self.pending.take() {
+                        return a;
+                    }
+                    continue;
+                }
+                Mode::Commands => {}
+            }
+            match self.next_command() {
+                Some(a) => return a,
+                None => {
+                    if matches!(self.mode, Mode::Commands) {
+                        return Action::NeedInput;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A whole line (no literals) for SASL responses and IDLE's DONE.
+    fn next_line(&mut self) -> Option<String> {
+        loop {
+            let info = self.frag.progress()?;
+            if let FragmentInfo::Line { .. } = info {
+                if self.frag.is_message_complete() {
+                    let line = String::from_utf8_lossy(self.frag.message_bytes()).into_owned();
+                    return Some(line);
+                }
+            } else if self.frag.is_message_complete() {
+                return Some(String::new());
+            }
+        }
+    }
+
+    /// Parses the next complete command, if any, and acts on it. Returns
+    /// an action for the I/O layer, or None when more input is needed or
+    /// the command was answered here.
+    fn next_command(&mut self) -> Option<Action> {
+        loop {
+            let info = self.frag.progress()?;
+            if let FragmentInfo::Line {
+                announcement: Some(lit),
+                ..
+            } = info
+            {
+                if !self.frag.is_message_complete() {
+                    let tag = self
+                        .frag
+                        .decode_tag()
+                        .map(|t| t.as_ref().to_string())
+                        .unwrap_or_else(|| "*".into());
+                    if lit.length > self.cfg.max_message {
+                        if lit.mode == LiteralMode::Sync {
+                            // Refused: the client won't send it (RFC 7888 §4).
+                            self.frag.skip_message();
+                            self.push(&format!("{tag} NO [TOOBIG] Literal too large.\r\n"));
+                            self.error();
+                            return None;
+                        }
+                        // LITERAL+: it comes anyway; the fragmentizer drops it.
+                        continue;
+                    }
+                    if lit.mode == LiteralMode::Sync {
+                        self.push("+ OK\r\n");
+                    }
+                    continue;
+                }
+            }
+            if !self.frag.is_message_complete() {
+                continue;
+            }
+            if let Some(action) = self.dispatch() {
+                return Some(action);
+            }
+            // Answered here: go on with the next pipelined command, unless
+            // the mode changed (SASL exchange, BYE).
+            if !matches!(self.mode, Mode::Commands) {
+                return None;
+            }
+        }
+    }
+
+    fn dispatch(&mut self) -> Option<Action> {
+        let raw = self.frag.message_bytes();
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return None;
+        }
+        let tag = self
+            .frag
+            .decode_tag()
+            .map(|t| t.as_ref().to_string())
+            .unwrap_or_else(|| "*".into());
+        let command = match self.frag.decode_message(&CommandCodec::default()) {
+            Ok(c) => c.into_static(),
+            Err(DecodeMessageError::MessageTooLong { .. }) => {
+                self.push(&format!("{tag} BAD [TOOBIG] Command too long.\r\n"));
+                self.error();
+                return None;
+            }
+            Err(DecodeMessageError::DecodingFailure(CommandDecodeError::Failed))
+            | Err(DecodeMessageError::DecodingRemainder { .. })
+            | Err(_) => {
+                let word = String::from_utf8_lossy(raw)
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                let text = if KNOWN.contains(&word.as_str()) {
+                    format!("Error in IMAP command {word}: Invalid arguments.")
+                } else if word.is_empty() {
+                    "Error in IMAP command: Missing command name.".into()
+                } else {
+                    "Error in IMAP command received by server.".into()
+                };
+                self.bad(&tag, &text);
+                return None;
+            }
+        };
+        self.handle(command)
+    }
+
+    fn handle(&mut self, cmd: Command<'static>) -> Option<Action> {
+        let tag = cmd.tag.as_ref().to_string();
+        let name = cmd.body.name();
+        use CommandBody as B;
+        match cmd.body {
+            B::Capability => {
+                let caps = self.capabilities();
+                self.push(&format!(
+                    "* CAPABILITY {caps}\r\n{tag} OK Capability completed.\r\n"
+                ));
+                None
+            }
+            B::Logout => {
+                self.push(&format!(
+                    "* BYE Logging out\r\n{tag} OK Logout completed.\r\n"
+                ));
+                self.state = State::Logout;
+                self.mode = Mode::Closed;
+                Some(Action::Close)
+            }
+            B::Noop if !matches!(self.state, State::Selected { .. }) => {
+                self.push(&format!("{tag} OK NOOP completed.\r\n"));
+                None
+            }
+            B::StartTLS => {
+                if self.state != State::NotAuthenticated {
+                    self.bad(&tag, "STARTTLS only before login.");
+                    None
+                } else if self.cfg.tls_active {
+                    self.bad(&tag, "TLS is already active.");
+                    None
+                } else if !self.cfg.tls_available {
+                    self.bad(&tag, "TLS support isn't enabled.");
+                    None
+                } else {
+                    self.push(&format!("{tag} OK Begin TLS negotiation now.\r\n"));
+                    self.mode = Mode::Waiting;
+                    Some(Action::StartTls)
+                }
+            }
+            B::Login { username, password } => {
+                if self.state != State::NotAuthenticated {
+                    self.bad(&tag, "Already logged in.");
+                    return None;
+                }
+                if !self.plaintext_allowed() {
+                    self.push(&format!("{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"));
+                    self.error();
+                    return None;
+                }
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let password = password.declassify().as_ref().to_vec();
+                self.auth_tag = Some(tag);
+                self.mode = Mode::Waiting;
+                Some(Action::CheckAuth(Credentials::Plain {
+                    authzid: None,
+                    authcid: user,
+                    password,
+                }))
+            }
+            B::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                if self.state != State::NotAuthenticated {
+                    self.bad(&tag, "Already logged in.");
+                    return None;
+                }
+                let mech = match &mechanism {
+                    AuthMechanism::Plain => Some(Mechanism::Plain),
+                    AuthMechanism::Login => Some(Mechanism::Login),
+                    other => Mechanism::from_name(other.as_ref()),
+                }
+                .filter(|m| self.cfg.mechanisms.contains(m));
+                let Some(mech) = mech else {
+                    self.push(&format!(
+                        "{tag} NO Unsupported authentication mechanism.\r\n"
+                    ));
+                    self.error();
+                    return None;
+                };
+                if mech.is_plaintext() && !self.plaintext_allowed() {
+                    self.push(&format!("{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"));
+                    self.error();
+                    return None;
+                }
+                // SaslExchange speaks base64 lines: "=" is an empty initial
+                // response (RFC 4959 §3).
+                let ir = initial_response.map(|r| {
+                    let raw = r.declassify();
+                    if raw.is_empty() {
+                        "=".to_string()
+                    } else {
+                        base64::engine::general_purpose::STANDARD.encode(raw.as_ref())
+                    }
+                });
+                let (ex, step) = SaslExchange::start(mech, ir.as_deref(), &self.cfg.hostname);
+                self.sasl_step(tag, ex, step);
+                self.pending.take()
+            }
+            B::Id { .. } => {
+                self.push(&format!(
+                    "* ID (\"name\" \"pigeonpost\")\r\n{tag} OK ID completed.\r\n"
+                ));
+                None
+            }
+            B::Enable { capabilities } => {
+                if self.state == State::NotAuthenticated {
+                    self.bad(&tag, "ENABLE needs a login first.");
+                    return None;
+                }
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    let name = format!("{c}");
+                    if name.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
+                        self.utf8 = true;
+                        enabled.push(name);
+                    }
+                }
+                let list = if enabled.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", enabled.join(" "))
+                };
+                self.push(&format!("* ENABLED{list}\r\n{tag} OK Enabled.\r\n"));
+                None
+            }
+            B::Namespace => {
+                if self.state == State::NotAuthenticated {
+                    self.bad(&tag, "NAMESPACE needs a login first.");
+                    return None;
+                }
+                self.push(&format!(
+                    "* NAMESPACE ((\"\" {})) NIL NIL\r\n{tag} OK Namespace completed.\r\n",
+                    quote(".")
+                ));
+                None
+            }
+            body => {
+                let allowed = match self.state {
+                    State::NotAuthenticated | State::Logout => false,
+                    State::Authenticated => !selected_only(&body),
+                    State::Selected { .. } => true,
+                };
+                if !allowed {
+                    let text = if self.state == State::NotAuthenticated {
+                        format!("Error in IMAP command {name}: Not logged in.")
+                    } else {
+                        format!("Error in IMAP command {name}: No mailbox selected.")
+                    };
+                    self.bad(&tag, &text);
+                    return None;
+                }
+                self.mode = Mode::Waiting;
+                Some(Action::Run {
+                    tag,
+                    command: Box::new(body),
+                })
+            }
+        }
+    }
+
+    fn sasl_step(&mut self, tag: String, ex: SaslExchange, step: SaslStep) {
+        match step {
+            SaslStep::Challenge(c) => {
+                self.push(&format!("+ {c}\r\n"));
+                self.mode = Mode::Sasl { tag, exchange: ex };
+            }
+            SaslStep::Done(creds) => {
+                self.auth_tag = Some(tag);
+                self.mode = Mode::Waiting;
+                self.pending = Some(Action::CheckAuth(creds));
+            }
+            SaslStep::Failed(e) => {
+                self.mode = Mode::Commands;
+                match e {
+                    SaslError::Cancelled => {
+                        self.push(&format!("{tag} BAD Authentication aborted by client.\r\n"))
+                    }
+                    other => self.push(&format!("{tag} BAD {other}.\r\n")),
+                }
+                self.error();
+            }
+        }
+    }
+}
+
+/// Commands only valid with a mailbox selected (RFC 3501 §6.4).
+fn selected_only(body: &CommandBody) -> bool {
+    matches!(
+        body,
+        CommandBody::Check
+            | CommandBody::Close
+            | CommandBody::Unselect
+            | CommandBody::Expunge
+            | CommandBody::ExpungeUid { .. }
+            | CommandBody::Search { .. }
+            | CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. }
+    )
+}
+
+/// Command names, for "Invalid arguments" versus "unknown command".
+const KNOWN: &[&str] = &[
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "APPEND",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "EXPUNGE",
+    "SEARCH",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "UID",
+    "IDLE",
+    "NAMESPACE",
+    "ID",
+    "ENABLE",
+];

@@ -1,0 +1,271 @@
+//! Transcript tests of the session: client bytes in, server bytes and
+//! actions out.
+
+use super::*;
+
+fn cfg() -> SessionConfig {
+    SessionConfig {
+        hostname: "mail.example.com".into(),
+        tls_available: true,
+        tls_active: false,
+        local_client: false,
+        disable_plaintext_auth: true,
+        mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        max_errors: 5,
+        max_message: 1000,
+    }
+}
+
+fn out(s: &mut Session) -> String {
+    String::from_utf8(s.take_output()).unwrap()
+}
+
+/// Feeds `input` and collects actions until the session needs input.
+fn run(s: &mut Session, input: &str) -> (String, Vec<Action>) {
+    s.feed(input.as_bytes());
+    let mut actions = Vec::new();
+    loop {
+        match s.next_action() {
+            Action::NeedInput => break,
+            a @ (Action::Close | Action::Idling) => {
+                actions.push(a);
+                break;
+            }
+            a => {
+                let wait = matches!(
+                    a,
+                    Action::Run { .. } | Action::CheckAuth(_) | Action::StartTls
+                );
+                actions.push(a);
+                if wait {
+                    break;
+                }
+            }
+        }
+    }
+    (out(s), actions)
+}
+
+fn logged_in(cfg: SessionConfig) -> Session {
+    let mut s = Session::new(cfg);
+    out(&mut s);
+    let (_, a) = run(&mut s, "a LOGIN john secret\r\n");
+    assert!(matches!(a[0], Action::CheckAuth(_)));
+    s.auth_done(AuthOutcome::Ok("john".into()));
+    out(&mut s);
+    s
+}
+
+#[test]
+fn greeting_and_capabilities_before_tls() {
+    let mut s = Session::new(cfg());
+    let greeting = out(&mut s);
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1 "),
+        "{greeting}"
+    );
+    assert!(greeting.contains("STARTTLS") && greeting.contains("LOGINDISABLED"));
+    assert!(
+        !greeting.contains("AUTH=PLAIN"),
+        "no plaintext mechanisms before TLS"
+    );
+    let (o, _) = run(&mut s, "c1 CAPABILITY\r\n");
+    assert!(o.starts_with("* CAPABILITY IMAP4rev1"), "{o}");
+    assert!(o.ends_with("c1 OK Capability completed.\r\n"));
+}
+
+#[test]
+fn login_is_refused_before_tls_but_not_after() {
+    let mut s = Session::new(cfg());
+    out(&mut s);
+    let (o, a) = run(&mut s, "a LOGIN john secret\r\n");
+    assert!(o.starts_with("a NO [PRIVACYREQUIRED]"), "{o}");
+    assert!(a.is_empty());
+    let (o, a) = run(&mut s, "b STARTTLS\r\n");
+    assert_eq!(o, "b OK Begin TLS negotiation now.\r\n");
+    assert!(matches!(a[0], Action::StartTls));
+    s.tls_started();
+    let (o, _) = run(&mut s, "c CAPABILITY\r\n");
+    assert!(
+        o.contains("AUTH=PLAIN") && !o.contains("LOGINDISABLED") && !o.contains("STARTTLS"),
+        "{o}"
+    );
+    let (_, a) = run(&mut s, "d LOGIN john \"pass word\"\r\n");
+    match &a[0] {
+        Action::CheckAuth(Credentials::Plain {
+            authcid, password, ..
+        }) => {
+            assert_eq!(authcid, "john");
+            assert_eq!(password, b"pass word");
+        }
+        other => panic!("{other:?}"),
+    }
+    s.auth_done(AuthOutcome::Ok("john".into()));
+    let o = out(&mut s);
+    assert!(o.starts_with("d OK [CAPABILITY IMAP4rev1"), "{o}");
+    assert_eq!(s.state(), State::Authenticated);
+}
+
+#[test]
+fn loopback_clients_may_log_in_without_tls() {
+    let mut c = cfg();
+    c.local_client = true;
+    let mut s = Session::new(c);
+    assert!(!out(&mut s).contains("LOGINDISABLED"));
+    let (_, a) = run(&mut s, "a LOGIN john secret\r\n");
+    assert!(matches!(a[0], Action::CheckAuth(_)));
+    s.auth_done(AuthOutcome::Fail);
+    assert_eq!(
+        out(&mut s),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    assert_eq!(s.state(), State::NotAuthenticated);
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    let mut c = cfg();
+    c.tls_active = true;
+    let mut s = Session::new(c.clone());
+    out(&mut s);
+    // base64("\0john\0secret")
+    let (_, a) = run(&mut s, "a AUTHENTICATE PLAIN AGpvaG4Ac2VjcmV0\r\n");
+    assert!(
+        matches!(&a[0], Action::CheckAuth(Credentials::Plain { authcid, .. }) if authcid == "john")
+    );
+
+    let mut s = Session::new(c);
+    out(&mut s);
+    let (o, a) = run(&mut s, "a AUTHENTICATE PLAIN\r\n");
+    assert_eq!(o, "+ \r\n");
+    assert!(a.is_empty());
+    let (_, a) = run(&mut s, "AGpvaG4Ac2VjcmV0\r\n");
+    assert!(matches!(&a[0], Action::CheckAuth(_)));
+    s.auth_done(AuthOutcome::Ok("john".into()));
+    assert!(out(&mut s).starts_with("a OK"));
+
+    let mut s = Session::new(cfg_tls());
+    out(&mut s);
+    run(&mut s, "b AUTHENTICATE PLAIN\r\n");
+    let (o, _) = run(&mut s, "*\r\n");
+    assert_eq!(o, "b BAD Authentication aborted by client.\r\n");
+}
+
+fn cfg_tls() -> SessionConfig {
+    let mut c = cfg();
+    c.tls_active = true;
+    c
+}
+
+#[test]
+fn mailbox_commands_need_the_right_state() {
+    let mut s = Session::new(cfg_tls());
+    out(&mut s);
+    let (o, a) = run(&mut s, "a SELECT INBOX\r\n");
+    assert_eq!(o, "a BAD Error in IMAP command SELECT: Not logged in.\r\n");
+    assert!(a.is_empty());
+    let mut s = logged_in(cfg_tls());
+    let (o, _) = run(&mut s, "b FETCH 1 FLAGS\r\n");
+    assert_eq!(
+        o,
+        "b BAD Error in IMAP command FETCH: No mailbox selected.\r\n"
+    );
+    let (_, a) = run(&mut s, "c SELECT INBOX\r\n");
+    match &a[0] {
+        Action::Run { tag, command } => {
+            assert_eq!(tag, "c");
+            assert!(matches!(**command, CommandBody::Select { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.respond(b"c OK [READ-WRITE] Select completed.\r\n");
+    s.command_done(State::Selected { read_only: false });
+    assert_eq!(out(&mut s), "c OK [READ-WRITE] Select completed.\r\n");
+    let (_, a) = run(&mut s, "d UID FETCH 1:* (FLAGS)\r\n");
+    assert!(
+        matches!(&a[0], Action::Run { command, .. } if matches!(**command, CommandBody::Fetch { uid: true, .. }))
+    );
+}
+
+#[test]
+fn literals_get_a_continuation_and_literal_plus_does_not() {
+    let mut s = logged_in(cfg_tls());
+    let (o, a) = run(&mut s, "a APPEND INBOX {5}\r\n");
+    assert_eq!(o, "+ OK\r\n");
+    assert!(a.is_empty());
+    let (_, a) = run(&mut s, "hello\r\n");
+    assert!(
+        matches!(&a[0], Action::Run { command, .. } if matches!(**command, CommandBody::Append { .. }))
+    );
+    s.respond(b"a OK Append completed.\r\n");
+    s.command_done(State::Authenticated);
+    out(&mut s);
+    let (o, a) = run(&mut s, "b APPEND INBOX {5+}\r\nhello\r\n");
+    assert!(!o.contains('+'), "{o}");
+    assert!(matches!(&a[0], Action::Run { .. }));
+}
+
+#[test]
+fn oversized_literals_are_refused_and_the_session_goes_on() {
+    let mut s = logged_in(cfg_tls());
+    let (o, a) = run(&mut s, "a APPEND INBOX {5000}\r\n");
+    assert_eq!(o, "a NO [TOOBIG] Literal too large.\r\n");
+    assert!(a.is_empty());
+    let (o, _) = run(&mut s, "b NOOP\r\n");
+    assert_eq!(o, "b OK NOOP completed.\r\n");
+}
+
+#[test]
+fn malformed_commands_get_bad_and_too_many_end_the_session() {
+    let mut s = logged_in(cfg_tls());
+    let (o, _) = run(&mut s, "a FETCH\r\n");
+    assert_eq!(
+        o,
+        "a BAD Error in IMAP command FETCH: Invalid arguments.\r\n"
+    );
+    let (o, _) = run(&mut s, "b FROBNICATE\r\n");
+    assert_eq!(o, "b BAD Error in IMAP command received by server.\r\n");
+    let (o, _) = run(&mut s, "\r\n");
+    assert_eq!(o, "");
+    let (o, _) = run(&mut s, "c NOOP\r\n");
+    assert_eq!(o, "c OK NOOP completed.\r\n");
+    let (o, a) = run(&mut s, "d X\r\ne X\r\nf X\r\n");
+    assert!(
+        o.ends_with("* BYE Too many invalid IMAP commands.\r\n"),
+        "{o}"
+    );
+    assert!(matches!(a.last(), Some(Action::Close)));
+}
+
+#[test]
+fn idle_ends_with_done() {
+    let mut s = logged_in(cfg_tls());
+    let (_, a) = run(&mut s, "a IDLE\r\n");
+    assert!(matches!(&a[0], Action::Run { command, .. } if matches!(**command, CommandBody::Idle)));
+    // The I/O layer finishes the command, then starts idling.
+    s.command_done(State::Authenticated);
+    s.idle_started("a".into());
+    assert_eq!(out(&mut s), "+ idling\r\n");
+    assert!(matches!(s.next_action(), Action::Idling));
+    s.respond(b"* 3 EXISTS\r\n");
+    let (o, _) = run(&mut s, "DONE\r\n");
+    assert_eq!(o, "* 3 EXISTS\r\na OK Idle completed.\r\n");
+}
+
+#[test]
+fn logout_and_namespace_and_id() {
+    let mut s = logged_in(cfg_tls());
+    let (o, _) = run(&mut s, "n NAMESPACE\r\n");
+    assert_eq!(
+        o,
+        "* NAMESPACE ((\"\" \".\")) NIL NIL\r\nn OK Namespace completed.\r\n"
+    );
+    let (o, _) = run(&mut s, "i ID (\"name\" \"imaplib\")\r\n");
+    assert!(o.starts_with("* ID (\"name\" \"pigeonpost\")\r\n"), "{o}");
+    let (o, _) = run(&mut s, "e ENABLE UTF8=ACCEPT\r\n");
+    assert_eq!(o, "* ENABLED UTF8=ACCEPT\r\ne OK Enabled.\r\n");
+    assert!(s.utf8_enabled());
+    let (o, a) = run(&mut s, "z LOGOUT\r\n");
+    assert_eq!(o, "* BYE Logging out\r\nz OK Logout completed.\r\n");
+    assert!(matches!(a[0], Action::Close));
+}
