@@ -129,9 +129,11 @@ fn handler_for(name: &'static str, state: &Arc<State>) -> (Arc<dyn Handler>, boo
             }),
             name == "pop3s",
         ),
-        "imaps" => (
-            Arc::new(Pending::for_listener(name, &state.config.myhostname)),
-            true,
+        "imap" | "imaps" => (
+            Arc::new(crate::imap::session::ImapHandler {
+                state: state.clone(),
+            }),
+            name == "imaps",
         ),
         _ => (
             Arc::new(Pending::for_listener(name, &state.config.myhostname)),

@@ -30,7 +30,7 @@ mod folders;
 mod keywords;
 mod uidl;
 mod uidlist;
-mod utf7;
+pub mod utf7;
 
 #[cfg(test)]
 mod tests;

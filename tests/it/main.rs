@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod imap;
 mod pop3;
 mod proxy;
 mod queue;

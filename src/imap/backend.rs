@@ -1,0 +1,1150 @@
+//! What the IMAP commands do to the mail store: one [`Backend`] per logged-in
+//! session, owning the user's Maildir and the selected mailbox's view (the
+//! sequence numbers the client knows). Blocking; the connection driver runs
+//! it off the async threads. Every method returns the response bytes
+//! (untagged data, then the tagged status).
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::{IString, Literal, NString, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as MailboxName};
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::StatusDataItemName;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::ResponseCodec;
+
+use super::fetch;
+use super::proto::response::{astring, flag_list, tagged};
+use super::proto::State;
+use super::search::{self, Context as SearchContext, Query};
+use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot, MessageInfo};
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::search::SearchKey;
+
+/// The selected mailbox.
+struct Selected {
+    /// Raw (modified UTF-7) name, `INBOX` for the root.
+    name: String,
+    mailbox: Mailbox,
+    read_only: bool,
+    /// UIDs in sequence-number order, as the client knows them.
+    view: Vec<u32>,
+    /// Expunged by someone else while we could not say so (during FETCH,
+    /// STORE, SEARCH; RFC 3501 §7.4.1); reported at the next chance.
+    pending_expunge: Vec<u32>,
+    /// Messages this session saw first (`\Recent`).
+    recent: HashSet<u32>,
+}
+
+pub struct Backend {
+    root: MaildirRoot,
+    selected: Option<Selected>,
+}
+
+/// RFC 6154 special-use attributes from the folder's (English) name, as
+/// Dovecot's default config assigns them.
+fn special_use(name: &str) -> Option<&'static str> {
+    match name {
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Drafts" => Some("\\Drafts"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Trash" | "Deleted Messages" => Some("\\Trash"),
+        "Archive" => Some("\\Archive"),
+        _ => None,
+    }
+}
+
+/// IMAP LIST wildcard match (RFC 3501 §6.3.8): `*` matches anything, `%`
+/// anything but the hierarchy delimiter.
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.first() {
+        None => name.is_empty(),
+        Some(b'*') => (0..=name.len()).any(|i| wildcard(&pattern[1..], &name[i..])),
+        Some(b'%') => (0..=name.len())
+            .take_while(|&i| i == 0 || name[i - 1] != b'.')
+            .any(|i| wildcard(&pattern[1..], &name[i..])),
+        Some(c) => name.first().is_some_and(|n| n == c) && wildcard(&pattern[1..], &name[1..]),
+    }
+}
+
+fn store_no(tag: &str, e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound(_) => tagged(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist."),
+        StoreError::AlreadyExists(_) => {
+            tagged(tag, "NO", "[ALREADYEXISTS] Mailbox already exists.")
+        }
+        StoreError::InvalidName(_, why) => {
+            tagged(tag, "NO", &format!("Invalid mailbox name: {why}."))
+        }
+        StoreError::TooManyKeywords(_) | StoreError::InvalidKeyword(_) => {
+            tagged(tag, "NO", &format!("{e}."))
+        }
+        e if e.is_temporary() => {
+            tracing::warn!(error = %e, "mail store busy");
+            tagged(tag, "NO", "[INUSE] Mailbox is busy, try again later.")
+        }
+        e => {
+            tracing::error!(error = %e, "mail store error");
+            tagged(
+                tag,
+                "NO",
+                "[SERVERBUG] Internal error occurred. Refer to server log for more information.",
+            )
+        }
+    }
+}
+
+/// Largest sequence number or UID for `*`.
+fn contains(set: &SequenceSet, n: u32, largest: u32) -> bool {
+    let expand = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(x) => x.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(v) => expand(v) == n,
+        Sequence::Range(a, b) => {
+            let (a, b) = (expand(a), expand(b));
+            (a.min(b)..=a.max(b)).contains(&n)
+        }
+    })
+}
+
+fn system_flag(f: &Flag) -> Option<Flags> {
+    Some(match f {
+        Flag::Seen => Flags::SEEN,
+        Flag::Answered => Flags::ANSWERED,
+        Flag::Flagged => Flags::FLAGGED,
+        Flag::Deleted => Flags::DELETED,
+        Flag::Draft => Flags::DRAFT,
+        _ => return None,
+    })
+}
+
+/// Splits IMAP flags into system flags and keyword names.
+fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
+    let mut sys = Flags::empty();
+    let mut kw = Vec::new();
+    for f in flags {
+        match system_flag(f) {
+            Some(s) => sys.insert(s),
+            None => {
+                if let Flag::Keyword(k) = f {
+                    kw.push(k.inner().to_string());
+                }
+            }
+        }
+    }
+    (sys, kw)
+}
+
+fn imap_date(t: SystemTime) -> Option<DateTime> {
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    let dt = chrono::DateTime::from_timestamp(secs, 0)?.fixed_offset();
+    DateTime::try_from(dt).ok()
+}
+
+fn encode(resp: &Response) -> Vec<u8> {
+    ResponseCodec::default().encode(resp).dump()
+}
+
+/// An NString holding `data` (a literal; quoted data can't hold CR/LF).
+fn nstring(data: Vec<u8>) -> NString<'static> {
+    let lit = Literal::try_from(data.clone()).unwrap_or_else(|_| {
+        // NUL bytes are not allowed in a literal: drop them rather than fail.
+        Literal::unvalidated(data.into_iter().filter(|b| *b != 0).collect::<Vec<u8>>())
+    });
+    NString(Some(IString::Literal(lit)))
+}
+
+impl Backend {
+    pub fn new(root: PathBuf) -> Backend {
+        Backend {
+            root: MaildirRoot::new(root),
+            selected: None,
+        }
+    }
+
+    /// The raw name of a mailbox argument, or a BAD/NO line.
+    fn name_of(&self, m: &MailboxName, utf8: bool) -> String {
+        match m {
+            MailboxName::Inbox => "INBOX".into(),
+            MailboxName::Other(o) => {
+                let s = String::from_utf8_lossy(o.as_ref()).into_owned();
+                let s = s.trim_end_matches('.').to_string();
+                if utf8 {
+                    utf8_to_mutf7(&s)
+                } else {
+                    s
+                }
+            }
+        }
+    }
+
+    /// A raw name as the client sees it.
+    fn display_name(raw: &str, utf8: bool) -> String {
+        if utf8 {
+            mutf7_to_utf8(raw).unwrap_or_else(|_| raw.to_string())
+        } else {
+            raw.to_string()
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<Mailbox, StoreError> {
+        self.root.open(name)
+    }
+
+    /// Runs one command. Returns the responses and the new state.
+    pub fn run(
+        &mut self,
+        tag: &str,
+        cmd: CommandBody<'static>,
+        state: State,
+        utf8: bool,
+    ) -> (Vec<u8>, State) {
+        use CommandBody as B;
+        let mut out = Vec::new();
+        let mut state = state;
+        let resp: String = match cmd {
+            B::Select { mailbox, .. } => {
+                self.select(tag, &mailbox, false, utf8, &mut out, &mut state)
+            }
+            B::Examine { mailbox, .. } => {
+                self.select(tag, &mailbox, true, utf8, &mut out, &mut state)
+            }
+            B::Create { mailbox } => {
+                let name = self.name_of(&mailbox, utf8);
+                if name == "INBOX" {
+                    tagged(tag, "NO", "[ALREADYEXISTS] Mailbox already exists.")
+                } else {
+                    match self.root.create_folder(&name) {
+                        Ok(()) => tagged(tag, "OK", "Create completed."),
+                        Err(e) => store_no(tag, &e),
+                    }
+                }
+            }
+            B::Delete { mailbox } => {
+                let name = self.name_of(&mailbox, utf8);
+                if name == "INBOX" {
+                    tagged(tag, "NO", "INBOX can't be deleted.")
+                } else if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                    tagged(tag, "NO", "Can't delete the selected mailbox.")
+                } else {
+                    match self.root.delete_folder(&name) {
+                        Ok(()) => tagged(tag, "OK", "Delete completed."),
+                        Err(e) => store_no(tag, &e),
+                    }
+                }
+            }
+            B::Rename { from, to } => self.rename(tag, &from, &to, utf8),
+            B::Subscribe { mailbox } => {
+                let name = self.name_of(&mailbox, utf8);
+                match self.root.set_subscribed(&name, true) {
+                    Ok(_) => tagged(tag, "OK", "Subscribe completed."),
+                    Err(e) => store_no(tag, &e),
+                }
+            }
+            B::Unsubscribe { mailbox } => {
+                let name = self.name_of(&mailbox, utf8);
+                match self.root.set_subscribed(&name, false) {
+                    Ok(_) => tagged(tag, "OK", "Unsubscribe completed."),
+                    Err(e) => store_no(tag, &e),
+                }
+            }
+            B::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, false, utf8, &mut out),
+            B::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, true, utf8, &mut out),
+            B::Status {
+                mailbox,
+                item_names,
+            } => self.status(tag, &mailbox, &item_names, utf8, &mut out),
+            B::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let name = self.name_of(&mailbox, utf8);
+                let (sys, kw) = split_flags(&flags);
+                let kw: Vec<&str> = kw.iter().map(String::as_str).collect();
+                let when = date.map(|d| {
+                    let ts = d.as_ref().timestamp().max(0) as u64;
+                    UNIX_EPOCH + std::time::Duration::from_secs(ts)
+                });
+                let data = message_bytes(&message);
+                match self.open(&name) {
+                    Ok(mb) => match mb.append(&data, sys, &kw, when) {
+                        Ok(uid) => {
+                            self.updates(true, &mut out);
+                            tagged(
+                                tag,
+                                "OK",
+                                &format!(
+                                    "[APPENDUID {} {uid}] Append completed.",
+                                    mb.uidvalidity()
+                                ),
+                            )
+                        }
+                        Err(e) => store_no(tag, &e),
+                    },
+                    Err(StoreError::NotFound(_)) => {
+                        tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist.")
+                    }
+                    Err(e) => store_no(tag, &e),
+                }
+            }
+            B::Noop => {
+                self.updates(true, &mut out);
+                tagged(tag, "OK", "NOOP completed.")
+            }
+            B::Check => {
+                self.updates(true, &mut out);
+                tagged(tag, "OK", "Check completed.")
+            }
+            B::Close => {
+                if let Some(sel) = &mut self.selected {
+                    if !sel.read_only {
+                        let deleted: Vec<u32> = sel
+                            .mailbox
+                            .messages()
+                            .iter()
+                            .filter(|m| m.flags.contains(Flags::DELETED))
+                            .map(|m| m.uid)
+                            .collect();
+                        if let Err(e) = sel.mailbox.expunge(&deleted) {
+                            tracing::warn!(error = %e, "CLOSE: expunge failed");
+                        }
+                    }
+                }
+                self.selected = None;
+                state = State::Authenticated;
+                tagged(tag, "OK", "Close completed.")
+            }
+            B::Unselect => {
+                self.selected = None;
+                state = State::Authenticated;
+                tagged(tag, "OK", "Unselect completed.")
+            }
+            B::Expunge => self.expunge(tag, None, &mut out),
+            B::ExpungeUid { sequence_set } => self.expunge(tag, Some(&sequence_set), &mut out),
+            B::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(tag, &sequence_set, &macro_or_item_names, uid, &mut out),
+            B::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(tag, &sequence_set, &kind, &response, &flags, uid, &mut out),
+            B::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, false, utf8, &mut out),
+            B::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, true, utf8, &mut out),
+            B::Search {
+                charset,
+                criteria,
+                uid,
+            } => self.search(tag, criteria.as_ref(), charset.as_ref(), uid, &mut out),
+            B::Idle => {
+                self.updates(true, &mut out);
+                String::new()
+            }
+            other => tagged(
+                tag,
+                "BAD",
+                &format!("Error in IMAP command {}: Not supported.", other.name()),
+            ),
+        };
+        out.extend_from_slice(resp.as_bytes());
+        (out, state)
+    }
+
+    /// Untagged updates since the last look: EXPUNGE (if allowed), EXISTS,
+    /// RECENT, FETCH FLAGS.
+    pub fn updates(&mut self, allow_expunge: bool, out: &mut Vec<u8>) {
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
+        let changes = match sel.mailbox.sync() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "sync failed");
+                return;
+            }
+        };
+        sel.pending_expunge.extend(&changes.expunged_uids);
+        if allow_expunge && !sel.pending_expunge.is_empty() {
+            let gone: HashSet<u32> = sel.pending_expunge.drain(..).collect();
+            let mut i = sel.view.len();
+            while i > 0 {
+                i -= 1;
+                if gone.contains(&sel.view[i]) {
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                    sel.view.remove(i);
+                }
+            }
+        }
+        if !changes.new_uids.is_empty() {
+            for &u in &changes.new_uids {
+                if !sel.view.contains(&u) {
+                    sel.view.push(u);
+                    if sel.mailbox.get(u).is_some_and(|m| m.recent) {
+                        sel.recent.insert(u);
+                    }
+                }
+            }
+            out.extend_from_slice(
+                format!(
+                    "* {} EXISTS\r\n* {} RECENT\r\n",
+                    sel.view.len(),
+                    sel.recent.len()
+                )
+                .as_bytes(),
+            );
+        }
+        for &u in &changes.flag_changes {
+            if let (Some(pos), Some(m)) =
+                (sel.view.iter().position(|v| *v == u), sel.mailbox.get(u))
+            {
+                let flags = flag_list(m.flags, &m.keywords, sel.recent.contains(&u));
+                out.extend_from_slice(
+                    format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", pos + 1).as_bytes(),
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxName,
+        read_only: bool,
+        utf8: bool,
+        out: &mut Vec<u8>,
+        state: &mut State,
+    ) -> String {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = None;
+        *state = State::Authenticated;
+        let name = self.name_of(mailbox, utf8);
+        let mb = match self.open(&name) {
+            Ok(m) => m,
+            Err(e) => return store_no(tag, &e),
+        };
+        let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        let recent: HashSet<u32> = mb
+            .messages()
+            .iter()
+            .filter(|m| m.recent)
+            .map(|m| m.uid)
+            .collect();
+        let unseen = mb
+            .messages()
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+            .map(|i| i + 1);
+        let keywords: Vec<String> = {
+            let mut k: Vec<String> = mb
+                .messages()
+                .iter()
+                .flat_map(|m| m.keywords.iter().cloned())
+                .collect();
+            k.sort();
+            k.dedup();
+            k
+        };
+        let kw = if keywords.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", keywords.join(" "))
+        };
+        let s = format!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n\
+             * {} EXISTS\r\n* {} RECENT\r\n",
+            view.len(),
+            recent.len()
+        );
+        out.extend_from_slice(s.as_bytes());
+        if let Some(u) = unseen {
+            out.extend_from_slice(format!("* OK [UNSEEN {u}] First unseen.\r\n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
+                mb.uidvalidity(),
+                mb.next_uid()
+            )
+            .as_bytes(),
+        );
+        self.selected = Some(Selected {
+            name,
+            mailbox: mb,
+            read_only,
+            view,
+            pending_expunge: Vec::new(),
+            recent,
+        });
+        *state = State::Selected { read_only };
+        if read_only {
+            tagged(tag, "OK", "[READ-ONLY] Examine completed.")
+        } else {
+            tagged(tag, "OK", "[READ-WRITE] Select completed.")
+        }
+    }
+
+    fn rename(&mut self, tag: &str, from: &MailboxName, to: &MailboxName, utf8: bool) -> String {
+        let (old, new) = (self.name_of(from, utf8), self.name_of(to, utf8));
+        if new == "INBOX" {
+            return tagged(tag, "NO", "[ALREADYEXISTS] Mailbox already exists.");
+        }
+        if old == "INBOX" {
+            // RFC 3501 §6.3.5: move INBOX's messages to the new name, INBOX stays.
+            let result = (|| {
+                self.root.create_folder(&new)?;
+                let inbox = self.root.inbox()?;
+                let dest = self.root.open(&new)?;
+                let uids: Vec<u32> = inbox.messages().iter().map(|m| m.uid).collect();
+                inbox.copy_to(&uids, &dest)?;
+                let mut inbox = inbox;
+                inbox.expunge(&uids)?;
+                Ok::<(), StoreError>(())
+            })();
+            return match result {
+                Ok(()) => tagged(tag, "OK", "Rename completed."),
+                Err(e) => store_no(tag, &e),
+            };
+        }
+        match self.root.rename_folder(&old, &new) {
+            Ok(()) => tagged(tag, "OK", "Rename completed."),
+            Err(e) => store_no(tag, &e),
+        }
+    }
+
+    fn list(
+        &mut self,
+        tag: &str,
+        reference: &MailboxName,
+        pattern: &ListMailbox,
+        lsub: bool,
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let cmd = if lsub { "LSUB" } else { "LIST" };
+        let reference = match reference {
+            MailboxName::Inbox => "INBOX".to_string(),
+            MailboxName::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        if pattern.is_empty() && !lsub {
+            // The hierarchy delimiter and root (RFC 3501 §6.3.8).
+            out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+            return tagged(tag, "OK", "List completed.");
+        }
+        let pattern = format!("{reference}{pattern}");
+        let pattern = if utf8 {
+            utf8_to_mutf7(&pattern)
+        } else {
+            pattern
+        };
+        let folders = match self.root.list_folders() {
+            Ok(f) => f,
+            Err(e) => return store_no(tag, &e),
+        };
+        let subscribed: HashSet<String> = if lsub {
+            self.root
+                .subscriptions()
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut names: Vec<String> = vec!["INBOX".into()];
+        names.extend(folders.iter().map(|f| f.name.clone()));
+        let has_children = |n: &str| {
+            names
+                .iter()
+                .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
+        };
+        for n in &names {
+            let matched = if n == "INBOX" {
+                wildcard(pattern.to_ascii_uppercase().as_bytes(), b"INBOX")
+            } else {
+                wildcard(pattern.as_bytes(), n.as_bytes())
+            };
+            if !matched || (lsub && !subscribed.contains(n)) {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            attrs.push(if has_children(n) {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if let Some(su) = special_use(n) {
+                attrs.push(su);
+            }
+            let shown = Self::display_name(n, utf8);
+            out.extend_from_slice(
+                format!(
+                    "* {cmd} ({}) \".\" {}\r\n",
+                    attrs.join(" "),
+                    astring(&shown)
+                )
+                .as_bytes(),
+            );
+        }
+        tagged(
+            tag,
+            "OK",
+            &format!("{} completed.", if lsub { "Lsub" } else { "List" }),
+        )
+    }
+
+    fn status(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxName,
+        items: &[StatusDataItemName],
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let name = self.name_of(mailbox, utf8);
+        let mb = match self.open(&name) {
+            Ok(m) => m,
+            Err(e) => return store_no(tag, &e),
+        };
+        let mut parts = Vec::new();
+        for i in items {
+            let (k, v) = match i {
+                StatusDataItemName::Messages => ("MESSAGES", mb.messages().len() as u64),
+                StatusDataItemName::Recent => (
+                    "RECENT",
+                    mb.messages().iter().filter(|m| m.recent).count() as u64,
+                ),
+                StatusDataItemName::UidNext => ("UIDNEXT", mb.next_uid() as u64),
+                StatusDataItemName::UidValidity => ("UIDVALIDITY", mb.uidvalidity() as u64),
+                StatusDataItemName::Unseen => (
+                    "UNSEEN",
+                    mb.messages()
+                        .iter()
+                        .filter(|m| !m.flags.contains(Flags::SEEN))
+                        .count() as u64,
+                ),
+                StatusDataItemName::Deleted => (
+                    "DELETED",
+                    mb.messages()
+                        .iter()
+                        .filter(|m| m.flags.contains(Flags::DELETED))
+                        .count() as u64,
+                ),
+                _ => continue,
+            };
+            parts.push(format!("{k} {v}"));
+        }
+        out.extend_from_slice(
+            format!(
+                "* STATUS {} ({})\r\n",
+                astring(&Self::display_name(&name, utf8)),
+                parts.join(" ")
+            )
+            .as_bytes(),
+        );
+        tagged(tag, "OK", "Status completed.")
+    }
+
+    /// `(seq, uid)` of the messages a set names.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
+        let Some(sel) = &self.selected else {
+            return Vec::new();
+        };
+        let largest = if uid {
+            sel.view.last().copied().unwrap_or(0)
+        } else {
+            sel.view.len() as u32
+        };
+        sel.view
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (i as u32 + 1, *u))
+            .filter(|(s, u)| contains(set, if uid { *u } else { *s }, largest))
+            .collect()
+    }
+
+    fn expunge(&mut self, tag: &str, only: Option<&SequenceSet>, out: &mut Vec<u8>) -> String {
+        let targets: Option<HashSet<u32>> = only.map(|set| {
+            self.resolve(set, true)
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect()
+        });
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        if sel.read_only {
+            return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
+        }
+        let deleted: Vec<u32> = sel
+            .mailbox
+            .messages()
+            .iter()
+            .filter(|m| m.flags.contains(Flags::DELETED))
+            .filter(|m| targets.as_ref().is_none_or(|t| t.contains(&m.uid)))
+            .map(|m| m.uid)
+            .collect();
+        let gone = match sel.mailbox.expunge(&deleted) {
+            Ok(g) => g,
+            Err(e) => return store_no(tag, &e),
+        };
+        sel.pending_expunge.extend(gone);
+        self.updates(true, out);
+        tagged(tag, "OK", "Expunge completed.")
+    }
+
+    fn fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        what: &MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let mut items: Vec<MessageDataItemName<'static>> = match what {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|i| i.into_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+        };
+        if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let targets = self.resolve(set, uid);
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        let needs_body = items.iter().any(|i| {
+            !matches!(
+                i,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+            )
+        });
+        let sets_seen = !sel.read_only
+            && items.iter().any(|i| match i {
+                MessageDataItemName::BodyExt { peek, .. } => !peek,
+                MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
+                MessageDataItemName::Binary { peek, .. } => !peek,
+                _ => false,
+            });
+        for (seq, u) in targets {
+            let Some(info) = sel.mailbox.get(u).cloned() else {
+                continue;
+            };
+            let mut flags = info.flags;
+            let mut seen_now = false;
+            if sets_seen && !flags.contains(Flags::SEEN) {
+                flags.insert(Flags::SEEN);
+                let kw: Vec<&str> = info.keywords.iter().map(String::as_str).collect();
+                if sel.mailbox.set_flags(u, flags, &kw).unwrap_or(false) {
+                    seen_now = true;
+                }
+            }
+            let raw = if needs_body {
+                match sel.mailbox.open_message(u) {
+                    Ok(Some(mut f)) => {
+                        let mut v = Vec::with_capacity(info.size as usize);
+                        use std::io::Read;
+                        if f.read_to_end(&mut v).is_err() {
+                            continue;
+                        }
+                        Some(fetch::to_crlf(&v).into_owned())
+                    }
+                    _ => continue,
+                }
+            } else {
+                None
+            };
+            let parsed = raw.as_deref().map(fetch::parse);
+            let mut data: Vec<MessageDataItem<'static>> = Vec::new();
+            let mut wants_flags = false;
+            for item in &items {
+                match item {
+                    MessageDataItemName::Uid => {
+                        if let Some(n) = NonZeroU32::new(u) {
+                            data.push(MessageDataItem::Uid(n));
+                        }
+                    }
+                    MessageDataItemName::Flags => wants_flags = true,
+                    MessageDataItemName::InternalDate => {
+                        if let Some(d) = imap_date(info.internal_date) {
+                            data.push(MessageDataItem::InternalDate(d));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Size => {
+                        data.push(MessageDataItem::Rfc822Size(info.vsize as u32))
+                    }
+                    MessageDataItemName::Envelope => {
+                        if let Some(e) = parsed.as_ref().and_then(fetch::envelope) {
+                            data.push(MessageDataItem::Envelope(e));
+                        }
+                    }
+                    MessageDataItemName::Body => {
+                        if let Some(b) = parsed
+                            .as_ref()
+                            .and_then(|p| fetch::body_structure(p, false))
+                        {
+                            data.push(MessageDataItem::Body(b));
+                        }
+                    }
+                    MessageDataItemName::BodyStructure => {
+                        if let Some(b) =
+                            parsed.as_ref().and_then(|p| fetch::body_structure(p, true))
+                        {
+                            data.push(MessageDataItem::BodyStructure(b));
+                        }
+                    }
+                    MessageDataItemName::BodyExt {
+                        section, partial, ..
+                    } => {
+                        if let Some(p) = &parsed {
+                            let bytes = fetch::section(p, section.as_ref()).unwrap_or_default();
+                            let (origin, bytes) = match partial {
+                                Some((o, l)) => {
+                                    (Some(*o), fetch::partial(&bytes, *o, l.get()).to_vec())
+                                }
+                                None => (None, bytes),
+                            };
+                            data.push(MessageDataItem::BodyExt {
+                                section: section.clone(),
+                                origin,
+                                data: nstring(bytes),
+                            });
+                        }
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        if let Some(p) = &parsed {
+                            data.push(MessageDataItem::Rfc822(nstring(
+                                fetch::section(p, None).unwrap_or_default(),
+                            )));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Header => {
+                        if let Some(p) = &parsed {
+                            let s = Section::Header(None);
+                            data.push(MessageDataItem::Rfc822Header(nstring(
+                                fetch::section(p, Some(&s)).unwrap_or_default(),
+                            )));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Text => {
+                        if let Some(p) = &parsed {
+                            let s = Section::Text(None);
+                            data.push(MessageDataItem::Rfc822Text(nstring(
+                                fetch::section(p, Some(&s)).unwrap_or_default(),
+                            )));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if wants_flags || seen_now {
+                let mut f: Vec<FlagFetch<'static>> = flags
+                    .imap_names()
+                    .filter_map(|n| {
+                        Flag::try_from(n)
+                            .ok()
+                            .map(|f| FlagFetch::Flag(f.into_static()))
+                    })
+                    .collect();
+                if sel.recent.contains(&u) {
+                    f.push(FlagFetch::Recent);
+                }
+                for k in &info.keywords {
+                    if let Ok(fl) = Flag::try_from(k.as_str()) {
+                        f.push(FlagFetch::Flag(fl.into_static()));
+                    }
+                }
+                data.push(MessageDataItem::Flags(f));
+            }
+            let Ok(items) = Vec1::try_from(data) else {
+                continue;
+            };
+            let Some(seq) = NonZeroU32::new(seq) else {
+                continue;
+            };
+            out.extend_from_slice(&encode(&Response::Data(Data::Fetch { seq, items })));
+        }
+        // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
+        self.updates(uid, out);
+        tagged(tag, "OK", "Fetch completed.")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: &StoreType,
+        response: &StoreResponse,
+        flags: &[Flag],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let targets = self.resolve(set, uid);
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        if sel.read_only {
+            return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
+        }
+        let (sys, kws) = split_flags(flags);
+        for (seq, u) in targets {
+            let Some(info) = sel.mailbox.get(u).cloned() else {
+                continue;
+            };
+            let (new_flags, new_kw): (Flags, Vec<String>) = match kind {
+                StoreType::Replace => (sys, kws.clone()),
+                StoreType::Add => {
+                    let mut k = info.keywords.clone();
+                    for x in &kws {
+                        if !k.iter().any(|y| y.eq_ignore_ascii_case(x)) {
+                            k.push(x.clone());
+                        }
+                    }
+                    (info.flags | sys, k)
+                }
+                StoreType::Remove => (
+                    info.flags.difference(sys),
+                    info.keywords
+                        .iter()
+                        .filter(|k| !kws.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                        .cloned()
+                        .collect(),
+                ),
+            };
+            let kw: Vec<&str> = new_kw.iter().map(String::as_str).collect();
+            if let Err(e) = sel.mailbox.set_flags(u, new_flags, &kw) {
+                return store_no(tag, &e);
+            }
+            if *response == StoreResponse::Answer {
+                let m = sel.mailbox.get(u);
+                let (f, k) = m
+                    .map(|m| (m.flags, m.keywords.clone()))
+                    .unwrap_or((new_flags, new_kw));
+                let fl = flag_list(f, &k, sel.recent.contains(&u));
+                let uid_part = if uid {
+                    format!("UID {u} ")
+                } else {
+                    String::new()
+                };
+                out.extend_from_slice(
+                    format!("* {seq} FETCH ({uid_part}FLAGS {fl})\r\n").as_bytes(),
+                );
+            }
+        }
+        self.updates(uid, out);
+        tagged(tag, "OK", "Store completed.")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        mailbox: &MailboxName,
+        uid: bool,
+        moving: bool,
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let targets = self.resolve(set, uid);
+        let name = self.name_of(mailbox, utf8);
+        let verb = if moving { "Move" } else { "Copy" };
+        let dest = match self.open(&name) {
+            Ok(d) => d,
+            Err(StoreError::NotFound(_)) => {
+                return tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist.")
+            }
+            Err(e) => return store_no(tag, &e),
+        };
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        if moving && sel.read_only {
+            return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
+        }
+        let uids: Vec<u32> = targets.iter().map(|(_, u)| *u).collect();
+        let pairs = match sel.mailbox.copy_to(&uids, &dest) {
+            Ok(p) => p,
+            Err(e) => return store_no(tag, &e),
+        };
+        if pairs.is_empty() {
+            return tagged(tag, "OK", &format!("No messages found. {verb} completed."));
+        }
+        let src: Vec<String> = pairs.iter().map(|(s, _)| s.to_string()).collect();
+        let dst: Vec<String> = pairs.iter().map(|(_, d)| d.to_string()).collect();
+        let code = format!(
+            "COPYUID {} {} {}",
+            dest.uidvalidity(),
+            src.join(","),
+            dst.join(",")
+        );
+        if moving {
+            // RFC 6851: the OK with COPYUID comes untagged, then EXPUNGEs.
+            out.extend_from_slice(format!("* OK [{code}] Moved UIDs.\r\n").as_bytes());
+            let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
+            match sel.mailbox.expunge(&moved) {
+                Ok(g) => sel.pending_expunge.extend(g),
+                Err(e) => return store_no(tag, &e),
+            }
+            self.updates(true, out);
+            return tagged(tag, "OK", "Move completed.");
+        }
+        self.updates(uid, out);
+        tagged(tag, "OK", &format!("[{code}] Copy completed."))
+    }
+
+    fn search(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'static>],
+        charset: Option<&Charset<'static>>,
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let query = match Query::from_criteria(criteria, charset) {
+            Ok(q) => q,
+            Err(_) => {
+                let cs = search::ADVERTISED_CHARSETS.join(" ");
+                return tagged(tag, "NO", &format!("[BADCHARSET ({cs})] Unknown charset."));
+            }
+        };
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        let needs = query.needs();
+        let ctx = SearchContext {
+            max_seq: sel.view.len() as u32,
+            max_uid: sel.view.last().copied().unwrap_or(0),
+            utc_offset: 0,
+        };
+        let mut found = Vec::new();
+        for (i, &u) in sel.view.iter().enumerate() {
+            let Some(info) = sel.mailbox.get(u) else {
+                continue;
+            };
+            let data = if needs.header || needs.body {
+                read_message(&sel.mailbox, u)
+            } else {
+                None
+            };
+            let c = Candidate {
+                seq: i as u32 + 1,
+                info,
+                recent: sel.recent.contains(&u),
+                data,
+            };
+            if query.matches(&c, &ctx) {
+                found.push(if uid { u } else { i as u32 + 1 });
+            }
+        }
+        let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
+        let sep = if list.is_empty() { "" } else { " " };
+        out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+        self.updates(uid, out);
+        tagged(tag, "OK", "Search completed.")
+    }
+}
+
+/// The whole message file, with CRLF line endings.
+fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = mailbox.open_message(uid).ok()??;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).ok()?;
+    Some(fetch::to_crlf(&v).into_owned())
+}
+
+/// One message for the search evaluator.
+struct Candidate<'a> {
+    seq: u32,
+    info: &'a MessageInfo,
+    recent: bool,
+    data: Option<Vec<u8>>,
+}
+
+impl search::Candidate for Candidate<'_> {
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+    fn uid(&self) -> u32 {
+        self.info.uid
+    }
+    fn flags(&self) -> Flags {
+        self.info.flags
+    }
+    fn keywords(&self) -> &[String] {
+        &self.info.keywords
+    }
+    fn is_recent(&self) -> bool {
+        self.recent
+    }
+    /// RFC822.SIZE counts CRLF line endings: the vsize, not the file size.
+    #[allow(clippy::misnamed_getters)]
+    fn size(&self) -> u64 {
+        self.info.vsize
+    }
+    fn internal_date(&self) -> i64 {
+        self.info
+            .internal_date
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+    fn message(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+}
+
+/// The APPEND message bytes.
+fn message_bytes(m: &imap_codec::imap_types::extensions::binary::LiteralOrLiteral8) -> Vec<u8> {
+    use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8 as L;
+    match m {
+        L::Literal(l) => l.as_ref().to_vec(),
+        L::Literal8(l) => l.data.as_ref().to_vec(),
+    }
+}

@@ -1,0 +1,249 @@
+//! The IMAP connection driver: runs a [`Session`] over a socket, checks
+//! credentials, and runs mailbox commands on a [`Backend`] off the async
+//! threads (as the mail user when we are root). IDLE polls the mailbox
+//! every second, so mail delivered by SMTP shows up within that.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::backend::Backend;
+use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
+use crate::auth::{Verdict, FAILURE_DELAY};
+use crate::net::pending::refusal_line;
+use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
+use crate::observe::metrics;
+use crate::server::State as ServerState;
+use crate::store::deliver::{ensure_maildir, Owner};
+use crate::store::location::{as_user, user_maildir};
+
+/// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often IDLE looks for new mail and flag changes.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+pub struct ImapHandler {
+    pub state: Arc<ServerState>,
+}
+
+impl Handler for ImapHandler {
+    fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture {
+        Box::pin(async move { run(self.state.clone(), conn).await })
+    }
+
+    fn refusal(&self, why: Refusal) -> Vec<u8> {
+        refusal_line("* BYE [UNAVAILABLE]", why)
+    }
+}
+
+fn session_config(state: &ServerState, conn: &Conn) -> SessionConfig {
+    let c = &state.config;
+    SessionConfig {
+        hostname: c.myhostname.clone(),
+        tls_available: state.tls_config.is_some(),
+        tls_active: conn.stream.is_tls(),
+        local_client: conn.peer.ip() == conn.local.ip(),
+        disable_plaintext_auth: c.disable_plaintext_auth,
+        mechanisms: c
+            .auth_mechanisms
+            .iter()
+            .filter_map(|m| crate::auth::sasl::Mechanism::from_name(m))
+            .collect(),
+        max_errors: 20,
+        max_message: c.message_size_limit.min(u32::MAX as u64 - 1024) as u32 + 1024,
+    }
+}
+
+async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
+    if !session.has_output() {
+        return true;
+    }
+    let out = session.take_output();
+    matches!(
+        tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&out)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// The logged-in user's store access.
+struct Account {
+    backend: Backend,
+    uid: u32,
+    gid: u32,
+}
+
+/// Runs `f` on the account off the async threads, as the mail user.
+async fn with_account<T: Send + 'static>(
+    account: &mut Option<Account>,
+    f: impl FnOnce(&mut Backend) -> T + Send + 'static,
+) -> Option<T> {
+    let mut acc = account.take()?;
+    let (acc, result) = tokio::task::spawn_blocking(move || {
+        let (uid, gid) = (acc.uid, acc.gid);
+        let r = as_user(uid, gid, || f(&mut acc.backend));
+        (acc, r)
+    })
+    .await
+    .ok()?;
+    *account = Some(acc);
+    Some(result)
+}
+
+fn open_account(state: &ServerState, user: &str) -> Result<Account, String> {
+    let info = state
+        .auth
+        .user(user)?
+        .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
+    let dir = user_maildir(&state.config.mail_location, user, &info)?;
+    // SAFETY: geteuid cannot fail.
+    let owner = (unsafe { libc::geteuid() } == 0).then_some(Owner {
+        uid: info.uid,
+        gid: info.gid,
+    });
+    ensure_maildir(&dir, owner.as_ref()).map_err(|e| e.to_string())?;
+    Ok(Account {
+        backend: Backend::new(dir),
+        uid: info.uid,
+        gid: info.gid,
+    })
+}
+
+async fn run(state: Arc<ServerState>, mut conn: Conn) {
+    let client = conn.peer;
+    let mut session = Session::new(session_config(&state, &conn));
+    let mut account: Option<Account> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
+    loop {
+        match session.next_action() {
+            Action::NeedInput => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                let read = tokio::select! {
+                    _ = conn.shutdown.cancelled() => None,
+                    r = tokio::time::timeout(IDLE_TIMEOUT, conn.stream.read(&mut buf)) => Some(r),
+                };
+                match read {
+                    None => session.shutdown("[UNAVAILABLE] Server shutting down."),
+                    Some(Err(_)) => {
+                        tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
+                        session.shutdown("Disconnected for inactivity.");
+                    }
+                    Some(Ok(Ok(0))) | Some(Ok(Err(_))) => {
+                        tracing::info!(client = %client, user = session.user().unwrap_or(""), "lost connection");
+                        break;
+                    }
+                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                }
+            }
+            Action::Idling => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                let read = tokio::select! {
+                    _ = conn.shutdown.cancelled() => None,
+                    r = tokio::time::timeout(IDLE_POLL, conn.stream.read(&mut buf)) => Some(r),
+                };
+                match read {
+                    None => session.shutdown("[UNAVAILABLE] Server shutting down."),
+                    Some(Err(_)) => {
+                        let out = with_account(&mut account, |b| {
+                            let mut out = Vec::new();
+                            b.updates(true, &mut out);
+                            out
+                        })
+                        .await
+                        .unwrap_or_default();
+                        session.respond(&out);
+                    }
+                    Some(Ok(Ok(0))) | Some(Ok(Err(_))) => break,
+                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                }
+            }
+            Action::StartTls => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                let Some(cfg) = state.tls_config.clone() else {
+                    break;
+                };
+                let plain = std::mem::replace(&mut conn.stream, Stream::Closed);
+                match tokio::time::timeout(Duration::from_secs(30), plain.upgrade(cfg)).await {
+                    Ok(Ok(tls)) => {
+                        conn.stream = tls;
+                        session.tls_started();
+                    }
+                    _ => {
+                        tracing::info!(client = %client, "STARTTLS handshake failed");
+                        break;
+                    }
+                }
+            }
+            Action::CheckAuth(creds) => {
+                let user = creds.username().to_string();
+                let outcome = match state.auth.check_sasl(creds).await {
+                    Verdict::Ok(u) => {
+                        let st = state.clone();
+                        let name = u.clone();
+                        match tokio::task::spawn_blocking(move || open_account(&st, &name)).await {
+                            Ok(Ok(acc)) => {
+                                tracing::info!(client = %client, user = %u, tls = conn.stream.is_tls(), "login");
+                                account = Some(acc);
+                                AuthOutcome::Ok(u)
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!(client = %client, user = %u, error = %e, "can't open the mail store");
+                                AuthOutcome::TempFail
+                            }
+                            Err(e) => {
+                                tracing::error!(client = %client, user = %u, error = %e, "login task failed");
+                                AuthOutcome::TempFail
+                            }
+                        }
+                    }
+                    Verdict::Fail => {
+                        metrics::inc(&metrics::AUTH_FAILURES);
+                        tracing::warn!(client = %client, user = %user, "authentication failed");
+                        tokio::time::sleep(FAILURE_DELAY).await;
+                        AuthOutcome::Fail
+                    }
+                    Verdict::TempFail(e) => {
+                        tracing::error!(client = %client, user = %user, error = %e, "passdb unavailable");
+                        AuthOutcome::TempFail
+                    }
+                };
+                session.auth_done(outcome);
+            }
+            Action::Run { tag, command } => {
+                let idle = matches!(*command, imap_codec::imap_types::command::CommandBody::Idle);
+                let st = session.state();
+                let utf8 = session.utf8_enabled();
+                let t = tag.clone();
+                match with_account(&mut account, move |b| b.run(&t, *command, st, utf8)).await {
+                    Some((out, new_state)) => {
+                        session.respond(&out);
+                        session.command_done(new_state);
+                        if idle {
+                            session.idle_started(tag);
+                        }
+                    }
+                    None => {
+                        tracing::error!(client = %client, "mailbox task failed");
+                        session.respond(
+                            format!("{tag} NO [SERVERBUG] Internal error.\r\n").as_bytes(),
+                        );
+                        session.command_done(State::Logout);
+                    }
+                }
+            }
+            Action::Close => {
+                let _ = flush(&mut conn.stream, &mut session).await;
+                let _ = conn.stream.shutdown().await;
+                break;
+            }
+        }
+    }
+    tracing::info!(client = %client, user = session.user().unwrap_or(""), "disconnect");
+}

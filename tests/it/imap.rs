@@ -1,0 +1,414 @@
+//! IMAP end to end with Python's imaplib over real sockets: STARTTLS and
+//! LOGINDISABLED, the mailbox commands, FETCH items, STORE, SEARCH,
+//! EXPUNGE, COPY/MOVE with UIDPLUS, APPEND, IDLE seeing mail that SMTP
+//! delivered, two sessions seeing each other's changes, UIDs across a
+//! restart, mbsync syncing folders both ways, malformed commands.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::smtp::python;
+use crate::util::{require_tool, test_listen, Server, Tree};
+
+struct ImapSetup {
+    tree: Tree,
+    config: PathBuf,
+}
+
+impl ImapSetup {
+    fn new() -> ImapSetup {
+        let tree = Tree::new();
+        let d = tree.dir.path().display().to_string();
+        let (cert, key) = pigeonpost::tls::self_signed(&["localhost"]);
+        tree.write("tls/cert.pem", &cert);
+        tree.write("tls/key.pem", &key);
+        tree.write(
+            "users",
+            "john@example.com:{PLAIN}john123::::::\njane@example.com:{PLAIN}jane123::::::\n",
+        );
+        tree.write(
+            "vmailbox",
+            "john@example.com example.com/john/\njane@example.com example.com/jane/\n",
+        );
+        std::fs::create_dir_all(tree.path("vmail")).unwrap();
+        let config = tree.write(
+            "pigeonpost.toml",
+            &format!(
+                r#"
+myhostname = "mail.example.com"
+mydomain = "example.com"
+mydestination = "localhost"
+mynetworks = "127.0.0.1/32"
+alias_maps = ""
+virtual_mailbox_domains = "example.com"
+virtual_mailbox_base = "{d}/vmail"
+virtual_mailbox_maps = "hash:{d}/vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+mail_location = "maildir:{d}/vmail/%d/%n"
+passdb = "passwd-file:{d}/users"
+userdb = "static:uid=5000 gid=5000 home={d}/vmail/%d/%n"
+auth_mechanisms = "plain login"
+ssl_cert = "<{d}/tls/cert.pem"
+ssl_key = "<{d}/tls/key.pem"
+{}"#,
+                test_listen(&[("imap", "127.0.0.1:0"), ("imaps", "127.0.0.1:0")])
+            ),
+        );
+        ImapSetup { tree, config }
+    }
+
+    fn start(&self) -> Server {
+        Server::start(&self.config, &[])
+    }
+
+    fn maildir(&self, user: &str) -> PathBuf {
+        self.tree.path(&format!("vmail/example.com/{user}"))
+    }
+
+    /// Puts messages into `user`'s `new/` the way an MTA would.
+    fn deliver(&self, user: &str, messages: &[&str]) {
+        let dir = self.maildir(user);
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for (i, m) in messages.iter().enumerate() {
+            let name = format!("{}.M{i}P{}.test", 1_700_000_000 + i, std::process::id());
+            std::fs::write(dir.join("new").join(name), m).unwrap();
+        }
+        give_to_vmail(&dir);
+    }
+}
+
+fn give_to_vmail(dir: &Path) {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let st = Command::new("chown")
+            .args(["-R", "5000:5000"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+const MSG1: &str = "From: Alice <alice@example.org>\nTo: john@example.com\nSubject: first\nDate: Mon, 20 Nov 2023 10:00:00 +0100\nMessage-ID: <1@example.org>\n\nHello John.\n";
+#[allow(dead_code)]
+const MSG2: &str = "From: bob@example.org\nTo: john@example.com\nSubject: second one\nDate: Tue, 21 Nov 2023 10:00:00 +0000\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"xx\"\n\n--xx\nContent-Type: text/plain; charset=utf-8\n\nbody text with needle\n--xx\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAw==\n--xx--\n";
+
+const PY_IMAP: &str = r#"
+import imaplib, os, ssl, sys, time
+PORT = int(os.environ["PORT"])
+CTX = ssl.create_default_context(); CTX.check_hostname = False; CTX.verify_mode = ssl.CERT_NONE
+def login(user="john@example.com", pw="john123"):
+    m = imaplib.IMAP4("127.0.0.1", PORT)
+    m.login(user, pw)
+    return m
+"#;
+
+fn py(code: &str, port: u16) -> String {
+    let (ok, out, err) = python(&format!("{PY_IMAP}{code}"), &[("PORT", port.to_string())]);
+    assert!(ok, "python failed:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn starttls_and_logindisabled_from_outside() {
+    let setup = ImapSetup::new();
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let out = py(
+        r#"
+m = imaplib.IMAP4("127.0.0.1", PORT)
+print("caps-local", " ".join(m.capabilities))
+m.logout()
+import socket
+s = socket.create_connection(("127.0.0.1", PORT), source_address=("127.0.0.2", 0))
+greeting = s.recv(1000).decode()
+print("outside-greeting", greeting.strip())
+s.sendall(b"a LOGIN john@example.com john123\r\n")
+print("outside-login", s.recv(1000).decode().strip())
+s.close()
+m = imaplib.IMAP4("127.0.0.1", PORT)
+m.starttls(ssl_context=CTX)
+typ, data = m.login("john@example.com", "john123")
+print("tls-login", typ)
+m.logout()
+m = imaplib.IMAP4("127.0.0.1", PORT)
+try:
+    m.login("john@example.com", "wrong")
+except imaplib.IMAP4.error as e:
+    print("wrong", e)
+"#,
+        port,
+    );
+    assert!(
+        out.contains("caps-local IMAP4REV1") || out.contains("caps-local IMAP4rev1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("outside-greeting * OK [CAPABILITY") && out.contains("LOGINDISABLED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("outside-login a NO [PRIVACYREQUIRED]"),
+        "{out}"
+    );
+    assert!(out.contains("tls-login OK"), "{out}");
+    assert!(
+        out.contains("wrong b'[AUTHENTICATIONFAILED] Authentication failed.'"),
+        "{out}"
+    );
+}
+
+/// Sends raw IMAP lines and reads until the tagged reply of `tag`.
+fn exchange(s: &mut BufReader<TcpStream>, line: &str, tag: &str) -> String {
+    s.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut out = String::new();
+    loop {
+        let mut l = String::new();
+        if s.read_line(&mut l).unwrap() == 0 {
+            return out;
+        }
+        out.push_str(&l);
+        if l.starts_with(&format!("{tag} ")) {
+            return out;
+        }
+    }
+}
+
+fn raw_login(port: u16) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s);
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    let o = exchange(&mut r, "l LOGIN john@example.com john123\r\n", "l");
+    assert!(o.contains("l OK"), "{o}");
+    r
+}
+
+#[test]
+fn idle_sees_mail_delivered_by_smtp_and_sessions_see_each_other() {
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let mut a = raw_login(port);
+    let mut b = raw_login(port);
+    assert!(exchange(&mut a, "s SELECT INBOX\r\n", "s").contains("* 1 EXISTS"));
+    assert!(exchange(&mut b, "s SELECT INBOX\r\n", "s").contains("* 1 EXISTS"));
+
+    // IDLE in a; SMTP delivers; a hears about it within a second or so.
+    a.get_mut().write_all(b"i IDLE\r\n").unwrap();
+    let mut l = String::new();
+    a.read_line(&mut l).unwrap();
+    assert!(l.starts_with("+ "), "{l}");
+    let start = Instant::now();
+    let (ok, out, err) = python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+s.sendmail("x@example.org", ["john@example.com"], "Subject: via smtp\r\n\r\nhi\r\n")
+s.quit()
+"#,
+        &[("PORT", server.addr("smtp").port().to_string())],
+    );
+    assert!(ok, "{out}{err}");
+    let mut l = String::new();
+    a.read_line(&mut l).unwrap();
+    assert_eq!(l, "* 2 EXISTS\r\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let o = exchange(&mut a, "DONE\r\n", "i");
+    assert!(o.contains("i OK"), "{o}");
+
+    // b flags and expunges message 1; a sees the flag change and then the expunge.
+    let o = exchange(&mut b, "f STORE 1 +FLAGS (\\Deleted)\r\n", "f");
+    assert!(o.contains("FLAGS (\\Deleted"), "{o}");
+    let o = exchange(&mut a, "n NOOP\r\n", "n");
+    assert!(o.contains("* 1 FETCH (UID 1 FLAGS (\\Deleted"), "{o}");
+    assert!(o.contains("* 2 EXISTS") || !o.contains("EXISTS"), "{o}");
+    let o = exchange(&mut b, "e EXPUNGE\r\n", "e");
+    assert!(o.contains("* 1 EXPUNGE"), "{o}");
+    // Not during FETCH (RFC 3501 §7.4.1) ...
+    let o = exchange(&mut a, "x FETCH 1:* (FLAGS)\r\n", "x");
+    assert!(!o.contains("EXPUNGE"), "{o}");
+    // ... but at NOOP.
+    let o = exchange(&mut a, "n2 NOOP\r\n", "n2");
+    assert!(o.contains("* 1 EXPUNGE"), "{o}");
+    let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
+    assert!(o.contains("* 1 FETCH (UID 2)"), "{o}");
+}
+
+#[test]
+fn uids_survive_a_restart_and_bad_commands_get_bad() {
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let mut a = raw_login(port);
+    let o = exchange(&mut a, "s SELECT INBOX\r\n", "s");
+    let validity = o
+        .lines()
+        .find(|l| l.contains("UIDVALIDITY"))
+        .unwrap()
+        .to_string();
+    let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
+    assert!(o.contains("UID 1") && o.contains("UID 2"), "{o}");
+    for (cmd, want) in [
+        ("b1 FETCH\r\n", "b1 BAD Error in IMAP command FETCH"),
+        ("b2 FROB\r\n", "b2 BAD"),
+        ("b3 FETCH 1 (FLAGS\r\n", "b3 BAD"),
+        ("b4 SELECT\r\n", "b4 BAD"),
+    ] {
+        let o = exchange(&mut a, cmd, cmd.split(' ').next().unwrap());
+        assert!(o.contains(want), "{cmd}: {o}");
+    }
+    let o = exchange(&mut a, "ok NOOP\r\n", "ok");
+    assert!(o.contains("ok OK"), "session goes on: {o}");
+    drop(a);
+    drop(server);
+    // Remove our index files if any: UIDs come from dovecot-uidlist.
+    let server = setup.start();
+    let mut a = raw_login(server.addr("imap").port());
+    let o = exchange(&mut a, "s SELECT INBOX\r\n", "s");
+    assert!(o.contains(&validity), "{o}");
+    let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
+    assert!(o.contains("UID 1") && o.contains("UID 2"), "{o}");
+}
+
+#[test]
+fn implicit_tls_on_993() {
+    let setup = ImapSetup::new();
+    let server = setup.start();
+    let out = py(
+        r#"
+m = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["TLSPORT"]), ssl_context=CTX)
+print("login", m.login("john@example.com", "john123")[0])
+print("select", m.select("INBOX")[0])
+m.logout()
+"#
+        .replace(
+            "os.environ[\"TLSPORT\"]",
+            &server.addr("imaps").port().to_string(),
+        )
+        .as_str(),
+        server.addr("imap").port(),
+    );
+    assert!(
+        out.contains("login OK") && out.contains("select OK"),
+        "{out}"
+    );
+}
+
+#[test]
+fn mbsync_syncs_folders_and_flags_both_ways() {
+    if !require_tool("mbsync") {
+        return;
+    }
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    // A second folder with a message, made over IMAP.
+    py(
+        r#"
+m = login()
+m.create("Work")
+m.append("Work", "(\\Flagged)", None, b"From: w@example.org\r\nSubject: work item\r\n\r\nwork\r\n")
+m.logout()
+"#,
+        port,
+    );
+    let local = setup.tree.path("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = setup.tree.write(
+        "mbsyncrc",
+        &format!(
+            "IMAPAccount test\nHost 127.0.0.1\nPort {port}\nUser john@example.com\nPass john123\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount test\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel test\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            l = local.display()
+        ),
+    );
+    let run = || {
+        let o = Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-a")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mbsync failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run();
+    let count = |dir: &Path| -> usize {
+        ["cur", "new"]
+            .iter()
+            .map(|s| {
+                std::fs::read_dir(dir.join(s))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!(count(&local.join("INBOX")), 2);
+    assert_eq!(count(&local.join("Work")), 1);
+    let work: Vec<String> = ["cur", "new"]
+        .iter()
+        .flat_map(|s| std::fs::read_dir(local.join("Work").join(s)).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(work[0].ends_with(":2,F"), "flag synced down: {work:?}");
+
+    // Local change: mark an INBOX message seen and add a new local message.
+    // The first INBOX message, wherever mbsync put it, gets \Seen.
+    let first = ["cur", "new"]
+        .iter()
+        .flat_map(|s| std::fs::read_dir(local.join("INBOX").join(s)).unwrap())
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    let seen_name = if name.contains(":2,") {
+        format!("{name}S")
+    } else {
+        format!("{name}:2,S")
+    };
+    std::fs::rename(&first, local.join("INBOX/cur").join(seen_name)).unwrap();
+    std::fs::write(
+        local.join("INBOX/new/1700000100.local.test"),
+        "From: me@example.com\nSubject: written offline\n\nhi\n",
+    )
+    .unwrap();
+    run();
+    let out = py(
+        r#"
+m = login()
+m.select("INBOX")
+print("seen", m.search(None, "SEEN"))
+print("offline", m.search(None, "SUBJECT", "offline"))
+print("count", m.select("INBOX"))
+m.logout()
+"#,
+        port,
+    );
+    assert!(
+        out.contains("seen ('OK', [b'1'])") || out.contains("seen ('OK', [b'2'])"),
+        "{out}"
+    );
+    assert!(out.contains("offline ('OK', [b'3'])"), "{out}");
+    assert!(out.contains("count ('OK', [b'3'])"), "{out}");
+}
