@@ -155,6 +155,35 @@ fn imap_date(t: SystemTime) -> Option<DateTime> {
     DateTime::try_from(dt).ok()
 }
 
+/// `\Recent` as Dovecot keeps it: the first UID no read-write session has
+/// been told about yet, per mailbox, in our own disposable
+/// `pigeonpost.index.recent` (`<uidvalidity> <first recent uid>`). A session
+/// that selects the mailbox read-write claims everything from there on.
+const RECENT_FILE: &str = "pigeonpost.index.recent";
+
+fn first_recent_uid(mb: &Mailbox) -> u32 {
+    std::fs::read_to_string(mb.dir().join(RECENT_FILE))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace();
+            let validity: u32 = w.next()?.parse().ok()?;
+            let first: u32 = w.next()?.parse().ok()?;
+            (validity == mb.uidvalidity()).then_some(first)
+        })
+        .unwrap_or(1)
+}
+
+fn claim_recent(mb: &Mailbox, next: u32) {
+    let path = mb.dir().join(RECENT_FILE);
+    let tmp = mb
+        .dir()
+        .join(format!("{RECENT_FILE}.{}.tmp", std::process::id()));
+    // Disposable: losing it only shows \Recent once more.
+    if std::fs::write(&tmp, format!("{} {next}\n", mb.uidvalidity())).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
 fn encode(resp: &Response) -> Vec<u8> {
     ResponseCodec::default().encode(resp).dump()
 }
@@ -412,13 +441,19 @@ impl Backend {
             }
         }
         if !changes.new_uids.is_empty() {
+            let first = first_recent_uid(&sel.mailbox);
+            let mut claimed = false;
             for &u in &changes.new_uids {
                 if !sel.view.contains(&u) {
                     sel.view.push(u);
-                    if sel.mailbox.get(u).is_some_and(|m| m.recent) {
+                    if u >= first {
                         sel.recent.insert(u);
+                        claimed = true;
                     }
                 }
+            }
+            if claimed && !sel.read_only {
+                claim_recent(&sel.mailbox, sel.mailbox.next_uid());
             }
             out.extend_from_slice(
                 format!(
@@ -460,12 +495,11 @@ impl Backend {
             Err(e) => return store_no(tag, &e),
         };
         let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
-        let recent: HashSet<u32> = mb
-            .messages()
-            .iter()
-            .filter(|m| m.recent)
-            .map(|m| m.uid)
-            .collect();
+        let first = first_recent_uid(&mb);
+        let recent: HashSet<u32> = view.iter().copied().filter(|u| *u >= first).collect();
+        if !read_only && !recent.is_empty() {
+            claim_recent(&mb, mb.next_uid());
+        }
         let unseen = mb
             .messages()
             .iter()
@@ -650,10 +684,11 @@ impl Backend {
         for i in items {
             let (k, v) = match i {
                 StatusDataItemName::Messages => ("MESSAGES", mb.messages().len() as u64),
-                StatusDataItemName::Recent => (
-                    "RECENT",
-                    mb.messages().iter().filter(|m| m.recent).count() as u64,
-                ),
+                StatusDataItemName::Recent => {
+                    let first = first_recent_uid(&mb);
+                    let n = mb.messages().iter().filter(|m| m.uid >= first).count();
+                    ("RECENT", n as u64)
+                }
                 StatusDataItemName::UidNext => ("UIDNEXT", mb.next_uid() as u64),
                 StatusDataItemName::UidValidity => ("UIDVALIDITY", mb.uidvalidity() as u64),
                 StatusDataItemName::Unseen => (

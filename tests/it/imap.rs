@@ -412,3 +412,90 @@ m.logout()
     assert!(out.contains("offline ('OK', [b'3'])"), "{out}");
     assert!(out.contains("count ('OK', [b'3'])"), "{out}");
 }
+
+/// The lines of a `[section]` of the Dovecot fixture's expected.txt.
+fn expected(section: &str) -> Vec<String> {
+    let text = std::fs::read_to_string("tests/fixtures/dovecot-maildir/expected.txt").unwrap();
+    let header = format!("[{section}]");
+    text.lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_dovecot_maildir_is_served_with_dovecots_uids_flags_and_folders() {
+    let fixture = std::fs::canonicalize("tests/fixtures/dovecot-maildir/Maildir").expect("fixture");
+    let setup = ImapSetup::new();
+    std::fs::create_dir_all(setup.tree.path("vmail/example.com")).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(setup.maildir("john"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    give_to_vmail(&setup.maildir("john"));
+    let server = setup.start();
+    // What Dovecot 2.3 answered for this Maildir (make-fixture.sh), in the
+    // same format: STATUS per mailbox, then FLAGS per message in the order
+    // the fixture lists them, subscriptions, mailboxes.
+    let out = py(
+        r#"
+import re
+def mutf7(s):
+    return s.encode("utf-7").decode().replace("+", "&") if not s.isascii() else s
+def utf8(s):
+    return s.replace("&", "+").encode().decode("utf-7") if "&" in s else s
+m = login()
+typ, boxes = m.list()
+names = []
+for b in boxes:
+    name = b.decode().rsplit(' ', 1)[1].strip('"')
+    names.append(utf8(name))
+for n in sorted(names):
+    typ, data = m.status(mutf7(n), "(MESSAGES UIDNEXT UIDVALIDITY)")
+    d = dict(re.findall(r"(\w+) (\d+)", data[0].decode().split("(", 1)[1]))
+    print("status %s messages=%s uidnext=%s uidvalidity=%s" % (n, d["MESSAGES"], d["UIDNEXT"], d["UIDVALIDITY"]))
+for line in os.environ["FETCH"].split("\n"):
+    box = line.split(" uid=")[0][len("mailbox="):]
+    uid = line.split(" uid=")[1].split(" ")[0]
+    m.select(mutf7(box), readonly=True)
+    typ, data = m.uid("FETCH", uid, "(FLAGS)")
+    flags = data[0].decode().split("FLAGS (")[1].split(")")[0]
+    print("fetch mailbox=%s uid=%s flags=%s" % (box, uid, flags))
+typ, subs = m.lsub()
+for s in sorted(utf8(x.decode().rsplit(' ', 1)[1].strip('"')) for x in subs):
+    print("sub", s)
+for n in sorted(names):
+    print("box", n)
+m.logout()
+"#
+        .replace("os.environ[\"FETCH\"]", &format!("{:?}", expected("fetch").join("\n")))
+        .as_str(),
+        server.addr("imap").port(),
+    );
+    let got = |p: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(p))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut want_status = expected("status");
+    want_status.sort();
+    assert_eq!(got("status "), want_status, "{out}");
+    // Flags may come in any order: compare them as sets.
+    let norm = |l: &str| {
+        let (head, flags) = l.split_once("flags=").unwrap();
+        let mut f: Vec<&str> = flags.split_whitespace().collect();
+        f.sort();
+        format!("{head}flags={}", f.join(" "))
+    };
+    let want_fetch: Vec<String> = expected("fetch").iter().map(|l| norm(l)).collect();
+    let got_fetch: Vec<String> = got("fetch ").iter().map(|l| norm(l)).collect();
+    assert_eq!(got_fetch, want_fetch, "{out}");
+    assert_eq!(got("sub "), expected("subscriptions"), "{out}");
+    assert_eq!(got("box "), expected("mailboxes"), "{out}");
+}
