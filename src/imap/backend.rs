@@ -188,6 +188,14 @@ fn encode(resp: &Response) -> Vec<u8> {
     ResponseCodec::default().encode(resp).dump()
 }
 
+/// BODY[section] data; a part that doesn't exist is the empty string, as
+/// Dovecot sends it.
+fn section_bytes(p: &fetch::Parsed, section: Option<&Section>) -> Vec<u8> {
+    fetch::section(p, section)
+        .map(|c| c.into_owned())
+        .unwrap_or_default()
+}
+
 /// An NString holding `data` (a literal; quoted data can't hold CR/LF).
 fn nstring(data: Vec<u8>) -> NString<'static> {
     let lit = Literal::try_from(data.clone()).unwrap_or_else(|_| {
@@ -835,7 +843,7 @@ impl Backend {
             };
             let parsed = raw.as_deref().map(fetch::parse);
             let mut data: Vec<MessageDataItem<'static>> = Vec::new();
-            let mut wants_flags = false;
+            let mut flags_at: Option<usize> = None;
             for item in &items {
                 match item {
                     MessageDataItemName::Uid => {
@@ -843,7 +851,7 @@ impl Backend {
                             data.push(MessageDataItem::Uid(n));
                         }
                     }
-                    MessageDataItemName::Flags => wants_flags = true,
+                    MessageDataItemName::Flags => flags_at = Some(data.len()),
                     MessageDataItemName::InternalDate => {
                         if let Some(d) = imap_date(info.internal_date) {
                             data.push(MessageDataItem::InternalDate(d));
@@ -853,22 +861,17 @@ impl Backend {
                         data.push(MessageDataItem::Rfc822Size(info.vsize as u32))
                     }
                     MessageDataItemName::Envelope => {
-                        if let Some(e) = parsed.as_ref().and_then(fetch::envelope) {
+                        if let Some(e) = parsed.as_ref().map(fetch::envelope) {
                             data.push(MessageDataItem::Envelope(e));
                         }
                     }
                     MessageDataItemName::Body => {
-                        if let Some(b) = parsed
-                            .as_ref()
-                            .and_then(|p| fetch::body_structure(p, false))
-                        {
+                        if let Some(b) = parsed.as_ref().map(|p| fetch::body_structure(p, false)) {
                             data.push(MessageDataItem::Body(b));
                         }
                     }
                     MessageDataItemName::BodyStructure => {
-                        if let Some(b) =
-                            parsed.as_ref().and_then(|p| fetch::body_structure(p, true))
-                        {
+                        if let Some(b) = parsed.as_ref().map(|p| fetch::body_structure(p, true)) {
                             data.push(MessageDataItem::BodyStructure(b));
                         }
                     }
@@ -876,7 +879,7 @@ impl Backend {
                         section, partial, ..
                     } => {
                         if let Some(p) = &parsed {
-                            let bytes = fetch::section(p, section.as_ref()).unwrap_or_default();
+                            let bytes = section_bytes(p, section.as_ref());
                             let (origin, bytes) = match partial {
                                 Some((o, l)) => {
                                     (Some(*o), fetch::partial(&bytes, *o, l.get()).to_vec())
@@ -892,31 +895,33 @@ impl Backend {
                     }
                     MessageDataItemName::Rfc822 => {
                         if let Some(p) = &parsed {
-                            data.push(MessageDataItem::Rfc822(nstring(
-                                fetch::section(p, None).unwrap_or_default(),
-                            )));
+                            data.push(MessageDataItem::Rfc822(nstring(section_bytes(p, None))));
                         }
                     }
                     MessageDataItemName::Rfc822Header => {
                         if let Some(p) = &parsed {
                             let s = Section::Header(None);
-                            data.push(MessageDataItem::Rfc822Header(nstring(
-                                fetch::section(p, Some(&s)).unwrap_or_default(),
-                            )));
+                            data.push(MessageDataItem::Rfc822Header(nstring(section_bytes(
+                                p,
+                                Some(&s),
+                            ))));
                         }
                     }
                     MessageDataItemName::Rfc822Text => {
                         if let Some(p) = &parsed {
                             let s = Section::Text(None);
-                            data.push(MessageDataItem::Rfc822Text(nstring(
-                                fetch::section(p, Some(&s)).unwrap_or_default(),
-                            )));
+                            data.push(MessageDataItem::Rfc822Text(nstring(section_bytes(
+                                p,
+                                Some(&s),
+                            ))));
                         }
                     }
                     _ => {}
                 }
             }
-            if wants_flags || seen_now {
+            // FETCH FLAGS goes where it was asked for; a \Seen set by this
+            // FETCH is reported even when FLAGS wasn't (RFC 3501 §6.4.5).
+            let flag_item = {
                 let mut f: Vec<FlagFetch<'static>> = flags
                     .imap_names()
                     .filter_map(|n| {
@@ -933,7 +938,12 @@ impl Backend {
                         f.push(FlagFetch::Flag(fl.into_static()));
                     }
                 }
-                data.push(MessageDataItem::Flags(f));
+                MessageDataItem::Flags(f)
+            };
+            match flags_at {
+                Some(i) => data.insert(i.min(data.len()), flag_item),
+                None if seen_now => data.push(flag_item),
+                None => {}
             }
             let Ok(items) = Vec1::try_from(data) else {
                 continue;

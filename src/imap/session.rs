@@ -113,7 +113,9 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
     let client = conn.peer;
     let mut session = Session::new(session_config(&state, &conn));
     let mut account: Option<Account> = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small: most IMAP traffic from clients is short commands, and every
+    // idle connection keeps this buffer.
+    let mut buf = vec![0u8; 8 * 1024];
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
     loop {
         match session.next_action() {

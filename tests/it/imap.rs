@@ -96,7 +96,6 @@ fn give_to_vmail(dir: &Path) {
 }
 
 const MSG1: &str = "From: Alice <alice@example.org>\nTo: john@example.com\nSubject: first\nDate: Mon, 20 Nov 2023 10:00:00 +0100\nMessage-ID: <1@example.org>\n\nHello John.\n";
-#[allow(dead_code)]
 const MSG2: &str = "From: bob@example.org\nTo: john@example.com\nSubject: second one\nDate: Tue, 21 Nov 2023 10:00:00 +0000\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"xx\"\n\n--xx\nContent-Type: text/plain; charset=utf-8\n\nbody text with needle\n--xx\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAw==\n--xx--\n";
 
 const PY_IMAP: &str = r#"
@@ -162,6 +161,137 @@ except imaplib.IMAP4.error as e:
         out.contains("wrong b'[AUTHENTICATIONFAILED] Authentication failed.'"),
         "{out}"
     );
+}
+
+#[test]
+fn imaplib_mailbox_commands() {
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let out = py(
+        r#"
+m = login()
+typ, data = m.select("INBOX")
+print("select", typ, data)
+print("uidvalidity", m.untagged_responses.get("UIDVALIDITY"))
+typ, data = m.fetch("1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
+for d in data: print("fetch", d)
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+print("hdrfields", data[0][1])
+typ, data = m.fetch("1", "(ENVELOPE)")
+print("envelope", data[0])
+typ, data = m.fetch("2", "(BODYSTRUCTURE)")
+print("bodystructure", data[0])
+typ, data = m.fetch("2", "(BODY.PEEK[1])")
+print("part1", data[0][1])
+typ, data = m.fetch("1", "(FLAGS)")
+print("still-unseen", data)
+typ, data = m.fetch("1", "(BODY[TEXT])")
+print("text", data[0][1])
+typ, data = m.fetch("1", "(FLAGS)")
+print("now-seen", data)
+typ, data = m.fetch("1", "(BODY.PEEK[]<0.10>)")
+print("partial", data[0][1])
+print("search-unseen", m.search(None, "UNSEEN"))
+print("search-text", m.search(None, "BODY", "needle"))
+print("search-from", m.uid("SEARCH", None, "FROM", "alice"))
+print("store", m.store("2", "+FLAGS", "(\\Flagged $Important)"))
+print("search-flagged", m.search(None, "FLAGGED"))
+print("create", m.create("Archive"), m.create("Work.Projects"))
+print("list", m.list())
+print("copy", m.copy("1", "Archive"))
+print("copyuid", m.untagged_responses)
+print("status", m.status("Archive", "(MESSAGES UIDNEXT UNSEEN)"))
+print("append", m.append("Archive", "(\\Seen)", None, b"From: x@example.org\r\nSubject: appended\r\n\r\nhi\r\n"))
+print("status2", m.status("Archive", "(MESSAGES)"))
+print("store-del", m.store("1", "+FLAGS.SILENT", "(\\Deleted)"))
+print("expunge", m.expunge())
+typ, data = m.fetch("1:*", "(UID)")
+print("after-expunge", data)
+typ, caps = m.capability()
+print("caps-after-login", caps)
+print("move", m._simple_command("UID", "MOVE", "2", "Archive"))
+print("rename", m.rename("Work.Projects", "Work.Done"))
+print("list2", m.list('""', "Work*"))
+print("delete", m.delete("Work.Done"))
+print("subscribe", m.subscribe("Archive"))
+print("lsub", m.lsub())
+print("select-missing", m.select("Nope"))
+print("close", m.close() if m.state == "SELECTED" else "not-selected")
+m.logout()
+"#,
+        port,
+    );
+    let line = |p: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(p))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(line("select ").contains("OK [b'2']"), "{out}");
+    assert!(
+        line("fetch ").contains("UID 1 FLAGS (\\\\Recent) RFC822.SIZE"),
+        "{out}"
+    );
+    assert!(line("fetch ").contains("INTERNALDATE \""), "{out}");
+    assert!(
+        line("hdrfields")
+            .contains("From: Alice <alice@example.org>\\r\\nSubject: first\\r\\n\\r\\n"),
+        "{out}"
+    );
+    assert!(line("envelope").contains("ENVELOPE (\"Mon, 20 Nov 2023 10:00:00 +0100\" \"first\" ((\"Alice\" NIL \"alice\" \"example.org\"))"), "{out}");
+    // imap-codec writes TEXT in upper case; clients compare case-insensitively.
+    assert!(
+        line("bodystructure")
+            .to_lowercase()
+            .contains("((\"text\" \"plain\" (\"charset\" \"utf-8\") nil nil \"7bit\" 21 0"),
+        "{out}"
+    );
+    assert!(
+        line("bodystructure")
+            .contains("(\"application\" \"octet-stream\" NIL NIL NIL \"base64\" 8"),
+        "{out}"
+    );
+    assert!(line("bodystructure").contains("\"mixed\""), "{out}");
+    assert!(line("part1").contains("body text with needle"), "{out}");
+    assert!(!line("still-unseen").contains("\\\\Seen"), "{out}");
+    assert!(line("text").contains("Hello John.\\r\\n"), "{out}");
+    assert!(line("now-seen").contains("\\\\Seen"), "{out}");
+    assert!(line("partial").contains("b'From: Alic'"), "{out}");
+    assert!(line("search-unseen").contains("[b'2']"), "{out}");
+    assert!(line("search-text").contains("[b'2']"), "{out}");
+    assert!(line("search-from").contains("[b'1']"), "{out}");
+    assert!(
+        line("store ").contains("\\\\Flagged") && line("store ").contains("$Important"),
+        "{out}"
+    );
+    assert!(line("search-flagged").contains("[b'2']"), "{out}");
+    assert!(
+        line("create").contains("('OK', [b'Create completed.']) ('OK'"),
+        "{out}"
+    );
+    assert!(
+        line("list ").contains("(\\\\HasNoChildren \\\\Archive) \".\" Archive"),
+        "{out}"
+    );
+    assert!(line("list ").contains("\".\" INBOX"), "{out}");
+    assert!(line("list ").contains("Work.Projects"), "{out}");
+    assert!(line("copy ").contains("COPYUID"), "{out}");
+    assert!(line("status ").contains("MESSAGES 1"), "{out}");
+    assert!(line("append").contains("APPENDUID"), "{out}");
+    assert!(line("status2").contains("MESSAGES 2"), "{out}");
+    assert!(line("expunge").contains("[b'1']"), "{out}");
+    assert!(line("after-expunge").contains("UID 2"), "{out}");
+    assert!(
+        line("caps-after-login").contains("MOVE") && line("caps-after-login").contains("UIDPLUS"),
+        "{out}"
+    );
+    assert!(line("move").starts_with("move ('OK'"), "{out}");
+    assert!(line("list2").contains("Work.Done"), "{out}");
+    assert!(line("delete").contains("OK"), "{out}");
+    assert!(line("lsub").contains("Archive"), "{out}");
+    assert!(line("select-missing").contains("NO"), "{out}");
 }
 
 /// Sends raw IMAP lines and reads until the tagged reply of `tag`.

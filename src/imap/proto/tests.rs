@@ -269,3 +269,18 @@ fn logout_and_namespace_and_id() {
     assert_eq!(o, "* BYE Logging out\r\nz OK Logout completed.\r\n");
     assert!(matches!(a[0], Action::Close));
 }
+
+#[test]
+fn list_patterns_parse() {
+    for cmd in [
+        "a LIST \"\" Work*\r\n",
+        "a LIST \"\" \"Work*\"\r\n",
+        "a LIST \"\" *\r\n",
+        "a LIST \"\" %\r\n",
+        "a LIST \"\" \"\"\r\n",
+    ] {
+        let mut s = logged_in(cfg_tls());
+        let (o, a) = run(&mut s, cmd);
+        assert!(matches!(a.first(), Some(Action::Run { .. })), "{cmd}: {o}");
+    }
+}

@@ -1,0 +1,70 @@
+#![no_main]
+//! Any byte stream from a client, in any split, with any answers from the
+//! I/O layer: the IMAP session never panics, keeps its buffer bounded,
+//! always makes progress, and hands over only commands its state allows.
+use imap_codec::imap_types::command::CommandBody;
+use libfuzzer_sys::fuzz_target;
+use pigeonpost::auth::sasl::Mechanism;
+use pigeonpost::imap::proto::{Action, AuthOutcome, Session, SessionConfig, State};
+
+fuzz_target!(|data: &[u8]| {
+    let flags = data.first().copied().unwrap_or(0);
+    let cfg = SessionConfig {
+        hostname: "mail.example.com".into(),
+        tls_available: flags & 1 == 1,
+        tls_active: flags & 2 == 2,
+        local_client: flags & 4 == 4,
+        disable_plaintext_auth: flags & 8 == 8,
+        mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        max_errors: 20,
+        max_message: 4096,
+    };
+    let mut s = Session::new(cfg);
+    let mut rest = data.get(1..).unwrap_or_default();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 100_000, "session does not make progress");
+        let _ = s.take_output();
+        match s.next_action() {
+            Action::NeedInput | Action::Idling => {
+                if rest.is_empty() {
+                    break;
+                }
+                let take = 1 + rest[0] as usize % 97;
+                let (chunk, tail) = rest.split_at(take.min(rest.len()));
+                s.feed(chunk);
+                rest = tail;
+            }
+            Action::StartTls => s.tls_started(),
+            Action::CheckAuth(_) => {
+                let outcome = match rounds % 3 {
+                    0 => AuthOutcome::Ok("john".into()),
+                    1 => AuthOutcome::Fail,
+                    _ => AuthOutcome::TempFail,
+                };
+                s.auth_done(outcome);
+            }
+            Action::Run { tag, command } => {
+                let state = s.state();
+                assert!(
+                    matches!(state, State::Authenticated | State::Selected { .. }),
+                    "mailbox command before login: {command:?}"
+                );
+                let idle = matches!(*command, CommandBody::Idle);
+                let next = match *command {
+                    CommandBody::Select { .. } => State::Selected { read_only: false },
+                    CommandBody::Examine { .. } => State::Selected { read_only: true },
+                    CommandBody::Close | CommandBody::Unselect => State::Authenticated,
+                    _ => state,
+                };
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(next);
+                if idle {
+                    s.idle_started(tag);
+                }
+            }
+            Action::Close => break,
+        }
+    }
+});
