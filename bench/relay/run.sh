@@ -112,7 +112,8 @@ pop3s = ""
 http = "$ADDR:$PP_HTTP"
 EOC
   say "starting pigeonpost ($BIN)"
-  "$BIN" --config "$STATE/pigeonpost/pigeonpost.toml" serve 2>"$RES/pigeonpost.log" &
+  # The binary reads PIGEONPOST_* variables as configuration.
+  env -u PIGEONPOST_BIN "$BIN" --config "$STATE/pigeonpost/pigeonpost.toml" serve 2>"$RES/pigeonpost.log" &
   PP_PID=$!
   wait_port "$PP_PORT" || { cat "$RES/pigeonpost.log"; die "pigeonpost did not start"; }
 fi
