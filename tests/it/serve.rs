@@ -60,8 +60,31 @@ fn serve_logs_listeners_answers_health_and_stops_on_sigterm() {
     // smtpd_client_connection_count_limit = 2: the third simultaneous
     // connection from one IP is refused (the HTTP listener holds idle
     // connections open while it waits for a request).
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(http).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // The requests above must have released their slots first: a loaded
+    // machine can take a moment to finish them.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut s = TcpStream::connect(http).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut b = [0u8; 64];
+                match s.read(&mut b) {
+                    // Nothing to read: accepted and waiting for a request.
+                    Err(_) => break s,
+                    // Refused (the earlier requests still hold slots): retry.
+                    Ok(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100))
+                    }
+                    Ok(n) => panic!(
+                        "held connection refused: {:?}",
+                        String::from_utf8_lossy(&b[..n])
+                    ),
+                }
+            }
+        })
+        .collect();
     let mut third = TcpStream::connect(http).unwrap();
     third
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -190,7 +190,6 @@ impl Session {
             "MOVE",
             "CHILDREN",
             "SPECIAL-USE",
-            "LIST-EXTENDED",
             "UTF8=ACCEPT",
         ]);
         c.join(" ")
