@@ -64,6 +64,15 @@ fuzz_target!(|data: &[u8]| {
                     s.idle_started(tag);
                 }
             }
+            Action::List { tag, .. } => {
+                let state = s.state();
+                assert!(
+                    matches!(state, State::Authenticated | State::Selected { .. }),
+                    "LIST before login"
+                );
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(state);
+            }
             Action::Close => break,
         }
     }

@@ -25,6 +25,7 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 
 use super::fetch;
+use super::proto::list_ext::ListExtended;
 use super::proto::response::{astring, flag_list, tagged};
 use super::proto::State;
 use super::search::{self, Context as SearchContext, Query};
@@ -104,6 +105,38 @@ fn store_no(tag: &str, e: &StoreError) -> String {
             )
         }
     }
+}
+
+/// `MESSAGES 3 UNSEEN 1 ...` for the STATUS items named (unknown ones are
+/// skipped).
+fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut parts = Vec::new();
+    for i in items {
+        let item = i.to_ascii_uppercase();
+        let v = match item.as_str() {
+            "MESSAGES" => mb.messages().len() as u64,
+            "RECENT" => {
+                let first = first_recent_uid(mb);
+                mb.messages().iter().filter(|m| m.uid >= first).count() as u64
+            }
+            "UIDNEXT" => mb.next_uid() as u64,
+            "UIDVALIDITY" => mb.uidvalidity() as u64,
+            "UNSEEN" => mb
+                .messages()
+                .iter()
+                .filter(|m| !m.flags.contains(Flags::SEEN))
+                .count() as u64,
+            "DELETED" => mb
+                .messages()
+                .iter()
+                .filter(|m| m.flags.contains(Flags::DELETED))
+                .count() as u64,
+            "SIZE" => mb.messages().iter().map(|m| m.vsize).sum(),
+            _ => continue,
+        };
+        parts.push(format!("{item} {v}"));
+    }
+    parts
 }
 
 /// Largest sequence number or UID for `*`.
@@ -673,6 +706,107 @@ impl Backend {
             "OK",
             &format!("{} completed.", if lsub { "Lsub" } else { "List" }),
         )
+    }
+
+    /// LIST with RFC 5258 selection/return options, RFC 6154 SPECIAL-USE
+    /// selection and RFC 5819 STATUS return.
+    pub fn list_extended(&mut self, tag: &str, l: &ListExtended, utf8: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let folders = match self.root.list_folders() {
+            Ok(f) => f,
+            Err(e) => {
+                out.extend_from_slice(store_no(tag, &e).as_bytes());
+                return out;
+            }
+        };
+        let mut names: Vec<String> = vec!["INBOX".into()];
+        names.extend(folders.iter().map(|f| f.name.clone()));
+        let subscribed: Vec<String> = if l.select_subscribed || l.return_subscribed {
+            self.root.subscriptions().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let is_subscribed = |n: &str| {
+            subscribed
+                .iter()
+                .any(|s| s == n || (n == "INBOX" && s.eq_ignore_ascii_case("INBOX")))
+        };
+        // SUBSCRIBED lists subscribed names even when they no longer exist.
+        let mut candidates = names.clone();
+        if l.select_subscribed {
+            for s in &subscribed {
+                if !candidates.iter().any(|n| n == s) && !s.eq_ignore_ascii_case("INBOX") {
+                    candidates.push(s.clone());
+                }
+            }
+        }
+        let patterns: Vec<String> = l
+            .patterns
+            .iter()
+            .map(|p| {
+                let full = format!("{}{p}", l.reference);
+                if utf8 {
+                    utf8_to_mutf7(&full)
+                } else {
+                    full
+                }
+            })
+            .collect();
+        let has_children = |n: &str| {
+            names
+                .iter()
+                .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
+        };
+        for n in &candidates {
+            let matched = patterns.iter().any(|p| {
+                if n == "INBOX" {
+                    wildcard(p.to_ascii_uppercase().as_bytes(), b"INBOX")
+                } else {
+                    wildcard(p.as_bytes(), n.as_bytes())
+                }
+            });
+            if !matched {
+                continue;
+            }
+            let exists = names.contains(n);
+            let use_attr = special_use(n);
+            if l.select_subscribed && !is_subscribed(n) {
+                continue;
+            }
+            if l.select_special_use && use_attr.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                attrs.push("\\NonExistent");
+            } else {
+                attrs.push(if has_children(n) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if let Some(su) = use_attr {
+                attrs.push(su);
+            }
+            if (l.select_subscribed || l.return_subscribed) && is_subscribed(n) {
+                attrs.push("\\Subscribed");
+            }
+            let shown = astring(&Self::display_name(n, utf8));
+            out.extend_from_slice(
+                format!("* LIST ({}) \".\" {shown}\r\n", attrs.join(" ")).as_bytes(),
+            );
+            if let (Some(items), true) = (&l.return_status, exists) {
+                if let Ok(mb) = self.open(n) {
+                    let parts = status_items(&mb, items.iter().map(String::as_str));
+                    out.extend_from_slice(
+                        format!("* STATUS {shown} ({})\r\n", parts.join(" ")).as_bytes(),
+                    );
+                }
+            }
+        }
+        out.extend_from_slice(tagged(tag, "OK", "List completed.").as_bytes());
+        out
     }
 
     fn status(

@@ -240,6 +240,21 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                     }
                 }
             }
+            Action::List { tag, list } => {
+                let utf8 = session.utf8_enabled();
+                let st = session.state();
+                match with_account(&mut account, move |b| b.list_extended(&tag, &list, utf8)).await
+                {
+                    Some(out) => {
+                        session.respond(&out);
+                        session.command_done(st);
+                    }
+                    None => {
+                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
+                        session.command_done(State::Logout);
+                    }
+                }
+            }
             Action::Close => {
                 let _ = flush(&mut conn.stream, &mut session).await;
                 let _ = conn.stream.shutdown().await;

@@ -217,6 +217,9 @@ print("list2", m.list('""', "Work*"))
 print("delete", m.delete("Work.Done"))
 print("subscribe", m.subscribe("Archive"))
 print("lsub", m.lsub())
+print("xlist-sub", m._simple_command("LIST", "(SUBSCRIBED)", '""', '"*"'), m.untagged_responses.pop("LIST", None))
+print("xlist-su", m._simple_command("LIST", "(SPECIAL-USE)", '""', '"*"'), m.untagged_responses.pop("LIST", None))
+print("xlist-status", m._simple_command("LIST", '""', '"A*"', "RETURN", "(STATUS (MESSAGES UNSEEN))"), m.untagged_responses.pop("LIST", None), m.untagged_responses.pop("STATUS", None))
 print("select-missing", m.select("Nope"))
 print("close", m.close() if m.state == "SELECTED" else "not-selected")
 m.logout()
@@ -292,6 +295,21 @@ m.logout()
     assert!(line("delete").contains("OK"), "{out}");
     assert!(line("lsub").contains("Archive"), "{out}");
     assert!(line("select-missing").contains("NO"), "{out}");
+    // RFC 5258 / 6154 / 5819.
+    assert!(
+        line("xlist-sub")
+            .contains("[b'(\\\\HasNoChildren \\\\Archive \\\\Subscribed) \".\" Archive']"),
+        "{out}"
+    );
+    assert!(!line("xlist-sub").contains("INBOX"), "{out}");
+    assert!(
+        line("xlist-su").contains("Archive") && !line("xlist-su").contains("INBOX"),
+        "{out}"
+    );
+    assert!(
+        line("xlist-status").contains("b'Archive (MESSAGES 3 UNSEEN 1)'"),
+        "{out}"
+    );
 }
 
 /// Sends raw IMAP lines and reads until the tagged reply of `tag`.

@@ -19,6 +19,7 @@ use imap_codec::CommandCodec;
 
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
+pub mod list_ext;
 pub mod response;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,12 @@ pub enum Action {
     Run {
         tag: String,
         command: Box<CommandBody<'static>>,
+    },
+    /// An extended LIST (RFC 5258/6154/5819), which imap-codec doesn't
+    /// parse: like [`Action::Run`].
+    List {
+        tag: String,
+        list: list_ext::ListExtended,
     },
     /// IDLE is running (the continuation went out): report mailbox changes
     /// with [`Session::respond`] while waiting for input; DONE ends it.
@@ -190,6 +197,8 @@ impl Session {
             "MOVE",
             "CHILDREN",
             "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
             "UTF8=ACCEPT",
         ]);
         c.join(" ")
@@ -399,6 +408,22 @@ impl Session {
             .decode_tag()
             .map(|t| t.as_ref().to_string())
             .unwrap_or_else(|| "*".into());
+        if let Some((tag, parsed)) = list_ext::parse(raw) {
+            return match parsed {
+                Err(why) => {
+                    self.bad(&tag, &format!("Error in IMAP command LIST: {why}."));
+                    None
+                }
+                Ok(_) if matches!(self.state, State::NotAuthenticated | State::Logout) => {
+                    self.bad(&tag, "Error in IMAP command LIST: Not logged in.");
+                    None
+                }
+                Ok(list) => {
+                    self.mode = Mode::Waiting;
+                    Some(Action::List { tag, list })
+                }
+            };
+        }
         let command = match self.frag.decode_message(&CommandCodec::default()) {
             Ok(c) => c.into_static(),
             Err(DecodeMessageError::MessageTooLong { .. }) => {

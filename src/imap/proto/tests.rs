@@ -284,3 +284,33 @@ fn list_patterns_parse() {
         assert!(matches!(a.first(), Some(Action::Run { .. })), "{cmd}: {o}");
     }
 }
+
+#[test]
+fn extended_list_is_parsed_here_and_needs_login() {
+    let mut s = Session::new(cfg_tls());
+    out(&mut s);
+    let (o, a) = run(&mut s, "a LIST (SUBSCRIBED) \"\" *\r\n");
+    assert_eq!(o, "a BAD Error in IMAP command LIST: Not logged in.\r\n");
+    assert!(a.is_empty());
+    let mut s = logged_in(cfg_tls());
+    let (_, a) = run(
+        &mut s,
+        "b LIST (SPECIAL-USE) \"\" (\"*\") RETURN (STATUS (MESSAGES))\r\n",
+    );
+    match &a[0] {
+        Action::List { tag, list } => {
+            assert_eq!(tag, "b");
+            assert!(list.select_special_use);
+            assert_eq!(list.return_status, Some(vec!["MESSAGES".to_string()]));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.respond(b"b OK List completed.\r\n");
+    s.command_done(State::Authenticated);
+    out(&mut s);
+    let (o, _) = run(&mut s, "c LIST (NOPE) \"\" *\r\n");
+    assert_eq!(
+        o,
+        "c BAD Error in IMAP command LIST: unknown LIST selection option NOPE.\r\n"
+    );
+}
