@@ -4,9 +4,10 @@
 //! it off the async threads. Every method returns the response bytes
 //! (untagged data, then the tagged status).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imap_codec::encode::Encoder;
@@ -34,19 +35,120 @@ use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot, Me
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 
-/// The selected mailbox.
+/// One open mailbox, shared by every session of this process that has it
+/// selected, so a 5,000-message INBOX is held once, not once per session.
+/// Each change bumps `modseq` and stamps the message, so every session can
+/// tell what changed since it last looked (sync's own change list is
+/// consumed by whichever session syncs first).
+pub struct Shared {
+    mailbox: Mailbox,
+    modseq: u64,
+    /// uid → modseq of its last flag change or arrival.
+    stamps: HashMap<u32, u64>,
+}
+
+impl Shared {
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let c = self.mailbox.sync()?;
+        if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
+            self.modseq += 1;
+            for u in c.new_uids.iter().chain(&c.flag_changes) {
+                self.stamps.insert(*u, self.modseq);
+            }
+        }
+        for u in &c.expunged_uids {
+            self.stamps.remove(u);
+        }
+        Ok(())
+    }
+
+    fn set_flags(&mut self, uid: u32, flags: Flags, keywords: &[&str]) -> Result<bool, StoreError> {
+        let changed = self.mailbox.set_flags(uid, flags, keywords)?;
+        if changed {
+            self.modseq += 1;
+            self.stamps.insert(uid, self.modseq);
+        }
+        Ok(changed)
+    }
+
+    fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let gone = self.mailbox.expunge(uids)?;
+        for u in &gone {
+            self.stamps.remove(u);
+        }
+        Ok(gone)
+    }
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+/// Open mailboxes by directory; entries die with their last session.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The shared state of mailbox `name`, opening it if no session has.
+fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> {
+    let path = if name.eq_ignore_ascii_case("INBOX") {
+        root.path().to_path_buf()
+    } else {
+        root.folder_path(name)?
+    };
+    let existing = OPEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .and_then(Weak::upgrade);
+    if let Some(s) = existing {
+        lock(&s).sync()?;
+        return Ok(s);
+    }
+    let mailbox = root.open(name)?;
+    let s = Arc::new(Mutex::new(Shared {
+        mailbox,
+        modseq: 1,
+        stamps: HashMap::new(),
+    }));
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.retain(|_, w| w.strong_count() > 0);
+    // Another session may have opened it meanwhile: use theirs.
+    if let Some(other) = open.get(&path).and_then(Weak::upgrade) {
+        return Ok(other);
+    }
+    open.insert(path, Arc::downgrade(&s));
+    Ok(s)
+}
+
+/// The selected mailbox, as this session knows it.
 struct Selected {
     /// Raw (modified UTF-7) name, `INBOX` for the root.
     name: String,
-    mailbox: Mailbox,
+    shared: SharedRef,
     read_only: bool,
     /// UIDs in sequence-number order, as the client knows them.
     view: Vec<u32>,
     /// Expunged by someone else while we could not say so (during FETCH,
     /// STORE, SEARCH; RFC 3501 §7.4.1); reported at the next chance.
     pending_expunge: Vec<u32>,
-    /// Messages this session saw first (`\Recent`).
-    recent: HashSet<u32>,
+    /// UIDs from here on are `\Recent` for this session.
+    recent_from: u32,
+    /// The shared modseq this session has reported flag changes up to.
+    seen_modseq: u64,
+    /// Flag changes this session made (uid → their modseq), answered by its
+    /// own STORE/FETCH: not reported back to it as news.
+    own: HashMap<u32, u64>,
+}
+
+impl Selected {
+    fn is_recent(&self, uid: u32) -> bool {
+        uid >= self.recent_from
+    }
+    fn recent_count(&self) -> usize {
+        self.view.iter().filter(|u| **u >= self.recent_from).count()
+    }
 }
 
 pub struct Backend {
@@ -390,14 +492,15 @@ impl Backend {
             B::Close => {
                 if let Some(sel) = &mut self.selected {
                     if !sel.read_only {
-                        let deleted: Vec<u32> = sel
+                        let mut sh = lock(&sel.shared);
+                        let deleted: Vec<u32> = sh
                             .mailbox
                             .messages()
                             .iter()
                             .filter(|m| m.flags.contains(Flags::DELETED))
                             .map(|m| m.uid)
                             .collect();
-                        if let Err(e) = sel.mailbox.expunge(&deleted) {
+                        if let Err(e) = sh.expunge(&deleted) {
                             tracing::warn!(error = %e, "CLOSE: expunge failed");
                         }
                     }
@@ -462,14 +565,17 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return;
         };
-        let changes = match sel.mailbox.sync() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "sync failed");
-                return;
+        let mut sh = lock(&sel.shared);
+        if let Err(e) = sh.sync() {
+            tracing::warn!(error = %e, "sync failed");
+            return;
+        }
+        // Gone from the mailbox but still in our view: someone expunged it.
+        for &u in &sel.view {
+            if sh.mailbox.get(u).is_none() && !sel.pending_expunge.contains(&u) {
+                sel.pending_expunge.push(u);
             }
-        };
-        sel.pending_expunge.extend(&changes.expunged_uids);
+        }
         if allow_expunge && !sel.pending_expunge.is_empty() {
             let gone: HashSet<u32> = sel.pending_expunge.drain(..).collect();
             let mut i = sel.view.len();
@@ -481,40 +587,48 @@ impl Backend {
                 }
             }
         }
-        if !changes.new_uids.is_empty() {
-            let first = first_recent_uid(&sel.mailbox);
-            let mut claimed = false;
-            for &u in &changes.new_uids {
-                if !sel.view.contains(&u) {
-                    sel.view.push(u);
-                    if u >= first {
-                        sel.recent.insert(u);
-                        claimed = true;
-                    }
-                }
+        // UIDs only grow: anything above our last one is new.
+        let last = sel.view.last().copied().unwrap_or(0);
+        let new: Vec<u32> = sh
+            .mailbox
+            .messages()
+            .iter()
+            .map(|m| m.uid)
+            .filter(|u| *u > last)
+            .collect();
+        if !new.is_empty() {
+            let first = first_recent_uid(&sh.mailbox);
+            if first <= *new.last().unwrap_or(&0) && !sel.read_only {
+                sel.recent_from = sel.recent_from.min(first.max(new[0]));
+                claim_recent(&sh.mailbox, sh.mailbox.next_uid());
             }
-            if claimed && !sel.read_only {
-                claim_recent(&sel.mailbox, sel.mailbox.next_uid());
-            }
+            sel.view.extend(&new);
             out.extend_from_slice(
                 format!(
                     "* {} EXISTS\r\n* {} RECENT\r\n",
                     sel.view.len(),
-                    sel.recent.len()
+                    sel.recent_count()
                 )
                 .as_bytes(),
             );
         }
-        for &u in &changes.flag_changes {
-            if let (Some(pos), Some(m)) =
-                (sel.view.iter().position(|v| *v == u), sel.mailbox.get(u))
-            {
-                let flags = flag_list(m.flags, &m.keywords, sel.recent.contains(&u));
-                out.extend_from_slice(
-                    format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", pos + 1).as_bytes(),
-                );
+        if sh.modseq > sel.seen_modseq {
+            for (i, &u) in sel.view.iter().enumerate() {
+                let stamp = sh.stamps.get(&u).copied();
+                let changed = stamp.is_some_and(|m| m > sel.seen_modseq);
+                if !changed || new.contains(&u) || sel.own.get(&u).copied() == stamp {
+                    continue;
+                }
+                if let Some(m) = sh.mailbox.get(u) {
+                    let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u));
+                    out.extend_from_slice(
+                        format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", i + 1).as_bytes(),
+                    );
+                }
             }
+            sel.seen_modseq = sh.modseq;
         }
+        sel.own.clear();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -531,15 +645,17 @@ impl Backend {
         self.selected = None;
         *state = State::Authenticated;
         let name = self.name_of(mailbox, utf8);
-        let mb = match self.open(&name) {
+        let shared = match open_shared(&self.root, &name) {
             Ok(m) => m,
             Err(e) => return store_no(tag, &e),
         };
+        let sh = lock(&shared);
+        let mb = &sh.mailbox;
         let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
-        let first = first_recent_uid(&mb);
-        let recent: HashSet<u32> = view.iter().copied().filter(|u| *u >= first).collect();
-        if !read_only && !recent.is_empty() {
-            claim_recent(&mb, mb.next_uid());
+        let first = first_recent_uid(mb);
+        let recent_count = view.iter().filter(|u| **u >= first).count();
+        if !read_only && recent_count > 0 {
+            claim_recent(mb, mb.next_uid());
         }
         let unseen = mb
             .messages()
@@ -566,7 +682,7 @@ impl Backend {
              * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n\
              * {} EXISTS\r\n* {} RECENT\r\n",
             view.len(),
-            recent.len()
+            recent_count
         );
         out.extend_from_slice(s.as_bytes());
         if let Some(u) = unseen {
@@ -580,13 +696,17 @@ impl Backend {
             )
             .as_bytes(),
         );
+        let seen_modseq = sh.modseq;
+        drop(sh);
         self.selected = Some(Selected {
             name,
-            mailbox: mb,
+            shared,
             read_only,
             view,
             pending_expunge: Vec::new(),
-            recent,
+            recent_from: first,
+            seen_modseq,
+            own: HashMap::new(),
         });
         *state = State::Selected { read_only };
         if read_only {
@@ -890,10 +1010,12 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
         if sel.read_only {
             return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
         }
-        let deleted: Vec<u32> = sel
+        let deleted: Vec<u32> = sh
             .mailbox
             .messages()
             .iter()
@@ -901,11 +1023,12 @@ impl Backend {
             .filter(|m| targets.as_ref().is_none_or(|t| t.contains(&m.uid)))
             .map(|m| m.uid)
             .collect();
-        let gone = match sel.mailbox.expunge(&deleted) {
+        let gone = match sh.expunge(&deleted) {
             Ok(g) => g,
             Err(e) => return store_no(tag, &e),
         };
         sel.pending_expunge.extend(gone);
+        drop(sh);
         self.updates(true, out);
         tagged(tag, "OK", "Expunge completed.")
     }
@@ -931,6 +1054,11 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
+        // Our own flag changes are answered by this command: don't report
+        // them again as news, unless others' changes are pending too.
+        let was_current = sh.modseq == sel.seen_modseq;
         let needs_body = items.iter().any(|i| {
             !matches!(
                 i,
@@ -948,7 +1076,7 @@ impl Backend {
                 _ => false,
             });
         for (seq, u) in targets {
-            let Some(info) = sel.mailbox.get(u).cloned() else {
+            let Some(info) = sh.mailbox.get(u).cloned() else {
                 continue;
             };
             let mut flags = info.flags;
@@ -956,12 +1084,13 @@ impl Backend {
             if sets_seen && !flags.contains(Flags::SEEN) {
                 flags.insert(Flags::SEEN);
                 let kw: Vec<&str> = info.keywords.iter().map(String::as_str).collect();
-                if sel.mailbox.set_flags(u, flags, &kw).unwrap_or(false) {
+                if sh.set_flags(u, flags, &kw).unwrap_or(false) {
                     seen_now = true;
+                    sel.own.insert(u, sh.modseq);
                 }
             }
             let raw = if needs_body {
-                match sel.mailbox.open_message(u) {
+                match sh.mailbox.open_message(u) {
                     Ok(Some(mut f)) => {
                         let mut v = Vec::with_capacity(info.size as usize);
                         use std::io::Read;
@@ -1064,7 +1193,7 @@ impl Backend {
                             .map(|f| FlagFetch::Flag(f.into_static()))
                     })
                     .collect();
-                if sel.recent.contains(&u) {
+                if sel.is_recent(u) {
                     f.push(FlagFetch::Recent);
                 }
                 for k in &info.keywords {
@@ -1088,6 +1217,10 @@ impl Backend {
             out.extend_from_slice(&encode(&Response::Data(Data::Fetch { seq, items })));
         }
         // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
+        if was_current {
+            sel.seen_modseq = sh.modseq;
+        }
+        drop(sh);
         self.updates(uid, out);
         tagged(tag, "OK", "Fetch completed.")
     }
@@ -1107,12 +1240,17 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
+        // Our own flag changes are answered by this command: don't report
+        // them again as news, unless others' changes are pending too.
+        let was_current = sh.modseq == sel.seen_modseq;
         if sel.read_only {
             return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
         }
         let (sys, kws) = split_flags(flags);
         for (seq, u) in targets {
-            let Some(info) = sel.mailbox.get(u).cloned() else {
+            let Some(info) = sh.mailbox.get(u).cloned() else {
                 continue;
             };
             let (new_flags, new_kw): (Flags, Vec<String>) = match kind {
@@ -1136,15 +1274,19 @@ impl Backend {
                 ),
             };
             let kw: Vec<&str> = new_kw.iter().map(String::as_str).collect();
-            if let Err(e) = sel.mailbox.set_flags(u, new_flags, &kw) {
-                return store_no(tag, &e);
+            match sh.set_flags(u, new_flags, &kw) {
+                Ok(true) => {
+                    sel.own.insert(u, sh.modseq);
+                }
+                Ok(false) => {}
+                Err(e) => return store_no(tag, &e),
             }
             if *response == StoreResponse::Answer {
-                let m = sel.mailbox.get(u);
+                let m = sh.mailbox.get(u);
                 let (f, k) = m
                     .map(|m| (m.flags, m.keywords.clone()))
                     .unwrap_or((new_flags, new_kw));
-                let fl = flag_list(f, &k, sel.recent.contains(&u));
+                let fl = flag_list(f, &k, sel.is_recent(u));
                 let uid_part = if uid {
                     format!("UID {u} ")
                 } else {
@@ -1155,6 +1297,10 @@ impl Backend {
                 );
             }
         }
+        if was_current {
+            sel.seen_modseq = sh.modseq;
+        }
+        drop(sh);
         self.updates(uid, out);
         tagged(tag, "OK", "Store completed.")
     }
@@ -1183,11 +1329,13 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
         if moving && sel.read_only {
             return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
         }
         let uids: Vec<u32> = targets.iter().map(|(_, u)| *u).collect();
-        let pairs = match sel.mailbox.copy_to(&uids, &dest) {
+        let pairs = match sh.mailbox.copy_to(&uids, &dest) {
             Ok(p) => p,
             Err(e) => return store_no(tag, &e),
         };
@@ -1206,13 +1354,15 @@ impl Backend {
             // RFC 6851: the OK with COPYUID comes untagged, then EXPUNGEs.
             out.extend_from_slice(format!("* OK [{code}] Moved UIDs.\r\n").as_bytes());
             let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
-            match sel.mailbox.expunge(&moved) {
+            match sh.expunge(&moved) {
                 Ok(g) => sel.pending_expunge.extend(g),
                 Err(e) => return store_no(tag, &e),
             }
+            drop(sh);
             self.updates(true, out);
             return tagged(tag, "OK", "Move completed.");
         }
+        drop(sh);
         self.updates(uid, out);
         tagged(tag, "OK", &format!("[{code}] Copy completed."))
     }
@@ -1235,6 +1385,8 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
+        let shared = sel.shared.clone();
+        let sh = lock(&shared);
         let needs = query.needs();
         let ctx = SearchContext {
             max_seq: sel.view.len() as u32,
@@ -1243,18 +1395,18 @@ impl Backend {
         };
         let mut found = Vec::new();
         for (i, &u) in sel.view.iter().enumerate() {
-            let Some(info) = sel.mailbox.get(u) else {
+            let Some(info) = sh.mailbox.get(u) else {
                 continue;
             };
             let data = if needs.header || needs.body {
-                read_message(&sel.mailbox, u)
+                read_message(&sh.mailbox, u)
             } else {
                 None
             };
             let c = Candidate {
                 seq: i as u32 + 1,
                 info,
-                recent: sel.recent.contains(&u),
+                recent: sel.is_recent(u),
                 data,
             };
             if query.matches(&c, &ctx) {
@@ -1264,6 +1416,7 @@ impl Backend {
         let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
         let sep = if list.is_empty() { "" } else { " " };
         out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+        drop(sh);
         self.updates(uid, out);
         tagged(tag, "OK", "Search completed.")
     }

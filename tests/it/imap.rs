@@ -380,6 +380,8 @@ s.quit()
     // b flags and expunges message 1; a sees the flag change and then the expunge.
     let o = exchange(&mut b, "f STORE 1 +FLAGS (\\Deleted)\r\n", "f");
     assert!(o.contains("FLAGS (\\Deleted"), "{o}");
+    // Its own change is answered once, not echoed again as news.
+    assert_eq!(o.matches(" FETCH ").count(), 1, "{o}");
     let o = exchange(&mut a, "n NOOP\r\n", "n");
     assert!(o.contains("* 1 FETCH (UID 1 FLAGS (\\Deleted"), "{o}");
     assert!(o.contains("* 2 EXISTS") || !o.contains("EXISTS"), "{o}");
