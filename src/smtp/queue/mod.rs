@@ -348,7 +348,7 @@ impl Queue {
             }
         }
         if plan.done {
-            if let Err(e) = self.spool.remove(id) {
+            if let Err(e) = self.spool.retire(id) {
                 tracing::error!("{id}: cannot remove from the queue: {e}");
             } else {
                 tracing::info!("{id}: removed");
