@@ -4,9 +4,11 @@
 # needed). It never kills processes by name and never touches a system-wide
 # Dovecot. Idempotent.
 # Env: DOVECOT_DIR (as for start-dovecot.sh)  POP3_PORT=4110
+#      PORTS="$POP3_PORT"  the ports that must be closed afterwards (e.g. "4143" for IMAP)
 set -uo pipefail
 : "${DOVECOT_DIR:?}"
 POP3_PORT=${POP3_PORT:-4110}
+PORTS=${PORTS:-$POP3_PORT}
 
 PID=$(cat "$DOVECOT_DIR/dovecot.pid" 2>/dev/null || cat "$DOVECOT_DIR/run/master.pid" 2>/dev/null || true)
 if [ -z "$PID" ] || ! kill -0 "$PID" 2>/dev/null; then
@@ -22,12 +24,15 @@ else
   if kill -0 "$PID" 2>/dev/null; then echo "[stop-dovecot] still alive after 15 s, SIGKILL $PID"; kill -KILL "$PID"; fi
 fi
 rm -f "$DOVECOT_DIR/dovecot.pid"
-for _ in $(seq 20); do
-  ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "127.0.0.1:$POP3_PORT" || break
-  sleep 0.25
+listening() { ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "127.0.0.1:$1"; }
+for port in $PORTS; do
+  for _ in $(seq 20); do
+    listening "$port" || break
+    sleep 0.25
+  done
+  if listening "$port"; then
+    echo "[stop-dovecot] WARNING still listening: 127.0.0.1:$port"
+  else
+    echo "[stop-dovecot] port $port closed"
+  fi
 done
-if ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "127.0.0.1:$POP3_PORT"; then
-  echo "[stop-dovecot] WARNING still listening: 127.0.0.1:$POP3_PORT"
-else
-  echo "[stop-dovecot] port $POP3_PORT closed"
-fi
