@@ -4,11 +4,12 @@
 //! it off the async threads. Every method returns the response bytes
 //! (untagged data, then the tagged status).
 
-use std::collections::{HashMap, HashSet};
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::command::CommandBody;
@@ -45,10 +46,26 @@ pub struct Shared {
     modseq: u64,
     /// uid → modseq of its last flag change or arrival.
     stamps: HashMap<u32, u64>,
+    last_sync: Instant,
 }
 
+/// Sessions look at the directory at most this often: a look after a
+/// change re-reads the whole directory, and our own changes are in the
+/// list already.
+const SYNC_INTERVAL: Duration = Duration::from_millis(250);
+
 impl Shared {
+    /// Picks up changes made by others (deliveries, other processes), at
+    /// most every [`SYNC_INTERVAL`].
     fn sync(&mut self) -> Result<(), StoreError> {
+        if self.last_sync.elapsed() < SYNC_INTERVAL {
+            return Ok(());
+        }
+        self.sync_now()
+    }
+
+    fn sync_now(&mut self) -> Result<(), StoreError> {
+        self.last_sync = Instant::now();
         let c = self.mailbox.sync()?;
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
             self.modseq += 1;
@@ -86,6 +103,34 @@ type SharedRef = Arc<Mutex<Shared>>;
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// Recently used mailboxes stay open for a while after their last session
+/// ends, so the next session (a client that logs in for every check) doesn't
+/// read the whole directory again.
+static KEEP: LazyLock<Mutex<VecDeque<(Instant, SharedRef)>>> =
+    LazyLock::new(|| Mutex::new(VecDeque::new()));
+const KEEP_MAX: usize = 16;
+const KEEP_FOR: Duration = Duration::from_secs(30);
+
+fn keep(s: &SharedRef) {
+    let mut k = KEEP.lock().unwrap_or_else(|e| e.into_inner());
+    k.retain(|(t, x)| t.elapsed() < KEEP_FOR && !Arc::ptr_eq(x, s));
+    k.push_back((Instant::now(), s.clone()));
+    while k.len() > KEEP_MAX {
+        k.pop_front();
+    }
+}
+
+/// A mailbox was deleted or renamed: drop what we hold of it.
+fn forget(root: &MaildirRoot, name: &str) {
+    let Ok(path) = root.folder_path(name) else {
+        return;
+    };
+    OPEN.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
+    KEEP.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(_, x)| lock(x).mailbox.dir() != path);
+}
+
 fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -104,6 +149,7 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         .and_then(Weak::upgrade);
     if let Some(s) = existing {
         lock(&s).sync()?;
+        keep(&s);
         return Ok(s);
     }
     let mailbox = root.open(name)?;
@@ -111,6 +157,7 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         mailbox,
         modseq: 1,
         stamps: HashMap::new(),
+        last_sync: Instant::now(),
     }));
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|_, w| w.strong_count() > 0);
@@ -119,6 +166,8 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         return Ok(other);
     }
     open.insert(path, Arc::downgrade(&s));
+    drop(open);
+    keep(&s);
     Ok(s)
 }
 
@@ -414,7 +463,10 @@ impl Backend {
                     tagged(tag, "NO", "Can't delete the selected mailbox.")
                 } else {
                     match self.root.delete_folder(&name) {
-                        Ok(()) => tagged(tag, "OK", "Delete completed."),
+                        Ok(()) => {
+                            forget(&self.root, &name);
+                            tagged(tag, "OK", "Delete completed.")
+                        }
                         Err(e) => store_no(tag, &e),
                     }
                 }
@@ -463,6 +515,7 @@ impl Backend {
                 match self.open(&name) {
                     Ok(mb) => match mb.append(&data, sys, &kw, when) {
                         Ok(uid) => {
+                            self.touched(&name);
                             self.updates(true, &mut out);
                             tagged(
                                 tag,
@@ -557,6 +610,18 @@ impl Backend {
         };
         out.extend_from_slice(resp.as_bytes());
         (out, state)
+    }
+
+    /// We wrote into mailbox `name` through another handle: if it is the
+    /// selected one, look now rather than at the next interval.
+    fn touched(&mut self, name: &str) {
+        if let Some(sel) = &self.selected {
+            if sel.name == name {
+                if let Err(e) = lock(&sel.shared).sync_now() {
+                    tracing::warn!(error = %e, "sync failed");
+                }
+            }
+        }
     }
 
     /// Untagged updates since the last look: EXPUNGE (if allowed), EXISTS,
@@ -739,7 +804,10 @@ impl Backend {
             };
         }
         match self.root.rename_folder(&old, &new) {
-            Ok(()) => tagged(tag, "OK", "Rename completed."),
+            Ok(()) => {
+                forget(&self.root, &old);
+                tagged(tag, "OK", "Rename completed.")
+            }
             Err(e) => store_no(tag, &e),
         }
     }
@@ -1104,7 +1172,11 @@ impl Backend {
             } else {
                 None
             };
-            let parsed = raw.as_deref().map(fetch::parse);
+            // Parsed only when an item needs the MIME structure: a whole
+            // BODY[] (what mbsync fetches) is sent as it is.
+            let raw_ref = raw.as_deref();
+            let cell: OnceCell<fetch::Parsed> = OnceCell::new();
+            let parsed = || raw_ref.map(|r| cell.get_or_init(|| fetch::parse(r)));
             let mut data: Vec<MessageDataItem<'static>> = Vec::new();
             let mut flags_at: Option<usize> = None;
             for item in &items {
@@ -1124,25 +1196,30 @@ impl Backend {
                         data.push(MessageDataItem::Rfc822Size(info.vsize as u32))
                     }
                     MessageDataItemName::Envelope => {
-                        if let Some(e) = parsed.as_ref().map(fetch::envelope) {
+                        if let Some(e) = parsed().map(fetch::envelope) {
                             data.push(MessageDataItem::Envelope(e));
                         }
                     }
                     MessageDataItemName::Body => {
-                        if let Some(b) = parsed.as_ref().map(|p| fetch::body_structure(p, false)) {
+                        if let Some(b) = parsed().map(|p| fetch::body_structure(p, false)) {
                             data.push(MessageDataItem::Body(b));
                         }
                     }
                     MessageDataItemName::BodyStructure => {
-                        if let Some(b) = parsed.as_ref().map(|p| fetch::body_structure(p, true)) {
+                        if let Some(b) = parsed().map(|p| fetch::body_structure(p, true)) {
                             data.push(MessageDataItem::BodyStructure(b));
                         }
                     }
                     MessageDataItemName::BodyExt {
                         section, partial, ..
                     } => {
-                        if let Some(p) = &parsed {
-                            let bytes = section_bytes(p, section.as_ref());
+                        if let Some(r) = raw_ref {
+                            let bytes = match section {
+                                None => r.to_vec(),
+                                Some(_) => parsed()
+                                    .map(|p| section_bytes(p, section.as_ref()))
+                                    .unwrap_or_default(),
+                            };
                             let (origin, bytes) = match partial {
                                 Some((o, l)) => {
                                     (Some(*o), fetch::partial(&bytes, *o, l.get()).to_vec())
@@ -1157,12 +1234,12 @@ impl Backend {
                         }
                     }
                     MessageDataItemName::Rfc822 => {
-                        if let Some(p) = &parsed {
-                            data.push(MessageDataItem::Rfc822(nstring(section_bytes(p, None))));
+                        if let Some(r) = raw_ref {
+                            data.push(MessageDataItem::Rfc822(nstring(r.to_vec())));
                         }
                     }
                     MessageDataItemName::Rfc822Header => {
-                        if let Some(p) = &parsed {
+                        if let Some(p) = parsed() {
                             let s = Section::Header(None);
                             data.push(MessageDataItem::Rfc822Header(nstring(section_bytes(
                                 p,
@@ -1171,7 +1248,7 @@ impl Backend {
                         }
                     }
                     MessageDataItemName::Rfc822Text => {
-                        if let Some(p) = &parsed {
+                        if let Some(p) = parsed() {
                             let s = Section::Text(None);
                             data.push(MessageDataItem::Rfc822Text(nstring(section_bytes(
                                 p,
@@ -1363,6 +1440,7 @@ impl Backend {
             return tagged(tag, "OK", "Move completed.");
         }
         drop(sh);
+        self.touched(&name);
         self.updates(uid, out);
         tagged(tag, "OK", &format!("[{code}] Copy completed."))
     }

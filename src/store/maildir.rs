@@ -623,10 +623,29 @@ impl Mailbox {
             .iter()
             .map(|m| (m.filename.as_str(), m))
             .collect();
+        // Messages we had that the scan missed may only have been renamed
+        // while the directory was read (readdir need not return a file
+        // renamed meanwhile): one more look at the directories before
+        // calling them expunged.
+        let missed = self
+            .messages
+            .iter()
+            .any(|m| !scan.contains_key(&m.basename));
+        let rescue: ScanMap = if missed {
+            let mut map = ScanMap::new();
+            let mut ignored = HashSet::new();
+            let _ = self.scan_once(&mut map, &mut ignored)?;
+            map
+        } else {
+            ScanMap::new()
+        };
         let mut messages = Vec::with_capacity(ul.records.len());
         let mut computed_vsizes = Vec::new();
         for rec in &ul.records {
-            let Some(found) = scan.get(&rec.basename) else {
+            let Some(found) = scan
+                .get(&rec.basename)
+                .or_else(|| rescue.get(&rec.basename))
+            else {
                 continue;
             };
             let info = match prev.get(found.filename.as_str()) {
@@ -664,13 +683,16 @@ impl Mailbox {
         recent: &HashSet<String>,
         computed_vsizes: &mut Vec<(u32, String, u64)>,
     ) -> Result<Option<MessageInfo>> {
-        let mut retried = false;
+        // Another session may be renaming the file (flag changes) while we
+        // look: follow it as long as it still exists under some name. Only
+        // when no name is left has it been expunged.
+        let mut tries = 0;
         let meta = loop {
             let path = self.path_of(&found);
             match fs::metadata(&path) {
                 Ok(m) => break m,
-                Err(e) if is_not_found(&e) && !retried => {
-                    retried = true;
+                Err(e) if is_not_found(&e) && tries < 20 => {
+                    tries += 1;
                     match self.find_by_basename(&rec.basename)? {
                         Some(f) => found = f,
                         None => return Ok(None),

@@ -703,3 +703,57 @@ fn broken_or_v1_uidlist() {
     assert_ne!(mb.uidvalidity(), 1234567);
     assert_eq!(mb.messages().len(), 2);
 }
+
+/// A session that keeps renaming files (flag changes) must never make
+/// another instance's sync miss a message (readdir need not return a file
+/// renamed while it runs).
+#[test]
+fn renames_during_a_sync_never_hide_a_message() {
+    // Big enough that readdir takes several getdents calls.
+    const N: u32 = 3000;
+    let (_tmp, dir) = new_maildir();
+    for i in 0..N {
+        deliver(
+            &dir,
+            &format!("{}.M{i}P1.test", 1_700_000_000 + i),
+            b"Subject: x\n\nbody\n",
+        );
+    }
+    let mut watcher = Mailbox::open(&dir).unwrap();
+    assert_eq!(watcher.messages().len(), N as usize);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut mb = Mailbox::open(&dir).unwrap();
+            let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let u = uids[(i * 7919) % uids.len()];
+                let on = i.is_multiple_of(2);
+                let flags = if on { Flags::FLAGGED } else { Flags::empty() };
+                mb.set_flags(u, flags, &[]).unwrap();
+                i += 1;
+                // About as fast as a busy IMAP client flips flags.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut syncs = 0;
+    while syncs < 8 && std::time::Instant::now() < deadline {
+        watcher.sync().unwrap();
+        assert_eq!(watcher.messages().len(), N as usize, "after {syncs} syncs");
+        let fresh = Mailbox::open(&dir).unwrap();
+        assert_eq!(
+            fresh.messages().len(),
+            N as usize,
+            "fresh open after {syncs} syncs"
+        );
+        syncs += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(flips > 100 && syncs >= 3, "flips {flips}, syncs {syncs}");
+}
