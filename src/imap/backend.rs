@@ -290,19 +290,23 @@ fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<S
     parts
 }
 
-/// Largest sequence number or UID for `*`.
-fn contains(set: &SequenceSet, n: u32, largest: u32) -> bool {
+/// The set as `(low, high)` intervals, `*` standing for `largest`.
+fn intervals(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
     let expand = |v: &SeqOrUid| match v {
         SeqOrUid::Value(x) => x.get(),
         SeqOrUid::Asterisk => largest,
     };
-    set.0.as_ref().iter().any(|s| match s {
-        Sequence::Single(v) => expand(v) == n,
-        Sequence::Range(a, b) => {
-            let (a, b) = (expand(a), expand(b));
-            (a.min(b)..=a.max(b)).contains(&n)
-        }
-    })
+    set.0
+        .as_ref()
+        .iter()
+        .map(|s| match s {
+            Sequence::Single(v) => (expand(v), expand(v)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (expand(a), expand(b));
+                (a.min(b), a.max(b))
+            }
+        })
+        .collect()
 }
 
 fn system_flag(f: &Flag) -> Option<Flags> {
@@ -1060,12 +1064,33 @@ impl Backend {
         } else {
             sel.view.len() as u32
         };
-        sel.view
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (i as u32 + 1, *u))
-            .filter(|(s, u)| contains(set, if uid { *u } else { *s }, largest))
-            .collect()
+        // Merged, sorted intervals, then a binary search per interval in the
+        // (ascending) view: mbsync sends sets of thousands of single UIDs,
+        // and checking every message against every set member is quadratic.
+        let mut ranges = intervals(set, largest);
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        let mut out = Vec::new();
+        for (lo, hi) in merged {
+            let (start, end) = if uid {
+                (
+                    sel.view.partition_point(|u| *u < lo),
+                    sel.view.partition_point(|u| *u <= hi),
+                )
+            } else {
+                ((lo.max(1) - 1) as usize, (hi as usize).min(sel.view.len()))
+            };
+            for i in start..end.max(start) {
+                out.push((i as u32 + 1, sel.view[i]));
+            }
+        }
+        out
     }
 
     fn expunge(&mut self, tag: &str, only: Option<&SequenceSet>, out: &mut Vec<u8>) -> String {

@@ -412,6 +412,20 @@ fn uids_survive_a_restart_and_bad_commands_get_bad() {
         .to_string();
     let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
     assert!(o.contains("UID 1") && o.contains("UID 2"), "{o}");
+    // Sets in any order, with duplicates and ranges past the end: each
+    // message once, in mailbox order.
+    let o = exchange(&mut a, "v UID FETCH 2,1,2,1:9 (UID)\r\n", "v");
+    assert_eq!(
+        o,
+        "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\nv OK Fetch completed.\r\n"
+    );
+    let o = exchange(&mut a, "w FETCH 2:1 (UID)\r\n", "w");
+    assert_eq!(
+        o,
+        "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\nw OK Fetch completed.\r\n"
+    );
+    let o = exchange(&mut a, "x FETCH 3 (UID)\r\n", "x");
+    assert_eq!(o, "x OK Fetch completed.\r\n");
     for (cmd, want) in [
         ("b1 FETCH\r\n", "b1 BAD Error in IMAP command FETCH"),
         ("b2 FROB\r\n", "b2 BAD"),
