@@ -47,6 +47,8 @@ pub struct Shared {
     /// uid → modseq of its last flag change or arrival.
     stamps: HashMap<u32, u64>,
     last_sync: Instant,
+    /// Bumped whenever messages leave the list.
+    expunges: u64,
 }
 
 /// Sessions look at the directory at most this often: a look after a
@@ -76,6 +78,9 @@ impl Shared {
         for u in &c.expunged_uids {
             self.stamps.remove(u);
         }
+        if !c.expunged_uids.is_empty() {
+            self.expunges += 1;
+        }
         Ok(())
     }
 
@@ -92,6 +97,9 @@ impl Shared {
         let gone = self.mailbox.expunge(uids)?;
         for u in &gone {
             self.stamps.remove(u);
+        }
+        if !gone.is_empty() {
+            self.expunges += 1;
         }
         Ok(gone)
     }
@@ -158,6 +166,7 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         modseq: 1,
         stamps: HashMap::new(),
         last_sync: Instant::now(),
+        expunges: 0,
     }));
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|_, w| w.strong_count() > 0);
@@ -186,6 +195,8 @@ struct Selected {
     recent_from: u32,
     /// The shared modseq this session has reported flag changes up to.
     seen_modseq: u64,
+    /// The shared expunge counter at our last look.
+    seen_expunges: u64,
     /// Flag changes this session made (uid → their modseq), answered by its
     /// own STORE/FETCH: not reported back to it as news.
     own: HashMap<u32, u64>,
@@ -640,9 +651,14 @@ impl Backend {
             return;
         }
         // Gone from the mailbox but still in our view: someone expunged it.
-        for &u in &sel.view {
-            if sh.mailbox.get(u).is_none() && !sel.pending_expunge.contains(&u) {
-                sel.pending_expunge.push(u);
+        // (Only looked for when something was expunged since our last look:
+        // this runs after every command.)
+        if sh.expunges != sel.seen_expunges {
+            sel.seen_expunges = sh.expunges;
+            for &u in &sel.view {
+                if sh.mailbox.get(u).is_none() && !sel.pending_expunge.contains(&u) {
+                    sel.pending_expunge.push(u);
+                }
             }
         }
         if allow_expunge && !sel.pending_expunge.is_empty() {
@@ -658,13 +674,13 @@ impl Backend {
         }
         // UIDs only grow: anything above our last one is new.
         let last = sel.view.last().copied().unwrap_or(0);
-        let new: Vec<u32> = sh
-            .mailbox
-            .messages()
-            .iter()
-            .map(|m| m.uid)
-            .filter(|u| *u > last)
-            .collect();
+        let all = sh.mailbox.messages();
+        let new: Vec<u32> = if all.last().is_some_and(|m| m.uid > last) {
+            let from = all.partition_point(|m| m.uid <= last);
+            all[from..].iter().map(|m| m.uid).collect()
+        } else {
+            Vec::new()
+        };
         if !new.is_empty() {
             let first = first_recent_uid(&sh.mailbox);
             if first <= *new.last().unwrap_or(&0) && !sel.read_only {
@@ -766,6 +782,7 @@ impl Backend {
             .as_bytes(),
         );
         let seen_modseq = sh.modseq;
+        let seen_expunges = sh.expunges;
         drop(sh);
         self.selected = Some(Selected {
             name,
@@ -775,6 +792,7 @@ impl Backend {
             pending_expunge: Vec::new(),
             recent_from: first,
             seen_modseq,
+            seen_expunges,
             own: HashMap::new(),
         });
         *state = State::Selected { read_only };

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use imap_codec::imap_types::command::CommandBody;
+
 use super::backend::Backend;
 use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
 use crate::auth::{Verdict, FAILURE_DELAY};
@@ -107,6 +109,34 @@ fn open_account(state: &ServerState, user: &str) -> Result<Account, String> {
         uid: info.uid,
         gid: info.gid,
     })
+}
+
+/// Commands on at most [`LIGHT_MESSAGES`] messages of the selected mailbox
+/// (and NOOP): run on the connection's own thread.
+const LIGHT_MESSAGES: u64 = 16;
+
+fn is_light(cmd: &CommandBody) -> bool {
+    use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+    let small = |set: &imap_codec::imap_types::sequence::SequenceSet| {
+        let mut n: u64 = 0;
+        for s in set.0.as_ref() {
+            n += match s {
+                Sequence::Single(SeqOrUid::Value(_)) => 1,
+                Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b)) => {
+                    u64::from(a.get().abs_diff(b.get())) + 1
+                }
+                _ => return false,
+            };
+        }
+        n <= LIGHT_MESSAGES
+    };
+    match cmd {
+        CommandBody::Noop | CommandBody::Check => true,
+        CommandBody::Fetch { sequence_set, .. } | CommandBody::Store { sequence_set, .. } => {
+            small(sequence_set)
+        }
+        _ => false,
+    }
 }
 
 async fn run(state: Arc<ServerState>, mut conn: Conn) {
@@ -219,11 +249,22 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 session.auth_done(outcome);
             }
             Action::Run { tag, command } => {
-                let idle = matches!(*command, imap_codec::imap_types::command::CommandBody::Idle);
+                let idle = matches!(*command, CommandBody::Idle);
                 let st = session.state();
                 let utf8 = session.utf8_enabled();
                 let t = tag.clone();
-                match with_account(&mut account, move |b| b.run(&t, *command, st, utf8)).await {
+                let result = if is_light(&command) {
+                    // A few messages of the selected mailbox: cheaper here
+                    // than a hand-off to the blocking pool (mbsync sends one
+                    // UID FETCH per message).
+                    account.as_mut().map(|acc| {
+                        let (uid, gid) = (acc.uid, acc.gid);
+                        as_user(uid, gid, || acc.backend.run(&t, *command, st, utf8))
+                    })
+                } else {
+                    with_account(&mut account, move |b| b.run(&t, *command, st, utf8)).await
+                };
+                match result {
                     Some((out, new_state)) => {
                         session.respond(&out);
                         session.command_done(new_state);
