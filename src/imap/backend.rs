@@ -156,7 +156,8 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         .get(&path)
         .and_then(Weak::upgrade);
     if let Some(s) = existing {
-        lock(&s).sync()?;
+        // SELECT shows everything delivered before it: no rate limit here.
+        lock(&s).sync_now()?;
         keep(&s);
         return Ok(s);
     }
@@ -627,14 +628,25 @@ impl Backend {
         (out, state)
     }
 
-    /// We wrote into mailbox `name` through another handle: if it is the
-    /// selected one, look now rather than at the next interval.
+    /// We wrote into mailbox `name` through another handle: if some session
+    /// has it open, look now rather than at the next interval.
     fn touched(&mut self, name: &str) {
-        if let Some(sel) = &self.selected {
-            if sel.name == name {
-                if let Err(e) = lock(&sel.shared).sync_now() {
-                    tracing::warn!(error = %e, "sync failed");
-                }
+        let path = if name.eq_ignore_ascii_case("INBOX") {
+            self.root.path().to_path_buf()
+        } else {
+            match self.root.folder_path(name) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        };
+        let open = OPEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&path)
+            .and_then(Weak::upgrade);
+        if let Some(s) = open {
+            if let Err(e) = lock(&s).sync_now() {
+                tracing::warn!(error = %e, "sync failed");
             }
         }
     }
@@ -1479,6 +1491,7 @@ impl Backend {
                 Err(e) => return store_no(tag, &e),
             }
             drop(sh);
+            self.touched(&name);
             self.updates(true, out);
             return tagged(tag, "OK", "Move completed.");
         }

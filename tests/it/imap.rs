@@ -663,3 +663,50 @@ m.logout()
     assert_eq!(got("sub "), expected("subscriptions"), "{out}");
     assert_eq!(got("box "), expected("mailboxes"), "{out}");
 }
+
+/// curl as a second IMAP client: LIST, an EXAMINE-based UID fetch of one
+/// message, SEARCH and APPEND (curl's upload), each as its own session.
+#[test]
+fn curl_lists_fetches_searches_and_appends() {
+    assert!(require_tool("curl"), "curl is needed for this test");
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let base = format!("imap://127.0.0.1:{}", server.addr("imap").port());
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "-S",
+                "--max-time",
+                "20",
+                "-u",
+                "john@example.com:john123",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let list = curl(&[&format!("{base}/")]);
+    assert!(list.contains("INBOX"), "{list}");
+    let msg = curl(&[&format!("{base}/INBOX;UID=1")]);
+    assert!(
+        msg.contains("Subject: first") && msg.contains("Hello John."),
+        "{msg}"
+    );
+    let found = curl(&[&format!("{base}/INBOX?SUBJECT%20second")]);
+    assert!(found.contains("* SEARCH 2"), "{found}");
+    let upload = setup.tree.write(
+        "upload.eml",
+        "From: curl@example.org\r\nSubject: uploaded by curl\r\n\r\nhi\r\n",
+    );
+    curl(&["-T", upload.to_str().unwrap(), &format!("{base}/INBOX")]);
+    let found = curl(&[&format!("{base}/INBOX?SUBJECT%20uploaded")]);
+    assert!(found.contains("* SEARCH 3"), "{found}");
+}
