@@ -7,7 +7,7 @@
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +60,7 @@ impl Shared {
     /// Picks up changes made by others (deliveries, other processes), at
     /// most every [`SYNC_INTERVAL`].
     fn sync(&mut self) -> Result<(), StoreError> {
-        if self.last_sync.elapsed() < SYNC_INTERVAL {
+        if self.last_sync.elapsed() < SYNC_INTERVAL && !take_dirty(self.mailbox.dir()) {
             return Ok(());
         }
         self.sync_now()
@@ -106,6 +106,27 @@ impl Shared {
 }
 
 type SharedRef = Arc<Mutex<Shared>>;
+
+/// Mailbox directories written to by someone in this process since the
+/// shared copy last looked (see [`invalidate`]).
+static DIRTY: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+/// Tells open IMAP sessions that `dir` (a Maildir folder) changed: SMTP
+/// delivery, POP3 and the like call this after writing, so a SELECT or
+/// NOOP right after sees the change without waiting for the next interval.
+pub fn invalidate(dir: &Path) {
+    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
+    // Bounded: only mailboxes someone has open matter.
+    if d.len() > 10_000 {
+        d.clear();
+    }
+    d.insert(dir.to_path_buf());
+}
+
+fn take_dirty(dir: &Path) -> bool {
+    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
+    !d.is_empty() && d.remove(dir)
+}
 
 /// Open mailboxes by directory; entries die with their last session.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>> =
@@ -156,8 +177,10 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         .get(&path)
         .and_then(Weak::upgrade);
     if let Some(s) = existing {
-        // SELECT shows everything delivered before it: no rate limit here.
-        lock(&s).sync_now()?;
+        // In-process writers (SMTP delivery, POP3, APPEND) mark the mailbox
+        // dirty, so this sees them at once; other processes' changes show
+        // within SYNC_INTERVAL.
+        lock(&s).sync()?;
         keep(&s);
         return Ok(s);
     }

@@ -417,7 +417,7 @@ async fn write(stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
 /// `\Seen` (as Dovecot does unless `pop3_no_flag_updates`), release the lock.
 fn update(mut md: Maildrop, delete: &[u32], seen: &[u32]) -> Result<(), String> {
     let (uid, gid) = (md.uid, md.gid);
-    as_user(uid, gid, || {
+    let result = as_user(uid, gid, || {
         md.mailbox.expunge(delete).map_err(|e| e.to_string())?;
         for &u in seen {
             let Some(m) = md.mailbox.get(u) else { continue };
@@ -433,5 +433,8 @@ fn update(mut md: Maildrop, delete: &[u32], seen: &[u32]) -> Result<(), String> 
             }
         }
         Ok(())
-    })
+    });
+    // Open IMAP sessions on this mailbox look at once.
+    crate::imap::backend::invalidate(md.mailbox.dir());
+    result
 }

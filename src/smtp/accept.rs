@@ -208,6 +208,10 @@ fn store_all(
     if let Err(e) = deliver::commit_dirs(&dirs) {
         return fail(prepared, e);
     }
+    for d in &dirs {
+        // Open IMAP sessions look at once instead of at their next interval.
+        crate::imap::backend::invalidate(d);
+    }
     done.extend(prepared.into_iter().map(|p| p.into_path()));
     Ok(done)
 }
