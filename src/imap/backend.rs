@@ -1067,35 +1067,16 @@ impl Backend {
             Ok(m) => m,
             Err(e) => return store_no(tag, &e),
         };
-        let mut parts = Vec::new();
-        for i in items {
-            let (k, v) = match i {
-                StatusDataItemName::Messages => ("MESSAGES", mb.messages().len() as u64),
-                StatusDataItemName::Recent => {
-                    let first = first_recent_uid(&mb);
-                    let n = mb.messages().iter().filter(|m| m.uid >= first).count();
-                    ("RECENT", n as u64)
-                }
-                StatusDataItemName::UidNext => ("UIDNEXT", mb.next_uid() as u64),
-                StatusDataItemName::UidValidity => ("UIDVALIDITY", mb.uidvalidity() as u64),
-                StatusDataItemName::Unseen => (
-                    "UNSEEN",
-                    mb.messages()
-                        .iter()
-                        .filter(|m| !m.flags.contains(Flags::SEEN))
-                        .count() as u64,
-                ),
-                StatusDataItemName::Deleted => (
-                    "DELETED",
-                    mb.messages()
-                        .iter()
-                        .filter(|m| m.flags.contains(Flags::DELETED))
-                        .count() as u64,
-                ),
-                _ => continue,
-            };
-            parts.push(format!("{k} {v}"));
-        }
+        let names = items.iter().filter_map(|i| match i {
+            StatusDataItemName::Messages => Some("MESSAGES"),
+            StatusDataItemName::Recent => Some("RECENT"),
+            StatusDataItemName::UidNext => Some("UIDNEXT"),
+            StatusDataItemName::UidValidity => Some("UIDVALIDITY"),
+            StatusDataItemName::Unseen => Some("UNSEEN"),
+            StatusDataItemName::Deleted => Some("DELETED"),
+            _ => None,
+        });
+        let parts = status_items(&mb, names);
         out.extend_from_slice(
             format!(
                 "* STATUS {} ({})\r\n",
@@ -1236,16 +1217,9 @@ impl Backend {
                 }
             }
             let raw = if needs_body {
-                match sh.mailbox.open_message(u) {
-                    Ok(Some(mut f)) => {
-                        let mut v = Vec::with_capacity(info.size as usize);
-                        use std::io::Read;
-                        if f.read_to_end(&mut v).is_err() {
-                            continue;
-                        }
-                        Some(fetch::to_crlf(&v).into_owned())
-                    }
-                    _ => continue,
+                match read_message(&sh.mailbox, u) {
+                    Some(r) => Some(r),
+                    None => continue,
                 }
             } else {
                 None

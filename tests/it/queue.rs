@@ -133,19 +133,25 @@ fn queue_cmd(setup: &MailSetup, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Adds `lines` to the setup's configuration (before `recipient_delimiter`,
+/// so outside the `[listen]` table).
+fn add_config(setup: &MailSetup, lines: &str) {
+    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
+        "recipient_delimiter",
+        &format!("{lines}\nrecipient_delimiter"),
+        1,
+    );
+    std::fs::write(&setup.config, text).unwrap();
+}
+
 fn setup_with(extra: &str) -> MailSetup {
     let base = mail_setup("");
     let d = base.tree.dir.path().display().to_string();
-    // Rewrite with the queue and fast retries (the tree is kept).
-    let text = std::fs::read_to_string(&base.config).unwrap();
-    let text = text.replacen(
-        "recipient_delimiter",
-        &format!(
-            "queue_directory = \"{d}/queue\"\nminimal_backoff_time = \"1s\"\nmaximal_backoff_time = \"2s\"\n{extra}\nrecipient_delimiter"
-        ),
-        1,
+    // The queue and fast retries (the tree is kept).
+    add_config(
+        &base,
+        &format!("queue_directory = \"{d}/queue\"\nminimal_backoff_time = \"1s\"\nmaximal_backoff_time = \"2s\"\n{extra}"),
     );
-    std::fs::write(&base.config, text).unwrap();
     base
 }
 
@@ -198,15 +204,7 @@ fn submission_via_relayhost_with_starttls_auth_and_a_retry_after_451() {
         "postfix/sasl_passwd",
         &format!("[127.0.0.1]:{} relayuser:relay pass\n", peer.port),
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
-        &format!(
-            "relayhost = \"[127.0.0.1]:{}\"\nsmtp_sasl_password_maps = \"hash:{d}/postfix/sasl_passwd\"\nrecipient_delimiter",
-            peer.port
-        ),
-        1,
-    );
-    std::fs::write(&setup.config, text).unwrap();
+    add_config(&setup, &format!("relayhost = \"[127.0.0.1]:{}\"\nsmtp_sasl_password_maps = \"hash:{d}/postfix/sasl_passwd\"", peer.port));
     let server = setup.start();
 
     // Submission on 587: STARTTLS, AUTH, then a remote recipient.
@@ -273,15 +271,10 @@ fn a_550_bounces_to_the_local_sender_and_the_rest_is_delivered() {
         &setup.tree.path("peer"),
         &["--reject-rcpt", "nobody@remote.example"],
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
-        &format!(
-            "relayhost = \"[127.0.0.1]:{}\"\nrecipient_delimiter",
-            peer.port
-        ),
-        1,
+    add_config(
+        &setup,
+        &format!("relayhost = \"[127.0.0.1]:{}\"", peer.port),
     );
-    std::fs::write(&setup.config, text).unwrap();
     let server = setup.start();
     send(
         &server,
@@ -330,15 +323,10 @@ fn the_null_sender_is_never_bounced() {
         &setup.tree.path("peer"),
         &["--reject-rcpt", "nobody@remote.example"],
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
-        &format!(
-            "relayhost = \"[127.0.0.1]:{}\"\nrecipient_delimiter",
-            peer.port
-        ),
-        1,
+    add_config(
+        &setup,
+        &format!("relayhost = \"[127.0.0.1]:{}\"", peer.port),
     );
-    std::fs::write(&setup.config, text).unwrap();
     let server = setup.start();
     send(
         &server,
@@ -582,15 +570,13 @@ fn mx_lookup_through_a_test_dns_server_and_null_mx_bounces() {
             p = peer.port
         ),
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
+    add_config(
+        &setup,
         &format!(
-            "dns_servers = \"{}\"\ntransport_maps = \"hash:{d}/postfix/transport\"\nrecipient_delimiter",
+            "dns_servers = \"{}\"\ntransport_maps = \"hash:{d}/postfix/transport\"",
             dns.addr
         ),
-        1,
     );
-    std::fs::write(&setup.config, text).unwrap();
     let server = setup.start();
     send(
         &server,
@@ -643,15 +629,10 @@ fn mail_relayed_back_to_this_server_is_a_loop_and_bounces() {
 fn sendmail_t_delivers_locally_and_remotely() {
     let setup = setup_with("");
     let peer = Peer::start(&setup.tree.path("peer"), &[]);
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
-        &format!(
-            "relayhost = \"[127.0.0.1]:{}\"\nrecipient_delimiter",
-            peer.port
-        ),
-        1,
+    add_config(
+        &setup,
+        &format!("relayhost = \"[127.0.0.1]:{}\"", peer.port),
     );
-    std::fs::write(&setup.config, text).unwrap();
     let server = setup.start();
     let sendmail = |args: &[&str], input: &str| {
         let mut cmd = util::pigeonpost();
@@ -753,15 +734,10 @@ fn sendmail_without_a_running_server_waits_in_the_maildrop() {
 fn eight_bit_mail_is_converted_for_a_peer_without_8bitmime() {
     let setup = setup_with("");
     let peer = Peer::start(&setup.tree.path("peer"), &["--no-8bitmime"]);
-    let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
-        "recipient_delimiter",
-        &format!(
-            "relayhost = \"[127.0.0.1]:{}\"\nrecipient_delimiter",
-            peer.port
-        ),
-        1,
+    add_config(
+        &setup,
+        &format!("relayhost = \"[127.0.0.1]:{}\"", peer.port),
     );
-    std::fs::write(&setup.config, text).unwrap();
     let server = setup.start();
     let code = r#"
 import os, smtplib

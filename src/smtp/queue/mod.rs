@@ -429,7 +429,7 @@ fn log_result(
 
 /// Builds a DSN about `which` recipients and hands it to local delivery or
 /// the queue, from `<>`.
-async fn send_dsn(
+pub(super) async fn send_dsn(
     state: &Arc<State>,
     env: &Envelope,
     kind: dsn::Kind,

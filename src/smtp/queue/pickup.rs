@@ -56,20 +56,8 @@ pub fn drop_message(spool: &Spool, drop: &Drop, message: &[u8]) -> io::Result<St
 }
 
 /// Routes and stores a message made here (from `sender`, `""` for DSNs).
-/// Recipients the router refuses permanently are returned with the reason.
-pub async fn submit(
-    state: &Arc<State>,
-    sender: &str,
-    recipients: &[String],
-    message: Vec<u8>,
-) -> Result<String, String> {
-    let (id, refused) = submit_some(state, sender, recipients, message).await?;
-    match refused.first() {
-        Some((rcpt, why)) => Err(format!("<{rcpt}>: {why}")),
-        None => Ok(id),
-    }
-}
-
+/// Recipients the router refuses permanently are returned with the reason;
+/// a temporary refusal fails the whole submission.
 pub(super) async fn submit_some(
     state: &Arc<State>,
     sender: &str,
@@ -218,25 +206,8 @@ async fn bounce_refused(
         next_attempt: 0,
         warned: false,
     };
-    let entries: Vec<super::dsn::Entry> = env
-        .recipients
-        .iter()
-        .map(|r| super::dsn::Entry {
-            address: r.address.clone(),
-            orcpt: None,
-            text: r.last_error.clone().unwrap_or_default(),
-            remote_mta: None,
-        })
-        .collect();
-    let dsn = super::dsn::build(
-        &env,
-        super::dsn::Kind::Failure,
-        &entries,
-        &state.config.myhostname,
-        original,
-        std::time::SystemTime::now(),
-    );
-    if let Err(e) = submit(state, "", &[sender.to_string()], dsn).await {
+    let all: Vec<usize> = (0..env.recipients.len()).collect();
+    if let Err(e) = super::send_dsn(state, &env, super::dsn::Kind::Failure, &all, original).await {
         tracing::error!("{id}: cannot send the bounce to <{sender}>: {e}");
     }
 }
