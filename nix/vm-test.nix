@@ -3,10 +3,8 @@
 # Boots a VM with services.pigeonpost (the HOWTO's virtual-user setup from
 # nix/vm-settings.nix), then with Python's smtplib: delivers a message on
 # port 25, submits one on 587 with STARTTLS + AUTH, checks that relaying for
-# an outside client is refused, and reads the messages from the Maildir on
-# disk. IMAP is not implemented yet (the listener answers `* BYE
-# [UNAVAILABLE]`), so the test checks the files rather than fetching them
-# with imaplib; switch to imaplib once IMAP lands.
+# an outside client is refused, finds both in the Maildir on disk, and reads
+# them back with imaplib (143 with STARTTLS, and 993) and poplib (995).
 { pkgs, module }:
 
 let
@@ -17,7 +15,7 @@ let
       -addext subjectAltName=DNS:mail.example.com,DNS:localhost \
       -keyout $out/key.pem -out $out/cert.pem
   '';
-  smtpClient = ./vm-smtp.py;
+  mailClient = ./vm-client.py;
   maildir = "/var/lib/pigeonpost/vmail/example.com/demo";
 in
 pkgs.testers.runNixOSTest {
@@ -76,23 +74,25 @@ pkgs.testers.runNixOSTest {
         machine.succeed("pigeonpost config --config /etc/pigeonpost/pigeonpost.toml >&2")
 
     with subtest("SMTP delivery to a virtual mailbox"):
-        machine.succeed("python3 ${smtpClient} deliver")
+        machine.succeed("python3 ${mailClient} deliver")
         machine.wait_until_succeeds("grep -l 'Subject: vm-test deliver' ${maildir}/new/*")
         machine.succeed("test \"$(stat -c %U ${maildir}/new)\" = pigeonpost")
 
     with subtest("submission with STARTTLS and AUTH, through a virtual alias"):
-        machine.succeed("python3 ${smtpClient} submit")
+        machine.succeed("python3 ${mailClient} submit")
         machine.wait_until_succeeds("grep -l 'Subject: vm-test submit' ${maildir}/new/*")
         machine.succeed("grep -l '^Delivered-To: demo@example.com' ${maildir}/new/*")
 
     with subtest("not an open relay"):
-        machine.succeed("python3 ${smtpClient} no-relay")
+        machine.succeed("python3 ${mailClient} no-relay")
 
     with subtest("metrics"):
         machine.succeed("curl -sf http://127.0.0.1:8080/metrics | grep -q '^pigeonpost_'")
 
-    # TODO(IMAP): fetch both messages with imaplib on 143 (STARTTLS) and 993
-    # once the IMAP server exists; for now the Maildir on disk is the proof.
+    with subtest("both messages read back by IMAP and POP3"):
+        machine.wait_for_open_port(143)
+        machine.succeed("python3 ${mailClient} imap")
+        machine.succeed("python3 ${mailClient} pop3")
 
     with subtest("stops cleanly on SIGTERM"):
         machine.succeed("systemctl stop pigeonpost.service")

@@ -236,7 +236,7 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                         }
                     }
                     Verdict::Fail => {
-                        metrics::inc(&metrics::AUTH_FAILURES);
+                        metrics::auth_failure("imap");
                         tracing::warn!(client = %client, user = %user, "authentication failed");
                         tokio::time::sleep(FAILURE_DELAY).await;
                         AuthOutcome::Fail

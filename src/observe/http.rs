@@ -1,6 +1,6 @@
 //! The `listen.http` endpoint: `/healthz` (alive), `/readyz` (every listener
-//! bound), `/metrics` (Prometheus text). A deliberately tiny HTTP/1.1
-//! responder: one request per connection, GET only.
+//! bound, queue and mail store writable), `/metrics` (OpenMetrics text). A
+//! deliberately tiny HTTP/1.1 responder: one request per connection, GET only.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +31,45 @@ async fn read_request_line(conn: &mut Conn) -> Option<String> {
     text.lines().next().map(str::to_string)
 }
 
+/// The checks behind `/readyz`: every listener bound, and the queue and the
+/// mail store writable. Tables, users and certificates need no check here:
+/// `serve` does not start without them, and a broken reload keeps the old
+/// version. Returns whether all passed and one line per check.
+fn readiness(state: &State) -> (bool, String) {
+    let mut ok = state.ready.load(Ordering::SeqCst);
+    let mut report = format!(
+        "listeners: {}\n",
+        if ok { "bound" } else { "not yet bound" }
+    );
+    let mut dirs = vec![("queue_directory", state.config.queue_directory.as_path())];
+    if let Some(base) = &state.config.virtual_mailbox_base {
+        dirs.push(("virtual_mailbox_base", base.as_path()));
+    }
+    for (key, dir) in dirs {
+        match probe_writable(dir) {
+            Ok(()) => report += &format!("{key} {}: writable\n", dir.display()),
+            Err(e) => {
+                ok = false;
+                report += &format!("{key} {}: not writable: {e}\n", dir.display());
+            }
+        }
+    }
+    (ok, report)
+}
+
+/// Creates and removes an empty file in `dir`.
+fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".readyz.{}", std::process::id()));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map(drop);
+    let _ = std::fs::remove_file(&probe);
+    result
+}
+
 fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -51,20 +90,22 @@ impl Handler for HttpHandler {
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let reply = match (method, path) {
                 ("GET", "/healthz") => response("200 OK", "text/plain", "ok\n"),
-                ("GET", "/readyz") if self.state.ready.load(Ordering::SeqCst) => {
-                    response("200 OK", "text/plain", "ready\n")
-                }
                 ("GET", "/readyz") => {
-                    response("503 Service Unavailable", "text/plain", "not ready\n")
+                    let state = self.state.clone();
+                    let (ready, report) = tokio::task::spawn_blocking(move || readiness(&state))
+                        .await
+                        .unwrap_or_else(|e| (false, format!("readiness check failed: {e}\n")));
+                    let status = if ready {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    response(status, "text/plain", &report)
                 }
                 ("GET", "/metrics") => response(
                     "200 OK",
-                    "text/plain; version=0.0.4",
-                    &format!(
-                        "{}# HELP pigeonpost_queue_messages Messages in the outbound queue.\n# TYPE pigeonpost_queue_messages gauge\npigeonpost_queue_messages {}\n",
-                        super::metrics::render(),
-                        self.state.queue.len()
-                    ),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    &super::metrics::render(self.state.queue.len()),
                 ),
                 ("GET", _) => response("404 Not Found", "text/plain", "not found\n"),
                 _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),

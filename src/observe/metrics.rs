@@ -1,105 +1,246 @@
-//! Process-wide counters in Prometheus text format. Counters are plain
-//! atomics so the hot paths pay one relaxed increment.
+//! Process-wide metrics in the Prometheus/OpenMetrics text format, kept with
+//! the `prometheus-client` crate. Metrics are atomics behind a registry that
+//! is built once, so the hot paths pay one relaxed increment.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
-pub static RELOAD_OK: AtomicU64 = AtomicU64::new(0);
-pub static RELOAD_FAILED: AtomicU64 = AtomicU64::new(0);
-pub static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-pub static MESSAGES_DELIVERED: AtomicU64 = AtomicU64::new(0);
-pub static MESSAGES_DEFERRED: AtomicU64 = AtomicU64::new(0);
-pub static RCPT_REJECTED: AtomicU64 = AtomicU64::new(0);
-
-pub static OUTBOUND_SENT: AtomicU64 = AtomicU64::new(0);
-pub static OUTBOUND_DEFERRED: AtomicU64 = AtomicU64::new(0);
-pub static OUTBOUND_BOUNCED: AtomicU64 = AtomicU64::new(0);
-
-/// Connections accepted, per listener (fixed set, so plain statics).
-static CONNECTIONS: [(&str, AtomicU64); 9] = [
-    ("smtp", AtomicU64::new(0)),
-    ("submission", AtomicU64::new(0)),
-    ("submissions", AtomicU64::new(0)),
-    ("imap", AtomicU64::new(0)),
-    ("imaps", AtomicU64::new(0)),
-    ("pop3", AtomicU64::new(0)),
-    ("pop3s", AtomicU64::new(0)),
-    ("lmtp", AtomicU64::new(0)),
-    ("http", AtomicU64::new(0)),
+/// The listeners connections are counted for (fixed, so all show from start).
+const LISTENERS: [&str; 9] = [
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "lmtp",
+    "http",
 ];
 
-pub fn connection(listener: &str) {
-    if let Some((_, c)) = CONNECTIONS.iter().find(|(n, _)| *n == listener) {
-        inc(c);
-    }
+/// Upper bounds, in seconds, of the delivery latency buckets: local
+/// deliveries take milliseconds, queued ones minutes to days.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0,
+    86400.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: &'static str,
 }
 
-pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
 }
 
-pub fn render() -> String {
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: &AtomicU64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            v.load(Ordering::Relaxed)
-        );
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: &'static str,
+}
+
+pub struct Metrics {
+    pub connections: Family<ListenerLabel, Counter>,
+    pub auth_failures: Family<ProtocolLabel, Counter>,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+    /// Messages accepted (SMTP 250, or picked up from the maildrop).
+    pub received: Counter,
+    /// Recipient copies delivered: stored locally or accepted by the next hop.
+    pub delivered: Family<DestinationLabel, Counter>,
+    /// Messages refused with a temporary error when storing them.
+    pub deferred: Counter,
+    pub rcpt_rejected: Counter,
+    pub outbound_deferred: Counter,
+    pub bounced: Counter,
+    pub queue_messages: Gauge,
+    /// Seconds from acceptance to delivery, per destination.
+    pub delivery_seconds: Family<DestinationLabel, Histogram, fn() -> Histogram>,
+}
+
+pub const LOCAL: DestinationLabel = DestinationLabel {
+    destination: "local",
+};
+pub const REMOTE: DestinationLabel = DestinationLabel {
+    destination: "remote",
+};
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
+    let m = Metrics {
+        connections: Family::default(),
+        auth_failures: Family::default(),
+        reloads: Counter::default(),
+        reload_failures: Counter::default(),
+        received: Counter::default(),
+        delivered: Family::default(),
+        deferred: Counter::default(),
+        rcpt_rejected: Counter::default(),
+        outbound_deferred: Counter::default(),
+        bounced: Counter::default(),
+        queue_messages: Gauge::default(),
+        delivery_seconds: Family::new_with_constructor(latency_histogram),
     };
-    counter(
-        "pigeonpost_reloads_total",
-        "Successful reloads of tables, users and certificates.",
-        &RELOAD_OK,
-    );
-    counter(
-        "pigeonpost_reload_failures_total",
-        "Reloads rejected because the new file was invalid.",
-        &RELOAD_FAILED,
-    );
-    counter(
-        "pigeonpost_auth_failures_total",
-        "Failed authentication attempts.",
-        &AUTH_FAILURES,
-    );
-    counter(
-        "pigeonpost_messages_delivered_total",
-        "Messages accepted and stored durably.",
-        &MESSAGES_DELIVERED,
-    );
-    counter(
-        "pigeonpost_messages_deferred_total",
-        "Messages refused with a temporary error at delivery.",
-        &MESSAGES_DEFERRED,
-    );
-    counter(
-        "pigeonpost_recipients_rejected_total",
-        "RCPT TO commands refused by routing or policy.",
-        &RCPT_REJECTED,
-    );
-    counter(
-        "pigeonpost_outbound_sent_total",
-        "Recipients accepted by the next hop.",
-        &OUTBOUND_SENT,
-    );
-    counter(
-        "pigeonpost_outbound_deferred_total",
-        "Outbound delivery attempts deferred (recipients).",
-        &OUTBOUND_DEFERRED,
-    );
-    counter(
-        "pigeonpost_outbound_bounced_total",
-        "Recipients that failed permanently (bounced).",
-        &OUTBOUND_BOUNCED,
-    );
-    let _ = writeln!(out, "# HELP pigeonpost_connections_total Connections accepted, per listener.\n# TYPE pigeonpost_connections_total counter");
-    for (name, c) in &CONNECTIONS {
-        let _ = writeln!(
-            out,
-            "pigeonpost_connections_total{{listener=\"{name}\"}} {}",
-            c.load(Ordering::Relaxed)
-        );
+    // Every series exists from the start, so a dashboard (or a rate()) sees
+    // zeros rather than gaps.
+    for listener in LISTENERS {
+        let _ = m.connections.get_or_create(&ListenerLabel { listener });
     }
+    for protocol in ["smtp", "imap", "pop3"] {
+        let _ = m.auth_failures.get_or_create(&ProtocolLabel { protocol });
+    }
+    for d in [LOCAL, REMOTE] {
+        let _ = m.delivered.get_or_create(&d);
+        let _ = m.delivery_seconds.get_or_create(&d);
+    }
+
+    // Counter names get "_total" appended by the encoder.
+    let mut r = Registry::with_prefix("pigeonpost");
+    r.register(
+        "connections",
+        "Connections accepted, per listener",
+        m.connections.clone(),
+    );
+    r.register(
+        "auth_failures",
+        "Failed authentication attempts, per protocol",
+        m.auth_failures.clone(),
+    );
+    r.register(
+        "reloads",
+        "Successful reloads of tables, users and certificates",
+        m.reloads.clone(),
+    );
+    r.register(
+        "reload_failures",
+        "Reloads rejected because the new file was invalid (the old one stays in use)",
+        m.reload_failures.clone(),
+    );
+    r.register(
+        "messages_received",
+        "Messages accepted over SMTP or picked up from the maildrop",
+        m.received.clone(),
+    );
+    r.register(
+        "messages_delivered",
+        "Recipient copies delivered: stored in a local mailbox or accepted by the next hop",
+        m.delivered.clone(),
+    );
+    r.register(
+        "messages_deferred",
+        "Messages refused with a temporary error because they could not be stored",
+        m.deferred.clone(),
+    );
+    r.register(
+        "recipients_rejected",
+        "RCPT TO commands refused by routing or policy",
+        m.rcpt_rejected.clone(),
+    );
+    r.register(
+        "outbound_deferred",
+        "Outbound delivery attempts deferred, per recipient",
+        m.outbound_deferred.clone(),
+    );
+    r.register(
+        "messages_bounced",
+        "Recipients that failed permanently and were bounced",
+        m.bounced.clone(),
+    );
+    r.register(
+        "queue_messages",
+        "Messages in the outbound queue",
+        m.queue_messages.clone(),
+    );
+    r.register(
+        "delivery_seconds",
+        "Seconds from acceptance to delivery, per destination",
+        m.delivery_seconds.clone(),
+    );
+    (m, r)
+});
+
+pub fn get() -> &'static Metrics {
+    &METRICS.0
+}
+
+pub fn connection(listener: &'static str) {
+    get()
+        .connections
+        .get_or_create(&ListenerLabel { listener })
+        .inc();
+}
+
+pub fn auth_failure(protocol: &'static str) {
+    get()
+        .auth_failures
+        .get_or_create(&ProtocolLabel { protocol })
+        .inc();
+}
+
+/// `copies` recipients delivered to `destination`, `seconds` after acceptance.
+pub fn delivered(destination: DestinationLabel, copies: usize, seconds: f64) {
+    if copies == 0 {
+        return;
+    }
+    let m = get();
+    m.delivered
+        .get_or_create(&destination)
+        .inc_by(copies as u64);
+    let h = m.delivery_seconds.get_or_create(&destination);
+    for _ in 0..copies {
+        h.observe(seconds);
+    }
+}
+
+/// The OpenMetrics text exposition (Prometheus reads it too).
+pub fn render(queue_messages: usize) -> String {
+    let (m, registry) = &*METRICS;
+    m.queue_messages.set(queue_messages as i64);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+    }
+
+    #[test]
+    fn series_exist_from_the_start_and_move() {
+        let before = render(3);
+        assert_eq!(value(&before, "pigeonpost_queue_messages"), 3.0);
+        let smtp = "pigeonpost_connections_total{listener=\"smtp\"}";
+        let local_count = "pigeonpost_delivery_seconds_count{destination=\"local\"}";
+        let fast = "pigeonpost_delivery_seconds_bucket{le=\"0.01\",destination=\"local\"}";
+        let (c0, n0, f0) = (
+            value(&before, smtp),
+            value(&before, local_count),
+            value(&before, fast),
+        );
+        connection("smtp");
+        delivered(LOCAL, 2, 0.003);
+        delivered(LOCAL, 1, 3.0);
+        let after = render(0);
+        assert_eq!(value(&after, smtp), c0 + 1.0);
+        assert_eq!(value(&after, local_count), n0 + 3.0);
+        assert_eq!(value(&after, fast), f0 + 2.0, "3 s is not under 10 ms");
+        assert!(after.trim_end().ends_with("# EOF"));
+    }
 }

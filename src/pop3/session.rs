@@ -261,7 +261,7 @@ async fn auth_outcome(
     match verdict {
         Verdict::Ok(u) => AuthOutcome::Ok(u),
         Verdict::Fail => {
-            metrics::inc(&metrics::AUTH_FAILURES);
+            metrics::auth_failure("pop3");
             tracing::warn!(client = %client, user = %user, method, "authentication failed");
             // Slow down guessing (Dovecot's auth_failure_delay).
             tokio::time::sleep(FAILURE_DELAY).await;

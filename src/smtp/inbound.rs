@@ -148,7 +148,7 @@ impl SmtpHandler {
                             AuthOutcome::Ok(u)
                         }
                         Verdict::Fail => {
-                            metrics::inc(&metrics::AUTH_FAILURES);
+                            metrics::auth_failure("smtp");
                             tracing::warn!(client = %client, user = %user, "authentication failed");
                             // Slow down guessing (Dovecot's auth_failure_delay).
                             tokio::time::sleep(FAILURE_DELAY).await;
@@ -164,7 +164,7 @@ impl SmtpHandler {
                 Action::CheckRecipient(rcpt) => {
                     let result = self.route(&rcpt, client.ip(), session.user().is_some());
                     if let Err(reply) = &result {
-                        metrics::inc(&metrics::RCPT_REJECTED);
+                        metrics::get().rcpt_rejected.inc();
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");
                     }
                     session.rcpt_done(result);
@@ -239,11 +239,12 @@ impl SmtpHandler {
                     stored.local_copies.len(),
                     stored.queued,
                 );
-                metrics::inc(&metrics::MESSAGES_DELIVERED);
+                metrics::get().received.inc();
+                metrics::delivered(metrics::LOCAL, stored.local_copies.len(), delay);
                 Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
             }
             Err(e) => {
-                metrics::inc(&metrics::MESSAGES_DEFERRED);
+                metrics::get().deferred.inc();
                 let (code, enhanced, text) = e.smtp_reply();
                 tracing::error!(
                     "{queue_id}: from=<{}>, to=<{}>, size={size}, status=deferred ({e})",

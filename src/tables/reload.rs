@@ -125,11 +125,11 @@ fn check(items: &[Arc<dyn Reloadable>], seen: &mut HashMap<PathBuf, Option<Finge
         if changed {
             match item.reload() {
                 Ok(()) => {
-                    crate::observe::metrics::inc(&crate::observe::metrics::RELOAD_OK);
+                    crate::observe::metrics::get().reloads.inc();
                     tracing::info!(what = %item.describe(), "reloaded");
                 }
                 Err(e) => {
-                    crate::observe::metrics::inc(&crate::observe::metrics::RELOAD_FAILED);
+                    crate::observe::metrics::get().reload_failures.inc();
                     tracing::error!(what = %item.describe(), error = %e, "reload failed; keeping the previous version");
                 }
             }

@@ -389,7 +389,7 @@ for f in ["pigeonpost/users", "pigeonpost/virtual_mailbox", "pigeonpost/virtual_
         bad.append(f"VM test does not provide /etc/{f}")
 with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as t:
     t.write(v["testScript"])
-for f in [t.name, "nix/vm-smtp.py"]:
+for f in [t.name, "nix/vm-client.py"]:
     try:
         py_compile.compile(f, doraise=True, cfile=tempfile.mktemp())
     except py_compile.PyCompileError as e:

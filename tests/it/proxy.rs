@@ -93,14 +93,20 @@ fn metrics_counters_move() {
     let server = setup.start();
     let http = server.addr("http");
     let smtp_conns = "pigeonpost_connections_total{listener=\"smtp\"}";
-    assert_eq!(metric(http, "pigeonpost_messages_delivered_total"), 0);
+    let local = "pigeonpost_messages_delivered_total{destination=\"local\"}";
+    let latency = "pigeonpost_delivery_seconds_count{destination=\"local\"}";
+    assert_eq!(metric(http, local), 0);
+    assert_eq!(metric(http, "pigeonpost_messages_received_total"), 0);
+    assert_eq!(metric(http, latency), 0);
     let before = metric(http, smtp_conns);
     let mut s = TcpStream::connect(server.addr("smtp")).unwrap();
     s.write_all(b"EHLO c\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<john@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.contains("Ok: queued"), "{out}");
-    assert_eq!(metric(http, "pigeonpost_messages_delivered_total"), 1);
+    assert_eq!(metric(http, "pigeonpost_messages_received_total"), 1);
+    assert_eq!(metric(http, local), 1);
+    assert_eq!(metric(http, latency), 1);
     assert_eq!(metric(http, "pigeonpost_recipients_rejected_total"), 1);
     assert_eq!(metric(http, smtp_conns), before + 1);
 }

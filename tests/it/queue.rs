@@ -314,6 +314,10 @@ fn a_550_bounces_to_the_local_sender_and_the_rest_is_delivered() {
     assert!(server
         .wait_log("status=bounced", Duration::from_secs(5))
         .is_some());
+    let http = server.addr("http");
+    assert_eq!(metric(http, "pigeonpost_messages_bounced_total"), 1);
+    let remote = "pigeonpost_messages_delivered_total{destination=\"remote\"}";
+    assert_eq!(metric(http, remote), 1);
 }
 
 #[test]
@@ -431,7 +435,10 @@ fn a_dead_peer_keeps_mail_queued_through_kill_9_until_it_is_back() {
     assert!(empty.is_some());
     let http = server.addr("http");
     assert_eq!(metric(http, "pigeonpost_queue_messages"), 0);
-    assert_eq!(metric(http, "pigeonpost_outbound_sent_total"), 3);
+    let remote = "pigeonpost_messages_delivered_total{destination=\"remote\"}";
+    assert_eq!(metric(http, remote), 3);
+    let latency = "pigeonpost_delivery_seconds_count{destination=\"remote\"}";
+    assert_eq!(metric(http, latency), 3);
     drop(server);
 }
 

@@ -176,3 +176,186 @@ fn sigterm_lets_open_sessions_finish() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The README's "run" command: `serve --dev` takes mail by SMTP (plain port
+/// and authenticated submission) and hands it out by IMAP over TLS, with
+/// health and metrics answering. Ports are moved to free ones through the
+/// environment, as a user would to avoid a clash.
+#[test]
+fn dev_server_takes_mail_by_smtp_and_hands_it_out_by_imap() {
+    let t = Tree::new();
+    let mut cmd = crate::util::pigeonpost();
+    cmd.args(["serve", "--dev"]).current_dir(t.dir.path());
+    for (name, _) in pigeonpost::dev::DEV_PORTS {
+        cmd.env(
+            format!("PIGEONPOST_LISTEN__{}", name.to_uppercase()),
+            "127.0.0.1:0",
+        );
+    }
+    let server = Server::spawn(cmd);
+    let password = std::fs::read_to_string(t.path("pigeonpost-dev/demo-password.txt")).unwrap();
+    let port = |n: &str| server.addr(n).port().to_string();
+    let (ok, out, err) = crate::smtp::python(
+        r#"
+import imaplib, os, smtplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+ctx.check_hostname = False
+user, pw = "demo@example.com", os.environ["PASSWORD"]
+with smtplib.SMTP("127.0.0.1", int(os.environ["SMTP"])) as s:
+    s.sendmail("someone@elsewhere.example", [user],
+               "From: someone@elsewhere.example\r\nSubject: inbound hello\r\n\r\nby port 25\r\n")
+with smtplib.SMTP("127.0.0.1", int(os.environ["SUBMISSION"])) as s:
+    s.starttls(context=ctx)
+    s.login(user, pw)
+    s.sendmail(user, ["postmaster@example.com"],
+               "From: demo@example.com\r\nSubject: submitted hello\r\n\r\nby 587\r\n")
+m = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["IMAPS"]), ssl_context=ctx)
+m.login(user, pw)
+typ, data = m.select("INBOX")
+print("exists", data[0].decode())
+typ, data = m.uid("FETCH", "1:*", "(BODY[HEADER.FIELDS (SUBJECT)])")
+for item in data:
+    if isinstance(item, tuple):
+        print(item[1].decode().strip())
+m.logout()
+"#,
+        &[
+            (
+                "CAFILE",
+                t.path("pigeonpost-dev/tls/cert.pem").display().to_string(),
+            ),
+            ("PASSWORD", password.trim().to_string()),
+            ("SMTP", port("smtp")),
+            ("SUBMISSION", port("submission")),
+            ("IMAPS", port("imaps")),
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("exists 2"), "{out}");
+    assert!(out.contains("Subject: inbound hello"), "{out}");
+    assert!(
+        out.contains("Subject: submitted hello"),
+        "postmaster is an alias of the demo user: {out}"
+    );
+
+    let http = server.addr("http");
+    let ready = http_get(http, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("virtual_mailbox_base"), "{ready}");
+    let metric = |name| crate::proxy::metric(http, name);
+    assert_eq!(metric("pigeonpost_messages_received_total"), 2);
+    assert_eq!(
+        metric("pigeonpost_messages_delivered_total{destination=\"local\"}"),
+        2
+    );
+    assert_eq!(
+        metric("pigeonpost_connections_total{listener=\"imaps\"}"),
+        1
+    );
+    assert_eq!(
+        metric("pigeonpost_auth_failures_total{protocol=\"imap\"}"),
+        0
+    );
+}
+
+/// `/readyz` fails, naming the directory, when the mail store goes away.
+#[test]
+fn readyz_fails_when_the_mail_store_is_not_writable() {
+    let t = Tree::new();
+    let cfg = seed_config(&t);
+    let base = t.path("vmail");
+    std::fs::create_dir(&base).unwrap();
+    let env = [("PIGEONPOST_VIRTUAL_MAILBOX_BASE", base.to_str().unwrap())];
+    let server = Server::start(&cfg, &env);
+    let http = server.addr("http");
+    assert!(http_get(http, "/readyz").starts_with("HTTP/1.1 200"));
+    std::fs::remove_dir(&base).unwrap();
+    let reply = http_get(http, "/readyz");
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(
+        reply.contains(&format!(
+            "virtual_mailbox_base {}: not writable",
+            base.display()
+        )),
+        "{reply}"
+    );
+    assert!(
+        http_get(http, "/healthz").starts_with("HTTP/1.1 200"),
+        "alive even when not ready"
+    );
+}
+
+/// The NixOS VM test's client script (nix/vm-client.py) can only run under
+/// KVM there; here it runs against a local server set up like the VM (the
+/// HOWTO's virtual users, loopback outside `mynetworks`, the same demo user
+/// and password hash), so the VM test's checks are known to pass.
+#[test]
+fn the_nixos_vm_test_client_passes_against_a_local_server() {
+    let t = Tree::new();
+    let d = t.dir.path().display().to_string();
+    let vm_test = std::fs::read_to_string("nix/vm-test.nix").unwrap();
+    let demo = vm_test
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("demo@example.com:{SHA512-CRYPT}"))
+        .expect("vm-test.nix has the demo user");
+    t.write("users", &format!("{demo}\n"));
+    t.write("virtual_mailbox", "demo@example.com  example.com/demo/\n");
+    t.write(
+        "virtual_alias",
+        "postmaster@example.com  demo@example.com\n",
+    );
+    let (cert, key) = pigeonpost::tls::self_signed(&["mail.example.com"]);
+    t.write("tls/cert.pem", &cert);
+    t.write("tls/key.pem", &key);
+    std::fs::create_dir(t.path("vmail")).unwrap();
+    let cfg = t.write(
+        "pigeonpost.toml",
+        &format!(
+            r#"
+myhostname = "mail.example.com"
+mydomain = "example.com"
+mydestination = "localhost"
+mynetworks = "192.0.2.0/24"
+virtual_mailbox_domains = "example.com"
+virtual_mailbox_base = "{d}/vmail"
+virtual_mailbox_maps = "hash:{d}/virtual_mailbox"
+virtual_alias_maps = "hash:{d}/virtual_alias"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+alias_maps = ""
+recipient_delimiter = "+"
+mail_location = "maildir:{d}/vmail/%d/%n"
+auth_mechanisms = "plain login"
+passdb = "passwd-file:{d}/users"
+userdb = "static:uid=5000 gid=5000 home={d}/vmail/%d/%n"
+ssl_cert = "<{d}/tls/cert.pem"
+ssl_key = "<{d}/tls/key.pem"
+{}"#,
+            test_listen(&[
+                ("submission", "127.0.0.1:0"),
+                ("imap", "127.0.0.1:0"),
+                ("imaps", "127.0.0.1:0"),
+                ("pop3s", "127.0.0.1:0"),
+            ])
+        ),
+    );
+    let server = Server::start(&cfg, &[]);
+    let ports: Vec<String> = ["smtp", "submission", "imap", "imaps", "pop3s"]
+        .iter()
+        .map(|n| format!("{n}={}", server.addr(n).port()))
+        .collect();
+    for mode in ["deliver", "submit", "no-relay", "imap", "pop3"] {
+        let out = std::process::Command::new("python3")
+            .args(["nix/vm-client.py", mode])
+            .env("VM_CLIENT_PORTS", ports.join(","))
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "vm-client.py {mode}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -103,8 +103,13 @@ impl Server {
             cmd.env("PIGEONPOST_QUEUE_DIRECTORY", dir);
         }
         cmd.args(["--config", config.to_str().unwrap(), "serve"])
-            .env("PIGEONPOST_LOG_FORMAT", "json")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
+    /// Runs a prepared `serve` command (JSON logs) and waits until it is ready.
+    pub fn spawn(mut cmd: Command) -> Server {
+        cmd.env("PIGEONPOST_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning pigeonpost serve");

@@ -302,9 +302,15 @@ impl Queue {
         }
         for r in &results {
             match &r.status {
-                RcptStatus::Delivered(_) => metrics::inc(&metrics::OUTBOUND_SENT),
-                RcptStatus::Failed(_) => metrics::inc(&metrics::OUTBOUND_BOUNCED),
-                RcptStatus::Deferred(_) => metrics::inc(&metrics::OUTBOUND_DEFERRED),
+                RcptStatus::Delivered(_) => {
+                    metrics::delivered(metrics::REMOTE, 1, now().saturating_sub(env.arrival) as f64)
+                }
+                RcptStatus::Failed(_) => {
+                    metrics::get().bounced.inc();
+                }
+                RcptStatus::Deferred(_) => {
+                    metrics::get().outbound_deferred.inc();
+                }
                 RcptStatus::Unknown => {}
             }
         }

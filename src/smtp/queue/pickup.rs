@@ -106,9 +106,17 @@ pub(super) async fn submit_some(
         protocol: "local",
         tls: None,
     };
-    accept::store(state, &id, &origin, &env, message)
+    let start = std::time::Instant::now();
+    let stored = accept::store(state, &id, &origin, &env, message)
         .await
         .map_err(|e| e.to_string())?;
+    let m = crate::observe::metrics::get();
+    m.received.inc();
+    crate::observe::metrics::delivered(
+        crate::observe::metrics::LOCAL,
+        stored.local_copies.len(),
+        start.elapsed().as_secs_f64(),
+    );
     Ok((id, refused))
 }
 
