@@ -60,6 +60,26 @@ fn proxy_header_sets_the_client_address_only_from_trusted_peers() {
     assert!(server
         .wait_log("198.51.100.9", Duration::from_secs(3))
         .is_some());
+    // v2 written out byte by byte from the spec (haproxy proxy-protocol.txt
+    // §2.2), not by our encoder: signature, 0x21 = v2 PROXY, 0x11 = TCP over
+    // IPv4, 12 address bytes, then 203.0.113.5:4242 -> 127.0.0.1:25.
+    let mut literal = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    literal.extend_from_slice(&[203, 0, 113, 5, 127, 0, 0, 1, 0x10, 0x92, 0, 25]);
+    let out = relay_attempt(smtp, "127.0.0.1", &literal);
+    assert!(out.contains("554 5.7.1"), "{out}");
+    assert!(server
+        .wait_log("203.0.113.5", Duration::from_secs(3))
+        .is_some());
+    // The same for TCP over IPv6 (0x21): 2001:db8::7 -> ::1, 36 address bytes.
+    let mut literal = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    literal.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    literal.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    literal.extend_from_slice(&[0x10, 0x92, 0, 25]);
+    let out = relay_attempt(smtp, "127.0.0.1", &literal);
+    assert!(out.contains("554 5.7.1"), "{out}");
+    assert!(server
+        .wait_log("2001:db8::7", Duration::from_secs(3))
+        .is_some());
     // Without a header from the balancer: dropped, no greeting.
     let out = relay_attempt(smtp, "127.0.0.1", b"");
     assert!(out.is_empty(), "{out}");
