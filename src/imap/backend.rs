@@ -238,7 +238,14 @@ impl Selected {
 pub struct Backend {
     root: MaildirRoot,
     selected: Option<Selected>,
+    /// Where a long FETCH sends its output as it goes (the connection's
+    /// writer), so a `FETCH 1:* BODY[]` is neither held whole in memory nor
+    /// delayed until the last message is read.
+    pub spill: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
+
+/// Output size at which a FETCH hands what it has to [`Backend::spill`].
+const SPILL_BYTES: usize = 256 * 1024;
 
 /// RFC 6154 special-use attributes from the folder's (English) name, as
 /// Dovecot's default config assigns them.
@@ -420,12 +427,13 @@ fn section_bytes(p: &fetch::Parsed, section: Option<&Section>) -> Vec<u8> {
 }
 
 /// An NString holding `data` (a literal; quoted data can't hold CR/LF).
-fn nstring(data: Vec<u8>) -> NString<'static> {
-    let lit = Literal::try_from(data.clone()).unwrap_or_else(|_| {
-        // NUL bytes are not allowed in a literal: drop them rather than fail.
-        Literal::unvalidated(data.into_iter().filter(|b| *b != 0).collect::<Vec<u8>>())
-    });
-    NString(Some(IString::Literal(lit)))
+fn nstring(mut data: Vec<u8>) -> NString<'static> {
+    // NUL bytes are the only thing a literal can't hold (RFC 3501 §4.3):
+    // drop them rather than fail. One memchr instead of a validating copy.
+    if memchr::memchr(0, &data).is_some() {
+        data.retain(|b| *b != 0);
+    }
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
 impl Backend {
@@ -433,6 +441,7 @@ impl Backend {
         Backend {
             root: MaildirRoot::new(root),
             selected: None,
+            spill: None,
         }
     }
 
@@ -1185,7 +1194,7 @@ impl Backend {
         let mut sh = lock(&shared);
         // Our own flag changes are answered by this command: don't report
         // them again as news, unless others' changes are pending too.
-        let was_current = sh.modseq == sel.seen_modseq;
+        let mut was_current = sh.modseq == sel.seen_modseq;
         let needs_body = items.iter().any(|i| {
             !matches!(
                 i,
@@ -1344,6 +1353,17 @@ impl Backend {
                 continue;
             };
             out.extend_from_slice(&encode(&Response::Data(Data::Fetch { seq, items })));
+            if out.len() >= SPILL_BYTES {
+                if let Some(spill) = &self.spill {
+                    // Not holding the mailbox while the client reads.
+                    let modseq = sh.modseq;
+                    drop(sh);
+                    let _ = spill.blocking_send(std::mem::take(out));
+                    sh = lock(&shared);
+                    // Others' changes meanwhile are still news to report.
+                    was_current &= sh.modseq == modseq;
+                }
+            }
         }
         // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
         if was_current {

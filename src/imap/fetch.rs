@@ -44,20 +44,22 @@ const BOUNDARY_LINE_MAX: usize = BOUNDARY_MAX + 4;
 /// Converts bare LF line endings to CRLF; CRLF (and lone CR) stay as they
 /// are. Borrows when there is nothing to convert.
 pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    let bare_lf =
-        raw.first() == Some(&b'\n') || raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
-    if !bare_lf {
+    // memchr: this runs over every byte FETCH BODY[] sends.
+    let bare = |i: usize| i == 0 || raw[i - 1] != b'\r';
+    let Some(first) = memchr::memchr_iter(b'\n', raw).find(|&i| bare(i)) else {
         return Cow::Borrowed(raw);
-    }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16 + 2);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+    };
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 16);
+    out.extend_from_slice(&raw[..first]);
+    let mut start = first;
+    for i in memchr::memchr_iter(b'\n', &raw[first..]).map(|i| i + first) {
+        if bare(i) {
+            out.extend_from_slice(&raw[start..i]);
+            out.extend_from_slice(b"\r");
+            start = i;
         }
-        out.push(b);
-        prev = b;
     }
+    out.extend_from_slice(&raw[start..]);
     Cow::Owned(out)
 }
 
@@ -1737,6 +1739,34 @@ mod tests {
             items: Vec1::from(item),
         });
         ResponseCodec::default().encode(&response).dump()
+    }
+
+    #[test]
+    fn to_crlf_adds_cr_only_before_bare_lf() {
+        let naive = |raw: &[u8]| {
+            let mut out = Vec::new();
+            for (i, &b) in raw.iter().enumerate() {
+                if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+                    out.push(b'\r');
+                }
+                out.push(b);
+            }
+            out
+        };
+        for raw in [
+            &b""[..],
+            b"\n",
+            b"\n\n",
+            b"a\nb",
+            b"a\r\nb\n",
+            b"\r\n\r\n",
+            b"x\r",
+            b"\r\r\n\n\ra\n",
+            b"no newline at all",
+        ] {
+            assert_eq!(to_crlf(raw).as_ref(), naive(raw).as_slice(), "{raw:?}");
+        }
+        assert!(matches!(to_crlf(b"a\r\nb\r\n"), Cow::Borrowed(_)));
     }
 
     fn fetch(item: MessageDataItem<'static>) -> String {

@@ -92,6 +92,41 @@ async fn with_account<T: Send + 'static>(
     Some(result)
 }
 
+/// Like [`with_account`], for commands whose output can be long (FETCH):
+/// the session's pending output goes out first, then whatever the backend
+/// spills while it runs, as it runs. The rest comes back with the result.
+async fn with_account_streaming<T: Send + 'static>(
+    account: &mut Option<Account>,
+    stream: &mut Stream,
+    session: &mut Session,
+    f: impl FnOnce(&mut Backend) -> T + Send + 'static,
+) -> Option<T> {
+    let mut acc = account.take()?;
+    let mut writing = flush(stream, session).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let task = tokio::task::spawn_blocking(move || {
+        let (uid, gid) = (acc.uid, acc.gid);
+        acc.backend.spill = Some(tx);
+        let r = as_user(uid, gid, || f(&mut acc.backend));
+        // Dropping the sender ends the loop below.
+        acc.backend.spill = None;
+        (acc, r)
+    });
+    // Drained to the end even when the client has gone, so the task never
+    // waits on a full channel.
+    while let Some(chunk) = rx.recv().await {
+        if writing {
+            writing = matches!(
+                tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&chunk)).await,
+                Ok(Ok(()))
+            );
+        }
+    }
+    let (acc, result) = task.await.ok()?;
+    *account = Some(acc);
+    Some(result)
+}
+
 fn open_account(state: &ServerState, user: &str) -> Result<Account, String> {
     let info = state
         .auth
@@ -262,7 +297,10 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                         as_user(uid, gid, || acc.backend.run(&t, *command, st, utf8))
                     })
                 } else {
-                    with_account(&mut account, move |b| b.run(&t, *command, st, utf8)).await
+                    with_account_streaming(&mut account, &mut conn.stream, &mut session, move |b| {
+                        b.run(&t, *command, st, utf8)
+                    })
+                    .await
                 };
                 match result {
                     Some((out, new_state)) => {
