@@ -710,3 +710,73 @@ fn curl_lists_fetches_searches_and_appends() {
     let found = curl(&[&format!("{base}/INBOX?SUBJECT%20uploaded")]);
     assert!(found.contains("* SEARCH 3"), "{found}");
 }
+
+/// A FETCH whose output is far over the 256 KiB the server hands to the
+/// connection at a time: every body arrives whole and in order (CRLF line
+/// endings, exact literal sizes), and a command pipelined behind it is
+/// answered after it.
+#[test]
+fn a_long_fetch_streams_every_body_whole_and_in_order() {
+    let setup = ImapSetup::new();
+    let bodies: Vec<String> = (0..60)
+        .map(|i| {
+            let line = format!("message {i} line of text to fill the body up\n");
+            format!(
+                "From: a@example.org\nSubject: big {i}\n\n{}",
+                line.repeat(400 + i * 7)
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    setup.deliver("john", &refs);
+    let server = setup.start();
+    let out = py(
+        r#"
+import hashlib
+m = login()
+m.select("INBOX")
+# Pipelined by hand: the FETCH and a NOOP in one write.
+m.send(b"f1 UID FETCH 1:* (UID BODY.PEEK[])\r\nf2 NOOP\r\n")
+got, order = {}, []
+while True:
+    line = m.readline()
+    if line.startswith(b"f1 ") or line.startswith(b"f2 "):
+        order.append(line.split()[0].decode() + " " + line.split()[1].decode())
+        if line.startswith(b"f2 "):
+            break
+        continue
+    if line.startswith(b"*") and line.rstrip().endswith(b"}"):
+        n = int(line.rstrip()[line.rindex(b"{") + 1:-1])
+        data = m.read(n)
+        uid = int(line.split(b"UID ")[1].split()[0])
+        got[uid] = data
+        m.readline()
+print("order", " ".join(order))
+print("count", len(got))
+total = sum(len(v) for v in got.values())
+print("total", total)
+for uid in sorted(got):
+    print(uid, hashlib.sha1(got[uid]).hexdigest())
+"#,
+        server.addr("imap").port(),
+    );
+    assert!(out.contains("order f1 OK f2 OK"), "{out}");
+    assert!(out.contains("count 60"), "{out}");
+    let total: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > 1024 * 1024, "more than 4 spill chunks: {total}");
+    for (i, body) in bodies.iter().enumerate() {
+        use sha1::Digest;
+        let crlf = body.replace('\n', "\r\n");
+        let want = format!("{:x}", sha1::Sha1::digest(crlf.as_bytes()));
+        assert!(
+            out.contains(&format!("{} {want}", i + 1)),
+            "body {} differs:\n{out}",
+            i + 1
+        );
+    }
+}
