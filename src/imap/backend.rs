@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::core::{IString, Literal, NString, Vec1};
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
@@ -29,7 +30,8 @@ use imap_codec::ResponseCodec;
 use super::fetch;
 use super::proto::list_ext::ListExtended;
 use super::proto::response::{astring, flag_list, tagged};
-use super::proto::State;
+use super::proto::rev2::{SearchReturn, SAVED_PLACEHOLDER};
+use super::proto::{RunOptions, State};
 use super::search::{self, Context as SearchContext, Query};
 use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot, MessageInfo};
@@ -224,6 +226,9 @@ struct Selected {
     /// Flag changes this session made (uid → their modseq), answered by its
     /// own STORE/FETCH: not reported back to it as news.
     own: HashMap<u32, u64>,
+    /// The saved search result `$` (RFC 5182), as UIDs; empty until a
+    /// SEARCH RETURN (SAVE). Expunged UIDs simply no longer resolve.
+    saved: Vec<u32>,
 }
 
 impl Selected {
@@ -242,6 +247,8 @@ pub struct Backend {
     /// writer), so a `FETCH 1:* BODY[]` is neither held whole in memory nor
     /// delayed until the last message is read.
     pub spill: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// IMAP4rev2 is enabled: no RECENT responses or \\Recent flags (RFC 9051).
+    rev2: bool,
 }
 
 /// Output size at which a FETCH hands what it has to [`Backend::spill`].
@@ -427,6 +434,18 @@ fn section_bytes(p: &fetch::Parsed, section: Option<&Section>) -> Vec<u8> {
 }
 
 /// An NString holding `data` (a literal; quoted data can't hold CR/LF).
+/// BINARY data: a literal8 (`~{n}`) only when it holds NUL bytes (RFC 3516 §4.2).
+fn nstring8(data: Vec<u8>) -> NString8<'static> {
+    if memchr::memchr(0, &data).is_some() {
+        NString8::Literal8(Literal8 {
+            data: data.into(),
+            mode: LiteralMode::Sync,
+        })
+    } else {
+        NString8::NString(nstring(data))
+    }
+}
+
 fn nstring(mut data: Vec<u8>) -> NString<'static> {
     // NUL bytes are the only thing a literal can't hold (RFC 3501 §4.3):
     // drop them rather than fail. One memchr instead of a validating copy.
@@ -442,6 +461,7 @@ impl Backend {
             root: MaildirRoot::new(root),
             selected: None,
             spill: None,
+            rev2: false,
         }
     }
 
@@ -480,11 +500,27 @@ impl Backend {
         tag: &str,
         cmd: CommandBody<'static>,
         state: State,
-        utf8: bool,
+        opts: &RunOptions,
     ) -> (Vec<u8>, State) {
         use CommandBody as B;
         let mut out = Vec::new();
         let mut state = state;
+        let utf8 = opts.utf8;
+        self.rev2 = opts.rev2;
+        let cmd = if opts.saved {
+            match self.with_saved_result(cmd) {
+                Some(c) => c,
+                None => {
+                    // RFC 5182 §2.1: an empty `$` makes the command a no-op.
+                    self.updates(true, &mut out);
+                    let text = tagged(tag, "OK", "Completed (no messages).");
+                    out.extend_from_slice(text.as_bytes());
+                    return (out, state);
+                }
+            }
+        } else {
+            cmd
+        };
         let resp: String = match cmd {
             B::Select { mailbox, .. } => {
                 self.select(tag, &mailbox, false, utf8, &mut out, &mut state)
@@ -645,7 +681,14 @@ impl Backend {
                 charset,
                 criteria,
                 uid,
-            } => self.search(tag, criteria.as_ref(), charset.as_ref(), uid, &mut out),
+            } => self.search(
+                tag,
+                criteria.as_ref(),
+                charset.as_ref(),
+                uid,
+                opts.search_return,
+                &mut out,
+            ),
             B::Idle => {
                 self.updates(true, &mut out);
                 String::new()
@@ -681,6 +724,140 @@ impl Backend {
                 tracing::warn!(error = %e, "sync failed");
             }
         }
+    }
+
+    /// `cmd` with every sequence set that is `$` (see [`SAVED_PLACEHOLDER`])
+    /// replaced by the saved search result: UIDs in UID commands and UID
+    /// search keys, sequence numbers elsewhere (RFC 5182 §2.1). `None` when
+    /// the command would act on no messages.
+    fn with_saved_result(&self, cmd: CommandBody<'static>) -> Option<CommandBody<'static>> {
+        let sel = self.selected.as_ref()?;
+        let mut uids = Vec::new();
+        let mut seqs = Vec::new();
+        for &u in &sel.saved {
+            if let Ok(i) = sel.view.binary_search(&u) {
+                uids.push(u);
+                seqs.push(i as u32 + 1);
+            }
+        }
+        let as_set = |numbers: &[u32]| -> Option<SequenceSet> {
+            let mut runs: Vec<Sequence> = Vec::new();
+            let mut i = 0;
+            while i < numbers.len() {
+                let mut j = i;
+                while j + 1 < numbers.len() && numbers[j + 1] == numbers[j] + 1 {
+                    j += 1;
+                }
+                let (a, b) = (NonZeroU32::new(numbers[i])?, NonZeroU32::new(numbers[j])?);
+                runs.push(if i == j {
+                    Sequence::Single(SeqOrUid::Value(a))
+                } else {
+                    Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b))
+                });
+                i = j + 1;
+            }
+            Vec1::try_from(runs).ok().map(SequenceSet)
+        };
+        let is_saved = |s: &SequenceSet| matches!(s.0.as_ref(), [Sequence::Single(SeqOrUid::Value(v))] if v.get() == SAVED_PLACEHOLDER);
+        let pick = |s: SequenceSet, uid: bool| -> Option<SequenceSet> {
+            if is_saved(&s) {
+                as_set(if uid { &uids } else { &seqs })
+            } else {
+                Some(s)
+            }
+        };
+        use CommandBody as B;
+        Some(match cmd {
+            B::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+            } => B::Fetch {
+                sequence_set: pick(sequence_set, uid)?,
+                macro_or_item_names,
+                uid,
+            },
+            B::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+            } => B::Store {
+                sequence_set: pick(sequence_set, uid)?,
+                kind,
+                response,
+                flags,
+                uid,
+            },
+            B::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => B::Copy {
+                sequence_set: pick(sequence_set, uid)?,
+                mailbox,
+                uid,
+            },
+            B::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => B::Move {
+                sequence_set: pick(sequence_set, uid)?,
+                mailbox,
+                uid,
+            },
+            B::ExpungeUid { sequence_set } => B::ExpungeUid {
+                sequence_set: pick(sequence_set, true)?,
+            },
+            B::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                // In a search, an empty `$` matches nothing: the placeholder
+                // is no message's UID or sequence number.
+                fn walk(
+                    k: SearchKey<'static>,
+                    f: &dyn Fn(SequenceSet, bool) -> SequenceSet,
+                ) -> SearchKey<'static> {
+                    match k {
+                        SearchKey::SequenceSet(s) => SearchKey::SequenceSet(f(s, false)),
+                        SearchKey::Uid(s) => SearchKey::Uid(f(s, true)),
+                        SearchKey::Not(k) => SearchKey::Not(Box::new(walk(*k, f))),
+                        SearchKey::Or(a, b) => {
+                            SearchKey::Or(Box::new(walk(*a, f)), Box::new(walk(*b, f)))
+                        }
+                        SearchKey::And(ks) => SearchKey::And(
+                            Vec1::try_from(
+                                ks.into_inner()
+                                    .into_iter()
+                                    .map(|k| walk(k, f))
+                                    .collect::<Vec<_>>(),
+                            )
+                            .expect("as many keys as before"),
+                        ),
+                        other => other,
+                    }
+                }
+                let f = |s: SequenceSet, uid: bool| {
+                    let fallback = s.clone();
+                    pick(s, uid).unwrap_or(fallback)
+                };
+                let keys: Vec<SearchKey<'static>> = criteria
+                    .into_inner()
+                    .into_iter()
+                    .map(|k| walk(k, &f))
+                    .collect();
+                B::Search {
+                    charset,
+                    criteria: Vec1::try_from(keys).expect("as many keys as before"),
+                    uid,
+                }
+            }
+            other => other,
+        })
     }
 
     /// Untagged updates since the last look: EXPUNGE (if allowed), EXISTS,
@@ -732,14 +909,10 @@ impl Backend {
                 claim_recent(&sh.mailbox, sh.mailbox.next_uid());
             }
             sel.view.extend(&new);
-            out.extend_from_slice(
-                format!(
-                    "* {} EXISTS\r\n* {} RECENT\r\n",
-                    sel.view.len(),
-                    sel.recent_count()
-                )
-                .as_bytes(),
-            );
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
+            if !self.rev2 {
+                out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
+            }
         }
         if sh.modseq > sel.seen_modseq {
             for (i, &u) in sel.view.iter().enumerate() {
@@ -749,7 +922,7 @@ impl Backend {
                     continue;
                 }
                 if let Some(m) = sh.mailbox.get(u) {
-                    let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u));
+                    let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
                     out.extend_from_slice(
                         format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", i + 1).as_bytes(),
                     );
@@ -809,11 +982,17 @@ impl Backend {
         let s = format!(
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n\
              * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n\
-             * {} EXISTS\r\n* {} RECENT\r\n",
+             * {} EXISTS\r\n",
             view.len(),
-            recent_count
         );
         out.extend_from_slice(s.as_bytes());
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the mailbox's LIST response instead of RECENT.
+            let shown = Self::display_name(&name, true);
+            out.extend_from_slice(format!("* LIST () \".\" {}\r\n", astring(&shown)).as_bytes());
+        } else {
+            out.extend_from_slice(format!("* {recent_count} RECENT\r\n").as_bytes());
+        }
         if let Some(u) = unseen {
             out.extend_from_slice(format!("* OK [UNSEEN {u}] First unseen.\r\n").as_bytes());
         }
@@ -838,6 +1017,7 @@ impl Backend {
             seen_modseq,
             seen_expunges,
             own: HashMap::new(),
+            saved: Vec::new(),
         });
         *state = State::Selected { read_only };
         if read_only {
@@ -1083,6 +1263,7 @@ impl Backend {
             StatusDataItemName::UidValidity => Some("UIDVALIDITY"),
             StatusDataItemName::Unseen => Some("UNSEEN"),
             StatusDataItemName::Deleted => Some("DELETED"),
+            StatusDataItemName::Size => Some("SIZE"),
             _ => None,
         });
         let parts = status_items(&mb, names);
@@ -1098,6 +1279,22 @@ impl Backend {
     }
 
     /// `(seq, uid)` of the messages a set names.
+    /// A sequence number past the last message: RFC 9051 §6.4 (and
+    /// Dovecot) answer BAD. `*` is always fine; UIDs never are out of range.
+    fn bad_sequence_set(&self, set: &SequenceSet, uid: bool) -> bool {
+        let Some(sel) = &self.selected else {
+            return false;
+        };
+        let count = sel.view.len() as u32;
+        !uid && set.0.as_ref().iter().any(|s| match s {
+            Sequence::Single(SeqOrUid::Value(v)) => v.get() > count,
+            Sequence::Range(a, b) => [a, b]
+                .iter()
+                .any(|x| matches!(x, SeqOrUid::Value(v) if v.get() > count)),
+            Sequence::Single(SeqOrUid::Asterisk) => false,
+        })
+    }
+
     fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
         let Some(sel) = &self.selected else {
             return Vec::new();
@@ -1186,6 +1383,13 @@ impl Backend {
         if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
             items.insert(0, MessageDataItemName::Uid);
         }
+        if self.bad_sequence_set(set, uid) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command FETCH: Invalid messageset.",
+            );
+        }
         let targets = self.resolve(set, uid);
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
@@ -1195,6 +1399,8 @@ impl Backend {
         // Our own flag changes are answered by this command: don't report
         // them again as news, unless others' changes are pending too.
         let mut was_current = sh.modseq == sel.seen_modseq;
+        // RFC 3516 §4.1: a part in an encoding we can't undo fails the FETCH.
+        let mut unknown_cte = false;
         let needs_body = items.iter().any(|i| {
             !matches!(
                 i,
@@ -1294,6 +1500,38 @@ impl Backend {
                             });
                         }
                     }
+                    MessageDataItemName::Binary {
+                        section, partial, ..
+                    } => match parsed().map(|p| fetch::binary_section(p, section)) {
+                        Some(Ok(bytes)) => {
+                            let bytes = match partial {
+                                Some((o, l)) => fetch::partial(&bytes, *o, l.get()).to_vec(),
+                                None => bytes.into_owned(),
+                            };
+                            data.push(MessageDataItem::Binary {
+                                section: section.clone(),
+                                value: nstring8(bytes),
+                            });
+                        }
+                        Some(Err(fetch::BinaryError::NoSuchPart)) => {
+                            data.push(MessageDataItem::Binary {
+                                section: section.clone(),
+                                value: NString8::NString(NString(None)),
+                            });
+                        }
+                        Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                        None => {}
+                    },
+                    MessageDataItemName::BinarySize { section } => {
+                        match parsed().map(|p| fetch::binary_section(p, section)) {
+                            Some(Ok(bytes)) => data.push(MessageDataItem::BinarySize {
+                                section: section.clone(),
+                                size: bytes.len() as u32,
+                            }),
+                            Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                            _ => {}
+                        }
+                    }
                     MessageDataItemName::Rfc822 => {
                         if let Some(r) = raw_ref {
                             data.push(MessageDataItem::Rfc822(nstring(r.to_vec())));
@@ -1317,7 +1555,6 @@ impl Backend {
                             ))));
                         }
                     }
-                    _ => {}
                 }
             }
             // FETCH FLAGS goes where it was asked for; a \Seen set by this
@@ -1331,7 +1568,7 @@ impl Backend {
                             .map(|f| FlagFetch::Flag(f.into_static()))
                     })
                     .collect();
-                if sel.is_recent(u) {
+                if sel.is_recent(u) && !self.rev2 {
                     f.push(FlagFetch::Recent);
                 }
                 for k in &info.keywords {
@@ -1371,6 +1608,13 @@ impl Backend {
         }
         drop(sh);
         self.updates(uid, out);
+        if unknown_cte {
+            return tagged(
+                tag,
+                "NO",
+                "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.",
+            );
+        }
         tagged(tag, "OK", "Fetch completed.")
     }
 
@@ -1385,6 +1629,13 @@ impl Backend {
         uid: bool,
         out: &mut Vec<u8>,
     ) -> String {
+        if self.bad_sequence_set(set, uid) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command STORE: Invalid messageset.",
+            );
+        }
         let targets = self.resolve(set, uid);
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
@@ -1465,6 +1716,14 @@ impl Backend {
         utf8: bool,
         out: &mut Vec<u8>,
     ) -> String {
+        if self.bad_sequence_set(set, uid) {
+            let name = if moving { "MOVE" } else { "COPY" };
+            return tagged(
+                tag,
+                "BAD",
+                &format!("Error in IMAP command {name}: Invalid messageset."),
+            );
+        }
         let targets = self.resolve(set, uid);
         let name = self.name_of(mailbox, utf8);
         let verb = if moving { "Move" } else { "Copy" };
@@ -1524,11 +1783,18 @@ impl Backend {
         criteria: &[SearchKey<'static>],
         charset: Option<&Charset<'static>>,
         uid: bool,
+        ret: Option<SearchReturn>,
         out: &mut Vec<u8>,
     ) -> String {
         let query = match Query::from_criteria(criteria, charset) {
             Ok(q) => q,
             Err(_) => {
+                // RFC 5182 §2.1: a failed SEARCH ... SAVE empties `$`.
+                if let (Some(sel), Some(SearchReturn { save: true, .. })) =
+                    (&mut self.selected, ret)
+                {
+                    sel.saved.clear();
+                }
                 let cs = search::ADVERTISED_CHARSETS.join(" ");
                 return tagged(tag, "NO", &format!("[BADCHARSET ({cs})] Unknown charset."));
             }
@@ -1564,13 +1830,87 @@ impl Backend {
                 found.push(if uid { u } else { i as u32 + 1 });
             }
         }
-        let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
-        let sep = if list.is_empty() { "" } else { " " };
-        out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+        match ret {
+            None => {
+                let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
+                let sep = if list.is_empty() { "" } else { " " };
+                out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+            }
+            Some(ret) => {
+                if ret.save {
+                    // RFC 5182 §2.4: with only MIN and/or MAX, only those are kept.
+                    let uids: Vec<u32> = found
+                        .iter()
+                        .map(|&n| if uid { n } else { sel.view[n as usize - 1] })
+                        .collect();
+                    sel.saved = if (ret.min || ret.max) && !(ret.all || ret.count) {
+                        let mut v: Vec<u32> = [
+                            ret.min.then(|| uids.first().copied()).flatten(),
+                            ret.max.then(|| uids.last().copied()).flatten(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                        v.dedup();
+                        v
+                    } else {
+                        uids
+                    };
+                }
+                // SAVE alone answers nothing (RFC 5182 §2.4).
+                if ret.min || ret.max || ret.all || ret.count {
+                    out.extend_from_slice(esearch(tag, uid, &found, ret).as_bytes());
+                }
+            }
+        }
         drop(sh);
         self.updates(uid, out);
         tagged(tag, "OK", "Search completed.")
     }
+}
+
+/// The ESEARCH response (RFC 4731 §3.1, RFC 9051 §7.3.4); `found` ascending.
+fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn) -> String {
+    let mut s = format!("* ESEARCH (TAG {})", super::proto::response::quote(tag));
+    if uid {
+        s.push_str(" UID");
+    }
+    if let (Some(first), Some(last)) = (found.first(), found.last()) {
+        if ret.min {
+            s.push_str(&format!(" MIN {first}"));
+        }
+        if ret.max {
+            s.push_str(&format!(" MAX {last}"));
+        }
+        if ret.all {
+            s.push_str(" ALL ");
+            s.push_str(&compact_set(found));
+        }
+    }
+    if ret.count {
+        s.push_str(&format!(" COUNT {}", found.len()));
+    }
+    s.push_str("\r\n");
+    s
+}
+
+/// Ascending numbers as a sequence set: `1:3,7,9:10`.
+fn compact_set(numbers: &[u32]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let mut j = i;
+        while j + 1 < numbers.len() && numbers[j + 1] == numbers[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            numbers[i].to_string()
+        } else {
+            format!("{}:{}", numbers[i], numbers[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 /// The whole message file, with CRLF line endings.

@@ -283,10 +283,13 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 };
                 session.auth_done(outcome);
             }
-            Action::Run { tag, command } => {
+            Action::Run {
+                tag,
+                command,
+                options,
+            } => {
                 let idle = matches!(*command, CommandBody::Idle);
                 let st = session.state();
-                let utf8 = session.utf8_enabled();
                 let t = tag.clone();
                 let result = if is_light(&command) {
                     // A few messages of the selected mailbox: cheaper here
@@ -294,11 +297,11 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                     // UID FETCH per message).
                     account.as_mut().map(|acc| {
                         let (uid, gid) = (acc.uid, acc.gid);
-                        as_user(uid, gid, || acc.backend.run(&t, *command, st, utf8))
+                        as_user(uid, gid, || acc.backend.run(&t, *command, st, &options))
                     })
                 } else {
                     with_account_streaming(&mut account, &mut conn.stream, &mut session, move |b| {
-                        b.run(&t, *command, st, utf8)
+                        b.run(&t, *command, st, &options)
                     })
                     .await
                 };

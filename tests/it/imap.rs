@@ -424,8 +424,15 @@ fn uids_survive_a_restart_and_bad_commands_get_bad() {
         o,
         "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\nw OK Fetch completed.\r\n"
     );
+    // A sequence number past the end is BAD (RFC 9051 §6.4, as Dovecot);
+    // a UID past the end just matches nothing.
     let o = exchange(&mut a, "x FETCH 3 (UID)\r\n", "x");
-    assert_eq!(o, "x OK Fetch completed.\r\n");
+    assert_eq!(
+        o,
+        "x BAD Error in IMAP command FETCH: Invalid messageset.\r\n"
+    );
+    let o = exchange(&mut a, "y UID FETCH 3 (UID)\r\n", "y");
+    assert_eq!(o, "y OK Fetch completed.\r\n");
     for (cmd, want) in [
         ("b1 FETCH\r\n", "b1 BAD Error in IMAP command FETCH"),
         ("b2 FROB\r\n", "b2 BAD"),
@@ -779,4 +786,108 @@ for uid in sorted(got):
             i + 1
         );
     }
+}
+
+/// IMAP4rev2 (RFC 9051) once ENABLEd, and its extensions: ESEARCH with
+/// RETURN options (RFC 4731), the saved result `$` (RFC 5182), BINARY
+/// (RFC 3516), STATUS SIZE; a sequence number past the end is BAD.
+#[test]
+fn imap4rev2_esearch_searchres_binary() {
+    let setup = ImapSetup::new();
+    setup.deliver("john", &[MSG1, MSG2, MSG1]);
+    let server = setup.start();
+    let out = py(
+        r#"
+m = login()
+typ, data = m.capability()
+caps = data[0].decode().upper().split()
+print("caps", all(c in caps for c in ("IMAP4REV2", "ESEARCH", "SEARCHRES", "BINARY", "STATUS=SIZE")))
+# Without ENABLE: plain IMAP4rev1 answers.
+typ, data = m.select("INBOX")
+print("rev1 recent", m.untagged_responses.get("RECENT"))
+print("rev1 search", m.search(None, "ALL"))
+print("bad seq", end=" ")
+try:
+    m.fetch("9", "(FLAGS)")
+    print("accepted")
+except m.error as e:
+    print("BAD", e)
+m.store("1", "+FLAGS", "\\Seen")
+m.unselect()
+typ, data = m._simple_command("ENABLE", "IMAP4rev2")
+print("enabled", m.untagged_responses.pop("ENABLED", None))
+m.untagged_responses.clear()
+typ, data = m._simple_command("SELECT", "INBOX")
+print("rev2 recent", "RECENT" in m.untagged_responses, "list", m.untagged_responses.get("LIST"))
+m.state = "SELECTED"
+def esearch(*args):
+    m.untagged_responses.pop("ESEARCH", None)
+    typ, data = m._simple_command(*args)
+    return typ, m.untagged_responses.pop("ESEARCH", None)
+print("plain", esearch("SEARCH", "ALL"))
+print("minmax", esearch("UID", "SEARCH", "RETURN", "(MIN MAX COUNT)", "UNSEEN"))
+print("none", esearch("SEARCH", "RETURN", "(MIN COUNT)", "SUBJECT", "nothing-like-this"))
+print("save", esearch("SEARCH", "RETURN", "(SAVE)", "FROM", "bob"))
+typ, data = m._simple_command("UID", "FETCH", "$", "(FLAGS)")
+print("saved fetch", typ, m.untagged_responses.pop("FETCH", None))
+print("saved in search", esearch("UID", "SEARCH", "UID", "$"))
+typ, data = m._simple_command("FETCH", "2", "(BINARY.PEEK[2] BINARY.SIZE[2] BINARY.PEEK[1])")
+print("binary", typ, m.untagged_responses.pop("FETCH", None))
+typ, data = m._simple_command("STATUS", "INBOX", "(MESSAGES SIZE)")
+print("status", m.untagged_responses.pop("STATUS", None))
+m.logout()
+"#,
+        server.addr("imap").port(),
+    );
+    let line = |k: &str| {
+        out.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+            .to_string()
+    };
+    assert_eq!(line("caps"), "caps True", "{out}");
+    assert_eq!(line("rev1 recent"), "rev1 recent [b'3']", "{out}");
+    assert_eq!(
+        line("rev1 search"),
+        "rev1 search ('OK', [b'1 2 3'])",
+        "{out}"
+    );
+    assert!(line("bad seq").contains("BAD"), "{out}");
+    assert!(line("bad seq").contains("Invalid messageset"), "{out}");
+    assert_eq!(line("enabled"), "enabled [b'IMAP4rev2']", "{out}");
+    assert_eq!(
+        line("rev2 recent"),
+        "rev2 recent False list [b'() \".\" INBOX']",
+        "{out}"
+    );
+    assert!(line("plain").contains("ALL 1:3"), "{out}");
+    assert!(
+        line("minmax").contains("UID MIN 2 MAX 3 COUNT 2"),
+        "UIDs 2 and 3 are unseen: {out}"
+    );
+    let none = line("none");
+    assert!(none.contains("COUNT 0") && !none.contains("MIN"), "{out}");
+    assert!(
+        line("save").ends_with("None)"),
+        "SAVE alone answers no ESEARCH: {out}"
+    );
+    let saved = line("saved fetch");
+    assert!(
+        saved.contains("OK") && saved.contains("UID 2 FLAGS"),
+        "{out}"
+    );
+    assert!(
+        !saved.contains("UID 1 ") && !saved.contains("UID 3 "),
+        "{out}"
+    );
+    assert!(line("saved in search").contains("UID ALL 2"), "{out}");
+    let binary = line("binary");
+    assert!(binary.contains("BINARY[2] ~{4}"), "{out}");
+    assert!(
+        binary.contains("\\x00\\x01\\x02\\x03"),
+        "base64 undone: {out}"
+    );
+    assert!(binary.contains("BINARY.SIZE[2] 4"), "{out}");
+    assert!(binary.contains("body text with needle"), "{out}");
+    assert!(line("status").contains("MESSAGES 3 SIZE "), "{out}");
 }

@@ -9,7 +9,7 @@
 //! is allowed in the current state before handing it over.
 
 use base64::Engine;
-use imap_codec::decode::CommandDecodeError;
+use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -21,6 +21,7 @@ use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslSte
 
 pub mod list_ext;
 pub mod response;
+pub mod rev2;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +70,7 @@ pub enum Action {
     Run {
         tag: String,
         command: Box<CommandBody<'static>>,
+        options: RunOptions,
     },
     /// An extended LIST (RFC 5258/6154/5819), which imap-codec doesn't
     /// parse: like [`Action::Run`].
@@ -81,6 +83,21 @@ pub enum Action {
     Idling,
     /// Write the output and close.
     Close,
+}
+
+/// How to run an [`Action::Run`] command: what the session ENABLEd and the
+/// IMAP4rev2 syntax imap-codec doesn't parse (see [`rev2`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// UTF8=ACCEPT (or IMAP4rev2) is enabled: mailbox names are UTF-8.
+    pub utf8: bool,
+    /// IMAP4rev2 is enabled (RFC 9051): SEARCH answers ESEARCH, no \Recent.
+    pub rev2: bool,
+    /// SEARCH RETURN (…) options (RFC 4731); a plain SEARCH under IMAP4rev2
+    /// gets [`rev2::SearchReturn::ALL`].
+    pub search_return: Option<rev2::SearchReturn>,
+    /// The command's sequence set was `$`, the saved result (RFC 5182).
+    pub saved: bool,
 }
 
 /// The outcome of a credential check.
@@ -110,8 +127,11 @@ pub struct Session {
     user: Option<String>,
     /// Tag of the LOGIN/AUTHENTICATE being checked.
     auth_tag: Option<String>,
-    /// ENABLEd extensions (UTF8=ACCEPT).
+    /// ENABLEd extensions (UTF8=ACCEPT, IMAP4rev2).
     utf8: bool,
+    rev2: bool,
+    /// What [`rev2::rewrite`] found in the command being dispatched.
+    rewrite: Option<(Option<rev2::SearchReturn>, bool)>,
 }
 
 impl Session {
@@ -127,6 +147,8 @@ impl Session {
             user: None,
             auth_tag: None,
             utf8: false,
+            rev2: false,
+            rewrite: None,
         };
         let caps = s.capabilities();
         s.push(&format!("* OK [CAPABILITY {caps}] pigeonpost ready.\r\n"));
@@ -173,7 +195,15 @@ impl Session {
 
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
-        let mut c = vec!["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"];
+        let mut c = vec![
+            "IMAP4rev1",
+            "IMAP4rev2",
+            "SASL-IR",
+            "LITERAL+",
+            "ID",
+            "ENABLE",
+            "IDLE",
+        ];
         if self.state == State::NotAuthenticated {
             if self.cfg.tls_available && !self.cfg.tls_active {
                 c.push("STARTTLS");
@@ -200,6 +230,10 @@ impl Session {
             "LIST-EXTENDED",
             "LIST-STATUS",
             "UTF8=ACCEPT",
+            "ESEARCH",
+            "SEARCHRES",
+            "BINARY",
+            "STATUS=SIZE",
         ]);
         c.join(" ")
     }
@@ -424,16 +458,35 @@ impl Session {
                 }
             };
         }
-        let command = match self.frag.decode_message(&CommandCodec::default()) {
-            Ok(c) => c.into_static(),
-            Err(DecodeMessageError::MessageTooLong { .. }) => {
+        let rewritten = match rev2::rewrite(raw) {
+            Ok(r) => r,
+            Err(why) => {
+                self.bad(&tag, &format!("Error in IMAP command SEARCH: {why}."));
+                return None;
+            }
+        };
+        let decoded = match &rewritten {
+            Some(r) => match CommandCodec::default().decode(&r.bytes) {
+                Ok((b"", c)) => Ok(c.into_static()),
+                _ => Err(false),
+            },
+            None => match self.frag.decode_message(&CommandCodec::default()) {
+                Ok(c) => Ok(c.into_static()),
+                Err(DecodeMessageError::MessageTooLong { .. }) => Err(true),
+                Err(DecodeMessageError::DecodingFailure(CommandDecodeError::Failed))
+                | Err(DecodeMessageError::DecodingRemainder { .. })
+                | Err(_) => Err(false),
+            },
+        };
+        let raw = self.frag.message_bytes();
+        let command = match decoded {
+            Ok(c) => c,
+            Err(true) => {
                 self.push(&format!("{tag} BAD [TOOBIG] Command too long.\r\n"));
                 self.error();
                 return None;
             }
-            Err(DecodeMessageError::DecodingFailure(CommandDecodeError::Failed))
-            | Err(DecodeMessageError::DecodingRemainder { .. })
-            | Err(_) => {
+            Err(false) => {
                 let word = String::from_utf8_lossy(raw)
                     .split_whitespace()
                     .nth(1)
@@ -450,10 +503,12 @@ impl Session {
                 return None;
             }
         };
+        self.rewrite = rewritten.map(|r| (r.search_return, r.saved));
         self.handle(command)
     }
 
     fn handle(&mut self, cmd: Command<'static>) -> Option<Action> {
+        let rewrite = self.rewrite.take();
         let tag = cmd.tag.as_ref().to_string();
         let name = cmd.body.name();
         use CommandBody as B;
@@ -570,6 +625,11 @@ impl Session {
                     if name.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
                         self.utf8 = true;
                         enabled.push(name);
+                    } else if name.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
+                        // RFC 9051 mailbox names are UTF-8, not modified UTF-7.
+                        self.rev2 = true;
+                        self.utf8 = true;
+                        enabled.push(name);
                     }
                 }
                 let list = if enabled.is_empty() {
@@ -606,10 +666,23 @@ impl Session {
                     self.bad(&tag, &text);
                     return None;
                 }
+                let (search_return, saved) = rewrite.unwrap_or_default();
+                let search_return = match (&body, search_return) {
+                    (CommandBody::Search { .. }, None) if self.rev2 => {
+                        Some(rev2::SearchReturn::ALL)
+                    }
+                    (_, r) => r,
+                };
                 self.mode = Mode::Waiting;
                 Some(Action::Run {
                     tag,
                     command: Box::new(body),
+                    options: RunOptions {
+                        utf8: self.utf8,
+                        rev2: self.rev2,
+                        search_return,
+                        saved,
+                    },
                 })
             }
         }

@@ -172,7 +172,7 @@ fn mailbox_commands_need_the_right_state() {
     );
     let (_, a) = run(&mut s, "c SELECT INBOX\r\n");
     match &a[0] {
-        Action::Run { tag, command } => {
+        Action::Run { tag, command, .. } => {
             assert_eq!(tag, "c");
             assert!(matches!(**command, CommandBody::Select { .. }));
         }
@@ -313,4 +313,54 @@ fn extended_list_is_parsed_here_and_needs_login() {
         o,
         "c BAD Error in IMAP command LIST: unknown LIST selection option NOPE.\r\n"
     );
+}
+
+/// The options a [`Action::Run`] carries.
+fn run_options(s: &mut Session, input: &str) -> RunOptions {
+    let (o, a) = run(s, input);
+    match a.into_iter().next() {
+        Some(Action::Run { options, .. }) => {
+            s.command_done(State::Selected { read_only: false });
+            options
+        }
+        other => panic!("{input}: {other:?} / {o}"),
+    }
+}
+
+#[test]
+fn imap4rev2_search_return_and_saved_result() {
+    let mut s = logged_in(cfg_tls());
+    s.state = State::Selected { read_only: false };
+    // IMAP4rev1 until ENABLEd: a plain SEARCH stays a SEARCH.
+    assert_eq!(
+        run_options(&mut s, "a SEARCH ALL\r\n"),
+        RunOptions::default()
+    );
+    let o = run_options(&mut s, "b UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n");
+    let r = o.search_return.unwrap();
+    assert!(r.min && r.count && !r.all && !o.saved);
+    let o = run_options(&mut s, "c UID FETCH $ (FLAGS)\r\n");
+    assert!(o.saved && o.search_return.is_none());
+    let (o, a) = run(&mut s, "d SEARCH RETURN (FOO) ALL\r\n");
+    assert!(a.is_empty());
+    assert_eq!(
+        o,
+        "d BAD Error in IMAP command SEARCH: unknown RETURN option FOO.\r\n"
+    );
+    // A rewritten command that doesn't parse afterwards is BAD too.
+    let (o, _) = run(&mut s, "e FETCH $\r\n");
+    assert!(o.starts_with("e BAD "), "{o}");
+
+    let (o, _) = run(&mut s, "f ENABLE IMAP4rev2\r\n");
+    assert_eq!(o, "* ENABLED IMAP4rev2\r\nf OK Enabled.\r\n");
+    let o = run_options(&mut s, "g SEARCH ALL\r\n");
+    assert!(o.rev2 && o.utf8, "rev2 mailbox names are UTF-8");
+    assert_eq!(o.search_return, Some(rev2::SearchReturn::ALL));
+    // Only SEARCH gets the default.
+    let o = run_options(&mut s, "h FETCH 1 (FLAGS)\r\n");
+    assert_eq!(o.search_return, None);
+    // The rewrite of one command never leaks into the next.
+    let (_, _) = run(&mut s, "i CAPABILITY\r\n");
+    let o = run_options(&mut s, "j FETCH 1 (FLAGS)\r\n");
+    assert!(!o.saved);
 }

@@ -1,0 +1,356 @@
+//! IMAP4rev2 syntax that imap-codec 2.0.0-alpha.10 does not parse,
+//! rewritten into syntax it does:
+//!
+//! * `SEARCH RETURN (MIN MAX ALL COUNT SAVE)` (RFC 4731, RFC 9051 §6.4.4):
+//!   the clause is cut out and handed on as [`SearchReturn`].
+//! * the saved search result `$` (RFC 5182) as a sequence set: replaced by
+//!   [`SAVED_PLACEHOLDER`], and the command is flagged, so the backend puts
+//!   the saved messages in its place.
+//!
+//! A light tokenizer that skips quoted strings and literals finds these; the
+//! rest of the command is left byte for byte as it came.
+
+/// Stands in for `$`. RFC 5182 allows `$` only as a whole sequence set,
+/// so the backend replaces every set that is just this number.
+pub const SAVED_PLACEHOLDER: u32 = u32::MAX;
+
+/// RFC 4731 §3.1 result options. `RETURN ()` means ALL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    pub min: bool,
+    pub max: bool,
+    pub all: bool,
+    pub count: bool,
+    /// RFC 5182: keep the result for `$`.
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// ESEARCH's answer when IMAP4rev2 is enabled and no RETURN was given.
+    pub const ALL: SearchReturn = SearchReturn {
+        min: false,
+        max: false,
+        all: true,
+        count: false,
+        save: false,
+    };
+}
+
+/// A command after rewriting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub bytes: Vec<u8>,
+    pub search_return: Option<SearchReturn>,
+    /// `$` was used (and replaced by [`SAVED_PLACEHOLDER`]).
+    pub saved: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Atom,
+    Quoted,
+    Literal,
+    Open,
+    Close,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tok {
+    kind: Kind,
+    start: usize,
+    end: usize,
+}
+
+/// Tokens of a whole command (literal data included, as the fragmentizer
+/// leaves it). Malformed input just ends the list: imap-codec reports it.
+fn tokens(raw: &[u8]) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = raw.len();
+    while i < n {
+        let start = i;
+        match raw[i] {
+            b' ' | b'\r' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            b'(' => {
+                i += 1;
+                out.push(Tok {
+                    kind: Kind::Open,
+                    start,
+                    end: i,
+                });
+                continue;
+            }
+            b')' => {
+                i += 1;
+                out.push(Tok {
+                    kind: Kind::Close,
+                    start,
+                    end: i,
+                });
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < n && raw[i] != b'"' {
+                    i += if raw[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= n {
+                    return out;
+                }
+                i += 1;
+                out.push(Tok {
+                    kind: Kind::Quoted,
+                    start,
+                    end: i,
+                });
+                continue;
+            }
+            _ => {}
+        }
+        // A literal `{n}`, `{n+}` or literal8 `~{n}`, then CRLF and n bytes.
+        let brace = if raw[i] == b'{' {
+            Some(i)
+        } else if raw[i] == b'~' && raw.get(i + 1) == Some(&b'{') {
+            Some(i + 1)
+        } else {
+            None
+        };
+        if let Some(b) = brace {
+            let Some(close) = raw[b..].iter().position(|&c| c == b'}').map(|p| b + p) else {
+                return out;
+            };
+            let digits = std::str::from_utf8(&raw[b + 1..close])
+                .ok()
+                .map(|s| s.trim_end_matches('+'))
+                .and_then(|s| s.parse::<usize>().ok());
+            let (Some(len), Some(b"\r\n")) = (digits, raw.get(close + 1..close + 3)) else {
+                return out;
+            };
+            i = (close + 3).saturating_add(len).min(n);
+            out.push(Tok {
+                kind: Kind::Literal,
+                start,
+                end: i,
+            });
+            continue;
+        }
+        while i < n && !matches!(raw[i], b' ' | b'\r' | b'\n' | b'(' | b')' | b'"') {
+            // BODY[HEADER.FIELDS (A B)] keeps its brackets in one token.
+            if raw[i] == b'[' {
+                while i < n && raw[i] != b']' {
+                    i += 1;
+                }
+            }
+            i += 1;
+        }
+        out.push(Tok {
+            kind: Kind::Atom,
+            start,
+            end: i.min(n),
+        });
+    }
+    out
+}
+
+/// Search keys followed by arguments that are strings, dates or numbers
+/// (a `$` there is text, not the saved result), and how many.
+fn string_args(key: &[u8]) -> usize {
+    const ONE: &[&str] = &[
+        "BCC",
+        "BODY",
+        "CC",
+        "FROM",
+        "SUBJECT",
+        "TEXT",
+        "TO",
+        "KEYWORD",
+        "UNKEYWORD",
+        "BEFORE",
+        "ON",
+        "SINCE",
+        "SENTBEFORE",
+        "SENTON",
+        "SENTSINCE",
+        "LARGER",
+        "SMALLER",
+        "CHARSET",
+    ];
+    let k = String::from_utf8_lossy(key).to_ascii_uppercase();
+    if k == "HEADER" {
+        2
+    } else if ONE.contains(&k.as_str()) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Rewrites `raw` if it uses `RETURN` or `$`; `Ok(None)` if it doesn't,
+/// `Err` for a RETURN clause that is malformed or names an unknown option.
+pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
+    let toks = tokens(raw);
+    let text = |t: &Tok| &raw[t.start..t.end];
+    let is =
+        |t: &Tok, word: &str| t.kind == Kind::Atom && text(t).eq_ignore_ascii_case(word.as_bytes());
+    // tag [UID] name args…
+    let mut at = 1;
+    if toks.get(at).is_some_and(|t| is(t, "UID")) {
+        at += 1;
+    }
+    let Some(name) = toks.get(at) else {
+        return Ok(None);
+    };
+    let name = String::from_utf8_lossy(text(name)).to_ascii_uppercase();
+    let args = &toks[at + 1..];
+    // Byte ranges to cut out, and the `$` atoms to replace.
+    let mut cut: Option<(usize, usize)> = None;
+    let mut dollars: Vec<&Tok> = Vec::new();
+    let mut search_return = None;
+    let is_dollar = |t: &Tok| t.kind == Kind::Atom && text(t) == b"$";
+    match name.as_str() {
+        "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" => {
+            if let Some(first) = args.first().filter(|t| is_dollar(t)) {
+                dollars.push(first);
+            }
+        }
+        "SEARCH" => {
+            let mut rest = args;
+            if rest.first().is_some_and(|t| is(t, "RETURN")) {
+                if rest.get(1).map(|t| t.kind) != Some(Kind::Open) {
+                    return Err("RETURN needs a list of options".into());
+                }
+                let mut ret = SearchReturn::default();
+                let mut j = 2;
+                loop {
+                    let Some(t) = rest.get(j) else {
+                        return Err("unterminated RETURN options".into());
+                    };
+                    if t.kind == Kind::Close {
+                        break;
+                    }
+                    match String::from_utf8_lossy(text(t))
+                        .to_ascii_uppercase()
+                        .as_str()
+                    {
+                        "MIN" => ret.min = true,
+                        "MAX" => ret.max = true,
+                        "ALL" => ret.all = true,
+                        "COUNT" => ret.count = true,
+                        "SAVE" => ret.save = true,
+                        other => return Err(format!("unknown RETURN option {other}")),
+                    }
+                    j += 1;
+                }
+                if !(ret.min || ret.max || ret.count || ret.save) {
+                    ret.all = true;
+                }
+                let end = rest[j].end;
+                // Up to the next token, so no double space is left.
+                let next = rest.get(j + 1).map_or(end, |t| t.start);
+                cut = Some((rest[0].start, next));
+                search_return = Some(ret);
+                rest = &rest[j + 1..];
+            }
+            let mut skip = 0;
+            for t in rest {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                if is_dollar(t) {
+                    dollars.push(t);
+                } else if t.kind == Kind::Atom {
+                    skip = string_args(text(t));
+                }
+            }
+        }
+        _ => {}
+    }
+    if cut.is_none() && dollars.is_empty() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(raw.len() + 16);
+    let mut pos = 0;
+    let mut edits: Vec<(usize, usize, &[u8])> = Vec::new();
+    let placeholder = SAVED_PLACEHOLDER.to_string();
+    if let Some((s, e)) = cut {
+        edits.push((s, e, b""));
+    }
+    for d in &dollars {
+        edits.push((d.start, d.end, placeholder.as_bytes()));
+    }
+    edits.sort_by_key(|e| e.0);
+    for (s, e, with) in edits {
+        bytes.extend_from_slice(&raw[pos..s]);
+        bytes.extend_from_slice(with);
+        pos = e;
+    }
+    bytes.extend_from_slice(&raw[pos..]);
+    Ok(Some(Rewrite {
+        bytes,
+        search_return,
+        saved: !dollars.is_empty(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(s: &str) -> Option<(String, Option<SearchReturn>, bool)> {
+        rewrite(s.as_bytes()).unwrap().map(|r| {
+            (
+                String::from_utf8(r.bytes).unwrap(),
+                r.search_return,
+                r.saved,
+            )
+        })
+    }
+
+    #[test]
+    fn return_options_are_cut_out() {
+        let (bytes, ret, saved) = rw("a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n").unwrap();
+        assert_eq!(bytes, "a UID SEARCH UNSEEN\r\n");
+        let ret = ret.unwrap();
+        assert!(ret.min && ret.count && !ret.all && !ret.max && !ret.save);
+        assert!(!saved);
+        let (bytes, ret, _) = rw("a search return () all\r\n").unwrap();
+        assert_eq!(bytes, "a search all\r\n");
+        assert_eq!(ret, Some(SearchReturn::ALL), "RETURN () means ALL");
+        assert!(rewrite(b"a SEARCH RETURN (MIN BOGUS) ALL\r\n").is_err());
+        assert!(rewrite(b"a SEARCH RETURN MIN ALL\r\n").is_err());
+    }
+
+    #[test]
+    fn dollar_is_the_saved_result_only_where_a_set_goes() {
+        let p = SAVED_PLACEHOLDER;
+        assert_eq!(
+            rw("a UID FETCH $ (FLAGS)\r\n").unwrap().0,
+            format!("a UID FETCH {p} (FLAGS)\r\n")
+        );
+        assert_eq!(
+            rw("a SEARCH RETURN (SAVE) UID $ SUBJECT $ OR $ HEADER X $\r\n").unwrap(),
+            (
+                format!("a SEARCH UID {p} SUBJECT $ OR {p} HEADER X $\r\n"),
+                Some(SearchReturn {
+                    save: true,
+                    ..Default::default()
+                }),
+                true
+            )
+        );
+        assert_eq!(
+            rw("a STORE $ +FLAGS ($)\r\n").unwrap().0,
+            format!("a STORE {p} +FLAGS ($)\r\n")
+        );
+        // Quoted strings, literals and keywords that start with $ are left.
+        assert_eq!(rw("a SEARCH SUBJECT \"$\" KEYWORD $Forwarded\r\n"), None);
+        assert_eq!(rw("a SEARCH TEXT {1}\r\n$\r\n"), None);
+        assert_eq!(rw("a LOGIN $ $\r\n"), None);
+        assert_eq!(rw("a FETCH 1:* BODY.PEEK[HEADER.FIELDS (A $)]\r\n"), None);
+        assert_eq!(rw("a APPEND INBOX ~{3}\r\n$ $\r\n"), None);
+    }
+}
