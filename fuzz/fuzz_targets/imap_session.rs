@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 s.auth_done(outcome);
             }
-            Action::Run { tag, command } => {
+            Action::Run { tag, command, .. } => {
                 let state = s.state();
                 assert!(
                     matches!(state, State::Authenticated | State::Selected { .. }),
