@@ -27,6 +27,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 
+use super::cache::{Parts, PartsCache};
 use super::fetch;
 use super::proto::list_ext::ListExtended;
 use super::proto::response::{astring, flag_list, tagged};
@@ -51,6 +52,8 @@ pub struct Shared {
     last_sync: Instant,
     /// Bumped whenever messages leave the list.
     expunges: u64,
+    /// ENVELOPE/BODY/BODYSTRUCTURE per UID, loaded on first use.
+    cache: Option<PartsCache>,
 }
 
 /// Sessions look at the directory at most this often: a look after a
@@ -80,10 +83,31 @@ impl Shared {
         for u in &c.expunged_uids {
             self.stamps.remove(u);
         }
+        if let Some(cache) = &mut self.cache {
+            let gone: HashSet<u32> = c.expunged_uids.iter().copied().collect();
+            cache.retain(|u| !gone.contains(&u));
+        }
         if !c.expunged_uids.is_empty() {
             self.expunges += 1;
         }
         Ok(())
+    }
+
+    /// The structure cache, loaded on first use, and anew if the mailbox
+    /// was recreated under another UIDVALIDITY.
+    fn cache(&mut self) -> &mut PartsCache {
+        let v = self.mailbox.uidvalidity();
+        if self.cache.as_ref().is_none_or(|c| c.uidvalidity() != v) {
+            let live: HashSet<u32> = self.mailbox.messages().iter().map(|m| m.uid).collect();
+            self.cache = Some(PartsCache::load(self.mailbox.dir(), v, &live));
+        }
+        self.cache.as_mut().expect("loaded above")
+    }
+
+    fn flush_cache(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.flush();
+        }
     }
 
     fn set_flags(&mut self, uid: u32, flags: Flags, keywords: &[&str]) -> Result<bool, StoreError> {
@@ -99,6 +123,10 @@ impl Shared {
         let gone = self.mailbox.expunge(uids)?;
         for u in &gone {
             self.stamps.remove(u);
+        }
+        if let Some(cache) = &mut self.cache {
+            let set: HashSet<u32> = gone.iter().copied().collect();
+            cache.retain(|u| !set.contains(&u));
         }
         if !gone.is_empty() {
             self.expunges += 1;
@@ -193,6 +221,7 @@ fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> 
         stamps: HashMap::new(),
         last_sync: Instant::now(),
         expunges: 0,
+        cache: None,
     }));
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|_, w| w.strong_count() > 0);
@@ -1401,6 +1430,16 @@ impl Backend {
         let mut was_current = sh.modseq == sel.seen_modseq;
         // RFC 3516 §4.1: a part in an encoding we can't undo fails the FETCH.
         let mut unknown_cte = false;
+        // ENVELOPE, BODY and BODYSTRUCTURE come from the structure cache;
+        // only a miss, or an item with message bytes, reads the file.
+        let wants_structure = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+            )
+        });
         let needs_body = items.iter().any(|i| {
             !matches!(
                 i,
@@ -1408,6 +1447,9 @@ impl Backend {
                     | MessageDataItemName::Flags
                     | MessageDataItemName::InternalDate
                     | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
             )
         });
         let sets_seen = !sel.read_only
@@ -1431,7 +1473,12 @@ impl Backend {
                     sel.own.insert(u, sh.modseq);
                 }
             }
-            let raw = if needs_body {
+            let cached = if wants_structure {
+                sh.cache().get(u)
+            } else {
+                None
+            };
+            let raw = if needs_body || (wants_structure && cached.is_none()) {
                 match read_message(&sh.mailbox, u) {
                     Some(r) => Some(r),
                     None => continue,
@@ -1444,6 +1491,15 @@ impl Backend {
             let raw_ref = raw.as_deref();
             let cell: OnceCell<fetch::Parsed> = OnceCell::new();
             let parsed = || raw_ref.map(|r| cell.get_or_init(|| fetch::parse(r)));
+            let parts = match cached {
+                Some(p) => Some(p),
+                None if wants_structure => parsed().map(|p| {
+                    let parts = Parts::of(p);
+                    sh.cache().insert(u, &parts);
+                    parts
+                }),
+                None => None,
+            };
             let mut data: Vec<MessageDataItem<'static>> = Vec::new();
             let mut flags_at: Option<usize> = None;
             for item in &items {
@@ -1463,18 +1519,18 @@ impl Backend {
                         data.push(MessageDataItem::Rfc822Size(info.vsize as u32))
                     }
                     MessageDataItemName::Envelope => {
-                        if let Some(e) = parsed().map(fetch::envelope) {
-                            data.push(MessageDataItem::Envelope(e));
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::Envelope(p.envelope.clone()));
                         }
                     }
                     MessageDataItemName::Body => {
-                        if let Some(b) = parsed().map(|p| fetch::body_structure(p, false)) {
-                            data.push(MessageDataItem::Body(b));
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::Body(p.body.clone()));
                         }
                     }
                     MessageDataItemName::BodyStructure => {
-                        if let Some(b) = parsed().map(|p| fetch::body_structure(p, true)) {
-                            data.push(MessageDataItem::BodyStructure(b));
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::BodyStructure(p.bodystructure.clone()));
                         }
                     }
                     MessageDataItemName::BodyExt {
@@ -1593,6 +1649,7 @@ impl Backend {
             if out.len() >= SPILL_BYTES {
                 if let Some(spill) = &self.spill {
                     // Not holding the mailbox while the client reads.
+                    sh.flush_cache();
                     let modseq = sh.modseq;
                     drop(sh);
                     let _ = spill.blocking_send(std::mem::take(out));
@@ -1602,6 +1659,7 @@ impl Backend {
                 }
             }
         }
+        sh.flush_cache();
         // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
         if was_current {
             sel.seen_modseq = sh.modseq;

@@ -398,7 +398,7 @@ s.quit()
 }
 
 #[test]
-fn uids_survive_a_restart_and_bad_commands_get_bad() {
+fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
     let setup = ImapSetup::new();
     setup.deliver("john", &[MSG1, MSG2]);
     let server = setup.start();
@@ -444,15 +444,60 @@ fn uids_survive_a_restart_and_bad_commands_get_bad() {
     }
     let o = exchange(&mut a, "ok NOOP\r\n", "ok");
     assert!(o.contains("ok OK"), "session goes on: {o}");
+    // ENVELOPE and BODYSTRUCTURE go into the structure cache.
+    let structure = "e UID FETCH 1:* (UID ENVELOPE BODYSTRUCTURE)\r\n";
+    let first = exchange(&mut a, structure, "e");
+    assert!(
+        first.contains("\"second one\"") && first.contains("\"mixed\""),
+        "{first}"
+    );
+    let cache = setup.maildir("john").join("pigeonpost.index.cache");
+    let text = std::fs::read(&cache).expect("the cache file is written");
+    assert!(text.starts_with(b"pigeonpost-cache 1 "), "{text:?}");
     drop(a);
     drop(server);
-    // Remove our index files if any: UIDs come from dovecot-uidlist.
+
+    // Served from the cache after a restart: the file is not parsed again
+    // (Maildir messages never change once written; this one is rewritten
+    // here only to show where the answer comes from).
+    let file = std::fs::read_dir(setup.maildir("john").join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("second one"))
+        .unwrap();
+    let original = std::fs::read(&file).unwrap();
+    std::fs::write(&file, MSG2.replace("second one", "rewritten")).unwrap();
+    let server = setup.start();
+    let mut a = raw_login(server.addr("imap").port());
+    exchange(&mut a, "s SELECT INBOX\r\n", "s");
+    assert_eq!(exchange(&mut a, structure, "e"), first);
+    drop(a);
+    drop(server);
+    std::fs::write(&file, &original).unwrap();
+
+    // A damaged cache and lost index files: the same UIDs (they come from
+    // dovecot-uidlist) and the same answers, and the cache is rebuilt.
+    std::fs::write(&cache, "pigeonpost-cache 1 garbage\n1 99\nxx").unwrap();
+    let _ = std::fs::remove_file(setup.maildir("john").join("pigeonpost.index.recent"));
     let server = setup.start();
     let mut a = raw_login(server.addr("imap").port());
     let o = exchange(&mut a, "s SELECT INBOX\r\n", "s");
     assert!(o.contains(&validity), "{o}");
     let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
     assert!(o.contains("UID 1") && o.contains("UID 2"), "{o}");
+    assert_eq!(exchange(&mut a, structure, "e"), first);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        !text.contains("garbage") && text.contains("second one"),
+        "{text}"
+    );
+    drop(a);
+    drop(server);
+    std::fs::remove_file(&cache).unwrap();
+    let server = setup.start();
+    let mut a = raw_login(server.addr("imap").port());
+    exchange(&mut a, "s SELECT INBOX\r\n", "s");
+    assert_eq!(exchange(&mut a, structure, "e"), first);
 }
 
 #[test]
