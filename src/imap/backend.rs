@@ -74,6 +74,9 @@ impl Shared {
     fn sync_now(&mut self) -> Result<(), StoreError> {
         self.last_sync = Instant::now();
         let c = self.mailbox.sync()?;
+        if !c.new_uids.is_empty() || !c.flag_changes.is_empty() || !c.expunged_uids.is_empty() {
+            super::watch::bump(self.mailbox.dir());
+        }
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
             self.modseq += 1;
             for u in c.new_uids.iter().chain(&c.flag_changes) {
@@ -113,6 +116,7 @@ impl Shared {
     fn set_flags(&mut self, uid: u32, flags: Flags, keywords: &[&str]) -> Result<bool, StoreError> {
         let changed = self.mailbox.set_flags(uid, flags, keywords)?;
         if changed {
+            super::watch::bump(self.mailbox.dir());
             self.modseq += 1;
             self.stamps.insert(uid, self.modseq);
         }
@@ -129,6 +133,7 @@ impl Shared {
             cache.retain(|u| !set.contains(&u));
         }
         if !gone.is_empty() {
+            super::watch::bump(self.mailbox.dir());
             self.expunges += 1;
         }
         Ok(gone)
@@ -151,6 +156,8 @@ pub fn invalidate(dir: &Path) {
         d.clear();
     }
     d.insert(dir.to_path_buf());
+    drop(d);
+    super::watch::bump(dir);
 }
 
 fn take_dirty(dir: &Path) -> bool {
@@ -258,6 +265,8 @@ struct Selected {
     /// The saved search result `$` (RFC 5182), as UIDs; empty until a
     /// SEARCH RETURN (SAVE). Expunged UIDs simply no longer resolve.
     saved: Vec<u32>,
+    /// Bumped when the mailbox changes: what IDLE waits on.
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Selected {
@@ -755,6 +764,12 @@ impl Backend {
         }
     }
 
+    /// What an IDLE on the selected mailbox waits on: it changes whenever
+    /// the mailbox may have (see [`super::watch`]).
+    pub fn idle_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.selected.as_ref().map(|s| s.changes.clone())
+    }
+
     /// `cmd` with every sequence set that is `$` (see [`SAVED_PLACEHOLDER`])
     /// replaced by the saved search result: UIDs in UID commands and UID
     /// search keys, sequence numbers elsewhere (RFC 5182 §2.1). `None` when
@@ -983,6 +998,7 @@ impl Backend {
         let sh = lock(&shared);
         let mb = &sh.mailbox;
         let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        let changes = super::watch::subscribe(mb.dir());
         let first = first_recent_uid(mb);
         let recent_count = view.iter().filter(|u| **u >= first).count();
         if !read_only && recent_count > 0 {
@@ -1047,6 +1063,7 @@ impl Backend {
             seen_expunges,
             own: HashMap::new(),
             saved: Vec::new(),
+            changes,
         });
         *state = State::Selected { read_only };
         if read_only {

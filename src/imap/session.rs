@@ -1,7 +1,8 @@
 //! The IMAP connection driver: runs a [`Session`] over a socket, checks
 //! credentials, and runs mailbox commands on a [`Backend`] off the async
-//! threads (as the mail user when we are root). IDLE polls the mailbox
-//! every second, so mail delivered by SMTP shows up within that.
+//! threads (as the mail user when we are root). IDLE waits for the
+//! mailbox to change (`imap::watch`), so mail delivered by SMTP shows up at
+//! once and idle sessions cost nothing in between.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,19 @@ use crate::store::location::{as_user, user_maildir};
 
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How often IDLE looks for new mail and flag changes.
-const IDLE_POLL: Duration = Duration::from_millis(500);
+/// IDLE waits for a change of the mailbox (see `imap::watch`), and looks
+/// this often anyway, for changes inotify can't see (NFS).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// Resolves when `changes` says the mailbox changed; never without one.
+async fn changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = changes {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
 
 pub struct ImapHandler {
     pub state: Arc<ServerState>,
@@ -181,6 +193,8 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
     // Small: most IMAP traffic from clients is short commands, and every
     // idle connection keeps this buffer.
     let mut buf = vec![0u8; 8 * 1024];
+    // What a running IDLE waits on (taken when it starts).
+    let mut idle_changes: Option<tokio::sync::watch::Receiver<u64>> = None;
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
     loop {
         match session.next_action() {
@@ -209,13 +223,18 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
+                if idle_changes.is_none() {
+                    idle_changes = account.as_ref().and_then(|a| a.backend.idle_changes());
+                }
                 let read = tokio::select! {
                     _ = conn.shutdown.cancelled() => None,
-                    r = tokio::time::timeout(IDLE_POLL, conn.stream.read(&mut buf)) => Some(r),
+                    _ = changed(&mut idle_changes) => Some(Err(())),
+                    _ = tokio::time::sleep(IDLE_RECHECK) => Some(Err(())),
+                    r = conn.stream.read(&mut buf) => Some(Ok(r)),
                 };
                 match read {
                     None => session.shutdown("[UNAVAILABLE] Server shutting down."),
-                    Some(Err(_)) => {
+                    Some(Err(())) => {
                         let out = with_account(&mut account, |b| {
                             let mut out = Vec::new();
                             b.updates(true, &mut out);
@@ -226,7 +245,10 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                         session.respond(&out);
                     }
                     Some(Ok(Ok(0))) | Some(Ok(Err(_))) => break,
-                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                    Some(Ok(Ok(n))) => {
+                        idle_changes = None;
+                        session.feed(&buf[..n]);
+                    }
                 }
             }
             Action::StartTls => {

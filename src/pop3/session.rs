@@ -196,10 +196,11 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                 match open_message(md, uid) {
                     Ok(Some(file)) => {
                         session.send_begin();
-                        if !flush(&mut conn.stream, &mut session).await {
-                            break;
-                        }
-                        match stream_message(&mut conn.stream, file, encoder).await {
+                        // The +OK line leaves in the same write as the start
+                        // of the message: one TCP segment, not two, for the
+                        // typical message (fetchmail waits for each).
+                        let head = session.take_output();
+                        match stream_message(&mut conn.stream, head, file, encoder).await {
                             Ok(bytes) => {
                                 if whole {
                                     tally.retr += 1;
@@ -373,9 +374,11 @@ fn open_message(md: &Maildrop, uid: u32) -> Result<Option<File>, String> {
     as_user(md.uid, md.gid, || md.mailbox.open_message(uid)).map_err(|e| e.to_string())
 }
 
-/// Streams `file` through the dot-stuffer; returns the bytes sent.
+/// Streams `file` through the dot-stuffer after `head` (the status line);
+/// returns the message bytes sent.
 async fn stream_message(
     stream: &mut Stream,
+    head: Vec<u8>,
     file: File,
     mut encoder: DotStuffer,
 ) -> std::io::Result<u64> {
@@ -385,6 +388,7 @@ async fn stream_message(
     let mut file = file;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(70 * 1024);
+    out.extend_from_slice(&head);
     let mut sent = 0u64;
     loop {
         let n = Read::read(&mut file, &mut chunk)?;
@@ -403,7 +407,7 @@ async fn stream_message(
     }
     encoder.finish(&mut out);
     write(stream, &out).await?;
-    Ok(sent + out.len() as u64)
+    Ok((sent + out.len() as u64).saturating_sub(head.len() as u64))
 }
 
 async fn write(stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {

@@ -395,6 +395,37 @@ s.quit()
     assert!(o.contains("* 1 EXPUNGE"), "{o}");
     let o = exchange(&mut a, "u UID FETCH 1:* (UID)\r\n", "u");
     assert!(o.contains("* 1 FETCH (UID 2)"), "{o}");
+
+    // IDLE again: b's flag change, and a message another process drops
+    // into new/, both reach a at once, well before IDLE's 5 s recheck.
+    a.get_mut().write_all(b"j IDLE\r\n").unwrap();
+    let mut l = String::new();
+    a.read_line(&mut l).unwrap();
+    assert!(l.starts_with("+ "), "{l}");
+    let start = Instant::now();
+    exchange(&mut b, "g UID STORE 2 +FLAGS (\\Flagged)\r\n", "g");
+    let mut l = String::new();
+    a.read_line(&mut l).unwrap();
+    assert!(l.starts_with("* 1 FETCH (UID 2 FLAGS (\\Flagged"), "{l}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    let new = setup.maildir("john").join("new");
+    std::fs::write(new.join("1700000100.M1P1.elsewhere"), MSG1).unwrap();
+    give_to_vmail(&new);
+    let mut l = String::new();
+    a.read_line(&mut l).unwrap();
+    assert_eq!(l, "* 2 EXISTS\r\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let o = exchange(&mut a, "DONE\r\n", "j");
+    assert!(o.contains("j OK"), "{o}");
 }
 
 #[test]
