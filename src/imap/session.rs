@@ -24,8 +24,9 @@ use crate::store::location::{as_user, user_maildir};
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// IDLE waits for a change of the mailbox (see `imap::watch`), and looks
-/// this often anyway, for changes inotify can't see (NFS).
-const IDLE_RECHECK: Duration = Duration::from_secs(5);
+/// this often anyway, for changes inotify can't see (NFS): Dovecot's
+/// default `mailbox_idle_check_interval`.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
 /// Resolves when `changes` says the mailbox changed; never without one.
 async fn changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {

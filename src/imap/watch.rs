@@ -6,7 +6,7 @@
 //! Dovecot LDA, Postfix's virtual(8)). IDLE sessions wait on it instead of
 //! polling, so 10,000 idle clients cost no CPU until mail arrives. Where
 //! inotify can't see changes (NFS) or isn't available, IDLE still looks
-//! every few seconds.
+//! every 30 s, as Dovecot does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ static WATCHER: LazyLock<Mutex<Option<notify::RecommendedWatcher>>> = LazyLock::
     Mutex::new(match w {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(error = %e, "no inotify: IDLE looks for changes every few seconds instead");
+            tracing::warn!(error = %e, "no inotify: IDLE sees other processes' changes only every 30 s");
             None
         }
     })

@@ -397,7 +397,7 @@ s.quit()
     assert!(o.contains("* 1 FETCH (UID 2)"), "{o}");
 
     // IDLE again: b's flag change, and a message another process drops
-    // into new/, both reach a at once, well before IDLE's 5 s recheck.
+    // into new/, both reach a at once, well before IDLE's 30 s recheck.
     a.get_mut().write_all(b"j IDLE\r\n").unwrap();
     let mut l = String::new();
     a.read_line(&mut l).unwrap();
