@@ -774,7 +774,7 @@ impl Backend {
     /// replaced by the saved search result: UIDs in UID commands and UID
     /// search keys, sequence numbers elsewhere (RFC 5182 §2.1). `None` when
     /// the command would act on no messages.
-    fn with_saved_result(&self, cmd: CommandBody<'static>) -> Option<CommandBody<'static>> {
+    fn with_saved_result(&self, mut cmd: CommandBody<'static>) -> Option<CommandBody<'static>> {
         let sel = self.selected.as_ref()?;
         let mut uids = Vec::new();
         let mut seqs = Vec::new();
@@ -785,123 +785,83 @@ impl Backend {
             }
         }
         let as_set = |numbers: &[u32]| -> Option<SequenceSet> {
-            let mut runs: Vec<Sequence> = Vec::new();
-            let mut i = 0;
-            while i < numbers.len() {
-                let mut j = i;
-                while j + 1 < numbers.len() && numbers[j + 1] == numbers[j] + 1 {
-                    j += 1;
-                }
-                let (a, b) = (NonZeroU32::new(numbers[i])?, NonZeroU32::new(numbers[j])?);
-                runs.push(if i == j {
+            let mut set = Vec::new();
+            for (a, b) in runs(numbers) {
+                let (a, b) = (NonZeroU32::new(a)?, NonZeroU32::new(b)?);
+                set.push(if a == b {
                     Sequence::Single(SeqOrUid::Value(a))
                 } else {
                     Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b))
                 });
-                i = j + 1;
             }
-            Vec1::try_from(runs).ok().map(SequenceSet)
+            Vec1::try_from(set).ok().map(SequenceSet)
         };
-        let is_saved = |s: &SequenceSet| matches!(s.0.as_ref(), [Sequence::Single(SeqOrUid::Value(v))] if v.get() == SAVED_PLACEHOLDER);
-        let pick = |s: SequenceSet, uid: bool| -> Option<SequenceSet> {
-            if is_saved(&s) {
-                as_set(if uid { &uids } else { &seqs })
-            } else {
-                Some(s)
+        // Puts the saved result in place of a `$` set; false if it's empty.
+        let replace = |set: &mut SequenceSet, uid: bool| -> bool {
+            let saved = matches!(
+                set.0.as_ref(),
+                [Sequence::Single(SeqOrUid::Value(v))] if v.get() == SAVED_PLACEHOLDER
+            );
+            if !saved {
+                return true;
+            }
+            match as_set(if uid { &uids } else { &seqs }) {
+                Some(s) => {
+                    *set = s;
+                    true
+                }
+                None => false,
             }
         };
         use CommandBody as B;
-        Some(match cmd {
+        let target = match &mut cmd {
             B::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-            } => B::Fetch {
-                sequence_set: pick(sequence_set, uid)?,
-                macro_or_item_names,
-                uid,
-            },
-            B::Store {
-                sequence_set,
-                kind,
-                response,
-                flags,
-                uid,
-            } => B::Store {
-                sequence_set: pick(sequence_set, uid)?,
-                kind,
-                response,
-                flags,
-                uid,
-            },
-            B::Copy {
-                sequence_set,
-                mailbox,
-                uid,
-            } => B::Copy {
-                sequence_set: pick(sequence_set, uid)?,
-                mailbox,
-                uid,
-            },
-            B::Move {
-                sequence_set,
-                mailbox,
-                uid,
-            } => B::Move {
-                sequence_set: pick(sequence_set, uid)?,
-                mailbox,
-                uid,
-            },
-            B::ExpungeUid { sequence_set } => B::ExpungeUid {
-                sequence_set: pick(sequence_set, true)?,
-            },
-            B::Search {
-                charset,
-                criteria,
-                uid,
-            } => {
-                // In a search, an empty `$` matches nothing: the placeholder
-                // is no message's UID or sequence number.
-                fn walk(
-                    k: SearchKey<'static>,
-                    f: &dyn Fn(SequenceSet, bool) -> SequenceSet,
-                ) -> SearchKey<'static> {
+                sequence_set, uid, ..
+            }
+            | B::Store {
+                sequence_set, uid, ..
+            }
+            | B::Copy {
+                sequence_set, uid, ..
+            }
+            | B::Move {
+                sequence_set, uid, ..
+            } => Some((sequence_set, *uid)),
+            B::ExpungeUid { sequence_set } => Some((sequence_set, true)),
+            B::Search { criteria, .. } => {
+                // In a search an empty `$` matches nothing: the placeholder
+                // left in place is no message's UID or sequence number.
+                fn walk(k: &mut SearchKey<'static>, f: &dyn Fn(&mut SequenceSet, bool)) {
                     match k {
-                        SearchKey::SequenceSet(s) => SearchKey::SequenceSet(f(s, false)),
-                        SearchKey::Uid(s) => SearchKey::Uid(f(s, true)),
-                        SearchKey::Not(k) => SearchKey::Not(Box::new(walk(*k, f))),
+                        SearchKey::SequenceSet(s) => f(s, false),
+                        SearchKey::Uid(s) => f(s, true),
+                        SearchKey::Not(k) => walk(k, f),
                         SearchKey::Or(a, b) => {
-                            SearchKey::Or(Box::new(walk(*a, f)), Box::new(walk(*b, f)))
+                            walk(a, f);
+                            walk(b, f);
                         }
-                        SearchKey::And(ks) => SearchKey::And(
-                            Vec1::try_from(
-                                ks.into_inner()
-                                    .into_iter()
-                                    .map(|k| walk(k, f))
-                                    .collect::<Vec<_>>(),
-                            )
-                            .expect("as many keys as before"),
-                        ),
-                        other => other,
+                        SearchKey::And(ks) => walk_all(ks, f),
+                        _ => {}
                     }
                 }
-                let f = |s: SequenceSet, uid: bool| {
-                    let fallback = s.clone();
-                    pick(s, uid).unwrap_or(fallback)
-                };
-                let keys: Vec<SearchKey<'static>> = criteria
-                    .into_inner()
-                    .into_iter()
-                    .map(|k| walk(k, &f))
-                    .collect();
-                B::Search {
-                    charset,
-                    criteria: Vec1::try_from(keys).expect("as many keys as before"),
-                    uid,
+                fn walk_all(ks: &mut Vec1<SearchKey<'static>>, f: &dyn Fn(&mut SequenceSet, bool)) {
+                    let mut v = std::mem::replace(ks, Vec1::from(SearchKey::All)).into_inner();
+                    v.iter_mut().for_each(|k| walk(k, f));
+                    *ks = Vec1::try_from(v).expect("as many keys as before");
                 }
+                walk_all(criteria, &|s, uid| {
+                    replace(s, uid);
+                });
+                None
             }
-            other => other,
-        })
+            _ => None,
+        };
+        if let Some((set, uid)) = target {
+            if !replace(set, uid) {
+                return None;
+            }
+        }
+        Some(cmd)
     }
 
     /// Untagged updates since the last look: EXPUNGE (if allowed), EXISTS,
@@ -1969,22 +1929,30 @@ fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn) -> String {
     s
 }
 
+/// Ascending numbers as runs of consecutive ones: `(first, last)`.
+fn runs(numbers: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &n in numbers {
+        match out.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(n) => last.1 = n,
+            _ => out.push((n, n)),
+        }
+    }
+    out
+}
+
 /// Ascending numbers as a sequence set: `1:3,7,9:10`.
 fn compact_set(numbers: &[u32]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < numbers.len() {
-        let mut j = i;
-        while j + 1 < numbers.len() && numbers[j + 1] == numbers[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j {
-            numbers[i].to_string()
-        } else {
-            format!("{}:{}", numbers[i], numbers[j])
-        });
-        i = j + 1;
-    }
+    let parts: Vec<String> = runs(numbers)
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            }
+        })
+        .collect();
     parts.join(",")
 }
 

@@ -11,19 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The listeners connections are counted for (fixed, so all show from start).
-const LISTENERS: [&str; 9] = [
-    "smtp",
-    "submission",
-    "submissions",
-    "imap",
-    "imaps",
-    "pop3",
-    "pop3s",
-    "lmtp",
-    "http",
-];
-
 /// Upper bounds, in seconds, of the delivery latency buckets: local
 /// deliveries take milliseconds, queued ones minutes to days.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -93,7 +80,8 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     };
     // Every series exists from the start, so a dashboard (or a rate()) sees
     // zeros rather than gaps.
-    for listener in LISTENERS {
+    // Every listener, so all show from the start.
+    for listener in crate::config::LISTENERS {
         let _ = m.connections.get_or_create(&ListenerLabel { listener });
     }
     for protocol in ["smtp", "imap", "pop3"] {
