@@ -24,6 +24,14 @@ use crate::tables::TableFile;
 /// Dovecot's `auth_failure_delay`: slows down password guessing.
 pub const FAILURE_DELAY: Duration = Duration::from_secs(2);
 
+/// A failed login: counted per protocol, logged with the client and the
+/// user name, and answered only after [`FAILURE_DELAY`] to slow guessing.
+pub async fn login_failed(protocol: &'static str, client: std::net::SocketAddr, user: &str) {
+    crate::observe::metrics::auth_failure(protocol);
+    tracing::warn!(client = %client, user = %user, protocol, "authentication failed");
+    tokio::time::sleep(FAILURE_DELAY).await;
+}
+
 /// The outcome of a password check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

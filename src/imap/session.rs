@@ -13,14 +13,15 @@ use imap_codec::imap_types::command::CommandBody;
 
 use super::backend::Backend;
 use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
-use crate::auth::{Verdict, FAILURE_DELAY};
+use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
-use crate::observe::metrics;
 use crate::server::State as ServerState;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
 
+/// How long a STARTTLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// IDLE waits for a change of the mailbox (see `imap::watch`), and looks
@@ -74,11 +75,7 @@ async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
     if !session.has_output() {
         return true;
     }
-    let out = session.take_output();
-    matches!(
-        tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&out)).await,
-        Ok(Ok(()))
-    )
+    stream.send(&session.take_output(), IDLE_TIMEOUT).await
 }
 
 /// The logged-in user's store access.
@@ -259,14 +256,10 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 let Some(cfg) = state.tls_config.clone() else {
                     break;
                 };
-                let plain = std::mem::replace(&mut conn.stream, Stream::Closed);
-                match tokio::time::timeout(Duration::from_secs(30), plain.upgrade(cfg)).await {
-                    Ok(Ok(tls)) => {
-                        conn.stream = tls;
-                        session.tls_started();
-                    }
-                    _ => {
-                        tracing::info!(client = %client, "STARTTLS handshake failed");
+                match conn.stream.start_tls(cfg, TLS_HANDSHAKE_TIMEOUT).await {
+                    Ok(()) => session.tls_started(),
+                    Err(e) => {
+                        tracing::info!(client = %client, "STARTTLS {e}");
                         break;
                     }
                 }
@@ -294,9 +287,7 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                         }
                     }
                     Verdict::Fail => {
-                        metrics::auth_failure("imap");
-                        tracing::warn!(client = %client, user = %user, "authentication failed");
-                        tokio::time::sleep(FAILURE_DELAY).await;
+                        crate::auth::login_failed("imap", client, &user).await;
                         AuthOutcome::Fail
                     }
                     Verdict::TempFail(e) => {

@@ -26,6 +26,36 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// Writes (and flushes) all of `data` within `timeout`; false if the
+    /// client is gone or too slow to take it.
+    pub async fn send(&mut self, data: &[u8], timeout: std::time::Duration) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            self.write_all(data).await?;
+            self.flush().await
+        };
+        matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+    }
+
+    /// STARTTLS (SMTP, IMAP) and STLS (POP3): this plaintext stream becomes
+    /// TLS, the handshake bounded by `timeout`. On failure the stream is
+    /// closed and the reason returned, for the log.
+    pub async fn start_tls(
+        &mut self,
+        config: Arc<rustls::ServerConfig>,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        let plain = std::mem::replace(self, Stream::Closed);
+        match tokio::time::timeout(timeout, plain.upgrade(config)).await {
+            Ok(Ok(tls)) => {
+                *self = tls;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("handshake failed: {e}")),
+            Err(_) => Err("handshake timed out".into()),
+        }
+    }
+
     /// Performs a server-side TLS handshake on a plain stream (STARTTLS).
     pub async fn upgrade(self, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
         match self {

@@ -21,10 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::proto::{
     Action, AuthOutcome, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig,
 };
-use crate::auth::{Verdict, FAILURE_DELAY};
+use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
-use crate::observe::metrics;
 use crate::server::State;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
@@ -87,11 +86,7 @@ async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
     if !session.has_output() {
         return true;
     }
-    let out = session.take_output();
-    matches!(
-        tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&out)).await,
-        Ok(Ok(()))
-    )
+    stream.send(&session.take_output(), IDLE_TIMEOUT).await
 }
 
 async fn run(state: Arc<State>, mut conn: Conn) {
@@ -133,18 +128,10 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                 let Some(cfg) = state.tls_config.clone() else {
                     break;
                 };
-                let plain = std::mem::replace(&mut conn.stream, Stream::Closed);
-                match tokio::time::timeout(Duration::from_secs(30), plain.upgrade(cfg)).await {
-                    Ok(Ok(tls)) => {
-                        conn.stream = tls;
-                        session.tls_started();
-                    }
-                    Ok(Err(e)) => {
-                        tracing::info!(client = %client, error = %e, "STLS handshake failed");
-                        break;
-                    }
-                    Err(_) => {
-                        tracing::info!(client = %client, "STLS handshake timed out");
+                match conn.stream.start_tls(cfg, Duration::from_secs(30)).await {
+                    Ok(()) => session.tls_started(),
+                    Err(e) => {
+                        tracing::info!(client = %client, "STLS {e}");
                         break;
                     }
                 }
@@ -262,10 +249,8 @@ async fn auth_outcome(
     match verdict {
         Verdict::Ok(u) => AuthOutcome::Ok(u),
         Verdict::Fail => {
-            metrics::auth_failure("pop3");
-            tracing::warn!(client = %client, user = %user, method, "authentication failed");
-            // Slow down guessing (Dovecot's auth_failure_delay).
-            tokio::time::sleep(FAILURE_DELAY).await;
+            tracing::debug!(client = %client, user = %user, method, "failed login method");
+            crate::auth::login_failed("pop3", client, user).await;
             AuthOutcome::Fail
         }
         Verdict::TempFail(e) => {

@@ -12,7 +12,7 @@ use super::accept::{self, Origin, Routes};
 use super::proto::{Action, AuthOutcome, Envelope, Reply, Session, SessionConfig};
 use super::received::{new_queue_id, protocol_name};
 use super::router::{ClientTrust, RouteError};
-use crate::auth::{Verdict, FAILURE_DELAY};
+use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
 use crate::observe::metrics;
@@ -124,18 +124,10 @@ impl SmtpHandler {
                     let Some(cfg) = self.state.tls_config.clone() else {
                         break;
                     };
-                    let plain = std::mem::replace(&mut conn.stream, Stream::Closed);
-                    match tokio::time::timeout(timeout, plain.upgrade(cfg)).await {
-                        Ok(Ok(tls)) => {
-                            conn.stream = tls;
-                            session.tls_started();
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(client = %client, error = %e, "STARTTLS handshake failed");
-                            break;
-                        }
-                        Err(_) => {
-                            tracing::info!(client = %client, "STARTTLS handshake timed out");
+                    match conn.stream.start_tls(cfg, timeout).await {
+                        Ok(()) => session.tls_started(),
+                        Err(e) => {
+                            tracing::info!(client = %client, "STARTTLS {e}");
                             break;
                         }
                     }
@@ -148,10 +140,7 @@ impl SmtpHandler {
                             AuthOutcome::Ok(u)
                         }
                         Verdict::Fail => {
-                            metrics::auth_failure("smtp");
-                            tracing::warn!(client = %client, user = %user, "authentication failed");
-                            // Slow down guessing (Dovecot's auth_failure_delay).
-                            tokio::time::sleep(FAILURE_DELAY).await;
+                            crate::auth::login_failed("smtp", client, &user).await;
                             AuthOutcome::Fail
                         }
                         Verdict::TempFail(e) => {
@@ -262,13 +251,5 @@ async fn flush(stream: &mut Stream, session: &mut Session<Routes>, timeout: Dura
     if !session.has_output() {
         return true;
     }
-    let out = session.take_output();
-    matches!(
-        tokio::time::timeout(timeout, async {
-            stream.write_all(&out).await?;
-            stream.flush().await
-        })
-        .await,
-        Ok(Ok(()))
-    )
+    stream.send(&session.take_output(), timeout).await
 }

@@ -161,6 +161,20 @@ except imaplib.IMAP4.error as e:
         out.contains("wrong b'[AUTHENTICATIONFAILED] Authentication failed.'"),
         "{out}"
     );
+    // One greppable line per failure, with the client's address (fail2ban).
+    let line = server
+        .wait_log("authentication failed", Duration::from_secs(5))
+        .expect("a failed login is logged");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["protocol"], "imap", "{line}");
+    assert_eq!(v["user"], "john@example.com", "{line}");
+    assert!(
+        v["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    let http = server.addr("http");
+    let failures = crate::proxy::metric(http, "pigeonpost_auth_failures_total{protocol=\"imap\"}");
+    assert_eq!(failures, 1);
 }
 
 #[test]
