@@ -290,7 +290,7 @@ pub struct Backend {
 }
 
 /// Output size at which a FETCH hands what it has to [`Backend::spill`].
-const SPILL_BYTES: usize = 256 * 1024;
+const SPILL_BYTES: usize = 64 * 1024;
 
 /// RFC 6154 special-use attributes from the folder's (English) name, as
 /// Dovecot's default config assigns them.

@@ -28,6 +28,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// this often anyway, for changes inotify can't see (NFS): Dovecot's
 /// default `mailbox_idle_check_interval`.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// After a wake-up IDLE looks again this much later: the shared mailbox
+/// copy rescans the directory at most every 250 ms unless told to.
+const IDLE_FOLLOW_UP: Duration = Duration::from_millis(300);
 
 /// Resolves when `changes` says the mailbox changed; never without one.
 async fn changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
@@ -113,7 +116,7 @@ async fn with_account_streaming<T: Send + 'static>(
 ) -> Option<T> {
     let mut acc = account.take()?;
     let mut writing = flush(stream, session).await;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let task = tokio::task::spawn_blocking(move || {
         let (uid, gid) = (acc.uid, acc.gid);
         acc.backend.spill = Some(tx);
@@ -191,8 +194,11 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
     // Small: most IMAP traffic from clients is short commands, and every
     // idle connection keeps this buffer.
     let mut buf = vec![0u8; 8 * 1024];
-    // What a running IDLE waits on (taken when it starts).
+    // What a running IDLE waits on (taken when it starts), and when it
+    // looks again after a wake-up.
     let mut idle_changes: Option<tokio::sync::watch::Receiver<u64>> = None;
+    let mut follow_up: Option<tokio::time::Instant> = None;
+    let far_future = tokio::time::Instant::now() + IDLE_TIMEOUT * 1000;
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
     loop {
         match session.next_action() {
@@ -224,9 +230,19 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 if idle_changes.is_none() {
                     idle_changes = account.as_ref().and_then(|a| a.backend.idle_changes());
                 }
+                // A look right after a wake-up may fall inside the shared
+                // copy's rescan interval (250 ms): look once more after it.
+                let again = follow_up.unwrap_or(far_future);
                 let read = tokio::select! {
                     _ = conn.shutdown.cancelled() => None,
-                    _ = changed(&mut idle_changes) => Some(Err(())),
+                    _ = changed(&mut idle_changes) => {
+                        follow_up = Some(tokio::time::Instant::now() + IDLE_FOLLOW_UP);
+                        Some(Err(()))
+                    }
+                    _ = tokio::time::sleep_until(again) => {
+                        follow_up = None;
+                        Some(Err(()))
+                    }
                     _ = tokio::time::sleep(IDLE_RECHECK) => Some(Err(())),
                     r = conn.stream.read(&mut buf) => Some(Ok(r)),
                 };

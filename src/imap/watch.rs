@@ -31,10 +31,12 @@ static WATCHER: LazyLock<Mutex<Option<notify::RecommendedWatcher>>> = LazyLock::
         ) {
             return;
         }
-        // <mailbox>/new/<file> or <mailbox>/cur/<file>: the mailbox.
+        // <mailbox>/new/<file> or <mailbox>/cur/<file>: the mailbox. Only a
+        // wake-up, not a forced rescan: our own renames (STORE) come back
+        // here too, and the shared copy has them already.
         for path in &event.paths {
             if let Some(dir) = path.parent().and_then(Path::parent) {
-                super::backend::invalidate(dir);
+                bump(dir);
             }
         }
     });
@@ -63,12 +65,11 @@ pub fn subscribe(dir: &Path) -> watch::Receiver<u64> {
     for p in &unused {
         channels.remove(p);
     }
-    let existing = channels.get(dir).map(watch::Sender::subscribe);
-    let rx = existing.unwrap_or_else(|| {
-        let (tx, rx) = watch::channel(0);
-        channels.insert(dir.to_path_buf(), tx);
-        rx
-    });
+    if let Some(tx) = channels.get(dir) {
+        return tx.subscribe();
+    }
+    let (tx, rx) = watch::channel(0);
+    channels.insert(dir.to_path_buf(), tx);
     // Not under CHANNELS: the watcher's thread takes it to deliver events,
     // and (un)watch waits for that thread.
     drop(channels);
@@ -78,7 +79,6 @@ pub fn subscribe(dir: &Path) -> watch::Receiver<u64> {
             let _ = w.unwatch(&p.join("cur"));
         }
         for sub in ["new", "cur"] {
-            // Watching a directory twice is harmless (inotify merges it).
             if let Err(e) = w.watch(&dir.join(sub), RecursiveMode::NonRecursive) {
                 tracing::debug!(dir = %dir.display(), error = %e, "can't watch mailbox");
             }
