@@ -11,13 +11,20 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::watch;
 
-static CHANNELS: LazyLock<Mutex<HashMap<PathBuf, watch::Sender<u64>>>> =
+/// Per mailbox directory: the channel, and when it was last subscribed to.
+static CHANNELS: LazyLock<Mutex<HashMap<PathBuf, (watch::Sender<u64>, Instant)>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A mailbox nobody has selected for this long stops being watched. Not at
+/// once: a client that logs in for every check would otherwise cost an
+/// inotify add and remove per session.
+const UNWATCH_AFTER: Duration = Duration::from_secs(60);
 
 /// The process's one inotify watcher; `None` if it can't be had.
 static WATCHER: LazyLock<Mutex<Option<notify::RecommendedWatcher>>> = LazyLock::new(|| {
@@ -56,20 +63,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A receiver that sees every later change of the mailbox at `dir`.
 pub fn subscribe(dir: &Path) -> watch::Receiver<u64> {
     let mut channels = lock(&CHANNELS);
-    // Mailboxes nobody has selected any more stop being watched.
     let unused: Vec<PathBuf> = channels
         .iter()
-        .filter(|(_, tx)| tx.receiver_count() == 0)
+        .filter(|(_, (tx, at))| tx.receiver_count() == 0 && at.elapsed() > UNWATCH_AFTER)
         .map(|(p, _)| p.clone())
         .collect();
     for p in &unused {
         channels.remove(p);
     }
-    if let Some(tx) = channels.get(dir) {
+    if let Some((tx, at)) = channels.get_mut(dir) {
+        *at = Instant::now();
         return tx.subscribe();
     }
     let (tx, rx) = watch::channel(0);
-    channels.insert(dir.to_path_buf(), tx);
+    channels.insert(dir.to_path_buf(), (tx, Instant::now()));
     // Not under CHANNELS: the watcher's thread takes it to deliver events,
     // and (un)watch waits for that thread.
     drop(channels);
@@ -89,7 +96,7 @@ pub fn subscribe(dir: &Path) -> watch::Receiver<u64> {
 
 /// The mailbox at `dir` changed: wake its IDLE sessions.
 pub fn bump(dir: &Path) {
-    if let Some(tx) = lock(&CHANNELS).get(dir) {
+    if let Some((tx, _)) = lock(&CHANNELS).get(dir) {
         tx.send_modify(|g| *g = g.wrapping_add(1));
     }
 }
@@ -97,7 +104,6 @@ pub fn bump(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn a_file_another_process_drops_into_new_wakes_the_subscriber() {
