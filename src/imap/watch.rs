@@ -18,8 +18,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::watch;
 
 /// Per mailbox directory: the channel, and when it was last subscribed to.
-static CHANNELS: LazyLock<Mutex<HashMap<PathBuf, (watch::Sender<u64>, Instant)>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+type Channels = HashMap<PathBuf, (watch::Sender<u64>, Instant)>;
+static CHANNELS: LazyLock<Mutex<Channels>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// A mailbox nobody has selected for this long stops being watched. Not at
 /// once: a client that logs in for every check would otherwise cost an
