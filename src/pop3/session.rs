@@ -329,7 +329,9 @@ fn list(mailbox: &Mailbox, format: &str) -> Vec<MessageEntry> {
         .map(|m| MessageEntry {
             uid: m.uid,
             size: m.vsize,
-            uidl: pop3_uidl(format, m, mailbox.uidvalidity(), || header_md5(&m.path)),
+            uidl: pop3_uidl(format, m, mailbox.uidvalidity(), || {
+                header_md5(&mailbox.message_path(m))
+            }),
         })
         .collect()
 }

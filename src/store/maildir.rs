@@ -226,8 +226,10 @@ pub struct MessageInfo {
     pub basename: String,
     /// Current full file name, with the `:2,<flags>` part.
     pub filename: String,
-    /// Current path (in `cur/`, or `new/` if it couldn't be moved).
-    pub path: PathBuf,
+    /// Still in `new/` (it couldn't be moved to `cur/`); see
+    /// [`Mailbox::message_path`]. A flag, not the path: with thousands of
+    /// messages per open mailbox, the full path was a third of the memory.
+    pub in_new: bool,
     pub flags: Flags,
     /// Keyword names, in letter order.
     pub keywords: Vec<String>,
@@ -649,7 +651,7 @@ impl Mailbox {
                 continue;
             };
             let info = match prev.get(found.filename.as_str()) {
-                Some(p) if p.uid == rec.uid && self.path_of(found) == p.path => {
+                Some(p) if p.uid == rec.uid && (found.sub == Sub::New) == p.in_new => {
                     let mut m = (*p).clone();
                     m.keywords = self.keywords.names_of(filename::parse_flags(&m.filename).1);
                     Some(m)
@@ -672,6 +674,13 @@ impl Mailbox {
 
     fn path_of(&self, f: &Found) -> PathBuf {
         self.dir.join(f.sub.name()).join(&f.filename)
+    }
+
+    /// Where message `m` was at the last look (in `cur/`, or `new/` if it
+    /// couldn't be moved there).
+    pub fn message_path(&self, m: &MessageInfo) -> PathBuf {
+        let sub = if m.in_new { Sub::New } else { Sub::Cur };
+        self.dir.join(sub.name()).join(&m.filename)
     }
 
     /// A [`MessageInfo`] for `rec`, following the file if it was renamed;
@@ -703,6 +712,7 @@ impl Mailbox {
             }
         };
         let path = self.path_of(&found);
+        let in_new = found.sub == Sub::New;
         let size = filename::get_size(&found.filename, b'S')
             .or_else(|| rec.ext('S').and_then(|v| v.parse().ok()))
             .unwrap_or(meta.len());
@@ -724,7 +734,7 @@ impl Mailbox {
             uid: rec.uid,
             basename: rec.basename.clone(),
             filename: found.filename,
-            path,
+            in_new,
             flags,
             keywords: self.keywords.names_of(kw),
             size,
@@ -893,11 +903,7 @@ impl Mailbox {
         let m = &self.messages[idx];
         let mut found = Found {
             filename: m.filename.clone(),
-            sub: if m.path.parent().and_then(Path::file_name) == Some("new".as_ref()) {
-                Sub::New
-            } else {
-                Sub::Cur
-            },
+            sub: if m.in_new { Sub::New } else { Sub::Cur },
         };
         let base = m.basename.clone();
         for attempt in 0..2 {
@@ -914,7 +920,7 @@ impl Mailbox {
                     let kw = self.keywords.names_of(mask);
                     let m = &mut self.messages[idx];
                     m.filename = new_name;
-                    m.path = to;
+                    m.in_new = false;
                     m.flags = flags;
                     m.keywords = kw;
                     return Ok(true);
@@ -940,7 +946,8 @@ impl Mailbox {
                 continue;
             };
             let m = &self.messages[idx];
-            match fs::remove_file(&m.path) {
+            let path = self.message_path(m);
+            match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {
                     if let Some(f) = self.find_by_basename(&m.basename)? {
@@ -952,7 +959,7 @@ impl Mailbox {
                         }
                     }
                 }
-                Err(e) => return Err(io_err("unlink", &m.path, e)),
+                Err(e) => return Err(io_err("unlink", &path, e)),
             }
             gone.push(uid);
         }
@@ -1067,7 +1074,7 @@ impl Mailbox {
             let size = m.size;
             let base = format!("{},S={size},W={}", filename::generate_base(), m.vsize);
             let tmp = dest.dir.join("tmp").join(&base);
-            let mut src = m.path.clone();
+            let mut src = self.message_path(m);
             let mut ok = false;
             for attempt in 0..2 {
                 match link_or_copy(&src, &tmp) {
@@ -1130,10 +1137,11 @@ impl Mailbox {
         let Some(m) = self.get(uid) else {
             return Ok(None);
         };
-        match File::open(&m.path) {
+        let path = self.message_path(m);
+        match File::open(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(io_err("open", &m.path, e)),
+            Err(e) => return Err(io_err("open", &path, e)),
         }
         let Some(f) = self.find_by_basename(&m.basename)? else {
             return Ok(None);

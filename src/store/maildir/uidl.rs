@@ -231,7 +231,6 @@ pub fn pop3_uidl(
 mod tests {
     use super::*;
     use crate::store::maildir::Flags;
-    use std::path::PathBuf;
     use std::time::SystemTime;
 
     fn msg(uid: u32, base: &str) -> MessageInfo {
@@ -239,7 +238,7 @@ mod tests {
             uid,
             basename: base.to_string(),
             filename: format!("{base}:2,S"),
-            path: PathBuf::from("/x"),
+            in_new: false,
             flags: Flags::SEEN,
             keywords: Vec::new(),
             size: 10,
