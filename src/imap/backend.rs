@@ -546,11 +546,21 @@ impl Backend {
         let utf8 = opts.utf8;
         self.rev2 = opts.rev2;
         let cmd = if opts.saved {
+            // No EXPUNGE responses during a non-UID FETCH/STORE/COPY/MOVE.
+            let uid_command = matches!(
+                cmd,
+                B::Fetch { uid: true, .. }
+                    | B::Store { uid: true, .. }
+                    | B::Copy { uid: true, .. }
+                    | B::Move { uid: true, .. }
+                    | B::ExpungeUid { .. }
+                    | B::Search { uid: true, .. }
+            );
             match self.with_saved_result(cmd) {
                 Some(c) => c,
                 None => {
                     // RFC 5182 §2.1: an empty `$` makes the command a no-op.
-                    self.updates(true, &mut out);
+                    self.updates(uid_command, &mut out);
                     let text = tagged(tag, "OK", "Completed (no messages).");
                     out.extend_from_slice(text.as_bytes());
                     return (out, state);
@@ -1721,7 +1731,7 @@ impl Backend {
                 let (f, k) = m
                     .map(|m| (m.flags, m.keywords.clone()))
                     .unwrap_or((new_flags, new_kw));
-                let fl = flag_list(f, &k, sel.is_recent(u));
+                let fl = flag_list(f, &k, sel.is_recent(u) && !self.rev2);
                 let uid_part = if uid {
                     format!("UID {u} ")
                 } else {

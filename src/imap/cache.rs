@@ -9,9 +9,11 @@
 //! for as long as the UIDVALIDITY it was made under. A missing, foreign or
 //! damaged file is ignored and written anew; losing it costs one re-parse.
 //!
-//! File format: a header line `pigeonpost-cache 1 <uidvalidity>`, then
-//! records `<uid> <length>\n<length bytes>\n`, appended (O_APPEND, one write
-//! per batch), where the bytes are the items in IMAP's own wire form, a
+//! File format: a header line `pigeonpost-cache 2 <uidvalidity>`, then
+//! records `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended
+//! (O_APPEND, one write per batch; each record names its UIDVALIDITY, so
+//! one appended by a process that hadn't seen the mailbox recreated is
+//! skipped), where the bytes are the items in IMAP's own wire form, a
 //! `* 1 FETCH (ENVELOPE … BODY … BODYSTRUCTURE …)` response line that
 //! imap-codec reads back.
 
@@ -33,7 +35,7 @@ use imap_codec::ResponseCodec;
 use super::fetch;
 
 pub const CACHE_FILE: &str = "pigeonpost.index.cache";
-const MAGIC: &str = "pigeonpost-cache 1";
+const MAGIC: &str = "pigeonpost-cache 2";
 
 /// The cached structure of one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +163,7 @@ impl PartsCache {
         }
         for uid in std::mem::take(&mut self.pending) {
             if let Some(bytes) = self.entries.get(&uid) {
-                record(&mut buf, uid, bytes);
+                record(&mut buf, self.uidvalidity, uid, bytes);
             }
         }
         let written = std::fs::OpenOptions::new()
@@ -180,7 +182,7 @@ impl PartsCache {
         let mut uids: Vec<&u32> = self.entries.keys().collect();
         uids.sort_unstable();
         for uid in uids {
-            record(&mut buf, *uid, &self.entries[uid]);
+            record(&mut buf, self.uidvalidity, *uid, &self.entries[uid]);
         }
         let tmp = self
             .path
@@ -194,8 +196,8 @@ impl PartsCache {
     }
 }
 
-fn record(buf: &mut Vec<u8>, uid: u32, bytes: &[u8]) {
-    buf.extend_from_slice(format!("{uid} {}\n", bytes.len()).as_bytes());
+fn record(buf: &mut Vec<u8>, uidvalidity: u32, uid: u32, bytes: &[u8]) {
+    buf.extend_from_slice(format!("{uidvalidity} {uid} {}\n", bytes.len()).as_bytes());
     buf.extend_from_slice(bytes);
     buf.push(b'\n');
 }
@@ -218,7 +220,8 @@ fn parse_file(data: &[u8], uidvalidity: u32) -> (Vec<(u32, Vec<u8>)>, bool) {
         };
         let head = std::str::from_utf8(&data[at..nl]).unwrap_or("");
         let mut words = head.split(' ');
-        let (Some(uid), Some(len), None) = (
+        let (Some(validity), Some(uid), Some(len), None) = (
+            words.next().and_then(|w| w.parse::<u32>().ok()),
             words.next().and_then(|w| w.parse::<u32>().ok()),
             words.next().and_then(|w| w.parse::<usize>().ok()),
             words.next(),
@@ -229,7 +232,9 @@ fn parse_file(data: &[u8], uidvalidity: u32) -> (Vec<(u32, Vec<u8>)>, bool) {
         if end >= data.len() || data[end] != b'\n' {
             return (out, false);
         }
-        out.push((uid, data[start..end].to_vec()));
+        if validity == uidvalidity {
+            out.push((uid, data[start..end].to_vec()));
+        }
         at = end + 1;
     }
     (out, true)
@@ -293,8 +298,27 @@ mod tests {
         let (_, ok) = parse_file(&std::fs::read(&path).unwrap(), 7);
         assert!(ok, "the damaged file was rewritten");
         // A record whose bytes don't decode is a miss, not an error.
-        std::fs::write(&path, format!("{MAGIC} 7\n1 5\nxxxxx\n")).unwrap();
+        std::fs::write(&path, format!("{MAGIC} 7\n7 1 5\nxxxxx\n")).unwrap();
         assert_eq!(PartsCache::load(dir.path(), 7, &live).get(1), None);
+    }
+
+    #[test]
+    fn a_record_of_another_uidvalidity_is_skipped() {
+        // Appended by a process that hadn't seen the mailbox recreated.
+        let dir = tempfile::tempdir().unwrap();
+        let live: HashSet<u32> = [1, 2].into();
+        let mut c = PartsCache::load(dir.path(), 8, &live);
+        c.insert(1, &parts("new one"));
+        c.flush();
+        let mut old = Vec::new();
+        record(&mut old, 7, 2, &parts("old two").encode());
+        let path = dir.path().join(CACHE_FILE);
+        let mut data = std::fs::read(&path).unwrap();
+        data.extend_from_slice(&old);
+        std::fs::write(&path, data).unwrap();
+        let c = PartsCache::load(dir.path(), 8, &live);
+        assert_eq!(c.get(1), Some(parts("new one")));
+        assert_eq!(c.get(2), None);
     }
 
     #[test]

@@ -163,7 +163,11 @@ fn open_account(state: &ServerState, user: &str) -> Result<Account, String> {
 /// (and NOOP): run on the connection's own thread.
 const LIGHT_MESSAGES: u64 = 16;
 
-fn is_light(cmd: &CommandBody) -> bool {
+fn is_light(cmd: &CommandBody, options: &super::proto::RunOptions) -> bool {
+    // `$` stands for the saved result, which may be every message.
+    if options.saved {
+        return false;
+    }
     use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
     let small = |set: &imap_codec::imap_types::sequence::SequenceSet| {
         let mut n: u64 = 0;
@@ -198,7 +202,6 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
     // looks again after a wake-up.
     let mut idle_changes: Option<tokio::sync::watch::Receiver<u64>> = None;
     let mut follow_up: Option<tokio::time::Instant> = None;
-    let far_future = tokio::time::Instant::now() + IDLE_TIMEOUT * 1000;
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
     loop {
         match session.next_action() {
@@ -232,14 +235,14 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 }
                 // A look right after a wake-up may fall inside the shared
                 // copy's rescan interval (250 ms): look once more after it.
-                let again = follow_up.unwrap_or(far_future);
+                let again = follow_up.unwrap_or_else(tokio::time::Instant::now);
                 let read = tokio::select! {
                     _ = conn.shutdown.cancelled() => None,
                     _ = changed(&mut idle_changes) => {
                         follow_up = Some(tokio::time::Instant::now() + IDLE_FOLLOW_UP);
                         Some(Err(()))
                     }
-                    _ = tokio::time::sleep_until(again) => {
+                    _ = tokio::time::sleep_until(again), if follow_up.is_some() => {
                         follow_up = None;
                         Some(Err(()))
                     }
@@ -321,7 +324,7 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 let idle = matches!(*command, CommandBody::Idle);
                 let st = session.state();
                 let t = tag.clone();
-                let result = if is_light(&command) {
+                let result = if is_light(&command, &options) {
                     // A few messages of the selected mailbox: cheaper here
                     // than a hand-off to the blocking pool (mbsync sends one
                     // UID FETCH per message).

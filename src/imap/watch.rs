@@ -82,6 +82,10 @@ pub fn subscribe(dir: &Path) -> watch::Receiver<u64> {
     drop(channels);
     if let Some(w) = lock(&WATCHER).as_mut() {
         for p in &unused {
+            // Someone may have subscribed again since it was dropped above.
+            if lock(&CHANNELS).contains_key(p) {
+                continue;
+            }
             let _ = w.unwatch(&p.join("new"));
             let _ = w.unwatch(&p.join("cur"));
         }

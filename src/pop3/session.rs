@@ -397,10 +397,13 @@ async fn stream_message(
     Ok((sent + out.len() as u64).saturating_sub(head.len() as u64))
 }
 
+/// Writes and flushes: over TLS, rustls may hold the last records of a
+/// message until flushed, and the client would wait for them forever.
 async fn write(stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(data)).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    if stream.send(data, IDLE_TIMEOUT).await {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::TimedOut.into())
     }
 }
 

@@ -498,7 +498,7 @@ fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
     );
     let cache = setup.maildir("john").join("pigeonpost.index.cache");
     let text = std::fs::read(&cache).expect("the cache file is written");
-    assert!(text.starts_with(b"pigeonpost-cache 1 "), "{text:?}");
+    assert!(text.starts_with(b"pigeonpost-cache 2 "), "{text:?}");
     drop(a);
     drop(server);
 
@@ -522,7 +522,7 @@ fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
 
     // A damaged cache and lost index files: the same UIDs (they come from
     // dovecot-uidlist) and the same answers, and the cache is rebuilt.
-    std::fs::write(&cache, "pigeonpost-cache 1 garbage\n1 99\nxx").unwrap();
+    std::fs::write(&cache, "pigeonpost-cache 2 garbage\n1 99\nxx").unwrap();
     let _ = std::fs::remove_file(setup.maildir("john").join("pigeonpost.index.recent"));
     let server = setup.start();
     let mut a = raw_login(server.addr("imap").port());

@@ -9,7 +9,7 @@
 //! is allowed in the current state before handing it over.
 
 use base64::Engine;
-use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -458,24 +458,26 @@ impl Session {
                 }
             };
         }
-        let rewritten = match rev2::rewrite(raw) {
-            Ok(r) => r,
-            Err(why) => {
-                self.bad(&tag, &format!("Error in IMAP command SEARCH: {why}."));
-                return None;
-            }
-        };
-        let decoded = match &rewritten {
-            Some(r) => match CommandCodec::default().decode(&r.bytes) {
-                Ok((b"", c)) => Ok(c.into_static()),
-                _ => Err(false),
-            },
-            None => match self.frag.decode_message(&CommandCodec::default()) {
-                Ok(c) => Ok(c.into_static()),
-                Err(DecodeMessageError::MessageTooLong { .. }) => Err(true),
-                Err(DecodeMessageError::DecodingFailure(CommandDecodeError::Failed))
-                | Err(DecodeMessageError::DecodingRemainder { .. })
-                | Err(_) => Err(false),
+        // What imap-codec parses goes as it is (`SEARCH SUBJECT $` is a
+        // search for "$"); only what it refuses is tried as IMAP4rev2 syntax.
+        let mut rewritten = None;
+        let decoded = match self.frag.decode_message(&CommandCodec::default()) {
+            Ok(c) => Ok(c.into_static()),
+            Err(DecodeMessageError::MessageTooLong { .. }) => Err(true),
+            Err(_) => match rev2::rewrite(self.frag.message_bytes()) {
+                Err(why) => {
+                    self.bad(&tag, &format!("Error in IMAP command SEARCH: {why}."));
+                    return None;
+                }
+                Ok(None) => Err(false),
+                Ok(Some(r)) => {
+                    let c = match CommandCodec::default().decode(&r.bytes) {
+                        Ok((b"", c)) => Ok(c.into_static()),
+                        _ => Err(false),
+                    };
+                    rewritten = Some(r);
+                    c
+                }
             },
         };
         let raw = self.frag.message_bytes();

@@ -137,13 +137,9 @@ fn tokens(raw: &[u8]) -> Vec<Tok> {
             });
             continue;
         }
+        // No bracket handling: FETCH's `BODY[HEADER.FIELDS (A B)]` splits
+        // into several tokens, but only FETCH's first argument is looked at.
         while i < n && !matches!(raw[i], b' ' | b'\r' | b'\n' | b'(' | b')' | b'"') {
-            // BODY[HEADER.FIELDS (A B)] keeps its brackets in one token.
-            if raw[i] == b'[' {
-                while i < n && raw[i] != b']' {
-                    i += 1;
-                }
-            }
             i += 1;
         }
         out.push(Tok {
@@ -351,6 +347,11 @@ mod tests {
         assert_eq!(rw("a SEARCH TEXT {1}\r\n$\r\n"), None);
         assert_eq!(rw("a LOGIN $ $\r\n"), None);
         assert_eq!(rw("a FETCH 1:* BODY.PEEK[HEADER.FIELDS (A $)]\r\n"), None);
+        // An unmatched [ doesn't hide what follows.
+        assert_eq!(
+            rw("a SEARCH SUBJECT a[b TEXT \"]\" UID $\r\n").unwrap().0,
+            format!("a SEARCH SUBJECT a[b TEXT \"]\" UID {p}\r\n")
+        );
         assert_eq!(rw("a APPEND INBOX ~{3}\r\n$ $\r\n"), None);
     }
 }

@@ -359,6 +359,10 @@ fn imap4rev2_search_return_and_saved_result() {
     // Only SEARCH gets the default.
     let o = run_options(&mut s, "h FETCH 1 (FLAGS)\r\n");
     assert_eq!(o.search_return, None);
+    // What imap-codec parses is taken as it is: here `$` is the text
+    // searched for, not the saved result.
+    let o = run_options(&mut s, "k SEARCH SUBJECT $\r\n");
+    assert!(!o.saved);
     // The rewrite of one command never leaks into the next.
     let (_, _) = run(&mut s, "i CAPABILITY\r\n");
     let o = run_options(&mut s, "j FETCH 1 (FLAGS)\r\n");
