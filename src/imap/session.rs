@@ -15,7 +15,7 @@ use super::backend::Backend;
 use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
 use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
-use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
+use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::server::State as ServerState;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
@@ -209,21 +209,17 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                let read = tokio::select! {
-                    _ = conn.shutdown.cancelled() => None,
-                    r = tokio::time::timeout(IDLE_TIMEOUT, conn.stream.read(&mut buf)) => Some(r),
-                };
-                match read {
-                    None => session.shutdown("[UNAVAILABLE] Server shutting down."),
-                    Some(Err(_)) => {
+                match conn.read_input(&mut buf, IDLE_TIMEOUT).await {
+                    Input::Shutdown => session.shutdown("[UNAVAILABLE] Server shutting down."),
+                    Input::Timeout => {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
                         session.shutdown("Disconnected for inactivity.");
                     }
-                    Some(Ok(Ok(0))) | Some(Ok(Err(_))) => {
+                    Input::Eof => {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "lost connection");
                         break;
                     }
-                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                    Input::Data(n) => session.feed(&buf[..n]),
                 }
             }
             Action::Idling => {

@@ -37,11 +37,36 @@ pub struct Conn {
     pub slot: Slot,
 }
 
+/// What waiting for a client's next bytes gave.
+pub enum Input {
+    Data(usize),
+    /// The client closed the connection (or it broke).
+    Eof,
+    /// Nothing came within the session's idle timeout.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
 impl Conn {
     /// Dovecot's rule for "secured": TLS, or the client is this very host
     /// (same address as the one it connected to), not merely loopback.
     pub fn is_secured(&self) -> bool {
         self.stream.is_tls() || self.peer.ip() == self.local.ip()
+    }
+
+    /// Reads the client's next bytes into `buf`, giving up after `timeout`
+    /// or when the server shuts down.
+    pub async fn read_input(&mut self, buf: &mut [u8], timeout: std::time::Duration) -> Input {
+        use tokio::io::AsyncReadExt;
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Input::Shutdown,
+            r = tokio::time::timeout(timeout, self.stream.read(buf)) => match r {
+                Err(_) => Input::Timeout,
+                Ok(Ok(0)) | Ok(Err(_)) => Input::Eof,
+                Ok(Ok(n)) => Input::Data(n),
+            },
+        }
     }
 }
 

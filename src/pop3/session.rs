@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::proto::{
     Action, AuthOutcome, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig,
 };
 use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
-use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
+use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::server::State;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
@@ -102,23 +102,21 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                let read = tokio::select! {
-                    _ = conn.shutdown.cancelled() => None,
-                    r = tokio::time::timeout(IDLE_TIMEOUT, conn.stream.read(&mut buf)) => Some(r),
-                };
-                match read {
-                    None => session.shutdown("[SYS/TEMP] Server shutting down, try again later."),
-                    Some(Err(_)) => {
+                match conn.read_input(&mut buf, IDLE_TIMEOUT).await {
+                    Input::Shutdown => {
+                        session.shutdown("[SYS/TEMP] Server shutting down, try again later.")
+                    }
+                    Input::Timeout => {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
                         session.shutdown("Disconnected for inactivity.");
                     }
-                    Some(Ok(Ok(0))) | Some(Ok(Err(_))) => {
+                    Input::Eof => {
                         // Unlock before saying so: a client reconnecting at once finds it free.
                         drop(maildrop.take());
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "lost connection, nothing deleted");
                         break;
                     }
-                    Some(Ok(Ok(n))) => session.feed(&buf[..n]),
+                    Input::Data(n) => session.feed(&buf[..n]),
                 }
             }
             Action::StartTls => {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::accept::{self, Origin, Routes};
 use super::proto::{Action, AuthOutcome, Envelope, Reply, Session, SessionConfig};
@@ -14,7 +14,7 @@ use super::received::{new_queue_id, protocol_name};
 use super::router::{ClientTrust, RouteError};
 use crate::auth::Verdict;
 use crate::net::pending::refusal_line;
-use crate::net::{BoxFuture, Conn, Handler, Refusal, Stream};
+use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
 use crate::server::State;
 
@@ -43,13 +43,6 @@ impl Handler for SmtpHandler {
 }
 
 /// How one read attempt ended.
-enum ReadResult {
-    Data(usize),
-    Eof,
-    Timeout,
-    Shutdown,
-}
-
 impl SmtpHandler {
     fn session_config(&self, conn: &Conn) -> SessionConfig {
         let c = &self.state.config;
@@ -83,21 +76,13 @@ impl SmtpHandler {
                     if !flush(&mut conn.stream, &mut session, timeout).await {
                         break;
                     }
-                    let read = tokio::select! {
-                        _ = conn.shutdown.cancelled() => ReadResult::Shutdown,
-                        r = tokio::time::timeout(timeout, conn.stream.read(&mut buf)) => match r {
-                            Err(_) => ReadResult::Timeout,
-                            Ok(Ok(0)) | Ok(Err(_)) => ReadResult::Eof,
-                            Ok(Ok(n)) => ReadResult::Data(n),
-                        },
-                    };
-                    match read {
-                        ReadResult::Data(n) => session.feed(&buf[..n]),
-                        ReadResult::Eof => {
+                    match conn.read_input(&mut buf, timeout).await {
+                        Input::Data(n) => session.feed(&buf[..n]),
+                        Input::Eof => {
                             tracing::info!(client = %client, "lost connection");
                             break;
                         }
-                        ReadResult::Timeout => {
+                        Input::Timeout => {
                             tracing::info!(client = %client, "timeout");
                             session.shutdown(Reply::new(
                                 421,
@@ -105,7 +90,7 @@ impl SmtpHandler {
                                 format!("{} Error: timeout exceeded", self.state.config.myhostname),
                             ));
                         }
-                        ReadResult::Shutdown => {
+                        Input::Shutdown => {
                             session.shutdown(Reply::new(
                                 421,
                                 "4.3.2",
