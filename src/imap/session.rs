@@ -268,16 +268,13 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                let Some(cfg) = state.tls_config.clone() else {
+                if !conn
+                    .start_tls(state.tls_config.clone(), TLS_HANDSHAKE_TIMEOUT, "STARTTLS")
+                    .await
+                {
                     break;
-                };
-                match conn.stream.start_tls(cfg, TLS_HANDSHAKE_TIMEOUT).await {
-                    Ok(()) => session.tls_started(),
-                    Err(e) => {
-                        tracing::info!(client = %client, "STARTTLS {e}");
-                        break;
-                    }
                 }
+                session.tls_started();
             }
             Action::CheckAuth(creds) => {
                 let user = creds.username().to_string();

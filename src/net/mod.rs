@@ -55,6 +55,27 @@ impl Conn {
         self.stream.is_tls() || self.peer.ip() == self.local.ip()
     }
 
+    /// STARTTLS / STLS: the connection becomes TLS with `config` (`None`:
+    /// TLS isn't configured, which the session never offers). False, and
+    /// logged under `command`, if the handshake fails: the caller closes.
+    pub async fn start_tls(
+        &mut self,
+        config: Option<Arc<rustls::ServerConfig>>,
+        timeout: std::time::Duration,
+        command: &str,
+    ) -> bool {
+        let Some(config) = config else {
+            return false;
+        };
+        match self.stream.start_tls(config, timeout).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(client = %self.peer, "{command} {e}");
+                false
+            }
+        }
+    }
+
     /// Reads the client's next bytes into `buf`, giving up after `timeout`
     /// or when the server shuts down.
     pub async fn read_input(&mut self, buf: &mut [u8], timeout: std::time::Duration) -> Input {

@@ -123,16 +123,13 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                let Some(cfg) = state.tls_config.clone() else {
+                if !conn
+                    .start_tls(state.tls_config.clone(), Duration::from_secs(30), "STLS")
+                    .await
+                {
                     break;
-                };
-                match conn.stream.start_tls(cfg, Duration::from_secs(30)).await {
-                    Ok(()) => session.tls_started(),
-                    Err(e) => {
-                        tracing::info!(client = %client, "STLS {e}");
-                        break;
-                    }
                 }
+                session.tls_started();
             }
             Action::CheckPassword { user, password } => {
                 let verdict = state.auth.check_password(&user, &password).await;

@@ -106,16 +106,13 @@ impl SmtpHandler {
                     if !flush(&mut conn.stream, &mut session, timeout).await {
                         break;
                     }
-                    let Some(cfg) = self.state.tls_config.clone() else {
+                    if !conn
+                        .start_tls(self.state.tls_config.clone(), timeout, "STARTTLS")
+                        .await
+                    {
                         break;
-                    };
-                    match conn.stream.start_tls(cfg, timeout).await {
-                        Ok(()) => session.tls_started(),
-                        Err(e) => {
-                            tracing::info!(client = %client, "STARTTLS {e}");
-                            break;
-                        }
                     }
+                    session.tls_started();
                 }
                 Action::CheckAuth(creds) => {
                     let user = creds.username().to_string();
