@@ -4,6 +4,7 @@
 //! always makes progress, and hands over only commands its state allows.
 use imap_codec::imap_types::command::CommandBody;
 use libfuzzer_sys::fuzz_target;
+use pigeonpost::auth::login::LoginPolicy;
 use pigeonpost::auth::sasl::Mechanism;
 use pigeonpost::imap::proto::{Action, AuthOutcome, Session, SessionConfig, State};
 
@@ -11,11 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let flags = data.first().copied().unwrap_or(0);
     let cfg = SessionConfig {
         hostname: "mail.example.com".into(),
-        tls_available: flags & 1 == 1,
-        tls_active: flags & 2 == 2,
-        local_client: flags & 4 == 4,
-        disable_plaintext_auth: flags & 8 == 8,
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        login: LoginPolicy {
+            tls_available: flags & 1 == 1,
+            tls_active: flags & 2 == 2,
+            local_client: flags & 4 == 4,
+            disable_plaintext_auth: flags & 8 == 8,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        },
         max_errors: 20,
         max_message: 4096,
     };

@@ -3,6 +3,7 @@
 //! I/O layer: the POP3 session never panics, keeps its input buffer
 //! bounded, always makes progress, and only asks to delete listed messages.
 use libfuzzer_sys::fuzz_target;
+use pigeonpost::auth::login::LoginPolicy;
 use pigeonpost::auth::sasl::Mechanism;
 use pigeonpost::pop3::proto::{
     Action, AuthOutcome, MaildropError, MessageEntry, Session, SessionConfig, MAX_LINE,
@@ -11,11 +12,13 @@ use pigeonpost::pop3::proto::{
 fuzz_target!(|data: &[u8]| {
     let flags = data.first().copied().unwrap_or(0);
     let cfg = SessionConfig {
-        tls_available: flags & 1 == 1,
-        tls_active: flags & 2 == 2,
-        local_client: flags & 4 == 4,
-        disable_plaintext_auth: flags & 8 == 8,
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        login: LoginPolicy {
+            tls_available: flags & 1 == 1,
+            tls_active: flags & 2 == 2,
+            local_client: flags & 4 == 4,
+            disable_plaintext_auth: flags & 8 == 8,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        },
         max_errors: 20,
     };
     let listed: Vec<u32> = (1..=5).map(|i| i * 3).collect();

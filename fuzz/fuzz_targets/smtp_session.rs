@@ -2,6 +2,7 @@
 //! Any byte stream from a client, in any split: the SMTP session never
 //! panics, never grows its buffer past the line limits, and always answers.
 use libfuzzer_sys::fuzz_target;
+use pigeonpost::auth::login::LoginPolicy;
 use pigeonpost::auth::sasl::Mechanism;
 use pigeonpost::smtp::proto::{Action, AuthOutcome, Reply, Session, SessionConfig, MAX_AUTH_LINE};
 
@@ -10,12 +11,14 @@ fuzz_target!(|data: &[u8]| {
         hostname: "mx.example.com".into(),
         max_message_size: 4096,
         max_recipients: 5,
-        tls_available: true,
-        tls_active: data.first().is_some_and(|b| b & 1 == 1),
-        local_client: data.first().is_some_and(|b| b & 2 == 2),
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        login: LoginPolicy {
+            tls_available: true,
+            tls_active: data.first().is_some_and(|b| b & 1 == 1),
+            local_client: data.first().is_some_and(|b| b & 2 == 2),
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            disable_plaintext_auth: true,
+        },
         submission: data.first().is_some_and(|b| b & 4 == 4),
-        disable_plaintext_auth: true,
         max_errors: 20,
     };
     let mut s: Session<()> = Session::new(cfg);

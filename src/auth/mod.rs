@@ -3,6 +3,7 @@
 //! Slow hashes (crypt family, Argon2) run on blocking threads with a bound
 //! on how many run at once, so a login storm cannot starve the sessions.
 
+pub mod login;
 pub mod sasl;
 pub mod scheme;
 

@@ -105,9 +105,89 @@ pub const LISTENERS: [&str; 9] = [
     "http",
 ];
 
+/// A listener, named as in `listen.<name>`: the one place that knows which
+/// protocol each name speaks and whether it starts with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listener {
+    Smtp,
+    Submission,
+    Submissions,
+    Imap,
+    Imaps,
+    Pop3,
+    Pop3s,
+    Lmtp,
+    Http,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Smtp,
+    Imap,
+    Pop3,
+    Lmtp,
+    Http,
+}
+
+impl Protocol {
+    /// The name Dovecot's `protocols` uses (`imap`, `pop3`, `lmtp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Lmtp => "lmtp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+impl Listener {
+    /// Every listener, in the order of [`LISTENERS`].
+    pub const ALL: [Listener; 9] = [
+        Listener::Smtp,
+        Listener::Submission,
+        Listener::Submissions,
+        Listener::Imap,
+        Listener::Imaps,
+        Listener::Pop3,
+        Listener::Pop3s,
+        Listener::Lmtp,
+        Listener::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        LISTENERS[self as usize]
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Listener::Smtp | Listener::Submission | Listener::Submissions => Protocol::Smtp,
+            Listener::Imap | Listener::Imaps => Protocol::Imap,
+            Listener::Pop3 | Listener::Pop3s => Protocol::Pop3,
+            Listener::Lmtp => Protocol::Lmtp,
+            Listener::Http => Protocol::Http,
+        }
+    }
+
+    /// TLS from the first byte (RFC 8314), not STARTTLS.
+    pub fn implicit_tls(self) -> bool {
+        matches!(
+            self,
+            Listener::Submissions | Listener::Imaps | Listener::Pop3s
+        )
+    }
+
+    /// Mail submission (587, 465; RFC 6409): TLS and AUTH before MAIL.
+    pub fn is_submission(self) -> bool {
+        matches!(self, Listener::Submission | Listener::Submissions)
+    }
+}
+
 impl Listen {
-    /// (name, addresses) for every listener, in a fixed order.
-    pub fn all(&self) -> [(&'static str, &[SocketAddr]); 9] {
+    /// (listener, addresses) for every listener, in a fixed order.
+    pub fn all(&self) -> [(Listener, &[SocketAddr]); 9] {
         let addrs: [&[SocketAddr]; 9] = [
             &self.smtp,
             &self.submission,
@@ -119,7 +199,7 @@ impl Listen {
             &self.lmtp,
             &self.http,
         ];
-        std::array::from_fn(|i| (LISTENERS[i], addrs[i]))
+        std::array::from_fn(|i| (Listener::ALL[i], addrs[i]))
     }
 }
 

@@ -12,3 +12,16 @@ pub mod proto;
 pub mod search;
 pub mod session;
 pub mod watch;
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::config::Config;
+
+/// What IMAP sessions use of the server's state, built by `server.rs`.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub auth: Arc<Auth>,
+    /// For STARTTLS; `None` when no certificate is configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}

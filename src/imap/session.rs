@@ -4,6 +4,7 @@
 //! mailbox to change (`imap::watch`), so mail delivered by SMTP shows up at
 //! once and idle sessions cost nothing in between.
 
+use super::Ctx;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +14,9 @@ use imap_codec::imap_types::command::CommandBody;
 
 use super::backend::Backend;
 use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
-use crate::auth::Verdict;
+use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
-use crate::server::State as ServerState;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
 
@@ -43,12 +43,12 @@ async fn changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
 }
 
 pub struct ImapHandler {
-    pub state: Arc<ServerState>,
+    pub ctx: Arc<Ctx>,
 }
 
 impl Handler for ImapHandler {
     fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture {
-        Box::pin(async move { run(self.state.clone(), conn).await })
+        Box::pin(async move { run(self.ctx.clone(), conn).await })
     }
 
     fn refusal(&self, why: Refusal) -> Vec<u8> {
@@ -56,19 +56,16 @@ impl Handler for ImapHandler {
     }
 }
 
-fn session_config(state: &ServerState, conn: &Conn) -> SessionConfig {
-    let c = &state.config;
+fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
+    let c = &ctx.config;
     SessionConfig {
         hostname: c.myhostname.clone(),
-        tls_available: state.tls_config.is_some(),
-        tls_active: conn.stream.is_tls(),
-        local_client: conn.peer.ip() == conn.local.ip(),
-        disable_plaintext_auth: c.disable_plaintext_auth,
-        mechanisms: c
-            .auth_mechanisms
-            .iter()
-            .filter_map(|m| crate::auth::sasl::Mechanism::from_name(m))
-            .collect(),
+        login: LoginPolicy::new(
+            c,
+            ctx.tls.is_some(),
+            conn.stream.is_tls(),
+            conn.is_local_client(),
+        ),
         max_errors: 20,
         max_message: c.message_size_limit.min(u32::MAX as u64 - 1024) as u32 + 1024,
     }
@@ -140,12 +137,12 @@ async fn with_account_streaming<T: Send + 'static>(
     Some(result)
 }
 
-fn open_account(state: &ServerState, user: &str) -> Result<Account, String> {
-    let info = state
+fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
+    let info = ctx
         .auth
         .user(user)?
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
-    let dir = user_maildir(&state.config.mail_location, user, &info)?;
+    let dir = user_maildir(&ctx.config.mail_location, user, &info)?;
     // SAFETY: geteuid cannot fail.
     let owner = (unsafe { libc::geteuid() } == 0).then_some(Owner {
         uid: info.uid,
@@ -191,9 +188,9 @@ fn is_light(cmd: &CommandBody, options: &super::proto::RunOptions) -> bool {
     }
 }
 
-async fn run(state: Arc<ServerState>, mut conn: Conn) {
+async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
     let client = conn.peer;
-    let mut session = Session::new(session_config(&state, &conn));
+    let mut session = Session::new(session_config(&ctx, &conn));
     let mut account: Option<Account> = None;
     // Small: most IMAP traffic from clients is short commands, and every
     // idle connection keeps this buffer.
@@ -269,7 +266,7 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
                     break;
                 }
                 if !conn
-                    .start_tls(state.tls_config.clone(), TLS_HANDSHAKE_TIMEOUT, "STARTTLS")
+                    .start_tls(ctx.tls.clone(), TLS_HANDSHAKE_TIMEOUT, "STARTTLS")
                     .await
                 {
                     break;
@@ -278,35 +275,26 @@ async fn run(state: Arc<ServerState>, mut conn: Conn) {
             }
             Action::CheckAuth(creds) => {
                 let user = creds.username().to_string();
-                let outcome = match state.auth.check_sasl(creds).await {
-                    Verdict::Ok(u) => {
-                        let st = state.clone();
-                        let name = u.clone();
-                        match tokio::task::spawn_blocking(move || open_account(&st, &name)).await {
-                            Ok(Ok(acc)) => {
-                                tracing::info!(client = %client, user = %u, tls = conn.stream.is_tls(), "login");
-                                account = Some(acc);
-                                AuthOutcome::Ok(u)
-                            }
-                            Ok(Err(e)) => {
-                                tracing::error!(client = %client, user = %u, error = %e, "can't open the mail store");
-                                AuthOutcome::TempFail
-                            }
-                            Err(e) => {
-                                tracing::error!(client = %client, user = %u, error = %e, "login task failed");
-                                AuthOutcome::TempFail
-                            }
+                let verdict = ctx.auth.check_sasl(creds).await;
+                let mut outcome = login::outcome(verdict, "imap", client, &user).await;
+                if let AuthOutcome::Ok(u) = &outcome {
+                    let st = ctx.clone();
+                    let name = u.clone();
+                    match tokio::task::spawn_blocking(move || open_account(&st, &name)).await {
+                        Ok(Ok(acc)) => {
+                            tracing::info!(client = %client, user = %u, tls = conn.stream.is_tls(), "login");
+                            account = Some(acc);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(client = %client, user = %u, error = %e, "can't open the mail store");
+                            outcome = AuthOutcome::TempFail;
+                        }
+                        Err(e) => {
+                            tracing::error!(client = %client, user = %u, error = %e, "login task failed");
+                            outcome = AuthOutcome::TempFail;
                         }
                     }
-                    Verdict::Fail => {
-                        crate::auth::login_failed("imap", client, &user).await;
-                        AuthOutcome::Fail
-                    }
-                    Verdict::TempFail(e) => {
-                        tracing::error!(client = %client, user = %user, error = %e, "passdb unavailable");
-                        AuthOutcome::TempFail
-                    }
-                };
+                }
                 session.auth_done(outcome);
             }
             Action::Run {

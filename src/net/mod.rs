@@ -49,10 +49,10 @@ pub enum Input {
 }
 
 impl Conn {
-    /// Dovecot's rule for "secured": TLS, or the client is this very host
-    /// (same address as the one it connected to), not merely loopback.
-    pub fn is_secured(&self) -> bool {
-        self.stream.is_tls() || self.peer.ip() == self.local.ip()
+    /// The client is this very host (same address as the one it connected
+    /// to), not merely loopback: Dovecot's rule for "secured" without TLS.
+    pub fn is_local_client(&self) -> bool {
+        self.peer.ip() == self.local.ip()
     }
 
     /// STARTTLS / STLS: the connection becomes TLS with `config` (`None`:

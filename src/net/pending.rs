@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 use super::{BoxFuture, Conn, Handler, Refusal};
+use crate::config::{Listener, Protocol};
 
 pub struct Pending {
     greeting: Vec<u8>,
@@ -14,19 +15,20 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn for_listener(name: &str, hostname: &str) -> Self {
-        let (greeting, refusal_prefix) = match name {
-            "smtp" | "submission" | "submissions" | "lmtp" => (
+    pub fn for_listener(listener: Listener, hostname: &str) -> Self {
+        let name = listener.name();
+        let (greeting, refusal_prefix) = match listener.protocol() {
+            Protocol::Smtp | Protocol::Lmtp | Protocol::Http => (
                 format!(
                     "421 4.3.2 {hostname} {name} service not available yet, try again later\r\n"
                 ),
                 "421 4.7.0",
             ),
-            "imap" | "imaps" => (
+            Protocol::Imap => (
                 "* BYE [UNAVAILABLE] IMAP service not available yet\r\n".to_string(),
                 "* BYE [UNAVAILABLE]",
             ),
-            _ => (
+            Protocol::Pop3 => (
                 "-ERR [SYS/TEMP] POP3 service not available yet\r\n".to_string(),
                 "-ERR [SYS/TEMP]",
             ),

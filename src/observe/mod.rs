@@ -1,7 +1,6 @@
 //! Logging setup (tracing-subscriber): text or JSON lines, filtered by
 //! `RUST_LOG` if set, else `log_level`.
 
-pub mod http;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

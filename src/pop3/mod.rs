@@ -4,3 +4,16 @@
 
 pub mod proto;
 pub mod session;
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::config::Config;
+
+/// What POP3 sessions use of the server's state, built by `server.rs`.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub auth: Arc<Auth>,
+    /// For STARTTLS; `None` when no certificate is configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}

@@ -7,6 +7,7 @@
 //! this process or another pigeonpost, gets `-ERR [IN-USE]`. IMAP sessions
 //! and deliveries don't take it (as with Dovecot's `pop3_lock_session`).
 
+use super::Ctx;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -18,13 +19,10 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
-use super::proto::{
-    Action, AuthOutcome, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig,
-};
-use crate::auth::Verdict;
+use super::proto::{Action, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig};
+use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
-use crate::server::State;
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::{as_user, user_maildir};
 use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
@@ -35,12 +33,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const LOCK_NAME: &str = "pigeonpost-pop3.lock";
 
 pub struct Pop3Handler {
-    pub state: Arc<State>,
+    pub ctx: Arc<Ctx>,
 }
 
 impl Handler for Pop3Handler {
     fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture {
-        Box::pin(async move { run(self.state.clone(), conn).await })
+        Box::pin(async move { run(self.ctx.clone(), conn).await })
     }
 
     fn refusal(&self, why: Refusal) -> Vec<u8> {
@@ -66,18 +64,15 @@ struct Tally {
     retr_bytes: u64,
 }
 
-fn session_config(state: &State, conn: &Conn) -> SessionConfig {
-    let c = &state.config;
+fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
+    let c = &ctx.config;
     SessionConfig {
-        tls_available: state.tls_config.is_some(),
-        tls_active: conn.stream.is_tls(),
-        local_client: conn.peer.ip() == conn.local.ip(),
-        disable_plaintext_auth: c.disable_plaintext_auth,
-        mechanisms: c
-            .auth_mechanisms
-            .iter()
-            .filter_map(|m| crate::auth::sasl::Mechanism::from_name(m))
-            .collect(),
+        login: LoginPolicy::new(
+            c,
+            ctx.tls.is_some(),
+            conn.stream.is_tls(),
+            conn.is_local_client(),
+        ),
         max_errors: 20,
     }
 }
@@ -89,9 +84,9 @@ async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
     stream.send(&session.take_output(), IDLE_TIMEOUT).await
 }
 
-async fn run(state: Arc<State>, mut conn: Conn) {
+async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
     let client = conn.peer;
-    let mut session = Session::new(session_config(&state, &conn));
+    let mut session = Session::new(session_config(&ctx, &conn));
     let mut maildrop: Option<Maildrop> = None;
     let mut tally = Tally::default();
     let mut buf = vec![0u8; 16 * 1024];
@@ -124,7 +119,7 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                     break;
                 }
                 if !conn
-                    .start_tls(state.tls_config.clone(), Duration::from_secs(30), "STLS")
+                    .start_tls(ctx.tls.clone(), Duration::from_secs(30), "STLS")
                     .await
                 {
                     break;
@@ -132,18 +127,18 @@ async fn run(state: Arc<State>, mut conn: Conn) {
                 session.tls_started();
             }
             Action::CheckPassword { user, password } => {
-                let verdict = state.auth.check_password(&user, &password).await;
-                let outcome = auth_outcome(verdict, &user, "USER", client).await;
+                let verdict = ctx.auth.check_password(&user, &password).await;
+                let outcome = login::outcome(verdict, "pop3", client, &user).await;
                 session.auth_done(outcome);
             }
             Action::CheckSasl(creds) => {
                 let user = creds.username().to_string();
-                let verdict = state.auth.check_sasl(creds).await;
-                let outcome = auth_outcome(verdict, &user, "SASL", client).await;
+                let verdict = ctx.auth.check_sasl(creds).await;
+                let outcome = login::outcome(verdict, "pop3", client, &user).await;
                 session.auth_done(outcome);
             }
             Action::OpenMaildrop(user) => {
-                let st = state.clone();
+                let st = ctx.clone();
                 let u = user.clone();
                 let opened = tokio::task::spawn_blocking(move || open_maildrop(&st, &u))
                     .await
@@ -235,39 +230,18 @@ async fn run(state: Arc<State>, mut conn: Conn) {
     tracing::info!(client = %client, "disconnect");
 }
 
-async fn auth_outcome(
-    verdict: Verdict,
-    user: &str,
-    method: &str,
-    client: std::net::SocketAddr,
-) -> AuthOutcome {
-    match verdict {
-        Verdict::Ok(u) => AuthOutcome::Ok(u),
-        Verdict::Fail => {
-            tracing::debug!(client = %client, user = %user, method, "failed login method");
-            crate::auth::login_failed("pop3", client, user).await;
-            AuthOutcome::Fail
-        }
-        Verdict::TempFail(e) => {
-            tracing::error!(client = %client, user = %user, error = %e, "passdb unavailable");
-            AuthOutcome::TempFail
-        }
-    }
-}
-
 enum Opening {
     InUse,
     Temp(String),
 }
 
 /// Finds, locks, syncs and lists the user's INBOX (blocking).
-fn open_maildrop(state: &State, user: &str) -> Result<(Maildrop, Vec<MessageEntry>), Opening> {
-    let info = state
-        .auth
-        .user(user)
-        .map_err(Opening::Temp)?
-        .ok_or_else(|| Opening::Temp(format!("user {user} authenticated but not in the userdb")))?;
-    let dir = user_maildir(&state.config.mail_location, user, &info).map_err(Opening::Temp)?;
+fn open_maildrop(ctx: &Ctx, user: &str) -> Result<(Maildrop, Vec<MessageEntry>), Opening> {
+    let info =
+        ctx.auth.user(user).map_err(Opening::Temp)?.ok_or_else(|| {
+            Opening::Temp(format!("user {user} authenticated but not in the userdb"))
+        })?;
+    let dir = user_maildir(&ctx.config.mail_location, user, &info).map_err(Opening::Temp)?;
     // Dovecot creates a missing INBOX at the first login.
     let owner = Owner {
         uid: info.uid,
@@ -276,7 +250,7 @@ fn open_maildrop(state: &State, user: &str) -> Result<(Maildrop, Vec<MessageEntr
     // SAFETY: geteuid cannot fail.
     let owner = (unsafe { libc::geteuid() } == 0).then_some(owner);
     ensure_maildir(&dir, owner.as_ref()).map_err(|e| Opening::Temp(e.to_string()))?;
-    let format = state.config.pop3_uidl_format.clone();
+    let format = ctx.config.pop3_uidl_format.clone();
     as_user(info.uid, info.gid, || {
         let lock = lock_maildrop(&dir)?;
         let mailbox = Mailbox::open(&dir).map_err(|e| Opening::Temp(e.to_string()))?;

@@ -3,6 +3,7 @@
 //! durable before the caller reports success (DESIGN.md §2). Used by the
 //! SMTP server, `pigeonpost sendmail` pickup, and bounces.
 
+use super::Ctx;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use super::proto::{BodyType, DsnRet, Envelope};
 use super::queue::spool::{self, QueuedRcpt, RcptState};
 use super::received::{delivery_headers, received_header, Trace};
 use super::router::{self, ClientTrust, Destination, RouteError};
-use crate::server::State;
 use crate::store::deliver::{self, DeliverError, Message, Owner};
 use crate::store::mbox;
 
@@ -20,16 +20,16 @@ use crate::store::mbox;
 pub type Routes = Vec<Destination>;
 
 /// Routes one recipient for a client with `trust`.
-pub fn route(state: &State, rcpt: &str, trust: ClientTrust) -> Result<Routes, RouteError> {
+pub fn route(ctx: &Ctx, rcpt: &str, trust: ClientTrust) -> Result<Routes, RouteError> {
     // Local recipients (mydestination) are system users, like Postfix's
     // local_recipient_maps; a static userdb would accept any name.
-    let users = |name: &str| match state.config.userdb {
+    let users = |name: &str| match ctx.config.userdb {
         crate::config::UserdbSpec::Static { .. } => crate::auth::system_user(name),
-        _ => state.auth.user(name),
+        _ => ctx.auth.user(name),
     };
     let ctx = router::RouteContext {
-        config: &state.config,
-        tables: &state.tables,
+        config: &ctx.config,
+        tables: &ctx.tables,
         users: &users,
     };
     router::resolve(&ctx, rcpt, trust).map(|r| r.destinations)
@@ -59,7 +59,7 @@ pub struct Stored {
 
 /// Stores `message` for every recipient in `env`; Ok means durable.
 pub async fn store(
-    state: &Arc<State>,
+    ctx: &Arc<Ctx>,
     queue_id: &str,
     origin: &Origin,
     env: &Envelope<Routes>,
@@ -69,7 +69,7 @@ pub async fn store(
     let trace = Trace {
         helo: &origin.helo,
         client_ip: origin.client_ip,
-        hostname: &state.config.myhostname,
+        hostname: &ctx.config.myhostname,
         protocol: origin.protocol,
         queue_id,
         tls: origin.tls.as_deref(),
@@ -122,7 +122,7 @@ pub async fn store(
         Some((qenv, prefix))
     };
     let n_queued = queued.as_ref().map_or(0, |(e, _)| e.recipients.len());
-    let spool = state.queue.spool().clone();
+    let spool = ctx.queue.spool().clone();
     let sender = env.mail_from.clone();
     let id = queue_id.to_string();
     let result = tokio::task::spawn_blocking(move || {
@@ -152,7 +152,7 @@ pub async fn store(
     })?;
     let local_copies = result?;
     if n_queued > 0 {
-        state.queue.schedule_now(queue_id);
+        ctx.queue.schedule_now(queue_id);
     }
     Ok(Stored {
         local_copies,

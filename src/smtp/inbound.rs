@@ -2,6 +2,7 @@
 //! what it asks — route recipients, check credentials, upgrade to TLS, and
 //! deliver accepted mail durably before the 250 goes out.
 
+use super::Ctx;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,23 +13,16 @@ use super::accept::{self, Origin, Routes};
 use super::proto::{Action, AuthOutcome, Envelope, Reply, Session, SessionConfig};
 use super::received::{new_queue_id, protocol_name};
 use super::router::{ClientTrust, RouteError};
-use crate::auth::Verdict;
+use crate::auth::login::{self, LoginPolicy};
+use crate::config::Listener;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
-use crate::server::State;
-
-/// Which SMTP listener a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// Port 25: STARTTLS offered, AUTH only after TLS (or from this host).
-    Smtp,
-    /// Port 587 (STARTTLS) and 465 (implicit TLS): TLS and AUTH required.
-    Submission,
-}
 
 pub struct SmtpHandler {
-    pub state: Arc<State>,
+    pub ctx: Arc<Ctx>,
+    /// `smtp` (25): STARTTLS offered, AUTH only after TLS (or from this
+    /// host); `submission` (587) and `submissions` (465): TLS and AUTH required.
     pub listener: Listener,
 }
 
@@ -45,27 +39,24 @@ impl Handler for SmtpHandler {
 /// How one read attempt ended.
 impl SmtpHandler {
     fn session_config(&self, conn: &Conn) -> SessionConfig {
-        let c = &self.state.config;
+        let c = &self.ctx.config;
         SessionConfig {
             hostname: c.myhostname.clone(),
             max_message_size: c.message_size_limit,
             max_recipients: c.smtpd_recipient_limit,
-            tls_available: self.state.tls_config.is_some(),
-            tls_active: conn.stream.is_tls(),
-            local_client: conn.peer.ip() == conn.local.ip(),
-            mechanisms: c
-                .auth_mechanisms
-                .iter()
-                .filter_map(|m| crate::auth::sasl::Mechanism::from_name(m))
-                .collect(),
-            submission: self.listener == Listener::Submission,
-            disable_plaintext_auth: c.disable_plaintext_auth,
+            login: LoginPolicy::new(
+                c,
+                self.ctx.tls.is_some(),
+                conn.stream.is_tls(),
+                conn.is_local_client(),
+            ),
+            submission: self.listener.is_submission(),
             max_errors: 20,
         }
     }
 
     async fn run(&self, mut conn: Conn) {
-        let timeout = self.state.config.smtpd_timeout;
+        let timeout = self.ctx.config.smtpd_timeout;
         let client = conn.peer;
         let mut session: Session<Routes> = Session::new(self.session_config(&conn));
         let mut buf = vec![0u8; 64 * 1024];
@@ -87,7 +78,7 @@ impl SmtpHandler {
                             session.shutdown(Reply::new(
                                 421,
                                 "4.4.2",
-                                format!("{} Error: timeout exceeded", self.state.config.myhostname),
+                                format!("{} Error: timeout exceeded", self.ctx.config.myhostname),
                             ));
                         }
                         Input::Shutdown => {
@@ -96,7 +87,7 @@ impl SmtpHandler {
                                 "4.3.2",
                                 format!(
                                     "{} Service shutting down, try again later",
-                                    self.state.config.myhostname
+                                    self.ctx.config.myhostname
                                 ),
                             ));
                         }
@@ -107,7 +98,7 @@ impl SmtpHandler {
                         break;
                     }
                     if !conn
-                        .start_tls(self.state.tls_config.clone(), timeout, "STARTTLS")
+                        .start_tls(self.ctx.tls.clone(), timeout, "STARTTLS")
                         .await
                     {
                         break;
@@ -116,20 +107,11 @@ impl SmtpHandler {
                 }
                 Action::CheckAuth(creds) => {
                     let user = creds.username().to_string();
-                    let outcome = match self.state.auth.check_sasl(creds).await {
-                        Verdict::Ok(u) => {
-                            tracing::info!(client = %client, user = %u, "authenticated");
-                            AuthOutcome::Ok(u)
-                        }
-                        Verdict::Fail => {
-                            crate::auth::login_failed("smtp", client, &user).await;
-                            AuthOutcome::Fail
-                        }
-                        Verdict::TempFail(e) => {
-                            tracing::error!(client = %client, user = %user, error = %e, "passdb unavailable");
-                            AuthOutcome::TempFail
-                        }
-                    };
+                    let verdict = self.ctx.auth.check_sasl(creds).await;
+                    let outcome = login::outcome(verdict, "smtp", client, &user).await;
+                    if let AuthOutcome::Ok(u) = &outcome {
+                        tracing::info!(client = %client, user = %u, "authenticated");
+                    }
                     session.auth_done(outcome);
                 }
                 Action::CheckRecipient(rcpt) => {
@@ -155,7 +137,7 @@ impl SmtpHandler {
     }
 
     fn route(&self, rcpt: &str, ip: IpAddr, authenticated: bool) -> Result<Routes, Reply> {
-        let st = &self.state;
+        let st = &self.ctx;
         let trust = ClientTrust {
             in_mynetworks: st.config.mynetworks.iter().any(|n| n.contains(&ip)),
             authenticated,
@@ -192,7 +174,7 @@ impl SmtpHandler {
             tls: conn.stream.tls_description(),
         };
         let size = message.len();
-        let result = accept::store(&self.state, &queue_id, &origin, &env, message).await;
+        let result = accept::store(&self.ctx, &queue_id, &origin, &env, message).await;
         let delay = start.elapsed().as_secs_f64();
         let to: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
         match result {

@@ -9,3 +9,20 @@ pub mod proto;
 pub mod queue;
 pub mod received;
 pub mod router;
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::tables::Tables;
+
+/// What the SMTP server, local delivery and the queue use of the server's
+/// state, built by `server.rs`.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub tables: Arc<Tables>,
+    pub auth: Arc<Auth>,
+    /// For STARTTLS; `None` when no certificate is configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub queue: Arc<queue::Queue>,
+}

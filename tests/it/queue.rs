@@ -34,7 +34,7 @@ impl Peer {
             .is_ok_and(|s| s.success());
         assert!(
             has_aiosmtpd,
-            "Python's aiosmtpd is needed for the outbound tests: pip install aiosmtpd"
+            "Python's aiosmtpd is needed for the outbound tests: run tests/setup.sh (or pip install aiosmtpd)"
         );
         let mut child = Command::new("python3")
             .arg(PEER)

@@ -204,14 +204,22 @@ impl Tree {
     }
 }
 
-/// Is `tool` on PATH? In CI (CI=true) a missing tool fails the test instead of skipping it.
+/// Must every peer be there? Set by `tests/run.sh` (the README's test
+/// command, which installs them first) and in CI (CI=true).
+pub fn peers_required() -> bool {
+    std::env::var_os("PIGEONPOST_REQUIRE_PEERS").is_some_and(|v| !v.is_empty())
+        || std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
+/// Is `tool` on PATH? Where peers are required (see [`peers_required`]) a
+/// missing tool fails the test instead of skipping it.
 pub fn require_tool(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-            panic!("{tool} is required in CI but not installed (see .ci/run)");
+        if peers_required() {
+            panic!("{tool} is required but not installed (tests/setup.sh installs it)");
         }
         eprintln!("SKIPPED: {tool} not installed");
     }

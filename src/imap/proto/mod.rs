@@ -17,6 +17,7 @@ use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::CommandCodec;
 
+pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
 pub mod list_ext;
@@ -33,12 +34,8 @@ pub const DEFAULT_MAX_MESSAGE: u32 = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub hostname: String,
-    pub tls_available: bool,
-    pub tls_active: bool,
-    /// Client address equals the server's (Dovecot's "secured" local rule).
-    pub local_client: bool,
-    pub disable_plaintext_auth: bool,
-    pub mechanisms: Vec<Mechanism>,
+    /// TLS and the plaintext-login rule, shared with SMTP and POP3.
+    pub login: LoginPolicy,
     /// Bad commands before `* BYE`.
     pub max_errors: u32,
     /// Largest command including literals (APPEND: message_size_limit).
@@ -98,14 +95,6 @@ pub struct RunOptions {
     pub search_return: Option<rev2::SearchReturn>,
     /// The command's sequence set was `$`, the saved result (RFC 5182).
     pub saved: bool,
-}
-
-/// The outcome of a credential check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
-    Ok(String),
-    Fail,
-    TempFail,
 }
 
 enum Mode {
@@ -168,7 +157,7 @@ impl Session {
     }
 
     pub fn is_tls(&self) -> bool {
-        self.cfg.tls_active
+        self.cfg.login.tls_active
     }
 
     pub fn take_output(&mut self) -> Vec<u8> {
@@ -188,11 +177,6 @@ impl Session {
         self.out.extend_from_slice(bytes);
     }
 
-    /// Plaintext passwords are fine over TLS or from this host.
-    fn plaintext_allowed(&self) -> bool {
-        !self.cfg.disable_plaintext_auth || self.cfg.tls_active || self.cfg.local_client
-    }
-
     /// The CAPABILITY list for the current state.
     pub fn capabilities(&self) -> String {
         let mut c = vec![
@@ -205,18 +189,16 @@ impl Session {
             "IDLE",
         ];
         if self.state == State::NotAuthenticated {
-            if self.cfg.tls_available && !self.cfg.tls_active {
+            if self.cfg.login.can_start_tls() {
                 c.push("STARTTLS");
             }
-            if !self.plaintext_allowed() {
+            if !self.cfg.login.plaintext_allowed() {
                 c.push("LOGINDISABLED");
             }
             let mut s = c.join(" ");
-            for m in &self.cfg.mechanisms {
-                if !m.is_plaintext() || self.plaintext_allowed() {
-                    s.push_str(" AUTH=");
-                    s.push_str(m.name());
-                }
+            for m in self.cfg.login.offered_mechanisms() {
+                s.push_str(" AUTH=");
+                s.push_str(m.name());
             }
             return s;
         }
@@ -246,7 +228,7 @@ impl Session {
     }
 
     pub fn tls_started(&mut self) {
-        self.cfg.tls_active = true;
+        self.cfg.login.tls_started();
         self.mode = Mode::Commands;
     }
 
@@ -538,10 +520,10 @@ impl Session {
                 if self.state != State::NotAuthenticated {
                     self.bad(&tag, "STARTTLS only before login.");
                     None
-                } else if self.cfg.tls_active {
+                } else if self.cfg.login.tls_active {
                     self.bad(&tag, "TLS is already active.");
                     None
-                } else if !self.cfg.tls_available {
+                } else if !self.cfg.login.tls_available {
                     self.bad(&tag, "TLS support isn't enabled.");
                     None
                 } else {
@@ -555,7 +537,7 @@ impl Session {
                     self.bad(&tag, "Already logged in.");
                     return None;
                 }
-                if !self.plaintext_allowed() {
+                if !self.cfg.login.plaintext_allowed() {
                     self.push(&format!("{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"));
                     self.error();
                     return None;
@@ -583,7 +565,7 @@ impl Session {
                     AuthMechanism::Login => Some(Mechanism::Login),
                     other => Mechanism::from_name(other.as_ref()),
                 }
-                .filter(|m| self.cfg.mechanisms.contains(m));
+                .filter(|m| self.cfg.login.mechanisms.contains(m));
                 let Some(mech) = mech else {
                     self.push(&format!(
                         "{tag} NO Unsupported authentication mechanism.\r\n"
@@ -591,7 +573,7 @@ impl Session {
                     self.error();
                     return None;
                 };
-                if mech.is_plaintext() && !self.plaintext_allowed() {
+                if mech.is_plaintext() && !self.cfg.login.plaintext_allowed() {
                     self.push(&format!("{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"));
                     self.error();
                     return None;

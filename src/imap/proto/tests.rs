@@ -6,11 +6,13 @@ use super::*;
 fn cfg() -> SessionConfig {
     SessionConfig {
         hostname: "mail.example.com".into(),
-        tls_available: true,
-        tls_active: false,
-        local_client: false,
-        disable_plaintext_auth: true,
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        login: LoginPolicy {
+            tls_available: true,
+            tls_active: false,
+            local_client: false,
+            disable_plaintext_auth: true,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        },
         max_errors: 5,
         max_message: 1000,
     }
@@ -109,7 +111,7 @@ fn login_is_refused_before_tls_but_not_after() {
 #[test]
 fn loopback_clients_may_log_in_without_tls() {
     let mut c = cfg();
-    c.local_client = true;
+    c.login.local_client = true;
     let mut s = Session::new(c);
     assert!(!out(&mut s).contains("LOGINDISABLED"));
     let (_, a) = run(&mut s, "a LOGIN john secret\r\n");
@@ -125,7 +127,7 @@ fn loopback_clients_may_log_in_without_tls() {
 #[test]
 fn authenticate_plain_with_and_without_initial_response() {
     let mut c = cfg();
-    c.tls_active = true;
+    c.login.tls_active = true;
     let mut s = Session::new(c.clone());
     out(&mut s);
     // base64("\0john\0secret")
@@ -153,7 +155,7 @@ fn authenticate_plain_with_and_without_initial_response() {
 
 fn cfg_tls() -> SessionConfig {
     let mut c = cfg();
-    c.tls_active = true;
+    c.login.tls_active = true;
     c
 }
 

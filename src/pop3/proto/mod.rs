@@ -18,6 +18,7 @@ pub mod dotstuff;
 #[cfg(test)]
 mod tests;
 
+pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
 pub use dotstuff::DotStuffer;
@@ -29,17 +30,8 @@ pub const MAX_LINE: usize = 8192;
 /// What the session needs to know about its listener and client.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// A certificate is configured, so STLS can be offered.
-    pub tls_available: bool,
-    /// The connection is already TLS (implicit TLS on 995).
-    pub tls_active: bool,
-    /// The client connected from the server's own address (Dovecot's rule
-    /// for "secured" without TLS).
-    pub local_client: bool,
-    /// Dovecot's `disable_plaintext_auth`: no passwords in the clear.
-    pub disable_plaintext_auth: bool,
-    /// SASL mechanisms configured (`auth_mechanisms`).
-    pub mechanisms: Vec<Mechanism>,
+    /// TLS and the plaintext-login rule, shared with SMTP and IMAP.
+    pub login: LoginPolicy,
     /// Errors tolerated before the connection is closed.
     pub max_errors: u32,
 }
@@ -61,14 +53,6 @@ pub enum MaildropError {
     InUse,
     /// A store or userdb failure (RFC 3206 `[SYS/TEMP]`); logged, not shown.
     Temporary,
-}
-
-/// The result of a password or SASL check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
-    Ok(String),
-    Fail,
-    TempFail,
 }
 
 /// What the I/O layer must do next.
@@ -147,7 +131,6 @@ pub struct Session {
     user: Option<String>,
     messages: Vec<Message>,
     errors: u32,
-    tls_active: bool,
 }
 
 fn sasl_error_text(e: &SaslError) -> String {
@@ -160,7 +143,6 @@ fn sasl_error_text(e: &SaslError) -> String {
 impl Session {
     /// A new session; the greeting is already in the output.
     pub fn new(cfg: SessionConfig) -> Self {
-        let tls_active = cfg.tls_active;
         let mut s = Session {
             cfg,
             input: Vec::new(),
@@ -171,7 +153,6 @@ impl Session {
             user: None,
             messages: Vec::new(),
             errors: 0,
-            tls_active,
         };
         s.ok("pigeonpost ready.");
         s
@@ -239,17 +220,11 @@ impl Session {
     }
 
     fn plaintext_allowed(&self) -> bool {
-        !self.cfg.disable_plaintext_auth || self.tls_active || self.cfg.local_client
+        self.cfg.login.plaintext_allowed()
     }
 
     fn offered_mechanisms(&self) -> Vec<Mechanism> {
-        let plain_ok = self.plaintext_allowed();
-        self.cfg
-            .mechanisms
-            .iter()
-            .copied()
-            .filter(|m| plain_ok || !m.is_plaintext())
-            .collect()
+        self.cfg.login.offered_mechanisms().collect()
     }
 
     /// RFC 2449 §5; the same list in both states, as §5 asks, except that
@@ -271,10 +246,7 @@ impl Session {
             let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
             lines.push(format!("SASL {}", names.join(" ")));
         }
-        if self.cfg.tls_available
-            && !self.tls_active
-            && matches!(self.state, State::Authorization { .. })
-        {
+        if self.cfg.login.can_start_tls() && matches!(self.state, State::Authorization { .. }) {
             lines.push("STLS".into());
         }
         self.ok("Capability list follows");
@@ -289,7 +261,7 @@ impl Session {
 
     pub fn tls_started(&mut self) {
         debug_assert!(matches!(self.state, State::StartingTls));
-        self.tls_active = true;
+        self.cfg.login.tls_started();
         // RFC 2595 §4: forget everything the client sent before the handshake.
         self.input.clear();
         self.state = State::Authorization { user: None };
@@ -539,9 +511,9 @@ impl Session {
             }
             "AUTH" => self.auth(args),
             "STLS" => {
-                if self.tls_active {
+                if self.cfg.login.tls_active {
                     self.bad("TLS is already active.");
-                } else if !self.cfg.tls_available {
+                } else if !self.cfg.login.tls_available {
                     self.bad("TLS support isn't enabled.");
                 } else {
                     self.ok("Begin TLS negotiation now.");
@@ -575,7 +547,7 @@ impl Session {
             return self.bad("Too many arguments to AUTH.");
         }
         let Some(mech) =
-            Mechanism::from_name(mech_name).filter(|m| self.cfg.mechanisms.contains(m))
+            Mechanism::from_name(mech_name).filter(|m| self.cfg.login.mechanisms.contains(m))
         else {
             return self.bad("Unsupported authentication mechanism.");
         };

@@ -4,11 +4,13 @@ use super::*;
 
 fn cfg() -> SessionConfig {
     SessionConfig {
-        tls_available: true,
-        tls_active: false,
-        local_client: false,
-        disable_plaintext_auth: true,
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        login: LoginPolicy {
+            tls_available: true,
+            tls_active: false,
+            local_client: false,
+            disable_plaintext_auth: true,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+        },
         max_errors: 10,
     }
 }
@@ -129,10 +131,9 @@ impl Driver {
 }
 
 fn local() -> SessionConfig {
-    SessionConfig {
-        local_client: true,
-        ..cfg()
-    }
+    let mut c = cfg();
+    c.login.local_client = true;
+    c
 }
 
 #[test]

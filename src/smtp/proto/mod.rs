@@ -15,6 +15,7 @@ use smtp_proto::{Error as ParseError, Request};
 
 use self::data::{DataEnd, DataReader};
 pub use self::reply::Reply;
+pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
 /// RFC 5321 §4.5.3.1.4 allows 512 octets for a command line; like Postfix
@@ -31,19 +32,12 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// `smtpd_recipient_limit`.
     pub max_recipients: usize,
-    /// A certificate is configured, so STARTTLS can be offered on a plain connection.
-    pub tls_available: bool,
-    /// The connection is already TLS (implicit TLS on 465).
-    pub tls_active: bool,
-    /// The client connected from the server's own address (Dovecot's rule
-    /// for "secured" without TLS).
-    pub local_client: bool,
-    /// Mechanisms from `auth_mechanisms`; empty disables AUTH.
-    pub mechanisms: Vec<Mechanism>,
+    /// TLS and AUTH: the login rules IMAP and POP3 share. Here
+    /// `disable_plaintext_auth` withholds AUTH altogether without TLS
+    /// (unless the client is local), and no mechanisms disables AUTH.
+    pub login: LoginPolicy,
     /// Submission (587/465): TLS before anything but EHLO/STARTTLS, AUTH before MAIL.
     pub submission: bool,
-    /// `disable_plaintext_auth`: no AUTH without TLS unless the client is local.
-    pub disable_plaintext_auth: bool,
     /// Error replies allowed before the session is closed (Postfix smtpd_hard_error_limit).
     pub max_errors: usize,
 }
@@ -104,14 +98,6 @@ pub enum Action<R> {
     Close,
 }
 
-/// The outcome of a credential check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
-    Ok(String),
-    Fail,
-    TempFail,
-}
-
 enum Mode {
     Command,
     Data(DataReader),
@@ -134,7 +120,6 @@ pub struct Session<R> {
     skipping_line: bool,
     helo: Option<String>,
     esmtp: bool,
-    tls: bool,
     user: Option<String>,
     txn: Option<Envelope<R>>,
     /// BDAT chunks collected so far (RFC 3030).
@@ -155,7 +140,6 @@ fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
 impl<R> Session<R> {
     /// A new session; the greeting is already in the output buffer.
     pub fn new(cfg: SessionConfig) -> Self {
-        let tls = cfg.tls_active;
         let mut s = Session {
             mode: Mode::Command,
             input: Vec::new(),
@@ -163,7 +147,6 @@ impl<R> Session<R> {
             skipping_line: false,
             helo: None,
             esmtp: false,
-            tls,
             user: None,
             txn: None,
             chunks: Vec::new(),
@@ -210,7 +193,7 @@ impl<R> Session<R> {
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.cfg.login.tls_active
     }
 
     /// Bytes buffered but not yet processed (bounded by the line limits).
@@ -250,14 +233,14 @@ impl<R> Session<R> {
     }
 
     fn auth_allowed(&self) -> bool {
-        if self.cfg.mechanisms.is_empty() {
+        if self.cfg.login.mechanisms.is_empty() {
             return false;
         }
         if self.cfg.submission {
-            // Submission: TLS first, always (DESIGN.md §2).
-            return self.tls;
+            // Submission: TLS first, always, even from this host.
+            return self.cfg.login.tls_active;
         }
-        self.tls || self.cfg.local_client || !self.cfg.disable_plaintext_auth
+        self.cfg.login.plaintext_allowed()
     }
 
     fn size_limit_exceeded(&self, size: u64) -> bool {
@@ -313,7 +296,7 @@ impl<R> Session<R> {
     /// The TLS handshake after STARTTLS succeeded: RFC 3207 §4.2, forget
     /// everything learned before it.
     pub fn tls_started(&mut self) {
-        self.tls = true;
+        self.cfg.login.tls_started();
         self.helo = None;
         self.esmtp = false;
         self.user = None;
@@ -511,11 +494,11 @@ impl<R> Session<R> {
         } else {
             "SIZE".to_string()
         });
-        if self.cfg.tls_available && !self.tls {
+        if self.cfg.login.tls_available && !self.cfg.login.tls_active {
             lines.push("STARTTLS".into());
         }
         if self.auth_allowed() {
-            let names: Vec<&str> = self.cfg.mechanisms.iter().map(|m| m.name()).collect();
+            let names: Vec<&str> = self.cfg.login.mechanisms.iter().map(|m| m.name()).collect();
             lines.push(format!("AUTH {}", names.join(" ")));
         }
         lines.extend(
@@ -565,7 +548,7 @@ impl<R> Session<R> {
         // Submission without TLS: only the commands that lead to TLS (Postfix
         // smtpd_tls_security_level = encrypt).
         if self.cfg.submission
-            && !self.tls
+            && !self.cfg.login.tls_active
             && !matches!(
                 request,
                 Request::Ehlo { .. }
@@ -596,9 +579,9 @@ impl<R> Session<R> {
             }
             Request::Lhlo { .. } => self.error(r(502, "5.5.1", "Error: command not recognized")),
             Request::StartTls => {
-                if self.tls {
+                if self.cfg.login.tls_active {
                     self.error(r(554, "5.5.1", "Error: TLS already active"));
-                } else if !self.cfg.tls_available {
+                } else if !self.cfg.login.tls_available {
                     self.error(r(454, "4.7.0", "TLS not available"));
                 } else {
                     self.push(r(220, "2.0.0", "Ready to start TLS"));
@@ -680,7 +663,7 @@ impl<R> Session<R> {
             return None;
         }
         if !self.auth_allowed() {
-            let reply = if self.cfg.mechanisms.is_empty() {
+            let reply = if self.cfg.login.mechanisms.is_empty() {
                 r(503, "5.5.1", "Error: authentication not enabled")
             } else {
                 r(
@@ -701,7 +684,7 @@ impl<R> Session<R> {
                 return None;
             }
         };
-        if !self.cfg.mechanisms.contains(&mech) {
+        if !self.cfg.login.mechanisms.contains(&mech) {
             self.error(r(504, "5.5.4", "Unrecognized authentication type"));
             return None;
         }

@@ -9,12 +9,14 @@ fn cfg() -> SessionConfig {
         hostname: "mx.example.com".into(),
         max_message_size: 1000,
         max_recipients: 3,
-        tls_available: true,
-        tls_active: false,
-        local_client: false,
-        mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        login: LoginPolicy {
+            tls_available: true,
+            tls_active: false,
+            local_client: false,
+            disable_plaintext_auth: true,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+        },
         submission: false,
-        disable_plaintext_auth: true,
         max_errors: 20,
     }
 }
@@ -294,7 +296,7 @@ fn auth_needs_tls_or_a_local_client() {
         r.out
     );
     let mut local = cfg();
-    local.local_client = true;
+    local.login.local_client = true;
     let r = run_with(
         local,
         &[format!("EHLO c\r\nAUTH PLAIN {plain}\r\nAUTH PLAIN {plain}\r\n").as_bytes()],
@@ -307,7 +309,7 @@ fn auth_needs_tls_or_a_local_client() {
 #[test]
 fn auth_exchanges_after_tls() {
     let mut c = cfg();
-    c.tls_active = true;
+    c.login.tls_active = true;
     let r = run_with(
         c.clone(),
         &[format!("EHLO c\r\nAUTH PLAIN\r\n{}\r\n", b64(b"\0user\0wrong")).as_bytes()],
@@ -353,7 +355,7 @@ fn auth_exchanges_after_tls() {
 fn submission_requires_tls_then_auth() {
     let mut c = cfg();
     c.submission = true;
-    c.local_client = true;
+    c.login.local_client = true;
     let r = run_with(
         c.clone(),
         &[
@@ -386,7 +388,7 @@ fn submission_requires_tls_then_auth() {
         "{}",
         r.out
     );
-    c.tls_active = true;
+    c.login.tls_active = true;
     let r = run_with(
         c,
         &[format!(

@@ -10,6 +10,7 @@ pub mod pickup;
 pub mod policy;
 pub mod spool;
 
+use crate::smtp::Ctx;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::observe::metrics;
-use crate::server::State;
 use crate::smtp::outbound::client::{Rcpt, RcptStatus, Transaction};
 use crate::smtp::outbound::nexthop::{self, NextHop, Route};
 use crate::smtp::outbound::Outbound;
@@ -155,7 +155,7 @@ impl Queue {
     /// on their own (their results are written like any other).
     pub async fn run(
         self: Arc<Self>,
-        state: Arc<State>,
+        ctx: Arc<Ctx>,
         outbound: Arc<Outbound>,
         shutdown: CancellationToken,
     ) {
@@ -165,7 +165,7 @@ impl Queue {
                 .pickup_requested
                 .swap(false, std::sync::atomic::Ordering::SeqCst);
             if requested || tokio::time::Instant::now() >= next_pickup {
-                pickup::run(&state).await;
+                pickup::run(&ctx).await;
                 next_pickup = tokio::time::Instant::now() + PICKUP_INTERVAL;
             }
             let (ready, next) = {
@@ -187,7 +187,7 @@ impl Queue {
             };
             for (_, id) in ready {
                 let q = self.clone();
-                let (st, ob) = (state.clone(), outbound.clone());
+                let (st, ob) = (ctx.clone(), outbound.clone());
                 tokio::spawn(async move {
                     q.attempt(&st, &ob, &id).await;
                     q.sched.lock().unwrap().running.remove(&id);
@@ -220,7 +220,7 @@ impl Queue {
     }
 
     /// One delivery attempt of message `id` to all its pending recipients.
-    async fn attempt(&self, state: &Arc<State>, outbound: &Outbound, id: &str) {
+    async fn attempt(&self, ctx: &Arc<Ctx>, outbound: &Outbound, id: &str) {
         let _slot = self.global.clone().acquire_owned().await;
         let env = match self.spool.read_envelope(id) {
             Ok(e) => e,
@@ -235,14 +235,14 @@ impl Queue {
                 return;
             }
         };
-        let config = &state.config;
+        let config = &ctx.config;
         let mut results = Vec::new();
         let mut groups: Vec<(NextHop, Vec<usize>)> = Vec::new();
         for (i, r) in env.recipients.iter().enumerate() {
             if r.state != RcptState::Pending {
                 continue;
             }
-            match nexthop::route(&r.address, &config.relayhost, &state.tables.transport_maps) {
+            match nexthop::route(&r.address, &config.relayhost, &ctx.tables.transport_maps) {
                 Ok(Route::Hop(hop)) => match groups.iter_mut().find(|(h, _)| *h == hop) {
                     Some((_, v)) => v.push(i),
                     None => groups.push((hop, vec![i])),
@@ -280,7 +280,7 @@ impl Queue {
                 ret_full: env.ret_full,
                 envid: env.envid.clone(),
             };
-            let creds = credentials(state, &hop);
+            let creds = credentials(ctx, &hop);
             let attempt = outbound.deliver(&hop, creds, &txn, &message).await;
             for (k, status) in attempt.statuses.into_iter().enumerate() {
                 let i = idx[k];
@@ -326,7 +326,7 @@ impl Queue {
             .collect();
         if !env.sender.is_empty() && !bounce.is_empty() {
             let message = self.spool.read_message(id).unwrap_or_default();
-            if let Err(e) = send_dsn(state, &env2, dsn::Kind::Failure, &bounce, &message).await {
+            if let Err(e) = send_dsn(ctx, &env2, dsn::Kind::Failure, &bounce, &message).await {
                 // Keep them queued: the bounce is retried with them.
                 tracing::error!(
                     "{id}: cannot queue the bounce to <{}>: {e}; retrying later",
@@ -348,7 +348,7 @@ impl Queue {
                 .collect();
             if !warn.is_empty() {
                 let message = self.spool.read_message(id).unwrap_or_default();
-                if let Err(e) = send_dsn(state, &env2, dsn::Kind::Delay, &warn, &message).await {
+                if let Err(e) = send_dsn(ctx, &env2, dsn::Kind::Delay, &warn, &message).await {
                     tracing::warn!("{id}: cannot queue the delay warning: {e}");
                 }
             }
@@ -392,10 +392,10 @@ fn wants(notify: u64, what: u64) -> bool {
 }
 
 /// smtp_sasl_password_maps: looked up by `[host]:port`, `[host]`, `host`.
-fn credentials(state: &State, hop: &NextHop) -> Option<(String, String)> {
+fn credentials(ctx: &Ctx, hop: &NextHop) -> Option<(String, String)> {
     let keys = [hop.label(), format!("[{}]", hop.host), hop.host.clone()];
     for key in &keys {
-        for m in &state.tables.smtp_sasl_password_maps {
+        for m in &ctx.tables.smtp_sasl_password_maps {
             if let Some(v) = m.get().get(key) {
                 let (user, pass) = v.split_once(':').unwrap_or((v, ""));
                 return Some((user.to_string(), pass.to_string()));
@@ -436,7 +436,7 @@ fn log_result(
 /// Builds a DSN about `which` recipients and hands it to local delivery or
 /// the queue, from `<>`.
 pub(super) async fn send_dsn(
-    state: &Arc<State>,
+    ctx: &Arc<Ctx>,
     env: &Envelope,
     kind: dsn::Kind,
     which: &[usize],
@@ -458,12 +458,12 @@ pub(super) async fn send_dsn(
         env,
         kind,
         &entries,
-        &state.config.myhostname,
+        &ctx.config.myhostname,
         original,
         SystemTime::now(),
     );
     let (id, refused) =
-        pickup::submit_some(state, "", std::slice::from_ref(&env.sender), message).await?;
+        pickup::submit_some(ctx, "", std::slice::from_ref(&env.sender), message).await?;
     if let Some((rcpt, why)) = refused.first() {
         // A double bounce: nobody to tell. Postfix would mail the postmaster.
         tracing::warn!("{}: notification to <{rcpt}> discarded: {why}", env.id);

@@ -3,6 +3,7 @@
 //! up, routes them as if they came from `mynetworks`, and stores them. DSNs
 //! take the same path without the maildrop.
 
+use crate::smtp::Ctx;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::spool::{self, Envelope, QueuedRcpt, RcptState, Spool};
-use crate::server::State;
 use crate::smtp::accept::{self, Origin, LOCAL_TRUST};
 use crate::smtp::proto::{self, BodyType, Recipient};
 use crate::smtp::received::new_queue_id;
@@ -59,7 +59,7 @@ pub fn drop_message(spool: &Spool, drop: &Drop, message: &[u8]) -> io::Result<St
 /// Recipients the router refuses permanently are returned with the reason;
 /// a temporary refusal fails the whole submission.
 pub(super) async fn submit_some(
-    state: &Arc<State>,
+    ctx: &Arc<Ctx>,
     sender: &str,
     recipients: &[String],
     message: Vec<u8>,
@@ -67,7 +67,7 @@ pub(super) async fn submit_some(
     let mut rcpts = Vec::new();
     let mut refused = Vec::new();
     for r in recipients {
-        match accept::route(state, r, LOCAL_TRUST) {
+        match accept::route(ctx, r, LOCAL_TRUST) {
             Ok(route) => rcpts.push(Recipient {
                 address: r.clone(),
                 notify: 0,
@@ -107,7 +107,7 @@ pub(super) async fn submit_some(
         tls: None,
     };
     let start = std::time::Instant::now();
-    let stored = accept::store(state, &id, &origin, &env, message)
+    let stored = accept::store(ctx, &id, &origin, &env, message)
         .await
         .map_err(|e| e.to_string())?;
     let m = crate::observe::metrics::get();
@@ -121,8 +121,8 @@ pub(super) async fn submit_some(
 }
 
 /// Picks up everything in the maildrop.
-pub async fn run(state: &Arc<State>) {
-    let spool = state.queue.spool().clone();
+pub async fn run(ctx: &Arc<Ctx>) {
+    let spool = ctx.queue.spool().clone();
     let dir = spool.maildrop();
     let Ok(rd) = fs::read_dir(&dir) else {
         return;
@@ -161,7 +161,7 @@ pub async fn run(state: &Arc<State>) {
             }
         };
         let original = message.clone();
-        match submit_some(state, &drop.sender, &drop.recipients, message).await {
+        match submit_some(ctx, &drop.sender, &drop.recipients, message).await {
             Ok((qid, refused)) => {
                 tracing::info!(
                     "{qid}: uid={} from=<{}>, to=<{}>, proto=local, status=picked up",
@@ -170,7 +170,7 @@ pub async fn run(state: &Arc<State>) {
                     drop.recipients.join(">,<")
                 );
                 if !refused.is_empty() && !drop.sender.is_empty() {
-                    bounce_refused(state, &qid, &drop.sender, &refused, &original).await;
+                    bounce_refused(ctx, &qid, &drop.sender, &refused, &original).await;
                 }
                 let _ = fs::remove_file(&json);
                 let _ = fs::remove_file(&msg);
@@ -184,7 +184,7 @@ pub async fn run(state: &Arc<State>) {
 
 /// Recipients `sendmail` named that cannot exist: tell the sender.
 async fn bounce_refused(
-    state: &Arc<State>,
+    ctx: &Arc<Ctx>,
     id: &str,
     sender: &str,
     refused: &[(String, String)],
@@ -215,7 +215,7 @@ async fn bounce_refused(
         warned: false,
     };
     let all: Vec<usize> = (0..env.recipients.len()).collect();
-    if let Err(e) = super::send_dsn(state, &env, super::dsn::Kind::Failure, &all, original).await {
+    if let Err(e) = super::send_dsn(ctx, &env, super::dsn::Kind::Failure, &all, original).await {
         tracing::error!("{id}: cannot send the bounce to <{sender}>: {e}");
     }
 }

@@ -1,4 +1,4 @@
-//! The `listen.http` endpoint: `/healthz` (alive), `/readyz` (every listener
+//! The `listen.http` endpoint of the server itself: `/healthz` (alive), `/readyz` (every listener
 //! bound, queue and mail store writable), `/metrics` (OpenMetrics text). A
 //! deliberately tiny HTTP/1.1 responder: one request per connection, GET only.
 
@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::State;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal};
-use crate::server::State;
 
 pub struct HttpHandler {
     pub state: Arc<State>,
@@ -105,7 +105,7 @@ impl Handler for HttpHandler {
                 ("GET", "/metrics") => response(
                     "200 OK",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    &super::metrics::render(self.state.queue.len()),
+                    &crate::observe::metrics::render(self.state.queue.len()),
                 ),
                 ("GET", _) => response("404 Not Found", "text/plain", "not found\n"),
                 _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),

@@ -8,13 +8,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Listener, Protocol};
+use crate::net::pending::Pending;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
-use crate::observe::http::HttpHandler;
-use crate::smtp::inbound::{self as smtp, SmtpHandler};
+use crate::smtp::inbound::SmtpHandler;
 use crate::tables::reload::{self, Reloadable};
 use crate::tables::Tables;
 use crate::tls::CertStore;
+use crate::{imap, pop3, smtp};
+use http::HttpHandler;
+
+mod http;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -39,15 +43,59 @@ impl ServeError {
     }
 }
 
-/// Everything the sessions share.
+/// Everything the server holds. Only this module sees all of it: each
+/// protocol gets a context with just what it uses (`smtp::Ctx`,
+/// `imap::Ctx`, `pop3::Ctx`), built here.
 pub struct State {
-    pub config: Config,
-    pub tables: Tables,
-    pub auth: Auth,
-    pub tls: Option<Arc<CertStore>>,
+    pub config: Arc<Config>,
+    pub tables: Arc<Tables>,
+    pub auth: Arc<Auth>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub queue: Arc<crate::smtp::queue::Queue>,
     pub ready: AtomicBool,
+}
+
+/// One context per protocol, shared by its listeners.
+struct Contexts {
+    smtp: Arc<smtp::Ctx>,
+    imap: Arc<imap::Ctx>,
+    pop3: Arc<pop3::Ctx>,
+}
+
+impl State {
+    fn contexts(&self) -> Contexts {
+        Contexts {
+            smtp: self.smtp_ctx(),
+            imap: self.imap_ctx(),
+            pop3: self.pop3_ctx(),
+        }
+    }
+
+    fn smtp_ctx(&self) -> Arc<smtp::Ctx> {
+        Arc::new(smtp::Ctx {
+            config: self.config.clone(),
+            tables: self.tables.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls_config.clone(),
+            queue: self.queue.clone(),
+        })
+    }
+
+    fn imap_ctx(&self) -> Arc<imap::Ctx> {
+        Arc::new(imap::Ctx {
+            config: self.config.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls_config.clone(),
+        })
+    }
+
+    fn pop3_ctx(&self) -> Arc<pop3::Ctx> {
+        Arc::new(pop3::Ctx {
+            config: self.config.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls_config.clone(),
+        })
+    }
 }
 
 /// Loads every file the configuration names (tables, users, certificates).
@@ -76,10 +124,9 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
     })?;
     let state = Arc::new(State {
         queue: Arc::new(queue),
-        tables,
-        auth,
-        config,
-        tls,
+        tables: Arc::new(tables),
+        auth: Arc::new(auth),
+        config: Arc::new(config),
         tls_config,
         ready: AtomicBool::new(false),
     });
@@ -99,58 +146,32 @@ impl Reloadable for CertStore {
     }
 }
 
-/// Which handler serves a listener, and whether it needs implicit TLS.
-fn handler_for(name: &'static str, state: &Arc<State>) -> (Arc<dyn Handler>, bool) {
-    use crate::net::pending::Pending;
-    match name {
-        "http" => (
-            Arc::new(HttpHandler {
-                state: state.clone(),
-            }),
-            false,
-        ),
-        "smtp" | "submission" | "submissions" => {
-            let listener = if name == "smtp" {
-                smtp::Listener::Smtp
-            } else {
-                smtp::Listener::Submission
-            };
-            (
-                Arc::new(SmtpHandler {
-                    state: state.clone(),
-                    listener,
-                }),
-                name == "submissions",
-            )
-        }
-        "pop3" | "pop3s" => (
-            Arc::new(crate::pop3::session::Pop3Handler {
-                state: state.clone(),
-            }),
-            name == "pop3s",
-        ),
-        "imap" | "imaps" => (
-            Arc::new(crate::imap::session::ImapHandler {
-                state: state.clone(),
-            }),
-            name == "imaps",
-        ),
-        _ => (
-            Arc::new(Pending::for_listener(name, &state.config.myhostname)),
-            false,
-        ),
+/// Which handler serves a listener.
+fn handler_for(listener: Listener, state: &Arc<State>, ctx: &Contexts) -> Arc<dyn Handler> {
+    match listener.protocol() {
+        Protocol::Http => Arc::new(HttpHandler {
+            state: state.clone(),
+        }),
+        Protocol::Smtp => Arc::new(SmtpHandler {
+            ctx: ctx.smtp.clone(),
+            listener,
+        }),
+        Protocol::Pop3 => Arc::new(pop3::session::Pop3Handler {
+            ctx: ctx.pop3.clone(),
+        }),
+        Protocol::Imap => Arc::new(imap::session::ImapHandler {
+            ctx: ctx.imap.clone(),
+        }),
+        Protocol::Lmtp => Arc::new(Pending::for_listener(listener, &state.config.myhostname)),
     }
 }
 
 /// Whether a listener runs: Dovecot's `protocols` switches IMAP/POP3/LMTP on or off.
-fn enabled(name: &str, config: &Config) -> bool {
-    let proto = match name {
-        "imap" | "imaps" => "imap",
-        "pop3" | "pop3s" => "pop3",
-        "lmtp" => "lmtp",
-        _ => return true,
-    };
-    config.protocols.iter().any(|p| p == proto)
+fn enabled(listener: Listener, config: &Config) -> bool {
+    match listener.protocol() {
+        Protocol::Smtp | Protocol::Http => true,
+        p => config.protocols.iter().any(|name| name == p.name()),
+    }
 }
 
 /// Binds everything, serves until a shutdown signal, then drains.
@@ -164,13 +185,15 @@ pub async fn run(
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let config = &state.config;
+    let contexts = state.contexts();
     let mut bound = Vec::new();
-    for (name, addrs) in config.listen.all() {
-        if addrs.is_empty() || !enabled(name, config) {
+    for (listener, addrs) in config.listen.all() {
+        if addrs.is_empty() || !enabled(listener, config) {
             continue;
         }
-        let (handler, implicit_tls) = handler_for(name, &state);
-        let implicit_tls = if implicit_tls {
+        let name = listener.name();
+        let handler = handler_for(listener, &state, &contexts);
+        let implicit_tls = if listener.implicit_tls() {
             match &state.tls_config {
                 Some(c) => Some(c.clone()),
                 None => {
@@ -237,12 +260,11 @@ pub async fn run(
                 state.queue.spool().control_socket().display()
             ))
         })?;
-    tokio::spawn(
-        state
-            .queue
-            .clone()
-            .run(state.clone(), Arc::new(outbound), queue_stop.clone()),
-    );
+    tokio::spawn(state.queue.clone().run(
+        contexts.smtp.clone(),
+        Arc::new(outbound),
+        queue_stop.clone(),
+    ));
     for (listener, spec, handler) in bound {
         tokio::spawn(net::serve(
             listener,
