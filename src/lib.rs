@@ -13,3 +13,4 @@ pub mod smtp;
 pub mod store;
 pub mod tables;
 pub mod tls;
+pub mod wire;

@@ -17,8 +17,7 @@ use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
 use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
-use crate::store::deliver::{ensure_maildir, Owner};
-use crate::store::location::{as_user, user_maildir};
+use crate::store::location::{as_user, open_user_maildir};
 
 /// How long a STARTTLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,13 +141,7 @@ fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
         .auth
         .user(user)?
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
-    let dir = user_maildir(&ctx.config.mail_location, user, &info)?;
-    // SAFETY: geteuid cannot fail.
-    let owner = (unsafe { libc::geteuid() } == 0).then_some(Owner {
-        uid: info.uid,
-        gid: info.gid,
-    });
-    ensure_maildir(&dir, owner.as_ref()).map_err(|e| e.to_string())?;
+    let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
     Ok(Account {
         backend: Backend::new(dir),
         uid: info.uid,

@@ -23,8 +23,7 @@ use super::proto::{Action, DotStuffer, MaildropError, MessageEntry, Session, Ses
 use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
-use crate::store::deliver::{ensure_maildir, Owner};
-use crate::store::location::{as_user, user_maildir};
+use crate::store::location::{as_user, open_user_maildir};
 use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
 
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
@@ -241,15 +240,8 @@ fn open_maildrop(ctx: &Ctx, user: &str) -> Result<(Maildrop, Vec<MessageEntry>),
         ctx.auth.user(user).map_err(Opening::Temp)?.ok_or_else(|| {
             Opening::Temp(format!("user {user} authenticated but not in the userdb"))
         })?;
-    let dir = user_maildir(&ctx.config.mail_location, user, &info).map_err(Opening::Temp)?;
     // Dovecot creates a missing INBOX at the first login.
-    let owner = Owner {
-        uid: info.uid,
-        gid: info.gid,
-    };
-    // SAFETY: geteuid cannot fail.
-    let owner = (unsafe { libc::geteuid() } == 0).then_some(owner);
-    ensure_maildir(&dir, owner.as_ref()).map_err(|e| Opening::Temp(e.to_string()))?;
+    let dir = open_user_maildir(&ctx.config.mail_location, user, &info).map_err(Opening::Temp)?;
     let format = ctx.config.pop3_uidl_format.clone();
     as_user(info.uid, info.gid, || {
         let lock = lock_maildrop(&dir)?;

@@ -1,4 +1,5 @@
-//! Durable Maildir delivery.
+//! Durable Maildir delivery: the delivery side of the one Maildir writer
+//! (`store::maildir::write`), with group commit.
 //!
 //! Follows the qmail maildir(5) protocol (<https://cr.yp.to/proto/maildir.html>):
 //! write the message into `tmp/<unique>`, fsync it, move it into `new/`, and
@@ -18,13 +19,12 @@
 //! can acknowledge many deliveries to the same Maildir with one fsync.
 //! [`deliver_maildir`] is `prepare` + `commit_dirs` for the simple case.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::maildir::write;
 
 /// Bytes to store: `prefix` (e.g. Return-Path:/Received: lines the SMTP layer
 /// built) followed by `body` (the message as received).
@@ -167,12 +167,7 @@ fn mkdir_owned(
 
 /// fsync a directory so entries created/renamed in it are durable.
 pub(super) fn fsync_dir(dir: &Path) -> Result<(), DeliverError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-        .map_err(err("fsync directory", dir))?;
-    f.sync_all().map_err(err("fsync directory", dir))
+    write::fsync_dir(dir).map_err(err("fsync directory", dir))
 }
 
 /// A message that is in `new/` but whose directory entry is not yet durable.
@@ -237,10 +232,9 @@ pub fn deliver_maildir(
 /// [`commit_dirs`] for `dir` returns `Ok`; do not acknowledge before that.
 /// On error the tmp file is removed and nothing is visible in `new/`.
 pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepared, DeliverError> {
-    let data = to_lf(msg.prefix, msg.body);
+    let data = write::to_lf(msg.prefix, msg.body);
     let size = data.len() as u64;
-    // Every LF becomes CRLF on the wire (bare LFs too, as Dovecot counts it).
-    let vsize = size + data.iter().filter(|&&b| b == b'\n').count() as u64;
+    let vsize = write::vsize_of(&data);
 
     let tmp_dir = dir.join("tmp");
     let (tmp_path, mut file) = create_tmp(dir, &tmp_dir, owner)?;
@@ -297,14 +291,8 @@ fn create_tmp(
     let mut ensured = false;
     let mut attempts = 0;
     loop {
-        let path = tmp_dir.join(unique_name());
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        {
+        let path = tmp_dir.join(write::unique_name());
+        match write::create_new(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound && !ensured => {
                 ensure_maildir(dir, owner)?;
@@ -332,13 +320,13 @@ fn move_to_new(
     let base = tmp_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(unique_name);
+        .unwrap_or_else(write::unique_name);
     let mut name = base;
     let mut ensured = false;
     let mut attempts = 0;
     loop {
         let final_path = new_dir.join(format!("{name},S={size},W={vsize}"));
-        match rename_noreplace(tmp_path, &final_path) {
+        match write::rename_noreplace(tmp_path, &final_path) {
             Ok(()) => return Ok(final_path),
             Err(e) if e.kind() == io::ErrorKind::NotFound && !ensured && !new_dir.is_dir() => {
                 ensure_maildir(dir, owner)?;
@@ -346,130 +334,11 @@ fn move_to_new(
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 5 => {
                 attempts += 1;
-                name = unique_name();
+                name = write::unique_name();
             }
             Err(e) => return Err(DeliverError::from_io("rename", &final_path, e)),
         }
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let cfrom = CString::new(from.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let cto = CString::new(to.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 does not keep them.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            cfrom.as_ptr(),
-            libc::AT_FDCWD,
-            cto.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        // Kernel or filesystem without RENAME_NOREPLACE (old kernels, some
-        // network filesystems): unique names make a collision practically
-        // impossible, so a plain rename is the accepted maildir(5) behaviour.
-        Some(libc::ENOSYS) | Some(libc::EINVAL) => std::fs::rename(from, to),
-        _ => Err(e),
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)
-}
-
-/// Process-wide delivery counter (the `Q<n>` part): names never collide
-/// within this process, even within the same microsecond.
-static DELIVERIES: AtomicU64 = AtomicU64::new(0);
-
-/// `<secs>.M<usecs>P<pid>Q<n>.<host>` (maildir(5) "modern" unique names, as
-/// Dovecot generates them).
-fn unique_name() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let n = DELIVERIES.fetch_add(1, Ordering::Relaxed) + 1;
-    format!(
-        "{}.M{}P{}Q{}.{}",
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        n,
-        hostname()
-    )
-}
-
-/// gethostname with maildir(5)'s escaping: '/' → `\057`, ':' → `\072`.
-/// We also escape ',' → `\054` so the `,S=`/`,W=` fields parse unambiguously.
-fn hostname() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let mut buf = [0u8; 256];
-        // SAFETY: buf is writable for buf.len() bytes.
-        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        let raw = if r == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        } else {
-            String::new()
-        };
-        let raw = if raw.is_empty() {
-            "localhost".to_string()
-        } else {
-            raw
-        };
-        escape_host(&raw)
-    })
-}
-
-fn escape_host(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        match c {
-            '/' => out.push_str("\\057"),
-            ':' => out.push_str("\\072"),
-            ',' => out.push_str("\\054"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `prefix` + `body` as one stream with CRLF → LF; a CR not followed by LF
-/// stays.
-pub(super) fn to_lf(prefix: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(prefix.len() + body.len());
-    push_lf(&mut out, prefix);
-    // A CR ending the prefix and an LF starting the body form one CRLF.
-    if out.last() == Some(&b'\r') && body.first() == Some(&b'\n') {
-        out.pop();
-    }
-    push_lf(&mut out, body);
-    out
-}
-
-fn push_lf(out: &mut Vec<u8>, mut src: &[u8]) {
-    while let Some(i) = src.iter().position(|&b| b == b'\r') {
-        if src.get(i + 1) == Some(&b'\n') {
-            out.extend_from_slice(&src[..i]);
-        } else {
-            out.extend_from_slice(&src[..=i]);
-        }
-        src = &src[i + 1..];
-    }
-    out.extend_from_slice(src);
 }
 
 #[cfg(test)]
@@ -487,34 +356,6 @@ mod tests {
     }
 
     use crate::store::test_support::Tmpfs;
-
-    #[test]
-    fn crlf_to_lf() {
-        assert_eq!(to_lf(b"A: b\r\n", b"x\r\ny\rz\n\r\n"), b"A: b\nx\ny\rz\n\n");
-        // CRLF split across prefix and body.
-        assert_eq!(to_lf(b"A: b\r", b"\nx"), b"A: b\nx");
-        assert_eq!(to_lf(b"", b"\r"), b"\r");
-        assert_eq!(to_lf(b"\r\r\n", b""), b"\r\n");
-    }
-
-    #[test]
-    fn host_escaping() {
-        assert_eq!(escape_host("a/b:c,d.e"), "a\\057b\\072c\\054d.e");
-    }
-
-    #[test]
-    fn unique_name_format() {
-        let n = unique_name();
-        let (secs, rest) = n.split_once(".M").unwrap();
-        assert!(secs.parse::<u64>().is_ok());
-        let (usecs, rest) = rest.split_once('P').unwrap();
-        assert!(usecs.parse::<u32>().unwrap() < 1_000_000);
-        let (pid, rest) = rest.split_once('Q').unwrap();
-        assert_eq!(pid.parse::<u32>().unwrap(), std::process::id());
-        let (q, host) = rest.split_once('.').unwrap();
-        assert!(q.parse::<u64>().is_ok());
-        assert!(!host.is_empty() && !host.contains('/') && !host.contains(':'));
-    }
 
     #[test]
     fn delivers_one_file_with_sizes() {

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use super::deliver::{ensure_maildir, Owner};
 use crate::auth::UserInfo;
 use crate::config::expand::{expand_user_template, UserVars};
 
@@ -40,6 +41,24 @@ pub fn user_maildir(mail_location: &str, login: &str, info: &UserInfo) -> Result
         ));
     }
     Ok(PathBuf::from(path))
+}
+
+/// The logged-in user's INBOX Maildir, created (owned by the mail user when
+/// we run as root) if missing, as Dovecot does at the first login. What
+/// IMAP and POP3 logins both call; blocking.
+pub fn open_user_maildir(
+    mail_location: &str,
+    login: &str,
+    info: &UserInfo,
+) -> Result<PathBuf, String> {
+    let dir = user_maildir(mail_location, login, info)?;
+    // SAFETY: geteuid cannot fail.
+    let owner = (unsafe { libc::geteuid() } == 0).then_some(Owner {
+        uid: info.uid,
+        gid: info.gid,
+    });
+    ensure_maildir(&dir, owner.as_ref()).map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 /// Runs `f` with the thread's file system uid and gid set to `uid`/`gid`

@@ -31,21 +31,22 @@ mod keywords;
 mod uidl;
 mod uidlist;
 pub mod utf7;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::ops::{BitOr, BitOrAssign};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use dotlock::{DotLock, STALE_TIMEOUT};
 use keywords::Keywords;
 use uidlist::{Record, Stamp, Uidlist};
+use write::{crlf_to_lf, fsync_dir, link_or_copy, rename_noreplace, vsize_of};
 
 pub use folders::{Folder, MaildirRoot};
 pub use keywords::{valid_keyword, MAX_KEYWORDS};
@@ -992,14 +993,10 @@ impl Mailbox {
         let body = crlf_to_lf(data);
         let size = body.len() as u64;
         let vsize = vsize_of(&body);
-        let base = format!("{},S={size},W={vsize}", filename::generate_base());
+        let base = format!("{},S={size},W={vsize}", write::unique_name());
         let tmp = self.dir.join("tmp").join(&base);
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut f = write::create_new(&tmp)?;
             f.write_all(&body)?;
             if let Some(t) = internal_date {
                 f.set_modified(t)?;
@@ -1072,7 +1069,7 @@ impl Mailbox {
         for &uid in uids {
             let Some(m) = self.get(uid) else { continue };
             let size = m.size;
-            let base = format!("{},S={size},W={}", filename::generate_base(), m.vsize);
+            let base = format!("{},S={size},W={}", write::unique_name(), m.vsize);
             let tmp = dest.dir.join("tmp").join(&base);
             let mut src = self.message_path(m);
             let mut ok = false;
@@ -1185,107 +1182,6 @@ fn diff(old: &[MessageInfo], new: &[MessageInfo]) -> Changes {
         }
     }
     c
-}
-
-/// `rename` that fails with `AlreadyExists` instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let f = CString::new(from.as_os_str().as_bytes())?;
-        let t = CString::new(to.as_os_str().as_bytes())?;
-        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves
-        // them like rename(2) does.
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                f.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // file system without RENAME_NOREPLACE: fall through
-            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {}
-            _ => return Err(e),
-        }
-    }
-    // link+unlink never replaces either
-    match fs::hard_link(from, to) {
-        Ok(()) => fs::remove_file(from),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists || is_not_found(&e) => Err(e),
-        Err(_) => {
-            if fs::symlink_metadata(to).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-            }
-            fs::rename(from, to)
-        }
-    }
-}
-
-/// Hard-links `src` to `dst`, or copies it (keeping the mtime) when links
-/// aren't possible (other file system, not permitted, too many links).
-fn link_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
-    match fs::hard_link(src, dst) {
-        Ok(()) => return Ok(()),
-        Err(e) if is_not_found(&e) || e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-        Err(_) => {}
-    }
-    let mut input = File::open(src)?;
-    let mtime = input.metadata()?.modified()?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dst)?;
-    let res = io::copy(&mut input, &mut out)
-        .and_then(|_| out.set_modified(mtime))
-        .and_then(|()| out.sync_all());
-    if res.is_err() {
-        let _ = fs::remove_file(dst);
-    }
-    res
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// CRLF → LF (Dovecot and Postfix store Maildir files with LF endings).
-fn crlf_to_lf(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if !data.windows(2).any(|w| w == b"\r\n") {
-        return std::borrow::Cow::Borrowed(data);
-    }
-    let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(data[i]);
-        i += 1;
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// Size with every bare LF counted as CRLF.
-fn vsize_of(data: &[u8]) -> u64 {
-    let mut v = data.len() as u64;
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            v += 1;
-        }
-        prev = b;
-    }
-    v
 }
 
 fn compute_vsize(path: &Path) -> io::Result<u64> {

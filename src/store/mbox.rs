@@ -266,7 +266,7 @@ fn fcntl_lock(file: &File, path: &Path, deadline: Instant) -> Result<(), Deliver
 
 /// The bytes appended for one message (see the module docs).
 fn mbox_entry(msg: &Message, envelope_sender: &str, arrival: SystemTime) -> Vec<u8> {
-    let text = super::deliver::to_lf(msg.prefix, msg.body);
+    let text = super::maildir::write::to_lf(msg.prefix, msg.body);
     let mut out = Vec::with_capacity(text.len() + 128);
     out.extend_from_slice(b"From ");
     if envelope_sender.is_empty() {

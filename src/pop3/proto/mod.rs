@@ -14,14 +14,13 @@
 //! shown until the next session, DELE only marks, and the deletions happen
 //! in the UPDATE state at QUIT (§6) — a dropped connection deletes nothing.
 
-pub mod dotstuff;
 #[cfg(test)]
 mod tests;
 
 pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
-pub use dotstuff::DotStuffer;
+pub use crate::wire::DotStuffer;
 
 /// RFC 2449 §4 limits a command line to 255 octets; SASL responses
 /// (RFC 5034 §4) may be longer. Lines beyond this are refused whole.

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use client::{Client, ClientConfig, HostError, RcptStatus, Step, TlsPolicy, Transaction};
 use nexthop::{Dns, NextHop, Target};
 
-use crate::pop3::proto::dotstuff::DotStuffer;
+use crate::wire::DotStuffer;
 
 /// Postfix's smtp_connect_timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

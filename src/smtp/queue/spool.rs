@@ -18,7 +18,8 @@
 //! envelope is rewritten the same way (tmp, fsync, rename) after every
 //! attempt; removal deletes the `.env` first.
 
-use std::fs::{self, File, OpenOptions};
+use crate::store::maildir::write::fsync_dir;
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -121,10 +122,6 @@ pub struct Spool {
 /// never a path trick from `queue delete`).
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Writes `data` to `path` atomically and durably except for the final

@@ -160,8 +160,9 @@ pub fn sort_cmp(a: &str, b: &str) -> Ordering {
         .then_with(|| basename(r1).cmp(basename(r2)))
 }
 
-/// This host's name as Dovecot puts it in file names (`/` and `:` escaped
-/// as `\057` and `\072`).
+/// This host's name as it goes into file names: maildir(5) escapes `/` and
+/// `:` as `\057` and `\072`, as Dovecot does; we also escape `,` as `\054`
+/// so the `,S=`/`,W=` fields after it parse unambiguously.
 pub fn hostname() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
@@ -175,8 +176,21 @@ pub fn hostname() -> &'static str {
         } else {
             "localhost".to_string()
         };
-        name.replace('/', "\\057").replace(':', "\\072")
+        escape_host(&name)
     })
+}
+
+fn escape_host(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            ',' => out.push_str("\\054"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A new unique base name `<secs>.M<usecs>P<pid>Q<n>.<host>`: unique within
@@ -210,6 +224,11 @@ pub fn generate_base() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_escaping() {
+        assert_eq!(escape_host("a/b:c,d.e"), "a\\057b\\072c\\054d.e");
+    }
 
     #[test]
     fn flags_parse_and_set() {

@@ -166,7 +166,7 @@ impl MaildirRoot {
             .map_err(|e| io_err("mkdir", &staging_parent, e))?;
         let staging = staging_parent.join(format!(
             ".pigeonpost-create.{}",
-            super::filename::generate_base()
+            super::write::unique_name()
         ));
         let build = || -> io::Result<()> {
             mkdir(&staging)?;
@@ -191,7 +191,7 @@ impl MaildirRoot {
             let _ = fs::remove_dir_all(&staging);
             return Err(io_err("create", &staging, e));
         }
-        match super::rename_noreplace(&staging, &dest) {
+        match super::write::rename_noreplace(&staging, &dest) {
             Ok(()) => {
                 let _ = File::open(&self.root).and_then(|d| d.sync_all());
                 Ok(())
@@ -216,7 +216,7 @@ impl MaildirRoot {
         let p = self.folder_path(name)?;
         let trash = self.root.join("tmp").join(format!(
             ".pigeonpost-deleted.{}",
-            super::filename::generate_base()
+            super::write::unique_name()
         ));
         match fs::rename(&p, &trash) {
             Ok(()) => {}
@@ -265,7 +265,7 @@ impl MaildirRoot {
         }
         for (from, to) in &moves {
             let (fp, tp) = (self.folder_path(from)?, self.folder_path(to)?);
-            super::rename_noreplace(&fp, &tp).map_err(|e| {
+            super::write::rename_noreplace(&fp, &tp).map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     Error::AlreadyExists(to.to_string())
                 } else {

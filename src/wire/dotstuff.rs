@@ -1,4 +1,6 @@
-//! The body of a RETR or TOP answer (RFC 1939 §3): every line ends in CRLF
+//! Dot-stuffed, CRLF-terminated message text: the body of a POP3 RETR or
+//! TOP answer (RFC 1939 §3) and of SMTP DATA (RFC 5321 §4.5.2), which use
+//! the same encoding. Every line ends in CRLF
 //! whatever the file on disk uses, a line starting with `.` gets another
 //! `.`, and the answer ends with `.` alone on a line. For TOP only the
 //! header, the blank line and the first `n` body lines go out (§7), so the
