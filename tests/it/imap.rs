@@ -6,93 +6,16 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::smtp::python;
-use crate::util::{require_tool, test_listen, Server, Tree};
+use crate::util::{dovecot_expected, give_to_vmail, require_tool, MailFixture};
 
-struct ImapSetup {
-    tree: Tree,
-    config: PathBuf,
-}
-
-impl ImapSetup {
-    fn new() -> ImapSetup {
-        let tree = Tree::new();
-        let d = tree.dir.path().display().to_string();
-        let (cert, key) = pigeonpost::tls::self_signed(&["localhost"]);
-        tree.write("tls/cert.pem", &cert);
-        tree.write("tls/key.pem", &key);
-        tree.write(
-            "users",
-            "john@example.com:{PLAIN}john123::::::\njane@example.com:{PLAIN}jane123::::::\n",
-        );
-        tree.write(
-            "vmailbox",
-            "john@example.com example.com/john/\njane@example.com example.com/jane/\n",
-        );
-        std::fs::create_dir_all(tree.path("vmail")).unwrap();
-        let config = tree.write(
-            "pigeonpost.toml",
-            &format!(
-                r#"
-myhostname = "mail.example.com"
-mydomain = "example.com"
-mydestination = "localhost"
-mynetworks = "127.0.0.1/32"
-alias_maps = ""
-virtual_mailbox_domains = "example.com"
-virtual_mailbox_base = "{d}/vmail"
-virtual_mailbox_maps = "hash:{d}/vmailbox"
-virtual_uid_maps = "static:5000"
-virtual_gid_maps = "static:5000"
-mail_location = "maildir:{d}/vmail/%d/%n"
-passdb = "passwd-file:{d}/users"
-userdb = "static:uid=5000 gid=5000 home={d}/vmail/%d/%n"
-auth_mechanisms = "plain login"
-ssl_cert = "<{d}/tls/cert.pem"
-ssl_key = "<{d}/tls/key.pem"
-{}"#,
-                test_listen(&[("imap", "127.0.0.1:0"), ("imaps", "127.0.0.1:0")])
-            ),
-        );
-        ImapSetup { tree, config }
-    }
-
-    fn start(&self) -> Server {
-        Server::start(&self.config, &[])
-    }
-
-    fn maildir(&self, user: &str) -> PathBuf {
-        self.tree.path(&format!("vmail/example.com/{user}"))
-    }
-
-    /// Puts messages into `user`'s `new/` the way an MTA would.
-    fn deliver(&self, user: &str, messages: &[&str]) {
-        let dir = self.maildir(user);
-        for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        for (i, m) in messages.iter().enumerate() {
-            let name = format!("{}.M{i}P{}.test", 1_700_000_000 + i, std::process::id());
-            std::fs::write(dir.join("new").join(name), m).unwrap();
-        }
-        give_to_vmail(&dir);
-    }
-}
-
-fn give_to_vmail(dir: &Path) {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        let st = Command::new("chown")
-            .args(["-R", "5000:5000"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+/// The HOWTO setup with IMAP on 143 (STARTTLS) and 993.
+fn imap_setup() -> MailFixture {
+    MailFixture::new(&[("imap", "127.0.0.1:0"), ("imaps", "127.0.0.1:0")], "")
 }
 
 const MSG1: &str = "From: Alice <alice@example.org>\nTo: john@example.com\nSubject: first\nDate: Mon, 20 Nov 2023 10:00:00 +0100\nMessage-ID: <1@example.org>\n\nHello John.\n";
@@ -116,7 +39,7 @@ fn py(code: &str, port: u16) -> String {
 
 #[test]
 fn starttls_and_logindisabled_from_outside() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     let server = setup.start();
     let port = server.addr("imap").port();
     let out = py(
@@ -179,7 +102,7 @@ except imaplib.IMAP4.error as e:
 
 #[test]
 fn imaplib_mailbox_commands() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1, MSG2]);
     let server = setup.start();
     let port = server.addr("imap").port();
@@ -355,7 +278,7 @@ fn raw_login(port: u16) -> BufReader<TcpStream> {
 
 #[test]
 fn idle_sees_mail_delivered_by_smtp_and_sessions_see_each_other() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1]);
     let server = setup.start();
     let port = server.addr("imap").port();
@@ -444,7 +367,7 @@ s.quit()
 
 #[test]
 fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1, MSG2]);
     let server = setup.start();
     let port = server.addr("imap").port();
@@ -547,7 +470,7 @@ fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
 
 #[test]
 fn implicit_tls_on_993() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     let server = setup.start();
     let out = py(
         r#"
@@ -574,7 +497,7 @@ fn mbsync_syncs_folders_and_flags_both_ways() {
     if !require_tool("mbsync") {
         return;
     }
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1, MSG2]);
     let server = setup.start();
     let port = server.addr("imap").port();
@@ -674,22 +597,10 @@ m.logout()
     assert!(out.contains("count ('OK', [b'3'])"), "{out}");
 }
 
-/// The lines of a `[section]` of the Dovecot fixture's expected.txt.
-fn expected(section: &str) -> Vec<String> {
-    let text = std::fs::read_to_string("tests/fixtures/dovecot-maildir/expected.txt").unwrap();
-    let header = format!("[{section}]");
-    text.lines()
-        .skip_while(|l| *l != header)
-        .skip(1)
-        .take_while(|l| !l.starts_with('['))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn a_dovecot_maildir_is_served_with_dovecots_uids_flags_and_folders() {
     let fixture = std::fs::canonicalize("tests/fixtures/dovecot-maildir/Maildir").expect("fixture");
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     std::fs::create_dir_all(setup.tree.path("vmail/example.com")).unwrap();
     let st = Command::new("cp")
         .arg("-a")
@@ -734,7 +645,7 @@ for n in sorted(names):
     print("box", n)
 m.logout()
 "#
-        .replace("os.environ[\"FETCH\"]", &format!("{:?}", expected("fetch").join("\n")))
+        .replace("os.environ[\"FETCH\"]", &format!("{:?}", dovecot_expected("fetch").join("\n")))
         .as_str(),
         server.addr("imap").port(),
     );
@@ -744,7 +655,7 @@ m.logout()
             .map(str::to_string)
             .collect()
     };
-    let mut want_status = expected("status");
+    let mut want_status = dovecot_expected("status");
     want_status.sort();
     assert_eq!(got("status "), want_status, "{out}");
     // Flags may come in any order: compare them as sets.
@@ -754,11 +665,11 @@ m.logout()
         f.sort();
         format!("{head}flags={}", f.join(" "))
     };
-    let want_fetch: Vec<String> = expected("fetch").iter().map(|l| norm(l)).collect();
+    let want_fetch: Vec<String> = dovecot_expected("fetch").iter().map(|l| norm(l)).collect();
     let got_fetch: Vec<String> = got("fetch ").iter().map(|l| norm(l)).collect();
     assert_eq!(got_fetch, want_fetch, "{out}");
-    assert_eq!(got("sub "), expected("subscriptions"), "{out}");
-    assert_eq!(got("box "), expected("mailboxes"), "{out}");
+    assert_eq!(got("sub "), dovecot_expected("subscriptions"), "{out}");
+    assert_eq!(got("box "), dovecot_expected("mailboxes"), "{out}");
 }
 
 /// curl as a second IMAP client: LIST, an EXAMINE-based UID fetch of one
@@ -766,7 +677,7 @@ m.logout()
 #[test]
 fn curl_lists_fetches_searches_and_appends() {
     assert!(require_tool("curl"), "curl is needed for this test");
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1, MSG2]);
     let server = setup.start();
     let base = format!("imap://127.0.0.1:{}", server.addr("imap").port());
@@ -814,7 +725,7 @@ fn curl_lists_fetches_searches_and_appends() {
 /// answered after it.
 #[test]
 fn a_long_fetch_streams_every_body_whole_and_in_order() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     let bodies: Vec<String> = (0..60)
         .map(|i| {
             let line = format!("message {i} line of text to fill the body up\n");
@@ -883,7 +794,7 @@ for uid in sorted(got):
 /// (RFC 3516), STATUS SIZE; a sequence number past the end is BAD.
 #[test]
 fn imap4rev2_esearch_searchres_binary() {
-    let setup = ImapSetup::new();
+    let setup = imap_setup();
     setup.deliver("john", &[MSG1, MSG2, MSG1]);
     let server = setup.start();
     let out = py(

@@ -11,103 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::smtp::python;
-use crate::util::{require_tool, test_listen, Server, Tree};
+use crate::util::{dovecot_expected, give_to_vmail, require_tool, MailFixture, Tree};
 
-/// Virtual users as in the HOWTO: passwd-file passdb, static userdb,
-/// `mail_location = maildir:<base>/%d/%n`, the same place SMTP delivers to.
-struct Pop3Setup {
-    tree: Tree,
-    config: PathBuf,
-}
-
-impl Pop3Setup {
-    fn new(extra: &str) -> Pop3Setup {
-        let tree = Tree::new();
-        let d = tree.dir.path().display().to_string();
-        let (cert, key) = pigeonpost::tls::self_signed(&["localhost"]);
-        tree.write("tls/cert.pem", &cert);
-        tree.write("tls/key.pem", &key);
-        tree.write(
-            "users",
-            "john@example.com:{PLAIN}john123::::::\njane@example.com:{PLAIN}jane123::::::\n",
-        );
-        tree.write(
-            "vmailbox",
-            "john@example.com example.com/john/\njane@example.com example.com/jane/\n",
-        );
-        std::fs::create_dir_all(tree.path("vmail")).unwrap();
-        let config = tree.write(
-            "pigeonpost.toml",
-            &format!(
-                r#"
-myhostname = "mail.example.com"
-mydomain = "example.com"
-mydestination = "localhost"
-virtual_mailbox_domains = "example.com"
-virtual_mailbox_base = "{d}/vmail"
-virtual_mailbox_maps = "hash:{d}/vmailbox"
-virtual_uid_maps = "static:5000"
-virtual_gid_maps = "static:5000"
-mail_location = "maildir:{d}/vmail/%d/%n"
-passdb = "passwd-file:{d}/users"
-userdb = "static:uid=5000 gid=5000 home={d}/vmail/%d/%n"
-auth_mechanisms = "plain login"
-ssl_cert = "<{d}/tls/cert.pem"
-ssl_key = "<{d}/tls/key.pem"
-{extra}
-{}"#,
-                test_listen(&[("pop3", "127.0.0.1:0"), ("pop3s", "127.0.0.1:0")])
-            ),
-        );
-        Pop3Setup { tree, config }
-    }
-
-    fn start(&self) -> Server {
-        Server::start(&self.config, &[])
-    }
-
-    fn maildir(&self, user: &str) -> PathBuf {
-        self.tree.path(&format!("vmail/example.com/{user}"))
-    }
-
-    /// Puts messages into `user`'s `new/` the way an MTA would.
-    fn deliver(&self, user: &str, messages: &[&str]) {
-        let dir = self.maildir(user);
-        for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        for (i, m) in messages.iter().enumerate() {
-            let name = format!("{}.M{i}P{}.test", 1_700_000_000 + i, std::process::id());
-            std::fs::write(dir.join("new").join(name), m).unwrap();
-        }
-        self.give_to_vmail(&dir);
-    }
-
-    /// As root, hands `dir` to the mail user (uid 5000), as the MTA would
-    /// have: the server reads and writes it with that identity.
-    fn give_to_vmail(&self, dir: &Path) {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            let st = Command::new("chown")
-                .args(["-R", "5000:5000"])
-                .arg(dir)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-    }
-
-    /// All message files (new/ and cur/), sorted.
-    fn files(&self, user: &str) -> Vec<PathBuf> {
-        let mut v = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(self.maildir(user).join(sub)) {
-                v.extend(rd.map(|e| e.unwrap().path()));
-            }
-        }
-        v.sort();
-        v
-    }
+/// The HOWTO setup with POP3 on 110 (STLS) and 995, plus `extra` lines.
+fn pop3_setup(extra: &str) -> MailFixture {
+    MailFixture::new(&[("pop3", "127.0.0.1:0"), ("pop3s", "127.0.0.1:0")], extra)
 }
 
 fn message(n: usize) -> String {
@@ -174,7 +82,7 @@ impl Pop {
 
 #[test]
 fn poplib_every_command_over_stls_and_995() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     setup.deliver("john", &[&message(1), &message(2), &message(3)]);
     let server = setup.start();
     let code = r#"
@@ -275,7 +183,7 @@ print("ok")
 
 #[test]
 fn dele_takes_effect_only_at_quit() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     setup.deliver("john", &[&message(1), &message(2)]);
     let server = setup.start();
     let addr = server.addr("pop3");
@@ -312,7 +220,7 @@ fn dele_takes_effect_only_at_quit() {
 
 #[test]
 fn second_session_gets_in_use_and_new_mail_waits_for_the_next_session() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     setup.deliver("john", &[&message(1)]);
     let server = setup.start();
     let addr = server.addr("pop3");
@@ -357,7 +265,7 @@ s.quit()
 
 #[test]
 fn malformed_commands_get_err_and_the_session_goes_on() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     setup.deliver("john", &[&message(1)]);
     let server = setup.start();
     let mut p = Pop::connect(server.addr("pop3"));
@@ -388,7 +296,7 @@ fn malformed_commands_get_err_and_the_session_goes_on() {
 
 #[test]
 fn too_many_bad_commands_end_the_session() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     let server = setup.start();
     let mut p = Pop::connect(server.addr("pop3"));
     for _ in 0..19 {
@@ -397,18 +305,6 @@ fn too_many_bad_commands_end_the_session() {
     assert!(p.cmd("BOGUS").starts_with("-ERR Unknown command"));
     assert_eq!(p.line(), "-ERR Too many bad commands.\r\n");
     assert_eq!(p.line(), "", "connection should be closed");
-}
-
-/// Reads a `[uidl FORMAT]` section of the fixture's expected.txt.
-fn expected_uidls(format: &str) -> Vec<String> {
-    let text = std::fs::read_to_string("tests/fixtures/dovecot-maildir/expected.txt").unwrap();
-    let header = format!("[uidl {format}]");
-    text.lines()
-        .skip_while(|l| *l != header)
-        .skip(1)
-        .take_while(|l| !l.starts_with('['))
-        .map(str::to_string)
-        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -425,15 +321,15 @@ fn copy_dir(from: &Path, to: &Path) {
 fn uidls_are_byte_identical_to_dovecots_on_a_dovecot_maildir() {
     let fixture = std::fs::canonicalize("tests/fixtures/dovecot-maildir/Maildir").expect("fixture");
     for format in ["%08Xu%08Xv", "%u.%v", "%f", "%g", "%v-%u-%04Xu"] {
-        let setup = Pop3Setup::new(&format!("pop3_uidl_format = \"{format}\""));
+        let setup = pop3_setup(&format!("pop3_uidl_format = \"{format}\""));
         std::fs::create_dir_all(setup.tree.path("vmail/example.com")).unwrap();
         copy_dir(&fixture, &setup.maildir("john"));
-        setup.give_to_vmail(&setup.maildir("john"));
+        give_to_vmail(&setup.maildir("john"));
         let server = setup.start();
         let mut p = Pop::login(server.addr("pop3"), "john@example.com", "john123");
         assert_eq!(p.cmd("UIDL"), "+OK\r\n");
         let got = p.multi();
-        let want = expected_uidls(format);
+        let want = dovecot_expected(&format!("uidl {format}"));
         assert!(!want.is_empty(), "fixture has no [uidl {format}] section");
         assert_eq!(got, want, "pop3_uidl_format = {format}");
         p.cmd("QUIT");
@@ -490,7 +386,7 @@ fn fetchmail_keep_then_delete_over_stls_and_995() {
     if !require_tool("fetchmail") {
         return;
     }
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     let msgs: Vec<String> = (1..=5).map(message).collect();
     let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
     setup.deliver("john", &refs);
@@ -541,7 +437,7 @@ fn vm_hwm_kb(pid: u32) -> u64 {
 
 #[test]
 fn retr_of_a_large_message_streams_it() {
-    let setup = Pop3Setup::new("");
+    let setup = pop3_setup("");
     // 40 MiB in 100-octet LF lines; the server must not hold it in memory.
     let lines = (40 << 20) / 100;
     let mut big = String::with_capacity(lines * 100 + 64);

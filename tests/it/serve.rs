@@ -305,9 +305,7 @@ fn the_nixos_vm_test_client_passes_against_a_local_server() {
         "virtual_alias",
         "postmaster@example.com  demo@example.com\n",
     );
-    let (cert, key) = pigeonpost::tls::self_signed(&["mail.example.com"]);
-    t.write("tls/cert.pem", &cert);
-    t.write("tls/key.pem", &key);
+    t.write_cert(&["mail.example.com"]);
     std::fs::create_dir(t.path("vmail")).unwrap();
     let cfg = t.write(
         "pigeonpost.toml",

@@ -21,9 +21,7 @@ pub struct MailSetup {
 pub fn mail_setup(extra: &str) -> MailSetup {
     let tree = Tree::new();
     let d = tree.dir.path().display().to_string();
-    let (cert, key) = pigeonpost::tls::self_signed(&["localhost", "mail.example.com"]);
-    tree.write("tls/cert.pem", &cert);
-    tree.write("tls/key.pem", &key);
+    tree.write_cert(&["localhost", "mail.example.com"]);
     tree.write(
         "postfix/vmailbox",
         "john@example.com example.com/john/\njane@example.com example.com/jane/\nmboxer@example.com example.com/mboxer\n",

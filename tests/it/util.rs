@@ -202,6 +202,27 @@ impl Tree {
         write(&p, text);
         p
     }
+
+    /// A self-signed certificate for `names` in `tls/cert.pem` and
+    /// `tls/key.pem`.
+    pub fn write_cert(&self, names: &[&str]) {
+        let (cert, key) = pigeonpost::tls::self_signed(names);
+        self.write("tls/cert.pem", &cert);
+        self.write("tls/key.pem", &key);
+    }
+}
+
+/// The lines of a `[section]` of the Dovecot-made fixture's expected.txt
+/// (tests/fixtures/dovecot-maildir: what Dovecot itself answered).
+pub fn dovecot_expected(section: &str) -> Vec<String> {
+    let text = std::fs::read_to_string("tests/fixtures/dovecot-maildir/expected.txt").unwrap();
+    let header = format!("[{section}]");
+    text.lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Must every peer be there? Set by `tests/run.sh` (the README's test
@@ -224,4 +245,108 @@ pub fn require_tool(tool: &str) -> bool {
         eprintln!("SKIPPED: {tool} not installed");
     }
     found
+}
+
+/// A mail server set up as in the Postfix + Dovecot HOWTO, in a temp dir:
+/// the virtual domain example.com with users john (john123) and jane
+/// (jane123) in a Dovecot passwd-file, a static userdb (uid/gid 5000),
+/// Maildirs under `vmail/example.com/<user>` (`mail_location =
+/// maildir:…/%d/%n`, where SMTP delivers too), a self-signed certificate,
+/// and the listeners given (smtp and http are always on).
+pub struct MailFixture {
+    pub tree: Tree,
+    pub config: PathBuf,
+}
+
+impl MailFixture {
+    /// `listeners`: ("name", "addr") pairs as for [`test_listen`]; `extra`:
+    /// more configuration lines.
+    pub fn new(listeners: &[(&str, &str)], extra: &str) -> MailFixture {
+        let tree = Tree::new();
+        let d = tree.dir.path().display().to_string();
+        tree.write_cert(&["localhost"]);
+        tree.write(
+            "users",
+            "john@example.com:{PLAIN}john123::::::\njane@example.com:{PLAIN}jane123::::::\n",
+        );
+        tree.write(
+            "vmailbox",
+            "john@example.com example.com/john/\njane@example.com example.com/jane/\n",
+        );
+        std::fs::create_dir_all(tree.path("vmail")).unwrap();
+        let config = tree.write(
+            "pigeonpost.toml",
+            &format!(
+                r#"
+myhostname = "mail.example.com"
+mydomain = "example.com"
+mydestination = "localhost"
+mynetworks = "127.0.0.1/32"
+alias_maps = ""
+virtual_mailbox_domains = "example.com"
+virtual_mailbox_base = "{d}/vmail"
+virtual_mailbox_maps = "hash:{d}/vmailbox"
+virtual_uid_maps = "static:5000"
+virtual_gid_maps = "static:5000"
+mail_location = "maildir:{d}/vmail/%d/%n"
+passdb = "passwd-file:{d}/users"
+userdb = "static:uid=5000 gid=5000 home={d}/vmail/%d/%n"
+auth_mechanisms = "plain login"
+ssl_cert = "<{d}/tls/cert.pem"
+ssl_key = "<{d}/tls/key.pem"
+{extra}
+{}"#,
+                test_listen(listeners)
+            ),
+        );
+        MailFixture { tree, config }
+    }
+
+    pub fn start(&self) -> Server {
+        Server::start(&self.config, &[])
+    }
+
+    /// `user`'s INBOX Maildir.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.tree.path(&format!("vmail/example.com/{user}"))
+    }
+
+    /// Puts messages into `user`'s `new/` the way an MTA would.
+    pub fn deliver(&self, user: &str, messages: &[&str]) {
+        let dir = self.maildir(user);
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for (i, m) in messages.iter().enumerate() {
+            let name = format!("{}.M{i}P{}.test", 1_700_000_000 + i, std::process::id());
+            std::fs::write(dir.join("new").join(name), m).unwrap();
+        }
+        give_to_vmail(&dir);
+    }
+
+    /// All message files of `user` (new/ and cur/), sorted.
+    pub fn files(&self, user: &str) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(self.maildir(user).join(sub)) {
+                v.extend(rd.map(|e| e.unwrap().path()));
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+/// As root, hands `dir` to the mail user (uid 5000), as the MTA would have:
+/// the server reads and writes it with that identity.
+pub fn give_to_vmail(dir: &Path) {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let st = Command::new("chown")
+            .args(["-R", "5000:5000"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
 }
