@@ -1,7 +1,7 @@
 # Pure helpers shared by the module, the image and the VM test. No nixpkgs
 # needed, so tests/deploy/check.sh can evaluate them with `nix-instantiate --eval`.
 rec {
-  # Standard port of every listener (DESIGN.md §1; src/config/keys.rs).
+  # Standard port of every listener (ARCHITECTURE.md, "Ports"; src/config/keys.rs).
   standardPorts = {
     smtp = 25;
     submission = 587;

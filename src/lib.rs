@@ -1,5 +1,6 @@
 //! pigeonpost: one binary that does the job of Postfix + Dovecot.
-//! See DESIGN.md for the architecture; `main.rs` is only the CLI.
+//! See ARCHITECTURE.md for the map of modules, their layers and the
+//! compatibility contract; `main.rs` is only the CLI.
 
 pub mod auth;
 pub mod config;

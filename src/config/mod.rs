@@ -1,4 +1,4 @@
-//! Layered configuration (DESIGN.md §1): built-in defaults < config file <
+//! Layered configuration (ARCHITECTURE.md, "compatibility contract"): built-in defaults < config file <
 //! `conf.d/*.toml` < `PIGEONPOST_*` environment, Postfix `$name` expansion,
 //! validation into a typed [`Config`], and the provenance of every value.
 

@@ -1,6 +1,6 @@
 //! Taking responsibility for a message: one copy in every local Maildir or
 //! mbox it goes to, and one queue entry for its remote recipients, all
-//! durable before the caller reports success (DESIGN.md §2). Used by the
+//! durable before the caller reports success (ARCHITECTURE.md, "rules every module keeps"). Used by the
 //! SMTP server, `pigeonpost sendmail` pickup, and bounces.
 
 use super::Ctx;

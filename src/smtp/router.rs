@@ -1,6 +1,6 @@
 //! Recipient routing: decides, at `RCPT TO` time, where one envelope
 //! recipient goes, the way Postfix's trivial-rewrite(8) + cleanup(8) +
-//! local(8)/virtual(8) would (DESIGN.md §2, "router").
+//! local(8)/virtual(8) would (ARCHITECTURE.md, "the one-page map").
 //!
 //! Order of work for one recipient:
 //! 1. Syntax (RFC 5321 §4.1.2): `local@domain`, the domain compared
@@ -9,7 +9,7 @@
 //!    `@$myorigin` (Postfix `append_at_myorigin`). A source route
 //!    (`@a,@b:user@c`) is dropped, as RFC 5321 §3.6.1 and Postfix allow.
 //! 2. Address tricks never relay (Postfix `allow_untrusted_routing = no`,
-//!    DESIGN.md §2): pigeonpost implements none of Postfix's routing
+//!    ARCHITECTURE.md, "compatibility contract"): pigeonpost implements none of Postfix's routing
 //!    rewrites (`allow_percent_hack`, `swap_bangpath`,
 //!    `resolve_dequoted_address`), and refuses a local part containing `%`,
 //!    `!` or `@` (quoted or not) outright, for every client: `554 5.7.1

@@ -4,7 +4,7 @@
 //! Follows the qmail maildir(5) protocol (<https://cr.yp.to/proto/maildir.html>):
 //! write the message into `tmp/<unique>`, fsync it, move it into `new/`, and
 //! only then report success. On top of that we fsync the `new/` directory so
-//! the rename itself survives a crash (DESIGN.md §2: `250` only after the
+//! the rename itself survives a crash (ARCHITECTURE.md: `250` only after the
 //! message is durable).
 //!
 //! File names follow Dovecot's Maildir conventions
@@ -86,7 +86,7 @@ impl DeliverError {
     }
 
     /// SMTP reply for the transaction. Never 5xx: the sender must retry
-    /// (DESIGN.md §2, "temporary trouble is a 4xx, never a loss").
+    /// (ARCHITECTURE.md: temporary trouble is a 4xx, never a loss).
     pub fn smtp_reply(&self) -> (u16, &'static str, &'static str) {
         match self {
             DeliverError::NoSpace { .. } => (452, "4.3.1", "Insufficient system storage"),

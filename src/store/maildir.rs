@@ -1,7 +1,7 @@
 //! Maildir mailboxes, on disk exactly as Dovecot 2.3 keeps them, so that a
 //! Maildir written by Dovecot is served with the same UIDVALIDITY, UIDs,
 //! flags, keywords, folders, subscriptions and POP3 UIDLs, and Dovecot reads
-//! what we write (DESIGN.md §1, §2).
+//! what we write (ARCHITECTURE.md, "Maildir on disk").
 //!
 //! * [`MaildirRoot`]: a user's Maildir. The root itself (`cur new tmp`) is
 //!   INBOX; Maildir++ folders are `.Name` directories (`.Sent`,

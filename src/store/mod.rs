@@ -1,11 +1,13 @@
 //! Mail storage: durable delivery into Maildir (`deliver.rs`) and mbox
 //! (`mbox.rs`), the Dovecot-compatible Maildir that IMAP and POP3 read
-//! (`maildir.rs`), and where a user's mail is (`location.rs`).
+//! (`maildir.rs`; every write through `maildir/write.rs`), where a user's
+//! mail is (`location.rs`), and "this mailbox changed" (`notify.rs`).
 
 pub mod deliver;
 pub mod location;
 pub mod maildir;
 pub mod mbox;
+pub mod notify;
 
 /// Test helpers shared by the store's unit tests.
 #[cfg(test)]

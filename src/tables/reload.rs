@@ -1,5 +1,5 @@
 //! Hot reload: watch the *directories* holding our files (so a Kubernetes
-//! ConfigMap/Secret `..data` symlink swap is seen, DESIGN.md §2), and when a
+//! ConfigMap/Secret `..data` symlink swap is seen, ARCHITECTURE.md, "compatibility contract"), and when a
 //! file's identity or contents changed, re-parse it and swap it in. A file
 //! that fails to parse is logged and the last good version stays in force.
 
