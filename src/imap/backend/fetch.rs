@@ -1,0 +1,355 @@
+//! FETCH and UID FETCH (RFC 3501 §6.4.5 and §7.4.2, RFC 9051 §6.4.5 and
+//! §7.5.2, BINARY from RFC 3516): which data items each message needs, from
+//! the structure cache or the message file, rendered by
+//! [`crate::imap::fetch`]; setting `\Seen` for a non-PEEK body fetch. Long
+//! answers go out as they grow ([`Backend::spill`]).
+
+use std::cell::OnceCell;
+use std::num::NonZeroU32;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::ResponseCodec;
+
+use super::registry::lock;
+use super::{read_message, Backend};
+use crate::imap::cache::Parts;
+use crate::imap::fetch;
+use crate::imap::proto::response::tagged;
+use crate::store::maildir::Flags;
+
+/// Output size at which a FETCH hands what it has to [`Backend::spill`].
+const SPILL_BYTES: usize = 64 * 1024;
+
+fn imap_date(t: SystemTime) -> Option<DateTime> {
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    let dt = chrono::DateTime::from_timestamp(secs, 0)?.fixed_offset();
+    DateTime::try_from(dt).ok()
+}
+
+fn encode(resp: &Response) -> Vec<u8> {
+    ResponseCodec::default().encode(resp).dump()
+}
+
+/// BODY[section] data; a part that doesn't exist is the empty string, as
+/// Dovecot sends it.
+fn section_bytes(p: &fetch::Parsed, section: Option<&Section>) -> Vec<u8> {
+    fetch::section(p, section)
+        .map(|c| c.into_owned())
+        .unwrap_or_default()
+}
+
+/// BINARY data: a literal8 (`~{n}`) only when it holds NUL bytes (RFC 3516 §4.2).
+fn nstring8(data: Vec<u8>) -> NString8<'static> {
+    if memchr::memchr(0, &data).is_some() {
+        NString8::Literal8(Literal8 {
+            data: data.into(),
+            mode: LiteralMode::Sync,
+        })
+    } else {
+        NString8::NString(nstring(data))
+    }
+}
+
+/// An NString holding `data` (a literal; quoted data can't hold CR/LF).
+fn nstring(mut data: Vec<u8>) -> NString<'static> {
+    // NUL bytes are the only thing a literal can't hold (RFC 3501 §4.3):
+    // drop them rather than fail. One memchr instead of a validating copy.
+    if memchr::memchr(0, &data).is_some() {
+        data.retain(|b| *b != 0);
+    }
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
+}
+
+impl Backend {
+    pub(super) fn fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        what: &MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let mut items: Vec<MessageDataItemName<'static>> = match what {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|i| i.into_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+        };
+        if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        if self.bad_sequence_set(set, uid) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command FETCH: Invalid messageset.",
+            );
+        }
+        let targets = self.resolve(set, uid);
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
+        // Our own flag changes are answered by this command: don't report
+        // them again as news, unless others' changes are pending too.
+        let mut was_current = sh.modseq == sel.seen_modseq;
+        // RFC 3516 §4.1: a part in an encoding we can't undo fails the FETCH.
+        let mut unknown_cte = false;
+        // ENVELOPE, BODY and BODYSTRUCTURE come from the structure cache;
+        // only a miss, or an item with message bytes, reads the file.
+        let wants_structure = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+            )
+        });
+        let needs_body = items.iter().any(|i| {
+            !matches!(
+                i,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+            )
+        });
+        let sets_seen = !sel.read_only
+            && items.iter().any(|i| match i {
+                MessageDataItemName::BodyExt { peek, .. } => !peek,
+                MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
+                MessageDataItemName::Binary { peek, .. } => !peek,
+                _ => false,
+            });
+        for (seq, u) in targets {
+            let Some(info) = sh.mailbox.get(u).cloned() else {
+                continue;
+            };
+            let mut flags = info.flags;
+            let mut seen_now = false;
+            if sets_seen && !flags.contains(Flags::SEEN) {
+                flags.insert(Flags::SEEN);
+                let kw: Vec<&str> = info.keywords.iter().map(String::as_str).collect();
+                if sh.set_flags(u, flags, &kw).unwrap_or(false) {
+                    seen_now = true;
+                    sel.own.insert(u, sh.modseq);
+                }
+            }
+            let cached = if wants_structure {
+                sh.cache().get(u)
+            } else {
+                None
+            };
+            let raw = if needs_body || (wants_structure && cached.is_none()) {
+                match read_message(&sh.mailbox, u) {
+                    Some(r) => Some(r),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            // Parsed only when an item needs the MIME structure: a whole
+            // BODY[] (what mbsync fetches) is sent as it is.
+            let raw_ref = raw.as_deref();
+            let cell: OnceCell<fetch::Parsed> = OnceCell::new();
+            let parsed = || raw_ref.map(|r| cell.get_or_init(|| fetch::parse(r)));
+            let parts = match cached {
+                Some(p) => Some(p),
+                None if wants_structure => parsed().map(|p| {
+                    let parts = Parts::of(p);
+                    sh.cache().insert(u, &parts);
+                    parts
+                }),
+                None => None,
+            };
+            let mut data: Vec<MessageDataItem<'static>> = Vec::new();
+            let mut flags_at: Option<usize> = None;
+            for item in &items {
+                match item {
+                    MessageDataItemName::Uid => {
+                        if let Some(n) = NonZeroU32::new(u) {
+                            data.push(MessageDataItem::Uid(n));
+                        }
+                    }
+                    MessageDataItemName::Flags => flags_at = Some(data.len()),
+                    MessageDataItemName::InternalDate => {
+                        if let Some(d) = imap_date(info.internal_date) {
+                            data.push(MessageDataItem::InternalDate(d));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Size => {
+                        data.push(MessageDataItem::Rfc822Size(info.vsize as u32))
+                    }
+                    MessageDataItemName::Envelope => {
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::Envelope(p.envelope.clone()));
+                        }
+                    }
+                    MessageDataItemName::Body => {
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::Body(p.body.clone()));
+                        }
+                    }
+                    MessageDataItemName::BodyStructure => {
+                        if let Some(p) = &parts {
+                            data.push(MessageDataItem::BodyStructure(p.bodystructure.clone()));
+                        }
+                    }
+                    MessageDataItemName::BodyExt {
+                        section, partial, ..
+                    } => {
+                        if let Some(r) = raw_ref {
+                            let bytes = match section {
+                                None => r.to_vec(),
+                                Some(_) => parsed()
+                                    .map(|p| section_bytes(p, section.as_ref()))
+                                    .unwrap_or_default(),
+                            };
+                            let (origin, bytes) = match partial {
+                                Some((o, l)) => {
+                                    (Some(*o), fetch::partial(&bytes, *o, l.get()).to_vec())
+                                }
+                                None => (None, bytes),
+                            };
+                            data.push(MessageDataItem::BodyExt {
+                                section: section.clone(),
+                                origin,
+                                data: nstring(bytes),
+                            });
+                        }
+                    }
+                    MessageDataItemName::Binary {
+                        section, partial, ..
+                    } => match parsed().map(|p| fetch::binary_section(p, section)) {
+                        Some(Ok(bytes)) => {
+                            let bytes = match partial {
+                                Some((o, l)) => fetch::partial(&bytes, *o, l.get()).to_vec(),
+                                None => bytes.into_owned(),
+                            };
+                            data.push(MessageDataItem::Binary {
+                                section: section.clone(),
+                                value: nstring8(bytes),
+                            });
+                        }
+                        Some(Err(fetch::BinaryError::NoSuchPart)) => {
+                            data.push(MessageDataItem::Binary {
+                                section: section.clone(),
+                                value: NString8::NString(NString(None)),
+                            });
+                        }
+                        Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                        None => {}
+                    },
+                    MessageDataItemName::BinarySize { section } => {
+                        match parsed().map(|p| fetch::binary_section(p, section)) {
+                            Some(Ok(bytes)) => data.push(MessageDataItem::BinarySize {
+                                section: section.clone(),
+                                size: bytes.len() as u32,
+                            }),
+                            Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                            _ => {}
+                        }
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        if let Some(r) = raw_ref {
+                            data.push(MessageDataItem::Rfc822(nstring(r.to_vec())));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Header => {
+                        if let Some(p) = parsed() {
+                            let s = Section::Header(None);
+                            data.push(MessageDataItem::Rfc822Header(nstring(section_bytes(
+                                p,
+                                Some(&s),
+                            ))));
+                        }
+                    }
+                    MessageDataItemName::Rfc822Text => {
+                        if let Some(p) = parsed() {
+                            let s = Section::Text(None);
+                            data.push(MessageDataItem::Rfc822Text(nstring(section_bytes(
+                                p,
+                                Some(&s),
+                            ))));
+                        }
+                    }
+                }
+            }
+            // FETCH FLAGS goes where it was asked for; a \Seen set by this
+            // FETCH is reported even when FLAGS wasn't (RFC 3501 §6.4.5).
+            let flag_item = {
+                let mut f: Vec<FlagFetch<'static>> = flags
+                    .imap_names()
+                    .filter_map(|n| {
+                        Flag::try_from(n)
+                            .ok()
+                            .map(|f| FlagFetch::Flag(f.into_static()))
+                    })
+                    .collect();
+                if sel.is_recent(u) && !self.rev2 {
+                    f.push(FlagFetch::Recent);
+                }
+                for k in &info.keywords {
+                    if let Ok(fl) = Flag::try_from(k.as_str()) {
+                        f.push(FlagFetch::Flag(fl.into_static()));
+                    }
+                }
+                MessageDataItem::Flags(f)
+            };
+            match flags_at {
+                Some(i) => data.insert(i.min(data.len()), flag_item),
+                None if seen_now => data.push(flag_item),
+                None => {}
+            }
+            let Ok(items) = Vec1::try_from(data) else {
+                continue;
+            };
+            let Some(seq) = NonZeroU32::new(seq) else {
+                continue;
+            };
+            out.extend_from_slice(&encode(&Response::Data(Data::Fetch { seq, items })));
+            if out.len() >= SPILL_BYTES {
+                if let Some(spill) = &self.spill {
+                    // Not holding the mailbox while the client reads.
+                    sh.flush_cache();
+                    let modseq = sh.modseq;
+                    drop(sh);
+                    let _ = spill.blocking_send(std::mem::take(out));
+                    sh = lock(&shared);
+                    // Others' changes meanwhile are still news to report.
+                    was_current &= sh.modseq == modseq;
+                }
+            }
+        }
+        sh.flush_cache();
+        // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
+        if was_current {
+            sel.seen_modseq = sh.modseq;
+        }
+        drop(sh);
+        self.updates(uid, out);
+        if unknown_cte {
+            return tagged(
+                tag,
+                "NO",
+                "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.",
+            );
+        }
+        tagged(tag, "OK", "Fetch completed.")
+    }
+}

@@ -1,0 +1,294 @@
+//! LIST and LSUB (RFC 3501 §6.3.8 and §6.3.9, RFC 9051 §6.3.9), the
+//! extended LIST (RFC 5258 LIST-EXTENDED, RFC 6154 SPECIAL-USE, RFC 5819
+//! LIST-STATUS) and STATUS (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 8438
+//! SIZE).
+
+use std::collections::HashSet;
+
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as MailboxName};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::select::first_recent_uid;
+use super::{store_no, Backend};
+use crate::imap::proto::list_ext::ListExtended;
+use crate::imap::proto::response::{astring, tagged};
+use crate::store::maildir::utf7::utf8_to_mutf7;
+use crate::store::maildir::{Flags, Mailbox};
+
+/// RFC 6154 special-use attributes from the folder's (English) name, as
+/// Dovecot's default config assigns them.
+fn special_use(name: &str) -> Option<&'static str> {
+    match name {
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Drafts" => Some("\\Drafts"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Trash" | "Deleted Messages" => Some("\\Trash"),
+        "Archive" => Some("\\Archive"),
+        _ => None,
+    }
+}
+
+/// IMAP LIST wildcard match (RFC 3501 §6.3.8): `*` matches anything, `%`
+/// anything but the hierarchy delimiter.
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.first() {
+        None => name.is_empty(),
+        Some(b'*') => (0..=name.len()).any(|i| wildcard(&pattern[1..], &name[i..])),
+        Some(b'%') => (0..=name.len())
+            .take_while(|&i| i == 0 || name[i - 1] != b'.')
+            .any(|i| wildcard(&pattern[1..], &name[i..])),
+        Some(c) => name.first().is_some_and(|n| n == c) && wildcard(&pattern[1..], &name[1..]),
+    }
+}
+
+/// `MESSAGES 3 UNSEEN 1 ...` for the STATUS items named (unknown ones are
+/// skipped).
+fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut parts = Vec::new();
+    for i in items {
+        let item = i.to_ascii_uppercase();
+        let v = match item.as_str() {
+            "MESSAGES" => mb.messages().len() as u64,
+            "RECENT" => {
+                let first = first_recent_uid(mb);
+                mb.messages().iter().filter(|m| m.uid >= first).count() as u64
+            }
+            "UIDNEXT" => mb.next_uid() as u64,
+            "UIDVALIDITY" => mb.uidvalidity() as u64,
+            "UNSEEN" => mb
+                .messages()
+                .iter()
+                .filter(|m| !m.flags.contains(Flags::SEEN))
+                .count() as u64,
+            "DELETED" => mb
+                .messages()
+                .iter()
+                .filter(|m| m.flags.contains(Flags::DELETED))
+                .count() as u64,
+            "SIZE" => mb.messages().iter().map(|m| m.vsize).sum(),
+            _ => continue,
+        };
+        parts.push(format!("{item} {v}"));
+    }
+    parts
+}
+
+impl Backend {
+    pub(super) fn list(
+        &mut self,
+        tag: &str,
+        reference: &MailboxName,
+        pattern: &ListMailbox,
+        lsub: bool,
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let cmd = if lsub { "LSUB" } else { "LIST" };
+        let reference = match reference {
+            MailboxName::Inbox => "INBOX".to_string(),
+            MailboxName::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        if pattern.is_empty() && !lsub {
+            // The hierarchy delimiter and root (RFC 3501 §6.3.8).
+            out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+            return tagged(tag, "OK", "List completed.");
+        }
+        let pattern = format!("{reference}{pattern}");
+        let pattern = if utf8 {
+            utf8_to_mutf7(&pattern)
+        } else {
+            pattern
+        };
+        let folders = match self.root.list_folders() {
+            Ok(f) => f,
+            Err(e) => return store_no(tag, &e),
+        };
+        let subscribed: HashSet<String> = if lsub {
+            self.root
+                .subscriptions()
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut names: Vec<String> = vec!["INBOX".into()];
+        names.extend(folders.iter().map(|f| f.name.clone()));
+        let has_children = |n: &str| {
+            names
+                .iter()
+                .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
+        };
+        for n in &names {
+            let matched = if n == "INBOX" {
+                wildcard(pattern.to_ascii_uppercase().as_bytes(), b"INBOX")
+            } else {
+                wildcard(pattern.as_bytes(), n.as_bytes())
+            };
+            if !matched || (lsub && !subscribed.contains(n)) {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            attrs.push(if has_children(n) {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if let Some(su) = special_use(n) {
+                attrs.push(su);
+            }
+            let shown = Self::display_name(n, utf8);
+            out.extend_from_slice(
+                format!(
+                    "* {cmd} ({}) \".\" {}\r\n",
+                    attrs.join(" "),
+                    astring(&shown)
+                )
+                .as_bytes(),
+            );
+        }
+        tagged(
+            tag,
+            "OK",
+            &format!("{} completed.", if lsub { "Lsub" } else { "List" }),
+        )
+    }
+    /// LIST with RFC 5258 selection/return options, RFC 6154 SPECIAL-USE
+    /// selection and RFC 5819 STATUS return.
+    pub fn list_extended(&mut self, tag: &str, l: &ListExtended, utf8: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let folders = match self.root.list_folders() {
+            Ok(f) => f,
+            Err(e) => {
+                out.extend_from_slice(store_no(tag, &e).as_bytes());
+                return out;
+            }
+        };
+        let mut names: Vec<String> = vec!["INBOX".into()];
+        names.extend(folders.iter().map(|f| f.name.clone()));
+        let subscribed: Vec<String> = if l.select_subscribed || l.return_subscribed {
+            self.root.subscriptions().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let is_subscribed = |n: &str| {
+            subscribed
+                .iter()
+                .any(|s| s == n || (n == "INBOX" && s.eq_ignore_ascii_case("INBOX")))
+        };
+        // SUBSCRIBED lists subscribed names even when they no longer exist.
+        let mut candidates = names.clone();
+        if l.select_subscribed {
+            for s in &subscribed {
+                if !candidates.iter().any(|n| n == s) && !s.eq_ignore_ascii_case("INBOX") {
+                    candidates.push(s.clone());
+                }
+            }
+        }
+        let patterns: Vec<String> = l
+            .patterns
+            .iter()
+            .map(|p| {
+                let full = format!("{}{p}", l.reference);
+                if utf8 {
+                    utf8_to_mutf7(&full)
+                } else {
+                    full
+                }
+            })
+            .collect();
+        let has_children = |n: &str| {
+            names
+                .iter()
+                .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
+        };
+        for n in &candidates {
+            let matched = patterns.iter().any(|p| {
+                if n == "INBOX" {
+                    wildcard(p.to_ascii_uppercase().as_bytes(), b"INBOX")
+                } else {
+                    wildcard(p.as_bytes(), n.as_bytes())
+                }
+            });
+            if !matched {
+                continue;
+            }
+            let exists = names.contains(n);
+            let use_attr = special_use(n);
+            if l.select_subscribed && !is_subscribed(n) {
+                continue;
+            }
+            if l.select_special_use && use_attr.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                attrs.push("\\NonExistent");
+            } else {
+                attrs.push(if has_children(n) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if let Some(su) = use_attr {
+                attrs.push(su);
+            }
+            if (l.select_subscribed || l.return_subscribed) && is_subscribed(n) {
+                attrs.push("\\Subscribed");
+            }
+            let shown = astring(&Self::display_name(n, utf8));
+            out.extend_from_slice(
+                format!("* LIST ({}) \".\" {shown}\r\n", attrs.join(" ")).as_bytes(),
+            );
+            if let (Some(items), true) = (&l.return_status, exists) {
+                if let Ok(mb) = self.open(n) {
+                    let parts = status_items(&mb, items.iter().map(String::as_str));
+                    out.extend_from_slice(
+                        format!("* STATUS {shown} ({})\r\n", parts.join(" ")).as_bytes(),
+                    );
+                }
+            }
+        }
+        out.extend_from_slice(tagged(tag, "OK", "List completed.").as_bytes());
+        out
+    }
+    pub(super) fn status(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxName,
+        items: &[StatusDataItemName],
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let name = self.name_of(mailbox, utf8);
+        let mb = match self.open(&name) {
+            Ok(m) => m,
+            Err(e) => return store_no(tag, &e),
+        };
+        let names = items.iter().filter_map(|i| match i {
+            StatusDataItemName::Messages => Some("MESSAGES"),
+            StatusDataItemName::Recent => Some("RECENT"),
+            StatusDataItemName::UidNext => Some("UIDNEXT"),
+            StatusDataItemName::UidValidity => Some("UIDVALIDITY"),
+            StatusDataItemName::Unseen => Some("UNSEEN"),
+            StatusDataItemName::Deleted => Some("DELETED"),
+            StatusDataItemName::Size => Some("SIZE"),
+            _ => None,
+        });
+        let parts = status_items(&mb, names);
+        out.extend_from_slice(
+            format!(
+                "* STATUS {} ({})\r\n",
+                astring(&Self::display_name(&name, utf8)),
+                parts.join(" ")
+            )
+            .as_bytes(),
+        );
+        tagged(tag, "OK", "Status completed.")
+    }
+}

@@ -1,0 +1,397 @@
+//! What the IMAP commands do to the mail store: one [`Backend`] per logged-in
+//! session, owning the user's Maildir and the selected mailbox's view (the
+//! sequence numbers the client knows). Blocking; the connection driver runs
+//! it off the async threads. Every method returns the response bytes
+//! (untagged data, then the tagged status).
+//!
+//! This file has the session's state, the dispatcher [`Backend::run`] and
+//! the untagged updates every command ends with (RFC 3501 §5.2 and §7.4.1,
+//! RFC 9051 §5.2 and §7.5.1). Each command family has its own file; the
+//! mailboxes shared by all sessions of this process are in `registry`.
+
+mod append;
+mod copy;
+mod expunge;
+mod fetch;
+mod list;
+mod mailbox;
+mod registry;
+mod search;
+mod select;
+mod sequence;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
+
+use super::proto::response::{flag_list, tagged};
+use super::proto::{RunOptions, State};
+use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+use registry::{lock, SharedRef};
+use select::{claim_recent, first_recent_uid};
+
+pub use registry::invalidate;
+
+/// The selected mailbox, as this session knows it.
+struct Selected {
+    /// Raw (modified UTF-7) name, `INBOX` for the root.
+    name: String,
+    shared: SharedRef,
+    read_only: bool,
+    /// UIDs in sequence-number order, as the client knows them.
+    view: Vec<u32>,
+    /// Expunged by someone else while we could not say so (during FETCH,
+    /// STORE, SEARCH; RFC 3501 §7.4.1); reported at the next chance.
+    pending_expunge: Vec<u32>,
+    /// UIDs from here on are `\Recent` for this session.
+    recent_from: u32,
+    /// The shared modseq this session has reported flag changes up to.
+    seen_modseq: u64,
+    /// The shared expunge counter at our last look.
+    seen_expunges: u64,
+    /// Flag changes this session made (uid → their modseq), answered by its
+    /// own STORE/FETCH: not reported back to it as news.
+    own: HashMap<u32, u64>,
+    /// The saved search result `$` (RFC 5182), as UIDs; empty until a
+    /// SEARCH RETURN (SAVE). Expunged UIDs simply no longer resolve.
+    saved: Vec<u32>,
+    /// Bumped when the mailbox changes: what IDLE waits on.
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Selected {
+    fn is_recent(&self, uid: u32) -> bool {
+        uid >= self.recent_from
+    }
+    fn recent_count(&self) -> usize {
+        self.view.iter().filter(|u| **u >= self.recent_from).count()
+    }
+}
+
+pub struct Backend {
+    root: MaildirRoot,
+    selected: Option<Selected>,
+    /// Where a long FETCH sends its output as it goes (the connection's
+    /// writer), so a `FETCH 1:* BODY[]` is neither held whole in memory nor
+    /// delayed until the last message is read.
+    pub spill: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// IMAP4rev2 is enabled: no RECENT responses or \\Recent flags (RFC 9051).
+    rev2: bool,
+}
+
+fn store_no(tag: &str, e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound(_) => tagged(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist."),
+        StoreError::AlreadyExists(_) => {
+            tagged(tag, "NO", "[ALREADYEXISTS] Mailbox already exists.")
+        }
+        StoreError::InvalidName(_, why) => {
+            tagged(tag, "NO", &format!("Invalid mailbox name: {why}."))
+        }
+        StoreError::TooManyKeywords(_) | StoreError::InvalidKeyword(_) => {
+            tagged(tag, "NO", &format!("{e}."))
+        }
+        e if e.is_temporary() => {
+            tracing::warn!(error = %e, "mail store busy");
+            tagged(tag, "NO", "[INUSE] Mailbox is busy, try again later.")
+        }
+        e => {
+            tracing::error!(error = %e, "mail store error");
+            tagged(
+                tag,
+                "NO",
+                "[SERVERBUG] Internal error occurred. Refer to server log for more information.",
+            )
+        }
+    }
+}
+
+fn system_flag(f: &Flag) -> Option<Flags> {
+    Some(match f {
+        Flag::Seen => Flags::SEEN,
+        Flag::Answered => Flags::ANSWERED,
+        Flag::Flagged => Flags::FLAGGED,
+        Flag::Deleted => Flags::DELETED,
+        Flag::Draft => Flags::DRAFT,
+        _ => return None,
+    })
+}
+
+/// Splits IMAP flags into system flags and keyword names.
+fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
+    let mut sys = Flags::empty();
+    let mut kw = Vec::new();
+    for f in flags {
+        match system_flag(f) {
+            Some(s) => sys.insert(s),
+            None => {
+                if let Flag::Keyword(k) = f {
+                    kw.push(k.inner().to_string());
+                }
+            }
+        }
+    }
+    (sys, kw)
+}
+
+impl Backend {
+    pub fn new(root: PathBuf) -> Backend {
+        Backend {
+            root: MaildirRoot::new(root),
+            selected: None,
+            spill: None,
+            rev2: false,
+        }
+    }
+
+    /// The raw name of a mailbox argument, or a BAD/NO line.
+    fn name_of(&self, m: &MailboxName, utf8: bool) -> String {
+        match m {
+            MailboxName::Inbox => "INBOX".into(),
+            MailboxName::Other(o) => {
+                let s = String::from_utf8_lossy(o.as_ref()).into_owned();
+                let s = s.trim_end_matches('.').to_string();
+                if utf8 {
+                    utf8_to_mutf7(&s)
+                } else {
+                    s
+                }
+            }
+        }
+    }
+
+    /// A raw name as the client sees it.
+    fn display_name(raw: &str, utf8: bool) -> String {
+        if utf8 {
+            mutf7_to_utf8(raw).unwrap_or_else(|_| raw.to_string())
+        } else {
+            raw.to_string()
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<Mailbox, StoreError> {
+        self.root.open(name)
+    }
+    /// Runs one command. Returns the responses and the new state.
+    pub fn run(
+        &mut self,
+        tag: &str,
+        cmd: CommandBody<'static>,
+        state: State,
+        opts: &RunOptions,
+    ) -> (Vec<u8>, State) {
+        use CommandBody as B;
+        let mut out = Vec::new();
+        let mut state = state;
+        let utf8 = opts.utf8;
+        self.rev2 = opts.rev2;
+        let cmd = if opts.saved {
+            // No EXPUNGE responses during a non-UID FETCH/STORE/COPY/MOVE.
+            let uid_command = matches!(
+                cmd,
+                B::Fetch { uid: true, .. }
+                    | B::Store { uid: true, .. }
+                    | B::Copy { uid: true, .. }
+                    | B::Move { uid: true, .. }
+                    | B::ExpungeUid { .. }
+                    | B::Search { uid: true, .. }
+            );
+            match self.with_saved_result(cmd) {
+                Some(c) => c,
+                None => {
+                    // RFC 5182 §2.1: an empty `$` makes the command a no-op.
+                    self.updates(uid_command, &mut out);
+                    let text = tagged(tag, "OK", "Completed (no messages).");
+                    out.extend_from_slice(text.as_bytes());
+                    return (out, state);
+                }
+            }
+        } else {
+            cmd
+        };
+        let resp: String = match cmd {
+            B::Select { mailbox, .. } => {
+                self.select(tag, &mailbox, false, utf8, &mut out, &mut state)
+            }
+            B::Examine { mailbox, .. } => {
+                self.select(tag, &mailbox, true, utf8, &mut out, &mut state)
+            }
+            B::Create { mailbox } => self.create(tag, &mailbox, utf8),
+            B::Delete { mailbox } => self.delete(tag, &mailbox, utf8),
+            B::Rename { from, to } => self.rename(tag, &from, &to, utf8),
+            B::Subscribe { mailbox } => self.subscribe(tag, &mailbox, true, utf8),
+            B::Unsubscribe { mailbox } => self.subscribe(tag, &mailbox, false, utf8),
+            B::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, false, utf8, &mut out),
+            B::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(tag, &reference, &mailbox_wildcard, true, utf8, &mut out),
+            B::Status {
+                mailbox,
+                item_names,
+            } => self.status(tag, &mailbox, &item_names, utf8, &mut out),
+            B::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.append(tag, &mailbox, &flags, date, &message, utf8, &mut out),
+            B::Noop => self.poll(tag, "NOOP completed.", &mut out),
+            B::Check => self.poll(tag, "Check completed.", &mut out),
+            B::Close => self.close(tag, &mut state),
+            B::Unselect => self.unselect(tag, &mut state),
+            B::Expunge => self.expunge(tag, None, &mut out),
+            B::ExpungeUid { sequence_set } => self.expunge(tag, Some(&sequence_set), &mut out),
+            B::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(tag, &sequence_set, &macro_or_item_names, uid, &mut out),
+            B::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(tag, &sequence_set, &kind, &response, &flags, uid, &mut out),
+            B::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, false, utf8, &mut out),
+            B::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(tag, &sequence_set, &mailbox, uid, true, utf8, &mut out),
+            B::Search {
+                charset,
+                criteria,
+                uid,
+            } => self.search(
+                tag,
+                criteria.as_ref(),
+                charset.as_ref(),
+                uid,
+                opts.search_return,
+                &mut out,
+            ),
+            // IDLE (RFC 2177): the updates so far; the tagged OK comes at DONE.
+            B::Idle => {
+                self.updates(true, &mut out);
+                String::new()
+            }
+            other => tagged(
+                tag,
+                "BAD",
+                &format!("Error in IMAP command {}: Not supported.", other.name()),
+            ),
+        };
+        out.extend_from_slice(resp.as_bytes());
+        (out, state)
+    }
+
+    /// NOOP and CHECK (RFC 3501 §6.1.2 and §6.4.1; RFC 9051 §6.1.2): only
+    /// the untagged updates.
+    fn poll(&mut self, tag: &str, done: &str, out: &mut Vec<u8>) -> String {
+        self.updates(true, out);
+        tagged(tag, "OK", done)
+    }
+
+    /// What an IDLE on the selected mailbox waits on: it changes whenever
+    /// the mailbox may have (see [`crate::imap::watch`]).
+    pub fn idle_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.selected.as_ref().map(|s| s.changes.clone())
+    }
+    /// Untagged updates since the last look: EXPUNGE (if allowed), EXISTS,
+    /// RECENT, FETCH FLAGS.
+    pub fn updates(&mut self, allow_expunge: bool, out: &mut Vec<u8>) {
+        let Some(sel) = &mut self.selected else {
+            return;
+        };
+        let mut sh = lock(&sel.shared);
+        if let Err(e) = sh.sync() {
+            tracing::warn!(error = %e, "sync failed");
+            return;
+        }
+        // Gone from the mailbox but still in our view: someone expunged it.
+        // (Only looked for when something was expunged since our last look:
+        // this runs after every command.)
+        if sh.expunges != sel.seen_expunges {
+            sel.seen_expunges = sh.expunges;
+            for &u in &sel.view {
+                if sh.mailbox.get(u).is_none() && !sel.pending_expunge.contains(&u) {
+                    sel.pending_expunge.push(u);
+                }
+            }
+        }
+        if allow_expunge && !sel.pending_expunge.is_empty() {
+            let gone: HashSet<u32> = sel.pending_expunge.drain(..).collect();
+            let mut i = sel.view.len();
+            while i > 0 {
+                i -= 1;
+                if gone.contains(&sel.view[i]) {
+                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                    sel.view.remove(i);
+                }
+            }
+        }
+        // UIDs only grow: anything above our last one is new.
+        let last = sel.view.last().copied().unwrap_or(0);
+        let all = sh.mailbox.messages();
+        let new: Vec<u32> = if all.last().is_some_and(|m| m.uid > last) {
+            let from = all.partition_point(|m| m.uid <= last);
+            all[from..].iter().map(|m| m.uid).collect()
+        } else {
+            Vec::new()
+        };
+        if !new.is_empty() {
+            let first = first_recent_uid(&sh.mailbox);
+            if first <= *new.last().unwrap_or(&0) && !sel.read_only {
+                sel.recent_from = sel.recent_from.min(first.max(new[0]));
+                claim_recent(&sh.mailbox, sh.mailbox.next_uid());
+            }
+            sel.view.extend(&new);
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
+            if !self.rev2 {
+                out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
+            }
+        }
+        if sh.modseq > sel.seen_modseq {
+            for (i, &u) in sel.view.iter().enumerate() {
+                let stamp = sh.stamps.get(&u).copied();
+                let changed = stamp.is_some_and(|m| m > sel.seen_modseq);
+                if !changed || new.contains(&u) || sel.own.get(&u).copied() == stamp {
+                    continue;
+                }
+                if let Some(m) = sh.mailbox.get(u) {
+                    let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
+                    out.extend_from_slice(
+                        format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", i + 1).as_bytes(),
+                    );
+                }
+            }
+            sel.seen_modseq = sh.modseq;
+        }
+        sel.own.clear();
+    }
+}
+
+/// The whole message file, with CRLF line endings.
+fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = mailbox.open_message(uid).ok()??;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).ok()?;
+    Some(crate::imap::fetch::to_crlf(&v).into_owned())
+}

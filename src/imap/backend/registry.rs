@@ -1,0 +1,252 @@
+//! The shared-mailbox registry: one [`Shared`] per open mailbox in this
+//! process, found by directory, so every session that has a mailbox selected
+//! sees the same list, flag stamps and structure cache. Each change is
+//! stamped with a modseq, which is what the untagged EXISTS/EXPUNGE/FETCH
+//! updates of every session are computed from (RFC 3501 §5.2 and §7.4.1,
+//! RFC 9051 §5.2 and §7.5.1). In-process writers (SMTP delivery, POP3)
+//! call [`invalidate`].
+//!
+//! The registry lives in process-wide statics (`DIRTY`, `OPEN`, `KEEP`);
+//! [`Backend::touched`] is here as the only other user of them.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::Backend;
+use crate::imap::cache::PartsCache;
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+
+/// One open mailbox, shared by every session of this process that has it
+/// selected, so a 5,000-message INBOX is held once, not once per session.
+/// Each change bumps `modseq` and stamps the message, so every session can
+/// tell what changed since it last looked (sync's own change list is
+/// consumed by whichever session syncs first).
+pub struct Shared {
+    pub(super) mailbox: Mailbox,
+    pub(super) modseq: u64,
+    /// uid → modseq of its last flag change or arrival.
+    pub(super) stamps: HashMap<u32, u64>,
+    last_sync: Instant,
+    /// Bumped whenever messages leave the list.
+    pub(super) expunges: u64,
+    /// ENVELOPE/BODY/BODYSTRUCTURE per UID, loaded on first use.
+    cache: Option<PartsCache>,
+}
+
+/// Sessions look at the directory at most this often: a look after a
+/// change re-reads the whole directory, and our own changes are in the
+/// list already.
+const SYNC_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Shared {
+    /// Picks up changes made by others (deliveries, other processes), at
+    /// most every [`SYNC_INTERVAL`].
+    pub(super) fn sync(&mut self) -> Result<(), StoreError> {
+        if self.last_sync.elapsed() < SYNC_INTERVAL && !take_dirty(self.mailbox.dir()) {
+            return Ok(());
+        }
+        self.sync_now()
+    }
+
+    fn sync_now(&mut self) -> Result<(), StoreError> {
+        self.last_sync = Instant::now();
+        let c = self.mailbox.sync()?;
+        if !c.new_uids.is_empty() || !c.flag_changes.is_empty() || !c.expunged_uids.is_empty() {
+            crate::imap::watch::bump(self.mailbox.dir());
+        }
+        if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
+            self.modseq += 1;
+            for u in c.new_uids.iter().chain(&c.flag_changes) {
+                self.stamps.insert(*u, self.modseq);
+            }
+        }
+        for u in &c.expunged_uids {
+            self.stamps.remove(u);
+        }
+        if let Some(cache) = &mut self.cache {
+            let gone: HashSet<u32> = c.expunged_uids.iter().copied().collect();
+            cache.retain(|u| !gone.contains(&u));
+        }
+        if !c.expunged_uids.is_empty() {
+            self.expunges += 1;
+        }
+        Ok(())
+    }
+
+    /// The structure cache, loaded on first use, and anew if the mailbox
+    /// was recreated under another UIDVALIDITY.
+    pub(super) fn cache(&mut self) -> &mut PartsCache {
+        let v = self.mailbox.uidvalidity();
+        if self.cache.as_ref().is_none_or(|c| c.uidvalidity() != v) {
+            let live: HashSet<u32> = self.mailbox.messages().iter().map(|m| m.uid).collect();
+            self.cache = Some(PartsCache::load(self.mailbox.dir(), v, &live));
+        }
+        self.cache.as_mut().expect("loaded above")
+    }
+
+    pub(super) fn flush_cache(&mut self) {
+        if let Some(c) = &mut self.cache {
+            c.flush();
+        }
+    }
+
+    pub(super) fn set_flags(
+        &mut self,
+        uid: u32,
+        flags: Flags,
+        keywords: &[&str],
+    ) -> Result<bool, StoreError> {
+        let changed = self.mailbox.set_flags(uid, flags, keywords)?;
+        if changed {
+            crate::imap::watch::bump(self.mailbox.dir());
+            self.modseq += 1;
+            self.stamps.insert(uid, self.modseq);
+        }
+        Ok(changed)
+    }
+
+    pub(super) fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let gone = self.mailbox.expunge(uids)?;
+        for u in &gone {
+            self.stamps.remove(u);
+        }
+        if let Some(cache) = &mut self.cache {
+            let set: HashSet<u32> = gone.iter().copied().collect();
+            cache.retain(|u| !set.contains(&u));
+        }
+        if !gone.is_empty() {
+            crate::imap::watch::bump(self.mailbox.dir());
+            self.expunges += 1;
+        }
+        Ok(gone)
+    }
+}
+
+pub(super) type SharedRef = Arc<Mutex<Shared>>;
+
+/// Mailbox directories written to by someone in this process since the
+/// shared copy last looked (see [`invalidate`]).
+static DIRTY: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+/// Tells open IMAP sessions that `dir` (a Maildir folder) changed: SMTP
+/// delivery, POP3 and the like call this after writing, so a SELECT or
+/// NOOP right after sees the change without waiting for the next interval.
+pub fn invalidate(dir: &Path) {
+    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
+    // Bounded: only mailboxes someone has open matter.
+    if d.len() > 10_000 {
+        d.clear();
+    }
+    d.insert(dir.to_path_buf());
+    drop(d);
+    crate::imap::watch::bump(dir);
+}
+
+fn take_dirty(dir: &Path) -> bool {
+    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
+    !d.is_empty() && d.remove(dir)
+}
+
+/// Open mailboxes by directory; entries die with their last session.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Recently used mailboxes stay open for a while after their last session
+/// ends, so the next session (a client that logs in for every check) doesn't
+/// read the whole directory again.
+static KEEP: LazyLock<Mutex<VecDeque<(Instant, SharedRef)>>> =
+    LazyLock::new(|| Mutex::new(VecDeque::new()));
+const KEEP_MAX: usize = 16;
+const KEEP_FOR: Duration = Duration::from_secs(30);
+
+fn keep(s: &SharedRef) {
+    let mut k = KEEP.lock().unwrap_or_else(|e| e.into_inner());
+    k.retain(|(t, x)| t.elapsed() < KEEP_FOR && !Arc::ptr_eq(x, s));
+    k.push_back((Instant::now(), s.clone()));
+    while k.len() > KEEP_MAX {
+        k.pop_front();
+    }
+}
+
+/// A mailbox was deleted or renamed: drop what we hold of it.
+pub(super) fn forget(root: &MaildirRoot, name: &str) {
+    let Ok(path) = root.folder_path(name) else {
+        return;
+    };
+    OPEN.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
+    KEEP.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(_, x)| lock(x).mailbox.dir() != path);
+}
+
+pub(super) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The shared state of mailbox `name`, opening it if no session has.
+pub(super) fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> {
+    let path = if name.eq_ignore_ascii_case("INBOX") {
+        root.path().to_path_buf()
+    } else {
+        root.folder_path(name)?
+    };
+    let existing = OPEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .and_then(Weak::upgrade);
+    if let Some(s) = existing {
+        // In-process writers (SMTP delivery, POP3, APPEND) mark the mailbox
+        // dirty, so this sees them at once; other processes' changes show
+        // within SYNC_INTERVAL.
+        lock(&s).sync()?;
+        keep(&s);
+        return Ok(s);
+    }
+    let mailbox = root.open(name)?;
+    let s = Arc::new(Mutex::new(Shared {
+        mailbox,
+        modseq: 1,
+        stamps: HashMap::new(),
+        last_sync: Instant::now(),
+        expunges: 0,
+        cache: None,
+    }));
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.retain(|_, w| w.strong_count() > 0);
+    // Another session may have opened it meanwhile: use theirs.
+    if let Some(other) = open.get(&path).and_then(Weak::upgrade) {
+        return Ok(other);
+    }
+    open.insert(path, Arc::downgrade(&s));
+    drop(open);
+    keep(&s);
+    Ok(s)
+}
+
+impl Backend {
+    /// We wrote into mailbox `name` through another handle: if some session
+    /// has it open, look now rather than at the next interval.
+    pub(super) fn touched(&mut self, name: &str) {
+        let path = if name.eq_ignore_ascii_case("INBOX") {
+            self.root.path().to_path_buf()
+        } else {
+            match self.root.folder_path(name) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        };
+        let open = OPEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&path)
+            .and_then(Weak::upgrade);
+        if let Some(s) = open {
+            if let Err(e) = lock(&s).sync_now() {
+                tracing::warn!(error = %e, "sync failed");
+            }
+        }
+    }
+}

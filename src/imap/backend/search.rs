@@ -1,0 +1,179 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4, RFC 9051 §6.4.4): runs the
+//! evaluator in [`crate::imap::search`] over the selected mailbox, and
+//! answers SEARCH, or ESEARCH for `RETURN (...)` and under IMAP4rev2
+//! (RFC 4731, RFC 9051 §7.3.4), saving the result for `$` (RFC 5182).
+
+use std::time::UNIX_EPOCH;
+
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::search::SearchKey;
+
+use super::registry::lock;
+use super::sequence::compact_set;
+use super::{read_message, Backend};
+use crate::imap::proto::response::tagged;
+use crate::imap::proto::rev2::SearchReturn;
+use crate::imap::search::{self, Context as SearchContext, Query};
+use crate::store::maildir::{Flags, MessageInfo};
+
+impl Backend {
+    pub(super) fn search(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'static>],
+        charset: Option<&Charset<'static>>,
+        uid: bool,
+        ret: Option<SearchReturn>,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let query = match Query::from_criteria(criteria, charset) {
+            Ok(q) => q,
+            Err(_) => {
+                // RFC 5182 §2.1: a failed SEARCH ... SAVE empties `$`.
+                if let (Some(sel), Some(SearchReturn { save: true, .. })) =
+                    (&mut self.selected, ret)
+                {
+                    sel.saved.clear();
+                }
+                let cs = search::ADVERTISED_CHARSETS.join(" ");
+                return tagged(tag, "NO", &format!("[BADCHARSET ({cs})] Unknown charset."));
+            }
+        };
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        let shared = sel.shared.clone();
+        let sh = lock(&shared);
+        let needs = query.needs();
+        let ctx = SearchContext {
+            max_seq: sel.view.len() as u32,
+            max_uid: sel.view.last().copied().unwrap_or(0),
+            utc_offset: 0,
+        };
+        let mut found = Vec::new();
+        for (i, &u) in sel.view.iter().enumerate() {
+            let Some(info) = sh.mailbox.get(u) else {
+                continue;
+            };
+            let data = if needs.header || needs.body {
+                read_message(&sh.mailbox, u)
+            } else {
+                None
+            };
+            let c = Candidate {
+                seq: i as u32 + 1,
+                info,
+                recent: sel.is_recent(u),
+                data,
+            };
+            if query.matches(&c, &ctx) {
+                found.push(if uid { u } else { i as u32 + 1 });
+            }
+        }
+        match ret {
+            None => {
+                let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
+                let sep = if list.is_empty() { "" } else { " " };
+                out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+            }
+            Some(ret) => {
+                if ret.save {
+                    // RFC 5182 §2.4: with only MIN and/or MAX, only those are kept.
+                    let uids: Vec<u32> = found
+                        .iter()
+                        .map(|&n| if uid { n } else { sel.view[n as usize - 1] })
+                        .collect();
+                    sel.saved = if (ret.min || ret.max) && !(ret.all || ret.count) {
+                        let mut v: Vec<u32> = [
+                            ret.min.then(|| uids.first().copied()).flatten(),
+                            ret.max.then(|| uids.last().copied()).flatten(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                        v.dedup();
+                        v
+                    } else {
+                        uids
+                    };
+                }
+                // SAVE alone answers nothing (RFC 5182 §2.4).
+                if ret.min || ret.max || ret.all || ret.count {
+                    out.extend_from_slice(esearch(tag, uid, &found, ret).as_bytes());
+                }
+            }
+        }
+        drop(sh);
+        self.updates(uid, out);
+        tagged(tag, "OK", "Search completed.")
+    }
+}
+
+/// The ESEARCH response (RFC 4731 §3.1, RFC 9051 §7.3.4); `found` ascending.
+fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn) -> String {
+    let mut s = format!(
+        "* ESEARCH (TAG {})",
+        crate::imap::proto::response::quote(tag)
+    );
+    if uid {
+        s.push_str(" UID");
+    }
+    if let (Some(first), Some(last)) = (found.first(), found.last()) {
+        if ret.min {
+            s.push_str(&format!(" MIN {first}"));
+        }
+        if ret.max {
+            s.push_str(&format!(" MAX {last}"));
+        }
+        if ret.all {
+            s.push_str(" ALL ");
+            s.push_str(&compact_set(found));
+        }
+    }
+    if ret.count {
+        s.push_str(&format!(" COUNT {}", found.len()));
+    }
+    s.push_str("\r\n");
+    s
+}
+
+/// One message for the search evaluator.
+struct Candidate<'a> {
+    seq: u32,
+    info: &'a MessageInfo,
+    recent: bool,
+    data: Option<Vec<u8>>,
+}
+
+impl search::Candidate for Candidate<'_> {
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+    fn uid(&self) -> u32 {
+        self.info.uid
+    }
+    fn flags(&self) -> Flags {
+        self.info.flags
+    }
+    fn keywords(&self) -> &[String] {
+        &self.info.keywords
+    }
+    fn is_recent(&self) -> bool {
+        self.recent
+    }
+    /// RFC822.SIZE counts CRLF line endings: the vsize, not the file size.
+    #[allow(clippy::misnamed_getters)]
+    fn size(&self) -> u64 {
+        self.info.vsize
+    }
+    fn internal_date(&self) -> i64 {
+        self.info
+            .internal_date
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+    fn message(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+}

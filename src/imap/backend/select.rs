@@ -1,0 +1,172 @@
+//! SELECT and EXAMINE (RFC 3501 §6.3.1 and §6.3.2, RFC 9051 §6.3.2 and
+//! §6.3.3), CLOSE (RFC 3501 §6.4.2, RFC 9051 §6.4.1) and UNSELECT
+//! (RFC 3691, RFC 9051 §6.4.2), and the `\Recent` flag (RFC 3501 §2.3.2)
+//! as Dovecot keeps it: claimed by the first read-write session to see a
+//! message.
+
+use std::collections::HashMap;
+
+use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
+
+use super::registry::{lock, open_shared};
+use super::{store_no, Backend, Selected};
+use crate::imap::proto::response::{astring, tagged};
+use crate::imap::proto::State;
+use crate::store::maildir::{Flags, Mailbox};
+
+/// `\Recent` as Dovecot keeps it: the first UID no read-write session has
+/// been told about yet, per mailbox, in our own disposable
+/// `pigeonpost.index.recent` (`<uidvalidity> <first recent uid>`). A session
+/// that selects the mailbox read-write claims everything from there on.
+const RECENT_FILE: &str = "pigeonpost.index.recent";
+
+pub(super) fn first_recent_uid(mb: &Mailbox) -> u32 {
+    std::fs::read_to_string(mb.dir().join(RECENT_FILE))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace();
+            let validity: u32 = w.next()?.parse().ok()?;
+            let first: u32 = w.next()?.parse().ok()?;
+            (validity == mb.uidvalidity()).then_some(first)
+        })
+        .unwrap_or(1)
+}
+
+pub(super) fn claim_recent(mb: &Mailbox, next: u32) {
+    let path = mb.dir().join(RECENT_FILE);
+    let tmp = mb
+        .dir()
+        .join(format!("{RECENT_FILE}.{}.tmp", std::process::id()));
+    // Disposable: losing it only shows \Recent once more.
+    if std::fs::write(&tmp, format!("{} {next}\n", mb.uidvalidity())).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+impl Backend {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &MailboxName,
+        read_only: bool,
+        utf8: bool,
+        out: &mut Vec<u8>,
+        state: &mut State,
+    ) -> String {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = None;
+        *state = State::Authenticated;
+        let name = self.name_of(mailbox, utf8);
+        let shared = match open_shared(&self.root, &name) {
+            Ok(m) => m,
+            Err(e) => return store_no(tag, &e),
+        };
+        let sh = lock(&shared);
+        let mb = &sh.mailbox;
+        let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        let changes = crate::imap::watch::subscribe(mb.dir());
+        let first = first_recent_uid(mb);
+        let recent_count = view.iter().filter(|u| **u >= first).count();
+        if !read_only && recent_count > 0 {
+            claim_recent(mb, mb.next_uid());
+        }
+        let unseen = mb
+            .messages()
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+            .map(|i| i + 1);
+        let keywords: Vec<String> = {
+            let mut k: Vec<String> = mb
+                .messages()
+                .iter()
+                .flat_map(|m| m.keywords.iter().cloned())
+                .collect();
+            k.sort();
+            k.dedup();
+            k
+        };
+        let kw = if keywords.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", keywords.join(" "))
+        };
+        let s = format!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n\
+             * {} EXISTS\r\n",
+            view.len(),
+        );
+        out.extend_from_slice(s.as_bytes());
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the mailbox's LIST response instead of RECENT.
+            let shown = Self::display_name(&name, true);
+            out.extend_from_slice(format!("* LIST () \".\" {}\r\n", astring(&shown)).as_bytes());
+        } else {
+            out.extend_from_slice(format!("* {recent_count} RECENT\r\n").as_bytes());
+        }
+        if let Some(u) = unseen {
+            out.extend_from_slice(format!("* OK [UNSEEN {u}] First unseen.\r\n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
+                mb.uidvalidity(),
+                mb.next_uid()
+            )
+            .as_bytes(),
+        );
+        let seen_modseq = sh.modseq;
+        let seen_expunges = sh.expunges;
+        drop(sh);
+        self.selected = Some(Selected {
+            name,
+            shared,
+            read_only,
+            view,
+            pending_expunge: Vec::new(),
+            recent_from: first,
+            seen_modseq,
+            seen_expunges,
+            own: HashMap::new(),
+            saved: Vec::new(),
+            changes,
+        });
+        *state = State::Selected { read_only };
+        if read_only {
+            tagged(tag, "OK", "[READ-ONLY] Examine completed.")
+        } else {
+            tagged(tag, "OK", "[READ-WRITE] Select completed.")
+        }
+    }
+
+    /// CLOSE (RFC 3501 §6.4.2, RFC 9051 §6.4.1): silently expunges the
+    /// `\Deleted` messages unless the mailbox is read-only, then deselects.
+    pub(super) fn close(&mut self, tag: &str, state: &mut State) -> String {
+        if let Some(sel) = &mut self.selected {
+            if !sel.read_only {
+                let mut sh = lock(&sel.shared);
+                let deleted: Vec<u32> = sh
+                    .mailbox
+                    .messages()
+                    .iter()
+                    .filter(|m| m.flags.contains(Flags::DELETED))
+                    .map(|m| m.uid)
+                    .collect();
+                if let Err(e) = sh.expunge(&deleted) {
+                    tracing::warn!(error = %e, "CLOSE: expunge failed");
+                }
+            }
+        }
+        self.selected = None;
+        *state = State::Authenticated;
+        tagged(tag, "OK", "Close completed.")
+    }
+
+    /// UNSELECT (RFC 3691, RFC 9051 §6.4.2): deselects without expunging.
+    pub(super) fn unselect(&mut self, tag: &str, state: &mut State) -> String {
+        self.selected = None;
+        *state = State::Authenticated;
+        tagged(tag, "OK", "Unselect completed.")
+    }
+}

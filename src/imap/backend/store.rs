@@ -1,0 +1,100 @@
+//! STORE and UID STORE (RFC 3501 §6.4.6 and §6.4.8, RFC 9051 §6.4.6 and
+//! §6.4.9): set, add or remove flags and keywords, answering with FETCH
+//! FLAGS unless `.SILENT` (RFC 3501 §7.4.2).
+
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::registry::lock;
+use super::{split_flags, store_no, Backend};
+use crate::imap::proto::response::{flag_list, tagged};
+use crate::store::maildir::Flags;
+
+impl Backend {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: &StoreType,
+        response: &StoreResponse,
+        flags: &[Flag],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        if self.bad_sequence_set(set, uid) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command STORE: Invalid messageset.",
+            );
+        }
+        let targets = self.resolve(set, uid);
+        let Some(sel) = &mut self.selected else {
+            return tagged(tag, "BAD", "No mailbox selected.");
+        };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
+        // Our own flag changes are answered by this command: don't report
+        // them again as news, unless others' changes are pending too.
+        let was_current = sh.modseq == sel.seen_modseq;
+        if sel.read_only {
+            return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
+        }
+        let (sys, kws) = split_flags(flags);
+        for (seq, u) in targets {
+            let Some(info) = sh.mailbox.get(u).cloned() else {
+                continue;
+            };
+            let (new_flags, new_kw): (Flags, Vec<String>) = match kind {
+                StoreType::Replace => (sys, kws.clone()),
+                StoreType::Add => {
+                    let mut k = info.keywords.clone();
+                    for x in &kws {
+                        if !k.iter().any(|y| y.eq_ignore_ascii_case(x)) {
+                            k.push(x.clone());
+                        }
+                    }
+                    (info.flags | sys, k)
+                }
+                StoreType::Remove => (
+                    info.flags.difference(sys),
+                    info.keywords
+                        .iter()
+                        .filter(|k| !kws.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                        .cloned()
+                        .collect(),
+                ),
+            };
+            let kw: Vec<&str> = new_kw.iter().map(String::as_str).collect();
+            match sh.set_flags(u, new_flags, &kw) {
+                Ok(true) => {
+                    sel.own.insert(u, sh.modseq);
+                }
+                Ok(false) => {}
+                Err(e) => return store_no(tag, &e),
+            }
+            if *response == StoreResponse::Answer {
+                let m = sh.mailbox.get(u);
+                let (f, k) = m
+                    .map(|m| (m.flags, m.keywords.clone()))
+                    .unwrap_or((new_flags, new_kw));
+                let fl = flag_list(f, &k, sel.is_recent(u) && !self.rev2);
+                let uid_part = if uid {
+                    format!("UID {u} ")
+                } else {
+                    String::new()
+                };
+                out.extend_from_slice(
+                    format!("* {seq} FETCH ({uid_part}FLAGS {fl})\r\n").as_bytes(),
+                );
+            }
+        }
+        if was_current {
+            sel.seen_modseq = sh.modseq;
+        }
+        drop(sh);
+        self.updates(uid, out);
+        tagged(tag, "OK", "Store completed.")
+    }
+}
