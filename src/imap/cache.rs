@@ -32,7 +32,7 @@ use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 
-use super::fetch;
+use super::message;
 
 pub const CACHE_FILE: &str = "pigeonpost.index.cache";
 const MAGIC: &str = "pigeonpost-cache 2";
@@ -46,11 +46,11 @@ pub struct Parts {
 }
 
 impl Parts {
-    pub fn of(parsed: &fetch::Parsed<'_>) -> Parts {
+    pub fn of(parsed: &message::Parsed<'_>) -> Parts {
         Parts {
-            envelope: fetch::envelope(parsed),
-            body: fetch::body_structure(parsed, false),
-            bodystructure: fetch::body_structure(parsed, true),
+            envelope: message::envelope(parsed),
+            body: message::body_structure(parsed, false),
+            bodystructure: message::body_structure(parsed, true),
         }
     }
 
@@ -248,7 +248,7 @@ mod tests {
         let msg = format!(
             "From: Ann <ann@example.org>\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n--b\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n"
         );
-        Parts::of(&fetch::parse(msg.as_bytes()))
+        Parts::of(&message::parse(msg.as_bytes()))
     }
 
     #[test]

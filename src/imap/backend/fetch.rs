@@ -1,7 +1,7 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5 and §7.4.2, RFC 9051 §6.4.5 and
 //! §7.5.2, BINARY from RFC 3516): which data items each message needs, from
 //! the structure cache or the message file, rendered by
-//! [`crate::imap::fetch`]; setting `\Seen` for a non-PEEK body fetch. Long
+//! [`crate::imap::message`]; setting `\Seen` for a non-PEEK body fetch. Long
 //! answers go out as they grow ([`Backend::spill`]).
 
 use std::cell::OnceCell;
@@ -24,7 +24,7 @@ use imap_codec::ResponseCodec;
 use super::registry::lock;
 use super::{read_message, Backend};
 use crate::imap::cache::Parts;
-use crate::imap::fetch;
+use crate::imap::message;
 use crate::imap::proto::response::tagged;
 use crate::store::maildir::Flags;
 
@@ -43,8 +43,8 @@ fn encode(resp: &Response) -> Vec<u8> {
 
 /// BODY[section] data; a part that doesn't exist is the empty string, as
 /// Dovecot sends it.
-fn section_bytes(p: &fetch::Parsed, section: Option<&Section>) -> Vec<u8> {
-    fetch::section(p, section)
+fn section_bytes(p: &message::Parsed, section: Option<&Section>) -> Vec<u8> {
+    message::section(p, section)
         .map(|c| c.into_owned())
         .unwrap_or_default()
 }
@@ -166,8 +166,8 @@ impl Backend {
             // Parsed only when an item needs the MIME structure: a whole
             // BODY[] (what mbsync fetches) is sent as it is.
             let raw_ref = raw.as_deref();
-            let cell: OnceCell<fetch::Parsed> = OnceCell::new();
-            let parsed = || raw_ref.map(|r| cell.get_or_init(|| fetch::parse(r)));
+            let cell: OnceCell<message::Parsed> = OnceCell::new();
+            let parsed = || raw_ref.map(|r| cell.get_or_init(|| message::parse(r)));
             let parts = match cached {
                 Some(p) => Some(p),
                 None if wants_structure => parsed().map(|p| {
@@ -222,7 +222,7 @@ impl Backend {
                             };
                             let (origin, bytes) = match partial {
                                 Some((o, l)) => {
-                                    (Some(*o), fetch::partial(&bytes, *o, l.get()).to_vec())
+                                    (Some(*o), message::partial(&bytes, *o, l.get()).to_vec())
                                 }
                                 None => (None, bytes),
                             };
@@ -235,10 +235,10 @@ impl Backend {
                     }
                     MessageDataItemName::Binary {
                         section, partial, ..
-                    } => match parsed().map(|p| fetch::binary_section(p, section)) {
+                    } => match parsed().map(|p| message::binary_section(p, section)) {
                         Some(Ok(bytes)) => {
                             let bytes = match partial {
-                                Some((o, l)) => fetch::partial(&bytes, *o, l.get()).to_vec(),
+                                Some((o, l)) => message::partial(&bytes, *o, l.get()).to_vec(),
                                 None => bytes.into_owned(),
                             };
                             data.push(MessageDataItem::Binary {
@@ -246,22 +246,22 @@ impl Backend {
                                 value: nstring8(bytes),
                             });
                         }
-                        Some(Err(fetch::BinaryError::NoSuchPart)) => {
+                        Some(Err(message::BinaryError::NoSuchPart)) => {
                             data.push(MessageDataItem::Binary {
                                 section: section.clone(),
                                 value: NString8::NString(NString(None)),
                             });
                         }
-                        Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                        Some(Err(message::BinaryError::UnknownCte)) => unknown_cte = true,
                         None => {}
                     },
                     MessageDataItemName::BinarySize { section } => {
-                        match parsed().map(|p| fetch::binary_section(p, section)) {
+                        match parsed().map(|p| message::binary_section(p, section)) {
                             Some(Ok(bytes)) => data.push(MessageDataItem::BinarySize {
                                 section: section.clone(),
                                 size: bytes.len() as u32,
                             }),
-                            Some(Err(fetch::BinaryError::UnknownCte)) => unknown_cte = true,
+                            Some(Err(message::BinaryError::UnknownCte)) => unknown_cte = true,
                             _ => {}
                         }
                     }

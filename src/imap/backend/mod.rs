@@ -393,5 +393,5 @@ fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     let mut f = mailbox.open_message(uid).ok()??;
     let mut v = Vec::new();
     f.read_to_end(&mut v).ok()?;
-    Some(crate::imap::fetch::to_crlf(&v).into_owned())
+    Some(crate::imap::message::to_crlf(&v).into_owned())
 }
