@@ -9,6 +9,8 @@
 //! Only lines that use one of the extensions are taken here; a plain
 //! `LIST ref pattern` still goes through imap-codec.
 
+use super::tokens::{tokenize, Kind, Token};
+
 /// A parsed extended LIST.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListExtended {
@@ -34,85 +36,18 @@ enum Tok {
     Str(String),
 }
 
-/// Splits a command into tokens; literals (`{n}` / `{n+}` then CRLF and n
-/// bytes, as the fragmentizer leaves them) become strings.
-fn tokens(line: &[u8]) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let n = line.len();
-    while i < n {
-        match line[i] {
-            b' ' | b'\r' | b'\n' => i += 1,
-            b'(' => {
-                out.push(Tok::Open);
-                i += 1;
-            }
-            b')' => {
-                out.push(Tok::Close);
-                i += 1;
-            }
-            b'"' => {
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    match line.get(i) {
-                        None => return Err("unterminated quoted string".into()),
-                        Some(b'\\') => {
-                            if let Some(c) = line.get(i + 1) {
-                                s.push(*c);
-                            }
-                            i += 2;
-                        }
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(c) => {
-                            s.push(*c);
-                            i += 1;
-                        }
-                    }
-                }
-                out.push(Tok::Str(String::from_utf8_lossy(&s).into_owned()));
-            }
-            b'{' => {
-                let close = line[i..]
-                    .iter()
-                    .position(|c| *c == b'}')
-                    .ok_or("bad literal")?;
-                let digits = String::from_utf8_lossy(&line[i + 1..i + close]);
-                let len: usize = digits
-                    .trim_end_matches('+')
-                    .parse()
-                    .map_err(|_| "bad literal length")?;
-                let mut start = i + close + 1;
-                if line.get(start) == Some(&b'\r') {
-                    start += 1;
-                }
-                if line.get(start) == Some(&b'\n') {
-                    start += 1;
-                }
-                let end = start
-                    .checked_add(len)
-                    .filter(|e| *e <= n)
-                    .ok_or("short literal")?;
-                out.push(Tok::Str(
-                    String::from_utf8_lossy(&line[start..end]).into_owned(),
-                ));
-                i = end;
-            }
-            _ => {
-                let start = i;
-                while i < n && !matches!(line[i], b' ' | b'(' | b')' | b'\r' | b'\n') {
-                    i += 1;
-                }
-                out.push(Tok::Str(
-                    String::from_utf8_lossy(&line[start..i]).into_owned(),
-                ));
-            }
+/// The command's tokens, with atoms, quoted strings and literals as text;
+/// `None` when it is malformed.
+fn tokens(line: &[u8]) -> Option<Vec<Tok>> {
+    let toks = tokenize(line).ok()?;
+    let tok = |t: &Token| match t.kind {
+        Kind::Open => Tok::Open,
+        Kind::Close => Tok::Close,
+        Kind::Atom | Kind::Quoted | Kind::Literal => {
+            Tok::Str(String::from_utf8_lossy(&t.value(line)).into_owned())
         }
-    }
-    Ok(out)
+    };
+    Some(toks.iter().map(tok).collect())
 }
 
 /// A parenthesised list of words (no nesting except STATUS's list).
@@ -141,7 +76,7 @@ fn words(toks: &[Tok], pos: &mut usize) -> Result<Vec<String>, String> {
 /// `Some` when `line` (a whole command) is an extended LIST: the tag and
 /// the parsed command, or the reason it is malformed.
 pub fn parse(line: &[u8]) -> Option<(String, Result<ListExtended, String>)> {
-    let toks = tokens(line).ok()?;
+    let toks = tokens(line)?;
     let (Some(Tok::Str(tag)), Some(Tok::Str(cmd))) = (toks.first(), toks.get(1)) else {
         return None;
     };

@@ -25,6 +25,7 @@ pub mod response;
 pub mod rev2;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use response::quote;
 

@@ -7,8 +7,11 @@
 //!   [`SAVED_PLACEHOLDER`], and the command is flagged, so the backend puts
 //!   the saved messages in its place.
 //!
-//! A light tokenizer that skips quoted strings and literals finds these; the
-//! rest of the command is left byte for byte as it came.
+//! The tokenizer in [`super::tokens`], which skips quoted strings and
+//! literals, finds these; the rest of the command is left byte for byte as
+//! it came.
+
+use super::tokens::{tokenize, Kind, Token};
 
 /// Stands in for `$`. RFC 5182 allows `$` only as a whole sequence set,
 /// so the backend replaces every set that is just this number.
@@ -43,112 +46,6 @@ pub struct Rewrite {
     pub search_return: Option<SearchReturn>,
     /// `$` was used (and replaced by [`SAVED_PLACEHOLDER`]).
     pub saved: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Atom,
-    Quoted,
-    Literal,
-    Open,
-    Close,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Tok {
-    kind: Kind,
-    start: usize,
-    end: usize,
-}
-
-/// Tokens of a whole command (literal data included, as the fragmentizer
-/// leaves it). Malformed input just ends the list: imap-codec reports it.
-fn tokens(raw: &[u8]) -> Vec<Tok> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let n = raw.len();
-    while i < n {
-        let start = i;
-        match raw[i] {
-            b' ' | b'\r' | b'\n' => {
-                i += 1;
-                continue;
-            }
-            b'(' => {
-                i += 1;
-                out.push(Tok {
-                    kind: Kind::Open,
-                    start,
-                    end: i,
-                });
-                continue;
-            }
-            b')' => {
-                i += 1;
-                out.push(Tok {
-                    kind: Kind::Close,
-                    start,
-                    end: i,
-                });
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < n && raw[i] != b'"' {
-                    i += if raw[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= n {
-                    return out;
-                }
-                i += 1;
-                out.push(Tok {
-                    kind: Kind::Quoted,
-                    start,
-                    end: i,
-                });
-                continue;
-            }
-            _ => {}
-        }
-        // A literal `{n}`, `{n+}` or literal8 `~{n}`, then CRLF and n bytes.
-        let brace = if raw[i] == b'{' {
-            Some(i)
-        } else if raw[i] == b'~' && raw.get(i + 1) == Some(&b'{') {
-            Some(i + 1)
-        } else {
-            None
-        };
-        if let Some(b) = brace {
-            let Some(close) = raw[b..].iter().position(|&c| c == b'}').map(|p| b + p) else {
-                return out;
-            };
-            let digits = std::str::from_utf8(&raw[b + 1..close])
-                .ok()
-                .map(|s| s.trim_end_matches('+'))
-                .and_then(|s| s.parse::<usize>().ok());
-            let (Some(len), Some(b"\r\n")) = (digits, raw.get(close + 1..close + 3)) else {
-                return out;
-            };
-            i = (close + 3).saturating_add(len).min(n);
-            out.push(Tok {
-                kind: Kind::Literal,
-                start,
-                end: i,
-            });
-            continue;
-        }
-        // No bracket handling: FETCH's `BODY[HEADER.FIELDS (A B)]` splits
-        // into several tokens, but only FETCH's first argument is looked at.
-        while i < n && !matches!(raw[i], b' ' | b'\r' | b'\n' | b'(' | b')' | b'"') {
-            i += 1;
-        }
-        out.push(Tok {
-            kind: Kind::Atom,
-            start,
-            end: i.min(n),
-        });
-    }
-    out
 }
 
 /// Search keys followed by arguments that are strings, dates or numbers
@@ -187,10 +84,13 @@ fn string_args(key: &[u8]) -> usize {
 /// Rewrites `raw` if it uses `RETURN` or `$`; `Ok(None)` if it doesn't,
 /// `Err` for a RETURN clause that is malformed or names an unknown option.
 pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
-    let toks = tokens(raw);
-    let text = |t: &Tok| &raw[t.start..t.end];
-    let is =
-        |t: &Tok, word: &str| t.kind == Kind::Atom && text(t).eq_ignore_ascii_case(word.as_bytes());
+    // Malformed input: what comes before it is looked at; imap-codec
+    // reports the error.
+    let (Ok(toks) | Err(toks)) = tokenize(raw);
+    let text = |t: &Token| t.raw(raw);
+    let is = |t: &Token, word: &str| {
+        t.kind == Kind::Atom && text(t).eq_ignore_ascii_case(word.as_bytes())
+    };
     // tag [UID] name args…
     let mut at = 1;
     if toks.get(at).is_some_and(|t| is(t, "UID")) {
@@ -203,9 +103,9 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
     let args = &toks[at + 1..];
     // Byte ranges to cut out, and the `$` atoms to replace.
     let mut cut: Option<(usize, usize)> = None;
-    let mut dollars: Vec<&Tok> = Vec::new();
+    let mut dollars: Vec<&Token> = Vec::new();
     let mut search_return = None;
-    let is_dollar = |t: &Tok| t.kind == Kind::Atom && text(t) == b"$";
+    let is_dollar = |t: &Token| t.kind == Kind::Atom && text(t) == b"$";
     match name.as_str() {
         "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" => {
             if let Some(first) = args.first().filter(|t| is_dollar(t)) {
