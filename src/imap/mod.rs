@@ -2,8 +2,8 @@
 //! (`proto`), the connection driver (`session`), the commands on the mail
 //! store (`backend`), the message library behind FETCH (`message`: MIME
 //! tree, ENVELOPE, BODYSTRUCTURE, sections), the per-mailbox structure
-//! cache (`cache`), SEARCH evaluation (`search`) and IDLE's wake-ups
-//! (`watch`). The grammar is imap-codec's.
+//! cache (`cache`) and SEARCH evaluation (`search`). IDLE's wake-ups come
+//! from the server's `store::notify::Notifier`. The grammar is imap-codec's.
 
 pub mod backend;
 pub mod cache;
@@ -11,7 +11,6 @@ pub mod message;
 pub mod proto;
 pub mod search;
 pub mod session;
-pub mod watch;
 
 use std::sync::Arc;
 
@@ -24,4 +23,6 @@ pub struct Ctx {
     pub auth: Arc<Auth>,
     /// For STARTTLS; `None` when no certificate is configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The server's open mailboxes (and through them its change notifier).
+    pub mailboxes: Arc<backend::Mailboxes>,
 }

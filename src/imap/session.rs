@@ -1,7 +1,7 @@
 //! The IMAP connection driver: runs a [`Session`] over a socket, checks
 //! credentials, and runs mailbox commands on a [`Backend`] off the async
 //! threads (as the mail user when we are root). IDLE waits for the
-//! mailbox to change (`imap::watch`), so mail delivered by SMTP shows up at
+//! mailbox to change (`store::notify`), so mail delivered by SMTP shows up at
 //! once and idle sessions cost nothing in between.
 
 use super::Ctx;
@@ -23,7 +23,7 @@ use crate::store::location::{as_user, open_user_maildir};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// IDLE waits for a change of the mailbox (see `imap::watch`), and looks
+/// IDLE waits for a change of the mailbox (see `store::notify`), and looks
 /// this often anyway, for changes inotify can't see (NFS): Dovecot's
 /// default `mailbox_idle_check_interval`.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
@@ -143,7 +143,7 @@ fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
     Ok(Account {
-        backend: Backend::new(dir),
+        backend: Backend::new(dir, ctx.mailboxes.clone()),
         uid: info.uid,
         gid: info.gid,
     })

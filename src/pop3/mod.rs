@@ -16,4 +16,6 @@ pub struct Ctx {
     pub auth: Arc<Auth>,
     /// For STARTTLS; `None` when no certificate is configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Told when QUIT changed the maildrop (IMAP sessions look).
+    pub notify: Arc<crate::store::notify::Notifier>,
 }

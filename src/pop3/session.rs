@@ -25,6 +25,7 @@ use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::store::location::{as_user, open_user_maildir};
 use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
+use crate::store::notify::Notifier;
 
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -206,9 +207,11 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 };
                 let user = session.user().unwrap_or("").to_string();
                 let (n_del, n_seen) = (delete.len(), seen.len());
-                let result = tokio::task::spawn_blocking(move || update(md, &delete, &seen))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("task failed: {e}")));
+                let notify = ctx.notify.clone();
+                let result =
+                    tokio::task::spawn_blocking(move || update(md, &delete, &seen, &notify))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("task failed: {e}")));
                 match &result {
                     Ok(()) => {
                         tracing::info!(client = %client, user = %user, top = tally.top, retr = tally.retr, retr_bytes = tally.retr_bytes, deleted = n_del, seen = n_seen, "logged out")
@@ -370,7 +373,7 @@ async fn write(stream: &mut Stream, data: &[u8]) -> std::io::Result<()> {
 
 /// RFC 1939 §6 UPDATE: delete the DELE'd messages, mark the retrieved ones
 /// `\Seen` (as Dovecot does unless `pop3_no_flag_updates`), release the lock.
-fn update(mut md: Maildrop, delete: &[u32], seen: &[u32]) -> Result<(), String> {
+fn update(mut md: Maildrop, delete: &[u32], seen: &[u32], notify: &Notifier) -> Result<(), String> {
     let (uid, gid) = (md.uid, md.gid);
     let result = as_user(uid, gid, || {
         md.mailbox.expunge(delete).map_err(|e| e.to_string())?;
@@ -390,6 +393,6 @@ fn update(mut md: Maildrop, delete: &[u32], seen: &[u32]) -> Result<(), String> 
         Ok(())
     });
     // Open IMAP sessions on this mailbox look at once.
-    crate::imap::backend::invalidate(md.mailbox.dir());
+    notify.invalidate(md.mailbox.dir());
     result
 }

@@ -12,6 +12,7 @@ use crate::config::{Config, Listener, Protocol};
 use crate::net::pending::Pending;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
 use crate::smtp::inbound::SmtpHandler;
+use crate::store::notify::Notifier;
 use crate::tables::reload::{self, Reloadable};
 use crate::tables::Tables;
 use crate::tls::CertStore;
@@ -52,6 +53,10 @@ pub struct State {
     pub auth: Arc<Auth>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub queue: Arc<crate::smtp::queue::Queue>,
+    /// Every in-process writer of a mailbox tells it; IMAP listens.
+    pub notify: Arc<Notifier>,
+    /// The mailboxes IMAP sessions have open, shared between sessions.
+    pub mailboxes: Arc<imap::backend::Mailboxes>,
     pub ready: AtomicBool,
 }
 
@@ -78,6 +83,7 @@ impl State {
             auth: self.auth.clone(),
             tls: self.tls_config.clone(),
             queue: self.queue.clone(),
+            notify: self.notify.clone(),
         })
     }
 
@@ -86,6 +92,7 @@ impl State {
             config: self.config.clone(),
             auth: self.auth.clone(),
             tls: self.tls_config.clone(),
+            mailboxes: self.mailboxes.clone(),
         })
     }
 
@@ -94,6 +101,7 @@ impl State {
             config: self.config.clone(),
             auth: self.auth.clone(),
             tls: self.tls_config.clone(),
+            notify: self.notify.clone(),
         })
     }
 }
@@ -122,7 +130,10 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
             config.queue_directory.display()
         ))
     })?;
+    let notify = Notifier::new();
     let state = Arc::new(State {
+        mailboxes: imap::backend::Mailboxes::new(notify.clone()),
+        notify,
         queue: Arc::new(queue),
         tables: Arc::new(tables),
         auth: Arc::new(auth),

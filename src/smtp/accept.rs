@@ -15,6 +15,7 @@ use super::received::{delivery_headers, received_header, Trace};
 use super::router::{self, ClientTrust, Destination, RouteError};
 use crate::store::deliver::{self, DeliverError, Message, Owner};
 use crate::store::mbox;
+use crate::store::notify::Notifier;
 
 /// Where each recipient of a transaction goes, as the router decided.
 pub type Routes = Vec<Destination>;
@@ -123,6 +124,7 @@ pub async fn store(
     };
     let n_queued = queued.as_ref().map_or(0, |(e, _)| e.recipients.len());
     let spool = ctx.queue.spool().clone();
+    let notify = ctx.notify.clone();
     let sender = env.mail_from.clone();
     let id = queue_id.to_string();
     let result = tokio::task::spawn_blocking(move || {
@@ -131,7 +133,7 @@ pub async fn store(
                 .stage(qenv, &[prefix, &message])
                 .map_err(|e| DeliverError::from_io("queue", &spool.msg_path(&qenv.id), e))?;
         }
-        let local = store_all(&jobs, &message, &sender, arrival);
+        let local = store_all(&jobs, &message, &sender, arrival, &notify);
         match (&local, &queued) {
             (Ok(_), Some(_)) => {
                 if let Err(e) = spool.commit(&id) {
@@ -172,6 +174,7 @@ fn store_all(
     message: &[u8],
     sender: &str,
     arrival: SystemTime,
+    notify: &Notifier,
 ) -> Result<Vec<PathBuf>, DeliverError> {
     let mut prepared = Vec::new();
     let mut done = Vec::new();
@@ -210,7 +213,7 @@ fn store_all(
     }
     for d in &dirs {
         // Open IMAP sessions look at once instead of at their next interval.
-        crate::imap::backend::invalidate(d);
+        notify.invalidate(d);
     }
     done.extend(prepared.into_iter().map(|p| p.into_path()));
     Ok(done)

@@ -25,4 +25,6 @@ pub struct Ctx {
     /// For STARTTLS; `None` when no certificate is configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub queue: Arc<queue::Queue>,
+    /// Told about every mailbox a delivery wrote to (IMAP sessions look).
+    pub notify: Arc<crate::store::notify::Notifier>,
 }

@@ -3,7 +3,6 @@
 
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
-use super::registry::forget;
 use super::{store_no, Backend};
 use crate::imap::proto::response::tagged;
 use crate::store::maildir::Error as StoreError;
@@ -32,7 +31,7 @@ impl Backend {
         } else {
             match self.root.delete_folder(&name) {
                 Ok(()) => {
-                    forget(&self.root, &name);
+                    self.mailboxes.forget(&self.root, &name);
                     tagged(tag, "OK", "Delete completed.")
                 }
                 Err(e) => store_no(tag, &e),
@@ -71,7 +70,7 @@ impl Backend {
         }
         match self.root.rename_folder(&old, &new) {
             Ok(()) => {
-                forget(&self.root, &old);
+                self.mailboxes.forget(&self.root, &old);
                 tagged(tag, "OK", "Rename completed.")
             }
             Err(e) => store_no(tag, &e),

@@ -23,6 +23,7 @@ mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::flag::Flag;
@@ -32,10 +33,9 @@ use super::proto::response::{flag_list, tagged};
 use super::proto::{RunOptions, State};
 use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+pub use registry::Mailboxes;
 use registry::{lock, SharedRef};
 use select::{claim_recent, first_recent_uid};
-
-pub use registry::invalidate;
 
 /// The selected mailbox, as this session knows it.
 struct Selected {
@@ -75,6 +75,8 @@ impl Selected {
 
 pub struct Backend {
     root: MaildirRoot,
+    /// The server's open mailboxes, shared with every other session.
+    mailboxes: Arc<Mailboxes>,
     selected: Option<Selected>,
     /// Where a long FETCH sends its output as it goes (the connection's
     /// writer), so a `FETCH 1:* BODY[]` is neither held whole in memory nor
@@ -140,9 +142,10 @@ fn split_flags(flags: &[Flag]) -> (Flags, Vec<String>) {
 }
 
 impl Backend {
-    pub fn new(root: PathBuf) -> Backend {
+    pub fn new(root: PathBuf, mailboxes: Arc<Mailboxes>) -> Backend {
         Backend {
             root: MaildirRoot::new(root),
+            mailboxes,
             selected: None,
             spill: None,
             rev2: false,
@@ -309,7 +312,7 @@ impl Backend {
     }
 
     /// What an IDLE on the selected mailbox waits on: it changes whenever
-    /// the mailbox may have (see [`crate::imap::watch`]).
+    /// the mailbox may have (see [`crate::store::notify`]).
     pub fn idle_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.selected.as_ref().map(|s| s.changes.clone())
     }

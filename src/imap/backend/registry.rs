@@ -4,19 +4,21 @@
 //! stamped with a modseq, which is what the untagged EXISTS/EXPUNGE/FETCH
 //! updates of every session are computed from (RFC 3501 §5.2 and §7.4.1,
 //! RFC 9051 §5.2 and §7.5.1). In-process writers (SMTP delivery, POP3)
-//! call [`invalidate`].
+//! tell the server's [`Notifier`], which the shared copies ask before
+//! trusting what they hold.
 //!
-//! The registry lives in process-wide statics (`DIRTY`, `OPEN`, `KEEP`);
-//! [`Backend::touched`] is here as the only other user of them.
+//! One [`Mailboxes`] per server, in `imap::Ctx`; [`Backend::touched`] is
+//! here as the only other user of its insides.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::Backend;
 use crate::imap::cache::PartsCache;
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+use crate::store::notify::Notifier;
 
 /// One open mailbox, shared by every session of this process that has it
 /// selected, so a 5,000-message INBOX is held once, not once per session.
@@ -33,6 +35,7 @@ pub struct Shared {
     pub(super) expunges: u64,
     /// ENVELOPE/BODY/BODYSTRUCTURE per UID, loaded on first use.
     cache: Option<PartsCache>,
+    notify: Arc<Notifier>,
 }
 
 /// Sessions look at the directory at most this often: a look after a
@@ -44,7 +47,7 @@ impl Shared {
     /// Picks up changes made by others (deliveries, other processes), at
     /// most every [`SYNC_INTERVAL`].
     pub(super) fn sync(&mut self) -> Result<(), StoreError> {
-        if self.last_sync.elapsed() < SYNC_INTERVAL && !take_dirty(self.mailbox.dir()) {
+        if self.last_sync.elapsed() < SYNC_INTERVAL && !self.notify.take_dirty(self.mailbox.dir()) {
             return Ok(());
         }
         self.sync_now()
@@ -54,7 +57,7 @@ impl Shared {
         self.last_sync = Instant::now();
         let c = self.mailbox.sync()?;
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() || !c.expunged_uids.is_empty() {
-            crate::imap::watch::bump(self.mailbox.dir());
+            self.notify.bump(self.mailbox.dir());
         }
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
             self.modseq += 1;
@@ -100,7 +103,7 @@ impl Shared {
     ) -> Result<bool, StoreError> {
         let changed = self.mailbox.set_flags(uid, flags, keywords)?;
         if changed {
-            crate::imap::watch::bump(self.mailbox.dir());
+            self.notify.bump(self.mailbox.dir());
             self.modseq += 1;
             self.stamps.insert(uid, self.modseq);
         }
@@ -117,7 +120,7 @@ impl Shared {
             cache.retain(|u| !set.contains(&u));
         }
         if !gone.is_empty() {
-            crate::imap::watch::bump(self.mailbox.dir());
+            self.notify.bump(self.mailbox.dir());
             self.expunges += 1;
         }
         Ok(gone)
@@ -126,104 +129,104 @@ impl Shared {
 
 pub(super) type SharedRef = Arc<Mutex<Shared>>;
 
-/// Mailbox directories written to by someone in this process since the
-/// shared copy last looked (see [`invalidate`]).
-static DIRTY: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
-
-/// Tells open IMAP sessions that `dir` (a Maildir folder) changed: SMTP
-/// delivery, POP3 and the like call this after writing, so a SELECT or
-/// NOOP right after sees the change without waiting for the next interval.
-pub fn invalidate(dir: &Path) {
-    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
-    // Bounded: only mailboxes someone has open matter.
-    if d.len() > 10_000 {
-        d.clear();
-    }
-    d.insert(dir.to_path_buf());
-    drop(d);
-    crate::imap::watch::bump(dir);
+/// The open mailboxes of one server, by directory.
+pub struct Mailboxes {
+    notify: Arc<Notifier>,
+    /// Entries die with their last session.
+    open: Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>,
+    /// Recently used mailboxes stay open for a while after their last
+    /// session ends, so the next session (a client that logs in for every
+    /// check) doesn't read the whole directory again.
+    keep: Mutex<VecDeque<(Instant, SharedRef)>>,
 }
 
-fn take_dirty(dir: &Path) -> bool {
-    let mut d = DIRTY.lock().unwrap_or_else(|e| e.into_inner());
-    !d.is_empty() && d.remove(dir)
-}
-
-/// Open mailboxes by directory; entries die with their last session.
-static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Shared>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Recently used mailboxes stay open for a while after their last session
-/// ends, so the next session (a client that logs in for every check) doesn't
-/// read the whole directory again.
-static KEEP: LazyLock<Mutex<VecDeque<(Instant, SharedRef)>>> =
-    LazyLock::new(|| Mutex::new(VecDeque::new()));
 const KEEP_MAX: usize = 16;
 const KEEP_FOR: Duration = Duration::from_secs(30);
 
-fn keep(s: &SharedRef) {
-    let mut k = KEEP.lock().unwrap_or_else(|e| e.into_inner());
-    k.retain(|(t, x)| t.elapsed() < KEEP_FOR && !Arc::ptr_eq(x, s));
-    k.push_back((Instant::now(), s.clone()));
-    while k.len() > KEEP_MAX {
-        k.pop_front();
-    }
-}
-
-/// A mailbox was deleted or renamed: drop what we hold of it.
-pub(super) fn forget(root: &MaildirRoot, name: &str) {
-    let Ok(path) = root.folder_path(name) else {
-        return;
-    };
-    OPEN.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
-    KEEP.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(_, x)| lock(x).mailbox.dir() != path);
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(super) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
+    guard(s)
 }
 
-/// The shared state of mailbox `name`, opening it if no session has.
-pub(super) fn open_shared(root: &MaildirRoot, name: &str) -> Result<SharedRef, StoreError> {
-    let path = if name.eq_ignore_ascii_case("INBOX") {
-        root.path().to_path_buf()
-    } else {
-        root.folder_path(name)?
-    };
-    let existing = OPEN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&path)
-        .and_then(Weak::upgrade);
-    if let Some(s) = existing {
-        // In-process writers (SMTP delivery, POP3, APPEND) mark the mailbox
-        // dirty, so this sees them at once; other processes' changes show
-        // within SYNC_INTERVAL.
-        lock(&s).sync()?;
-        keep(&s);
-        return Ok(s);
+impl Mailboxes {
+    pub fn new(notify: Arc<Notifier>) -> Arc<Mailboxes> {
+        Arc::new(Mailboxes {
+            notify,
+            open: Mutex::new(HashMap::new()),
+            keep: Mutex::new(VecDeque::new()),
+        })
     }
-    let mailbox = root.open(name)?;
-    let s = Arc::new(Mutex::new(Shared {
-        mailbox,
-        modseq: 1,
-        stamps: HashMap::new(),
-        last_sync: Instant::now(),
-        expunges: 0,
-        cache: None,
-    }));
-    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-    open.retain(|_, w| w.strong_count() > 0);
-    // Another session may have opened it meanwhile: use theirs.
-    if let Some(other) = open.get(&path).and_then(Weak::upgrade) {
-        return Ok(other);
+
+    /// Where this server's mailbox changes are announced (IDLE waits here).
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notify
     }
-    open.insert(path, Arc::downgrade(&s));
-    drop(open);
-    keep(&s);
-    Ok(s)
+
+    fn keep(&self, s: &SharedRef) {
+        let mut k = guard(&self.keep);
+        k.retain(|(t, x)| t.elapsed() < KEEP_FOR && !Arc::ptr_eq(x, s));
+        k.push_back((Instant::now(), s.clone()));
+        while k.len() > KEEP_MAX {
+            k.pop_front();
+        }
+    }
+
+    fn get(&self, path: &Path) -> Option<SharedRef> {
+        guard(&self.open).get(path).and_then(Weak::upgrade)
+    }
+
+    /// A mailbox was deleted or renamed: drop what we hold of it.
+    pub(super) fn forget(&self, root: &MaildirRoot, name: &str) {
+        let Ok(path) = root.folder_path(name) else {
+            return;
+        };
+        guard(&self.open).remove(&path);
+        guard(&self.keep).retain(|(_, x)| lock(x).mailbox.dir() != path);
+    }
+
+    /// The shared state of mailbox `name`, opening it if no session has.
+    pub(super) fn open_shared(
+        &self,
+        root: &MaildirRoot,
+        name: &str,
+    ) -> Result<SharedRef, StoreError> {
+        let path = if name.eq_ignore_ascii_case("INBOX") {
+            root.path().to_path_buf()
+        } else {
+            root.folder_path(name)?
+        };
+        if let Some(s) = self.get(&path) {
+            // In-process writers (SMTP delivery, POP3, APPEND) mark the
+            // mailbox dirty, so this sees them at once; other processes'
+            // changes show within SYNC_INTERVAL.
+            lock(&s).sync()?;
+            self.keep(&s);
+            return Ok(s);
+        }
+        let mailbox = root.open(name)?;
+        let s = Arc::new(Mutex::new(Shared {
+            mailbox,
+            modseq: 1,
+            stamps: HashMap::new(),
+            last_sync: Instant::now(),
+            expunges: 0,
+            cache: None,
+            notify: self.notify.clone(),
+        }));
+        let mut open = guard(&self.open);
+        open.retain(|_, w| w.strong_count() > 0);
+        // Another session may have opened it meanwhile: use theirs.
+        if let Some(other) = open.get(&path).and_then(Weak::upgrade) {
+            return Ok(other);
+        }
+        open.insert(path, Arc::downgrade(&s));
+        drop(open);
+        self.keep(&s);
+        Ok(s)
+    }
 }
 
 impl Backend {
@@ -238,12 +241,7 @@ impl Backend {
                 Err(_) => return,
             }
         };
-        let open = OPEN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&path)
-            .and_then(Weak::upgrade);
-        if let Some(s) = open {
+        if let Some(s) = self.mailboxes.get(&path) {
             if let Err(e) = lock(&s).sync_now() {
                 tracing::warn!(error = %e, "sync failed");
             }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
-use super::registry::{lock, open_shared};
+use super::registry::lock;
 use super::{store_no, Backend, Selected};
 use crate::imap::proto::response::{astring, tagged};
 use crate::imap::proto::State;
@@ -58,14 +58,14 @@ impl Backend {
         self.selected = None;
         *state = State::Authenticated;
         let name = self.name_of(mailbox, utf8);
-        let shared = match open_shared(&self.root, &name) {
+        let shared = match self.mailboxes.open_shared(&self.root, &name) {
             Ok(m) => m,
             Err(e) => return store_no(tag, &e),
         };
         let sh = lock(&shared);
         let mb = &sh.mailbox;
         let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
-        let changes = crate::imap::watch::subscribe(mb.dir());
+        let changes = self.mailboxes.notifier().subscribe(mb.dir());
         let first = first_recent_uid(mb);
         let recent_count = view.iter().filter(|u| **u >= first).count();
         if !read_only && recent_count > 0 {
