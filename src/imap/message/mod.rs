@@ -51,27 +51,8 @@ use decode::{decode_base64, decode_qp};
 use mime::{Node, Parent, Parser, Ty};
 use structure::structure;
 
-/// Converts bare LF line endings to CRLF; CRLF (and lone CR) stay as they
-/// are. Borrows when there is nothing to convert.
-pub fn to_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    // memchr: this runs over every byte FETCH BODY[] sends.
-    let bare = |i: usize| i == 0 || raw[i - 1] != b'\r';
-    let Some(first) = memchr::memchr_iter(b'\n', raw).find(|&i| bare(i)) else {
-        return Cow::Borrowed(raw);
-    };
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 16);
-    out.extend_from_slice(&raw[..first]);
-    let mut start = first;
-    for i in memchr::memchr_iter(b'\n', &raw[first..]).map(|i| i + first) {
-        if bare(i) {
-            out.extend_from_slice(&raw[start..i]);
-            out.extend_from_slice(b"\r");
-            start = i;
-        }
-    }
-    out.extend_from_slice(&raw[start..]);
-    Cow::Owned(out)
-}
+/// Stored messages have LF line endings; IMAP sends CRLF.
+pub use crate::wire::to_crlf;
 
 /// A message parsed for FETCH: the CRLF bytes and their MIME tree.
 #[derive(Debug)]

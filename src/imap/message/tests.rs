@@ -17,34 +17,6 @@ fn fetch_bytes(item: MessageDataItem<'static>) -> Vec<u8> {
     ResponseCodec::default().encode(&response).dump()
 }
 
-#[test]
-fn to_crlf_adds_cr_only_before_bare_lf() {
-    let naive = |raw: &[u8]| {
-        let mut out = Vec::new();
-        for (i, &b) in raw.iter().enumerate() {
-            if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-                out.push(b'\r');
-            }
-            out.push(b);
-        }
-        out
-    };
-    for raw in [
-        &b""[..],
-        b"\n",
-        b"\n\n",
-        b"a\nb",
-        b"a\r\nb\n",
-        b"\r\n\r\n",
-        b"x\r",
-        b"\r\r\n\n\ra\n",
-        b"no newline at all",
-    ] {
-        assert_eq!(to_crlf(raw).as_ref(), naive(raw).as_slice(), "{raw:?}");
-    }
-    assert!(matches!(to_crlf(b"a\r\nb\r\n"), Cow::Borrowed(_)));
-}
-
 fn fetch(item: MessageDataItem<'static>) -> String {
     String::from_utf8_lossy(&fetch_bytes(item)).into_owned()
 }
