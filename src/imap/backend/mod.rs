@@ -20,6 +20,8 @@ mod search;
 mod select;
 mod sequence;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

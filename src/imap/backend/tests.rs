@@ -1,0 +1,473 @@
+//! Transcript tests for the commands: each command line goes through
+//! imap-codec's parser and [`Backend::run`] (or [`Backend::list_extended`])
+//! on a temporary Maildir, and the exact response bytes are checked.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::CommandCodec;
+
+use super::*;
+use crate::imap::proto::list_ext;
+use crate::imap::proto::rev2::SearchReturn;
+
+const ALPHA: &str = "From: Ann <ann@example.org>\r\n\
+    Subject: alpha\r\n\
+    To: bob@example.org\r\n\
+    \r\n\
+    first body\r\n";
+const BETA: &str = "From: bob@example.org\r\nSubject: beta\r\n\r\nsecond\r\n";
+const GAMMA: &str = "Subject: gamma\r\n\r\nthird, and longer\r\n";
+
+/// One session on a Maildir, and what its next command runs with.
+struct Client {
+    backend: Backend,
+    state: State,
+    opts: RunOptions,
+}
+
+thread_local! {
+    /// One server's open mailboxes per test (each test runs on its own
+    /// thread): the clients of a test are sessions of the same server.
+    static MAILBOXES: Arc<Mailboxes> =
+        Mailboxes::new(crate::store::notify::Notifier::new());
+}
+
+impl Client {
+    fn new(dir: &Path) -> Client {
+        Client {
+            backend: Backend::new(dir.to_path_buf(), MAILBOXES.with(Arc::clone)),
+            state: State::Authenticated,
+            opts: RunOptions::default(),
+        }
+    }
+
+    /// Runs one command line (with any literal inline), as the session
+    /// would hand it over: the responses, as text.
+    fn run(&mut self, line: &str) -> String {
+        let (rest, cmd) = CommandCodec::default()
+            .decode(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{line:?}: {e:?}"));
+        assert!(rest.is_empty(), "{line:?}");
+        let tag = cmd.tag.as_ref().to_string();
+        let (out, state) = self
+            .backend
+            .run(&tag, cmd.body.into_static(), self.state, &self.opts);
+        self.state = state;
+        String::from_utf8(out).unwrap()
+    }
+
+    /// An extended LIST, which the session parses itself.
+    fn list_extended(&mut self, line: &str) -> String {
+        let (tag, list) = list_ext::parse(line.as_bytes()).expect("an extended LIST");
+        let out = self
+            .backend
+            .list_extended(&tag, &list.unwrap(), self.opts.utf8);
+        String::from_utf8(out).unwrap()
+    }
+}
+
+/// `{n}` and the data, for a command line.
+fn literal(data: &str) -> String {
+    format!("{{{}}}\r\n{data}", data.len())
+}
+
+/// A Maildir whose INBOX holds ALPHA (\Seen), BETA and GAMMA (UIDs 1 to
+/// 3), and folders `Archive`, `Work` and `Work.Projects`.
+fn maildir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Maildir");
+    let root = MaildirRoot::new(&dir);
+    let inbox = root.inbox().unwrap();
+    let date = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for (msg, flags) in [
+        (ALPHA, Flags::SEEN),
+        (BETA, Flags::empty()),
+        (GAMMA, Flags::empty()),
+    ] {
+        inbox
+            .append(msg.as_bytes(), flags, &[], Some(date))
+            .unwrap();
+    }
+    for name in ["Archive", "Work", "Work.Projects"] {
+        root.create_folder(name).unwrap();
+    }
+    (tmp, dir)
+}
+
+fn uidvalidity(dir: &Path, name: &str) -> u32 {
+    MaildirRoot::new(dir).open(name).unwrap().uidvalidity()
+}
+
+/// SELECT's answer for the fixture INBOX, with `recent` messages \Recent.
+fn selected(v: u32, exists: u32, recent: u32, next: u32) -> String {
+    format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n\
+         * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n\
+         * {exists} EXISTS\r\n\
+         * {recent} RECENT\r\n\
+         * OK [UNSEEN 2] First unseen.\r\n\
+         * OK [UIDVALIDITY {v}] UIDs valid\r\n\
+         * OK [UIDNEXT {next}] Predicted next UID\r\n"
+    )
+}
+
+#[test]
+fn select_examine_close_and_recent() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    assert_eq!(
+        c.run("a1 SELECT INBOX\r\n"),
+        selected(v, 3, 3, 4) + "a1 OK [READ-WRITE] Select completed.\r\n"
+    );
+    assert_eq!(c.state, State::Selected { read_only: false });
+    // The first read-write session claimed \Recent: none for the next.
+    let mut other = Client::new(&dir);
+    assert_eq!(
+        other.run("b1 EXAMINE INBOX\r\n"),
+        selected(v, 3, 0, 4) + "b1 OK [READ-ONLY] Examine completed.\r\n"
+    );
+    assert_eq!(other.state, State::Selected { read_only: true });
+    assert_eq!(
+        other.run("b2 UNSELECT\r\n"),
+        "b2 OK Unselect completed.\r\n"
+    );
+    assert_eq!(other.state, State::Authenticated);
+    // CLOSE expunges the \Deleted messages, silently.
+    c.run("a2 STORE 3 +FLAGS.SILENT (\\Deleted)\r\n");
+    assert_eq!(c.run("a3 CLOSE\r\n"), "a3 OK Close completed.\r\n");
+    assert_eq!(c.state, State::Authenticated);
+    assert_eq!(
+        c.run("a4 STATUS INBOX (MESSAGES)\r\n"),
+        "* STATUS INBOX (MESSAGES 2)\r\na4 OK Status completed.\r\n"
+    );
+    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+    c.run("a5 SELECT INBOX\r\n");
+    assert_eq!(
+        c.run("a6 SELECT Nope\r\n"),
+        "a6 NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
+    );
+    assert_eq!(c.state, State::Authenticated);
+}
+
+#[test]
+fn select_under_imap4rev2_sends_list_not_recent() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    c.opts.rev2 = true;
+    c.opts.utf8 = true;
+    let want = selected(v, 3, 3, 4).replace("* 3 RECENT\r\n", "* LIST () \".\" INBOX\r\n");
+    assert_eq!(
+        c.run("a1 SELECT INBOX\r\n"),
+        want + "a1 OK [READ-WRITE] Select completed.\r\n"
+    );
+}
+
+#[test]
+fn fetch_flags_uid_and_header_fields() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    assert_eq!(
+        c.run("a2 FETCH 1:* (FLAGS UID)\r\n"),
+        "* 1 FETCH (FLAGS (\\Seen \\Recent) UID 1)\r\n\
+         * 2 FETCH (FLAGS (\\Recent) UID 2)\r\n\
+         * 3 FETCH (FLAGS (\\Recent) UID 3)\r\n\
+         a2 OK Fetch completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject From)])\r\n"),
+        "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (Subject From)] {47}\r\n\
+         From: Ann <ann@example.org>\r\n\
+         Subject: alpha\r\n\
+         \r\n)\r\n\
+         a3 OK Fetch completed.\r\n"
+    );
+    // Without PEEK the body fetch sets \Seen, and says so (RFC 3501 §6.4.5).
+    assert_eq!(
+        c.run("a4 FETCH 2 (RFC822.SIZE BODY[TEXT])\r\n"),
+        "* 2 FETCH (RFC822.SIZE 48 BODY[TEXT] {8}\r\nsecond\r\n FLAGS (\\Seen \\Recent))\r\n\
+         a4 OK Fetch completed.\r\n"
+    );
+    // A sequence number past the end is BAD, a UID past the end is nothing.
+    assert_eq!(
+        c.run("a5 FETCH 4 FLAGS\r\n"),
+        "a5 BAD Error in IMAP command FETCH: Invalid messageset.\r\n"
+    );
+    assert_eq!(
+        c.run("a6 UID FETCH 9 FLAGS\r\n"),
+        "a6 OK Fetch completed.\r\n"
+    );
+}
+
+#[test]
+fn store_flags_and_other_sessions_see_them() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    let mut other = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    other.run("b1 SELECT INBOX\r\n");
+    assert_eq!(
+        c.run("a2 STORE 2 +FLAGS (\\Flagged $Label)\r\n"),
+        "* 2 FETCH (FLAGS (\\Flagged \\Recent $Label))\r\na2 OK Store completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 UID STORE 1 -FLAGS (\\Seen)\r\n"),
+        "* 1 FETCH (UID 1 FLAGS (\\Recent))\r\na3 OK Store completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a4 STORE 3 FLAGS.SILENT (\\Answered)\r\n"),
+        "a4 OK Store completed.\r\n"
+    );
+    // Our own changes are not news to us; they are to the other session.
+    assert_eq!(c.run("a5 NOOP\r\n"), "a5 OK NOOP completed.\r\n");
+    assert_eq!(
+        other.run("b2 NOOP\r\n"),
+        "* 1 FETCH (UID 1 FLAGS ())\r\n\
+         * 2 FETCH (UID 2 FLAGS (\\Flagged $Label))\r\n\
+         * 3 FETCH (UID 3 FLAGS (\\Answered))\r\n\
+         b2 OK NOOP completed.\r\n"
+    );
+    let mut ro = Client::new(&dir);
+    ro.run("c1 EXAMINE INBOX\r\n");
+    assert_eq!(
+        ro.run("c2 STORE 1 +FLAGS (\\Seen)\r\n"),
+        "c2 NO [READ-ONLY] Mailbox is read-only.\r\n"
+    );
+}
+
+#[test]
+fn uid_search_search_and_esearch() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    c.run("a2 UID STORE 3 +FLAGS.SILENT (\\Seen)\r\n");
+    assert_eq!(
+        c.run("a3 UID SEARCH UNSEEN\r\n"),
+        "* SEARCH 2\r\na3 OK Search completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a4 SEARCH SUBJECT a\r\n"),
+        "* SEARCH 1 2 3\r\na4 OK Search completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a5 SEARCH BODY nowhere\r\n"),
+        "* SEARCH\r\na5 OK Search completed.\r\n"
+    );
+    c.opts.search_return = Some(SearchReturn {
+        min: true,
+        count: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("a6 UID SEARCH SEEN\r\n"),
+        "* ESEARCH (TAG \"a6\") UID MIN 1 COUNT 2\r\na6 OK Search completed.\r\n"
+    );
+    c.opts.search_return = Some(SearchReturn::ALL);
+    assert_eq!(
+        c.run("a7 SEARCH ALL\r\n"),
+        "* ESEARCH (TAG \"a7\") ALL 1:3\r\na7 OK Search completed.\r\n"
+    );
+}
+
+#[test]
+fn list_lsub_and_extended_list() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    MaildirRoot::new(&dir).create_folder("Sent").unwrap();
+    assert_eq!(
+        c.run("a1 LIST \"\" *\r\n"),
+        "* LIST (\\HasNoChildren) \".\" INBOX\r\n\
+         * LIST (\\HasNoChildren \\Archive) \".\" Archive\r\n\
+         * LIST (\\HasNoChildren \\Sent) \".\" Sent\r\n\
+         * LIST (\\HasChildren) \".\" Work\r\n\
+         * LIST (\\HasNoChildren) \".\" Work.Projects\r\n\
+         a1 OK List completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a2 LIST \"\" %\r\n"),
+        "* LIST (\\HasNoChildren) \".\" INBOX\r\n\
+         * LIST (\\HasNoChildren \\Archive) \".\" Archive\r\n\
+         * LIST (\\HasNoChildren \\Sent) \".\" Sent\r\n\
+         * LIST (\\HasChildren) \".\" Work\r\n\
+         a2 OK List completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 LIST \"\" \"\"\r\n"),
+        "* LIST (\\Noselect) \".\" \"\"\r\na3 OK List completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a4 SUBSCRIBE Archive\r\n"),
+        "a4 OK Subscribe completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a5 LSUB \"\" *\r\n"),
+        "* LSUB (\\HasNoChildren \\Archive) \".\" Archive\r\na5 OK Lsub completed.\r\n"
+    );
+    assert_eq!(
+        c.list_extended("a6 LIST (SPECIAL-USE) \"\" * RETURN (SUBSCRIBED STATUS (MESSAGES))\r\n"),
+        "* LIST (\\HasNoChildren \\Archive \\Subscribed) \".\" Archive\r\n\
+         * STATUS Archive (MESSAGES 0)\r\n\
+         * LIST (\\HasNoChildren \\Sent) \".\" Sent\r\n\
+         * STATUS Sent (MESSAGES 0)\r\n\
+         a6 OK List completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a7 UNSUBSCRIBE Archive\r\n"),
+        "a7 OK Unsubscribe completed.\r\n"
+    );
+    assert_eq!(c.run("a8 LSUB \"\" *\r\n"), "a8 OK Lsub completed.\r\n");
+}
+
+#[test]
+fn status() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    assert_eq!(
+        c.run("a1 STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)\r\n"),
+        format!(
+            "* STATUS INBOX (MESSAGES 3 RECENT 3 UIDNEXT 4 UIDVALIDITY {v} UNSEEN 2)\r\n\
+             a1 OK Status completed.\r\n"
+        )
+    );
+    assert_eq!(
+        c.run("a2 STATUS Work.Projects (MESSAGES SIZE)\r\n"),
+        "* STATUS Work.Projects (MESSAGES 0 SIZE 0)\r\na2 OK Status completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 STATUS Nope (MESSAGES)\r\n"),
+        "a3 NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
+    );
+}
+
+#[test]
+fn append_then_select() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    assert_eq!(
+        c.run(&format!(
+            "a1 APPEND INBOX (\\Seen) {}\r\n",
+            literal("Subject: new\r\n\r\nhi\r\n")
+        )),
+        format!("a1 OK [APPENDUID {v} 4] Append completed.\r\n")
+    );
+    assert_eq!(
+        c.run(&format!("a2 APPEND Nope {}\r\n", literal("hi"))),
+        "a2 NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 SELECT INBOX\r\n"),
+        selected(v, 4, 4, 5) + "a3 OK [READ-WRITE] Select completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a4 FETCH 4 (FLAGS BODY.PEEK[HEADER])\r\n"),
+        "* 4 FETCH (FLAGS (\\Seen \\Recent) BODY[HEADER] {16}\r\nSubject: new\r\n\r\n)\r\n\
+         a4 OK Fetch completed.\r\n"
+    );
+    // An APPEND to the selected mailbox is announced at once.
+    assert_eq!(
+        c.run(&format!("a5 APPEND INBOX {}\r\n", literal("x\r\n"))),
+        format!("* 5 EXISTS\r\n* 5 RECENT\r\na5 OK [APPENDUID {v} 5] Append completed.\r\n")
+    );
+}
+
+#[test]
+fn copy_and_move_answer_copyuid() {
+    let (_tmp, dir) = maildir();
+    let va = uidvalidity(&dir, "Archive");
+    let mut c = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    assert_eq!(
+        c.run("a2 COPY 1:2 Archive\r\n"),
+        format!("a2 OK [COPYUID {va} 1,2 1,2] Copy completed.\r\n")
+    );
+    assert_eq!(
+        c.run("a3 UID MOVE 3 Archive\r\n"),
+        format!(
+            "* OK [COPYUID {va} 3 3] Moved UIDs.\r\n\
+             * 3 EXPUNGE\r\n\
+             a3 OK Move completed.\r\n"
+        )
+    );
+    assert_eq!(
+        c.run("a4 COPY 1 Nope\r\n"),
+        "a4 NO [TRYCREATE] Mailbox doesn't exist.\r\n"
+    );
+    assert_eq!(
+        c.run("a5 UID COPY 7 Archive\r\n"),
+        "a5 OK No messages found. Copy completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a6 STATUS Archive (MESSAGES UIDNEXT)\r\n"),
+        "* STATUS Archive (MESSAGES 3 UIDNEXT 4)\r\na6 OK Status completed.\r\n"
+    );
+}
+
+#[test]
+fn expunge_and_uid_expunge() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    let mut other = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    other.run("b1 SELECT INBOX\r\n");
+    c.run("a2 STORE 1:3 +FLAGS.SILENT (\\Deleted)\r\n");
+    // UID EXPUNGE removes only the \Deleted messages it names.
+    assert_eq!(
+        c.run("a3 UID EXPUNGE 2\r\n"),
+        "* 2 EXPUNGE\r\na3 OK Expunge completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a4 EXPUNGE\r\n"),
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na4 OK Expunge completed.\r\n"
+    );
+    // The other session hears of it at its next chance, not during a
+    // FETCH (RFC 3501 §7.4.1), where the gone message has no data.
+    assert_eq!(
+        other.run("b2 FETCH 1 UID\r\n"),
+        "b2 OK Fetch completed.\r\n"
+    );
+    assert_eq!(
+        other.run("b3 NOOP\r\n"),
+        "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nb3 OK NOOP completed.\r\n"
+    );
+    let mut ro = Client::new(&dir);
+    ro.run("c1 EXAMINE INBOX\r\n");
+    assert_eq!(
+        ro.run("c2 EXPUNGE\r\n"),
+        "c2 NO [READ-ONLY] Mailbox is read-only.\r\n"
+    );
+}
+
+#[test]
+fn create_rename_delete() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    assert_eq!(c.run("a1 CREATE Lists\r\n"), "a1 OK Create completed.\r\n");
+    assert_eq!(
+        c.run("a2 CREATE Lists\r\n"),
+        "a2 NO [ALREADYEXISTS] Mailbox already exists.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 RENAME Lists Old\r\n"),
+        "a3 OK Rename completed.\r\n"
+    );
+    assert_eq!(c.run("a4 DELETE Old\r\n"), "a4 OK Delete completed.\r\n");
+    assert_eq!(
+        c.run("a5 DELETE INBOX\r\n"),
+        "a5 NO INBOX can't be deleted.\r\n"
+    );
+    assert_eq!(
+        c.run("a6 LIST \"\" *\r\n"),
+        "* LIST (\\HasNoChildren) \".\" INBOX\r\n\
+         * LIST (\\HasNoChildren \\Archive) \".\" Archive\r\n\
+         * LIST (\\HasChildren) \".\" Work\r\n\
+         * LIST (\\HasNoChildren) \".\" Work.Projects\r\n\
+         a6 OK List completed.\r\n"
+    );
+}
