@@ -218,3 +218,122 @@ fn store_all(
     done.extend(prepared.into_iter().map(|p| p.into_path()));
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+    use crate::smtp::proto::Recipient;
+    use crate::store::notify::Notifier;
+
+    /// An SMTP context on a temporary directory: example.com's john in
+    /// `vmail/`, mynetworks may relay, the queue in `queue/`.
+    fn ctx(dir: &std::path::Path) -> Ctx {
+        let d = dir.display();
+        // SAFETY: geteuid and getegid cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        std::fs::write(dir.join("vmailbox"), "john@example.com example.com/john/\n").unwrap();
+        std::fs::write(dir.join("users"), "john@example.com:{PLAIN}x::::::\n").unwrap();
+        let cfg = dir.join("pigeonpost.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+myhostname = "mx.example.com"
+mydestination = "localhost"
+mynetworks = "192.0.2.0/24"
+alias_maps = ""
+virtual_mailbox_domains = "example.com"
+virtual_mailbox_base = "{d}/vmail"
+virtual_mailbox_maps = "hash:{d}/vmailbox"
+virtual_uid_maps = "static:{uid}"
+virtual_gid_maps = "static:{gid}"
+virtual_minimum_uid = 0
+passdb = "passwd-file:{d}/users"
+userdb = "passwd-file:{d}/users"
+queue_directory = "{d}/queue"
+"#
+            ),
+        )
+        .unwrap();
+        let config = crate::config::load(&LoadOptions {
+            config_path: Some(cfg),
+            env: vec![],
+        })
+        .unwrap()
+        .config;
+        Ctx {
+            tables: Arc::new(crate::tables::Tables::open(&config).unwrap()),
+            auth: Arc::new(crate::auth::Auth::open(&config).unwrap()),
+            queue: Arc::new(crate::smtp::queue::Queue::open(&config).unwrap()),
+            tls: None,
+            notify: Notifier::new(),
+            config: Arc::new(config),
+        }
+    }
+
+    fn recipient(ctx: &Ctx, address: &str, trust: ClientTrust) -> Recipient<Routes> {
+        Recipient {
+            address: address.into(),
+            notify: 0,
+            orcpt: None,
+            route: route(ctx, address, trust).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_local_copy_and_one_queue_entry_both_durable_and_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Arc::new(ctx(dir.path()));
+        let trust = ClientTrust {
+            in_mynetworks: true,
+            authenticated: false,
+        };
+        // A stranger may not relay; mynetworks may.
+        let stranger = ClientTrust {
+            in_mynetworks: false,
+            authenticated: false,
+        };
+        assert!(route(&ctx, "friend@remote.example", stranger).is_err());
+        let env = Envelope {
+            mail_from: "alice@example.org".into(),
+            body: BodyType::SevenBit,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+            recipients: vec![
+                recipient(&ctx, "john@example.com", trust),
+                recipient(&ctx, "friend@remote.example", trust),
+            ],
+        };
+        let john = dir.path().join("vmail/example.com/john");
+        let changes = ctx.notify.subscribe(&john);
+        let origin = Origin {
+            helo: "client.example.org".into(),
+            client_ip: "192.0.2.7".parse().unwrap(),
+            protocol: "ESMTP",
+            tls: None,
+        };
+        let stored = store(
+            &ctx,
+            "ABC123",
+            &origin,
+            &env,
+            b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored.local_copies.len(), 1);
+        assert_eq!(stored.queued, 1);
+        let copy = std::fs::read_to_string(&stored.local_copies[0]).unwrap();
+        assert!(copy.starts_with("Return-Path: <alice@example.org>\nDelivered-To: john@example.com\nReceived: from client.example.org"), "{copy}");
+        assert!(copy.ends_with("\nSubject: hi\n\nbody\n"), "{copy}");
+        assert!(stored.local_copies[0].starts_with(john.join("new")));
+        // IMAP sessions of this server hear of it; the queue holds the rest.
+        assert!(ctx.notify.take_dirty(&john));
+        assert!(changes.has_changed().unwrap());
+        let queued = ctx.queue.spool().read_envelope("ABC123").unwrap();
+        assert_eq!(queued.recipients.len(), 1);
+        assert_eq!(queued.recipients[0].address, "friend@remote.example");
+    }
+}
