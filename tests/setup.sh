@@ -8,7 +8,7 @@
 #   fetchmail           a real POP3 client (tests/it/pop3.rs)
 #   isync, curl         real IMAP clients (tests/it/imap.rs)
 #   python3 + aiosmtpd  the receiving SMTP server of the queue tests (tests/peers)
-#   nix-bin, systemd, kubectl, yamllint, kubernetes-validate
+#   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
 set -euo pipefail
 
@@ -20,6 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!PKG[@]}"; do
