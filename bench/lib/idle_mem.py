@@ -6,7 +6,9 @@ Adapted from the project's shared reference harness (shared/bench/idle_mem.py,
 project), for bench/imap/run.sh. Changes: a --userfile (client i logs in as
 line i mod lines), the server's CPU while everyone idles, a check that every
 connection is still alive at the end (DONE answered with OK), the server's
-memory once more after all clients have logged out, and a --tag.
+memory once more after all clients have logged out, and a --tag. The
+process-tree sampling and the options it shares with imap_load.py are in
+bench/lib/common.py.
 
 Opens N IMAP connections (default 200), each doing LOGIN, SELECT INBOX and
 then IDLE (--parallel at a time), holds them for --hold seconds, and measures
@@ -27,48 +29,19 @@ import argparse
 import asyncio
 import json
 import os
-import ssl
+import sys
 import time
 
-CLK = os.sysconf("SC_CLK_TCK")
+sys.dont_write_bytecode = True  # no root-owned __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py
+from common import add_server_args, proc_tree_stats, quote, read_users, tls_ctx  # noqa: E402
 
 
-def proc_tree_stats(roots):
-    m, kids = {}, {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                s = open(f"/proc/{p}/stat").read()
-                r = s[s.rindex(")") + 2:].split()
-                m[int(p)] = r
-                kids.setdefault(int(r[1]), []).append(int(p))
-            except (OSError, ValueError):
-                pass
-    st, pids = list(roots), []
-    while st:
-        p = st.pop()
-        if p in m:
-            pids.append(p)
-            st.extend(kids.get(p, []))
-    rss = pss = 0
-    cpu = 0.0
-    names = {}
-    for p in pids:
-        r = m[p]
-        cpu += (int(r[11]) + int(r[12])) / CLK
-        if p in roots:
-            cpu += (int(r[13]) + int(r[14])) / CLK
-        try:
-            for line in open(f"/proc/{p}/smaps_rollup"):
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-            n = open(f"/proc/{p}/comm").read().strip()
-            names[n] = names.get(n, 0) + 1
-        except OSError:
-            pass
-    return {"nproc": len(pids), "rss_kb": rss, "pss_kb": pss, "cpu_s": round(cpu, 2), "procs": names}
+def tree_stats(roots):
+    """the server trees' nproc, summed RSS/PSS (KiB), CPU seconds and process names"""
+    r = proc_tree_stats(roots, comm=True) or {"nproc": 0, "rss_kb": 0, "pss_kb": 0, "cpu_s": 0.0, "procs": {}}
+    r["cpu_s"] = round(r["cpu_s"], 2)
+    return r
 
 
 def sys_used_kb():
@@ -94,22 +67,13 @@ async def wait_tag(r, tag, to):
             return
 
 
-def q(s):
-    return b'"' + s.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
-
-
 async def open_idle(a, user, pw):
-    ctx = None
-    if a.tls:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    r, w = await asyncio.wait_for(asyncio.open_connection(a.host, a.port, ssl=ctx), a.io_timeout)
+    r, w = await asyncio.wait_for(asyncio.open_connection(a.host, a.port, ssl=tls_ctx(a)), a.io_timeout)
     try:
         g = await readline(r, a.io_timeout)
         if not g.startswith(b"* OK"):
             raise ConnectionError("greeting %r" % g[:60])
-        w.write(b"a1 LOGIN " + q(user) + b" " + q(pw) + b"\r\n")
+        w.write(b"a1 LOGIN " + quote(user) + b" " + quote(pw) + b"\r\n")
         await w.drain()
         await wait_tag(r, b"a1", a.io_timeout)
         w.write(b"a2 SELECT INBOX\r\n")
@@ -149,7 +113,7 @@ async def close_idle(a, r, w):
 async def main_async(a, users):
     roots = [int(x) for x in a.server_pids.split()]
     await asyncio.sleep(a.settle)
-    before = proc_tree_stats(roots)
+    before = tree_stats(roots)
     sys0 = sys_used_kb()
     conns, errors = [], []
     t0 = time.time()
@@ -164,17 +128,17 @@ async def main_async(a, users):
 
     await asyncio.gather(*(one(*users[i % len(users)]) for i in range(a.clients)))
     t_conn = time.time() - t0
-    mid = proc_tree_stats(roots)
+    mid = tree_stats(roots)
     t_mid = time.time()
     await asyncio.sleep(a.hold)
-    after = proc_tree_stats(roots)
+    after = tree_stats(roots)
     t_after = time.time()
     sys1 = sys_used_kb()
     alive = 0
     for ok in await asyncio.gather(*(close_idle(a, r, w) for r, w in conns)):
         alive += ok
     await asyncio.sleep(a.settle)
-    gone = proc_tree_stats(roots)
+    gone = tree_stats(roots)
     n = len(conns)
     per = lambda k: round((after[k] - before[k]) / n, 1) if n else None
     return {
@@ -192,12 +156,7 @@ async def main_async(a, users):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("IMAP_HOST", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=int(os.environ.get("IMAP_PORT", 143)))
-    ap.add_argument("--tls", action="store_true")
-    ap.add_argument("--user", default=os.environ.get("IMAP_USER", "john@example.com"))
-    ap.add_argument("--password", default=os.environ.get("IMAP_PASS", "john123"))
-    ap.add_argument("--userfile", help="lines 'user password'; client i uses line i mod lines")
+    add_server_args(ap, "imap", 143, "IMAPS")
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--parallel", type=int, default=10, help="concurrent logins while ramping up")
     ap.add_argument("--no-idle", dest="idle", action="store_false", help="stay SELECTed without IDLE")
@@ -213,10 +172,7 @@ def main():
     a = ap.parse_args()
     if not (1 <= a.clients <= 10000 and 1 <= a.parallel <= 1000 and 0 <= a.hold <= 600 and 1 <= a.timeout <= 3600):
         ap.error("clients 1..10000, parallel 1..1000, hold 0..600, timeout 1..3600")
-    if a.userfile:
-        users = [tuple(l.split(None, 1)) for l in (x.strip() for x in open(a.userfile)) if l and not l.startswith("#")]
-    else:
-        users = [(a.user, a.password)]
+    users = read_users(a)
     res = asyncio.run(asyncio.wait_for(main_async(a, users), a.timeout))
     if a.json_out:
         with open(a.json_out, "a") as f:

@@ -6,50 +6,20 @@ written by bench/lib/smtp_load.sh plus the fields run.sh adds: server,
 pp_vmhwm_kb) and prints the comparison tables. Medians over runs; min..max in
 brackets where there is more than one run. Python standard library only.
 """
-import glob
-import json
 import os
-import re
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no root-owned __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py
+from common import fmt, load_meta, load_sessions, med, rng, vals  # noqa: E402
+
 d = sys.argv[1]
-runs = {}  # (server, conc) -> [dict]
-for f in sorted(glob.glob(os.path.join(d, "*_c*.jsonl"))):
-    m = re.match(r"(postfix|pigeonpost)_c(\d+)\.jsonl$", os.path.basename(f))
-    if not m:
-        continue
-    rows = [json.loads(l) for l in open(f) if l.strip()]
-    runs[(m.group(1), int(m.group(2)))] = rows
-concs = sorted({c for _, c in runs})
+runs, concs = load_sessions(d, prefix="", servers=("postfix", "pigeonpost"))  # (server, conc) -> [dict]
 
 
-def vals(rows, k):
-    return [r[k] for r in rows if r.get(k) is not None]
-
-
-def med(rows, k):
-    v = vals(rows, k)
-    return statistics.median(v) if v else None
-
-
-def fmt(x, nd=0):
-    if x is None:
-        return "–"
-    return f"{x:,.{nd}f}"
-
-
-def rng(rows, k, nd=0):
-    v = vals(rows, k)
-    if not v:
-        return "failed" if rows else "–"
-    s = fmt(statistics.median(v), nd)
-    if len(v) > 1:
-        s += f" ({fmt(min(v), nd)}..{fmt(max(v), nd)})"
-    bad = len(rows) - len(v)
-    if bad:
-        s += f" [{bad} run(s) incomplete]"
-    return s
+def rng_runs(rows, k, nd=0):
+    return rng(vals(rows, k), nd, len(rows), "run(s) incomplete")
 
 
 def pq(rows, a, b):
@@ -66,10 +36,7 @@ def mb(kb):
     return None if kb is None else kb / 1024
 
 
-meta = {}
-mp = os.path.join(d, "meta.json")
-if os.path.exists(mp):
-    meta = json.load(open(mp))
+meta = load_meta(d)
 if meta:
     print(f"{meta.get('count', '?')} messages x {meta.get('size', '?')} B per run, "
           f"{meta.get('runs', '?')} run(s) per server and concurrency, interleaved "
@@ -89,7 +56,7 @@ for c in concs:
     if pf:
         pfmem = f"{fmt(mb(max(vals(pf, 'peak_rss_kb') or [0])))} / {fmt(mb(max(vals(pf, 'peak_pss_kb') or [0])))}"
     ppmem = fmt(mb(max(vals(pp, "pp_vmhwm_kb") or [0])), 1) if vals(pp, "pp_vmhwm_kb") else "–"
-    print(f"| {c} | {rng(pf, 'e2e_rate')} | {rng(pp, 'e2e_rate')} | "
+    print(f"| {c} | {rng_runs(pf, 'e2e_rate')} | {rng_runs(pp, 'e2e_rate')} | "
           f"{'–' if ratio is None else f'**{ratio:.2f}×**'} | {cpu_ms(pf)} | {cpu_ms(pp)} | {pfmem} | {ppmem} |")
 
 print()

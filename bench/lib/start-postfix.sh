@@ -177,16 +177,10 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOC
 
-# maps (the same mailboxes pigeonpost gets in bench/smtp/run.sh)
-cat > "$PFX_CONF/vmailbox" <<EOC
-# user@domain -> maildir relative to virtual_mailbox_base (trailing / = Maildir)
-john@example.com  example.com/john/
-bob@example.com   example.com/bob/
-EOC
-cat > "$PFX_CONF/virtual" <<EOC
-# virtual_alias_maps: alias -> real mailbox(es)
-postmaster@example.com  john@example.com
-EOC
+# maps (the same mailboxes pigeonpost gets in bench/smtp/run.sh: common.sh)
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "$0")/common.sh"
+write_vmail_maps "$PFX_CONF"
 cat > "$PFX_CONF/aliases" <<EOC
 postmaster: root
 MAILER-DAEMON: postmaster
