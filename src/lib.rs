@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod imap;
+pub mod mailauth;
 pub mod net;
 pub mod observe;
 pub mod pop3;

@@ -58,11 +58,46 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// DKIM keys: `dkim keygen` makes one and prints its DNS record (like opendkim-genkey)
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
+    /// Print the DNS records DOMAIN needs as zone-file lines (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV); --check compares them with DNS
+    DnsRecords {
+        /// The mail domain, e.g. example.com
+        domain: String,
+        /// Look each record up (through dns_servers) and say what is missing or different
+        #[arg(long)]
+        check: bool,
+    },
     /// Send a message read from stdin (sendmail(1): -t, -f FROM, -i, recipients)
     #[command(disable_help_flag = true)]
     Sendmail {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimAction {
+    /// Make a signing key (mode 0600) in DIR/SELECTOR.private and print its DNS TXT record (also in DIR/SELECTOR.txt)
+    Keygen {
+        /// The signing domain (d=)
+        #[arg(long)]
+        domain: String,
+        /// The selector (s=): the key's name in DNS, SELECTOR._domainkey.DOMAIN
+        #[arg(long)]
+        selector: String,
+        /// rsa (rsa-sha256) or ed25519 (ed25519-sha256)
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+        /// RSA key size
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+        /// Where to write the key
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -133,6 +168,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Dkim {
+            action:
+                DkimAction::Keygen {
+                    domain,
+                    selector,
+                    algorithm,
+                    bits,
+                    dir,
+                },
+        } => dkim_keygen(&domain, &selector, &algorithm, bits, &dir),
+        Command::DnsRecords { domain, check } => {
+            let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l.config,
+                Err(e) => return config_failure(&e),
+            };
+            dns_records(&config, &domain, check)
+        }
         Command::Sendmail { args } => {
             let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
                 Ok(l) => l.config,
@@ -177,6 +229,111 @@ fn main() -> ExitCode {
                 Err(e) => return config_failure(&e),
             };
             serve(loaded.config)
+        }
+    }
+}
+
+fn dkim_keygen(
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+    bits: usize,
+    dir: &std::path::Path,
+) -> ExitCode {
+    use pigeonpost::mailauth::keygen;
+    let algorithm = match keygen::Algorithm::parse(algorithm) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pigeonpost dkim keygen: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match keygen::write_key(dir, domain, selector, algorithm, bits) {
+        Ok((private, _txt, line)) => {
+            eprintln!(
+                "pigeonpost dkim keygen: key in {} (for dkim_key_table: {selector}._domainkey.{domain} {domain}:{selector}:{})",
+                private.display(),
+                private.display()
+            );
+            print!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pigeonpost dkim keygen: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn dns_records(config: &config::Config, domain: &str, check: bool) -> ExitCode {
+    use pigeonpost::mailauth::{keygen, sign::Signer};
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let mut keys = Vec::new();
+    if let (Some(k), Some(s)) = (&config.dkim_key_table, &config.dkim_signing_table) {
+        match Signer::open(k, s) {
+            Ok(signer) => {
+                for (_, key) in signer.all_keys() {
+                    if key.domain == domain {
+                        keys.push((key.selector.clone(), key.algorithm(), key.public_key()));
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("pigeonpost: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    // MTA-STS policy id: anything alphanumeric that changes with the policy.
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() / 86_400).to_string())
+        .unwrap_or_default();
+    let records = keygen::records(&domain, &config.myhostname, &keys, &today);
+    if !check {
+        println!("; DNS records for {domain}, mail on {}", config.myhostname);
+        if keys.is_empty() {
+            println!("; no DKIM key for {domain} in dkim_key_table: make one with pigeonpost dkim keygen");
+        }
+        for r in &records {
+            println!("{}", r.zone_line());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pigeonpost: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(keygen::check(&records, &config.dns_servers)) {
+        Ok(results) => {
+            let mut all_ok = true;
+            for (r, found) in results {
+                let (word, detail) = match found {
+                    keygen::Found::Ok => ("ok", String::new()),
+                    keygen::Found::Missing => ("missing", String::new()),
+                    keygen::Found::Different(have) => {
+                        ("different", format!(" (DNS has: {})", have.join(" | ")))
+                    }
+                    keygen::Found::Error(e) => ("error", format!(" ({e})")),
+                };
+                all_ok &= word == "ok";
+                println!("{word:9} {} {} {}{detail}", r.name, r.rtype, r.data);
+            }
+            if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+        Err(e) => {
+            eprintln!("pigeonpost: {e}");
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }

@@ -8,6 +8,9 @@
 #   fetchmail           a real POP3 client (tests/it/pop3.rs)
 #   isync, curl         real IMAP clients (tests/it/imap.rs)
 #   python3 + aiosmtpd  the receiving SMTP server of the queue tests (tests/peers)
+#   dkimpy, pyspf, dnspython, PyNaCl, authres
+#                       DKIM/ARC and SPF oracles of the mail-authentication tests
+#   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
 set -euo pipefail
@@ -20,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
-  [openssl]=openssl
+  [openssl]=openssl [opendkim-genkey]=opendkim-tools
 )
 missing=()
 for cmd in "${!PKG[@]}"; do
@@ -53,6 +56,11 @@ fi
 # Debian's packages (a system Python marked externally managed).
 py_missing=()
 python3 -c 'import aiosmtpd' 2>/dev/null || py_missing+=(aiosmtpd)
+python3 -c 'import dkim' 2>/dev/null || py_missing+=(dkimpy)
+python3 -c 'import spf' 2>/dev/null || py_missing+=(pyspf)
+python3 -c 'import dns.resolver' 2>/dev/null || py_missing+=(dnspython)
+python3 -c 'import nacl.signing' 2>/dev/null || py_missing+=(pynacl)
+python3 -c 'import authres' 2>/dev/null || py_missing+=(authres)
 command -v yamllint >/dev/null || py_missing+=(yamllint)
 command -v kubernetes-validate >/dev/null || py_missing+=(kubernetes-validate)
 if [ ${#py_missing[@]} -gt 0 ]; then

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             disable_plaintext_auth: true,
         },
         submission: data.first().is_some_and(|b| b & 4 == 4),
+        check_sender: data.first().is_some_and(|b| b & 8 == 8),
         max_errors: 20,
     };
     let mut s: Session<()> = Session::new(cfg);
@@ -43,6 +44,13 @@ fuzz_target!(|data: &[u8]| {
             }
             Action::StartTls => s.tls_started(),
             Action::CheckAuth(_) => s.auth_done(AuthOutcome::Fail),
+            Action::CheckSender(a) => {
+                if a.len() % 3 == 0 {
+                    s.sender_done(Err(Reply::new(550, "5.7.23", "no")));
+                } else {
+                    s.sender_done(Ok(()));
+                }
+            }
             Action::CheckRecipient(a) => {
                 if a.len() % 2 == 0 {
                     s.rcpt_done(Ok(()));

@@ -264,6 +264,14 @@ pub struct Config {
     pub ssl_key: Option<PathBuf>,
     pub listen: Listen,
     pub dns_servers: Vec<SocketAddr>,
+    /// `report`, `enforce` or `off` (checked by `mailauth::policy`).
+    pub dmarc_policy: String,
+    /// `report`, `reject_fail` or `off`.
+    pub spf_policy: String,
+    pub mail_auth_mynetworks: bool,
+    /// OpenDKIM data sets (`refile:/path`, `file:/path` or `/path`).
+    pub dkim_key_table: Option<String>,
+    pub dkim_signing_table: Option<String>,
     pub proxy_trusted_networks: Vec<IpNet>,
     /// Listener names that expect a PROXY protocol header.
     pub proxy_protocol: Vec<String>,

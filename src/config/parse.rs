@@ -414,6 +414,29 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         lmtp: v.listen("listen.lmtp")?,
         http: v.listen("listen.http")?,
     };
+    for (key, allowed) in [
+        ("dmarc_policy", &["report", "enforce", "off"][..]),
+        ("spf_policy", &["report", "reject_fail", "off"][..]),
+    ] {
+        let value = v.text(key);
+        if !allowed.contains(&value.as_str()) {
+            return Err(v.err(key, format!("'{value}': use {}", allowed.join(", "))));
+        }
+    }
+    let optional = |key: &str| Some(v.text(key)).filter(|t| !t.is_empty());
+    let dkim_key_table = optional("dkim_key_table");
+    let dkim_signing_table = optional("dkim_signing_table");
+    if dkim_key_table.is_some() != dkim_signing_table.is_some() {
+        let missing = if dkim_key_table.is_some() {
+            "dkim_signing_table"
+        } else {
+            "dkim_key_table"
+        };
+        return Err(v.err(
+            missing,
+            "dkim_key_table and dkim_signing_table go together: set both or neither",
+        ));
+    }
     let myhostname = v.text("myhostname");
     if myhostname.is_empty() || myhostname.contains(char::is_whitespace) {
         return Err(v.err("myhostname", format!("'{myhostname}' is not a host name")));
@@ -464,6 +487,11 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         ssl_key,
         listen,
         dns_servers,
+        dmarc_policy: v.text("dmarc_policy"),
+        spf_policy: v.text("spf_policy"),
+        mail_auth_mynetworks: v.bool("mail_auth_mynetworks")?,
+        dkim_key_table,
+        dkim_signing_table,
         proxy_trusted_networks: v.networks("proxy_trusted_networks")?,
         proxy_protocol: one_of(&v, "proxy_protocol", &super::LISTENERS)?,
         log_format,

@@ -33,7 +33,22 @@ pub struct DestinationLabel {
     pub destination: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthResultLabel {
+    pub method: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlgorithmLabel {
+    pub algorithm: &'static str,
+}
+
 pub struct Metrics {
+    /// Mail authentication outcomes of inbound mail, per method.
+    pub auth_results: Family<AuthResultLabel, Counter>,
+    /// DKIM signatures added to outgoing mail, per algorithm.
+    pub dkim_signed: Family<AlgorithmLabel, Counter>,
     pub connections: Family<ListenerLabel, Counter>,
     pub auth_failures: Family<ProtocolLabel, Counter>,
     pub reloads: Counter,
@@ -65,6 +80,8 @@ fn latency_histogram() -> Histogram {
 
 static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     let m = Metrics {
+        auth_results: Family::default(),
+        dkim_signed: Family::default(),
         connections: Family::default(),
         auth_failures: Family::default(),
         reloads: Counter::default(),
@@ -87,6 +104,16 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     for protocol in ["smtp", "imap", "pop3"] {
         let _ = m.auth_failures.get_or_create(&ProtocolLabel { protocol });
     }
+    for method in ["spf", "dkim", "dmarc", "arc"] {
+        for result in ["pass", "fail", "none", "temperror", "permerror"] {
+            let _ = m
+                .auth_results
+                .get_or_create(&AuthResultLabel { method, result });
+        }
+    }
+    for algorithm in ["rsa", "ed25519"] {
+        let _ = m.dkim_signed.get_or_create(&AlgorithmLabel { algorithm });
+    }
     for d in [LOCAL, REMOTE] {
         let _ = m.delivered.get_or_create(&d);
         let _ = m.delivery_seconds.get_or_create(&d);
@@ -98,6 +125,16 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
         "connections",
         "Connections accepted, per listener",
         m.connections.clone(),
+    );
+    r.register(
+        "auth_results",
+        "SPF, DKIM, DMARC and ARC results of mail from outside, per method and result",
+        m.auth_results.clone(),
+    );
+    r.register(
+        "dkim_signed",
+        "DKIM signatures added to outgoing mail, per algorithm",
+        m.dkim_signed.clone(),
     );
     r.register(
         "auth_failures",

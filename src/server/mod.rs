@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::config::{Config, Listener, Protocol};
+use crate::mailauth::MailAuth;
 use crate::net::pending::Pending;
 use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
 use crate::smtp::inbound::SmtpHandler;
@@ -57,6 +58,8 @@ pub struct State {
     pub notify: Arc<Notifier>,
     /// The mailboxes IMAP sessions have open, shared between sessions.
     pub mailboxes: Arc<imap::backend::Mailboxes>,
+    /// SPF/DKIM/DMARC verification and DKIM signing.
+    pub mail_auth: Arc<MailAuth>,
     pub ready: AtomicBool,
 }
 
@@ -84,6 +87,7 @@ impl State {
             tls: self.tls_config.clone(),
             queue: self.queue.clone(),
             notify: self.notify.clone(),
+            mail_auth: self.mail_auth.clone(),
         })
     }
 
@@ -113,8 +117,10 @@ pub type Started = (Arc<State>, Vec<Arc<dyn Reloadable>>);
 pub fn build_state(config: Config) -> Result<Started, ServeError> {
     let tables = Tables::open(&config).map_err(|e| ServeError::State(e.to_string()))?;
     let auth = Auth::open(&config).map_err(|e| ServeError::State(e.to_string()))?;
+    let mail_auth = MailAuth::open(&config).map_err(ServeError::State)?;
     let mut reloadables: Vec<Arc<dyn Reloadable>> = tables.reloadables();
     reloadables.extend(auth.reloadables());
+    reloadables.extend(mail_auth.reloadables());
     let tls = match (&config.ssl_cert, &config.ssl_key) {
         (Some(c), Some(k)) => {
             let store = CertStore::load(c, k)?;
@@ -133,6 +139,7 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
     let notify = Notifier::new();
     let state = Arc::new(State {
         mailboxes: imap::backend::Mailboxes::new(notify.clone()),
+        mail_auth: Arc::new(mail_auth),
         notify,
         queue: Arc::new(queue),
         tables: Arc::new(tables),

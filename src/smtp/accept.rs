@@ -5,7 +5,7 @@
 
 use super::Ctx;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,7 +13,11 @@ use super::proto::{BodyType, DsnRet, Envelope};
 use super::queue::spool::{self, QueuedRcpt, RcptState};
 use super::received::{delivery_headers, received_header, Trace};
 use super::router::{self, ClientTrust, Destination, RouteError};
+use crate::mailauth::headers::strip_forged_results;
+use crate::observe::metrics;
 use crate::store::deliver::{self, DeliverError, Message, Owner};
+use crate::store::location::as_user;
+use crate::store::maildir::{Error as StoreError, MaildirRoot};
 use crate::store::mbox;
 use crate::store::notify::Notifier;
 
@@ -42,12 +46,76 @@ pub const LOCAL_TRUST: ClientTrust = ClientTrust {
     authenticated: false,
 };
 
-/// What the Received: header says about where a message came from.
+/// Where a message came from (for the Received: header), and what mail
+/// authentication made of it.
 pub struct Origin {
     pub helo: String,
     pub client_ip: IpAddr,
     pub protocol: &'static str,
     pub tls: Option<String>,
+    /// Our `Authentication-Results:` header for mail from outside.
+    pub auth_results: Option<String>,
+    /// DMARC quarantine: local copies go to the recipient's Junk folder.
+    pub quarantine: bool,
+    /// Our own users' mail (authenticated, mynetworks, sendmail, bounces):
+    /// DKIM-sign it when a key applies.
+    pub sign: bool,
+}
+
+impl Origin {
+    /// Mail made on this host: sendmail, bounces.
+    pub fn local(protocol: &'static str) -> Origin {
+        Origin {
+            helo: "localhost".into(),
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            protocol,
+            tls: None,
+            auth_results: None,
+            quarantine: false,
+            sign: true,
+        }
+    }
+}
+
+/// The message as stored and sent: our headers first (DKIM signatures of
+/// our users' mail, or the Authentication-Results of mail from outside),
+/// and no `Authentication-Results` that claims to be ours (RFC 8601 §5).
+fn finish_message(ctx: &Ctx, origin: &Origin, message: Vec<u8>) -> Vec<u8> {
+    let hostname = &ctx.config.myhostname;
+    let message = match strip_forged_results(&message, hostname) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(m) => {
+            tracing::info!(
+                "removed an Authentication-Results header claiming to be from {hostname}"
+            );
+            m
+        }
+    };
+    let mut head = String::new();
+    if let Some(ar) = &origin.auth_results {
+        head.push_str(ar);
+    }
+    if origin.sign {
+        if let Some(signer) = &ctx.mail_auth.signer {
+            for s in signer.sign(&message) {
+                metrics::get()
+                    .dkim_signed
+                    .get_or_create(&metrics::AlgorithmLabel {
+                        algorithm: s.algorithm,
+                    })
+                    .inc();
+                tracing::debug!(domain = %s.domain, selector = %s.selector, "DKIM signed");
+                head.push_str(&s.header);
+            }
+        }
+    }
+    if head.is_empty() {
+        return message;
+    }
+    let mut out = Vec::with_capacity(head.len() + message.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&message);
+    out
 }
 
 /// What was stored.
@@ -67,6 +135,8 @@ pub async fn store(
     message: Vec<u8>,
 ) -> Result<Stored, DeliverError> {
     let arrival = SystemTime::now();
+    let message = finish_message(ctx, origin, message);
+    let quarantine = origin.quarantine;
     let trace = Trace {
         helo: &origin.helo,
         client_ip: origin.client_ip,
@@ -133,7 +203,7 @@ pub async fn store(
                 .stage(qenv, &[prefix, &message])
                 .map_err(|e| DeliverError::from_io("queue", &spool.msg_path(&qenv.id), e))?;
         }
-        let local = store_all(&jobs, &message, &sender, arrival, &notify);
+        let local = store_all(&jobs, &message, &sender, arrival, &notify, quarantine);
         match (&local, &queued) {
             (Ok(_), Some(_)) => {
                 if let Err(e) = spool.commit(&id) {
@@ -162,6 +232,43 @@ pub async fn store(
     })
 }
 
+/// The recipient's Junk folder (RFC 6154 `\\Junk`), created and subscribed
+/// if missing, as the mail user, as Dovecot's autocreate would.
+fn junk_folder(maildir: &Path, owner: Option<&Owner>) -> Result<PathBuf, DeliverError> {
+    const JUNK: &str = "Junk";
+    let root = MaildirRoot::new(maildir);
+    let path = root.folder_path(JUNK).map_err(|e| DeliverError::Io {
+        path: maildir.to_path_buf(),
+        op: "junk folder",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    if path.join("new").is_dir() {
+        return Ok(path);
+    }
+    deliver::ensure_maildir(maildir, owner)?;
+    let (uid, gid) = owner.map_or((u32::MAX, u32::MAX), |o| (o.uid, o.gid));
+    let create = || -> Result<(), String> {
+        match root.create_folder(JUNK) {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        root.set_subscribed(JUNK, true)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let result = if owner.is_some() {
+        as_user(uid, gid, create)
+    } else {
+        create()
+    };
+    result.map_err(|e| DeliverError::Io {
+        path: path.clone(),
+        op: "create folder",
+        source: std::io::Error::other(e),
+    })?;
+    Ok(path)
+}
+
 /// The owner a destination's files get, when the router set both ids.
 fn owner(uid: Option<u32>, gid: Option<u32>) -> Option<Owner> {
     uid.zip(gid).map(|(uid, gid)| Owner { uid, gid })
@@ -175,6 +282,7 @@ fn store_all(
     sender: &str,
     arrival: SystemTime,
     notify: &Notifier,
+    quarantine: bool,
 ) -> Result<Vec<PathBuf>, DeliverError> {
     let mut prepared = Vec::new();
     let mut done = Vec::new();
@@ -191,7 +299,20 @@ fn store_all(
         };
         match dest {
             Destination::Maildir { dir, uid, gid, .. } => {
-                match deliver::prepare(dir, &msg, owner(*uid, *gid).as_ref()) {
+                let owner = owner(*uid, *gid);
+                let junk;
+                let dir = if quarantine {
+                    match junk_folder(dir, owner.as_ref()) {
+                        Ok(j) => {
+                            junk = j;
+                            &junk
+                        }
+                        Err(e) => return fail(prepared, e),
+                    }
+                } else {
+                    dir
+                };
+                match deliver::prepare(dir, &msg, owner.as_ref()) {
                     Ok(p) => prepared.push(p),
                     Err(e) => return fail(prepared, e),
                 }
@@ -268,6 +389,7 @@ queue_directory = "{d}/queue"
             queue: Arc::new(crate::smtp::queue::Queue::open(&config).unwrap()),
             tls: None,
             notify: Notifier::new(),
+            mail_auth: Arc::new(crate::mailauth::MailAuth::off()),
             config: Arc::new(config),
         }
     }
@@ -313,6 +435,9 @@ queue_directory = "{d}/queue"
             client_ip: "192.0.2.7".parse().unwrap(),
             protocol: "ESMTP",
             tls: None,
+            auth_results: None,
+            quarantine: false,
+            sign: false,
         };
         let stored = store(
             &ctx,

@@ -15,6 +15,8 @@ use super::received::{new_queue_id, protocol_name};
 use super::router::{ClientTrust, RouteError};
 use crate::auth::login::{self, LoginPolicy};
 use crate::config::Listener;
+use crate::mailauth::policy::{self, Decision, SpfMode};
+use crate::mailauth::verify::{Envelope as VerifyEnvelope, SpfOutput};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
@@ -51,14 +53,34 @@ impl SmtpHandler {
                 conn.is_local_client(),
             ),
             submission: self.listener.is_submission(),
+            // spf_policy = reject_fail answers MAIL FROM after an SPF check.
+            check_sender: self.verifies(conn.peer.ip())
+                && self.ctx.mail_auth.spf == SpfMode::RejectFail,
             max_errors: 20,
         }
+    }
+
+    /// Is mail from this client checked (SPF, DKIM, DMARC)? Only on the
+    /// `smtp` listener (mail from outside), not from `mynetworks` unless
+    /// `mail_auth_mynetworks`, and never for authenticated clients (the
+    /// session asks only about those).
+    fn verifies(&self, ip: IpAddr) -> bool {
+        let ma = &self.ctx.mail_auth;
+        self.listener == Listener::Smtp
+            && ma.verifier.is_some()
+            && (ma.check_mynetworks || !self.in_mynetworks(ip))
+    }
+
+    fn in_mynetworks(&self, ip: IpAddr) -> bool {
+        self.ctx.config.mynetworks.iter().any(|n| n.contains(&ip))
     }
 
     async fn run(&self, mut conn: Conn) {
         let timeout = self.ctx.config.smtpd_timeout;
         let client = conn.peer;
         let mut session: Session<Routes> = Session::new(self.session_config(&conn));
+        // The SPF result of MAIL FROM, reused at the end of DATA.
+        let mut sender_spf: Option<(String, SpfOutput)> = None;
         let mut buf = vec![0u8; 64 * 1024];
         tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
         loop {
@@ -114,6 +136,14 @@ impl SmtpHandler {
                     }
                     session.auth_done(outcome);
                 }
+                Action::CheckSender(sender) => {
+                    let (result, spf) = self.check_sender(&conn, &session, &sender).await;
+                    if let Err(reply) = &result {
+                        tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: MAIL from=<{sender}>: {reply}");
+                    }
+                    sender_spf = Some((sender, spf));
+                    session.sender_done(result);
+                }
                 Action::CheckRecipient(rcpt) => {
                     let result = self.route(&rcpt, client.ip(), session.user().is_some());
                     if let Err(reply) = &result {
@@ -123,7 +153,11 @@ impl SmtpHandler {
                     session.rcpt_done(result);
                 }
                 Action::Deliver(envelope, message) => {
-                    let reply = self.deliver(&conn, &session, envelope, message).await;
+                    let spf = sender_spf
+                        .take()
+                        .filter(|(s, _)| *s == envelope.mail_from)
+                        .map(|(_, spf)| spf);
+                    let reply = self.deliver(&conn, &session, envelope, message, spf).await;
                     session.data_done(reply);
                 }
                 Action::Close => {
@@ -134,6 +168,88 @@ impl SmtpHandler {
             }
         }
         tracing::info!(client = %client, "disconnect");
+    }
+
+    /// SPF at MAIL FROM (`spf_policy = reject_fail`).
+    async fn check_sender(
+        &self,
+        conn: &Conn,
+        session: &Session<Routes>,
+        sender: &str,
+    ) -> (Result<(), Reply>, SpfOutput) {
+        let verifier = self
+            .ctx
+            .mail_auth
+            .verifier
+            .as_ref()
+            .expect("check_sender needs a verifier");
+        let env = VerifyEnvelope {
+            client_ip: conn.peer.ip(),
+            helo: session.helo().unwrap_or(""),
+            mail_from: sender,
+        };
+        let spf = verifier.spf(&env).await;
+        let domain = spf.domain().to_string();
+        let refusal = policy::decide_spf(
+            self.ctx.mail_auth.spf,
+            spf.result().into(),
+            conn.peer.ip(),
+            &domain,
+        );
+        let result = match refusal {
+            Some((code, enhanced, text)) => Err(Reply::new(code, enhanced, text)),
+            None => Ok(()),
+        };
+        (result, spf)
+    }
+
+    /// Mail authentication of a message from outside: the header to add,
+    /// the log fields, and what to do. `Err` is the final reply.
+    async fn authenticate(
+        &self,
+        conn: &Conn,
+        session: &Session<Routes>,
+        env: &Envelope<Routes>,
+        message: &[u8],
+        spf: Option<SpfOutput>,
+    ) -> Result<(Option<String>, String, bool), Reply> {
+        if session.user().is_some() || !self.verifies(conn.peer.ip()) {
+            return Ok((None, String::new(), false));
+        }
+        let verifier = self
+            .ctx
+            .mail_auth
+            .verifier
+            .as_ref()
+            .expect("verifies() checked it");
+        let venv = VerifyEnvelope {
+            client_ip: conn.peer.ip(),
+            helo: session.helo().unwrap_or(""),
+            mail_from: &env.mail_from,
+        };
+        let report = verifier.verify(message, &venv, spf).await;
+        let m = metrics::get();
+        for (method, outcome) in report.outcomes() {
+            m.auth_results
+                .get_or_create(&metrics::AuthResultLabel {
+                    method,
+                    result: outcome.as_str(),
+                })
+                .inc();
+        }
+        let fields = report.log_fields();
+        let sample = rand::random::<u8>() % 100;
+        match policy::decide(self.ctx.mail_auth.dmarc, &report, sample) {
+            Decision::Deliver => Ok((Some(report.header), fields, false)),
+            Decision::Quarantine => {
+                tracing::info!(client = %conn.peer, "DMARC quarantine for {}: {fields}", report.dmarc_domain);
+                Ok((Some(report.header), fields, true))
+            }
+            Decision::Refuse((code, enhanced, text)) => {
+                tracing::info!(client = %conn.peer, "NOQUEUE: reject: END-OF-MESSAGE from=<{}>: {code} {enhanced} {text}; {fields}", env.mail_from);
+                Err(Reply::new(code, enhanced, text))
+            }
+        }
     }
 
     fn route(&self, rcpt: &str, ip: IpAddr, authenticated: bool) -> Result<Routes, Reply> {
@@ -159,8 +275,15 @@ impl SmtpHandler {
         session: &Session<Routes>,
         env: Envelope<Routes>,
         message: Vec<u8>,
+        spf: Option<SpfOutput>,
     ) -> Reply {
         let start = Instant::now();
+        let (auth_results, auth_fields, quarantine) =
+            match self.authenticate(conn, session, &env, &message, spf).await {
+                Ok(a) => a,
+                Err(reply) => return reply,
+            };
+        let in_mynetworks = self.in_mynetworks(conn.peer.ip());
         let queue_id = new_queue_id();
         let protocol = protocol_name(
             session.is_esmtp(),
@@ -172,6 +295,9 @@ impl SmtpHandler {
             client_ip: conn.peer.ip(),
             protocol,
             tls: conn.stream.tls_description(),
+            auth_results,
+            quarantine,
+            sign: session.user().is_some() || in_mynetworks,
         };
         let size = message.len();
         let result = accept::store(&self.ctx, &queue_id, &origin, &env, message).await;
@@ -184,8 +310,13 @@ impl SmtpHandler {
                     (0, _) => "queued",
                     _ => "sent (delivered) and queued",
                 };
+                let auth = if auth_fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {auth_fields}")
+                };
                 tracing::info!(
-                    "{queue_id}: from=<{}>, to=<{}>, client={}, proto={protocol}, size={size}, delay={delay:.3}, copies={}, queued={}, status={status}",
+                    "{queue_id}: from=<{}>, to=<{}>, client={}, proto={protocol}, size={size}, delay={delay:.3}, copies={}, queued={}{auth}, status={status}",
                     env.mail_from,
                     to.join(">,<"),
                     conn.peer.ip(),

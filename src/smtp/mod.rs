@@ -27,4 +27,6 @@ pub struct Ctx {
     pub queue: Arc<queue::Queue>,
     /// Told about every mailbox a delivery wrote to (IMAP sessions look).
     pub notify: Arc<crate::store::notify::Notifier>,
+    /// SPF/DKIM/DMARC checks of mail from outside, DKIM signing of ours.
+    pub mail_auth: Arc<crate::mailauth::MailAuth>,
 }

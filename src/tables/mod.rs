@@ -5,6 +5,7 @@
 pub mod aliases;
 pub mod lookup;
 pub mod map;
+pub mod opendkim;
 pub mod passwd_file;
 pub mod reload;
 

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("net", 2),
     ("auth", 3),
     ("store", 4),
+    ("mailauth", 4),
     ("smtp", 5),
     ("imap", 5),
     ("pop3", 5),

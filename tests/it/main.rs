@@ -4,7 +4,9 @@
 mod architecture;
 mod auth;
 mod cli;
+mod dns;
 mod imap;
+mod mailauth;
 mod pop3;
 mod proxy;
 mod queue;

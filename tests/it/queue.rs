@@ -5,14 +5,13 @@
 //! by `queue list`, kill -9 with mail queued, MX lookups and null MX, mail
 //! loops, `sendmail -t`, `queue delete`.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::dns::{Answer, FakeDns};
 use crate::proxy::metric;
 use crate::smtp::{mail_setup, python, MailSetup};
 use crate::util::{self, require_tool, Server};
@@ -20,14 +19,14 @@ use crate::util::{self, require_tool, Server};
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_peer.py");
 
 /// A receiving SMTP server (aiosmtpd), killed on drop.
-struct Peer {
+pub struct Peer {
     child: Child,
-    port: u16,
+    pub port: u16,
     out: PathBuf,
 }
 
 impl Peer {
-    fn start(out: &Path, args: &[&str]) -> Peer {
+    pub fn start(out: &Path, args: &[&str]) -> Peer {
         let has_aiosmtpd = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -61,7 +60,7 @@ impl Peer {
     }
 
     /// The messages received so far: (envelope JSON, message bytes).
-    fn received(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+    pub fn received(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
         let mut n = 1;
         let mut out = Vec::new();
         while self.out.join(format!("{n}.done")).exists() {
@@ -73,7 +72,7 @@ impl Peer {
         out
     }
 
-    fn wait(&self, n: usize, timeout: Duration) -> Vec<(serde_json::Value, Vec<u8>)> {
+    pub fn wait(&self, n: usize, timeout: Duration) -> Vec<(serde_json::Value, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
         loop {
             let got = self.received();
@@ -135,7 +134,7 @@ fn queue_cmd(setup: &MailSetup, args: &[&str]) -> (bool, String) {
 
 /// Adds `lines` to the setup's configuration (before `recipient_delimiter`,
 /// so outside the `[listen]` table).
-fn add_config(setup: &MailSetup, lines: &str) {
+pub fn add_config(setup: &MailSetup, lines: &str) {
     let text = std::fs::read_to_string(&setup.config).unwrap().replacen(
         "recipient_delimiter",
         &format!("{lines}\nrecipient_delimiter"),
@@ -144,7 +143,7 @@ fn add_config(setup: &MailSetup, lines: &str) {
     std::fs::write(&setup.config, text).unwrap();
 }
 
-fn setup_with(extra: &str) -> MailSetup {
+pub fn setup_with(extra: &str) -> MailSetup {
     let base = mail_setup("");
     let d = base.tree.dir.path().display().to_string();
     // The queue and fast retries (the tree is kept).
@@ -155,7 +154,7 @@ fn setup_with(extra: &str) -> MailSetup {
     base
 }
 
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -482,89 +481,21 @@ fn queue_delete_removes_one_message_or_all() {
     assert!(!ok && out.contains("is pigeonpost serve running?"), "{out}");
 }
 
-/// A tiny authoritative DNS server on UDP loopback: `zone` maps
-/// (name, type) to answers; everything else is NXDOMAIN. Records the queries.
-struct FakeDns {
-    addr: SocketAddr,
-    queries: Arc<Mutex<Vec<String>>>,
-}
-
-enum Answer {
-    Mx(u16, &'static str),
-    A([u8; 4]),
-    /// NOERROR with no records (NODATA).
-    Empty,
-}
-
-impl FakeDns {
-    fn start(zone: Vec<(&'static str, &'static str, Vec<Answer>)>) -> FakeDns {
-        use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-        use hickory_resolver::proto::rr::rdata::{A, MX};
-        use hickory_resolver::proto::rr::{Name, RData, Record};
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = sock.local_addr().unwrap();
-        let queries = Arc::new(Mutex::new(Vec::new()));
-        let seen = queries.clone();
-        let zone: HashMap<(String, String), Vec<Answer>> = zone
-            .into_iter()
-            .map(|(n, t, a)| ((n.to_string(), t.to_string()), a))
-            .collect();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let Ok(q) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(query) = q.queries().first().cloned() else {
-                    continue;
-                };
-                let name = query.name().to_ascii().trim_end_matches('.').to_lowercase();
-                let rtype = query.query_type().to_string();
-                seen.lock().unwrap().push(format!("{name} {rtype}"));
-                let mut r = Message::new();
-                r.set_id(q.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(q.op_code())
-                    .set_authoritative(true)
-                    .set_recursion_desired(q.recursion_desired())
-                    .set_recursion_available(true)
-                    .add_query(query.clone());
-                let known_name = zone.keys().any(|(n, _)| *n == name);
-                match zone.get(&(name.clone(), rtype)) {
-                    Some(answers) => {
-                        for a in answers {
-                            let rdata = match a {
-                                Answer::Mx(p, host) => RData::MX(MX::new(
-                                    *p,
-                                    Name::from_ascii(format!("{host}.")).unwrap(),
-                                )),
-                                Answer::A(ip) => RData::A(A::from(std::net::Ipv4Addr::from(*ip))),
-                                Answer::Empty => continue,
-                            };
-                            r.add_answer(Record::from_rdata(query.name().clone(), 60, rdata));
-                        }
-                    }
-                    None if known_name => {}
-                    None => {
-                        r.set_response_code(ResponseCode::NXDomain);
-                    }
-                }
-                if let Ok(bytes) = r.to_vec() {
-                    let _ = sock.send_to(&bytes, from);
-                }
-            }
-        });
-        FakeDns { addr, queries }
-    }
-}
-
 #[test]
 fn mx_lookup_through_a_test_dns_server_and_null_mx_bounces() {
     let dns = FakeDns::start(vec![
-        ("remote.test", "MX", vec![Answer::Mx(10, "mx.remote.test")]),
-        ("mx.remote.test", "A", vec![Answer::A([127, 0, 0, 1])]),
-        ("mx.remote.test", "AAAA", vec![Answer::Empty]),
-        ("nullmx.test", "MX", vec![Answer::Mx(0, "")]),
+        (
+            "remote.test".into(),
+            "MX",
+            vec![Answer::Mx(10, "mx.remote.test")],
+        ),
+        (
+            "mx.remote.test".into(),
+            "A",
+            vec![Answer::A([127, 0, 0, 1])],
+        ),
+        ("mx.remote.test".into(), "AAAA", vec![Answer::Empty]),
+        ("nullmx.test".into(), "MX", vec![Answer::Mx(0, "")]),
     ]);
     let setup = setup_with("");
     let d = setup.tree.dir.path().display().to_string();

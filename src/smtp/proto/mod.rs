@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub login: LoginPolicy,
     /// Submission (587/465): TLS before anything but EHLO/STARTTLS, AUTH before MAIL.
     pub submission: bool,
+    /// Ask the I/O layer about each sender of an unauthenticated client
+    /// ([`Action::CheckSender`]) before answering MAIL FROM.
+    pub check_sender: bool,
     /// Error replies allowed before the session is closed (Postfix smtpd_hard_error_limit).
     pub max_errors: usize,
 }
@@ -90,6 +93,9 @@ pub enum Action<R> {
     StartTls,
     /// Verify these credentials, then call [`Session::auth_done`].
     CheckAuth(Credentials),
+    /// Check this sender (MAIL FROM; empty for `<>`), then call
+    /// [`Session::sender_done`]. Only with `check_sender`.
+    CheckSender(String),
     /// Route this recipient, then call [`Session::rcpt_done`].
     CheckRecipient(String),
     /// Deliver durably, then call [`Session::data_done`] with the final reply.
@@ -245,6 +251,19 @@ impl<R> Session<R> {
 
     fn size_limit_exceeded(&self, size: u64) -> bool {
         self.cfg.max_message_size > 0 && size > self.cfg.max_message_size
+    }
+
+    /// The answer to a [`Action::CheckSender`]: the transaction starts, or
+    /// the sender is refused and there is none.
+    pub fn sender_done(&mut self, result: Result<(), Reply>) {
+        self.mode = Mode::Command;
+        match result {
+            Ok(()) => self.push(r(250, "2.1.0", "Ok")),
+            Err(reply) => {
+                self.txn = None;
+                self.error(reply);
+            }
+        }
     }
 
     /// The answer to a [`Action::CheckRecipient`].
@@ -596,7 +615,7 @@ impl<R> Session<R> {
                 mechanism,
                 initial_response,
             } => return self.auth(mechanism, initial_response),
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => return self.mail(from),
             Request::Rcpt { to } => return self.rcpt(to),
             Request::Data => {
                 if let Some(reply) = self.data_precheck() {
@@ -694,27 +713,34 @@ impl<R> Session<R> {
         self.sasl_step(step)
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Option<Action<R>> {
+        let refuse = |s: &mut Self, reply| {
+            s.error(reply);
+            None
+        };
         if self.helo.is_none() {
-            return self.error(r(503, "5.5.1", "Error: send HELO/EHLO first"));
+            return refuse(self, r(503, "5.5.1", "Error: send HELO/EHLO first"));
         }
         if self.txn.is_some() {
-            return self.error(r(503, "5.5.1", "Error: nested MAIL command"));
+            return refuse(self, r(503, "5.5.1", "Error: nested MAIL command"));
         }
         if self.cfg.submission && self.user.is_none() {
-            return self.error(r(530, "5.7.0", "Authentication required"));
+            return refuse(self, r(530, "5.7.0", "Authentication required"));
         }
         if self.size_limit_exceeded(from.size as u64) {
-            return self.error(r(552, "5.3.4", "Message size exceeds fixed limit"));
+            return refuse(self, r(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         // RFC 6531 §3.4: internationalized addresses need SMTPUTF8.
         if !smtputf8 && !from.address.is_ascii() {
-            return self.error(r(
-                553,
-                "5.6.7",
-                "Must declare SMTPUTF8 to send unicode address",
-            ));
+            return refuse(
+                self,
+                r(
+                    553,
+                    "5.6.7",
+                    "Must declare SMTPUTF8 to send unicode address",
+                ),
+            );
         }
         let body = if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             BodyType::BinaryMime
@@ -730,6 +756,7 @@ impl<R> Session<R> {
         } else {
             None
         };
+        let sender = from.address.clone();
         self.txn = Some(Envelope {
             mail_from: from.address,
             body,
@@ -738,7 +765,12 @@ impl<R> Session<R> {
             envid: from.env_id,
             recipients: Vec::new(),
         });
+        if self.cfg.check_sender && self.user.is_none() {
+            self.mode = Mode::Waiting;
+            return Some(Action::CheckSender(sender));
+        }
         self.push(r(250, "2.1.0", "Ok"));
+        None
     }
 
     fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Option<Action<R>> {

@@ -17,6 +17,7 @@ fn cfg() -> SessionConfig {
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
         },
         submission: false,
+        check_sender: false,
         max_errors: 20,
     }
 }
@@ -60,6 +61,14 @@ fn run_with(cfg: SessionConfig, chunks: &[&[u8]]) -> Run {
                 } else {
                     AuthOutcome::Fail
                 });
+            }
+            Action::CheckSender(addr) => {
+                // A toy SPF: senders at spf-fail.example are refused.
+                if addr.ends_with("@spf-fail.example") {
+                    s.sender_done(Err(Reply::new(550, "5.7.23", "SPF validation failed")));
+                } else {
+                    s.sender_done(Ok(()));
+                }
             }
             Action::CheckRecipient(addr) => {
                 if addr.ends_with("@example.com") {
@@ -423,4 +432,41 @@ fn smtputf8_and_dsn_parameters() {
         .as_deref()
         .unwrap()
         .contains("a@example.com"));
+}
+
+#[test]
+fn senders_are_checked_only_when_asked_and_a_refusal_ends_the_transaction() {
+    let script = "EHLO c\r\nMAIL FROM:<x@spf-fail.example>\r\nRCPT TO:<john@example.com>\r\nMAIL FROM:<x@good.example>\r\nRCPT TO:<john@example.com>\r\nQUIT\r\n";
+    let mut c = cfg();
+    c.check_sender = true;
+    let r = run_with(c, &[script.as_bytes()]);
+    assert_eq!(
+        codes(&r.out),
+        ["220", "250", "550", "503", "250", "250", "221"],
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("550 5.7.23 SPF validation failed"),
+        "{}",
+        r.out
+    );
+    // Without check_sender the same sender is accepted at once.
+    let r = run(script);
+    assert_eq!(codes(&r.out)[2], "250", "{}", r.out);
+    // An authenticated client is never asked about.
+    let mut c = cfg();
+    c.check_sender = true;
+    c.login.tls_active = true;
+    let auth = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<x@spf-fail.example>\r\nQUIT\r\n",
+        base64::engine::general_purpose::STANDARD.encode("\0user\0pass")
+    );
+    let r = run_with(c, &[auth.as_bytes()]);
+    assert_eq!(
+        codes(&r.out),
+        ["220", "250", "235", "250", "221"],
+        "{}",
+        r.out
+    );
 }

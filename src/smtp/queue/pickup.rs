@@ -100,12 +100,9 @@ pub(super) async fn submit_some(
         envid: None,
         recipients: rcpts,
     };
-    let origin = Origin {
-        helo: String::new(),
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        protocol: "local",
-        tls: None,
-    };
+    let mut origin = Origin::local("local");
+    // The Received: line has always said "from unknown" for local mail.
+    origin.helo = String::new();
     let start = std::time::Instant::now();
     let stored = accept::store(ctx, &id, &origin, &env, message)
         .await
