@@ -27,6 +27,12 @@
 #   TIMEOUT=300                    bound on one measured run, seconds
 #   FSYNC_CHECK=1                  after the runs, count fsync/rename syscalls
 #                                  per message with strace (if installed)
+#   MAILAUTH=                      verify: pigeonpost checks SPF, DKIM, DMARC and ARC on
+#                                  every message (DNS from a local server, bench/lib/fake_dns.py;
+#                                  each message DKIM-signed beforehand with dkimpy and sent
+#                                  with smtp-source -F); sign: pigeonpost DKIM-signs every
+#                                  message (rsa-sha256, 2048 bits). Postfix stays as in the
+#                                  HOWTO, without milters, and gets the same messages.
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them, as deleting them slows file
 #                                  creation for the next ~6 minutes; see bench/README.md)
@@ -57,6 +63,11 @@ SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-sourc
 [ -x "$SMTP_SOURCE" ] || { missing+=("smtp-source (in the postfix package)"); pkgs+=(postfix); }
 if has postfix; then need postfix postfix; need postmap postfix; fi
 need ss iproute2 "ss (iproute2)"
+MAILAUTH=${MAILAUTH:-}
+case "$MAILAUTH" in "" | verify | sign) ;; *) die "MAILAUTH is verify, sign or empty" ;; esac
+if [ "$MAILAUTH" = verify ]; then
+  python3 -c 'import dkim' 2>/dev/null || { missing+=("python3 dkimpy"); pkgs+=(python3-dkim); }
+fi
 need_cargo
 missing_exit "for postfix choose \"No configuration\", its own service is not used"
 need_root postfix Postfix
@@ -68,8 +79,61 @@ mkdir -p "$STATE" "$PP/mail" "$PP/queue" "$TRASH" || die "cannot create $STATE"
 results_dir
 chmod 755 "$STATE"
 vmail_ids
-on_exit stop_postfix
+DNS_PID=""
+stop_all() { if [ -n "$DNS_PID" ]; then kill "$DNS_PID" 2>/dev/null; fi; stop_postfix; }
+on_exit stop_all
 stop_stale_pigeonpost
+
+# ------------------------------------------------------------------ mail authentication
+# A signing key for sender.example, its DNS (SPF, DKIM, DMARC p=reject), and
+# for `verify` one message signed beforehand that every connection sends.
+FROM=a@example.org MA_CONFIG=""
+if [ -n "$MAILAUTH" ]; then
+  KEYS=$STATE/keys
+  rm -rf "$KEYS"; mkdir -p "$KEYS"
+  "$PIGEONPOST_BIN" dkim keygen --domain sender.example --selector s1 --dir "$KEYS" > /dev/null \
+    || die "pigeonpost dkim keygen failed"
+  python3 - "$KEYS" <<'PY' || die "cannot write the DNS zone"
+import json, sys
+keys = sys.argv[1]
+txt = open(keys + "/s1.txt").read()
+zone = {
+    "sender.example": {"TXT": ["v=spf1 ip4:127.0.0.0/8 -all"]},
+    "s1._domainkey.sender.example": {"TXT": ["".join(txt.split('"')[1::2])]},
+    "_dmarc.sender.example": {"TXT": ["v=DMARC1; p=reject"]},
+}
+json.dump(zone, open(keys + "/zone.json", "w"))
+PY
+  python3 "$LIB/fake_dns.py" --port 0 --zone "$KEYS/zone.json" > "$KEYS/dns.out" 2>&1 &
+  DNS_PID=$!
+  for _ in $(seq 1 50); do grep -q READY "$KEYS/dns.out" && break; sleep 0.1; done
+  DNS_PORT=$(awk '/READY/{print $2}' "$KEYS/dns.out")
+  [ -n "$DNS_PORT" ] || die "the DNS server did not start: $(cat "$KEYS/dns.out")"
+  FROM=a@sender.example
+  if [ "$MAILAUTH" = verify ]; then
+    python3 - "$KEYS" "$SIZE" <<'PY' || die "cannot sign the benchmark message"
+import dkim, sys
+keys, size = sys.argv[1], int(sys.argv[2])
+body = "".join("line %05d of the benchmark message, signed beforehand\n" % i for i in range(size // 52 + 1))[:size]
+msg = ("From: <a@sender.example>\nTo: <john@example.com>\nSubject: benchmark\n"
+       "Date: Sat, 05 Dec 2026 10:00:00 +0000\nMessage-ID: <bench@sender.example>\n\n" + body).encode()
+sig = dkim.sign(msg, b"s1", b"sender.example", open(keys + "/s1.private", "rb").read(),
+                canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+open(keys + "/signed.eml", "wb").write(sig.replace(b"\r\n", b"\n") + msg)
+PY
+    printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$SMTP_SOURCE" "$KEYS/signed.eml" > "$KEYS/smtp-source"
+    chmod +x "$KEYS/smtp-source"; SMTP_SOURCE=$KEYS/smtp-source
+    MA_CONFIG="dns_servers = \"127.0.0.1:$DNS_PORT\"
+# The benchmark clients are on 127.0.0.1, inside mynetworks: check them anyway.
+mail_auth_mynetworks = true"
+  else
+    printf 's1._domainkey.sender.example sender.example:s1:%s/s1.private\n' "$KEYS" > "$KEYS/KeyTable"
+    printf '*@sender.example s1._domainkey.sender.example\n' > "$KEYS/SigningTable"
+    MA_CONFIG="dkim_key_table = \"$KEYS/KeyTable\"
+dkim_signing_table = \"refile:$KEYS/SigningTable\""
+  fi
+  say "mail authentication: $MAILAUTH (DNS on 127.0.0.1:$DNS_PORT, key $KEYS/s1.private)"
+fi
 
 # ------------------------------------------------------------------ start Postfix
 if has postfix; then
@@ -105,6 +169,7 @@ smtpd_client_connection_count_limit = 0
 protocols = ""
 log_level = "warn"
 shutdown_timeout = "5s"
+$MA_CONFIG
 
 $(pp_listen smtp="$ADDR:$PP_PORT")
 EOF
@@ -133,7 +198,7 @@ measure() { # server conc run
   say "$s: -s $c, $COUNT x $SIZE B, run $i/$RUNS (settle ${SETTLE}s)"
   local one=$R/.one.jsonl; rm -f "$one"
   HOST=$ADDR SMTP_PORT=$port COUNT=$COUNT SIZE=$SIZE CONC=$c RUNS=1 SETTLE=$SETTLE TIMEOUT=$TIMEOUT \
-    TO=john@example.com MAILDIR=$mail/example.com/john/new CLEAR_CMD="$(clear_cmd "$s" "$mail")$extra" \
+    FROM=$FROM TO=john@example.com MAILDIR=$mail/example.com/john/new CLEAR_CMD="$(clear_cmd "$s" "$mail")$extra" \
     SERVER_PIDS="$pids" SAMPLE_EVERY=0.25 PROBES=$PROBES PROBE_GAP=$PROBE_GAP \
     PROBE_TO=bob@example.com PROBE_MAILDIR=$mail/example.com/bob/new SMTP_SOURCE=$SMTP_SOURCE \
     JSON_OUT=$one "$LIB/smtp_load.sh" >> "$R/${s}_c$c.log" 2>&1
@@ -163,6 +228,17 @@ for c in $CONCS; do
   done
 done
 say "measured runs done in $(( $(date +%s) - T0 )) s"
+if [ -n "$MAILAUTH" ] && has pigeonpost; then
+  # The last run's copies: did pigeonpost really verify (or sign) them?
+  f=$(find "$PP/mail/example.com/john/new" -type f | head -1)
+  if [ "$MAILAUTH" = verify ]; then want="dkim=pass"; else want="DKIM-Signature: v=1; a=rsa-sha256"; fi
+  if [ -n "$f" ] && grep -q "$want" "$f"; then
+    say "mail authentication check: stored copies carry '$want'"
+  else
+    say "mail authentication check FAILED: no '$want' in ${f:-(no file)}"
+  fi
+  [ "$MAILAUTH" = verify ] && [ -n "$f" ] && grep -A3 '^Authentication-Results:' "$f" | sed 's/^/   /'
+fi
 
 # ------------------------------------------------------------------ durability check (strace)
 # Not timed: counts the syscalls that make a message durable, per message.

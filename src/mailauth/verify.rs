@@ -21,7 +21,7 @@ use mail_auth::{
     Parameters, RecordSet, SpfResult, Txt, MX,
 };
 
-use super::cache::{Caches, TtlCache};
+use super::cache::{Caches, TtlCache, VoidCounter};
 
 pub use mail_auth::SpfOutput;
 
@@ -29,6 +29,9 @@ pub use mail_auth::SpfOutput;
 /// mailing list's or an ESP's, not enough to make one message cost 50 key
 /// lookups.
 pub const MAX_SIGNATURES: usize = 5;
+
+/// RFC 7208 §4.6.4's limit on void lookups in one SPF evaluation.
+const MAX_VOID_LOOKUPS: u32 = 2;
 
 /// A result as the Authentication-Results header names it (RFC 8601 §2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -254,12 +257,26 @@ impl Verifier {
         };
         let domain = params_domain(env);
         let check = async {
-            let out = self
-                .authenticator
-                .verify_spf(cached(&self.caches, params))
-                .await;
+            let (a, aaaa, mx, ptr) = (
+                VoidCounter::new(&self.caches.ipv4),
+                VoidCounter::new(&self.caches.ipv6),
+                VoidCounter::new(&self.caches.mx),
+                VoidCounter::new(&self.caches.ptr),
+            );
+            let p = Parameters::new(params)
+                .with_txt_cache(&self.caches.txt)
+                .with_mx_cache(&mx)
+                .with_ipv4_cache(&a)
+                .with_ipv6_cache(&aaaa)
+                .with_ptr_cache(&ptr);
+            let out = self.authenticator.verify_spf(p).await;
             if matches!(out.result(), SpfResult::None | SpfResult::TempError) {
                 return out;
+            }
+            // RFC 7208 §4.6.4: more than two lookups that find nothing is a
+            // permerror; mail-auth doesn't count them.
+            if a.voids() + aaaa.voids() + mx.voids() + ptr.voids() > MAX_VOID_LOOKUPS {
+                return SpfOutput::new(domain.clone()).with_result(SpfResult::PermError);
             }
             // RFC 7208 §4.6: a record with a syntax error is a permerror;
             // mail-auth evaluates what it can of it.
