@@ -1020,3 +1020,75 @@ fn dns_records_prints_what_a_domain_needs_and_check_compares() {
     assert!(out.contains("missing   example.com. MX"), "{out}");
     drop(dns);
 }
+
+#[test]
+fn signing_keys_reload_and_a_broken_key_keeps_the_old_ones() {
+    let (setup, dns) = signing_setup(None);
+    let server = setup.start();
+    let port = server.addr("smtp").port().to_string();
+    let dns_addr = dns.addr.to_string();
+    let send = |case: &str| {
+        let job = serde_json::json!([{"ip": "127.0.0.1", "helo": "client", "sender": "alice@example.com",
+            "rcpt": "john@example.com",
+            "file": setup.tree.write(&format!("out/{case}.eml"), &String::from_utf8_lossy(&message(case, "alice@example.com")))}]);
+        let out = tool(&["send", "--port", &port], job.to_string().as_bytes());
+        assert!(String::from_utf8_lossy(&out).starts_with("250"));
+    };
+    let signatures = |case: &str| {
+        let n = stored(&setup, "").iter().filter(|(c, _)| c == case).count();
+        assert_eq!(n, 1, "one copy of {case}");
+        let all = setup_wait(&setup, 1);
+        let text = copy_of(&all, case).to_string();
+        let n = text.matches("DKIM-Signature:").count();
+        let first =
+            String::from_utf8(tool(&["verify", "--dns", &dns_addr], text.as_bytes())).unwrap();
+        (n, first.trim().to_string())
+    };
+    send("before");
+    crate::queue::wait_for(Duration::from_secs(5), || {
+        (!stored(&setup, "").is_empty()).then_some(())
+    });
+    assert_eq!(signatures("before"), (2, "pass".to_string()));
+    // A KeyTable naming a key file that isn't a key: refused, old keys kept.
+    setup.tree.write("keys/garbage.private", "not a key\n");
+    let keys = setup.tree.path("keys");
+    util::replace(
+        &setup.tree.path("opendkim/KeyTable"),
+        &format!(
+            "pp._domainkey.example.com example.com:pp:{}/garbage.private\npped._domainkey.example.com example.com:pped:{}/pped.private\n",
+            keys.display(),
+            keys.display()
+        ),
+    );
+    assert!(server
+        .wait_log(
+            "reload failed; keeping the previous version",
+            Duration::from_secs(10)
+        )
+        .is_some());
+    send("broken");
+    crate::queue::wait_for(Duration::from_secs(5), || {
+        (stored(&setup, "").len() >= 2).then_some(())
+    });
+    assert_eq!(
+        signatures("broken"),
+        (2, "pass".to_string()),
+        "the old keys still sign"
+    );
+    // A good KeyTable with only the ed25519 key: reloaded, one signature.
+    util::replace(
+        &setup.tree.path("opendkim/KeyTable"),
+        &format!(
+            "pped._domainkey.example.com example.com:pped:{}/pped.private\n",
+            keys.display()
+        ),
+    );
+    assert!(server
+        .wait_log("reloaded", Duration::from_secs(10))
+        .is_some());
+    send("after");
+    crate::queue::wait_for(Duration::from_secs(5), || {
+        (stored(&setup, "").len() >= 3).then_some(())
+    });
+    assert_eq!(signatures("after"), (1, "pass".to_string()));
+}
