@@ -114,14 +114,26 @@ PY
     python3 - "$KEYS" "$SIZE" <<'PY' || die "cannot sign the benchmark message"
 import dkim, sys
 keys, size = sys.argv[1], int(sys.argv[2])
-body = "".join("line %05d of the benchmark message, signed beforehand\n" % i for i in range(size // 52 + 1))[:size]
-msg = ("From: <a@sender.example>\nTo: <john@example.com>\nSubject: benchmark\n"
-       "Date: Sat, 05 Dec 2026 10:00:00 +0000\nMessage-ID: <bench@sender.example>\n\n" + body).encode()
+# Signed with CRLF line ends, as it goes over the wire (smtp-source -F
+# sends each line of the file with CRLF); stored with LF for smtp-source.
+lines = ["line %05d of the benchmark message, signed beforehand" % i for i in range(size // 53 + 1)]
+msg = ("From: <a@sender.example>\r\nTo: <john@example.com>\r\nSubject: benchmark\r\n"
+       "Date: Sat, 05 Dec 2026 10:00:00 +0000\r\nMessage-ID: <bench@sender.example>\r\n\r\n"
+       + "".join(l + "\r\n" for l in lines)).encode()
 sig = dkim.sign(msg, b"s1", b"sender.example", open(keys + "/s1.private", "rb").read(),
                 canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
-open(keys + "/signed.eml", "wb").write(sig.replace(b"\r\n", b"\n") + msg)
+open(keys + "/signed.eml", "wb").write((sig + msg).replace(b"\r\n", b"\n"))
 PY
-    printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$SMTP_SOURCE" "$KEYS/signed.eml" > "$KEYS/smtp-source"
+    # smtp-source with the signed message: -F FILE, which refuses -l SIZE.
+    cat > "$KEYS/smtp-source" <<EOS
+#!/bin/bash
+args=()
+while [ \$# -gt 0 ]; do
+  if [ "\$1" = -l ]; then shift 2; continue; fi
+  args+=("\$1"); shift
+done
+exec $SMTP_SOURCE -F $KEYS/signed.eml "\${args[@]}"
+EOS
     chmod +x "$KEYS/smtp-source"; SMTP_SOURCE=$KEYS/smtp-source
     MA_CONFIG="dns_servers = \"127.0.0.1:$DNS_PORT\"
 # The benchmark clients are on 127.0.0.1, inside mynetworks: check them anyway.
