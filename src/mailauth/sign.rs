@@ -57,7 +57,55 @@ const SIGNED: &[&str] = &[
 
 pub enum Key {
     Rsa(RsaKey<Sha256>),
+    /// An RSA key ring won't sign with (1024 to 2047 bits: RFC 8301 §3.2
+    /// allows 1024, and older OpenDKIM setups have them), signed with the
+    /// `rsa` crate instead.
+    ShortRsa(ShortRsaKey),
     Ed25519(Ed25519Key),
+}
+
+pub struct ShortRsaKey(rsa::RsaPrivateKey);
+
+impl SigningKey for ShortRsaKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        use sha2::Digest;
+        let mut data = Vec::with_capacity(256);
+        input.write(&mut data);
+        let digest = sha2::Sha256::digest(&data);
+        self.0
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+            .map_err(|e| {
+                mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
+                    e.to_string(),
+                ))
+            })
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::RsaSha256
+    }
+}
+
+/// A 1024-2047-bit RSA key from PKCS#1 or PKCS#8 DER.
+fn short_rsa(der: &[u8], pkcs8: bool) -> Result<Key, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = if pkcs8 {
+        rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| e.to_string())?
+    } else {
+        rsa::RsaPrivateKey::from_pkcs1_der(der).map_err(|e| e.to_string())?
+    };
+    let bits = key.size() * 8;
+    if bits < 1024 {
+        return Err(format!(
+            "RSA key of {bits} bits: RFC 8301 §3.2 requires at least 1024 (2048 recommended)"
+        ));
+    }
+    tracing::warn!(bits, "a DKIM key shorter than 2048 bits: RFC 8301 recommends 2048; make a new one with pigeonpost dkim keygen");
+    Ok(Key::ShortRsa(ShortRsaKey(key)))
 }
 
 /// A key of the KeyTable, read and parsed.
@@ -70,7 +118,7 @@ pub struct LoadedKey {
 impl LoadedKey {
     pub fn algorithm(&self) -> &'static str {
         match self.key {
-            Key::Rsa(_) => "rsa",
+            Key::Rsa(_) | Key::ShortRsa(_) => "rsa",
             Key::Ed25519(_) => "ed25519",
         }
     }
@@ -80,6 +128,13 @@ impl LoadedKey {
     pub fn public_key(&self) -> Vec<u8> {
         match &self.key {
             Key::Rsa(k) => spki_rsa(&k.public_key()),
+            Key::ShortRsa(k) => {
+                use rsa::pkcs8::EncodePublicKey;
+                rsa::RsaPublicKey::from(&k.0)
+                    .to_public_key_der()
+                    .map(|d| d.as_bytes().to_vec())
+                    .unwrap_or_default()
+            }
             Key::Ed25519(k) => k.public_key(),
         }
     }
@@ -91,25 +146,23 @@ impl LoadedKey {
 pub fn parse_key(pem: &[u8]) -> Result<Key, String> {
     let der =
         PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("not a PEM private key: {e}"))?;
-    // ring signs only with RSA keys of 2048 bits or more (RFC 8301 §3.2:
-    // signers SHOULD use at least 2048).
-    let rsa_error = |e: mail_auth::Error| {
-        let text = e.to_string();
-        if text.contains("TooSmall") {
-            "RSA key shorter than 2048 bits: make a new one (pigeonpost dkim keygen, or opendkim-genkey -b 2048)".to_string()
-        } else {
-            format!("RSA key: {text}")
-        }
-    };
+    // ring signs only with RSA keys of 2048 bits or more; shorter ones
+    // (down to RFC 8301's 1024) go to the rsa crate.
+    let too_small = |e: &mail_auth::Error| e.to_string().contains("TooSmall");
     match der {
-        PrivateKeyDer::Pkcs1(_) => RsaKey::<Sha256>::from_key_der(der)
-            .map(Key::Rsa)
-            .map_err(rsa_error),
+        PrivateKeyDer::Pkcs1(ref p1) => {
+            let bytes = p1.secret_pkcs1_der().to_vec();
+            match RsaKey::<Sha256>::from_key_der(der) {
+                Ok(k) => Ok(Key::Rsa(k)),
+                Err(e) if too_small(&e) => short_rsa(&bytes, false),
+                Err(e) => Err(format!("RSA key: {e}")),
+            }
+        }
         PrivateKeyDer::Pkcs8(p8) => {
             let bytes = p8.secret_pkcs8_der().to_vec();
             match RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(p8)) {
                 Ok(k) => return Ok(Key::Rsa(k)),
-                Err(e) if e.to_string().contains("TooSmall") => return Err(rsa_error(e)),
+                Err(e) if too_small(&e) => return short_rsa(&bytes, true),
                 Err(_) => {}
             }
             Ed25519Key::from_pkcs8_maybe_unchecked_der(&bytes)
@@ -308,6 +361,7 @@ impl Signer {
         for k in keys {
             let result = match &k.key {
                 Key::Rsa(key) => sign_with(key, &k, &headers, message),
+                Key::ShortRsa(key) => sign_with(key, &k, &headers, message),
                 Key::Ed25519(key) => sign_with(key, &k, &headers, message),
             };
             match result {
@@ -389,4 +443,48 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(content);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+
+    fn rsa_pem(bits: usize) -> String {
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).unwrap();
+        key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn keys_under_2048_bits_sign_through_the_rsa_crate_and_under_1024_are_refused() {
+        let key = parse_key(rsa_pem(1024).as_bytes()).unwrap();
+        assert!(matches!(key, Key::ShortRsa(_)));
+        let loaded = LoadedKey {
+            domain: "example.com".into(),
+            selector: "old".into(),
+            key,
+        };
+        assert_eq!(loaded.algorithm(), "rsa");
+        // A SubjectPublicKeyInfo, as opendkim-genkey publishes it.
+        assert_eq!(loaded.public_key()[0], 0x30);
+        let Key::ShortRsa(k) = &loaded.key else {
+            unreachable!()
+        };
+        let header = sign_with(
+            k,
+            &loaded,
+            &["from".to_string()],
+            b"From: a@example.com\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        assert!(
+            header.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+            "{header}"
+        );
+        let e = parse_key(rsa_pem(768).as_bytes()).err().unwrap();
+        assert!(e.contains("at least 1024"), "{e}");
+        assert!(parse_key(b"not a key").is_err());
+    }
 }
