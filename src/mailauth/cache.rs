@@ -90,30 +90,45 @@ impl<T> Answer for RecordSet<T> {
     }
 }
 
-/// A per-evaluation view of a shared cache that counts void lookups
-/// (RFC 7208 §4.6.4: a lookup that gets NXDOMAIN or no answer): an empty
-/// answer, or a lookup that was never answered (mail-auth caches only
-/// answers; NXDOMAIN comes back to it as an error). Every cache miss is
-/// followed by a lookup, and every answered lookup by an insert.
-pub struct VoidCounter<'c, K, V> {
-    inner: &'c TtlCache<K, V>,
-    /// (empty answers, misses, inserts)
-    counts: Mutex<(u32, u32, u32)>,
+/// Void lookups of one SPF evaluation (RFC 7208 §4.6.4: a lookup that
+/// gets NXDOMAIN or no answer), counted through the caches mail-auth uses:
+/// an empty answer, or a name that was looked up and never answered
+/// (mail-auth caches only answers; NXDOMAIN comes back to it as an error).
+/// Names are kept as hashes and shared by the A, AAAA, MX and PTR views,
+/// so a name tried as A and then AAAA is one lookup, not two.
+#[derive(Default)]
+pub struct VoidLookups {
+    empty: Mutex<u32>,
+    /// Hashes of names missed in a cache and not answered since.
+    unanswered: Mutex<std::collections::HashSet<u64>>,
 }
 
-impl<'c, K: Hash + Eq + Clone, V: Clone + Answer> VoidCounter<'c, K, V> {
-    pub fn new(inner: &'c TtlCache<K, V>) -> Self {
-        VoidCounter {
-            inner,
-            counts: Mutex::new((0, 0, 0)),
-        }
+fn name_hash<Q: Hash + ?Sized>(name: &Q) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+impl VoidLookups {
+    pub fn count(&self) -> u32 {
+        *self.empty.lock().unwrap_or_else(|e| e.into_inner())
+            + self
+                .unanswered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len() as u32
     }
 
-    /// Void lookups so far.
-    pub fn voids(&self) -> u32 {
-        let (empty, misses, inserts) = *self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        empty + misses.saturating_sub(inserts)
+    /// A view of `inner` that counts into this tally.
+    pub fn view<'c, K, V>(&'c self, inner: &'c TtlCache<K, V>) -> VoidCounter<'c, K, V> {
+        VoidCounter { inner, tally: self }
     }
+}
+
+pub struct VoidCounter<'c, K, V> {
+    inner: &'c TtlCache<K, V>,
+    tally: &'c VoidLookups,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone + Answer> ResolverCache<K, V> for VoidCounter<'_, K, V> {
@@ -123,11 +138,18 @@ impl<K: Hash + Eq + Clone, V: Clone + Answer> ResolverCache<K, V> for VoidCounte
         Q: Hash + Eq + ?Sized,
     {
         let found = self.inner.get(name);
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         match &found {
-            Some(v) if v.is_void() => c.0 += 1,
+            Some(v) if v.is_void() => {
+                *self.tally.empty.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            }
             Some(_) => {}
-            None => c.1 += 1,
+            None => {
+                self.tally
+                    .unanswered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name_hash(name));
+            }
         }
         found
     }
@@ -141,12 +163,16 @@ impl<K: Hash + Eq + Clone, V: Clone + Answer> ResolverCache<K, V> for VoidCounte
     }
 
     fn insert(&self, key: K, value: V, valid_until: Instant) {
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.2 += 1;
+        // K: Borrow<Q> hashes like Q (Borrow's contract), so this is the
+        // same hash the miss recorded.
+        self.tally
+            .unanswered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name_hash(&key));
         if value.is_void() {
-            c.0 += 1;
+            *self.tally.empty.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         }
-        drop(c);
         self.inner.insert(key, value, valid_until);
     }
 }
@@ -178,26 +204,31 @@ mod tests {
     #[test]
     fn void_lookups_are_misses_never_answered_and_empty_answers() {
         let shared: TtlCache<Box<str>, RecordSet<Ipv4Addr>> = TtlCache::default();
+        let shared6: TtlCache<Box<str>, RecordSet<std::net::Ipv6Addr>> = TtlCache::default();
         let later = Instant::now() + Duration::from_secs(60);
         let set = |ips: &[Ipv4Addr]| RecordSet {
             rrset: ips.to_vec().into(),
             dnssec_status: Default::default(),
         };
         shared.insert("cached-empty.".into(), set(&[]), later);
-        let v = VoidCounter::new(&shared);
+        let tally = VoidLookups::default();
+        let (v, v6) = (tally.view(&shared), tally.view(&shared6));
         // Answered: a miss, then the answer is cached.
         assert!(v.get("a.").is_none());
         v.insert("a.".into(), set(&[Ipv4Addr::LOCALHOST]), later);
-        assert_eq!(v.voids(), 0);
-        // NXDOMAIN: a miss never answered.
+        assert_eq!(tally.count(), 0);
+        // NXDOMAIN: a miss never answered, tried as A and as AAAA: one.
         assert!(v.get("nx.").is_none());
-        assert_eq!(v.voids(), 1);
+        assert!(v6.get("nx.").is_none());
+        assert_eq!(tally.count(), 1);
         // NODATA, fresh or from the cache.
         assert!(v.get("empty.").is_none());
         v.insert("empty.".into(), set(&[]), later);
         assert!(v.get("cached-empty.").is_some());
-        assert_eq!(v.voids(), 3);
-        // The shared cache got the answers.
-        assert!(shared.get("a.").is_some());
+        assert_eq!(tally.count(), 3);
+        assert!(
+            shared.get("a.").is_some(),
+            "the shared cache got the answers"
+        );
     }
 }

@@ -70,9 +70,28 @@ pub fn decide(mode: DmarcMode, report: &Report, sample: u8) -> Decision {
     if mode != DmarcMode::Enforce {
         return Decision::Deliver;
     }
+    if report.author_unclear && report.dmarc != Outcome::TempError {
+        // RFC 7489 §6.6.1: several author domains (or none) would slip
+        // past DMARC; such messages are "typically rejected".
+        return Decision::Refuse((
+            550,
+            "5.7.1",
+            "Message needs exactly one author domain in From: (RFC 7489 §6.6.1)".into(),
+        ));
+    }
     match report.dmarc {
         Outcome::Fail => {
-            let in_sample = sample < report.dmarc_pct;
+            let Some(pct) = report.dmarc_pct else {
+                return Decision::Refuse((
+                    451,
+                    "4.7.5",
+                    format!(
+                        "Temporary DMARC evaluation failure for {}, try again later",
+                        report.dmarc_domain
+                    ),
+                ));
+            };
+            let in_sample = sample < pct;
             match (report.dmarc_policy, in_sample) {
                 (DmarcPolicy::Reject, true) => Decision::Refuse((
                     550,
@@ -90,14 +109,21 @@ pub fn decide(mode: DmarcMode, report: &Report, sample: u8) -> Decision {
         }
         // A DNS failure somewhere under a policy that could refuse: try
         // later rather than guess either way.
-        Outcome::TempError if report.dmarc_policy == DmarcPolicy::Reject => Decision::Refuse((
-            451,
-            "4.7.5",
-            format!(
-                "Temporary DMARC evaluation failure for {}, try again later",
-                report.dmarc_domain
-            ),
-        )),
+        Outcome::TempError
+            if matches!(
+                report.dmarc_policy,
+                DmarcPolicy::Reject | DmarcPolicy::Unknown
+            ) =>
+        {
+            Decision::Refuse((
+                451,
+                "4.7.5",
+                format!(
+                    "Temporary DMARC evaluation failure for {}, try again later",
+                    report.dmarc_domain
+                ),
+            ))
+        }
         _ => Decision::Deliver,
     }
 }
@@ -127,6 +153,7 @@ mod tests {
     use super::*;
 
     fn report(dmarc: Outcome, policy: DmarcPolicy, pct: u8) -> Report {
+        let pct = Some(pct);
         Report {
             spf: Outcome::Fail,
             dkim: Outcome::Fail,
@@ -135,6 +162,7 @@ mod tests {
             dmarc_domain: "example.com".into(),
             dmarc_policy: policy,
             dmarc_pct: pct,
+            author_unclear: false,
             header: String::new(),
         }
     }
@@ -180,6 +208,29 @@ mod tests {
             decide(DmarcMode::Enforce, &quarantine, 0),
             Decision::Deliver
         );
+    }
+
+    #[test]
+    fn unclear_authors_are_refused_and_an_unknown_pct_or_policy_is_temporary() {
+        let mut r = report(Outcome::None, DmarcPolicy::None, 100);
+        r.author_unclear = true;
+        assert!(matches!(
+            decide(DmarcMode::Enforce, &r, 0),
+            Decision::Refuse((550, _, _))
+        ));
+        assert_eq!(decide(DmarcMode::Report, &r, 0), Decision::Deliver);
+        let mut r = report(Outcome::Fail, DmarcPolicy::Reject, 100);
+        r.dmarc_pct = None;
+        assert!(matches!(
+            decide(DmarcMode::Enforce, &r, 0),
+            Decision::Refuse((451, _, _))
+        ));
+        // Out of time before the policy was known.
+        let r = report(Outcome::TempError, DmarcPolicy::Unknown, 100);
+        assert!(matches!(
+            decide(DmarcMode::Enforce, &r, 0),
+            Decision::Refuse((451, _, _))
+        ));
     }
 
     #[test]

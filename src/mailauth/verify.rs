@@ -21,7 +21,7 @@ use mail_auth::{
     Parameters, RecordSet, SpfResult, Txt, MX,
 };
 
-use super::cache::{Caches, TtlCache, VoidCounter};
+use super::cache::{Caches, TtlCache, VoidLookups};
 
 pub use mail_auth::SpfOutput;
 
@@ -124,6 +124,8 @@ pub enum DmarcPolicy {
     None,
     Quarantine,
     Reject,
+    /// Not known: the checks ran out of time before the policy was found.
+    Unknown,
 }
 
 /// What verification found.
@@ -136,8 +138,12 @@ pub struct Report {
     /// The author (From:) domain DMARC was evaluated for.
     pub dmarc_domain: String,
     pub dmarc_policy: DmarcPolicy,
-    /// `pct=` of the policy record (RFC 7489 §6.3), 100 without one.
-    pub dmarc_pct: u8,
+    /// `pct=` of the policy record (RFC 7489 §6.3), 100 without one;
+    /// `None` when the record could not be read again for it.
+    pub dmarc_pct: Option<u8>,
+    /// The message names no author, or authors in several domains: DMARC
+    /// can't apply (RFC 7489 §6.6.1), and such mail is "typically rejected".
+    pub author_unclear: bool,
     /// `Authentication-Results: …\r\n`.
     pub header: String,
 }
@@ -257,11 +263,12 @@ impl Verifier {
         };
         let domain = params_domain(env);
         let check = async {
+            let voids = VoidLookups::default();
             let (a, aaaa, mx, ptr) = (
-                VoidCounter::new(&self.caches.ipv4),
-                VoidCounter::new(&self.caches.ipv6),
-                VoidCounter::new(&self.caches.mx),
-                VoidCounter::new(&self.caches.ptr),
+                voids.view(&self.caches.ipv4),
+                voids.view(&self.caches.ipv6),
+                voids.view(&self.caches.mx),
+                voids.view(&self.caches.ptr),
             );
             let p = Parameters::new(params)
                 .with_txt_cache(&self.caches.txt)
@@ -274,8 +281,12 @@ impl Verifier {
                 return out;
             }
             // RFC 7208 §4.6.4: more than two lookups that find nothing is a
-            // permerror; mail-auth doesn't count them.
-            if a.voids() + aaaa.voids() + mx.voids() + ptr.voids() > MAX_VOID_LOOKUPS {
+            // permerror; mail-auth doesn't count them. Not applied to a
+            // pass: an `exists:` that matched looks like a void lookup from
+            // the caches (mail-auth caches no answer for it), so a pass keeps
+            // its result; it differs from RFC 7208 only when three void
+            // lookups come before a term that passes.
+            if out.result() != SpfResult::Pass && voids.count() > MAX_VOID_LOOKUPS {
                 return SpfOutput::new(domain.clone()).with_result(SpfResult::PermError);
             }
             // RFC 7208 §4.6: a record with a syntax error is a permerror;
@@ -295,24 +306,11 @@ impl Verifier {
 
     /// The domain's one `v=spf1` TXT record, if it has exactly one.
     async fn spf_record(&self, domain: &str) -> Option<String> {
-        let lookup = self
-            .authenticator
-            .resolver()
-            .txt_lookup(format!("{}.", domain.trim_end_matches('.')))
+        let records: Vec<String> = self
+            .txt_records(&format!("{}.", domain.trim_end_matches('.')))
             .await
-            .ok()?;
-        let records: Vec<String> = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                mail_auth::hickory_resolver::proto::rr::RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
+            .ok()?
+            .into_iter()
             .filter(|t| {
                 let t = t.to_ascii_lowercase();
                 t == "v=spf1" || t.starts_with("v=spf1 ")
@@ -395,8 +393,18 @@ impl Verifier {
         let dmarc_pct = if dmarc_outcome == Outcome::Fail && dmarc_policy != DmarcPolicy::None {
             self.dmarc_pct(dmarc.domain()).await
         } else {
-            100
+            Some(100)
         };
+        let author_domains: std::collections::HashSet<String> = msg
+            .from
+            .iter()
+            .map(|a| {
+                a.rsplit_once('@')
+                    .map_or("", |(_, d)| d)
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let author_unclear = author_domains.len() != 1;
         // See dkim_outcome: a changed body is a failure, not "neutral".
         let mut header = ar
             .to_header()
@@ -430,6 +438,7 @@ impl Verifier {
             dmarc_domain: dmarc.domain().to_string(),
             dmarc_policy,
             dmarc_pct,
+            author_unclear,
             header,
         }
     }
@@ -437,22 +446,47 @@ impl Verifier {
     /// `pct=` from the author domain's DMARC record, or its parent's (the
     /// organizational domain's) when it has none. mail-auth follows
     /// DMARCbis, which dropped `pct=`; RFC 7489 §6.6.4 still applies it.
-    async fn dmarc_pct(&self, domain: &str) -> u8 {
+    /// `None` when a lookup failed: the caller must not guess.
+    async fn dmarc_pct(&self, domain: &str) -> Option<u8> {
         let mut d = domain.trim_end_matches('.');
         loop {
-            let name = format!("_dmarc.{d}.");
-            if let Ok(raw) = self.authenticator.txt_raw_lookup(name).await {
-                if let Some(pct) = pct_tag(&raw) {
-                    return pct;
+            match self.txt_records(&format!("_dmarc.{d}.")).await {
+                Ok(records) => {
+                    if let Some(r) = records
+                        .iter()
+                        .find(|r| r.trim_start().starts_with("v=DMARC1"))
+                    {
+                        return Some(pct_tag(r.as_bytes()).unwrap_or(100));
+                    }
                 }
-                if raw.starts_with(b"v=DMARC1") {
-                    return 100;
-                }
+                Err(()) => return None,
             }
             match d.split_once('.') {
                 Some((_, parent)) if parent.contains('.') => d = parent,
-                _ => return 100,
+                _ => return Some(100),
             }
+        }
+    }
+
+    /// The TXT records at `name`, each one's strings joined; empty when
+    /// there are none; `Err` on a DNS failure.
+    async fn txt_records(&self, name: &str) -> Result<Vec<String>, ()> {
+        match self.authenticator.resolver().txt_lookup(name).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    mail_auth::hickory_resolver::proto::rr::RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Err(_) => Err(()),
         }
     }
 
@@ -470,7 +504,9 @@ impl Verifier {
             arc: Outcome::None,
             dmarc_domain: String::new(),
             dmarc_policy: DmarcPolicy::None,
-            dmarc_pct: 100,
+            dmarc_pct: Some(100),
+            // No header section at all: nothing DMARC could align with.
+            author_unclear: true,
             header: ar.to_header(),
         }
     }
@@ -480,7 +516,11 @@ impl Verifier {
         let header = format!(
             "Authentication-Results: {};\r\n\tspf=temperror smtp.mailfrom={};\r\n\tdkim=temperror;\r\n\tdmarc=temperror (verification took too long)\r\n",
             self.hostname,
-            if env.mail_from.is_empty() { "<>" } else { env.mail_from }
+            if env.mail_from.is_empty() {
+                "<>".to_string()
+            } else {
+                pvalue(env.mail_from)
+            }
         );
         Report {
             spf: Outcome::TempError,
@@ -488,11 +528,34 @@ impl Verifier {
             dmarc: Outcome::TempError,
             arc: Outcome::None,
             dmarc_domain: String::new(),
-            dmarc_policy: DmarcPolicy::None,
-            dmarc_pct: 100,
+            // The policy was never found: enforce must not deliver on a guess.
+            dmarc_policy: DmarcPolicy::Unknown,
+            dmarc_pct: None,
+            author_unclear: false,
             header,
         }
     }
+}
+
+/// An RFC 8601 pvalue: as it is when it is plain text (RFC 2045 token
+/// characters plus `@`), else a quoted-string with `"` and `\` escaped and
+/// control characters dropped, so a sender address can't add results.
+pub fn pvalue(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`{|}~@".contains(&b));
+    if plain {
+        return s.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn dkim_outcome_arc(r: &DkimResult) -> Outcome {

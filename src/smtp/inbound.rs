@@ -238,7 +238,7 @@ impl SmtpHandler {
                 .inc();
         }
         let fields = report.log_fields();
-        let sample = rand::random::<u8>() % 100;
+        let sample = rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8);
         match policy::decide(self.ctx.mail_auth.dmarc, &report, sample) {
             Decision::Deliver => Ok((Some(report.header), fields, false)),
             Decision::Quarantine => {

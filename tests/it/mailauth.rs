@@ -449,6 +449,12 @@ fn spf_cases() -> Vec<(&'static str, Option<String>, &'static str)> {
             "127.0.0.2",
         ),
     ];
+    // Two exists: the first finds nothing, the second matches.
+    c.push((
+        "c34.test",
+        Some("v=spf1 exists:%{i}.nx.test exists:%{i}.ex.test exists:%{i}.ex.test -all".into()),
+        "127.0.0.2",
+    ));
     // Twelve includes: past the 10-lookup limit (RFC 7208 §4.6.4).
     let many: Vec<String> = (1..=12).map(|i| format!("include:l{i}.test")).collect();
     c.push((
@@ -606,7 +612,17 @@ fn dmarc_enforce_refuses_quarantines_and_passes_as_published() {
             job("127.0.0.2", "x@sub.d.test", message("d", "x@sub.d.test")),
             job("127.0.0.2", "x@e.test", signed_e),
             job("127.0.0.2", "x@f.test", message("f", "x@f.test")),
+            // A second author domain, which DMARC would otherwise skip.
+            job("127.0.0.2", "x@f.test", {
+                let mut m = b"From: Boss <ceo@b.test>\r\n".to_vec();
+                m.extend(message("two-from", "x@f.test"));
+                m
+            }),
         ],
+    );
+    assert!(
+        replies[6].starts_with("550 5.7.1"),
+        "two author domains: {replies:?}"
     );
     assert!(
         replies[0].starts_with("250"),
