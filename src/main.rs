@@ -250,6 +250,8 @@ fn dkim_keygen(
     };
     match keygen::write_key(dir, domain, selector, algorithm, bits) {
         Ok((private, _txt, line)) => {
+            // The KeyTable resolves relative paths from its own directory.
+            let private = std::fs::canonicalize(&private).unwrap_or(private);
             eprintln!(
                 "pigeonpost dkim keygen: key in {} (for dkim_key_table: {selector}._domainkey.{domain} {domain}:{selector}:{})",
                 private.display(),

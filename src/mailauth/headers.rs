@@ -121,6 +121,14 @@ pub fn strip_forged_results<'m>(message: &'m [u8], ours: &str) -> Cow<'m, [u8]> 
     Cow::Owned(out)
 }
 
+/// How many header fields have one of `names` (lower-case).
+pub fn count_fields(message: &[u8], names: &[&str]) -> usize {
+    fields(&message[..header_end(message)])
+        .iter()
+        .filter(|(_, _, n)| names.iter().any(|w| n.eq_ignore_ascii_case(w.as_bytes())))
+        .count()
+}
+
 /// Names of the header fields present, lower-cased, each once, in order.
 pub fn field_names(message: &[u8]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();

@@ -345,8 +345,13 @@ impl Verifier {
             None => self.spf(env).await,
         };
         // Not strict: a signature with l= is verified over the length it
-        // names (RFC 6376 §3.5) rather than set aside.
-        let Some(mut msg) = AuthenticatedMessage::parse_with_opts(message, None, false) else {
+        // names (RFC 6376 §3.5) rather than set aside, unless the message
+        // carries so many signatures that one body hash per l= value would
+        // cost more than the message is worth (mail-auth hashes at parse).
+        let strict =
+            super::headers::count_fields(message, &["dkim-signature", "arc-message-signature"])
+                > 2 * MAX_SIGNATURES;
+        let Some(mut msg) = AuthenticatedMessage::parse_with_opts(message, None, strict) else {
             // Not a message mail-auth can read (no header section): only SPF.
             return self.report_without_message(env, &spf);
         };
@@ -354,10 +359,29 @@ impl Verifier {
         msg.ams_headers.truncate(MAX_SIGNATURES * 2);
         msg.as_headers.truncate(MAX_SIGNATURES * 2);
         msg.aar_headers.truncate(MAX_SIGNATURES * 2);
-        let dkim = self
+        let mut dkim = self
             .authenticator
             .verify_dkim(cached(&self.caches, &msg))
             .await;
+        // RFC 6376 §8.2: with l=, text appended after signing still
+        // "passes". Only a signature whose l= covers the whole body passes.
+        let body = &message[super::headers::header_end(message)..];
+        for out in dkim.iter_mut() {
+            if let (DkimResult::Pass, Some(sig)) = (out.result(), out.signature()) {
+                if sig.l > 0 && sig.l < canonical_len(sig.cb, body) {
+                    let sig = msg
+                        .dkim_headers
+                        .iter()
+                        .map(|h| &h.header)
+                        .find(|h| h.b == sig.b)
+                        .expect("the signature came from this message");
+                    *out = mail_auth::DkimOutput::neutral(mail_auth::Error::Dkim(
+                        mail_auth::dkim::DkimError::SignatureLength,
+                    ))
+                    .with_signature(sig);
+                }
+            }
+        }
         let arc = self
             .authenticator
             .verify_arc(cached(&self.caches, &msg))
@@ -571,6 +595,20 @@ fn params_domain(env: &Envelope<'_>) -> String {
             .map_or(env.helo, |(_, d)| d)
             .to_string()
     }
+}
+
+/// The length of `body` canonicalized as `c` (RFC 6376 §3.4.3, §3.4.4).
+fn canonical_len(c: mail_auth::dkim::Canonicalization, body: &[u8]) -> u64 {
+    use mail_auth::common::headers::{Writable, Writer};
+    struct Count(u64);
+    impl Writer for Count {
+        fn write(&mut self, data: &[u8]) {
+            self.0 += data.len() as u64;
+        }
+    }
+    let mut n = Count(0);
+    c.canonical_body(body, u64::MAX).write(&mut n);
+    n.0
 }
 
 /// The `pct=` tag of a DMARC record, if it is one and has a valid tag.

@@ -80,13 +80,14 @@ impl Origin {
 /// The message as stored and sent: our headers first (DKIM signatures of
 /// our users' mail, or the Authentication-Results of mail from outside),
 /// and no `Authentication-Results` that claims to be ours (RFC 8601 §5).
-fn finish_message(ctx: &Ctx, origin: &Origin, message: Vec<u8>) -> Vec<u8> {
+fn finish_message(ctx: &Ctx, queue_id: &str, origin: &Origin, message: Vec<u8>) -> Vec<u8> {
     let hostname = &ctx.config.myhostname;
     let message = match strip_forged_results(&message, hostname) {
         std::borrow::Cow::Borrowed(_) => message,
         std::borrow::Cow::Owned(m) => {
             tracing::info!(
-                "removed an Authentication-Results header claiming to be from {hostname}"
+                "{queue_id}: removed an Authentication-Results header claiming to be from {hostname} (client={})",
+                origin.client_ip
             );
             m
         }
@@ -135,7 +136,7 @@ pub async fn store(
     message: Vec<u8>,
 ) -> Result<Stored, DeliverError> {
     let arrival = SystemTime::now();
-    let message = finish_message(ctx, origin, message);
+    let message = finish_message(ctx, queue_id, origin, message);
     let quarantine = origin.quarantine;
     let trace = Trace {
         helo: &origin.helo,

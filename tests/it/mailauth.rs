@@ -241,20 +241,25 @@ fn dkimpy_signatures_verify_changes_fail_and_forged_results_go() {
     // One byte of the body changed after signing.
     let at = changed.len() - 4;
     changed[at] ^= 0x20;
+    // l= lets text be appended after signing (RFC 6376 §8.2): not a pass.
+    let mut appended = sign("appended", &["--key", rsa, "--selector", "rsa", "--length"]);
+    appended.extend(b"P.S. Please wire the money to the new account.\r\n");
     let mut forged =
         b"Authentication-Results: mail.example.com; dkim=pass header.d=sender.test\r\n".to_vec();
     forged.extend(message("forged", "a@sender.test"));
-    let jobs: Vec<Job> = [relaxed_l, simple, ed_relaxed, ed_simple, changed, forged]
-        .into_iter()
-        .map(|m| Job {
-            ip: "127.0.0.2",
-            sender: "a@sender.test",
-            message: m,
-        })
-        .collect();
+    let jobs: Vec<Job> = [
+        relaxed_l, simple, ed_relaxed, ed_simple, changed, forged, appended,
+    ]
+    .into_iter()
+    .map(|m| Job {
+        ip: "127.0.0.2",
+        sender: "a@sender.test",
+        message: m,
+    })
+    .collect();
     let replies = send_all(&setup, port, &jobs);
     assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
-    let copies = setup_wait(&setup, 6);
+    let copies = setup_wait(&setup, 7);
     for case in ["rsa-relaxed-l", "rsa-simple", "ed-relaxed", "ed-simple"] {
         let ar = auth_results(copy_of(&copies, case));
         assert!(
@@ -265,6 +270,8 @@ fn dkimpy_signatures_verify_changes_fail_and_forged_results_go() {
         assert_eq!(result_of(&ar, "spf"), "pass", "{case}: {ar}");
         assert_eq!(result_of(&ar, "dmarc"), "pass", "{case}: {ar}");
     }
+    let ar = auth_results(copy_of(&copies, "appended"));
+    assert_eq!(result_of(&ar, "dkim"), "neutral", "{ar}");
     let ar = auth_results(copy_of(&copies, "changed"));
     assert_eq!(result_of(&ar, "dkim"), "fail", "{ar}");
     // SPF still passes and aligns: DMARC passes on SPF alone.
