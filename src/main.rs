@@ -393,6 +393,11 @@ fn pw(
             }
         },
     };
+    if password.is_empty() {
+        // As doveadm pw: a hash of nothing would let anyone log in.
+        eprintln!("pigeonpost: empty passwords are not allowed");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Some(stored) = test {
         let default = scheme::parse_spec(scheme)
             .map(|(s, _)| s)

@@ -251,7 +251,13 @@ impl Auth {
     }
 
     /// Checks a user name and password (USER/PASS, LOGIN, AUTH PLAIN/LOGIN).
+    /// An empty password never logs in, whatever the stored hash (as
+    /// Dovecot refuses it): an account made with an empty password would
+    /// otherwise be open to anyone.
     pub async fn check_password(&self, user: &str, password: &[u8]) -> Verdict {
+        if password.is_empty() {
+            return Verdict::Fail;
+        }
         let found = match self.stored(user) {
             Ok(f) => f,
             Err(e) => return Verdict::TempFail(e),
@@ -280,12 +286,21 @@ impl Auth {
         };
         let Some((name, stored, default)) = found else {
             // Spend the same effort as for a real user.
-            let _ = self.check_password("", b"").await;
+            let _ = self.check_password("", b"x").await;
             return Verdict::Fail;
         };
+        if matches!(&creds, sasl::Credentials::Plain { password, .. } if password.is_empty()) {
+            return Verdict::Fail;
+        }
+        let cram = matches!(creds, sasl::Credentials::CramMd5 { .. });
         let s = stored.clone();
         let ok = self
-            .run_check(&stored, default, move || creds.verify(&s, default))
+            .run_check(&stored, default, move || {
+                // CRAM-MD5 never shows the password: refuse an account
+                // whose stored password is the empty one.
+                creds.verify(&s, default)
+                    && !(cram && scheme::verify(&s, default, b"").unwrap_or(false))
+            })
             .await;
         if ok {
             Verdict::Ok(name)

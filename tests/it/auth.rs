@@ -129,7 +129,8 @@ fn auth_for(t: &Tree, extra: &str) -> Auth {
             "# user:password:uid:gid:gecos:home:shell:extra\n\
              john@example.com:{}:5000:5000::/var/vmail/example.com/john::\n\
              carol@example.com:{{CRAM-MD5}}{}:5000:5000::::userdb_mail=maildir:/srv/carol\n\
-             bob@example.com:{{PLAIN}}bob123::::::\n",
+             bob@example.com:{{PLAIN}}bob123::::::\n\
+             nopw@example.com:{{PLAIN}}::::::\n",
             stdout(&run(&["pw", "-s", "SHA512-CRYPT", "-p", "john123"], &[])).trim(),
             stdout(&run(&["pw", "-s", "CRAM-MD5", "-p", "carol123"], &[]))
                 .trim()
@@ -272,6 +273,37 @@ async fn sasl_exchanges_check_against_the_passdb() {
     }
 }
 
+#[tokio::test]
+async fn cram_md5_cannot_log_in_to_an_account_with_an_empty_password() {
+    use base64::Engine;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let t = Tree::new();
+    let auth = auth_for(&t, "");
+    let (mut ex, step) = SaslExchange::start_with_nonce(
+        Mechanism::CramMd5,
+        None,
+        "mail.example.com",
+        "<1.2@mail.example.com>",
+    );
+    let SaslStep::Challenge(ch) = step else {
+        panic!("{step:?}")
+    };
+    let challenge = base64::engine::general_purpose::STANDARD
+        .decode(ch)
+        .unwrap();
+    // The right digest for the (empty) password: still refused.
+    let digest = hmac_md5_hex(b"", &challenge);
+    let SaslStep::Done(creds) = ex.step(&b64(format!("nopw@example.com {digest}").as_bytes()))
+    else {
+        panic!()
+    };
+    assert_eq!(auth.check_sasl(creds).await, Verdict::Fail);
+    assert_eq!(
+        auth.check_password("nopw@example.com", b"").await,
+        Verdict::Fail
+    );
+}
+
 fn hmac_md5_hex(key: &[u8], msg: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<md5::Md5>::new_from_slice(key).unwrap();
@@ -354,4 +386,78 @@ fn dev_server_reuses_its_state() {
     for f in ["tls/cert.pem", "tls/key.pem", "pigeonpost.toml", "vmailbox"] {
         assert!(t.path(&format!("pigeonpost-dev/{f}")).exists(), "{f}");
     }
+}
+
+/// An account whose stored password is empty never logs in, over IMAP,
+/// POP3 or SMTP AUTH, and `pw` won't make such a hash (as Dovecot).
+#[test]
+fn an_empty_password_never_logs_in_and_pw_refuses_one() {
+    use std::io::{BufRead, BufReader, Write};
+    let fx = crate::util::MailFixture::new(&[("imap", "127.0.0.1:0"), ("pop3", "127.0.0.1:0")], "");
+    let users = fx.tree.path("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str("nopw@example.com:{PLAIN}::::::\n");
+    std::fs::write(&users, text).unwrap();
+    let server = fx.start();
+    // A line-based exchange: send `cmd`, return the first line that
+    // starts with `tag` (or the first line when `tag` is empty).
+    let talk = |addr: std::net::SocketAddr, lines: &[(&str, &str)]| -> Vec<String> {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut greeting = String::new();
+        r.read_line(&mut greeting).unwrap();
+        let mut out = Vec::new();
+        for (cmd, tag) in lines {
+            w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap() == 0 {
+                    break;
+                }
+                if tag.is_empty() || l.starts_with(tag) {
+                    out.push(l.trim_end().to_string());
+                    break;
+                }
+            }
+        }
+        out
+    };
+    let imap = talk(
+        server.addr("imap"),
+        &[
+            ("a LOGIN nopw@example.com \"\"", "a "),
+            ("b LOGIN john@example.com john123", "b "),
+        ],
+    );
+    assert!(imap[0].starts_with("a NO"), "{imap:?}");
+    assert!(imap[1].starts_with("b OK"), "{imap:?}");
+    let pop = talk(
+        server.addr("pop3"),
+        &[("USER nopw@example.com", ""), ("PASS ", "")],
+    );
+    assert!(pop[1].starts_with("-ERR"), "{pop:?}");
+    use base64::Engine;
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0nopw@example.com\0");
+    let smtp = talk(
+        server.addr("smtp"),
+        &[
+            ("EHLO client", "250 "),
+            (&format!("AUTH PLAIN {plain}"), ""),
+        ],
+    );
+    assert!(smtp[1].starts_with("535"), "{smtp:?}");
+    // pw: from stdin (empty) and from -p "".
+    let mut cmd = crate::util::pigeonpost();
+    let out = cmd
+        .args(["pw", "-s", "SHA512-CRYPT"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty passwords are not allowed"));
+    let out = run(&["pw", "-p", ""], &[]);
+    assert_eq!(out.status.code(), Some(2));
 }
