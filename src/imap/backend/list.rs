@@ -123,7 +123,33 @@ impl Backend {
                 .iter()
                 .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
         };
-        for n in &names {
+        // RFC 3501 §6.3.8: a parent that doesn't exist but has children
+        // (only `Work.Projects` on disk) is listed as \Noselect, or a client
+        // walking the hierarchy with `%` never finds the children.
+        let mut parents: Vec<String> = Vec::new();
+        if !lsub {
+            for n in &names {
+                let mut end = 0;
+                while let Some(i) = n[end..].find('.') {
+                    let p = &n[..end + i];
+                    if !p.is_empty()
+                        && !names.iter().any(|o| o == p)
+                        && !parents.iter().any(|o| o == p)
+                    {
+                        parents.push(p.to_string());
+                    }
+                    end += i + 1;
+                }
+            }
+        }
+        let mut listed: Vec<(&String, bool)> = names
+            .iter()
+            .map(|n| (n, true))
+            .chain(parents.iter().map(|p| (p, false)))
+            .collect();
+        // INBOX first, then by name, parents before their children.
+        listed[1..].sort_by(|a, b| a.0.cmp(b.0));
+        for (n, exists) in listed {
             let matched = if n == "INBOX" {
                 wildcard(pattern.to_ascii_uppercase().as_bytes(), b"INBOX")
             } else {
@@ -133,6 +159,9 @@ impl Backend {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                attrs.push("\\Noselect");
+            }
             attrs.push(if has_children(n) {
                 "\\HasChildren"
             } else {

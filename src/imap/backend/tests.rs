@@ -471,3 +471,29 @@ fn create_rename_delete() {
          a6 OK List completed.\r\n"
     );
 }
+
+#[test]
+fn a_parent_that_does_not_exist_is_listed_noselect() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    // Only the child exists on disk (another client, or Dovecot, made it).
+    MaildirRoot::new(&dir).create_folder("Lists.Rust").unwrap();
+    // RFC 3501 §6.3.8: `%` must show the parent, as \Noselect.
+    assert_eq!(
+        c.run("a1 LIST \"\" %\r\n"),
+        "* LIST (\\HasNoChildren) \".\" INBOX\r\n\
+         * LIST (\\HasNoChildren \\Archive) \".\" Archive\r\n\
+         * LIST (\\Noselect \\HasChildren) \".\" Lists\r\n\
+         * LIST (\\HasChildren) \".\" Work\r\n\
+         a1 OK List completed.\r\n"
+    );
+    let all = c.run("a2 LIST \"\" *\r\n");
+    assert!(all.contains("* LIST (\\Noselect \\HasChildren) \".\" Lists\r\n* LIST (\\HasNoChildren) \".\" Lists.Rust\r\n"), "{all}");
+    assert_eq!(
+        c.run("a3 LIST Lists. %\r\n"),
+        "* LIST (\\HasNoChildren) \".\" Lists.Rust\r\na3 OK List completed.\r\n"
+    );
+    // It can't be selected, and LSUB is about subscriptions only.
+    assert!(c.run("a4 SELECT Lists\r\n").starts_with("a4 NO"));
+    assert_eq!(c.run("a5 LSUB \"\" *\r\n"), "a5 OK Lsub completed.\r\n");
+}
