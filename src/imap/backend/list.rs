@@ -126,20 +126,30 @@ impl Backend {
         // RFC 3501 §6.3.8: a parent that doesn't exist but has children
         // (only `Work.Projects` on disk) is listed as \Noselect, or a client
         // walking the hierarchy with `%` never finds the children.
+        // RFC 3501 §6.3.9: likewise LSUB lists an unsubscribed parent of a
+        // subscribed name as \Noselect where `%` stops at it.
         let mut parents: Vec<String> = Vec::new();
-        if !lsub {
-            for n in &names {
-                let mut end = 0;
-                while let Some(i) = n[end..].find('.') {
-                    let p = &n[..end + i];
-                    if !p.is_empty()
-                        && !names.iter().any(|o| o == p)
-                        && !parents.iter().any(|o| o == p)
-                    {
-                        parents.push(p.to_string());
-                    }
-                    end += i + 1;
+        let sources: Vec<&String> = if lsub {
+            subscribed.iter().collect()
+        } else {
+            names.iter().collect()
+        };
+        for n in sources {
+            let mut end = 0;
+            while let Some(i) = n[end..].find('.') {
+                let p = &n[..end + i];
+                let known = if lsub {
+                    // Only where `%` stops: the parent matches, the child doesn't.
+                    subscribed.contains(p)
+                        || !wildcard(pattern.as_bytes(), p.as_bytes())
+                        || wildcard(pattern.as_bytes(), n.as_bytes())
+                } else {
+                    names.iter().any(|o| o == p)
+                };
+                if !p.is_empty() && !known && !parents.iter().any(|o| o == p) {
+                    parents.push(p.to_string());
                 }
+                end += i + 1;
             }
         }
         let mut listed: Vec<(&String, bool)> = names
@@ -155,18 +165,21 @@ impl Backend {
             } else {
                 wildcard(pattern.as_bytes(), n.as_bytes())
             };
-            if !matched || (lsub && !subscribed.contains(n)) {
+            if !matched || (lsub && exists && !subscribed.contains(n)) {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
             if !exists {
                 attrs.push("\\Noselect");
             }
-            attrs.push(if has_children(n) {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
+            // LSUB's placeholder says only \Noselect (RFC 3501 §6.3.9).
+            if exists || !lsub {
+                attrs.push(if has_children(n) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
             if let Some(su) = special_use(n) {
                 attrs.push(su);
             }

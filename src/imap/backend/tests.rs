@@ -497,3 +497,26 @@ fn a_parent_that_does_not_exist_is_listed_noselect() {
     assert!(c.run("a4 SELECT Lists\r\n").starts_with("a4 NO"));
     assert_eq!(c.run("a5 LSUB \"\" *\r\n"), "a5 OK Lsub completed.\r\n");
 }
+
+#[test]
+fn lsub_shows_an_unsubscribed_parent_where_percent_stops() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.run("a0 SUBSCRIBE Work.Projects\r\n");
+    // RFC 3501 §6.3.9: `%` stops at Work, which isn't subscribed.
+    assert_eq!(
+        c.run("a1 LSUB \"\" %\r\n"),
+        "* LSUB (\\Noselect) \".\" Work\r\na1 OK Lsub completed.\r\n"
+    );
+    // With `*` the subscribed child itself is listed.
+    assert_eq!(
+        c.run("a2 LSUB \"\" *\r\n"),
+        "* LSUB (\\HasNoChildren) \".\" Work.Projects\r\na2 OK Lsub completed.\r\n"
+    );
+    // Once Work is subscribed too, it is listed as itself.
+    c.run("a3 SUBSCRIBE Work\r\n");
+    assert_eq!(
+        c.run("a4 LSUB \"\" %\r\n"),
+        "* LSUB (\\HasChildren) \".\" Work\r\na4 OK Lsub completed.\r\n"
+    );
+}
