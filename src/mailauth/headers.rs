@@ -21,10 +21,18 @@ pub fn header_end(message: &[u8]) -> usize {
     message.len()
 }
 
-/// Header fields as (start, end, name): `end` is past the last line of the
-/// field, folded continuation lines included.
-fn fields(head: &[u8]) -> Vec<(usize, usize, &[u8])> {
-    let mut out: Vec<(usize, usize, &[u8])> = Vec::new();
+/// One header field: where it is (`end` is past its last line, folded
+/// continuation lines included), its name, and where its value starts
+/// (just past the colon).
+struct Field<'m> {
+    start: usize,
+    value: usize,
+    end: usize,
+    name: &'m [u8],
+}
+
+fn fields(head: &[u8]) -> Vec<Field<'_>> {
+    let mut out: Vec<Field> = Vec::new();
     let mut pos = 0;
     while pos < head.len() {
         let end = memchr::memchr(b'\n', &head[pos..]).map_or(head.len(), |i| pos + i + 1);
@@ -32,14 +40,20 @@ fn fields(head: &[u8]) -> Vec<(usize, usize, &[u8])> {
         if matches!(line.first(), Some(b' ' | b'\t')) {
             // RFC 5322 §2.2.3: a continuation of the field above.
             if let Some(last) = out.last_mut() {
-                last.1 = end;
+                last.end = end;
             }
         } else if line != b"\n" && line != b"\r\n" {
-            let name = match memchr::memchr(b':', line) {
-                Some(i) => trim(&line[..i]),
-                None => &line[..0],
+            // The colon may follow spaces after the name.
+            let (name, value) = match memchr::memchr(b':', line) {
+                Some(i) => (trim(&line[..i]), pos + i + 1),
+                None => (&line[..0], end),
             };
-            out.push((pos, end, name));
+            out.push(Field {
+                start: pos,
+                value,
+                end,
+                name,
+            });
         }
         pos = end;
     }
@@ -96,17 +110,11 @@ pub fn strip_forged_results<'m>(message: &'m [u8], ours: &str) -> Cow<'m, [u8]> 
     let end = header_end(message);
     let forged: Vec<(usize, usize)> = fields(&message[..end])
         .into_iter()
-        .filter(|(_, _, name)| name.eq_ignore_ascii_case(b"Authentication-Results"))
-        .filter(|(start, fend, name)| {
-            let value = &message[start + name.len() + 1..*fend];
-            // The colon may follow spaces after the name.
-            let value = match memchr::memchr(b':', &message[*start..*fend]) {
-                Some(i) => &message[start + i + 1..*fend],
-                None => value,
-            };
-            authserv_id(value).is_some_and(|id| id.trim_end_matches('.') == ours)
+        .filter(|f| f.name.eq_ignore_ascii_case(b"Authentication-Results"))
+        .filter(|f| {
+            authserv_id(&message[f.value..f.end]).is_some_and(|id| id.trim_end_matches('.') == ours)
         })
-        .map(|(s, e, _)| (s, e))
+        .map(|f| (f.start, f.end))
         .collect();
     if forged.is_empty() {
         return Cow::Borrowed(message);
@@ -125,15 +133,19 @@ pub fn strip_forged_results<'m>(message: &'m [u8], ours: &str) -> Cow<'m, [u8]> 
 pub fn count_fields(message: &[u8], names: &[&str]) -> usize {
     fields(&message[..header_end(message)])
         .iter()
-        .filter(|(_, _, n)| names.iter().any(|w| n.eq_ignore_ascii_case(w.as_bytes())))
+        .filter(|f| {
+            names
+                .iter()
+                .any(|w| f.name.eq_ignore_ascii_case(w.as_bytes()))
+        })
         .count()
 }
 
 /// Names of the header fields present, lower-cased, each once, in order.
 pub fn field_names(message: &[u8]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for (_, _, name) in fields(&message[..header_end(message)]) {
-        let n = String::from_utf8_lossy(name).to_ascii_lowercase();
+    for f in fields(&message[..header_end(message)]) {
+        let n = String::from_utf8_lossy(f.name).to_ascii_lowercase();
         if !n.is_empty() && !names.contains(&n) {
             names.push(n);
         }
@@ -144,10 +156,10 @@ pub fn field_names(message: &[u8]) -> Vec<String> {
 /// The first `From:` address's domain (for choosing a signing key).
 pub fn from_address(message: &[u8]) -> Option<String> {
     let end = header_end(message);
-    let (s, e, name) = fields(&message[..end])
+    let from = fields(&message[..end])
         .into_iter()
-        .find(|(_, _, n)| n.eq_ignore_ascii_case(b"From"))?;
-    let value = &message[s + name.len() + 1..e];
+        .find(|f| f.name.eq_ignore_ascii_case(b"From"))?;
+    let value = &message[from.value..from.end];
     let text = String::from_utf8_lossy(value);
     let addr = match (text.rfind('<'), text.rfind('>')) {
         (Some(a), Some(b)) if a < b => text[a + 1..b].trim().to_string(),

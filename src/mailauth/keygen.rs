@@ -368,19 +368,16 @@ pub async fn check(
         };
         let found = match resolver.lookup(r.name.as_str(), rtype).await {
             Ok(lookup) => {
-                let have: Vec<String> = lookup
-                    .answers()
-                    .iter()
-                    .filter(|rec| rec.record_type() == rtype)
-                    .map(|rec| match &rec.data {
-                        mail_auth::hickory_resolver::proto::rr::RData::TXT(t) => t
-                            .txt_data
-                            .iter()
-                            .map(|p| String::from_utf8_lossy(p).into_owned())
-                            .collect::<String>(),
-                        other => other.to_string(),
-                    })
-                    .collect();
+                let have: Vec<String> = if rtype == RecordType::TXT {
+                    super::verify::txt_values(lookup.answers())
+                } else {
+                    lookup
+                        .answers()
+                        .iter()
+                        .filter(|rec| rec.record_type() == rtype)
+                        .map(|rec| rec.data.to_string())
+                        .collect()
+                };
                 compare(r, &have)
             }
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Found::Missing,

@@ -261,7 +261,7 @@ impl Verifier {
         } else {
             SpfParameters::verify_mail_from(env.client_ip, env.helo, &self.hostname, env.mail_from)
         };
-        let domain = params_domain(env);
+        let domain = env.spf_domain().to_string();
         let check = async {
             let voids = VoidLookups::default();
             let (a, aaaa, mx, ptr) = (
@@ -386,11 +386,8 @@ impl Verifier {
             .authenticator
             .verify_arc(cached(&self.caches, &msg))
             .await;
-        let mail_from_domain = if env.mail_from.is_empty() {
-            env.helo
-        } else {
-            env.mail_from.rsplit_once('@').map_or(env.helo, |(_, d)| d)
-        };
+        let arc_outcome = dkim_outcome(arc.result());
+        let mail_from_domain = env.spf_domain();
         let dmarc = self
             .authenticator
             .verify_dmarc(cached(
@@ -458,7 +455,7 @@ impl Verifier {
             spf: spf.result().into(),
             dkim: dkim_outcome,
             dmarc: dmarc_outcome,
-            arc: dkim_outcome_arc(arc.result()),
+            arc: arc_outcome,
             dmarc_domain: dmarc.domain().to_string(),
             dmarc_policy,
             dmarc_pct,
@@ -496,19 +493,7 @@ impl Verifier {
     /// there are none; `Err` on a DNS failure.
     async fn txt_records(&self, name: &str) -> Result<Vec<String>, ()> {
         match self.authenticator.resolver().txt_lookup(name).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    mail_auth::hickory_resolver::proto::rr::RData::TXT(t) => Some(
-                        t.txt_data
-                            .iter()
-                            .map(|p| String::from_utf8_lossy(p).into_owned())
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
+            Ok(lookup) => Ok(txt_values(lookup.answers())),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
             Err(_) => Err(()),
         }
@@ -582,19 +567,37 @@ pub fn pvalue(s: &str) -> String {
     out
 }
 
-fn dkim_outcome_arc(r: &DkimResult) -> Outcome {
-    dkim_outcome(r)
+impl Envelope<'_> {
+    /// The domain SPF checks (RFC 7208 §2.3, §2.4) and DMARC aligns
+    /// against: the MAIL FROM domain, or the HELO name for `<>`.
+    fn spf_domain(&self) -> &str {
+        if self.mail_from.is_empty() {
+            self.helo
+        } else {
+            self.mail_from
+                .rsplit_once('@')
+                .map_or(self.helo, |(_, d)| d)
+        }
+    }
 }
 
-fn params_domain(env: &Envelope<'_>) -> String {
-    if env.mail_from.is_empty() {
-        env.helo.to_string()
-    } else {
-        env.mail_from
-            .rsplit_once('@')
-            .map_or(env.helo, |(_, d)| d)
-            .to_string()
-    }
+/// The strings of each TXT record among `answers`, joined into one value
+/// per record (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
+pub(super) fn txt_values(
+    answers: &[mail_auth::hickory_resolver::proto::rr::Record],
+) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            mail_auth::hickory_resolver::proto::rr::RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The length of `body` canonicalized as `c` (RFC 6376 §3.4.3, §3.4.4).

@@ -249,22 +249,7 @@ async fn sasl_exchanges_check_against_the_passdb() {
         ("carol@example.com", "carol123"),
         ("bob@example.com", "bob123"),
     ] {
-        let (mut ex, step) = SaslExchange::start_with_nonce(
-            Mechanism::CramMd5,
-            None,
-            "mail.example.com",
-            "<1.2@mail.example.com>",
-        );
-        let SaslStep::Challenge(ch) = step else {
-            panic!("{step:?}")
-        };
-        let challenge = base64::engine::general_purpose::STANDARD
-            .decode(ch)
-            .unwrap();
-        let digest = hmac_md5_hex(password.as_bytes(), &challenge);
-        let SaslStep::Done(creds) = ex.step(&b64(format!("{user} {digest}").as_bytes())) else {
-            panic!()
-        };
+        let creds = cram_md5_credentials(user, password.as_bytes());
         assert_eq!(
             auth.check_sasl(creds).await,
             Verdict::Ok(user.into()),
@@ -275,10 +260,21 @@ async fn sasl_exchanges_check_against_the_passdb() {
 
 #[tokio::test]
 async fn cram_md5_cannot_log_in_to_an_account_with_an_empty_password() {
-    use base64::Engine;
-    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
     let t = Tree::new();
     let auth = auth_for(&t, "");
+    // The right digest for the (empty) password: still refused.
+    let creds = cram_md5_credentials("nopw@example.com", b"");
+    assert_eq!(auth.check_sasl(creds).await, Verdict::Fail);
+    assert_eq!(
+        auth.check_password("nopw@example.com", b"").await,
+        Verdict::Fail
+    );
+}
+
+/// A client's side of a CRAM-MD5 exchange for `user` with `password`.
+fn cram_md5_credentials(user: &str, password: &[u8]) -> pigeonpost::auth::sasl::Credentials {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let (mut ex, step) = SaslExchange::start_with_nonce(
         Mechanism::CramMd5,
         None,
@@ -288,20 +284,12 @@ async fn cram_md5_cannot_log_in_to_an_account_with_an_empty_password() {
     let SaslStep::Challenge(ch) = step else {
         panic!("{step:?}")
     };
-    let challenge = base64::engine::general_purpose::STANDARD
-        .decode(ch)
-        .unwrap();
-    // The right digest for the (empty) password: still refused.
-    let digest = hmac_md5_hex(b"", &challenge);
-    let SaslStep::Done(creds) = ex.step(&b64(format!("nopw@example.com {digest}").as_bytes()))
-    else {
+    let challenge = b64.decode(ch).unwrap();
+    let digest = hmac_md5_hex(password, &challenge);
+    let SaslStep::Done(creds) = ex.step(&b64.encode(format!("{user} {digest}"))) else {
         panic!()
     };
-    assert_eq!(auth.check_sasl(creds).await, Verdict::Fail);
-    assert_eq!(
-        auth.check_password("nopw@example.com", b"").await,
-        Verdict::Fail
-    );
+    creds
 }
 
 fn hmac_md5_hex(key: &[u8], msg: &[u8]) -> String {
