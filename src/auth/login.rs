@@ -5,11 +5,16 @@
 //! async function: the sans-IO protocol cores keep a `LoginPolicy` in their
 //! session config; the connection drivers call [`outcome`].
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::sasl::Mechanism;
+use super::sessions::{SessionSlot, UserIpSessions};
+use super::throttle::{Banned, Finished, Throttle};
 use super::Verdict;
 use crate::config::Config;
+use crate::observe::metrics;
 
 /// How a connection may log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,28 +86,96 @@ pub enum AuthOutcome {
     Fail,
     /// The password database could not be read: try again later.
     TempFail,
+    /// The client is banned for failed logins; the password was not checked.
+    Banned,
+    /// Right password, but the user already has this many sessions from
+    /// this address (`mail_max_userip_connections`).
+    TooManySessions(usize),
 }
 
-/// Turns a password check into the protocol's outcome: a failure is
-/// counted, logged with the client and user (`authentication failed
-/// client=… user=… protocol=imap`) and answered only after the failure
-/// delay; a passdb failure is logged as an error. A success is left for
-/// the caller to log (its line says what the login opened).
-pub async fn outcome(
-    verdict: Verdict,
+/// What a banned client is told.
+pub const BANNED_TEXT: &str = "Too many failed logins from your address; try again later";
+
+/// One login attempt, start to finish: the throttle admits it (or the
+/// client is banned), the attempt waits out any penalty, `check` runs, and
+/// the result is recorded. A failure is counted, logged with the client and
+/// user (`authentication failed client=… user=… protocol=imap`) and
+/// answered only after `auth_failure_delay`; a ban is logged once, when it
+/// starts (`client banned`). A passdb failure is logged as an error. A
+/// success is left for the caller to log (its line says what the login
+/// opened).
+pub async fn attempt(
+    throttle: &Arc<Throttle>,
     protocol: &'static str,
     client: SocketAddr,
     user: &str,
+    check: impl Future<Output = Verdict>,
 ) -> AuthOutcome {
-    match verdict {
-        Verdict::Ok(u) => AuthOutcome::Ok(u),
+    let ticket = match throttle.admit(client.ip(), user) {
+        Ok(t) => t,
+        Err(Banned) => {
+            metrics::auth_failure(protocol);
+            tracing::info!(client = %client, user = %user, protocol, "login refused: client banned");
+            tokio::time::sleep(throttle.failure_delay()).await;
+            return AuthOutcome::Banned;
+        }
+    };
+    if !ticket.wait.is_zero() {
+        tracing::debug!(client = %client, user = %user, protocol, wait = ?ticket.wait, "login penalty");
+        tokio::time::sleep(ticket.wait).await;
+    }
+    match check.await {
+        Verdict::Ok(u) => {
+            ticket.finish(user, true);
+            AuthOutcome::Ok(u)
+        }
         Verdict::Fail => {
-            super::login_failed(protocol, client, user).await;
+            metrics::auth_failure(protocol);
+            tracing::warn!(client = %client, user = %user, protocol, "authentication failed");
+            if let Finished::FailedAndBanned { failures } = ticket.finish(user, false) {
+                metrics::auth_ban();
+                tracing::warn!(
+                    client = %client,
+                    failures,
+                    ban_time = ?throttle.ban_time(),
+                    "client banned after too many failed logins"
+                );
+            }
+            tokio::time::sleep(throttle.failure_delay()).await;
             AuthOutcome::Fail
         }
         Verdict::TempFail(e) => {
+            drop(ticket);
             tracing::error!(client = %client, user = %user, protocol, error = %e, "passdb unavailable");
             AuthOutcome::TempFail
+        }
+    }
+}
+
+/// After a successful IMAP or POP3 login: takes the session's place among
+/// the user's sessions from this address (`mail_max_userip_connections`),
+/// kept in `slot` for the session's life, or turns the login into
+/// [`AuthOutcome::TooManySessions`].
+pub fn hold_session(
+    sessions: &Arc<UserIpSessions>,
+    protocol: &'static str,
+    outcome: AuthOutcome,
+    client: SocketAddr,
+    slot: &mut Option<SessionSlot>,
+) -> AuthOutcome {
+    let AuthOutcome::Ok(user) = &outcome else {
+        return outcome;
+    };
+    match sessions.acquire(protocol, user, client.ip()) {
+        Some(s) => {
+            *slot = Some(s);
+            outcome
+        }
+        None => {
+            metrics::limited("userip_sessions");
+            let limit = sessions.limit();
+            tracing::warn!(client = %client, user = %user, protocol, "{}", super::sessions::limit_text(limit));
+            AuthOutcome::TooManySessions(limit)
         }
     }
 }
@@ -143,22 +216,58 @@ mod tests {
         assert_eq!(p.offered_mechanisms().count(), 3);
     }
 
+    fn throttle(threshold: u32) -> Arc<Throttle> {
+        Throttle::new(super::super::throttle::ThrottleConfig {
+            failure_delay: std::time::Duration::from_secs(2),
+            ban_threshold: threshold,
+            ban_window: std::time::Duration::from_secs(600),
+            ban_time: std::time::Duration::from_secs(1800),
+            exceptions: vec![],
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failure_is_delayed_and_a_passdb_error_is_temporary() {
+        let t = throttle(20);
         let client: SocketAddr = "192.0.2.1:1000".parse().unwrap();
         let start = tokio::time::Instant::now();
+        let fail = async { Verdict::Fail };
         assert_eq!(
-            outcome(Verdict::Fail, "imap", client, "u").await,
+            attempt(&t, "imap", client, "u", fail).await,
             AuthOutcome::Fail
         );
-        assert!(start.elapsed() >= super::super::FAILURE_DELAY);
+        assert!(start.elapsed() >= std::time::Duration::from_secs(2));
+        let down = async { Verdict::TempFail("down".into()) };
         assert_eq!(
-            outcome(Verdict::TempFail("down".into()), "imap", client, "u").await,
+            attempt(&t, "imap", client, "u", down).await,
             AuthOutcome::TempFail
         );
+        // The next attempt waits the penalty of one failure (2 s) before the check.
+        let start = tokio::time::Instant::now();
+        let ok = async { Verdict::Ok("u".into()) };
         assert_eq!(
-            outcome(Verdict::Ok("u".into()), "imap", client, "u").await,
+            attempt(&t, "imap", client, "u", ok).await,
             AuthOutcome::Ok("u".into())
         );
+        assert!(start.elapsed() >= std::time::Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_banned_client_is_refused_without_a_check() {
+        let t = throttle(2);
+        let client: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        for _ in 0..2 {
+            attempt(&t, "pop3", client, "u", async { Verdict::Fail }).await;
+        }
+        let checked = std::sync::atomic::AtomicBool::new(false);
+        let check = async {
+            checked.store(true, std::sync::atomic::Ordering::SeqCst);
+            Verdict::Ok("u".into())
+        };
+        assert_eq!(
+            attempt(&t, "pop3", client, "u", check).await,
+            AuthOutcome::Banned
+        );
+        assert!(!checked.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -6,11 +6,12 @@
 pub mod login;
 pub mod sasl;
 pub mod scheme;
+pub mod sessions;
+pub mod throttle;
 
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -20,18 +21,6 @@ use crate::config::{Config, ConfigError, PassdbSpec, UserdbSpec};
 use crate::tables::passwd_file::PasswdFile;
 use crate::tables::reload::Reloadable;
 use crate::tables::TableFile;
-
-/// How long a failed authentication is held before the answer, like
-/// Dovecot's `auth_failure_delay`: slows down password guessing.
-pub const FAILURE_DELAY: Duration = Duration::from_secs(2);
-
-/// A failed login: counted per protocol, logged with the client and the
-/// user name, and answered only after [`FAILURE_DELAY`] to slow guessing.
-pub async fn login_failed(protocol: &'static str, client: std::net::SocketAddr, user: &str) {
-    crate::observe::metrics::auth_failure(protocol);
-    tracing::warn!(client = %client, user = %user, protocol, "authentication failed");
-    tokio::time::sleep(FAILURE_DELAY).await;
-}
 
 /// The outcome of a password check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +69,10 @@ pub struct Auth {
     userdb: Userdb,
     slow_hashes: Arc<Semaphore>,
     reloadables: Vec<Arc<dyn Reloadable>>,
+    /// Failed-login penalties and bans, shared by every protocol.
+    pub throttle: Arc<throttle::Throttle>,
+    /// Logged-in IMAP/POP3 sessions per user and client address.
+    pub sessions: Arc<sessions::UserIpSessions>,
 }
 
 /// A hash checked when the user does not exist, so that "no such user" and
@@ -205,6 +198,8 @@ impl Auth {
             userdb,
             slow_hashes: Arc::new(Semaphore::new(parallel * 2)),
             reloadables,
+            throttle: throttle::Throttle::new(throttle::ThrottleConfig::from_config(config)),
+            sessions: sessions::UserIpSessions::new(config.mail_max_userip_connections),
         })
     }
 

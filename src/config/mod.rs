@@ -243,6 +243,13 @@ pub struct Config {
     pub smtpd_timeout: Duration,
     pub smtpd_client_connection_count_limit: usize,
     pub smtpd_client_event_limit_exceptions: Vec<IpNet>,
+    pub anvil_rate_time_unit: Duration,
+    pub smtpd_client_connection_rate_limit: u32,
+    pub smtpd_client_message_rate_limit: u32,
+    pub smtpd_client_recipient_rate_limit: u32,
+    pub smtpd_client_new_tls_session_rate_limit: u32,
+    pub smtpd_client_auth_rate_limit: u32,
+    pub smtpd_min_data_rate: u64,
     pub relayhost: String,
     pub transport_maps: Vec<String>,
     pub queue_directory: PathBuf,
@@ -260,6 +267,13 @@ pub struct Config {
     pub passdb: PassdbSpec,
     pub userdb: UserdbSpec,
     pub disable_plaintext_auth: bool,
+    pub auth_failure_delay: Duration,
+    pub mail_max_userip_connections: usize,
+    pub auth_failure_ban_threshold: u32,
+    pub auth_failure_ban_window: Duration,
+    pub auth_failure_ban_time: Duration,
+    pub auth_failure_ban_exceptions: Vec<IpNet>,
+    pub login_timeout: Duration,
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
     pub listen: Listen,
@@ -361,6 +375,8 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
         };
         let value = match (def.family, def.kind) {
             (keys::Family::Postfix, _) => expand(def.name, &text, &raw, &source)?,
+            // Our own lists may name Postfix parameters (`$mynetworks`).
+            (keys::Family::Own, keys::Kind::List) => expand(def.name, &text, &raw, &source)?,
             (_, keys::Kind::Listen) if !given.contains_key(def.name) => {
                 let ifaces = expand(
                     "inet_interfaces",

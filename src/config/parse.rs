@@ -114,7 +114,9 @@ impl<'a> Values<'a> {
     }
 }
 
-/// A Postfix time value: digits and an optional unit (postconf(5) "time units").
+/// A time value: Postfix's digits with an optional one-letter unit
+/// (postconf(5) "time units": s, m, h, d, w), or Dovecot's number and unit
+/// word (`2 secs`, `30 mins`, `500 msecs`, `1 hour`, `5 days`, `1 week`).
 pub fn parse_time(text: &str, default_unit: char) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -122,30 +124,44 @@ pub fn parse_time(text: &str, default_unit: char) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{text}' is not a time (write e.g. 300s, 30m, 4h, 5d, 1w)"))?;
-    let unit = match unit {
-        "" => default_unit,
-        u if u.len() == 1 => u.chars().next().unwrap_or(default_unit),
-        _ => {
-            return Err(format!(
-                "'{text}' has an unknown time unit (use s, m, h, d or w)"
-            ))
+    let unknown = || format!("'{text}' has an unknown time unit (use s, m, h, d or w)");
+    let unit = unit.trim().to_ascii_lowercase();
+    let millis: u64 = match unit.as_str() {
+        "" => unit_millis(default_unit).ok_or_else(unknown)?,
+        u if u.chars().count() == 1 => {
+            unit_millis(u.chars().next().unwrap_or(default_unit)).ok_or_else(unknown)?
         }
+        "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1,
+        "sec" | "secs" | "second" | "seconds" => 1_000,
+        "min" | "mins" | "minute" | "minutes" => 60_000,
+        "hour" | "hours" => 3_600_000,
+        "day" | "days" => 86_400_000,
+        "week" | "weeks" => 7 * 86_400_000,
+        _ => return Err(unknown()),
     };
-    let secs = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        'w' => 7 * 86400,
-        _ => {
-            return Err(format!(
-                "'{text}' has an unknown time unit (use s, m, h, d or w)"
-            ))
-        }
-    };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
         .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+fn unit_millis(unit: char) -> Option<u64> {
+    Some(match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 7 * 86_400_000,
+        _ => return None,
+    })
+}
+
+/// A time that must not be zero (a window or a deadline).
+fn nonzero_time(v: &Values, key: &str) -> Result<Duration, ConfigError> {
+    let t = v.time(key)?;
+    if t.is_zero() {
+        return Err(v.err(key, "must be longer than 0"));
+    }
+    Ok(t)
 }
 
 /// A network in Postfix mynetworks syntax: `10.0.0.0/8`, `[2001:db8::]/32`,
@@ -466,6 +482,14 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         smtpd_timeout: v.time("smtpd_timeout")?,
         smtpd_client_connection_count_limit: v.count("smtpd_client_connection_count_limit")?,
         smtpd_client_event_limit_exceptions: v.networks("smtpd_client_event_limit_exceptions")?,
+        anvil_rate_time_unit: nonzero_time(&v, "anvil_rate_time_unit")?,
+        smtpd_client_connection_rate_limit: v.count("smtpd_client_connection_rate_limit")?,
+        smtpd_client_message_rate_limit: v.count("smtpd_client_message_rate_limit")?,
+        smtpd_client_recipient_rate_limit: v.count("smtpd_client_recipient_rate_limit")?,
+        smtpd_client_new_tls_session_rate_limit: v
+            .count("smtpd_client_new_tls_session_rate_limit")?,
+        smtpd_client_auth_rate_limit: v.count("smtpd_client_auth_rate_limit")?,
+        smtpd_min_data_rate: v.count("smtpd_min_data_rate")?,
         relayhost: v.text("relayhost"),
         transport_maps: v.list("transport_maps"),
         queue_directory: PathBuf::from(v.text("queue_directory")),
@@ -483,6 +507,13 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
         passdb,
         userdb,
         disable_plaintext_auth: v.bool("disable_plaintext_auth")?,
+        auth_failure_delay: v.time("auth_failure_delay")?,
+        mail_max_userip_connections: v.count("mail_max_userip_connections")?,
+        auth_failure_ban_threshold: v.count("auth_failure_ban_threshold")?,
+        auth_failure_ban_window: nonzero_time(&v, "auth_failure_ban_window")?,
+        auth_failure_ban_time: v.time("auth_failure_ban_time")?,
+        auth_failure_ban_exceptions: v.networks("auth_failure_ban_exceptions")?,
+        login_timeout: nonzero_time(&v, "login_timeout")?,
         ssl_cert,
         ssl_key,
         listen,
@@ -525,6 +556,25 @@ mod tests {
         assert!(parse_time("5x", 's').is_err());
         assert!(parse_time("s", 's').is_err());
         assert!(parse_time("99999999999999999999w", 's').is_err());
+    }
+
+    #[test]
+    fn dovecot_times() {
+        assert_eq!(parse_time("2 secs", 's').unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            parse_time("30 mins", 's').unwrap(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            parse_time("1 hour", 's').unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_time("250 msecs", 's').unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_time("0", 's').unwrap(), Duration::ZERO);
+        assert!(parse_time("2 fortnights", 's').is_err());
     }
 
     #[test]

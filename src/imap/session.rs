@@ -19,8 +19,10 @@ use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::store::location::{as_user, open_user_maildir};
 
-/// How long a STARTTLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::net::pace::Pace;
+use crate::net::TLS_HANDSHAKE_TIMEOUT;
+use crate::observe::metrics;
+use std::time::Instant;
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// IDLE waits for a change of the mailbox (see `store::notify`), and looks
@@ -50,8 +52,8 @@ impl Handler for ImapHandler {
         Box::pin(async move { run(self.ctx.clone(), conn).await })
     }
 
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        refusal_line("* BYE [UNAVAILABLE]", why)
+    fn refusal(&self, why: Refusal, client: std::net::IpAddr) -> Vec<u8> {
+        refusal_line("* BYE [UNAVAILABLE]", why, client)
     }
 }
 
@@ -185,6 +187,10 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
     let client = conn.peer;
     let mut session = Session::new(session_config(&ctx, &conn));
     let mut account: Option<Account> = None;
+    // The logged-in session's place in mail_max_userip_connections.
+    let mut userip_slot = None;
+    let login_deadline = Instant::now() + ctx.config.login_timeout;
+    let mut pace = Pace::new(ctx.config.smtpd_min_data_rate);
     // Small: most IMAP traffic from clients is short commands, and every
     // idle connection keeps this buffer.
     let mut buf = vec![0u8; 8 * 1024];
@@ -199,8 +205,24 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                match conn.read_input(&mut buf, IDLE_TIMEOUT).await {
+                let idle = if account.is_none() {
+                    login_deadline.saturating_duration_since(Instant::now())
+                } else {
+                    IDLE_TIMEOUT
+                };
+                let wait = pace.read_timeout(session.receiving_literal(), idle);
+                match conn.read_input(&mut buf, wait).await {
                     Input::Shutdown => session.shutdown("[UNAVAILABLE] Server shutting down."),
+                    Input::Timeout if account.is_none() => {
+                        metrics::limited("slow_client");
+                        tracing::info!(client = %client, "no login within login_timeout; closing");
+                        session.shutdown("Disconnected: no login in time.");
+                    }
+                    Input::Timeout if pace.uploading() && wait < IDLE_TIMEOUT => {
+                        metrics::limited("slow_client");
+                        tracing::info!(client = %client, user = session.user().unwrap_or(""), "literal data too slow (smtpd_min_data_rate)");
+                        session.shutdown("Disconnected: data too slow.");
+                    }
                     Input::Timeout => {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
                         session.shutdown("Disconnected for inactivity.");
@@ -209,7 +231,10 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "lost connection");
                         break;
                     }
-                    Input::Data(n) => session.feed(&buf[..n]),
+                    Input::Data(n) => {
+                        pace.received(n);
+                        session.feed(&buf[..n]);
+                    }
                 }
             }
             Action::Idling => {
@@ -268,8 +293,11 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
             }
             Action::CheckAuth(creds) => {
                 let user = creds.username().to_string();
-                let verdict = ctx.auth.check_sasl(creds).await;
-                let mut outcome = login::outcome(verdict, "imap", client, &user).await;
+                let auth = &ctx.auth;
+                let check = auth.check_sasl(creds);
+                let outcome = login::attempt(&auth.throttle, "imap", client, &user, check).await;
+                let mut outcome =
+                    login::hold_session(&auth.sessions, "imap", outcome, client, &mut userip_slot);
                 if let AuthOutcome::Ok(u) = &outcome {
                     let st = ctx.clone();
                     let name = u.clone();

@@ -24,8 +24,43 @@ struct State {
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// `max_connections` on this listener.
     TooManyConnections,
+    /// `smtpd_client_connection_count_limit`.
     TooManyFromIp,
+    /// Banned for failed logins (`auth_failure_ban_threshold`).
+    Banned,
+    /// `smtpd_client_connection_rate_limit`.
+    ConnectionRate,
+    /// `smtpd_client_new_tls_session_rate_limit` (port 465).
+    NewTlsSessionRate,
+}
+
+impl Refusal {
+    /// The `limit` label of the `pigeonpost_limited_total` metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "connections",
+            Refusal::TooManyFromIp => "client_connections",
+            Refusal::Banned => "banned",
+            Refusal::ConnectionRate => "connection_rate",
+            Refusal::NewTlsSessionRate => "new_tls_session_rate",
+        }
+    }
+
+    /// What the client is told (Postfix's wording where Postfix has one).
+    pub fn text(self, client: std::net::IpAddr) -> String {
+        match self {
+            Refusal::TooManyConnections => "too many connections, try again later".into(),
+            Refusal::TooManyFromIp | Refusal::ConnectionRate => {
+                format!("too many connections from {client}")
+            }
+            Refusal::NewTlsSessionRate => format!("too many new TLS sessions from {client}"),
+            Refusal::Banned => {
+                format!("too many failed logins from {client}; try again later")
+            }
+        }
+    }
 }
 
 /// Held for the life of a connection; releases its slot on drop.
@@ -54,7 +89,6 @@ impl ConnLimiter {
         let n = st.per_ip.get(&ip).copied().unwrap_or(0);
         if self.max_per_ip > 0
             && n >= self.max_per_ip
-            && !self.exempt.iter().any(|net| net.contains(&ip))
             && !self.exempt.iter().any(|net| net.contains(&ip))
         {
             return Err(Refusal::TooManyFromIp);

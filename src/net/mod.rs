@@ -3,13 +3,16 @@
 //! [`Handler`]. Shutdown is broadcast through a `CancellationToken`; the
 //! `TaskTracker` lets the server wait for sessions to finish.
 
+pub mod anvil;
+pub mod clients;
 pub mod limits;
+pub mod pace;
 pub mod pending;
 pub mod proxy;
 pub mod stream;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +25,14 @@ use tokio_util::task::TaskTracker;
 pub use limits::{ConnLimiter, Refusal, Slot};
 pub use stream::Stream;
 
-/// Time allowed for an implicit-TLS handshake before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for a TLS handshake (implicit TLS or STARTTLS) before the
+/// connection is dropped: a real client needs well under a second.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections allowed in a TLS handshake at once, over all listeners: a
+/// flood of stalled handshakes is refused rather than held (each costs
+/// buffers and a slot).
+pub const MAX_TLS_HANDSHAKES: usize = 256;
 
 /// An accepted client connection, ready for a protocol session.
 pub struct Conn {
@@ -35,6 +44,8 @@ pub struct Conn {
     pub shutdown: CancellationToken,
     /// Keeps the connection's place in the limits until dropped.
     pub slot: Slot,
+    /// Places for TLS handshakes in progress, shared by every listener.
+    pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// What waiting for a client's next bytes gave.
@@ -67,7 +78,16 @@ impl Conn {
         let Some(config) = config else {
             return false;
         };
-        match self.stream.start_tls(config, timeout).await {
+        let Ok(_permit) = self.handshakes.clone().try_acquire_owned() else {
+            crate::observe::metrics::limited("tls_handshakes");
+            tracing::info!(client = %self.peer, "{command} refused: too many TLS handshakes in progress");
+            return false;
+        };
+        match self
+            .stream
+            .start_tls(config, timeout.min(TLS_HANDSHAKE_TIMEOUT))
+            .await
+        {
             Ok(()) => true,
             Err(e) => {
                 tracing::info!(client = %self.peer, "{command} {e}");
@@ -97,8 +117,14 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Handler: Send + Sync + 'static {
     /// Runs one session to completion.
     fn handle(self: Arc<Self>, conn: Conn) -> BoxFuture;
-    /// The line sent before closing a connection refused by a limit.
-    fn refusal(&self, why: Refusal) -> Vec<u8>;
+    /// The line sent before closing a connection from `client` refused by a limit.
+    fn refusal(&self, why: Refusal, client: IpAddr) -> Vec<u8>;
+}
+
+/// A check at connect, before the connection gets a slot: bans and
+/// connection rates (the server's policy, which this layer doesn't know).
+pub trait Gate: Send + Sync {
+    fn check(&self, listener: &'static str, client: IpAddr) -> Result<(), Refusal>;
 }
 
 /// How a listener treats new connections.
@@ -111,6 +137,19 @@ pub struct ListenerSpec {
     pub limiter: Arc<ConnLimiter>,
     /// Expect a PROXY protocol header, only from these networks.
     pub proxy_from: Option<Arc<Vec<ipnet::IpNet>>>,
+    pub gate: Option<Arc<dyn Gate>>,
+    /// Places for TLS handshakes in progress, shared by every listener.
+    pub handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+impl ListenerSpec {
+    /// The gate's verdict, then a slot in the connection limits.
+    fn admit(&self, client: IpAddr) -> Result<Slot, Refusal> {
+        if let Some(gate) = &self.gate {
+            gate.check(self.name, client)?;
+        }
+        self.limiter.acquire(client)
+    }
 }
 
 /// Binds a listening socket. IPv6 sockets are v6-only so `0.0.0.0:p` and `[::]:p` can coexist.
@@ -162,7 +201,7 @@ pub async fn serve(
         // Without PROXY, the slot is taken here, in accept order, so limits
         // are exact; with PROXY the real client is only known after the header.
         let early_slot = if spec.proxy_from.is_none() {
-            Some(spec.limiter.acquire(peer.ip()))
+            Some(spec.admit(peer.ip()))
         } else {
             None
         };
@@ -178,14 +217,20 @@ pub async fn serve(
             } else {
                 (tcp, peer)
             };
-            let slot = early_slot.unwrap_or_else(|| spec.limiter.acquire(peer.ip()));
+            let slot = early_slot.unwrap_or_else(|| spec.admit(peer.ip()));
             match slot {
                 Ok(slot) => run_session(tcp, peer, local, slot, spec, handler, shutdown).await,
                 Err(why) => {
-                    tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");
+                    crate::observe::metrics::limited(why.label());
+                    // A banned client knocks again and again: its ban was logged once.
+                    if why == Refusal::Banned {
+                        tracing::debug!(listener = spec.name, client = %peer, "connection refused: client banned");
+                    } else {
+                        tracing::warn!(listener = spec.name, client = %peer, reason = ?why, "connection refused by limit");
+                    }
                     // Over implicit TLS there is no plain-text channel to explain on.
                     if spec.implicit_tls.is_none() {
-                        let line = handler.refusal(why);
+                        let line = handler.refusal(why, peer.ip());
                         let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&line)).await;
                     }
                 }
@@ -260,6 +305,11 @@ async fn run_session(
     crate::observe::metrics::connection(spec.name);
     let stream = match spec.implicit_tls {
         Some(cfg) => {
+            let Ok(_permit) = spec.handshakes.clone().try_acquire_owned() else {
+                crate::observe::metrics::limited("tls_handshakes");
+                tracing::info!(listener = spec.name, client = %peer, "refused: too many TLS handshakes in progress");
+                return;
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
@@ -282,6 +332,7 @@ async fn run_session(
         listener: spec.name,
         shutdown,
         slot,
+        handshakes: spec.handshakes.clone(),
     };
     handler.handle(conn).await;
     tracing::debug!(listener = spec.name, client = %peer, "disconnect");

@@ -2,6 +2,7 @@
 //! protocol-correct *temporary* refusal, so senders retry later and clients
 //! show a clear message instead of hanging. Replaced protocol by protocol.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -48,15 +49,11 @@ impl Handler for Pending {
         })
     }
 
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        refusal_line(self.refusal_prefix, why)
+    fn refusal(&self, why: Refusal, client: IpAddr) -> Vec<u8> {
+        refusal_line(self.refusal_prefix, why, client)
     }
 }
 
-pub fn refusal_line(prefix: &str, why: Refusal) -> Vec<u8> {
-    let text = match why {
-        Refusal::TooManyConnections => "too many connections, try again later",
-        Refusal::TooManyFromIp => "too many connections from your address",
-    };
-    format!("{prefix} {text}\r\n").into_bytes()
+pub fn refusal_line(prefix: &str, why: Refusal, client: IpAddr) -> Vec<u8> {
+    format!("{prefix} {}\r\n", why.text(client)).into_bytes()
 }

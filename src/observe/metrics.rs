@@ -39,6 +39,27 @@ pub struct AuthResultLabel {
     pub result: &'static str,
 }
 
+/// Why a connection or command was refused by a limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
+/// Every `limit` label value, so each series exists from the start.
+pub const LIMITS: [&str; 11] = [
+    "connections",
+    "client_connections",
+    "banned",
+    "connection_rate",
+    "new_tls_session_rate",
+    "message_rate",
+    "recipient_rate",
+    "auth_rate",
+    "userip_sessions",
+    "tls_handshakes",
+    "slow_client",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlgorithmLabel {
     pub algorithm: &'static str,
@@ -51,6 +72,10 @@ pub struct Metrics {
     pub dkim_signed: Family<AlgorithmLabel, Counter>,
     pub connections: Family<ListenerLabel, Counter>,
     pub auth_failures: Family<ProtocolLabel, Counter>,
+    /// Clients banned for failed logins.
+    pub auth_bans: Counter,
+    /// Connections and commands refused (or connections closed) by a limit.
+    pub limited: Family<LimitLabel, Counter>,
     pub reloads: Counter,
     pub reload_failures: Counter,
     /// Messages accepted (SMTP 250, or picked up from the maildrop).
@@ -84,6 +109,8 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
         dkim_signed: Family::default(),
         connections: Family::default(),
         auth_failures: Family::default(),
+        auth_bans: Counter::default(),
+        limited: Family::default(),
         reloads: Counter::default(),
         reload_failures: Counter::default(),
         received: Counter::default(),
@@ -103,6 +130,9 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
     }
     for protocol in ["smtp", "imap", "pop3"] {
         let _ = m.auth_failures.get_or_create(&ProtocolLabel { protocol });
+    }
+    for limit in LIMITS {
+        let _ = m.limited.get_or_create(&LimitLabel { limit });
     }
     for method in ["spf", "dkim", "dmarc", "arc"] {
         for result in ["pass", "fail", "none", "temperror", "permerror"] {
@@ -140,6 +170,16 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
         "auth_failures",
         "Failed authentication attempts, per protocol",
         m.auth_failures.clone(),
+    );
+    r.register(
+        "auth_bans",
+        "Client addresses banned for too many failed logins (auth_failure_ban_threshold)",
+        m.auth_bans.clone(),
+    );
+    r.register(
+        "limited",
+        "Connections and commands refused, or connections closed, by a limit, per limit",
+        m.limited.clone(),
     );
     r.register(
         "reloads",
@@ -210,6 +250,16 @@ pub fn auth_failure(protocol: &'static str) {
         .auth_failures
         .get_or_create(&ProtocolLabel { protocol })
         .inc();
+}
+
+pub fn auth_ban() {
+    get().auth_bans.inc();
+}
+
+/// A limit refused a connection or command, or closed a connection.
+pub fn limited(limit: &'static str) {
+    debug_assert!(LIMITS.contains(&limit), "unknown limit label {limit}");
+    get().limited.get_or_create(&LimitLabel { limit }).inc();
 }
 
 /// `copies` recipients delivered to `destination`, `seconds` after acceptance.

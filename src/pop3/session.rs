@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
@@ -23,6 +23,7 @@ use super::proto::{Action, DotStuffer, MaildropError, MessageEntry, Session, Ses
 use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
+use crate::observe::metrics;
 use crate::store::location::{as_user, open_user_maildir};
 use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
 use crate::store::notify::Notifier;
@@ -41,8 +42,8 @@ impl Handler for Pop3Handler {
         Box::pin(async move { run(self.ctx.clone(), conn).await })
     }
 
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        refusal_line("-ERR [SYS/TEMP]", why)
+    fn refusal(&self, why: Refusal, client: std::net::IpAddr) -> Vec<u8> {
+        refusal_line("-ERR [SYS/TEMP]", why, client)
     }
 }
 
@@ -88,6 +89,9 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
     let client = conn.peer;
     let mut session = Session::new(session_config(&ctx, &conn));
     let mut maildrop: Option<Maildrop> = None;
+    // The logged-in session's place in mail_max_userip_connections.
+    let mut userip_slot = None;
+    let login_deadline = Instant::now() + ctx.config.login_timeout;
     let mut tally = Tally::default();
     let mut buf = vec![0u8; 16 * 1024];
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
@@ -97,9 +101,19 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
                 }
-                match conn.read_input(&mut buf, IDLE_TIMEOUT).await {
+                let wait = if maildrop.is_none() {
+                    login_deadline.saturating_duration_since(Instant::now())
+                } else {
+                    IDLE_TIMEOUT
+                };
+                match conn.read_input(&mut buf, wait).await {
                     Input::Shutdown => {
                         session.shutdown("[SYS/TEMP] Server shutting down, try again later.")
+                    }
+                    Input::Timeout if maildrop.is_none() => {
+                        metrics::limited("slow_client");
+                        tracing::info!(client = %client, "no login within login_timeout; closing");
+                        session.shutdown("Disconnected: no login in time.");
                     }
                     Input::Timeout => {
                         tracing::info!(client = %client, user = session.user().unwrap_or(""), "timeout");
@@ -119,7 +133,7 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                     break;
                 }
                 if !conn
-                    .start_tls(ctx.tls.clone(), Duration::from_secs(30), "STLS")
+                    .start_tls(ctx.tls.clone(), crate::net::TLS_HANDSHAKE_TIMEOUT, "STLS")
                     .await
                 {
                     break;
@@ -127,14 +141,20 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 session.tls_started();
             }
             Action::CheckPassword { user, password } => {
-                let verdict = ctx.auth.check_password(&user, &password).await;
-                let outcome = login::outcome(verdict, "pop3", client, &user).await;
+                let auth = &ctx.auth;
+                let check = auth.check_password(&user, &password);
+                let outcome = login::attempt(&auth.throttle, "pop3", client, &user, check).await;
+                let outcome =
+                    login::hold_session(&auth.sessions, "pop3", outcome, client, &mut userip_slot);
                 session.auth_done(outcome);
             }
             Action::CheckSasl(creds) => {
                 let user = creds.username().to_string();
-                let verdict = ctx.auth.check_sasl(creds).await;
-                let outcome = login::outcome(verdict, "pop3", client, &user).await;
+                let auth = &ctx.auth;
+                let check = auth.check_sasl(creds);
+                let outcome = login::attempt(&auth.throttle, "pop3", client, &user, check).await;
+                let outcome =
+                    login::hold_session(&auth.sessions, "pop3", outcome, client, &mut userip_slot);
                 session.auth_done(outcome);
             }
             Action::OpenMaildrop(user) => {

@@ -115,8 +115,8 @@ impl Handler for HttpHandler {
         })
     }
 
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        let line = refusal_line("", why);
+    fn refusal(&self, why: Refusal, client: std::net::IpAddr) -> Vec<u8> {
+        let line = refusal_line("", why, client);
         response(
             "503 Service Unavailable",
             "text/plain",

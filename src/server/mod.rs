@@ -7,11 +7,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::throttle::Throttle;
 use crate::auth::Auth;
 use crate::config::{Config, Listener, Protocol};
 use crate::mailauth::MailAuth;
+use crate::net::anvil::{Anvil, Event, RateLimits};
 use crate::net::pending::Pending;
-use crate::net::{self, ConnLimiter, Handler, ListenerSpec};
+use crate::net::{self, ConnLimiter, Gate, Handler, ListenerSpec, Refusal};
 use crate::smtp::inbound::SmtpHandler;
 use crate::store::notify::Notifier;
 use crate::tables::reload::{self, Reloadable};
@@ -60,6 +62,8 @@ pub struct State {
     pub mailboxes: Arc<imap::backend::Mailboxes>,
     /// SPF/DKIM/DMARC verification and DKIM signing.
     pub mail_auth: Arc<MailAuth>,
+    /// Postfix's anvil rate counters, shared by the SMTP listeners.
+    pub anvil: Arc<Anvil>,
     pub ready: AtomicBool,
 }
 
@@ -88,6 +92,7 @@ impl State {
             queue: self.queue.clone(),
             notify: self.notify.clone(),
             mail_auth: self.mail_auth.clone(),
+            anvil: self.anvil.clone(),
         })
     }
 
@@ -137,7 +142,17 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         ))
     })?;
     let notify = Notifier::new();
+    let anvil = Arc::new(Anvil::new(RateLimits {
+        unit: config.anvil_rate_time_unit,
+        connection: config.smtpd_client_connection_rate_limit,
+        message: config.smtpd_client_message_rate_limit,
+        recipient: config.smtpd_client_recipient_rate_limit,
+        new_tls_session: config.smtpd_client_new_tls_session_rate_limit,
+        auth: config.smtpd_client_auth_rate_limit,
+        exceptions: config.smtpd_client_event_limit_exceptions.clone(),
+    }));
     let state = Arc::new(State {
+        anvil,
         mailboxes: imap::backend::Mailboxes::new(notify.clone()),
         mail_auth: Arc::new(mail_auth),
         notify,
@@ -161,6 +176,31 @@ impl Reloadable for CertStore {
     }
     fn reload(&self) -> Result<(), String> {
         CertStore::reload(self).map_err(|e| e.to_string())
+    }
+}
+
+/// At connect: banned clients (every listener), and Postfix's connection
+/// and new-TLS-session rates (SMTP listeners).
+struct ConnectGate {
+    throttle: Arc<Throttle>,
+    anvil: Option<Arc<Anvil>>,
+    implicit_tls: bool,
+}
+
+impl Gate for ConnectGate {
+    fn check(&self, listener: &'static str, client: std::net::IpAddr) -> Result<(), Refusal> {
+        if self.throttle.is_banned(client) {
+            return Err(Refusal::Banned);
+        }
+        if let Some(anvil) = &self.anvil {
+            if !anvil.allow(Event::Connection, listener, client) {
+                return Err(Refusal::ConnectionRate);
+            }
+            if self.implicit_tls && !anvil.allow(Event::NewTlsSession, listener, client) {
+                return Err(Refusal::NewTlsSessionRate);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +244,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let config = &state.config;
     let contexts = state.contexts();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(net::MAX_TLS_HANDSHAKES));
     let mut bound = Vec::new();
     for (listener, addrs) in config.listen.all() {
         if addrs.is_empty() || !enabled(listener, config) {
@@ -225,6 +266,11 @@ pub async fn run(
         } else {
             None
         };
+        let gate: Arc<dyn Gate> = Arc::new(ConnectGate {
+            throttle: state.auth.throttle.clone(),
+            anvil: (listener.protocol() == Protocol::Smtp).then(|| state.anvil.clone()),
+            implicit_tls: implicit_tls.is_some(),
+        });
         let limiter = ConnLimiter::new(
             config.max_connections,
             config.smtpd_client_connection_count_limit,
@@ -258,6 +304,8 @@ pub async fn run(
                 addr: local,
                 implicit_tls: implicit_tls.clone(),
                 limiter: limiter.clone(),
+                gate: Some(gate.clone()),
+                handshakes: handshakes.clone(),
             };
             bound.push((listener, spec, handler.clone()));
         }

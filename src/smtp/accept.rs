@@ -391,6 +391,7 @@ queue_directory = "{d}/queue"
             tls: None,
             notify: Notifier::new(),
             mail_auth: Arc::new(crate::mailauth::MailAuth::off()),
+            anvil: Arc::new(crate::net::anvil::Anvil::new(Default::default())),
             config: Arc::new(config),
         }
     }

@@ -17,7 +17,8 @@ use crate::auth::login::{self, LoginPolicy};
 use crate::config::Listener;
 use crate::mailauth::policy::{self, Decision, SpfMode};
 use crate::mailauth::verify::{Envelope as VerifyEnvelope, SpfOutput};
-use crate::net::pending::refusal_line;
+use crate::net::anvil::Event;
+use crate::net::pace::Pace;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
 
@@ -33,8 +34,10 @@ impl Handler for SmtpHandler {
         Box::pin(async move { self.run(conn).await })
     }
 
-    fn refusal(&self, why: Refusal) -> Vec<u8> {
-        refusal_line("421 4.7.0", why)
+    fn refusal(&self, why: Refusal, client: std::net::IpAddr) -> Vec<u8> {
+        // Postfix: "421 4.7.0 mail.example.com Error: too many connections from 192.0.2.1".
+        let host = &self.ctx.config.myhostname;
+        format!("421 4.7.0 {host} Error: {}\r\n", why.text(client)).into_bytes()
     }
 }
 
@@ -53,9 +56,11 @@ impl SmtpHandler {
                 conn.is_local_client(),
             ),
             submission: self.listener.is_submission(),
-            // spf_policy = reject_fail answers MAIL FROM after an SPF check.
-            check_sender: self.verifies(conn.peer.ip())
-                && self.ctx.mail_auth.spf == SpfMode::RejectFail,
+            // spf_policy = reject_fail answers MAIL FROM after an SPF
+            // check; smtpd_client_message_rate_limit counts MAIL FROM.
+            check_sender: (self.verifies(conn.peer.ip())
+                && self.ctx.mail_auth.spf == SpfMode::RejectFail)
+                || c.smtpd_client_message_rate_limit > 0,
             max_errors: 20,
         }
     }
@@ -71,6 +76,51 @@ impl SmtpHandler {
             && (ma.check_mynetworks || !self.in_mynetworks(ip))
     }
 
+    /// SPF at MAIL FROM for this client (`spf_policy = reject_fail`).
+    fn checks_spf(&self, conn: &Conn) -> bool {
+        self.verifies(conn.peer.ip()) && self.ctx.mail_auth.spf == SpfMode::RejectFail
+    }
+
+    /// Counts one anvil `event` from the client; over the limit, Postfix's
+    /// reply for it.
+    fn rate(&self, conn: &Conn, event: Event) -> Result<(), Reply> {
+        let ip = conn.peer.ip();
+        if self.ctx.anvil.allow(event, conn.listener, ip) {
+            return Ok(());
+        }
+        let (code, enhanced, text, label) = match event {
+            Event::Message => (
+                450,
+                "4.7.1",
+                format!("Error: too much mail from {ip}"),
+                "message_rate",
+            ),
+            Event::Recipient => (
+                450,
+                "4.7.1",
+                format!("Error: too many recipients from {ip}"),
+                "recipient_rate",
+            ),
+            Event::Auth => (
+                450,
+                "4.7.1",
+                format!("Error: too many AUTH commands from {ip}"),
+                "auth_rate",
+            ),
+            Event::NewTlsSession | Event::Connection => (
+                421,
+                "4.7.0",
+                format!(
+                    "{} Error: too many new TLS sessions from {ip}",
+                    self.ctx.config.myhostname
+                ),
+                "new_tls_session_rate",
+            ),
+        };
+        metrics::limited(label);
+        Err(Reply::new(code, enhanced, text))
+    }
+
     fn in_mynetworks(&self, ip: IpAddr) -> bool {
         self.ctx.config.mynetworks.iter().any(|n| n.contains(&ip))
     }
@@ -82,6 +132,7 @@ impl SmtpHandler {
         // The SPF result of MAIL FROM, reused at the end of DATA.
         let mut sender_spf: Option<(String, SpfOutput)> = None;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut pace = Pace::new(self.ctx.config.smtpd_min_data_rate);
         tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
         loop {
             match session.next_action() {
@@ -89,11 +140,24 @@ impl SmtpHandler {
                     if !flush(&mut conn.stream, &mut session, timeout).await {
                         break;
                     }
-                    match conn.read_input(&mut buf, timeout).await {
-                        Input::Data(n) => session.feed(&buf[..n]),
+                    let wait = pace.read_timeout(session.receiving_data(), timeout);
+                    match conn.read_input(&mut buf, wait).await {
+                        Input::Data(n) => {
+                            pace.received(n);
+                            session.feed(&buf[..n]);
+                        }
                         Input::Eof => {
                             tracing::info!(client = %client, "lost connection");
                             break;
+                        }
+                        Input::Timeout if pace.uploading() && wait < timeout => {
+                            metrics::limited("slow_client");
+                            tracing::info!(client = %client, min_rate = self.ctx.config.smtpd_min_data_rate, "message data too slow (smtpd_min_data_rate)");
+                            session.shutdown(Reply::new(
+                                421,
+                                "4.4.2",
+                                format!("{} Error: timeout exceeded", self.ctx.config.myhostname),
+                            ));
                         }
                         Input::Timeout => {
                             tracing::info!(client = %client, "timeout");
@@ -116,6 +180,12 @@ impl SmtpHandler {
                     }
                 }
                 Action::StartTls => {
+                    if let Err(reply) = self.rate(&conn, Event::NewTlsSession) {
+                        // Postfix answers 421 to STARTTLS and hangs up.
+                        tracing::warn!(client = %client, "STARTTLS refused: {reply}");
+                        session.start_tls_refused(reply);
+                        continue;
+                    }
                     if !flush(&mut conn.stream, &mut session, timeout).await {
                         break;
                     }
@@ -128,24 +198,45 @@ impl SmtpHandler {
                     session.tls_started();
                 }
                 Action::CheckAuth(creds) => {
+                    if let Err(reply) = self.rate(&conn, Event::Auth) {
+                        tracing::warn!(client = %client, "AUTH refused: {reply}");
+                        session.auth_refused(reply);
+                        continue;
+                    }
                     let user = creds.username().to_string();
-                    let verdict = self.ctx.auth.check_sasl(creds).await;
-                    let outcome = login::outcome(verdict, "smtp", client, &user).await;
+                    let auth = &self.ctx.auth;
+                    let outcome = login::attempt(
+                        &auth.throttle,
+                        "smtp",
+                        client,
+                        &user,
+                        auth.check_sasl(creds),
+                    )
+                    .await;
                     if let AuthOutcome::Ok(u) = &outcome {
                         tracing::info!(client = %client, user = %u, "authenticated");
                     }
                     session.auth_done(outcome);
                 }
                 Action::CheckSender(sender) => {
-                    let (result, spf) = self.check_sender(&conn, &session, &sender).await;
+                    let (result, spf) = match self.rate(&conn, Event::Message) {
+                        Err(reply) => (Err(reply), None),
+                        Ok(()) if session.user().is_none() && self.checks_spf(&conn) => {
+                            let (result, spf) = self.check_sender(&conn, &session, &sender).await;
+                            (result, Some(spf))
+                        }
+                        Ok(()) => (Ok(()), None),
+                    };
                     if let Err(reply) = &result {
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: MAIL from=<{sender}>: {reply}");
                     }
-                    sender_spf = Some((sender, spf));
+                    sender_spf = spf.map(|spf| (sender, spf));
                     session.sender_done(result);
                 }
                 Action::CheckRecipient(rcpt) => {
-                    let result = self.route(&rcpt, client.ip(), session.user().is_some());
+                    let result = self
+                        .rate(&conn, Event::Recipient)
+                        .and_then(|()| self.route(&rcpt, client.ip(), session.user().is_some()));
                     if let Err(reply) = &result {
                         metrics::get().rcpt_rejected.inc();
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");

@@ -29,4 +29,6 @@ pub struct Ctx {
     pub notify: Arc<crate::store::notify::Notifier>,
     /// SPF/DKIM/DMARC checks of mail from outside, DKIM signing of ours.
     pub mail_auth: Arc<crate::mailauth::MailAuth>,
+    /// Postfix's anvil rate limits (messages, recipients, AUTH, TLS).
+    pub anvil: Arc<crate::net::anvil::Anvil>,
 }

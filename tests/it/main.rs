@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod dns;
 mod imap;
+mod limits;
 mod mailauth;
 mod pop3;
 mod proxy;

@@ -31,6 +31,16 @@ use response::quote;
 
 /// Longest command line or message (APPEND literal) we buffer.
 pub const DEFAULT_MAX_MESSAGE: u32 = 64 * 1024 * 1024;
+/// Before login: the longest literal (RFC 7888 LITERAL- allows 4,096
+/// bytes) and the longest command, literals included. LOGIN and
+/// AUTHENTICATE need far less; a stranger gets no more memory than this.
+pub const PRE_LOGIN_MAX_LITERAL: u32 = 4096;
+pub const PRE_LOGIN_MAX_COMMAND: usize = 16 * 1024;
+/// After login, commands other than APPEND: the longest literal (a
+/// search string, a mailbox name) and the longest command. APPEND alone
+/// may bring a message of `max_message` bytes.
+pub const MAX_OTHER_LITERAL: u32 = 64 * 1024;
+pub const MAX_OTHER_COMMAND: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -122,6 +132,9 @@ pub struct Session {
     rev2: bool,
     /// What [`rev2::rewrite`] found in the command being dispatched.
     rewrite: Option<(Option<rev2::SearchReturn>, bool)>,
+    /// A literal was announced and its bytes are still coming (the driver
+    /// holds the client to a minimum data rate meanwhile).
+    in_literal: bool,
 }
 
 impl Session {
@@ -138,6 +151,7 @@ impl Session {
             auth_tag: None,
             utf8: false,
             rev2: false,
+            in_literal: false,
             rewrite: None,
         };
         let caps = s.capabilities();
@@ -255,6 +269,15 @@ impl Session {
                     "{tag} NO [UNAVAILABLE] Temporary authentication failure.\r\n"
                 ));
             }
+            AuthOutcome::Banned => {
+                let text = crate::auth::login::BANNED_TEXT;
+                self.push(&format!("{tag} NO [UNAVAILABLE] {text}.\r\n"));
+                self.error();
+            }
+            AuthOutcome::TooManySessions(limit) => {
+                let text = crate::auth::sessions::limit_text(limit);
+                self.push(&format!("{tag} NO [UNAVAILABLE] {text}\r\n"));
+            }
         }
     }
 
@@ -355,7 +378,14 @@ impl Session {
     /// A whole line (no literals) for SASL responses and IDLE's DONE.
     fn next_line(&mut self) -> Option<String> {
         loop {
-            let info = self.frag.progress()?;
+            let Some(info) = self.frag.progress() else {
+                // A SASL response or DONE is short; a "literal" in one is
+                // not a reason to buffer megabytes.
+                if self.frag.message_bytes().len() > PRE_LOGIN_MAX_COMMAND {
+                    self.too_long();
+                }
+                return None;
+            };
             if let FragmentInfo::Line { .. } = info {
                 if self.frag.is_message_complete() {
                     let line = String::from_utf8_lossy(self.frag.message_bytes()).into_owned();
@@ -367,12 +397,68 @@ impl Session {
         }
     }
 
+    /// A literal's bytes are still coming.
+    pub fn receiving_literal(&self) -> bool {
+        self.in_literal
+    }
+
+    /// Is the command being read an APPEND (the one command whose literal
+    /// may be a whole message)?
+    fn reading_append(&self) -> bool {
+        let raw = self.frag.message_bytes();
+        let mut words = raw.split(|&b| b == b' ').skip(1);
+        let cmd = words.next().unwrap_or_default();
+        let cmd = if cmd.eq_ignore_ascii_case(b"UID") {
+            words.next().unwrap_or_default()
+        } else {
+            cmd
+        };
+        self.state != State::NotAuthenticated && cmd.eq_ignore_ascii_case(b"APPEND")
+    }
+
+    /// The limits on the command being read: its longest literal, and its
+    /// longest total (`None`: the fragmentizer's own, `max_message`).
+    fn command_limits(&self) -> (u32, Option<usize>) {
+        if self.state == State::NotAuthenticated {
+            (PRE_LOGIN_MAX_LITERAL, Some(PRE_LOGIN_MAX_COMMAND))
+        } else if self.reading_append() {
+            (self.cfg.max_message, None)
+        } else {
+            (MAX_OTHER_LITERAL, Some(MAX_OTHER_COMMAND))
+        }
+    }
+
+    /// The command being read outgrew its limit: the connection ends (what
+    /// follows can't be told apart from literal bytes any more).
+    fn too_long(&mut self) {
+        self.push("* BYE [TOOBIG] Command too long.\r\n");
+        self.mode = Mode::Closed;
+        self.state = State::Logout;
+        self.frag.skip_message();
+        self.in_literal = false;
+    }
+
+    /// Nothing complete yet: checks the partial command against its limit.
+    fn need_more(&mut self) -> Option<Action> {
+        if let (_, Some(max)) = self.command_limits() {
+            if self.frag.message_bytes().len() > max {
+                self.too_long();
+            }
+        }
+        None
+    }
+
     /// Parses the next complete command, if any, and acts on it. Returns
     /// an action for the I/O layer, or None when more input is needed or
     /// the command was answered here.
     fn next_command(&mut self) -> Option<Action> {
         loop {
-            let info = self.frag.progress()?;
+            let Some(info) = self.frag.progress() else {
+                return self.need_more();
+            };
+            if let FragmentInfo::Literal { .. } = info {
+                self.in_literal = false;
+            }
             if let FragmentInfo::Line {
                 announcement: Some(lit),
                 ..
@@ -384,6 +470,22 @@ impl Session {
                         .decode_tag()
                         .map(|t| t.as_ref().to_string())
                         .unwrap_or_else(|| "*".into());
+                    let (max_literal, _) = self.command_limits();
+                    if lit.length > max_literal && max_literal < self.cfg.max_message {
+                        if lit.mode == LiteralMode::Sync {
+                            self.frag.skip_message();
+                            self.push(&format!("{tag} NO [TOOBIG] Literal too large.\r\n"));
+                            self.error();
+                            return None;
+                        }
+                        // RFC 7888 §5 (LITERAL-): a non-synchronizing
+                        // literal over the limit is refused and, as its
+                        // bytes are on the way, the connection closed.
+                        self.push(&format!("{tag} BAD [TOOBIG] Literal too large.\r\n"));
+                        self.too_long();
+                        return None;
+                    }
+                    self.in_literal = lit.length > 0;
                     if lit.length > self.cfg.max_message {
                         if lit.mode == LiteralMode::Sync {
                             // Refused: the client won't send it (RFC 7888 §4).

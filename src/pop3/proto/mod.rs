@@ -280,6 +280,17 @@ impl Session {
                 self.state = State::Authorization { user: None };
                 self.err("[SYS/TEMP] Temporary authentication failure, try again later.");
             }
+            AuthOutcome::Banned => {
+                self.state = State::Authorization { user: None };
+                self.bad(&format!("[SYS/TEMP] {}.", crate::auth::login::BANNED_TEXT));
+            }
+            AuthOutcome::TooManySessions(limit) => {
+                self.state = State::Authorization { user: None };
+                self.err(&format!(
+                    "[IN-USE] {}",
+                    crate::auth::sessions::limit_text(limit)
+                ));
+            }
         }
     }
 

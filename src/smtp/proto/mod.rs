@@ -38,8 +38,9 @@ pub struct SessionConfig {
     pub login: LoginPolicy,
     /// Submission (587/465): TLS before anything but EHLO/STARTTLS, AUTH before MAIL.
     pub submission: bool,
-    /// Ask the I/O layer about each sender of an unauthenticated client
-    /// ([`Action::CheckSender`]) before answering MAIL FROM.
+    /// Ask the I/O layer about each sender ([`Action::CheckSender`]) before
+    /// answering MAIL FROM: for the message rate limit, and SPF of
+    /// unauthenticated clients.
     pub check_sender: bool,
     /// Error replies allowed before the session is closed (Postfix smtpd_hard_error_limit).
     pub max_errors: usize,
@@ -208,6 +209,22 @@ impl<R> Session<R> {
     }
 
     /// The server is closing (shutdown or timeout): say so.
+    /// Message data (DATA or a BDAT chunk) is being read: the driver holds
+    /// the client to `smtpd_min_data_rate`.
+    pub fn receiving_data(&self) -> bool {
+        matches!(self.mode, Mode::Data(_) | Mode::Bdat { .. })
+    }
+
+    /// STARTTLS refused after all (a rate limit): `reply` replaces the
+    /// "220 Ready to start TLS" not yet sent, and the session ends.
+    pub fn start_tls_refused(&mut self, reply: Reply) {
+        let ready = r(220, "2.0.0", "Ready to start TLS").to_bytes();
+        if self.output.ends_with(&ready) {
+            self.output.truncate(self.output.len() - ready.len());
+        }
+        self.shutdown(reply);
+    }
+
     pub fn shutdown(&mut self, reply: Reply) {
         self.push(reply);
         self.mode = Mode::Closed;
@@ -286,6 +303,13 @@ impl<R> Session<R> {
         }
     }
 
+    /// AUTH refused before any credential check (a rate limit): `reply`
+    /// answers it.
+    pub fn auth_refused(&mut self, reply: Reply) {
+        self.mode = Mode::Command;
+        self.error(reply);
+    }
+
     /// The answer to a [`Action::CheckAuth`].
     pub fn auth_done(&mut self, outcome: AuthOutcome) {
         self.mode = Mode::Command;
@@ -297,6 +321,10 @@ impl<R> Session<R> {
             AuthOutcome::Fail => self.error(r(535, "5.7.8", "Error: authentication failed")),
             AuthOutcome::TempFail => {
                 self.error(r(454, "4.7.0", "Temporary authentication failure"))
+            }
+            AuthOutcome::Banned => self.error(r(454, "4.7.0", crate::auth::login::BANNED_TEXT)),
+            AuthOutcome::TooManySessions(limit) => {
+                self.error(r(454, "4.7.0", crate::auth::sessions::limit_text(limit)))
             }
         }
     }
@@ -765,7 +793,7 @@ impl<R> Session<R> {
             envid: from.env_id,
             recipients: Vec::new(),
         });
-        if self.cfg.check_sender && self.user.is_none() {
+        if self.cfg.check_sender {
             self.mode = Mode::Waiting;
             return Some(Action::CheckSender(sender));
         }

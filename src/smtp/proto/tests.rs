@@ -454,7 +454,8 @@ fn senders_are_checked_only_when_asked_and_a_refusal_ends_the_transaction() {
     // Without check_sender the same sender is accepted at once.
     let r = run(script);
     assert_eq!(codes(&r.out)[2], "250", "{}", r.out);
-    // An authenticated client is never asked about.
+    // An authenticated client is asked about too (the I/O layer applies
+    // the message rate limit to it, and skips SPF).
     let mut c = cfg();
     c.check_sender = true;
     c.login.tls_active = true;
@@ -465,7 +466,7 @@ fn senders_are_checked_only_when_asked_and_a_refusal_ends_the_transaction() {
     let r = run_with(c, &[auth.as_bytes()]);
     assert_eq!(
         codes(&r.out),
-        ["220", "250", "235", "250", "221"],
+        ["220", "250", "235", "550", "221"],
         "{}",
         r.out
     );
