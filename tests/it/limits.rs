@@ -379,6 +379,27 @@ fn imap_command_sizes_are_bounded_before_and_after_login() {
     assert!(r.starts_with("+"), "{r}");
     let r = c.cmd(&format!("{body}\r\n"), "f ");
     assert!(r.contains("f OK"), "{r}");
+    // Deeply nested search keys are refused, not recursed into.
+    c.cmd("g SELECT INBOX\r\n", "g ");
+    for deep in [
+        format!("h SEARCH {}ALL\r\n", "NOT ".repeat(100_000)),
+        format!(
+            "i SEARCH {}ALL{}\r\n",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
+        format!("j SEARCH {}ALL\r\n", "OR ALL ".repeat(50_000)),
+    ] {
+        let tag = &deep[..1];
+        let r = c.cmd(&deep, &format!("{tag} "));
+        assert!(
+            r.starts_with(&format!("{tag} BAD")),
+            "{}",
+            &r[..r.len().min(200)]
+        );
+    }
+    let r = c.cmd("k NOOP\r\n", "k ");
+    assert!(r.contains("k OK"), "still serving: {r}");
 }
 
 /// The deadlines, run side by side (each waits for a timer).
