@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::smtp::python;
-use crate::util::{dovecot_expected, give_to_vmail, require_tool, MailFixture};
+use crate::util::{dovecot_expected, give_to_vmail, require_tool, LineClient, MailFixture};
 
 /// The HOWTO setup with IMAP on 143 (STARTTLS) and 993.
 fn imap_setup() -> MailFixture {
@@ -891,4 +891,76 @@ m.logout()
     assert!(binary.contains("BINARY.SIZE[2] 4"), "{out}");
     assert!(binary.contains("body text with needle"), "{out}");
     assert!(line("status").contains("MESSAGES 3 SIZE "), "{out}");
+}
+
+/// Checks that in `transcript` a FLAGS response listing `keyword` comes
+/// before the first FETCH that carries it (RFC 3501 §7.2.6).
+fn announced_before_use(transcript: &str, keyword: &str) -> Result<(), String> {
+    let flags = transcript
+        .lines()
+        .position(|l| l.starts_with("* FLAGS (") && l.contains(keyword));
+    let perm = transcript
+        .lines()
+        .position(|l| l.starts_with("* OK [PERMANENTFLAGS (") && l.contains(keyword));
+    let fetch = transcript
+        .lines()
+        .position(|l| l.contains(" FETCH (") && l.contains(keyword));
+    match (flags, perm, fetch) {
+        (Some(f), Some(p), Some(x)) if f < x && p < x => Ok(()),
+        _ => Err(format!("{keyword} not announced before use:\n{transcript}")),
+    }
+}
+
+#[test]
+fn a_new_keyword_is_announced_in_flags_before_any_fetch_carries_it() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let addr = server.addr("imap");
+    let open = |tag: &str| {
+        let mut c = LineClient::connect("127.0.0.1", addr);
+        c.line();
+        let r = c.cmd(
+            &format!("{tag}1 LOGIN john@example.com john123\r\n"),
+            &format!("{tag}1 "),
+        );
+        assert!(r.contains("OK"), "{r}");
+        let r = c.cmd(&format!("{tag}2 SELECT INBOX\r\n"), &format!("{tag}2 "));
+        assert!(!r.contains("$Label4"), "{r}");
+        c
+    };
+    let (mut a, mut b, mut c) = (open("a"), open("b"), open("c"));
+    assert!(b.cmd("b3 IDLE\r\n", "+").starts_with('+'));
+
+    // The storing session.
+    let r = a.cmd("a3 STORE 1 +FLAGS ($Label4)\r\n", "a3 ");
+    assert!(r.contains("a3 OK"), "{r}");
+    announced_before_use(&r, "$Label4").unwrap();
+    // The idling one is told as the change happens.
+    let mut seen = String::new();
+    loop {
+        let l = b.line();
+        assert!(!l.is_empty(), "IDLE saw no change: {seen}");
+        seen.push_str(&l);
+        if l.contains(" FETCH (") && l.contains("$Label4") {
+            break;
+        }
+    }
+    announced_before_use(&seen, "$Label4").unwrap();
+    b.cmd("DONE\r\n", "b3 ");
+    // The third on its next command.
+    let r = c.cmd("c3 NOOP\r\n", "c3 ");
+    announced_before_use(&r, "$Label4").unwrap();
+    // Announced once: a later FETCH carries it without a new FLAGS.
+    let r = c.cmd("c4 FETCH 1 FLAGS\r\n", "c4 ");
+    assert!(r.contains("$Label4") && !r.contains("* FLAGS"), "{r}");
+    // A FETCH is the first to carry a keyword another session stored
+    // silently: the FLAGS come first there too.
+    a.cmd("a4 STORE 2 +FLAGS.SILENT ($Label5)\r\n", "a4 ");
+    let r = c.cmd("c5 FETCH 2 (FLAGS)\r\n", "c5 ");
+    announced_before_use(&r, "$Label5").unwrap();
+    // NIL can't be a keyword: it would read as nil in a flag list.
+    let r = a.cmd("a5 STORE 2 +FLAGS (NIL)\r\n", "a5 ");
+    assert!(r.starts_with("a5 NO") || r.starts_with("a5 BAD"), "{r}");
+    assert!(!r.contains("FETCH"), "{r}");
 }

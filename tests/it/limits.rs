@@ -3,75 +3,11 @@
 //! Postfix's anvil rate limits, `mail_max_userip_connections`, the
 //! pre-login, TLS and data-rate deadlines, and IMAP's command size limits.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::proxy::metric;
-use crate::util::{MailFixture, Server};
-
-/// A line-oriented client connected from a chosen loopback address (the
-/// limits count per client address, and 127.0.0.1 is in mynetworks).
-struct Client {
-    r: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(from: &str, to: SocketAddr) -> Client {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let src: SocketAddr = format!("{from}:0").parse().unwrap();
-        sock.bind(&src.into()).unwrap();
-        sock.connect_timeout(&to.into(), Duration::from_secs(5))
-            .unwrap();
-        let s: TcpStream = sock.into();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client {
-            r: BufReader::new(s),
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.r.get_mut().write_all(text.as_bytes()).unwrap();
-    }
-
-    /// The next line, or "" at end of stream (or a reset).
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        let _ = self.r.read_line(&mut l);
-        l
-    }
-
-    /// Sends `cmd` and reads lines until one starts with `until`.
-    fn cmd(&mut self, cmd: &str, until: &str) -> String {
-        self.send(cmd);
-        self.until(until)
-    }
-
-    fn until(&mut self, prefix: &str) -> String {
-        let mut all = String::new();
-        loop {
-            let l = self.line();
-            all.push_str(&l);
-            if l.is_empty() || l.starts_with(prefix) {
-                return all;
-            }
-        }
-    }
-
-    /// Reads until the server closes; how long that took.
-    fn closed_after(&mut self) -> (Duration, String) {
-        let start = Instant::now();
-        let mut rest = String::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.r.read(&mut buf) {
-                Ok(0) | Err(_) => return (start.elapsed(), rest),
-                Ok(n) => rest.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
-    }
-}
+use crate::util::{LineClient as Client, MailFixture, Server};
 
 fn setup(extra: &str) -> MailFixture {
     MailFixture::new(

@@ -1,8 +1,8 @@
 //! Shared test helpers: temporary config trees, running the binary, and a
 //! server process that is killed when the test ends.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -348,5 +348,68 @@ pub fn give_to_vmail(dir: &Path) {
             .status()
             .unwrap();
         assert!(st.success());
+    }
+}
+
+/// A line-oriented client connected from a chosen loopback address (the
+/// limits count per client address, and 127.0.0.1 is in mynetworks).
+pub struct LineClient {
+    pub r: BufReader<TcpStream>,
+}
+
+impl LineClient {
+    pub fn connect(from: &str, to: SocketAddr) -> LineClient {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let src: SocketAddr = format!("{from}:0").parse().unwrap();
+        sock.bind(&src.into()).unwrap();
+        sock.connect_timeout(&to.into(), Duration::from_secs(5))
+            .unwrap();
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        LineClient {
+            r: BufReader::new(s),
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.r.get_mut().write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next line, or "" at end of stream (or a reset).
+    pub fn line(&mut self) -> String {
+        let mut l = String::new();
+        let _ = self.r.read_line(&mut l);
+        l
+    }
+
+    /// Sends `cmd` and reads lines until one starts with `until`.
+    pub fn cmd(&mut self, cmd: &str, until: &str) -> String {
+        self.send(cmd);
+        self.until(until)
+    }
+
+    pub fn until(&mut self, prefix: &str) -> String {
+        let mut all = String::new();
+        loop {
+            let l = self.line();
+            all.push_str(&l);
+            if l.is_empty() || l.starts_with(prefix) {
+                return all;
+            }
+        }
+    }
+
+    /// Reads until the server closes; how long that took.
+    pub fn closed_after(&mut self) -> (Duration, String) {
+        let start = Instant::now();
+        let mut rest = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.r.read(&mut buf) {
+                Ok(0) | Err(_) => return (start.elapsed(), rest),
+                Ok(n) => rest.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
     }
 }

@@ -292,6 +292,9 @@ impl Backend {
             }
             // FETCH FLAGS goes where it was asked for; a \Seen set by this
             // FETCH is reported even when FLAGS wasn't (RFC 3501 §6.4.5).
+            if flags_at.is_some() || seen_now {
+                sel.announce_keywords(&info.keywords, &sh.mailbox, out);
+            }
             let flag_item = {
                 let mut f: Vec<FlagFetch<'static>> = flags
                     .imap_names()

@@ -64,9 +64,40 @@ struct Selected {
     saved: Vec<u32>,
     /// Bumped when the mailbox changes: what IDLE waits on.
     changes: tokio::sync::watch::Receiver<u64>,
+    /// The keywords this session's last FLAGS response listed.
+    announced: Vec<String>,
+}
+
+/// The FLAGS and PERMANENTFLAGS responses for a mailbox with `keywords`.
+fn flags_announcement(keywords: &[String]) -> String {
+    let kw: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n\
+         * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n"
+    )
 }
 
 impl Selected {
+    /// RFC 3501 §7.2.6, RFC 9051 §7.3.5: a keyword reaches a client in
+    /// FLAGS (and PERMANENTFLAGS) before any FETCH carries it. Called before
+    /// every flag list a FETCH response holds; when `keywords` has one this
+    /// session hasn't announced, sends the mailbox's whole keyword list again.
+    fn announce_keywords(&mut self, keywords: &[String], mailbox: &Mailbox, out: &mut Vec<u8>) {
+        let known = |all: &[String], k: &str| all.iter().any(|a| a.eq_ignore_ascii_case(k));
+        if keywords.iter().all(|k| known(&self.announced, k)) {
+            return;
+        }
+        let mut all = self.announced.clone();
+        let used = mailbox.messages().iter().flat_map(|m| m.keywords.iter());
+        for k in used.chain(keywords) {
+            if !known(&all, k) {
+                all.push(k.clone());
+            }
+        }
+        out.extend_from_slice(flags_announcement(&all).as_bytes());
+        self.announced = all;
+    }
+
     fn is_recent(&self, uid: u32) -> bool {
         uid >= self.recent_from
     }
@@ -324,7 +355,8 @@ impl Backend {
         let Some(sel) = &mut self.selected else {
             return;
         };
-        let mut sh = lock(&sel.shared);
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
         if let Err(e) = sh.sync() {
             tracing::warn!(error = %e, "sync failed");
             return;
@@ -373,13 +405,15 @@ impl Backend {
             }
         }
         if sh.modseq > sel.seen_modseq {
-            for (i, &u) in sel.view.iter().enumerate() {
+            let view = sel.view.clone();
+            for (i, &u) in view.iter().enumerate() {
                 let stamp = sh.stamps.get(&u).copied();
                 let changed = stamp.is_some_and(|m| m > sel.seen_modseq);
                 if !changed || new.contains(&u) || sel.own.get(&u).copied() == stamp {
                     continue;
                 }
                 if let Some(m) = sh.mailbox.get(u) {
+                    sel.announce_keywords(&m.keywords, &sh.mailbox, out);
                     let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
                     out.extend_from_slice(
                         format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", i + 1).as_bytes(),

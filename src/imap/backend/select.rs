@@ -86,15 +86,9 @@ impl Backend {
             k.dedup();
             k
         };
-        let kw = if keywords.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", keywords.join(" "))
-        };
         let s = format!(
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})\r\n\
-             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted.\r\n\
-             * {} EXISTS\r\n",
+            "{}* {} EXISTS\r\n",
+            super::flags_announcement(&keywords),
             view.len(),
         );
         out.extend_from_slice(s.as_bytes());
@@ -131,6 +125,7 @@ impl Backend {
             own: HashMap::new(),
             saved: Vec::new(),
             changes,
+            announced: keywords,
         });
         *state = State::Selected { read_only };
         if read_only {

@@ -79,6 +79,7 @@ impl Backend {
                 let (f, k) = m
                     .map(|m| (m.flags, m.keywords.clone()))
                     .unwrap_or((new_flags, new_kw));
+                sel.announce_keywords(&k, &sh.mailbox, out);
                 let fl = flag_list(f, &k, sel.is_recent(u) && !self.rev2);
                 let uid_part = if uid {
                     format!("UID {u} ")

@@ -213,7 +213,10 @@ fn store_flags_and_other_sessions_see_them() {
     other.run("b1 SELECT INBOX\r\n");
     assert_eq!(
         c.run("a2 STORE 2 +FLAGS (\\Flagged $Label)\r\n"),
-        "* 2 FETCH (FLAGS (\\Flagged \\Recent $Label))\r\na2 OK Store completed.\r\n"
+        // RFC 3501 §7.2.6: the new keyword is announced before it is used.
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)\r\n\
+         * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label \\*)] Flags permitted.\r\n\
+         * 2 FETCH (FLAGS (\\Flagged \\Recent $Label))\r\na2 OK Store completed.\r\n"
     );
     assert_eq!(
         c.run("a3 UID STORE 1 -FLAGS (\\Seen)\r\n"),
@@ -228,6 +231,8 @@ fn store_flags_and_other_sessions_see_them() {
     assert_eq!(
         other.run("b2 NOOP\r\n"),
         "* 1 FETCH (UID 1 FLAGS ())\r\n\
+         * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label)\r\n\
+         * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label \\*)] Flags permitted.\r\n\
          * 2 FETCH (UID 2 FLAGS (\\Flagged $Label))\r\n\
          * 3 FETCH (UID 3 FLAGS (\\Answered))\r\n\
          b2 OK NOOP completed.\r\n"

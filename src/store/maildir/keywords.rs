@@ -125,7 +125,10 @@ impl Keywords {
 /// Whether `name` can be stored as a keyword (an IMAP atom without
 /// wildcards or `]`, so it survives `dovecot-keywords` and the wire).
 pub fn valid_keyword(name: &str) -> bool {
+    // NIL is an atom, but in a flag list clients read it as nil (issue
+    // seen in conformance suites): refused, as no flag can be spelled so.
     !name.is_empty()
+        && !name.eq_ignore_ascii_case("NIL")
         && name.len() <= 255
         && !name.starts_with('\\')
         && name.bytes().all(|b| {
