@@ -964,3 +964,87 @@ fn a_new_keyword_is_announced_in_flags_before_any_fetch_carries_it() {
     assert!(r.starts_with("a5 NO") || r.starts_with("a5 BAD"), "{r}");
     assert!(!r.contains("FETCH"), "{r}");
 }
+
+/// The UIDs a session sees as `\Recent`, from `FETCH 1:* (UID FLAGS)`.
+fn recent_uids(c: &mut LineClient, tag: &str) -> Vec<u32> {
+    let r = c.cmd(
+        &format!("{tag} FETCH 1:* (UID FLAGS)\r\n"),
+        &format!("{tag} "),
+    );
+    r.lines()
+        .filter(|l| l.contains("\\Recent"))
+        .filter_map(|l| {
+            let rest = &l[l.find("UID ")? + 4..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn each_message_is_recent_in_exactly_one_session() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1, MSG2, MSG1]);
+    let server = setup.start();
+    let imap = server.addr("imap");
+    let smtp = server.addr("smtp");
+    // Eight sessions SELECT at once.
+    let sessions: Vec<LineClient> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                s.spawn(move || {
+                    let mut c = LineClient::connect("127.0.0.1", imap);
+                    c.line();
+                    c.cmd("a LOGIN john@example.com john123\r\n", "a ");
+                    let r = c.cmd(&format!("s{i} SELECT INBOX\r\n"), &format!("s{i} "));
+                    assert!(r.contains("OK [READ-WRITE]"), "{r}");
+                    c
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sessions = sessions;
+    let mut owners: std::collections::HashMap<u32, usize> = Default::default();
+    for (i, c) in sessions.iter_mut().enumerate() {
+        for u in recent_uids(c, "f1") {
+            assert!(
+                owners.insert(u, i).is_none(),
+                "UID {u} recent in two sessions"
+            );
+        }
+    }
+    assert_eq!(
+        owners.len(),
+        3,
+        "every message recent somewhere: {owners:?}"
+    );
+    // New mail while all eight are selected: each new message goes to one.
+    for n in 0..3 {
+        let mut m = LineClient::connect("127.0.0.1", smtp);
+        m.line();
+        m.cmd("EHLO t\r\n", "250 ");
+        m.cmd("MAIL FROM:<a@example.org>\r\n", "250");
+        m.cmd("RCPT TO:<john@example.com>\r\n", "250");
+        m.cmd("DATA\r\n", "354");
+        let r = m.cmd(&format!("Subject: new {n}\r\n\r\nbody\r\n.\r\n"), "");
+        assert!(r.starts_with("250"), "{r}");
+    }
+    std::thread::scope(|s| {
+        for c in sessions.iter_mut() {
+            s.spawn(move || c.cmd("n NOOP\r\n", "n "));
+        }
+    });
+    let mut owners: std::collections::HashMap<u32, usize> = Default::default();
+    for (i, c) in sessions.iter_mut().enumerate() {
+        for u in recent_uids(c, "f2") {
+            assert!(
+                owners.insert(u, i).is_none(),
+                "UID {u} recent in two sessions"
+            );
+        }
+    }
+    assert_eq!(owners.len(), 6, "{owners:?}");
+}

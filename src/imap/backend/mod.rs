@@ -37,7 +37,7 @@ use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
 pub use registry::Mailboxes;
 use registry::{lock, SharedRef};
-use select::{claim_recent, first_recent_uid};
+use select::claim_recent;
 
 /// The selected mailbox, as this session knows it.
 struct Selected {
@@ -50,8 +50,9 @@ struct Selected {
     /// Expunged by someone else while we could not say so (during FETCH,
     /// STORE, SEARCH; RFC 3501 §7.4.1); reported at the next chance.
     pending_expunge: Vec<u32>,
-    /// UIDs from here on are `\Recent` for this session.
-    recent_from: u32,
+    /// The UIDs that are `\Recent` for this session: the ranges it
+    /// claimed (at SELECT, then as new mail arrived), no one else's.
+    recent: Vec<std::ops::Range<u32>>,
     /// The shared modseq this session has reported flag changes up to.
     seen_modseq: u64,
     /// The shared expunge counter at our last look.
@@ -99,10 +100,10 @@ impl Selected {
     }
 
     fn is_recent(&self, uid: u32) -> bool {
-        uid >= self.recent_from
+        self.recent.iter().any(|r| r.contains(&uid))
     }
     fn recent_count(&self) -> usize {
-        self.view.iter().filter(|u| **u >= self.recent_from).count()
+        self.view.iter().filter(|u| self.is_recent(**u)).count()
     }
 }
 
@@ -393,10 +394,13 @@ impl Backend {
             Vec::new()
         };
         if !new.is_empty() {
-            let first = first_recent_uid(&sh.mailbox);
-            if first <= *new.last().unwrap_or(&0) && !sel.read_only {
-                sel.recent_from = sel.recent_from.min(first.max(new[0]));
-                claim_recent(&sh.mailbox, sh.mailbox.next_uid());
+            if !sel.read_only {
+                let claimed = claim_recent(&sh.mailbox);
+                match sel.recent.last_mut() {
+                    _ if claimed.is_empty() => {}
+                    Some(last) if last.end == claimed.start => last.end = claimed.end,
+                    _ => sel.recent.push(claimed),
+                }
             }
             sel.view.extend(&new);
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());

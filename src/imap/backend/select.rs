@@ -5,6 +5,7 @@
 //! message.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
@@ -23,24 +24,56 @@ const RECENT_FILE: &str = "pigeonpost.index.recent";
 pub(super) fn first_recent_uid(mb: &Mailbox) -> u32 {
     std::fs::read_to_string(mb.dir().join(RECENT_FILE))
         .ok()
-        .and_then(|t| {
-            let mut w = t.split_whitespace();
-            let validity: u32 = w.next()?.parse().ok()?;
-            let first: u32 = w.next()?.parse().ok()?;
-            (validity == mb.uidvalidity()).then_some(first)
-        })
+        .map(|t| parse_recent(&t, mb.uidvalidity()))
         .unwrap_or(1)
 }
 
-pub(super) fn claim_recent(mb: &Mailbox, next: u32) {
-    let path = mb.dir().join(RECENT_FILE);
-    let tmp = mb
-        .dir()
-        .join(format!("{RECENT_FILE}.{}.tmp", std::process::id()));
-    // Disposable: losing it only shows \Recent once more.
-    if std::fs::write(&tmp, format!("{} {next}\n", mb.uidvalidity())).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
+fn parse_recent(text: &str, uidvalidity: u32) -> u32 {
+    let mut w = text.split_whitespace();
+    let validity: Option<u32> = w.next().and_then(|v| v.parse().ok());
+    let first: Option<u32> = w.next().and_then(|v| v.parse().ok());
+    match (validity, first) {
+        (Some(v), Some(f)) if v == uidvalidity => f,
+        _ => 1,
     }
+}
+
+/// Claims `\Recent` for the calling session: the UIDs no read-write
+/// session has been told about yet, up to the mailbox's next UID. The
+/// read and the update happen under an exclusive `flock` of the file, so
+/// two sessions, in this process or another, never claim the same UID
+/// (RFC 3501 §2.3.2: one session only sees a message as recent).
+pub(super) fn claim_recent(mb: &Mailbox) -> Range<u32> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::io::AsRawFd;
+    let next = mb.next_uid();
+    let path = mb.dir().join(RECENT_FILE);
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    else {
+        // Disposable state: if it can't be kept, nothing is recent
+        // rather than everything, twice.
+        return next..next;
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return next..next;
+    }
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    let first = parse_recent(&text, mb.uidvalidity());
+    if first < next {
+        let line = format!("{} {next}\n", mb.uidvalidity());
+        let ok = f.set_len(0).is_ok() && f.rewind().is_ok() && f.write_all(line.as_bytes()).is_ok();
+        if !ok {
+            return next..next;
+        }
+    }
+    first.min(next)..next
 }
 
 impl Backend {
@@ -66,11 +99,14 @@ impl Backend {
         let mb = &sh.mailbox;
         let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
         let changes = self.mailboxes.notifier().subscribe(mb.dir());
-        let first = first_recent_uid(mb);
-        let recent_count = view.iter().filter(|u| **u >= first).count();
-        if !read_only && recent_count > 0 {
-            claim_recent(mb, mb.next_uid());
-        }
+        // Read-write: this session claims what is recent; read-only
+        // (EXAMINE) only looks, claiming nothing (RFC 3501 §6.3.2).
+        let recent = if read_only {
+            first_recent_uid(mb)..mb.next_uid()
+        } else {
+            claim_recent(mb)
+        };
+        let recent_count = view.iter().filter(|u| recent.contains(u)).count();
         let unseen = mb
             .messages()
             .iter()
@@ -119,7 +155,7 @@ impl Backend {
             read_only,
             view,
             pending_expunge: Vec::new(),
-            recent_from: first,
+            recent: vec![recent],
             seen_modseq,
             seen_expunges,
             own: HashMap::new(),
