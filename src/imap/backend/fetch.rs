@@ -61,6 +61,26 @@ fn nstring8(data: Vec<u8>) -> NString8<'static> {
     }
 }
 
+/// A partial BINARY item as RFC 3516 §4.2 writes it: the section, the
+/// origin, then the data (a literal8 if it holds NUL).
+fn binary_partial(written: &mut Vec<u8>, section: &[NonZeroU32], origin: u32, data: &[u8]) {
+    let section: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+    let tilde = if memchr::memchr(0, data).is_some() {
+        "~"
+    } else {
+        ""
+    };
+    written.extend_from_slice(
+        format!(
+            " BINARY[{}]<{origin}> {tilde}{{{}}}\r\n",
+            section.join("."),
+            data.len()
+        )
+        .as_bytes(),
+    );
+    written.extend_from_slice(data);
+}
+
 /// An NString holding `data` (a literal; quoted data can't hold CR/LF).
 fn nstring(mut data: Vec<u8>) -> NString<'static> {
     // NUL bytes are the only thing a literal can't hold (RFC 3501 §4.3):
@@ -178,6 +198,8 @@ impl Backend {
                 None => None,
             };
             let mut data: Vec<MessageDataItem<'static>> = Vec::new();
+            // Items imap-types can't express, already encoded (" BINARY[1]<0> {3}…").
+            let mut written: Vec<u8> = Vec::new();
             let mut flags_at: Option<usize> = None;
             for item in &items {
                 match item {
@@ -236,16 +258,19 @@ impl Backend {
                     MessageDataItemName::Binary {
                         section, partial, ..
                     } => match parsed().map(|p| message::binary_section(p, section)) {
-                        Some(Ok(bytes)) => {
-                            let bytes = match partial {
-                                Some((o, l)) => message::partial(&bytes, *o, l.get()).to_vec(),
-                                None => bytes.into_owned(),
-                            };
-                            data.push(MessageDataItem::Binary {
+                        Some(Ok(bytes)) => match partial {
+                            // imap-types has no origin for BINARY: written here.
+                            Some((o, l)) => binary_partial(
+                                &mut written,
+                                section,
+                                *o,
+                                message::partial(&bytes, *o, l.get()),
+                            ),
+                            None => data.push(MessageDataItem::Binary {
                                 section: section.clone(),
-                                value: nstring8(bytes),
-                            });
-                        }
+                                value: nstring8(bytes.into_owned()),
+                            }),
+                        },
                         Some(Err(message::BinaryError::NoSuchPart)) => {
                             data.push(MessageDataItem::Binary {
                                 section: section.clone(),
@@ -319,13 +344,28 @@ impl Backend {
                 None if seen_now => data.push(flag_item),
                 None => {}
             }
-            let Ok(items) = Vec1::try_from(data) else {
-                continue;
-            };
             let Some(seq) = NonZeroU32::new(seq) else {
                 continue;
             };
-            out.extend_from_slice(&encode(&Response::Data(Data::Fetch { seq, items })));
+            match Vec1::try_from(data) {
+                Ok(items) => {
+                    let line = encode(&Response::Data(Data::Fetch { seq, items }));
+                    match line.strip_suffix(b")\r\n") {
+                        Some(open) if !written.is_empty() => {
+                            out.extend_from_slice(open);
+                            out.extend_from_slice(&written);
+                            out.extend_from_slice(b")\r\n");
+                        }
+                        _ => out.extend_from_slice(&line),
+                    }
+                }
+                Err(_) if !written.is_empty() => {
+                    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+                    out.extend_from_slice(&written[1..]);
+                    out.extend_from_slice(b")\r\n");
+                }
+                Err(_) => continue,
+            }
             if out.len() >= SPILL_BYTES {
                 if let Some(spill) = &self.spill {
                     // Not holding the mailbox while the client reads.
