@@ -482,9 +482,17 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
                 Some(
                     split_fields(raw)
                         .into_iter()
-                        .map(|(name, value)| Field {
-                            name: String::from_utf8_lossy(name).to_ascii_lowercase(),
-                            value: decode_unstructured(value).to_lowercase(),
+                        .map(|(name, value)| {
+                            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                            let mut text = decode_unstructured(value);
+                            if ADDRESS_FIELDS.contains(&name.as_str()) {
+                                text.push('\n');
+                                text.push_str(&address_text(value));
+                            }
+                            Field {
+                                name,
+                                value: text.to_lowercase(),
+                            }
                         })
                         .collect(),
                 )
@@ -627,6 +635,115 @@ fn trim_end(b: &[u8]) -> &[u8] {
 }
 
 /// Unfolds a raw header value and decodes RFC 2047 encoded words.
+/// Headers holding addresses: SEARCH FROM/TO/CC/BCC (and HEADER on these)
+/// also match the addresses as a client shows them.
+const ADDRESS_FIELDS: [&str; 6] = ["from", "to", "cc", "bcc", "sender", "reply-to"];
+
+/// The addresses of an address header as a client displays them,
+/// `Name <local@domain>, …` (group members included): comments, folding and
+/// quoting gone, encoded words decoded, as Dovecot matches them. So
+/// `From: user-from@(comment)domain.org` or an address folded across lines
+/// is found by `SEARCH FROM user-from@domain.org`.
+fn address_text(value: &[u8]) -> String {
+    let (mut cleaned, comments) = strip_cfws(&String::from_utf8_lossy(value));
+    cleaned.push('\n');
+    let shown = |a: &mail_parser::Addr<'_>, comment: Option<&String>| {
+        // Dovecot's rule: with no display name, a comment serves as one.
+        let name = a
+            .name
+            .as_deref()
+            .or(comment.map(String::as_str))
+            .unwrap_or("");
+        let addr = a.address.as_deref().unwrap_or("");
+        match (name.is_empty(), addr.is_empty()) {
+            (true, _) => addr.to_string(),
+            (false, true) => name.to_string(),
+            (false, false) => format!("{name} <{addr}>"),
+        }
+    };
+    let mut out = Vec::new();
+    match MessageStream::new(cleaned.as_bytes()).parse_address() {
+        HeaderValue::Address(mail_parser::Address::List(list)) => {
+            let comment = comments.last().filter(|_| list.len() == 1);
+            out.extend(list.iter().map(|a| shown(a, comment)));
+        }
+        HeaderValue::Address(mail_parser::Address::Group(groups)) => {
+            for g in &groups {
+                if let Some(n) = &g.name {
+                    out.push(format!("{n}:"));
+                }
+                out.extend(g.addresses.iter().map(|a| shown(a, None)));
+            }
+        }
+        _ => {}
+    }
+    out.join(", ")
+}
+
+/// Removes comments (returned apart) and the blanks around `@` and `.`
+/// outside quoted strings: RFC 5322 §3.2.2 allows CFWS between the tokens
+/// of an address (`user @ (note) example.org`), which no client shows.
+fn strip_cfws(value: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(value.len());
+    let mut comments = Vec::new();
+    let (mut depth, mut quoted, mut escaped, mut glue) = (0usize, false, false, false);
+    let mut comment = String::new();
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if depth > 0 {
+                comment.push(c);
+            } else {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => {
+                escaped = true;
+                if quoted {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => {
+                if depth > 0 {
+                    comment.push(c);
+                }
+                depth += 1;
+            }
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    let text = comment.trim().to_string();
+                    if !text.is_empty() {
+                        comments.push(text);
+                    }
+                    comment.clear();
+                } else {
+                    comment.push(c);
+                }
+            }
+            _ if depth > 0 => comment.push(c),
+            '@' | '.' if !quoted => {
+                let kept = out.trim_end().len();
+                out.truncate(kept);
+                out.push(c);
+                glue = true;
+            }
+            c if c.is_whitespace() && !quoted && glue => {}
+            c => {
+                glue = false;
+                out.push(c);
+            }
+        }
+    }
+    (out, comments)
+}
+
 fn decode_unstructured(value: &[u8]) -> String {
     let text = |v: HeaderValue<'_>| match v {
         HeaderValue::Text(t) => t.into_owned(),

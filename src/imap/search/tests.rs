@@ -601,3 +601,41 @@ fn no_panics_on_garbage() {
         assert_ne!(q.matches(&m, &ctx()), nq.matches(&m, &ctx()));
     }
 }
+
+/// SEARCH FROM/TO/CC match the address as a client shows it: comments,
+/// folding inside the address, quoting and groups don't hide it.
+#[test]
+fn address_keys_see_through_comments_folding_and_groups() {
+    let m = |seq: u32, header: &str| {
+        msg(
+            seq,
+            seq,
+            Flags::empty(),
+            &[],
+            false,
+            100,
+            0,
+            &format!("{header}\nSubject: x\n\nbody\n"),
+        )
+    };
+    let msgs = [
+        m(1, "From: user-from@(a comment)domain.org"),
+        m(2, "From: \"Some One\" <user-from@\n domain.org>"),
+        m(3, "From: user-from @ domain.org (Some One)"),
+        m(4, "To: friends: user-from@domain.org, b@c.example;"),
+        m(5, "From: =?utf-8?q?J=C3=BCrgen?= <jurgen@domain.org>"),
+        m(6, "From: other@domain.org"),
+    ];
+    let hits = |criteria: &str| -> Vec<u32> {
+        let (q, _) = parse(format!("SEARCH {criteria}").as_bytes());
+        msgs.iter()
+            .filter(|x| q.matches(*x, &ctx()))
+            .map(|x| x.seq)
+            .collect()
+    };
+    assert_eq!(hits("FROM user-from@domain.org"), [1, 2, 3]);
+    assert_eq!(hits("TO user-from@domain.org"), [4]);
+    assert_eq!(hits("TO friends"), [4]);
+    assert_eq!(hits("FROM \"some one <user-from@domain.org>\""), [2, 3]);
+    assert_eq!(hits("FROM \"j\u{fc}rgen <jurgen@\""), [5]);
+}
