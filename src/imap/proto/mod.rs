@@ -702,8 +702,14 @@ impl Session {
                 None
             }
             B::Enable { capabilities } => {
+                // RFC 5161 §3.1: only in the authenticated state, before
+                // any mailbox is selected.
                 if self.state == State::NotAuthenticated {
                     self.bad(&tag, "ENABLE needs a login first.");
+                    return None;
+                }
+                if self.state != State::Authenticated {
+                    self.bad(&tag, "ENABLE is only valid before a mailbox is selected.");
                     return None;
                 }
                 let mut enabled = Vec::new();

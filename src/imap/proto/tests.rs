@@ -187,6 +187,16 @@ fn mailbox_commands_need_the_right_state() {
     assert!(
         matches!(&a[0], Action::Run { command, .. } if matches!(**command, CommandBody::Fetch { uid: true, .. }))
     );
+    s.respond(b"d OK Fetch completed.\r\n");
+    s.command_done(State::Selected { read_only: false });
+    out(&mut s);
+    // RFC 5161 §3.1: ENABLE only before a mailbox is selected.
+    let (o, _) = run(&mut s, "e ENABLE UTF8=ACCEPT\r\n");
+    assert_eq!(
+        o,
+        "e BAD ENABLE is only valid before a mailbox is selected.\r\n"
+    );
+    assert!(!s.utf8_enabled());
 }
 
 #[test]
@@ -353,8 +363,10 @@ fn imap4rev2_search_return_and_saved_result() {
     let (o, _) = run(&mut s, "e FETCH $\r\n");
     assert!(o.starts_with("e BAD "), "{o}");
 
+    s.command_done(State::Authenticated);
     let (o, _) = run(&mut s, "f ENABLE IMAP4rev2\r\n");
     assert_eq!(o, "* ENABLED IMAP4rev2\r\nf OK Enabled.\r\n");
+    s.command_done(State::Selected { read_only: false });
     let o = run_options(&mut s, "g SEARCH ALL\r\n");
     assert!(o.rev2 && o.utf8, "rev2 mailbox names are UTF-8");
     assert_eq!(o.search_return, Some(rev2::SearchReturn::ALL));
