@@ -1090,3 +1090,71 @@ for n, p in enumerate(parts, 1):
         assert!(out.contains(&format!("partial {n} origin same")), "{out}");
     }
 }
+
+#[test]
+fn list_extended_recursivematch_childinfo_and_pattern_lists() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1]);
+    let server = setup.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    c.cmd("a LOGIN john@example.com john123\r\n", "a ");
+    for (i, f) in ["a", "a.b", "c", "d.e"].iter().enumerate() {
+        let r = c.cmd(&format!("c{i} CREATE {f}\r\n"), &format!("c{i} "));
+        assert!(r.contains("OK"), "{r}");
+    }
+    for (i, f) in ["a.b", "c", "d.e"].iter().enumerate() {
+        c.cmd(&format!("s{i} SUBSCRIBE {f}\r\n"), &format!("s{i} "));
+    }
+    // Only `d.e` exists: `d` is a hierarchy node.
+    assert!(!setup.maildir("john").join(".d").exists());
+    let list = |c: &mut LineClient, cmd: &str| -> Vec<String> {
+        let r = c.cmd(&format!("l {cmd}\r\n"), "l ");
+        assert!(r.contains("l OK"), "{r}");
+        r.lines()
+            .filter(|l| l.starts_with("* LIST"))
+            .map(String::from)
+            .collect()
+    };
+    // RFC 5258 §3.5: parents of subscribed children, existing or not,
+    // come with CHILDINFO; subscribed names without.
+    let r = list(&mut c, "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %");
+    assert_eq!(r.len(), 3, "{r:#?}");
+    assert!(
+        r.iter()
+            .any(|l| l.ends_with(" a (\"CHILDINFO\" (\"SUBSCRIBED\"))")
+                && !l.contains("\\Subscribed")),
+        "{r:#?}"
+    );
+    assert!(
+        r.iter()
+            .any(|l| l.ends_with(" c") && l.contains("\\Subscribed")),
+        "{r:#?}"
+    );
+    assert!(r.iter().any(|l| l.ends_with(" d (\"CHILDINFO\" (\"SUBSCRIBED\"))") && l.contains("\\Noselect")), "{r:#?}");
+    // Without RECURSIVEMATCH only what is itself subscribed.
+    let r = list(&mut c, "LIST (SUBSCRIBED) \"\" %");
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert!(r[0].ends_with(" c"), "{r:#?}");
+    // With *, the subscribed children match themselves: no CHILDINFO.
+    let r = list(&mut c, "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" *");
+    assert!(r.iter().all(|l| !l.contains("CHILDINFO")), "{r:#?}");
+    assert_eq!(r.len(), 3, "a.b, c, d.e: {r:#?}");
+    // RETURN (CHILDREN SUBSCRIBED): every matching name, the hierarchy node included.
+    let r = list(&mut c, "LIST \"\" % RETURN (CHILDREN SUBSCRIBED)");
+    let names: Vec<&str> = r.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(names, ["INBOX", "a", "c", "d"], "{r:#?}");
+    assert!(
+        r[1].contains("\\HasChildren") && !r[1].contains("\\Subscribed"),
+        "{r:#?}"
+    );
+    assert!(r[2].contains("\\Subscribed"), "{r:#?}");
+    assert!(
+        r[3].contains("\\HasChildren") && r[3].contains("\\Noselect"),
+        "{r:#?}"
+    );
+    // A list of patterns.
+    let r = list(&mut c, "LIST \"\" (\"a\" \"c\" \"d.%\")");
+    let names: Vec<&str> = r.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(names, ["a", "c", "d.e"], "{r:#?}");
+}

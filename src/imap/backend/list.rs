@@ -222,15 +222,6 @@ impl Backend {
                 .iter()
                 .any(|s| s == n || (n == "INBOX" && s.eq_ignore_ascii_case("INBOX")))
         };
-        // SUBSCRIBED lists subscribed names even when they no longer exist.
-        let mut candidates = names.clone();
-        if l.select_subscribed {
-            for s in &subscribed {
-                if !candidates.iter().any(|n| n == s) && !s.eq_ignore_ascii_case("INBOX") {
-                    candidates.push(s.clone());
-                }
-            }
-        }
         let patterns: Vec<String> = l
             .patterns
             .iter()
@@ -243,49 +234,99 @@ impl Backend {
                 }
             })
             .collect();
-        let has_children = |n: &str| {
-            names
-                .iter()
-                .any(|o| o.len() > n.len() && o.starts_with(n) && o.as_bytes()[n.len()] == b'.')
-        };
-        for n in &candidates {
-            let matched = patterns.iter().any(|p| {
+        let matches = |n: &str| {
+            patterns.iter().any(|p| {
                 if n == "INBOX" {
                     wildcard(p.to_ascii_uppercase().as_bytes(), b"INBOX")
                 } else {
                     wildcard(p.as_bytes(), n.as_bytes())
                 }
-            });
-            if !matched {
+            })
+        };
+        let is_descendant = |d: &str, n: &str| {
+            d.len() > n.len() && d.starts_with(n) && d.as_bytes()[n.len()] == b'.'
+        };
+        let has_children = |n: &str| names.iter().any(|o| is_descendant(o, n));
+        // RFC 5258 §3.5: with RECURSIVEMATCH, a name is also listed when a
+        // descendant meets the selection criteria without matching the
+        // pattern, and says so with CHILDINFO.
+        let childinfo = |n: &str| {
+            l.recursive_match
+                && l.select_subscribed
+                && subscribed
+                    .iter()
+                    .any(|s| is_descendant(s, n) && !matches(s))
+        };
+        // Every name that can be listed: the mailboxes, the subscribed
+        // names (SUBSCRIBED lists them even when gone), and the parents
+        // of both that aren't mailboxes (RFC 3501 §6.3.8 hierarchy nodes;
+        // RFC 5258 §3.5 for subscribed descendants).
+        let mut candidates = names.clone();
+        let add = |c: &mut Vec<String>, n: &str| {
+            let other_inbox = n.eq_ignore_ascii_case("INBOX") && n != "INBOX";
+            if !other_inbox && !c.iter().any(|o| o == n) {
+                c.push(n.to_string());
+            }
+        };
+        let sources: Vec<String> = if l.select_subscribed {
+            subscribed.clone()
+        } else {
+            names.clone()
+        };
+        for n in &sources {
+            add(&mut candidates, n);
+            let mut end = 0;
+            while let Some(i) = n[end..].find('.') {
+                add(&mut candidates, &n[..end + i]);
+                end += i + 1;
+            }
+        }
+        candidates[1..].sort();
+        for n in &candidates {
+            if !matches(n) {
                 continue;
             }
             let exists = names.contains(n);
             let use_attr = special_use(n);
-            if l.select_subscribed && !is_subscribed(n) {
+            let subscribed_here = is_subscribed(n);
+            let child_info = childinfo(n);
+            if l.select_subscribed && !subscribed_here && !child_info {
+                continue;
+            }
+            if !l.select_subscribed && !exists && !has_children(n) {
                 continue;
             }
             if l.select_special_use && use_attr.is_none() {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
-            if !exists {
-                attrs.push("\\NonExistent");
-            } else {
+            if exists {
                 attrs.push(if has_children(n) {
                     "\\HasChildren"
                 } else {
                     "\\HasNoChildren"
                 });
+            } else if has_children(n) {
+                // A hierarchy node: its children exist, it doesn't.
+                attrs.push("\\Noselect");
+                attrs.push("\\HasChildren");
+            } else {
+                attrs.push("\\NonExistent");
             }
             if let Some(su) = use_attr {
                 attrs.push(su);
             }
-            if (l.select_subscribed || l.return_subscribed) && is_subscribed(n) {
+            if (l.select_subscribed || l.return_subscribed) && subscribed_here {
                 attrs.push("\\Subscribed");
             }
+            let extra = if child_info {
+                " (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+            } else {
+                ""
+            };
             let shown = astring(&Self::display_name(n, utf8));
             out.extend_from_slice(
-                format!("* LIST ({}) \".\" {shown}\r\n", attrs.join(" ")).as_bytes(),
+                format!("* LIST ({}) \".\" {shown}{extra}\r\n", attrs.join(" ")).as_bytes(),
             );
             if let (Some(items), true) = (&l.return_status, exists) {
                 if let Ok(mb) = self.open(n) {
