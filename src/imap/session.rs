@@ -291,6 +291,13 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 }
                 session.tls_started();
             }
+            Action::Compress => {
+                if !flush(&mut conn.stream, &mut session).await {
+                    break;
+                }
+                conn.stream.start_deflate();
+                session.compress_started();
+            }
             Action::CheckAuth(creds) => {
                 let user = creds.username().to_string();
                 let auth = &ctx.auth;

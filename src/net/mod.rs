@@ -5,6 +5,7 @@
 
 pub mod anvil;
 pub mod clients;
+pub mod deflate;
 pub mod limits;
 pub mod pace;
 pub mod pending;

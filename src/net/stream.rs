@@ -13,6 +13,8 @@ use tokio_rustls::server::TlsStream;
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// RFC 4978 COMPRESS=DEFLATE over a plain or TLS stream.
+    Deflate(Box<super::deflate::Deflate>),
     /// Taken out for a TLS upgrade that failed; every operation errors.
     Closed,
 }
@@ -23,7 +25,21 @@ fn closed() -> io::Error {
 
 impl Stream {
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Tls(_) => true,
+            Stream::Deflate(d) => d.inner().is_tls(),
+            _ => false,
+        }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Stream::Deflate(_))
+    }
+
+    /// COMPRESS DEFLATE: from now on both directions are compressed.
+    pub fn start_deflate(&mut self) {
+        let inner = std::mem::replace(self, Stream::Closed);
+        *self = Stream::Deflate(Box::new(super::deflate::Deflate::new(inner)));
     }
 
     /// Writes (and flushes) all of `data` within `timeout`; false if the
@@ -64,6 +80,7 @@ impl Stream {
                 Ok(Stream::Tls(Box::new(tls)))
             }
             Stream::Tls(_) => Err(io::Error::other("TLS is already active")),
+            Stream::Deflate(_) => Err(io::Error::other("compression is active")),
             Stream::Closed => Err(closed()),
         }
     }
@@ -72,6 +89,7 @@ impl Stream {
     pub fn tls_description(&self) -> Option<String> {
         match self {
             Stream::Plain(_) | Stream::Closed => None,
+            Stream::Deflate(d) => d.inner().tls_description(),
             Stream::Tls(tls) => {
                 let (_, conn) = tls.get_ref();
                 let version = conn
@@ -97,6 +115,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -111,6 +130,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -118,6 +138,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -125,6 +146,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -136,6 +158,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Deflate(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -143,6 +166,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Deflate(_) => false,
             Stream::Closed => false,
         }
     }

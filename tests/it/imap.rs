@@ -1158,3 +1158,87 @@ fn list_extended_recursivematch_childinfo_and_pattern_lists() {
     let names: Vec<&str> = r.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
     assert_eq!(names, ["a", "c", "d.e"], "{r:#?}");
 }
+
+#[test]
+fn compress_deflate_flushes_every_response() {
+    let setup = imap_setup();
+    let big = format!(
+        "Subject: big\n\n{}\n",
+        "line of text that repeats\n".repeat(4000)
+    );
+    setup.deliver("john", &[MSG1, &big]);
+    let server = setup.start();
+    let smtp = server.addr("smtp").port();
+    let out = py(
+        &format!(
+            r#"
+import socket, zlib, time
+s = socket.create_connection(("127.0.0.1", PORT))
+s.settimeout(10)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"a LOGIN john@example.com john123\r\n")
+print("login", f.readline().decode().strip()[:40])
+s.sendall(b"c CAPABILITY\r\n")
+print("caps", f.readline().decode().strip())
+f.readline()
+s.sendall(b"z COMPRESS DEFLATE\r\n")
+print("compress", f.readline().decode().strip())
+comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+dec = zlib.decompressobj(-15)
+buf = b""
+def send(line):
+    s.sendall(comp.compress(line) + comp.flush(zlib.Z_SYNC_FLUSH))
+def until(tag):
+    # Reads whatever arrives: a response held back in the compressor
+    # would time out here (the reader blocked on a partial flush).
+    global buf
+    while True:
+        i = buf.find(tag)
+        if i >= 0:
+            j = buf.find(b"\r\n", i)
+            if j >= 0:
+                out, buf = buf[:j + 2], buf[j + 2:]
+                return out
+        data = s.recv(65536)
+        if not data:
+            raise SystemExit("closed")
+        buf += dec.decompress(data)
+r = until(b"s OK") if send(b"s SELECT INBOX\r\n") is None else None
+print("select", b"2 EXISTS" in r)
+send(b"f FETCH 2 (BODY[])\r\n")
+r = until(b"f OK")
+print("fetch", len(r) > 100000, r.count(b"line of text that repeats"))
+send(b"z2 COMPRESS DEFLATE\r\n")
+print("again", until(b"z2 ").decode().strip())
+send(b"i IDLE\r\n")
+print("idle", until(b"+ ").decode().strip())
+m = socket.create_connection(("127.0.0.1", {smtp}))
+mf = m.makefile("rb")
+mf.readline()
+for line in [b"EHLO t\r\n", b"MAIL FROM:<a@example.org>\r\n", b"RCPT TO:<john@example.com>\r\n", b"DATA\r\n"]:
+    m.sendall(line)
+    while True:
+        l = mf.readline()
+        if l[3:4] != b"-": break
+m.sendall(b"Subject: new\r\n\r\nhi\r\n.\r\n")
+print("smtp", mf.readline().decode().strip()[:3])
+print("pushed", until(b"3 EXISTS").decode().strip())
+send(b"DONE\r\n")
+print("done", until(b"i OK").decode().strip()[-20:])
+send(b"l LOGOUT\r\n")
+print("logout", until(b"l OK").decode().strip())
+"#
+        ),
+        server.addr("imap").port(),
+    );
+    assert!(out.contains("login a OK"), "{out}");
+    assert!(out.contains("COMPRESS=DEFLATE"), "{out}");
+    assert!(out.contains("compress z OK DEFLATE active."), "{out}");
+    assert!(out.contains("select True"), "{out}");
+    assert!(out.contains("fetch True 4000"), "{out}");
+    assert!(out.contains("again z2 NO [COMPRESSIONACTIVE]"), "{out}");
+    assert!(out.contains("idle + idling"), "{out}");
+    assert!(out.contains("pushed * 3 EXISTS"), "{out}");
+    assert!(out.contains("logout * BYE"), "{out}");
+}

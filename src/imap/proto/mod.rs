@@ -89,6 +89,9 @@ pub enum Action {
     /// IDLE is running (the continuation went out): report mailbox changes
     /// with [`Session::respond`] while waiting for input; DONE ends it.
     Idling,
+    /// Write the output (ends with the OK to COMPRESS), then compress the
+    /// connection both ways (RFC 4978) and call [`Session::compress_started`].
+    Compress,
     /// Write the output and close.
     Close,
 }
@@ -135,6 +138,8 @@ pub struct Session {
     /// A literal was announced and its bytes are still coming (the driver
     /// holds the client to a minimum data rate meanwhile).
     in_literal: bool,
+    /// COMPRESS=DEFLATE is active.
+    compressed: bool,
 }
 
 impl Session {
@@ -152,6 +157,7 @@ impl Session {
             utf8: false,
             rev2: false,
             in_literal: false,
+            compressed: false,
             rewrite: None,
         };
         let caps = s.capabilities();
@@ -232,6 +238,9 @@ impl Session {
             "BINARY",
             "STATUS=SIZE",
         ]);
+        if !self.compressed {
+            c.push("COMPRESS=DEFLATE");
+        }
         c.join(" ")
     }
 
@@ -245,6 +254,36 @@ impl Session {
     pub fn tls_started(&mut self) {
         self.cfg.login.tls_started();
         self.mode = Mode::Commands;
+    }
+
+    pub fn compress_started(&mut self) {
+        self.mode = Mode::Commands;
+    }
+
+    /// RFC 4978 COMPRESS, which imap-codec doesn't parse: `tag COMPRESS alg`.
+    fn compress(&mut self, raw: &[u8]) -> Option<Option<Action>> {
+        let line = std::str::from_utf8(raw).ok()?.trim_end();
+        let mut words = line.split(' ');
+        let tag = words.next()?;
+        if !words.next()?.eq_ignore_ascii_case("COMPRESS") {
+            return None;
+        }
+        let algorithm = words.next().unwrap_or("");
+        if self.state == State::NotAuthenticated {
+            self.bad(tag, "COMPRESS needs a login first.");
+        } else if self.compressed {
+            self.push(&format!(
+                "{tag} NO [COMPRESSIONACTIVE] DEFLATE active via COMPRESS.\r\n"
+            ));
+        } else if !algorithm.eq_ignore_ascii_case("DEFLATE") || words.next().is_some() {
+            self.bad(tag, "Unknown compression algorithm.");
+        } else {
+            self.push(&format!("{tag} OK DEFLATE active.\r\n"));
+            self.compressed = true;
+            self.mode = Mode::Waiting;
+            return Some(Some(Action::Compress));
+        }
+        Some(None)
     }
 
     /// The credential check is done.
@@ -527,6 +566,14 @@ impl Session {
             .decode_tag()
             .map(|t| t.as_ref().to_string())
             .unwrap_or_else(|| "*".into());
+        if raw.len() < 64 && memchr::memmem::find(&raw.to_ascii_uppercase(), b" COMPRESS").is_some()
+        {
+            let raw = raw.to_vec();
+            if let Some(action) = self.compress(&raw) {
+                return action;
+            }
+        }
+        let raw = self.frag.message_bytes();
         if let Some((tag, parsed)) = list_ext::parse(raw) {
             return match parsed {
                 Err(why) => {
