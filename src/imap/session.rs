@@ -379,6 +379,21 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                     }
                 }
             }
+            Action::MultiAppend { tag, append } => {
+                let utf8 = session.utf8_enabled();
+                let st = session.state();
+                match with_account(&mut account, move |b| b.multi_append(&tag, &append, utf8)).await
+                {
+                    Some(out) => {
+                        session.respond(&out);
+                        session.command_done(st);
+                    }
+                    None => {
+                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
+                        session.command_done(State::Logout);
+                    }
+                }
+            }
             Action::Close => {
                 let _ = flush(&mut conn.stream, &mut session).await;
                 let _ = conn.stream.shutdown().await;

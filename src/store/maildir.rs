@@ -985,33 +985,58 @@ impl Mailbox {
         keywords: &[&str],
         internal_date: Option<SystemTime>,
     ) -> Result<u32> {
-        for n in keywords {
-            if !valid_keyword(n) {
-                return Err(Error::InvalidKeyword(n.to_string()));
+        let uids = self.append_all(&[(data, flags, keywords.to_vec(), internal_date)])?;
+        Ok(uids[0])
+    }
+
+    /// Appends messages all or none (RFC 3502 MULTIAPPEND): each is written
+    /// and fsynced to `tmp/` first; then all get UIDs and move to `cur/`
+    /// under one uidlist lock. On any failure nothing is left behind.
+    #[allow(clippy::type_complexity)]
+    pub fn append_all(
+        &self,
+        messages: &[(&[u8], Flags, Vec<&str>, Option<SystemTime>)],
+    ) -> Result<Vec<u32>> {
+        for (_, _, keywords, _) in messages {
+            for n in keywords {
+                if !valid_keyword(n) {
+                    return Err(Error::InvalidKeyword(n.to_string()));
+                }
             }
         }
-        let body = crlf_to_lf(data);
-        let size = body.len() as u64;
-        let vsize = vsize_of(&body);
-        let base = format!("{},S={size},W={vsize}", write::unique_name());
-        let tmp = self.dir.join("tmp").join(&base);
-        let write = || -> io::Result<()> {
-            let mut f = write::create_new(&tmp)?;
-            f.write_all(&body)?;
-            if let Some(t) = internal_date {
-                f.set_modified(t)?;
+        let mut written: Vec<(PathBuf, String, Flags, Vec<&str>)> =
+            Vec::with_capacity(messages.len());
+        let cleanup = |written: &[(PathBuf, String, Flags, Vec<&str>)]| {
+            for (tmp, ..) in written {
+                let _ = fs::remove_file(tmp);
             }
-            f.sync_all()
         };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err("write", &tmp, e));
+        for (data, flags, keywords, internal_date) in messages {
+            let body = crlf_to_lf(data);
+            let size = body.len() as u64;
+            let vsize = vsize_of(&body);
+            let base = format!("{},S={size},W={vsize}", write::unique_name());
+            let tmp = self.dir.join("tmp").join(&base);
+            let write = || -> io::Result<()> {
+                let mut f = write::create_new(&tmp)?;
+                f.write_all(&body)?;
+                if let Some(t) = internal_date {
+                    f.set_modified(*t)?;
+                }
+                f.sync_all()
+            };
+            if let Err(e) = write() {
+                let _ = fs::remove_file(&tmp);
+                cleanup(&written);
+                return Err(io_err("write", &tmp, e));
+            }
+            written.push((tmp, base, *flags, keywords.clone()));
         }
-        let res = self.commit_new(&[(tmp.clone(), base, flags, keywords.to_vec())]);
+        let res = self.commit_new(&written);
         if res.is_err() {
-            let _ = fs::remove_file(&tmp);
+            cleanup(&written);
         }
-        Ok(res?[0])
+        res
     }
 
     /// Under the uidlist lock: move each `tmp/` file into `cur/` with its

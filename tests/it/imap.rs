@@ -1242,3 +1242,52 @@ print("logout", until(b"l OK").decode().strip())
     assert!(out.contains("pushed * 3 EXISTS"), "{out}");
     assert!(out.contains("logout * BYE"), "{out}");
 }
+
+#[test]
+fn multiappend_appends_every_message_or_none() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1]);
+    let server = setup.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    let caps = c.cmd("a LOGIN john@example.com john123\r\n", "a ");
+    assert!(caps.contains("MULTIAPPEND"), "{caps}");
+    let m1 = "Subject: one\r\n\r\n1\r\n";
+    let m2 = "Subject: two\r\n\r\n2\r\n";
+    let m3 = "Subject: three\r\n\r\n3\r\n";
+    let cmd = format!(
+        "b APPEND INBOX (\\Seen) {{{}+}}\r\n{m1} \"07-Feb-1994 22:43:04 -0800\" {{{}+}}\r\n{m2} ($Label1 \\Flagged) {{{}+}}\r\n{m3}\r\n",
+        m1.len(),
+        m2.len(),
+        m3.len()
+    );
+    let r = c.cmd(&cmd, "b ");
+    assert!(r.contains("b OK [APPENDUID "), "{r}");
+    assert!(
+        r.trim_end().contains(" 2:4] "),
+        "UIDs 2 to 4 in one uid-set: {r}"
+    );
+    c.cmd("s SELECT INBOX\r\n", "s ");
+    let r = c.cmd("f UID FETCH 2:4 (FLAGS INTERNALDATE)\r\n", "f ");
+    assert!(
+        r.contains("UID 2 FLAGS (\\Seen") || r.contains("FLAGS (\\Seen \\Recent) UID 2"),
+        "{r}"
+    );
+    // The same instant, shown in the server's zone.
+    assert!(
+        r.contains("UID 3 FLAGS (\\Recent) INTERNALDATE \"08-Feb-1994 06:43:04 +0000\""),
+        "{r}"
+    );
+    assert!(r.contains("$Label1") && r.contains("\\Flagged"), "{r}");
+    // One bad message: none of them is stored.
+    let cmd = format!(
+        "g APPEND INBOX {{{}+}}\r\n{m1} (NIL) {{{}+}}\r\n{m2}\r\n",
+        m1.len(),
+        m2.len()
+    );
+    let r = c.cmd(&cmd, "g ");
+    assert!(r.starts_with("g NO") || r.starts_with("g BAD"), "{r}");
+    let r = c.cmd("h STATUS INBOX (MESSAGES)\r\n", "h ");
+    assert!(r.contains("MESSAGES 4"), "{r}");
+    assert_eq!(setup.files("john").len(), 4);
+}

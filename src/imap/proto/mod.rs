@@ -21,6 +21,7 @@ pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
 pub mod list_ext;
+pub mod multiappend;
 pub mod response;
 pub mod rev2;
 #[cfg(test)]
@@ -89,6 +90,12 @@ pub enum Action {
     /// IDLE is running (the continuation went out): report mailbox changes
     /// with [`Session::respond`] while waiting for input; DONE ends it.
     Idling,
+    /// A MULTIAPPEND (RFC 3502), which imap-codec doesn't parse: like
+    /// [`Action::Run`].
+    MultiAppend {
+        tag: String,
+        append: multiappend::MultiAppend,
+    },
     /// Write the output (ends with the OK to COMPRESS), then compress the
     /// connection both ways (RFC 4978) and call [`Session::compress_started`].
     Compress,
@@ -237,6 +244,7 @@ impl Session {
             "SEARCHRES",
             "BINARY",
             "STATUS=SIZE",
+            "MULTIAPPEND",
         ]);
         if !self.compressed {
             c.push("COMPRESS=DEFLATE");
@@ -596,6 +604,20 @@ impl Session {
         let decoded = match self.frag.decode_message(&CommandCodec::default()) {
             Ok(c) => Ok(c.into_static()),
             Err(DecodeMessageError::MessageTooLong { .. }) => Err(true),
+            Err(_) if self.reading_append() => {
+                match multiappend::parse(self.frag.message_bytes()) {
+                    Some((tag, Ok(append))) if self.state != State::Logout => {
+                        self.mode = Mode::Waiting;
+                        return Some(Action::MultiAppend { tag, append });
+                    }
+                    Some((tag, Err(why))) => {
+                        self.bad(&tag, &format!("Error in IMAP command APPEND: {why}."));
+                        self.error();
+                        return None;
+                    }
+                    _ => Err(false),
+                }
+            }
             Err(_) => match rev2::rewrite(self.frag.message_bytes()) {
                 Err(why) => {
                     self.bad(&tag, &format!("Error in IMAP command SEARCH: {why}."));
