@@ -367,8 +367,13 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
             Action::List { tag, list } => {
                 let utf8 = session.utf8_enabled();
                 let st = session.state();
-                match with_account(&mut account, move |b| b.list_extended(&tag, &list, utf8)).await
-                {
+                let list = with_account_streaming(
+                    &mut account,
+                    &mut conn.stream,
+                    &mut session,
+                    move |b| b.list_extended(&tag, &list, utf8),
+                );
+                match list.await {
                     Some(out) => {
                         session.respond(&out);
                         session.command_done(st);

@@ -1291,3 +1291,40 @@ fn multiappend_appends_every_message_or_none() {
     assert!(r.contains("MESSAGES 4"), "{r}");
     assert_eq!(setup.files("john").len(), 4);
 }
+
+/// LIST over 10,000 folders goes out as it is produced (the answer passes
+/// the 64 KiB spill size several times), complete and in order.
+#[test]
+fn list_of_ten_thousand_folders_streams_complete() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1]);
+    let root = setup.maildir("john");
+    for i in 0..10_000 {
+        let d = root.join(format!(".folder{i:05}"));
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+    }
+    crate::util::give_to_vmail(&root);
+    let server = setup.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    c.cmd("a LOGIN john@example.com john123\r\n", "a ");
+    for cmd in ["LIST \"\" *", "LIST \"\" * RETURN (SUBSCRIBED CHILDREN)"] {
+        let r = c.cmd(&format!("l {cmd}\r\n"), "l ");
+        assert!(
+            r.ends_with("l OK List completed.\r\n"),
+            "{}",
+            &r[r.len().saturating_sub(200)..]
+        );
+        let names: Vec<&str> = r
+            .lines()
+            .filter(|l| l.starts_with("* LIST"))
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), 10_001, "{cmd}");
+        assert_eq!(names[0], "INBOX");
+        assert_eq!(names[1], "folder00000");
+        assert_eq!(names[10_000], "folder09999");
+    }
+}

@@ -29,7 +29,7 @@ use crate::imap::proto::response::tagged;
 use crate::store::maildir::Flags;
 
 /// Output size at which a FETCH hands what it has to [`Backend::spill`].
-const SPILL_BYTES: usize = 64 * 1024;
+pub(super) const SPILL_BYTES: usize = 64 * 1024;
 
 fn imap_date(t: SystemTime) -> Option<DateTime> {
     let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;

@@ -192,6 +192,7 @@ impl Backend {
                 )
                 .as_bytes(),
             );
+            self.spill(out);
         }
         tagged(
             tag,
@@ -328,6 +329,7 @@ impl Backend {
             out.extend_from_slice(
                 format!("* LIST ({}) \".\" {shown}{extra}\r\n", attrs.join(" ")).as_bytes(),
             );
+            self.spill(&mut out);
             if let (Some(items), true) = (&l.return_status, exists) {
                 if let Ok(mb) = self.open(n) {
                     let parts = status_items(&mb, items.iter().map(String::as_str));

@@ -338,6 +338,17 @@ impl Backend {
         (out, state)
     }
 
+    /// Sends what `out` holds on to the client once it has grown past
+    /// [`fetch::SPILL_BYTES`] (long FETCH and LIST answers), so an answer's
+    /// size never decides the session's memory. No-op when not streaming.
+    fn spill(&self, out: &mut Vec<u8>) {
+        if out.len() >= fetch::SPILL_BYTES {
+            if let Some(spill) = &self.spill {
+                let _ = spill.blocking_send(std::mem::take(out));
+            }
+        }
+    }
+
     /// NOOP and CHECK (RFC 3501 §6.1.2 and §6.4.1; RFC 9051 §6.1.2): only
     /// the untagged updates.
     fn poll(&mut self, tag: &str, done: &str, out: &mut Vec<u8>) -> String {
