@@ -231,6 +231,8 @@ async def run_conn(ctx, body):
         # (a guesser that got no further closes it and starts again)
         while ctx.hold and ctx.left() > 0:
             await ctx.read_some()
+        if ctx.hold:
+            ctx.st.inc("open_at_end")
     except Closed:
         ctx.closed_by_server()
     except asyncio.TimeoutError:
