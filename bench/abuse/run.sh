@@ -65,7 +65,7 @@
 #   TLS_FLOOD=100 TLS_IPS=5 TLS_STALL=30   (QUICK: 20 200 40 10 20 attackers)
 #   PP_PORT_BASE=6000 REF_PORT_BASE=7000  ports: base + 25, 587, 465, 143, 993, 110, 995
 #                                (pigeonpost's http on PP_PORT_BASE + 80)
-#   PP_LOG_LEVEL=info  MEM_ABORT_MB=4096 (stop the attack when the server passes it)
+#   PP_LOG_LEVEL=info  MEM_ABORT_MB=4096 (stop the attack when the server tree's summed PSS passes it)
 #   DRAIN=120 REST=3 NOFILE=65536 (ulimit -n for the clients and servers)
 # Every wait is bounded; the servers are stopped on exit (also on Ctrl-C).
 set -uo pipefail
@@ -322,7 +322,7 @@ phase() {
   sed 's/^/   /' "$out.watch.log"
   [ -e "$stop" ] && say "WARNING: the memory guard stopped the attack: $(cat "$stop")"
   # every 250 must become a file in john's Maildir (Postfix delivers after the 250): wait up to DRAIN s
-  acc=$(grep -c . "$out.accepted" 2>/dev/null || echo 0)
+  acc=$( { grep -c . < "$out.accepted"; } 2>/dev/null); acc=${acc:-0}
   for _ in $(seq $((DRAIN * 2))); do
     n=$(find "$sink/example.com/john/new" "$sink/example.com/john/cur" -maxdepth 1 -type f 2>/dev/null | wc -l)
     [ "$n" -ge "$acc" ] && break

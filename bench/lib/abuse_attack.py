@@ -609,6 +609,9 @@ async def kind_main(a, kind):
             await asyncio.sleep(0.05)   # ramp up: 1,000 connections in about 1 s
     hard = a.end + 15
     while not all(t.done() for t in tasks) and time.time() < hard:
+        if time.time() < a.end and os.path.exists(a.stop_file):
+            a.end = time.time()          # the memory guard: every attacker ends now
+            hard = a.end + 15
         await asyncio.sleep(0.2)
     for t in tasks:
         if not t.done():

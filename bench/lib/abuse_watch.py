@@ -5,7 +5,7 @@ Samples the server's process tree(s) (--server-pids: pigeonpost's pid, or the
 Postfix and Dovecot masters') every --sample-every seconds for --duration
 seconds: peak summed RSS and PSS, peak process count, CPU time, the server's
 established TCP connections on --ports (from /proc/net/tcp), and a timeline
-(one point a second). If the summed RSS passes --mem-abort-mb it creates
+(one point a second). If the summed RSS passes --mem-abort-mb (the summed PSS) it creates
 --stop-file, which stops the attackers (a guard for the shared machine), and
 says so. With --metrics-url it reads pigeonpost's /metrics at the start and the
 end and reports how much each counter grew. Every server process that is gone
@@ -98,9 +98,10 @@ def main():
             timeline.append([round(now - t0, 1), round(s["rss_kb"] / 1024, 1), s["nproc"],
                              round(s["cpu_s"] - s0["cpu_s"], 2)] + (list(e) if e else []))
             last_point = now
-        if s["rss_kb"] / 1024 > a.mem_abort_mb and aborted is None:
+        # PSS: the memory the tree really holds (summed RSS counts shared pages once per process)
+        if s["pss_kb"] / 1024 > a.mem_abort_mb and aborted is None:
             aborted = round(now - t0, 1)
-            open(a.stop_file, "w").write("server RSS %.0f MB > %s MB\n" % (s["rss_kb"] / 1024, a.mem_abort_mb))
+            open(a.stop_file, "w").write("server PSS %.0f MB > %s MB\n" % (s["pss_kb"] / 1024, a.mem_abort_mb))
         time.sleep(a.sample_every)
     s1 = proc_tree_stats(roots)
     alive = [p for p in roots if os.path.exists("/proc/%d" % p)]
