@@ -65,6 +65,9 @@
 #   TLS_FLOOD=100 TLS_IPS=5 TLS_STALL=30   (QUICK: 20 200 40 10 20 attackers)
 #   PP_PORT_BASE=6000 REF_PORT_BASE=7000  ports: base + 25, 587, 465, 143, 993, 110, 995
 #                                (pigeonpost's http on PP_PORT_BASE + 80)
+#   GARBAGE_MODES=      only these listener:mode pairs of the garbage attackers (abuse_attack.py
+#                       --garbage-modes, e.g. imap:literal,smtp:bdat; default: all)
+#   LEGIT_TIMEOUT=60    the legitimate clients' wait for any one reply (connect, greeting...), s
 #   PP_LOG_LEVEL=info  MEM_ABORT_MB=4096 (stop the attack when the server tree's summed PSS passes it)
 #   DRAIN=120 REST=3 NOFILE=65536 (ulimit -n for the clients and servers)
 # Every wait is bounded; the servers are stopped on exit (also on Ctrl-C).
@@ -89,7 +92,7 @@ GUESSERS=${GUESSERS:-$D_GUESS}; GUESS_IPS=${GUESS_IPS:-20}
 IDLE_CONNS=${IDLE_CONNS:-$D_IDLE}; IDLE_IPS=${IDLE_IPS:-10}
 SLOWLORIS=${SLOWLORIS:-$D_SLOW}; SLOW_IPS=${SLOW_IPS:-10}; SLOW_GAP=${SLOW_GAP:-4}
 GARBAGE=${GARBAGE:-$D_GARBAGE}; GARBAGE_IPS=${GARBAGE_IPS:-5}; GARBAGE_RATE=${GARBAGE_RATE:-262144}
-GARBAGE_MAX=${GARBAGE_MAX:-16777216}
+GARBAGE_MAX=${GARBAGE_MAX:-16777216}; GARBAGE_MODES=${GARBAGE_MODES:-}; LEGIT_TIMEOUT=${LEGIT_TIMEOUT:-60}
 TLS_FLOOD=${TLS_FLOOD:-$D_TLS}; TLS_IPS=${TLS_IPS:-5}; TLS_STALL=${TLS_STALL:-30}
 PP_PORT_BASE=${PP_PORT_BASE:-6000}; REF_PORT_BASE=${REF_PORT_BASE:-7000}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}; MEM_ABORT_MB=${MEM_ABORT_MB:-4096}
@@ -101,7 +104,7 @@ whole_numbers "DURATION/ATTACK_LEAD/GUESS_WINDOW/counts/ports/MSGS/SIZE/DRAIN/RE
   "$DURATION" "$ATTACK_LEAD" "$GUESS_WINDOW" "$SMTP_CLIENTS" "$SMTP_SIZE" "$IMAP_CLIENTS" "$IMAP_BODIES" \
   "$POP3_CLIENTS" "$MSGS" "$SIZE" "$GUESSERS" "$GUESS_IPS" "$IDLE_CONNS" "$IDLE_IPS" "$SLOWLORIS" "$SLOW_IPS" \
   "$GARBAGE" "$GARBAGE_IPS" "$GARBAGE_RATE" "$GARBAGE_MAX" "$TLS_FLOOD" "$TLS_IPS" "$TLS_STALL" \
-  "$PP_PORT_BASE" "$REF_PORT_BASE" "$DRAIN" "$REST" "$NOFILE" "$MEM_ABORT_MB"
+  "$PP_PORT_BASE" "$REF_PORT_BASE" "$DRAIN" "$REST" "$NOFILE" "$MEM_ABORT_MB" "$LEGIT_TIMEOUT"
 for v in "$SMTP_RATE" "$IMAP_IDLE" "$IMAP_THINK" "$POP3_PAUSE" "$SLOW_GAP"; do
   [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "SMTP_RATE, IMAP_IDLE, IMAP_THINK, POP3_PAUSE, SLOW_GAP: numbers"
 done
@@ -277,7 +280,8 @@ legit_args() { # server tag duration start-at
     --start-at "$4" --smtp-clients "$SMTP_CLIENTS" --smtp-rate "$SMTP_RATE" --smtp-size "$SMTP_SIZE" \
     --smtp-rcpt john@example.com --imap-clients "$IMAP_CLIENTS" --imap-userfile "$ETC/imap-users.txt" \
     --imap-bodies "$IMAP_BODIES" --imap-msgs "$MSGS" --imap-idle "$IMAP_IDLE" --imap-think "$IMAP_THINK" \
-    --pop3-clients "$POP3_CLIENTS" --pop3-userfile "$ETC/pop3-users.txt" --pop3-pause "$POP3_PAUSE"
+    --pop3-clients "$POP3_CLIENTS" --pop3-userfile "$ETC/pop3-users.txt" --pop3-pause "$POP3_PAUSE" \
+    --io-timeout "$LEGIT_TIMEOUT"
 }
 # phase server base|attack: the legitimate load (with the attackers), the
 # watcher around it, then the lost-message check and the check that it still serves
@@ -303,7 +307,7 @@ phase() {
       --start-at "$t0" --duration $((lead + DURATION)) --stop-file "$stop" --window "$GUESS_WINDOW" \
       --guess "$GUESSERS" --guess-ips "$GUESS_IPS" --guess-user "$GUESS_USER" --idle "$IDLE_CONNS" --idle-ips "$IDLE_IPS" \
       --slow "$SLOWLORIS" --slow-ips "$SLOW_IPS" --slow-gap "$SLOW_GAP" --garbage "$GARBAGE" --garbage-ips "$GARBAGE_IPS" \
-      --garbage-rate "$GARBAGE_RATE" --garbage-max "$GARBAGE_MAX" --tls "$TLS_FLOOD" --tls-ips "$TLS_IPS" \
+      --garbage-rate "$GARBAGE_RATE" --garbage-max "$GARBAGE_MAX" --garbage-modes "$GARBAGE_MODES" --tls "$TLS_FLOOD" --tls-ips "$TLS_IPS" \
       --tls-stall "$TLS_STALL" --data-rcpt bob@example.com --json-out "$out.attack.json" > "$out.attack.log" 2>&1 &
     ATT_PID=$!
   else
@@ -361,7 +365,8 @@ python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" duration:int="$D
   size:int="$SIZE" guessers:int="$GUESSERS" guess_ips:int="$GUESS_IPS" idle_conns:int="$IDLE_CONNS" \
   idle_ips:int="$IDLE_IPS" slowloris:int="$SLOWLORIS" slow_ips:int="$SLOW_IPS" slow_gap:float="$SLOW_GAP" \
   garbage:int="$GARBAGE" garbage_ips:int="$GARBAGE_IPS" garbage_rate:int="$GARBAGE_RATE" garbage_max:int="$GARBAGE_MAX" \
-  tls_flood:int="$TLS_FLOOD" tls_ips:int="$TLS_IPS" tls_stall:int="$TLS_STALL" quick:int="$QUICK"
+  tls_flood:int="$TLS_FLOOD" tls_ips:int="$TLS_IPS" tls_stall:int="$TLS_STALL" quick:int="$QUICK" \
+  garbage_modes="$GARBAGE_MODES" legit_timeout:int="$LEGIT_TIMEOUT"
 { env_txt; echo "SERVERS=$SERVERS DURATION=$DURATION ATTACK_LEAD=$ATTACK_LEAD GUESS_WINDOW=$GUESS_WINDOW QUICK=$QUICK"
   echo "legit: SMTP_CLIENTS=$SMTP_CLIENTS SMTP_RATE=$SMTP_RATE SMTP_SIZE=$SMTP_SIZE IMAP_CLIENTS=$IMAP_CLIENTS IMAP_BODIES=$IMAP_BODIES IMAP_IDLE=$IMAP_IDLE IMAP_THINK=$IMAP_THINK POP3_CLIENTS=$POP3_CLIENTS POP3_PAUSE=$POP3_PAUSE MSGS=$MSGS SIZE=$SIZE"
   echo "attack: GUESSERS=$GUESSERS/$GUESS_IPS IPs IDLE_CONNS=$IDLE_CONNS/$IDLE_IPS SLOWLORIS=$SLOWLORIS/$SLOW_IPS gap $SLOW_GAP GARBAGE=$GARBAGE/$GARBAGE_IPS rate $GARBAGE_RATE max $GARBAGE_MAX TLS_FLOOD=$TLS_FLOOD/$TLS_IPS stall $TLS_STALL"

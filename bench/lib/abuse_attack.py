@@ -21,7 +21,8 @@ Kinds (counts are the number of simultaneous attacker connections):
   slow      127.0.3.x  slowloris: one byte every --slow-gap seconds, on every listener:
                        inside a command line, in the middle of DATA (port 25, after MAIL
                        and RCPT), inside an IMAP literal (LOGIN {64}), after STARTTLS or
-                       over implicit TLS.
+                       over implicit TLS (mode "line": in a command line; "deep":
+                       in DATA, in a literal, after STARTTLS, where the listener has one).
   garbage   127.0.4.x  oversized literals (IMAP LOGIN {999999999} and {999999999+}),
                        SMTP BDAT 999999999 and DATA, and lines of random bytes without an
                        end (SMTP, POP3), sent at --garbage-rate bytes/s per connection,
@@ -85,9 +86,14 @@ class Stats:
         self.c = {}               # counters
         self.hold = []            # seconds the server kept a connection before closing it
         self.first_lines = {}     # the server's refusals, a few samples
+        self.by = {}              # "listener mode" -> closed_by_server, hold_max_s, open_at_end, conns
 
     def inc(self, k, n=1):
         self.c[k] = self.c.get(k, 0) + n
+
+    def by_inc(self, where, k, n=1):
+        d = self.by.setdefault(where, {})
+        d[k] = d.get(k, 0) + n
 
     def sample(self, line):
         k = line[:60]
@@ -142,6 +148,7 @@ class Ctx:
             self.st.sample("connect: %s" % e)
             return False
         self.t_open = time.time()
+        self.st.by_inc(self.where(), "conns")
         return True
 
     async def read_some(self, limit=None):
@@ -208,9 +215,21 @@ class Ctx:
             return None
         return l
 
+    def where(self):
+        return "%s %s" % (self.listener, self.mode) if self.mode is not None else self.listener
+
     def closed_by_server(self):
+        held = time.time() - self.t_open
         self.st.inc("closed_by_server")
-        self.st.hold.append(time.time() - self.t_open)
+        self.st.hold.append(held)
+        self.st.by_inc(self.where(), "closed_by_server")
+        d = self.st.by[self.where()]
+        d["hold_max_s"] = round(max(d.get("hold_max_s", 0), held), 1)
+        d["hold_sum_s"] = round(d.get("hold_sum_s", 0) + held, 1)
+
+    def open_at_end(self):
+        self.st.inc("open_at_end")
+        self.st.by_inc(self.where(), "open_at_end")
 
     async def close(self):
         if self.w is not None:
@@ -232,12 +251,12 @@ async def run_conn(ctx, body):
         while ctx.hold and ctx.left() > 0:
             await ctx.read_some()
         if ctx.hold:
-            ctx.st.inc("open_at_end")
+            ctx.open_at_end()
     except Closed:
         ctx.closed_by_server()
     except asyncio.TimeoutError:
         if ctx.left() <= 0.05:
-            ctx.st.inc("open_at_end")
+            ctx.open_at_end()
         else:
             ctx.st.inc("client_timeout")
     except (OSError, ValueError, IndexError, UnicodeError) as e:
@@ -405,7 +424,7 @@ async def slow_body(ctx):
         return
     filler = {"smtp": b"NOOP\r\n", "imap": b"n NOOP\r\n", "pop3": b"NOOP\r\n"}[p]
     if p == "smtp":
-        if ctx.listener == "submission" and mode == 1:
+        if ctx.listener == "submission" and mode == "deep":
             ctx.st.inc("mode_after_starttls")
             await ctx.send(b"EHLO slow.example\r\n")
             l, lines = await ctx.smtp_reply(60)
@@ -415,7 +434,7 @@ async def slow_body(ctx):
                 if l.startswith("220"):
                     await ctx.starttls()
                     ctx.buf = b""
-        if ctx.listener == "smtp" and mode == 1:
+        if ctx.listener == "smtp" and mode == "deep":
             # in the middle of DATA: a real transaction to a real local user, then a trickle
             await ctx.send(b"EHLO slow.example\r\n")
             await ctx.smtp_reply(60)
@@ -434,7 +453,7 @@ async def slow_body(ctx):
             ctx.st.inc("mode_command_line")
         await trickle(ctx, b"EHLO slowloris.example\r\n" + filler * 100000)
     elif p == "imap":
-        if mode == 1:
+        if mode == "deep":
             await ctx.send(b"s1 LOGIN {64}\r\n")
             l = await ctx.line(60)
             if l.startswith("+"):
@@ -519,7 +538,8 @@ async def garbage_body(ctx):
 
 
 async def garbage_slot(a, st, i, ip):
-    usable = [m for m in GARBAGE_MODES if m[0] in a.listeners]
+    usable = [m for m in GARBAGE_MODES if m[0] in a.listeners
+              and (not a.garbage_modes or "%s:%s" % m in a.garbage_modes)]
     listener, mode = usable[i % len(usable)]
     await loop_slot(a, st, listener, ip, garbage_body, 1.0, tls_first=implicit, mode=mode)
 
@@ -549,6 +569,7 @@ async def tls_flood_body(ctx):
     while time.time() < t_end:
         await ctx.read_some(t_end - time.time())
     ctx.st.inc("we_gave_up")
+    ctx.st.by_inc(ctx.where(), "we_gave_up")
 
 
 async def tls_handle(ctx, body):
@@ -558,9 +579,10 @@ async def tls_handle(ctx, body):
         ctx.closed_by_server()
     except asyncio.TimeoutError:
         if ctx.left() <= 0.05:
-            ctx.st.inc("open_at_end")
+            ctx.open_at_end()
         else:
             ctx.st.inc("we_gave_up")
+            ctx.st.by_inc(ctx.where(), "we_gave_up")
     except (OSError, ValueError, IndexError, UnicodeError) as e:
         ctx.st.inc("client_error")
         ctx.st.sample("%s: %s" % (type(e).__name__, e))
@@ -599,7 +621,7 @@ async def kind_main(a, kind):
             coro = loop_slot(a, st, listeners[i % len(listeners)], ip, idle_body, 1.0)
         elif kind == "slow":    # every listener gets both of its modes
             coro = loop_slot(a, st, listeners[i % len(listeners)], ip, slow_body, 1.0, tls_first=implicit,
-                             mode=(i // len(listeners)) % 2)
+                             mode=("line", "deep")[(i // len(listeners)) % 2])
         elif kind == "garbage":
             coro = garbage_slot(a, st, i, ip)
         else:
@@ -621,7 +643,7 @@ async def kind_main(a, kind):
     hold = sorted(st.hold)
     res = dict(kind=kind, clients=n, ips=nips, counters=st.c, server_replies=st.first_lines,
                hold_p50_s=round(statistics.median(hold), 2) if hold else None,
-               hold_max_s=round(hold[-1], 2) if hold else None, hold_n=len(hold))
+               hold_max_s=round(hold[-1], 2) if hold else None, hold_n=len(hold), by=st.by)
     if kind == "guess":
         res["guesses"] = GUESS
     return res
@@ -687,6 +709,8 @@ def main():
     ap.add_argument("--garbage-ips", type=int, default=5)
     ap.add_argument("--garbage-rate", type=int, default=262144, help="bytes/s per connection")
     ap.add_argument("--garbage-max", type=int, default=16 << 20, help="bytes per connection")
+    ap.add_argument("--garbage-modes", default="",
+                    help="only these listener:mode pairs, e.g. smtp:bdat,imap:literal (default: all of GARBAGE_MODES)")
     ap.add_argument("--tls", type=int, default=100)
     ap.add_argument("--tls-ips", type=int, default=5)
     ap.add_argument("--tls-stall", type=float, default=30, help="the longest a flood connection waits")
@@ -699,6 +723,7 @@ def main():
         if k not in PROTO:
             ap.error("unknown listener %s" % k)
     a.guess_listeners = a.guess_listeners.split(",")
+    a.garbage_modes = [x for x in a.garbage_modes.split(",") if x]
     if not a.start_at:
         a.start_at = time.time()
     a.end = a.start_at + a.duration

@@ -202,6 +202,33 @@ def main():
                   f"{c.get('refused_at_greeting', 0):,} | {c.get('closed_by_server', 0):,} ({f(r.get('hold_p50_s'), 1)} / "
                   f"{f(r.get('hold_max_s'), 1)}) | {c.get('open_at_end', 0):,} | {other} |")
     print()
+
+    # where each kind of attacker was cut off: per listener (and mode)
+    rows = {}
+    for s in servers:
+        for k, _ in KINDS:
+            r = (res.get((s, "attack"), {}).get("attack") or {}).get("kinds", {}).get(k) or {}
+            for where, d in (r.get("by") or {}).items():
+                rows.setdefault((k, where), {})[s] = d
+    if rows:
+        print("Per listener (and mode): connections accepted / closed by the server (mean seconds held) / still open at "
+              "the end of the attack" + (" / given up by the attacker after TLS_STALL s" if any(
+                  "we_gave_up" in d for v in rows.values() for d in v.values()) else "") + ":\n")
+        print("| attackers | where | " + " | ".join(NAME[s] for s in servers) + " |")
+        print("|---|---|" + "---:|" * len(servers))
+        for (k, where), per in sorted(rows.items(), key=lambda x: ([kk for kk, _ in KINDS].index(x[0][0]), x[0][1])):
+            cells = []
+            for s in servers:
+                d = per.get(s)
+                if not d:
+                    cells.append("–")
+                    continue
+                c = d.get("closed_by_server", 0)
+                mean = f" ({d['hold_sum_s'] / c:.1f} s)" if c else ""
+                cells.append(f"{d.get('conns', 0):,} / {c:,}{mean} / {d.get('open_at_end', 0):,}"
+                             + (f" / {d['we_gave_up']:,}" if d.get("we_gave_up") else ""))
+            print(f"| {dict(KINDS)[k]} | {where} | " + " | ".join(cells) + " |")
+        print()
     for s in servers:
         m = res.get((s, "attack"), {})
         w = m.get("watch") or {}
