@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import os
 import random
-import statistics
 import sys
 import time
 
