@@ -25,6 +25,10 @@
 #   PROTOCOLS=pop3   "pop3", "imap" or "imap pop3"
 #   POP3_PORT=4110   plain POP3 (STLS offered) on 127.0.0.1 (with pop3)
 #   IMAP_PORT=4143   plain IMAP (STARTTLS offered) on 127.0.0.1 (with imap)
+#   IMAPS_PORT=0 POP3S_PORT=0   implicit-TLS listeners on 127.0.0.1 (0: off, as before)
+#   SASL_SOCKET=     when set, the auth service also listens on this unix socket for
+#                    Postfix's SASL (owner postfix, mode 0660), e.g. Postfix's
+#                    private/auth (start-postfix.sh with SUBMISSION_PORT)
 #   MAX_USERIP=      mail_max_userip_connections for the protocols (empty: Dovecot's default, 10)
 #   INSTANCE_NAME=pp-bench-pop3
 #   VMAIL_UID=5000 VMAIL_GID=5000   owner of the mailboxes (static userdb)
@@ -35,6 +39,9 @@ set -euo pipefail
 PROTOCOLS=${PROTOCOLS:-pop3}
 POP3_PORT=${POP3_PORT:-4110}
 IMAP_PORT=${IMAP_PORT:-4143}
+IMAPS_PORT=${IMAPS_PORT:-0}
+POP3S_PORT=${POP3S_PORT:-0}
+SASL_SOCKET=${SASL_SOCKET:-}
 MAX_USERIP=${MAX_USERIP:-}
 INSTANCE_NAME=${INSTANCE_NAME:-pp-bench-pop3}
 VMAIL_UID=${VMAIL_UID:-5000}
@@ -135,7 +142,8 @@ service imap-login {
     port = $IMAP_PORT
   }
   inet_listener imaps {
-    port = 0
+    address = $ADDR
+    port = $IMAPS_PORT
   }
 }
 EOF
@@ -149,7 +157,21 @@ service pop3-login {
     port = $POP3_PORT
   }
   inet_listener pop3s {
-    port = 0
+    address = $ADDR
+    port = $POP3S_PORT
+  }
+}
+EOF
+fi
+if [ -n "$SASL_SOCKET" ]; then
+  cat <<EOF
+
+# SASL for Postfix's submission listeners (SASL_SOCKET)
+service auth {
+  unix_listener $SASL_SOCKET {
+    mode = 0660
+    user = postfix
+    group = postfix
   }
 }
 EOF
