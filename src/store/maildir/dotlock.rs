@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
+use super::write::rename_noreplace;
 use super::{filename, io_err, Error, Result};
 
 /// How long a lock may sit unchanged before we override it (Dovecot's
@@ -57,24 +58,39 @@ impl DotLock {
             .unwrap_or(0o600);
         let deadline = Instant::now() + timeout;
         let mut wait = Duration::from_millis(2);
+        // The lock appears with its content (Dovecot's file_dotlock_create
+        // links a written temporary file the same way), so a holder killed
+        // at any point never leaves an empty lock nobody can attribute.
         loop {
-            match OpenOptions::new()
+            let mut tmp = lock_path.as_os_str().to_owned();
+            tmp.push(format!(
+                ".{}.{}.{:08x}.tmp",
+                filename::hostname(),
+                std::process::id(),
+                rand::thread_rng().gen::<u32>()
+            ));
+            let tmp = PathBuf::from(tmp);
+            let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(mode)
-                .open(&lock_path)
-            {
-                Ok(mut file) => {
-                    // Who holds it, for whoever finds it after we died; and
-                    // an flock, so that a process with the same pid (a
-                    // restarted container's pid 1) can tell the lock is not
-                    // its own. SAFETY: flock on a descriptor we own.
-                    unsafe {
-                        libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB);
-                    }
-                    let _ = file.write_all(
-                        format!("{}:{}", std::process::id(), filename::hostname()).as_bytes(),
-                    );
+                .open(&tmp)
+                .map_err(|e| io_err("create lock", &tmp, e))?;
+            // Who holds it, for whoever finds it after we died; and an
+            // flock, so that a process with the same pid (a restarted
+            // container's pid 1) can tell the lock is not its own.
+            // SAFETY: flock on a descriptor we own.
+            unsafe {
+                libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB);
+            }
+            file.write_all(format!("{}:{}", std::process::id(), filename::hostname()).as_bytes())
+                .map_err(|e| io_err("write", &tmp, e))?;
+            let taken = rename_noreplace(&tmp, &lock_path);
+            if taken.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            match taken {
+                Ok(()) => {
                     let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
                     return Ok(DotLock {
                         target: target.to_path_buf(),
