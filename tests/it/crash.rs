@@ -100,8 +100,9 @@ struct Model {
     expect: BTreeMap<&'static str, BTreeMap<String, Expect>>,
     /// MOVE: in at least one of the two mailboxes.
     either: Vec<(&'static str, &'static str, String)>,
-    /// STORE +FLAGS (\Flagged \Seen $Crash) acknowledged.
-    flagged: HashSet<String>,
+    /// STORE: id -> (flagged as last acknowledged, flagged if the STORE in
+    /// flight took effect).
+    flags: HashMap<String, (bool, Option<bool>)>,
     /// UIDs APPENDUID gave.
     appenduid: HashMap<(&'static str, String), u32>,
     /// Outbound messages (to a recipient the peer accepts) that got 250.
@@ -479,107 +480,147 @@ fn append_client(round: &Round, rng: &mut StdRng) -> io::Result<()> {
     }
 }
 
+/// Messages a client APPENDs before it works on them: the first batch
+/// before the client counts as started, so most kill points fall on the
+/// operation itself rather than on the APPENDs that feed it.
+const BATCH: usize = 12;
+
+/// APPENDs a batch of messages to `mb` (INBOX of the client's user).
+fn append_batch(
+    round: &Round,
+    imap: &mut Imap,
+    op: &'static str,
+    mb: &'static str,
+    user: &str,
+    k: &mut usize,
+) -> io::Result<Vec<(u32, String)>> {
+    let mut batch = Vec::new();
+    for _ in 0..BATCH {
+        let id = round.id(user, *k);
+        *k += 1;
+        if let Some(uid) = append_one(round, imap, op, mb, "INBOX", &id)? {
+            batch.push((uid, id));
+        }
+    }
+    Ok(batch)
+}
+
+fn select_inbox(round: &Round, op: &str, user: &str) -> io::Result<Option<Imap>> {
+    let mut imap = Imap::login(round.imap, user)?;
+    let (_, done) = imap.run("SELECT INBOX")?;
+    if !done.contains(" OK ") {
+        round.anomaly(op, format!("SELECT: {done}"));
+        return Ok(None);
+    }
+    Ok(Some(imap))
+}
+
 fn copy_client(round: &Round, moving: bool) -> io::Result<()> {
     let (op, user, src, dst, folder) = if moving {
         ("MOVE", "mv", "mv/INBOX", "mv/Moved", "Moved")
     } else {
         ("COPY", "cp", "cp/INBOX", "cp/Copies", "Copies")
     };
-    let mut imap = Imap::login(round.imap, user)?;
-    let (_, done) = imap.run("SELECT INBOX")?;
-    if !done.contains(" OK ") {
-        round.anomaly(op, format!("SELECT: {done}"));
+    let Some(mut imap) = select_inbox(round, op, user)? else {
         return Ok(());
-    }
-    started(round);
-    for k in 0.. {
-        let id = round.id(user, k);
-        let Some(uid) = append_one(round, &mut imap, op, src, "INBOX", &id)? else {
-            continue;
-        };
-        {
+    };
+    let mut k = 0;
+    loop {
+        let batch = append_batch(round, &mut imap, op, src, user, &mut k)?;
+        started(round);
+        for (uid, id) in batch {
+            {
+                let mut m = round.model();
+                m.busy.insert(op, true);
+                m.set(dst, &id, Expect::Maybe);
+                if moving {
+                    m.set(src, &id, Expect::Maybe);
+                    m.either.push((src, dst, id.clone()));
+                }
+            }
+            let verb = if moving { "MOVE" } else { "COPY" };
+            let (_, done) = imap.run(&format!("UID {verb} {uid} {folder}"))?;
             let mut m = round.model();
-            m.busy.insert(op, true);
-            m.set(dst, &id, Expect::Maybe);
-            if moving {
-                m.set(src, &id, Expect::Maybe);
-                m.either.push((src, dst, id.clone()));
+            if done.contains(" OK ") {
+                m.set(dst, &id, Expect::Once);
+                if moving {
+                    m.set(src, &id, Expect::Gone);
+                }
+                m.ack(op);
+            } else {
+                drop(m);
+                round.anomaly(op, format!("{verb} {id}: {done}"));
             }
-        }
-        let verb = if moving { "MOVE" } else { "COPY" };
-        let (_, done) = imap.run(&format!("UID {verb} {uid} {folder}"))?;
-        let mut m = round.model();
-        if done.contains(" OK ") {
-            m.set(dst, &id, Expect::Once);
-            if moving {
-                m.set(src, &id, Expect::Gone);
-            }
-            m.ack(op);
-        } else {
-            drop(m);
-            round.anomaly(op, format!("{verb} {id}: {done}"));
         }
     }
-    Ok(())
 }
 
 fn expunge_client(round: &Round) -> io::Result<()> {
-    let mut imap = Imap::login(round.imap, "ex")?;
-    let (_, done) = imap.run("SELECT INBOX")?;
-    if !done.contains(" OK ") {
-        round.anomaly("EXPUNGE", format!("SELECT: {done}"));
+    let Some(mut imap) = select_inbox(round, "EXPUNGE", "ex")? else {
         return Ok(());
+    };
+    let mut k = 0;
+    loop {
+        let batch = append_batch(round, &mut imap, "EXPUNGE", "ex/INBOX", "ex", &mut k)?;
+        started(round);
+        for (uid, id) in batch {
+            let (_, done) = imap.run(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))?;
+            if !done.contains(" OK ") {
+                round.anomaly("EXPUNGE", format!("STORE \\Deleted {id}: {done}"));
+                continue;
+            }
+            {
+                let mut m = round.model();
+                m.busy.insert("EXPUNGE", true);
+                m.set("ex/INBOX", &id, Expect::Maybe);
+            }
+            let (_, done) = imap.run(&format!("UID EXPUNGE {uid}"))?;
+            if done.contains(" OK ") {
+                let mut m = round.model();
+                m.set("ex/INBOX", &id, Expect::Gone);
+                m.ack("EXPUNGE");
+            } else {
+                round.anomaly("EXPUNGE", format!("{id}: {done}"));
+            }
+        }
     }
-    started(round);
-    for k in 0.. {
-        let id = round.id("ex", k);
-        let Some(uid) = append_one(round, &mut imap, "EXPUNGE", "ex/INBOX", "INBOX", &id)? else {
-            continue;
-        };
-        let (_, done) = imap.run(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))?;
-        if !done.contains(" OK ") {
-            round.anomaly("EXPUNGE", format!("STORE \\Deleted {id}: {done}"));
-            continue;
-        }
-        {
-            let mut m = round.model();
-            m.busy.insert("EXPUNGE", true);
-            m.set("ex/INBOX", &id, Expect::Maybe);
-        }
-        let (_, done) = imap.run(&format!("UID EXPUNGE {uid}"))?;
-        if done.contains(" OK ") {
-            let mut m = round.model();
-            m.set("ex/INBOX", &id, Expect::Gone);
-            m.ack("EXPUNGE");
-        } else {
-            round.anomaly("EXPUNGE", format!("{id}: {done}"));
-        }
-    }
-    Ok(())
 }
 
+/// The two flag sets STORE switches a message between.
+const FLAGGED: &str = "\\Flagged \\Seen $Crash";
+const SEEN: &str = "\\Seen";
+
 fn store_client(round: &Round) -> io::Result<()> {
-    let mut imap = Imap::login(round.imap, "st")?;
-    let (_, done) = imap.run("SELECT INBOX")?;
-    if !done.contains(" OK ") {
-        round.anomaly("STORE", format!("SELECT: {done}"));
+    let Some(mut imap) = select_inbox(round, "STORE", "st")? else {
         return Ok(());
+    };
+    let mut k = 0;
+    let pool = append_batch(round, &mut imap, "STORE", "st/INBOX", "st", &mut k)?;
+    for (_, id) in &pool {
+        round.model().flags.insert(id.clone(), (false, None));
     }
     started(round);
-    for k in 0.. {
-        let id = round.id("st", k);
-        let Some(uid) = append_one(round, &mut imap, "STORE", "st/INBOX", "INBOX", &id)? else {
-            continue;
+    // Back and forth between the two sets, one message after the other.
+    for (uid, id) in pool.iter().cycle() {
+        let want = {
+            let mut m = round.model();
+            m.busy.insert("STORE", true);
+            let e = m.flags.get_mut(id).unwrap();
+            e.1 = Some(!e.0);
+            !e.0
         };
-        round.model().busy.insert("STORE", true);
-        let (_, done) = imap.run(&format!("UID STORE {uid} +FLAGS (\\Flagged \\Seen $Crash)"))?;
+        let set = if want { FLAGGED } else { SEEN };
+        let (_, done) = imap.run(&format!("UID STORE {uid} FLAGS ({set})"))?;
         if done.contains(" OK ") {
             let mut m = round.model();
-            m.flagged.insert(id);
+            m.flags.insert(id.clone(), (want, None));
             m.ack("STORE");
         } else {
             round.anomaly("STORE", format!("{id}: {done}"));
         }
+        // A STORE is a rename: without a pause this client alone keeps a
+        // core busy.
+        std::thread::sleep(Duration::from_micros(500));
     }
     Ok(())
 }
@@ -602,6 +643,8 @@ fn pop3_client(round: &Round, rng: &mut StdRng) -> io::Result<()> {
             }
         }
         let mut pop = Pop::login(round.pop3, "pop")?;
+        // A session cut off before QUIT deletes nothing.
+        round.model().busy.insert("POP3", true);
         if first {
             started(round);
             first = false;
@@ -684,7 +727,7 @@ fn outbound_client(round: &Round, op: &'static str) -> io::Result<()> {
             round.anomaly(op, format!("{id}: {text}"));
         }
         // Queue work, not SMTP receiving, is what this client is for.
-        std::thread::sleep(Duration::from_millis(3));
+        std::thread::sleep(Duration::from_millis(8));
     }
     Ok(())
 }
@@ -802,8 +845,11 @@ fn code_value(lines: &[String], code: &str) -> Option<u32> {
     })
 }
 
-/// `dovecot-uidlist` of `dir`: (uidvalidity, next uid, [(uid, basename)]).
-fn read_uidlist(dir: &Path) -> Result<(u32, u32, Vec<(u32, String)>), String> {
+/// A parsed `dovecot-uidlist`: (uidvalidity, next uid, [(uid, basename)]).
+type UidlistFile = (u32, u32, Vec<(u32, String)>);
+
+/// `dovecot-uidlist` of `dir`.
+fn read_uidlist(dir: &Path) -> Result<UidlistFile, String> {
     let text = std::fs::read_to_string(dir.join("dovecot-uidlist"))
         .map_err(|e| format!("dovecot-uidlist: {e}"))?;
     let mut lines = text.lines();
@@ -963,7 +1009,7 @@ impl Checker<'_> {
                 }
             }
             if mb == "st/INBOX" {
-                self.check_flags(&listed, &m.flagged, round);
+                self.check_flags(&listed, &mut m.flags, round);
             }
             self.check_files(mb, user, name, round);
         }
@@ -1162,19 +1208,15 @@ impl Checker<'_> {
         }
     }
 
-    fn check_flags(&mut self, listed: &[Listed], flagged: &HashSet<String>, round: usize) {
+    /// STORE: each message has the flags of its last acknowledged STORE,
+    /// or of the one cut off, in FETCH FLAGS and in its file name alike.
+    fn check_flags(
+        &mut self,
+        listed: &[Listed],
+        flags: &mut HashMap<String, (bool, Option<bool>)>,
+        round: usize,
+    ) {
         let mut fails = Vec::new();
-        for l in listed {
-            let Some(id) = &l.id else { continue };
-            if flagged.contains(id)
-                && !(l.flags.contains("\\Flagged")
-                    && l.flags.contains("\\Seen")
-                    && l.flags.contains("$Crash"))
-            {
-                fails.push(format!("STORE of {id} acknowledged, FLAGS ({})", l.flags));
-            }
-        }
-        // In the file names too: F and S, and $Crash's keyword letter.
         let dir = self.fixture.maildir("st");
         let letter = std::fs::read_to_string(dir.join("dovecot-keywords"))
             .ok()
@@ -1185,25 +1227,43 @@ impl Checker<'_> {
                     (name == "$Crash").then_some((b'a' + i) as char)
                 })
             });
+        // id -> whether its file name says \Flagged \Seen $Crash.
+        let mut in_name = HashMap::new();
         for (file, data) in message_files(&dir) {
             let text = String::from_utf8_lossy(&data);
-            let Some(id) = text
-                .split("X-Test: ")
-                .nth(1)
-                .and_then(|r| r.split('\n').next())
-            else {
+            if let Some(id) = ids_in(&text).into_iter().next() {
+                let info = file.split_once(":2,").map_or("", |(_, i)| i).to_string();
+                let kw = letter.is_some_and(|c| info.contains(c));
+                let flagged = info.contains('F') && info.contains('S') && kw;
+                if !flagged && (info.contains('F') || kw) {
+                    fails.push(format!("{id}: half the flags in {file}"));
+                }
+                in_name.insert(id, flagged);
+            }
+        }
+        for l in listed {
+            let Some(id) = &l.id else { continue };
+            let Some((acked, inflight)) = flags.get(id).copied() else {
                 continue;
             };
-            if !flagged.contains(id) {
-                continue;
+            let f = &l.flags;
+            let flagged = f.contains("\\Flagged") && f.contains("\\Seen") && f.contains("$Crash");
+            if !flagged && (f.contains("\\Flagged") || f.contains("$Crash")) {
+                fails.push(format!("{id}: half the flags: ({f})"));
             }
-            let info = file.split_once(":2,").map_or("", |(_, i)| i);
-            let kw_ok = letter.is_some_and(|c| info.contains(c));
-            if !(info.contains('F') && info.contains('S') && kw_ok) {
+            if flagged != acked && Some(flagged) != inflight {
                 fails.push(format!(
-                    "STORE of {id} acknowledged, file {file} (keyword letter {letter:?})"
+                    "{id}: FLAGS ({f}), but the last STORE acknowledged set {}",
+                    if acked { FLAGGED } else { SEEN }
                 ));
             }
+            if in_name.get(id) != Some(&flagged) {
+                fails.push(format!(
+                    "{id}: FLAGS ({f}), file name says {:?}",
+                    in_name.get(id)
+                ));
+            }
+            flags.insert(id.clone(), (flagged, None));
         }
         for f in fails {
             self.fail(format!("round {round} st/INBOX: {f}"));
