@@ -800,7 +800,7 @@ impl Mailbox {
         }
         if changed {
             ul.version = 3;
-            lock.replace(&ul.serialize(), None)?;
+            lock.replace_via_tmp(&ul.serialize())?;
         }
         Ok(ul)
     }
@@ -825,7 +825,7 @@ impl Mailbox {
                 }
             }
             if changed {
-                lock.replace(&ul.serialize(), None)?;
+                lock.replace_via_tmp(&ul.serialize())?;
             }
             Ok(())
         })();
@@ -1068,7 +1068,7 @@ impl Mailbox {
             }
             fsync_dir(&cur).map_err(|e| io_err("fsync", &cur, e))?;
             ul.version = 3;
-            lock.replace(&ul.serialize(), None)
+            lock.replace_via_tmp(&ul.serialize())
         })();
         if let Err(e) = res {
             // not numbered: don't leave half-committed files behind

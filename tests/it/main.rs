@@ -4,6 +4,7 @@
 mod architecture;
 mod auth;
 mod cli;
+mod crash;
 mod dns;
 mod imap;
 mod limits;

@@ -52,6 +52,14 @@ impl Peer {
             .strip_prefix("READY ")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("peer did not start: {line:?}"));
+        // Keep reading what it prints, or a busy peer blocks on a full pipe
+        // and stops accepting (the crash matrix sends it over 1,000 messages).
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("peer: {line}");
+            }
+        });
         Peer {
             child,
             port,

@@ -6,19 +6,28 @@
 //! as the replacement content: write it, fsync it and rename it over the
 //! target, which atomically installs the new file and releases the lock.
 //!
+//! The lock file holds `<pid>:<host>` of its holder from the moment it is
+//! taken (Dovecot's file_dotlock_create writes the same). The uidlist is
+//! installed through `dovecot-uidlist.tmp` ([`DotLock::replace_via_tmp`],
+//! as Dovecot's maildir_uidlist_recreate does), so its lock names its
+//! holder until it is removed: a process killed while holding it (kill -9,
+//! OOM) leaves a lock the next one sees is stale after 2 s, instead of
+//! blocking new mail for the 120 s stale timeout.
+//!
 //! A lock is stale when its mtime is older than the stale timeout (Dovecot
 //! uses 120 s for the uidlist and keywords), or when it holds `<pid>:<host>`
-//! of a dead process on this host and is older than 2 s (Dovecot writes that
-//! when it locks the uidlist).
+//! of a dead process on this host and is older than 2 s.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
+use super::write::rename_noreplace;
 use super::{filename, io_err, Error, Result};
 
 /// How long a lock may sit unchanged before we override it (Dovecot's
@@ -49,14 +58,39 @@ impl DotLock {
             .unwrap_or(0o600);
         let deadline = Instant::now() + timeout;
         let mut wait = Duration::from_millis(2);
+        // The lock appears with its content (Dovecot's file_dotlock_create
+        // links a written temporary file the same way), so a holder killed
+        // at any point never leaves an empty lock nobody can attribute.
         loop {
-            match OpenOptions::new()
+            let mut tmp = lock_path.as_os_str().to_owned();
+            tmp.push(format!(
+                ".{}.{}.{:08x}.tmp",
+                filename::hostname(),
+                std::process::id(),
+                rand::thread_rng().gen::<u32>()
+            ));
+            let tmp = PathBuf::from(tmp);
+            let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(mode)
-                .open(&lock_path)
-            {
-                Ok(file) => {
+                .open(&tmp)
+                .map_err(|e| io_err("create lock", &tmp, e))?;
+            // Who holds it, for whoever finds it after we died; and an
+            // flock, so that a process with the same pid (a restarted
+            // container's pid 1) can tell the lock is not its own.
+            // SAFETY: flock on a descriptor we own.
+            unsafe {
+                libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB);
+            }
+            file.write_all(format!("{}:{}", std::process::id(), filename::hostname()).as_bytes())
+                .map_err(|e| io_err("write", &tmp, e))?;
+            let taken = rename_noreplace(&tmp, &lock_path);
+            if taken.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            match taken {
+                Ok(()) => {
                     let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
                     return Ok(DotLock {
                         target: target.to_path_buf(),
@@ -94,7 +128,9 @@ impl DotLock {
     /// file first.
     pub fn replace(mut self, content: &[u8], mtime: Option<SystemTime>) -> Result<()> {
         let mut file = self.file.take().expect("lock file open");
-        file.write_all(content)
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(content))
             .and_then(|()| match mtime {
                 Some(t) => file.set_modified(t),
                 None => Ok(()),
@@ -111,6 +147,44 @@ impl DotLock {
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         Ok(())
+    }
+
+    /// Installs `content` as the new target through `<target>.tmp` (write,
+    /// fsync, rename over the target; Dovecot's maildir_uidlist_recreate
+    /// does the same with `dovecot-uidlist.tmp`), then releases the lock.
+    /// Unlike [`replace`](DotLock::replace), the lock keeps naming its
+    /// holder to the end, so a holder killed at any point leaves a lock the
+    /// next one can tell is stale.
+    pub fn replace_via_tmp(self, content: &[u8]) -> Result<()> {
+        let mut tmp = self.target.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mode = fs::metadata(&self.target)
+            .map(|m| m.permissions().mode() & 0o666)
+            .unwrap_or(0o600);
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)?;
+            f.write_all(content)?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("write", &tmp, e));
+        }
+        if !self.still_ours() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::LockLost(self.lock_path.clone()));
+        }
+        fs::rename(&tmp, &self.target).map_err(|e| io_err("rename", &tmp, e))?;
+        if let Some(dir) = self.target.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(()) // dropping self removes the lock
     }
 
     fn still_ours(&self) -> bool {
@@ -159,8 +233,17 @@ fn is_stale(lock_path: &Path, stale: Duration) -> bool {
     let Ok(pid) = pid.parse::<i32>() else {
         return false;
     };
-    if pid <= 0 || pid == std::process::id() as i32 {
+    if pid <= 0 {
         return false;
+    }
+    if pid == std::process::id() as i32 {
+        // Our pid: held by one of our threads (which keeps it flocked), or
+        // left by an earlier process that had the same pid.
+        let Ok(f) = File::open(lock_path) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor we own; closing it releases it.
+        return unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     }
     // SAFETY: kill with signal 0 only checks for existence.
     let rc = unsafe { libc::kill(pid, 0) };
@@ -187,6 +270,64 @@ mod tests {
         drop(DotLock::acquire(&target, Duration::from_secs(1), STALE_TIMEOUT).unwrap());
         assert!(!dir.path().join("file.lock").exists());
         assert_eq!(fs::read(&target).unwrap(), b"hello\n");
+    }
+
+    /// A holder killed while holding the lock (nothing dropped) leaves a
+    /// lock that says who it was; once that process is gone the lock is
+    /// overridden in about 2 s, not the 120 s stale timeout.
+    #[test]
+    fn a_lock_left_by_a_killed_holder_names_it_and_is_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("dovecot-uidlist");
+        let lock_path = dir.path().join("dovecot-uidlist.lock");
+        std::mem::forget(DotLock::acquire(&target, Duration::from_secs(1), STALE_TIMEOUT).unwrap());
+        let held = fs::read_to_string(&lock_path).unwrap();
+        assert_eq!(
+            held,
+            format!("{}:{}", std::process::id(), filename::hostname())
+        );
+        // The same, left by a process that has died (a child we reaped).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(&lock_path, format!("{dead}:{}", filename::hostname())).unwrap();
+        // (and one our own pid left, held by nobody: overridden too)
+        let t0 = Instant::now();
+        let l = DotLock::acquire(&target, Duration::from_secs(10), STALE_TIMEOUT).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+        l.replace_via_tmp(b"3 V1 N1\n").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"3 V1 N1\n");
+        assert!(!lock_path.exists());
+        assert!(!dir.path().join("dovecot-uidlist.tmp").exists());
+
+        // Our own pid, but not held by us (an earlier process with the same
+        // pid, as a container's pid 1 after a restart): overridden; while
+        // we do hold it: not.
+        let held = DotLock::acquire(&target, Duration::from_secs(1), STALE_TIMEOUT).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3);
+        File::options()
+            .write(true)
+            .open(&lock_path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let err = DotLock::acquire(&target, Duration::from_millis(300), STALE_TIMEOUT).unwrap_err();
+        assert!(matches!(err, Error::LockTimeout(_)), "{err}");
+        drop(held);
+        fs::write(
+            &lock_path,
+            format!("{}:{}", std::process::id(), filename::hostname()),
+        )
+        .unwrap();
+        File::options()
+            .write(true)
+            .open(&lock_path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let t0 = Instant::now();
+        drop(DotLock::acquire(&target, Duration::from_secs(5), STALE_TIMEOUT).unwrap());
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
 
     #[test]
