@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod dns;
 mod imap;
+mod imap_stress;
 mod limits;
 mod mailauth;
 mod pop3;
