@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use crate::util::{require_tool, MailFixture};
+use crate::util::{require_tool, LineClient, MailFixture};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/imap_stress.py");
 
@@ -63,3 +63,56 @@ fn ten_sessions_on_one_mailbox_stay_consistent() {
     );
 }
 
+/// What the stress checker found first: a FETCH naming a message another
+/// session expunged answered a plain OK with that message silently left
+/// out, so the client could not tell why. The answer is now Dovecot's
+/// `OK [EXPUNGEISSUED]` (RFC 5530 §3), and the EXPUNGE follows on the next
+/// command that may carry it (RFC 3501 §7.4.1).
+#[test]
+fn a_fetch_of_a_message_expunged_elsewhere_says_expungeissued() {
+    let setup = MailFixture::new(&[("imap", "127.0.0.1:0")], "");
+    setup.deliver(
+        "john",
+        &[
+            "Subject: one\n\nbody\n",
+            "Subject: two\n\nbody\n",
+            "Subject: three\n\nbody\n",
+        ],
+    );
+    let server = setup.start();
+    let addr = server.addr("imap");
+    let open = |tag: &str| {
+        let mut c = LineClient::connect("127.0.0.1", addr);
+        c.line();
+        let r = c.cmd(
+            &format!("{tag}1 LOGIN john@example.com john123\r\n"),
+            &format!("{tag}1 "),
+        );
+        assert!(r.contains("OK"), "{r}");
+        let r = c.cmd(&format!("{tag}2 SELECT INBOX\r\n"), &format!("{tag}2 "));
+        assert!(r.contains("* 3 EXISTS"), "{r}");
+        c
+    };
+    let (mut a, mut b) = (open("a"), open("b"));
+    let r = b.cmd("b3 STORE 2 +FLAGS.SILENT (\\Deleted)\r\n", "b3 ");
+    assert!(r.starts_with("b3 OK"), "{r}");
+    let r = b.cmd("b4 EXPUNGE\r\n", "b4 ");
+    assert!(r.contains("* 2 EXPUNGE") && r.contains("b4 OK"), "{r}");
+
+    let r = a.cmd("a3 FETCH 1:* (UID)\r\n", "a3 ");
+    assert!(!r.contains("EXPUNGE\r\n"), "no EXPUNGE during FETCH: {r}");
+    assert!(
+        r.contains("* 1 FETCH (UID 1)") && r.contains("* 3 FETCH (UID 3)"),
+        "{r}"
+    );
+    assert!(!r.contains("* 2 FETCH"), "{r}");
+    assert!(r.contains("a3 OK [EXPUNGEISSUED]"), "{r}");
+    let r = a.cmd("a4 NOOP\r\n", "a4 ");
+    assert!(r.contains("* 2 EXPUNGE") && r.contains("a4 OK"), "{r}");
+    // Nothing missing any more: a plain OK.
+    let r = a.cmd("a5 FETCH 1:* (UID)\r\n", "a5 ");
+    assert!(
+        r.contains("* 2 FETCH (UID 3)") && r.contains("a5 OK Fetch completed."),
+        "{r}"
+    );
+}
