@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod dns;
 mod imap;
+mod imap_stress;
 mod limits;
 mod mailauth;
 mod pop3;

@@ -127,6 +127,10 @@ impl Backend {
         let mut was_current = sh.modseq == sel.seen_modseq;
         // RFC 3516 §4.1: a part in an encoding we can't undo fails the FETCH.
         let mut unknown_cte = false;
+        // A message of the view another session expunged has nothing left
+        // to send; the tagged reply says so (RFC 5530 EXPUNGEISSUED, as
+        // Dovecot's "Some messages were already expunged").
+        let mut skipped_expunged = false;
         // ENVELOPE, BODY and BODYSTRUCTURE come from the structure cache;
         // only a miss, or an item with message bytes, reads the file.
         let wants_structure = items.iter().any(|i| {
@@ -158,6 +162,7 @@ impl Backend {
             });
         for (seq, u) in targets {
             let Some(info) = sh.mailbox.get(u).cloned() else {
+                skipped_expunged = true;
                 continue;
             };
             let mut flags = info.flags;
@@ -178,7 +183,10 @@ impl Backend {
             let raw = if needs_body || (wants_structure && cached.is_none()) {
                 match read_message(&sh.mailbox, u) {
                     Some(r) => Some(r),
-                    None => continue,
+                    None => {
+                        skipped_expunged = true;
+                        continue;
+                    }
                 }
             } else {
                 None
@@ -391,6 +399,13 @@ impl Backend {
                 tag,
                 "NO",
                 "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.",
+            );
+        }
+        if skipped_expunged {
+            return tagged(
+                tag,
+                "OK",
+                "[EXPUNGEISSUED] Some messages were already expunged.",
             );
         }
         tagged(tag, "OK", "Fetch completed.")
