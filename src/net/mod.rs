@@ -6,6 +6,7 @@
 pub mod anvil;
 pub mod clients;
 pub mod deflate;
+pub mod handshakes;
 pub mod limits;
 pub mod pace;
 pub mod pending;
@@ -30,11 +31,6 @@ pub use stream::Stream;
 /// connection is dropped: a real client needs well under a second.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections allowed in a TLS handshake at once, over all listeners: a
-/// flood of stalled handshakes is refused rather than held (each costs
-/// buffers and a slot).
-pub const MAX_TLS_HANDSHAKES: usize = 256;
-
 /// An accepted client connection, ready for a protocol session.
 pub struct Conn {
     pub stream: Stream,
@@ -46,7 +42,7 @@ pub struct Conn {
     /// Keeps the connection's place in the limits until dropped.
     pub slot: Slot,
     /// Places for TLS handshakes in progress, shared by every listener.
-    pub handshakes: Arc<tokio::sync::Semaphore>,
+    pub handshakes: Arc<handshakes::Handshakes>,
 }
 
 /// What waiting for a client's next bytes gave.
@@ -79,7 +75,7 @@ impl Conn {
         let Some(config) = config else {
             return false;
         };
-        let Ok(_permit) = self.handshakes.clone().try_acquire_owned() else {
+        let Some(_slot) = self.handshakes.try_acquire(self.peer.ip()) else {
             crate::observe::metrics::limited("tls_handshakes");
             tracing::info!(client = %self.peer, "{command} refused: too many TLS handshakes in progress");
             return false;
@@ -140,7 +136,7 @@ pub struct ListenerSpec {
     pub proxy_from: Option<Arc<Vec<ipnet::IpNet>>>,
     pub gate: Option<Arc<dyn Gate>>,
     /// Places for TLS handshakes in progress, shared by every listener.
-    pub handshakes: Arc<tokio::sync::Semaphore>,
+    pub handshakes: Arc<handshakes::Handshakes>,
 }
 
 impl ListenerSpec {
@@ -306,7 +302,7 @@ async fn run_session(
     crate::observe::metrics::connection(spec.name);
     let stream = match spec.implicit_tls {
         Some(cfg) => {
-            let Ok(_permit) = spec.handshakes.clone().try_acquire_owned() else {
+            let Some(_slot) = spec.handshakes.try_acquire(peer.ip()) else {
                 crate::observe::metrics::limited("tls_handshakes");
                 tracing::info!(listener = spec.name, client = %peer, "refused: too many TLS handshakes in progress");
                 return;

@@ -244,7 +244,8 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let config = &state.config;
     let contexts = state.contexts();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(net::MAX_TLS_HANDSHAKES));
+    let handshakes =
+        net::handshakes::Handshakes::new(config.smtpd_client_event_limit_exceptions.clone());
     let mut bound = Vec::new();
     for (listener, addrs) in config.listen.all() {
         if addrs.is_empty() || !enabled(listener, config) {

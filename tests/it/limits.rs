@@ -429,3 +429,55 @@ fn slow_clients_are_cut_off() {
         ) >= 3
     );
 }
+
+/// At most 10 TLS handshakes in progress per client address: the 11th
+/// stalled one is closed at once, others' handshakes still go through.
+#[test]
+fn stalled_tls_handshakes_are_bounded_per_client() {
+    let setup = setup("");
+    let server = setup.start();
+    let imaps = server.addr("imaps");
+    let mut stalled: Vec<Client> = (0..10)
+        .map(|_| {
+            let mut c = Client::connect("127.0.0.40", imaps);
+            c.send("\x16\x03\x01");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = Client::connect("127.0.0.40", imaps);
+    extra
+        .r
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let (t, _) = extra.closed_after();
+    assert!(
+        t < Duration::from_secs(2),
+        "the 11th is refused at once: {t:?}"
+    );
+    // The first ten are still waiting for their handshake.
+    stalled[0]
+        .r
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let r = std::io::Read::read(stalled[0].r.get_mut(), &mut b);
+    assert!(r.is_err(), "still open, nothing sent: {r:?}");
+    // Another address completes a real handshake meanwhile.
+    let (ok, out, err) = crate::smtp::python(
+        &format!(
+            r#"
+import socket, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(("127.0.0.1", {}), source_address=("127.0.0.41", 0))
+t = ctx.wrap_socket(s)
+print(t.recv(100).decode().strip()[:4])
+"#,
+            imaps.port()
+        ),
+        &[],
+    );
+    assert!(ok && out.contains("* OK"), "{out}{err}");
+}
