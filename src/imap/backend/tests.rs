@@ -432,10 +432,11 @@ fn expunge_and_uid_expunge() {
         "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\na4 OK Expunge completed.\r\n"
     );
     // The other session hears of it at its next chance, not during a
-    // FETCH (RFC 3501 §7.4.1), where the gone message has no data.
+    // FETCH (RFC 3501 §7.4.1), where the gone message has no data and the
+    // answer says so (RFC 5530 EXPUNGEISSUED, as Dovecot).
     assert_eq!(
         other.run("b2 FETCH 1 UID\r\n"),
-        "b2 OK Fetch completed.\r\n"
+        "b2 OK [EXPUNGEISSUED] Some messages were already expunged.\r\n"
     );
     assert_eq!(
         other.run("b3 NOOP\r\n"),
