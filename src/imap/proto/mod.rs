@@ -261,6 +261,9 @@ impl Session {
 
     pub fn tls_started(&mut self) {
         self.cfg.login.tls_started();
+        // CVE-2011-0411, as SMTP and POP3 do: nothing pipelined after
+        // STARTTLS in plaintext may be carried into the TLS session.
+        self.frag = Fragmentizer::new(self.cfg.max_message);
         self.mode = Mode::Commands;
     }
 
