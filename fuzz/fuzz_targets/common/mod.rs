@@ -32,7 +32,9 @@ pub fn expand(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Cuts `stream` into reads whose sizes come from `seed`: seed 0 gives
-/// one-byte reads, others a mix of small and large ones.
+/// one-byte reads, others a mix of small and large ones; never more than
+/// about 1024 reads (the line readers look for LF in what they hold after
+/// every read, so a long line read byte by byte would cost n² per input).
 pub fn chunks(stream: &[u8], seed: u8) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut rest = stream;
@@ -43,6 +45,7 @@ pub fn chunks(stream: &[u8], seed: u8) -> Vec<&[u8]> {
         x ^= x >> 7;
         x ^= x << 17;
         let n = if seed == 0 { 1 } else { 1 + (x as usize) % max };
+        let n = n.max(stream.len() / 1024);
         let (a, b) = rest.split_at(n.min(rest.len()));
         out.push(a);
         rest = b;
