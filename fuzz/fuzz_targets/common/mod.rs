@@ -93,9 +93,12 @@ fn canonical(log: &[Event]) -> Vec<Event> {
                 }
                 Event::Out(out)
             }
-            Event::Action(a) => match a.find("challenge: [") {
+            Event::Action(a) => match a.find("challenge: ") {
                 Some(i) => {
-                    let end = a[i..].find(']').map_or(a.len(), |j| i + j + 1);
+                    // `"<nonce@host>"` (or bytes: `[…]`), up to its close.
+                    let from = i + "challenge: ".len();
+                    let close = if a[from..].starts_with('[') { ']' } else { '"' };
+                    let end = a[from + 1..].find(close).map_or(a.len(), |j| from + j + 2);
                     Event::Action(format!("{}challenge: <challenge>{}", &a[..i], &a[end..]))
                 }
                 None => Event::Action(a.clone()),
