@@ -104,7 +104,8 @@ fn config(flags: u8) -> SessionConfig {
     }
 }
 
-/// Runs the session over `reads`: the transcript up to the first STARTTLS.
+/// Runs the session over `reads`: the transcript up to the first STARTTLS
+/// or COMPRESS.
 fn run(flags: u8, reads: &[&[u8]]) -> Vec<Event> {
     let mut s = Session::new(config(flags));
     let mut log = Vec::new();
@@ -151,6 +152,17 @@ fn run(flags: u8, reads: &[&[u8]]) -> Vec<Event> {
                 if matches!(*command, CommandBody::Idle) {
                     s.idle_started(tag);
                 }
+            }
+            Action::Compress => {
+                // What follows would be compressed: no longer comparable.
+                compared = false;
+                s.compress_started();
+            }
+            Action::MultiAppend { tag, .. } => {
+                let state = s.state();
+                assert!(matches!(state, State::Authenticated | State::Selected { .. }));
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(state);
             }
             Action::List { tag, .. } => {
                 let state = s.state();
