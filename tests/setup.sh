@@ -13,6 +13,7 @@
 #   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
+#   cargo-fuzz, g++     the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -23,7 +24,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
-  [openssl]=openssl [opendkim-genkey]=opendkim-tools
+  [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++
 )
 missing=()
 for cmd in "${!PKG[@]}"; do
@@ -68,4 +69,10 @@ if [ ${#py_missing[@]} -gt 0 ]; then
   if ! python3 -m pip install -q "${py_missing[@]}" 2>/dev/null; then
     python3 -m pip install -q --user --break-system-packages "${py_missing[@]}"
   fi
+fi
+
+# cargo-fuzz, from crates.io (builds with the stable toolchain).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "tests/setup.sh: installing cargo-fuzz" >&2
+  cargo install -q cargo-fuzz --locked
 fi

@@ -40,6 +40,16 @@ fuzz_target!(|data: &[u8]| {
                 rest = tail;
             }
             Action::StartTls => s.tls_started(),
+            Action::Compress => s.compress_started(),
+            Action::MultiAppend { tag, .. } => {
+                let state = s.state();
+                assert!(
+                    matches!(state, State::Authenticated | State::Selected { .. }),
+                    "MULTIAPPEND before login"
+                );
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(state);
+            }
             Action::CheckAuth(_) => {
                 let outcome = match rounds % 3 {
                     0 => AuthOutcome::Ok("john".into()),

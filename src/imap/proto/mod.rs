@@ -261,6 +261,9 @@ impl Session {
 
     pub fn tls_started(&mut self) {
         self.cfg.login.tls_started();
+        // CVE-2011-0411, as SMTP and POP3 do: nothing pipelined after
+        // STARTTLS in plaintext may be carried into the TLS session.
+        self.frag = Fragmentizer::new(self.cfg.max_message);
         self.mode = Mode::Commands;
     }
 
@@ -433,6 +436,12 @@ impl Session {
                 }
                 return None;
             };
+            // Also once complete: the limit must not depend on whether the
+            // line came in one read or several.
+            if self.frag.message_bytes().len() > PRE_LOGIN_MAX_COMMAND {
+                self.too_long();
+                return None;
+            }
             if let FragmentInfo::Line { .. } = info {
                 if self.frag.is_message_complete() {
                     let line = String::from_utf8_lossy(self.frag.message_bytes()).into_owned();
@@ -503,6 +512,12 @@ impl Session {
             let Some(info) = self.frag.progress() else {
                 return self.need_more();
             };
+            // The same check on every fragment, so that a command over its
+            // limit is refused whether it came in one read or several.
+            self.need_more();
+            if matches!(self.mode, Mode::Closed) {
+                return None;
+            }
             if let FragmentInfo::Literal { .. } = info {
                 self.in_literal = false;
             }

@@ -367,7 +367,9 @@ impl Session {
     /// The next complete line without its CRLF, or `None`.
     fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
         let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
-            if self.input.len() > MAX_LINE {
+            // + 1: a line of MAX_LINE may have its CR here, its LF still
+            // to come.
+            if self.input.len() > MAX_LINE + 1 {
                 self.input.clear();
                 self.discarding = true;
             }
