@@ -538,6 +538,10 @@ impl Session {
                             self.frag.skip_message();
                             self.push(&format!("{tag} NO [TOOBIG] Literal too large.\r\n"));
                             self.error();
+                            // Go on with whatever the client pipelined after it.
+                            if matches!(self.mode, Mode::Commands) {
+                                continue;
+                            }
                             return None;
                         }
                         // RFC 7888 §5 (LITERAL-): a non-synchronizing
@@ -554,6 +558,9 @@ impl Session {
                             self.frag.skip_message();
                             self.push(&format!("{tag} NO [TOOBIG] Literal too large.\r\n"));
                             self.error();
+                            if matches!(self.mode, Mode::Commands) {
+                                continue;
+                            }
                             return None;
                         }
                         // LITERAL+: it comes anyway; the fragmentizer drops it.

@@ -225,6 +225,13 @@ fn oversized_literals_are_refused_and_the_session_goes_on() {
     assert!(a.is_empty());
     let (o, _) = run(&mut s, "b NOOP\r\n");
     assert_eq!(o, "b OK NOOP completed.\r\n");
+    // A command pipelined in the same read after a refused literal is
+    // answered at once, not left waiting for more input.
+    let (o, _) = run(&mut s, "c SEARCH TEXT {70000}\r\nd NOOP\r\n");
+    assert_eq!(
+        o,
+        "c NO [TOOBIG] Literal too large.\r\nd OK NOOP completed.\r\n"
+    );
 }
 
 #[test]

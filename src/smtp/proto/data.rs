@@ -19,7 +19,15 @@ pub struct DataReader {
     /// Bytes of the message counted, even once they are no longer kept.
     size: u64,
     too_big: bool,
+    /// The start of the current line was taken already (a line longer
+    /// than [`MAX_HELD_LINE`]): what follows continues it.
+    mid_line: bool,
 }
+
+/// Longest partial line held while waiting for its end: beyond that the
+/// bytes go into the message (or are counted and dropped once it is too
+/// big), so a client sending a line without end grows no buffer.
+pub const MAX_HELD_LINE: usize = 64 * 1024;
 
 impl Default for DataReader {
     fn default() -> Self {
@@ -34,6 +42,7 @@ impl DataReader {
             after_crlf: true,
             size: 0,
             too_big: false,
+            mid_line: false,
         }
     }
 
@@ -45,7 +54,8 @@ impl DataReader {
             let line = &input[pos..pos + off + 1];
             pos += off + 1;
             let crlf = line.len() >= 2 && line[line.len() - 2] == b'\r';
-            if crlf && self.after_crlf && line == b".\r\n" {
+            let continued = std::mem::take(&mut self.mid_line);
+            if crlf && self.after_crlf && !continued && line == b".\r\n" {
                 return (pos, DataEnd::Done);
             }
             let content = if crlf {
@@ -54,19 +64,44 @@ impl DataReader {
                 &line[..line.len() - 1]
             };
             // Dot-unstuffing (§4.5.2): a leading "." was doubled by the client.
-            let content = content.strip_prefix(b".").unwrap_or(content);
-            self.size += content.len() as u64 + 2;
-            if limit > 0 && self.size > limit {
-                self.too_big = true;
-                self.message = Vec::new();
-            }
-            if !self.too_big {
-                self.message.extend_from_slice(content);
-                self.message.extend_from_slice(b"\r\n");
-            }
+            let content = if continued {
+                content
+            } else {
+                content.strip_prefix(b".").unwrap_or(content)
+            };
+            self.take(content, limit);
+            self.take(b"\r\n", limit);
             self.after_crlf = crlf;
         }
+        // A line without end yet: hold at most MAX_HELD_LINE of it (a
+        // trailing CR stays, as it may begin the CRLF).
+        let rest = &input[pos..];
+        if rest.len() > MAX_HELD_LINE {
+            let keep = usize::from(rest.last() == Some(&b'\r'));
+            let part = &rest[..rest.len() - keep];
+            let part = if self.mid_line {
+                part
+            } else {
+                part.strip_prefix(b".").unwrap_or(part)
+            };
+            self.take(part, limit);
+            self.mid_line = true;
+            self.after_crlf = false;
+            pos = input.len() - keep;
+        }
         (pos, DataEnd::More)
+    }
+
+    /// Adds message bytes, or only counts them once the message is too big.
+    fn take(&mut self, bytes: &[u8], limit: u64) {
+        self.size += bytes.len() as u64;
+        if limit > 0 && self.size > limit {
+            self.too_big = true;
+            self.message = Vec::new();
+        }
+        if !self.too_big {
+            self.message.extend_from_slice(bytes);
+        }
     }
 
     pub fn too_big(&self) -> bool {
@@ -137,6 +172,30 @@ mod tests {
     fn bare_lf_is_normalised() {
         let (m, _, _) = read_all(&[b"a\nb\r\n.\r\n"]);
         assert_eq!(m, b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn a_line_without_end_is_not_held_whole() {
+        let mut r = DataReader::new();
+        let long = vec![b'x'; MAX_HELD_LINE * 3];
+        let (used, end) = r.read(&long, 0);
+        assert_eq!(end, DataEnd::More);
+        assert_eq!(
+            used,
+            long.len(),
+            "taken into the message, not left in the input"
+        );
+        // The line goes on and ends, then the end mark comes ...
+        let (_, end) = r.read(b"yy\r\n.\r\n", 0);
+        assert_eq!(end, DataEnd::Done);
+        let m = r.into_message();
+        assert_eq!(m.len(), MAX_HELD_LINE * 3 + 4);
+        assert!(m.ends_with(b"xyy\r\n"));
+        // ... and a too-big one is counted without being kept.
+        let mut r = DataReader::new();
+        r.read(&long, 1000);
+        assert!(r.too_big());
+        assert!(r.message.is_empty());
     }
 
     #[test]
