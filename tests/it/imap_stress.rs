@@ -116,3 +116,38 @@ fn a_fetch_of_a_message_expunged_elsewhere_says_expungeissued() {
         "{r}"
     );
 }
+
+/// COPY by sequence number of messages another session expunged copies
+/// nothing and says so; UID COPY skips UIDs that are gone.
+#[test]
+fn a_copy_of_messages_expunged_elsewhere_is_refused() {
+    let setup = MailFixture::new(&[("imap", "127.0.0.1:0")], "");
+    setup.deliver(
+        "john",
+        &[
+            "Subject: 1\n\n1\n",
+            "Subject: 2\n\n2\n",
+            "Subject: 3\n\n3\n",
+        ],
+    );
+    let server = setup.start();
+    let open = |tag: &str| {
+        let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+        c.line();
+        c.cmd(
+            &format!("{tag}1 LOGIN john@example.com john123\r\n"),
+            &format!("{tag}1 "),
+        );
+        c.cmd(&format!("{tag}2 SELECT INBOX\r\n"), &format!("{tag}2 "));
+        c
+    };
+    let (mut a, mut b) = (open("a"), open("b"));
+    b.cmd("b3 STORE 2 +FLAGS.SILENT (\\Deleted)\r\n", "b3 ");
+    b.cmd("b4 EXPUNGE\r\n", "b4 ");
+    let r = a.cmd("a3 COPY 1:3 INBOX\r\n", "a3 ");
+    assert!(r.contains("a3 NO [EXPUNGEISSUED]"), "{r}");
+    let r = a.cmd("a4 NOOP\r\n", "a4 ");
+    assert!(r.contains("* 2 EXPUNGE"), "{r}");
+    let r = a.cmd("a5 COPY 1:2 INBOX\r\n", "a5 ");
+    assert!(r.contains("a5 OK [COPYUID "), "{r}");
+}

@@ -48,6 +48,17 @@ impl Backend {
             return tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only.");
         }
         let uids: Vec<u32> = targets.iter().map(|(_, u)| *u).collect();
+        // Sequence numbers name messages the client was told about: if
+        // another session expunged some, copy none and say so (RFC 2180
+        // §4.4.1, RFC 5530; Dovecot's answer). UID sets may name UIDs that
+        // don't exist, which are skipped.
+        if !uid && uids.iter().any(|u| sh.mailbox.get(*u).is_none()) {
+            return tagged(
+                tag,
+                "NO",
+                "[EXPUNGEISSUED] Some of the requested messages no longer exist.",
+            );
+        }
         let pairs = match sh.mailbox.copy_to(&uids, &dest) {
             Ok(p) => p,
             Err(e) => return store_no(tag, &e),
