@@ -309,6 +309,9 @@ ssl_cert = "<$ETC/cert.pem"
 ssl_key = "<$ETC/key.pem"
 log_level = "$PP_LOG_LEVEL"
 shutdown_timeout = "5s"
+# The same deviation Dovecot gets (DOVECOT_MAX_USERIP): every bench client
+# is one user from 127.0.0.1, which the default of 10 would refuse.
+mail_max_userip_connections = ${DV_MAX_USERIP:-1000}
 
 $(pp_listen "$1=$ADDR:$PP_PORT")
 EOF
