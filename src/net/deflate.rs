@@ -91,30 +91,29 @@ impl AsyncRead for Deflate {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if !this.incoming.is_empty() {
-                let before_in = this.decompress.total_in();
-                let before_out = this.decompress.total_out();
-                let status = this
-                    .decompress
-                    .decompress(
-                        &this.incoming,
-                        buf.initialize_unfilled(),
-                        FlushDecompress::Sync,
-                    )
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                let used = (this.decompress.total_in() - before_in) as usize;
-                let produced = (this.decompress.total_out() - before_out) as usize;
-                this.incoming.drain(..used);
-                buf.advance(produced);
-                if produced > 0 {
-                    return Poll::Ready(Ok(()));
-                }
-                if status == Status::StreamEnd {
-                    return Poll::Ready(Ok(()));
-                }
-                if used > 0 {
-                    continue;
-                }
+            // Inflate what has come; the inflater may also still hold output
+            // of input it took earlier (a client's burst of pipelined
+            // commands inflates to far more than one read buffer), so this
+            // runs even when nothing new has arrived.
+            let before_in = this.decompress.total_in();
+            let before_out = this.decompress.total_out();
+            let status = this
+                .decompress
+                .decompress(
+                    &this.incoming,
+                    buf.initialize_unfilled(),
+                    FlushDecompress::Sync,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let used = (this.decompress.total_in() - before_in) as usize;
+            let produced = (this.decompress.total_out() - before_out) as usize;
+            this.incoming.drain(..used);
+            buf.advance(produced);
+            if produced > 0 || status == Status::StreamEnd {
+                return Poll::Ready(Ok(()));
+            }
+            if used > 0 {
+                continue;
             }
             let mut chunk = [0u8; READ_CHUNK];
             let mut rb = ReadBuf::new(&mut chunk);

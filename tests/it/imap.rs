@@ -1211,6 +1211,12 @@ print("select", b"2 EXISTS" in r)
 send(b"f FETCH 2 (BODY[])\r\n")
 r = until(b"f OK")
 print("fetch", len(r) > 100000, r.count(b"line of text that repeats"))
+# A burst of pipelined commands, a few compressed bytes that inflate to far
+# more than one read (mbsync sends thousands of UID FETCHes at once): every
+# one must be answered.
+send(b"".join(b"p%d UID FETCH %d (UID)\r\n" % (i, i % 2 + 1) for i in range(3000)))
+r = until(b"p2999 OK")
+print("burst", r.count(b" OK Fetch completed"))
 send(b"z2 COMPRESS DEFLATE\r\n")
 print("again", until(b"z2 ").decode().strip())
 send(b"i IDLE\r\n")
@@ -1239,6 +1245,7 @@ print("logout", until(b"l OK").decode().strip())
     assert!(out.contains("compress z OK DEFLATE active."), "{out}");
     assert!(out.contains("select True"), "{out}");
     assert!(out.contains("fetch True 4000"), "{out}");
+    assert!(out.contains("burst 3000"), "{out}");
     assert!(out.contains("again z2 NO [COMPRESSIONACTIVE]"), "{out}");
     assert!(out.contains("idle + idling"), "{out}");
     assert!(out.contains("pushed * 3 EXISTS"), "{out}");
