@@ -165,7 +165,12 @@ impl Throttle {
         }
         c.banned_until = None;
         expire(&mut c.failures, now, window);
-        if threshold > 0 && c.failures.len() as u32 + c.in_flight >= threshold {
+        // Attempts being checked count toward the threshold once the client
+        // has failed at all, so parallel guessers can't overshoot it; a
+        // client without failures (a webmail opening 50 sessions at once)
+        // is never refused for its concurrency.
+        let failures = c.failures.len() as u32;
+        if threshold > 0 && failures > 0 && failures + c.in_flight >= threshold {
             return Err(Banned);
         }
         c.in_flight += 1;
@@ -362,15 +367,19 @@ mod tests {
     }
 
     #[test]
-    fn parallel_attempts_count_towards_the_threshold() {
+    fn parallel_attempts_count_towards_the_threshold_once_there_are_failures() {
         let t = throttle(3);
         let ip: IpAddr = "192.0.2.6".parse().unwrap();
         let now = Instant::now();
-        let tickets: Vec<Ticket> = (0..3).map(|_| t.admit_at(ip, "x", now).unwrap()).collect();
+        // No failures yet: any number at once (a webmail's sessions).
+        let many: Vec<Ticket> = (0..10).map(|_| t.admit_at(ip, "x", now).unwrap()).collect();
+        drop(many);
+        fail(&t, ip, "x", now);
+        let tickets: Vec<Ticket> = (0..2).map(|_| t.admit_at(ip, "x", now).unwrap()).collect();
         assert_eq!(
             t.admit_at(ip, "x", now).unwrap_err(),
             Banned,
-            "three already being checked"
+            "one failure and two being checked"
         );
         drop(tickets);
         assert!(

@@ -481,3 +481,37 @@ print(t.recv(100).decode().strip()[:4])
     );
     assert!(ok && out.contains("* OK"), "{out}{err}");
 }
+
+/// Many logins at once from one address without a failure (a webmail, a
+/// client opening all its folders) are never taken for guessing.
+#[test]
+fn concurrent_logins_without_failures_are_never_refused() {
+    let setup = setup("mail_max_userip_connections = 0\nauth_failure_ban_threshold = 5");
+    // A real (slow) hash, so that the logins overlap while being checked.
+    let hash = std::process::Command::new("openssl")
+        .args(["passwd", "-6", "john123"])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    setup.tree.write(
+        "users",
+        &format!("john@example.com:{{SHA512-CRYPT}}{}::::::\n", hash.trim()),
+    );
+    let server = setup.start();
+    let imap = server.addr("imap");
+    let replies: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..40)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut c = Client::connect("127.0.0.50", imap);
+                    c.line();
+                    c.cmd("a LOGIN john@example.com john123\r\n", "a ")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &replies {
+        assert!(r.contains("a OK"), "{r}");
+    }
+}
