@@ -19,6 +19,9 @@ pub enum Kind {
     Time(char),
     /// One or more listen addresses (`host:port`), or empty to disable.
     Listen,
+    /// Text whose `$name`s are filled in when it is used, not when the
+    /// configuration is read (Postfix `default_rbl_reply`).
+    Template,
 }
 
 /// Which program the key comes from; decides whether `$name` expansion applies.
@@ -55,7 +58,7 @@ const fn k(
 }
 
 use Family::{Dovecot, Own, Postfix};
-use Kind::{Bool, Count, List, Listen, Text, Time};
+use Kind::{Bool, Count, List, Listen, Template, Text, Time};
 
 /// Every key, in the order `pigeonpost config` prints them.
 /// `myhostname`'s empty default means "this machine's host name".
@@ -92,6 +95,42 @@ pub static KEYS: &[KeyDef] = &[
     k("smtpd_client_new_tls_session_rate_limit", "0", Count, Postfix, "new TLS sessions (STARTTLS or port 465) per client IP per anvil_rate_time_unit (0 = no limit)"),
     k("smtpd_client_auth_rate_limit", "0", Count, Postfix, "AUTH commands per client IP per anvil_rate_time_unit (0 = no limit)"),
     k("smtpd_min_data_rate", "500", Count, Postfix, "bytes per second a client must keep up while sending DATA/BDAT or an IMAP literal (after a 30 s grace), else the connection is closed (0 = no minimum)"),
+    // Restrictions (SMTPD_ACCESS_README), evaluated at RCPT with smtpd_delay_reject = yes.
+    k("smtpd_client_restrictions", "", List, Postfix, "restrictions on the client's address and host name"),
+    k("smtpd_helo_restrictions", "", List, Postfix, "restrictions on the HELO/EHLO name"),
+    k("smtpd_sender_restrictions", "", List, Postfix, "restrictions on the MAIL FROM address"),
+    k("smtpd_relay_restrictions", "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination", List, Postfix, "relay control, evaluated before smtpd_recipient_restrictions (pigeonpost rejects with 554 where Postfix 3 defers)"),
+    k("smtpd_recipient_restrictions", "", List, Postfix, "restrictions on each RCPT TO address"),
+    k("smtpd_data_restrictions", "", List, Postfix, "restrictions applied to the DATA command"),
+    k("smtpd_end_of_data_restrictions", "", List, Postfix, "restrictions applied after the message content, before it is accepted"),
+    k("smtpd_restriction_classes", "", List, Postfix, "names of restriction classes; each is a key of its own holding a restriction list"),
+    k("smtpd_delay_reject", "yes", Bool, Postfix, "apply client, HELO and sender restrictions at RCPT TO (yes) or at connect/HELO/MAIL FROM (no)"),
+    k("smtpd_helo_required", "no", Bool, Postfix, "require HELO or EHLO before MAIL FROM"),
+    k("smtpd_sender_login_maps", "", List, Postfix, "tables: sender address (or @domain) -> the logins that may use it"),
+    k("smtpd_reject_unlisted_recipient", "yes", Bool, Postfix, "refuse unknown users in our own domains (always on in pigeonpost; no is refused)"),
+    k("smtpd_reject_unlisted_sender", "no", Bool, Postfix, "refuse a MAIL FROM address in our own domains that no user has"),
+    k("rbl_reply_maps", "", List, Postfix, "tables: DNS list domain -> reply template (default: default_rbl_reply)"),
+    k("default_rbl_reply", "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}", Template, Postfix, "reply template for DNS list rejections"),
+    k("maps_rbl_reject_code", "554", Count, Postfix, "reply code of DNS list rejections"),
+    k("access_map_reject_code", "554", Count, Postfix, "reply code of an access table REJECT"),
+    k("access_map_defer_code", "450", Count, Postfix, "reply code of an access table DEFER"),
+    k("reject_code", "554", Count, Postfix, "reply code of the reject restriction"),
+    k("defer_code", "450", Count, Postfix, "reply code of the defer restriction"),
+    k("relay_domains_reject_code", "554", Count, Postfix, "reply code of reject_unauth_destination"),
+    k("unknown_address_reject_code", "450", Count, Postfix, "reply code when a sender/recipient domain is not found in DNS"),
+    k("unknown_client_reject_code", "450", Count, Postfix, "reply code of reject_unknown_(reverse_)client_hostname"),
+    k("unknown_hostname_reject_code", "450", Count, Postfix, "reply code of reject_unknown_helo_hostname"),
+    k("invalid_hostname_reject_code", "501", Count, Postfix, "reply code of reject_invalid_helo_hostname"),
+    k("non_fqdn_reject_code", "504", Count, Postfix, "reply code of the reject_non_fqdn_* restrictions"),
+    k("plaintext_reject_code", "450", Count, Postfix, "reply code of reject_plaintext_session"),
+    k("smtpd_policy_service_timeout", "100s", Time('s'), Postfix, "time limit for a policy service's answer"),
+    k("smtpd_policy_service_default_action", "451 4.3.5 Server configuration problem", Text, Postfix, "what a request gets when the policy service fails (an access(5) action)"),
+    k("smtpd_policy_service_max_idle", "300s", Time('s'), Postfix, "close an idle policy service connection after this long"),
+    k("smtpd_policy_service_max_ttl", "1000s", Time('s'), Postfix, "close a policy service connection this long after it opened"),
+    k("smtpd_policy_service_request_limit", "0", Count, Postfix, "requests per policy service connection (0 = no limit)"),
+    k("smtpd_policy_service_try_limit", "2", Count, Postfix, "attempts per policy request"),
+    k("smtpd_policy_service_retry_delay", "1s", Time('s'), Postfix, "pause between policy request attempts"),
+    k("smtpd_policy_service_policy_context", "", Text, Postfix, "policy_context attribute sent with each request"),
     k("relayhost", "", Text, Postfix, "smarthost for all remote mail: [host]:port skips MX lookup"),
     k("transport_maps", "", List, Postfix, "tables: domain -> smtp:[host]:port"),
     k("queue_directory", "/var/spool/pigeonpost", Text, Postfix, "spool directory of the outbound queue (pigeonpost's own default)"),
@@ -156,7 +195,7 @@ pub fn suggest(name: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+pub(super) fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

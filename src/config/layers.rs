@@ -19,6 +19,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pigeonpost/pigeonpost.toml";
 pub struct RawValue {
     pub text: String,
     pub source: String,
+    /// False for a key no [`keys::KEYS`] entry names: a restriction class
+    /// if `smtpd_restriction_classes` lists it, otherwise an error.
+    pub known: bool,
 }
 
 /// The `PIGEONPOST_*` environment layer. Our own provider rather than
@@ -112,7 +115,9 @@ pub fn config_files(main: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigE
     Ok(files)
 }
 
-/// Reads every layer and returns each key's last value and where it came from.
+/// Reads every layer and returns each key's last value and where it came
+/// from; keys pigeonpost does not know are returned with `known: false`
+/// (see [`unknown_key`]).
 pub fn read_layers(
     files: &[PathBuf],
     env: &[(String, String)],
@@ -185,21 +190,34 @@ fn flatten(
             }
         }
         let Some(def) = keys::find(&key) else {
-            let hint = keys::suggest(&key)
-                .map(|s| format!(" (did you mean '{s}'?)"))
-                .unwrap_or_default();
-            return Err(ConfigError {
-                key: Some(key),
-                source,
-                reason: format!("unknown key{hint}"),
-            });
+            let text = scalar_text(value, keys::Kind::List).map_err(|reason| ConfigError {
+                key: Some(key.clone()),
+                source: source.clone(),
+                reason,
+            })?;
+            out.insert(
+                key,
+                RawValue {
+                    text,
+                    source,
+                    known: false,
+                },
+            );
+            continue;
         };
         let text = scalar_text(value, def.kind).map_err(|reason| ConfigError {
             key: Some(key.clone()),
             source: source.clone(),
             reason,
         })?;
-        out.insert(key, RawValue { text, source });
+        out.insert(
+            key,
+            RawValue {
+                text,
+                source,
+                known: true,
+            },
+        );
     }
     Ok(())
 }
@@ -247,5 +265,18 @@ pub fn kind_name(kind: keys::Kind) -> &'static str {
         Kind::Count => "a whole number",
         Kind::Time(_) => "a time such as 300s or 5d",
         Kind::Listen => "an address such as 0.0.0.0:25",
+        Kind::Template => "a reply template",
+    }
+}
+
+/// The error for a key no table entry names (and no restriction class).
+pub fn unknown_key(key: &str, value: &RawValue) -> ConfigError {
+    let hint = keys::suggest(key)
+        .map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default();
+    ConfigError {
+        key: Some(key.to_string()),
+        source: value.source.clone(),
+        reason: format!("unknown key{hint}"),
     }
 }

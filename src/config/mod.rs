@@ -7,6 +7,7 @@ pub mod keys;
 pub mod layers;
 mod parse;
 pub mod print;
+pub mod restrictions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -250,6 +251,8 @@ pub struct Config {
     pub smtpd_client_new_tls_session_rate_limit: u32,
     pub smtpd_client_auth_rate_limit: u32,
     pub smtpd_min_data_rate: u64,
+    /// `smtpd_*_restrictions`, classes and their settings.
+    pub smtpd_access: restrictions::AccessPolicy,
     pub relayhost: String,
     pub transport_maps: Vec<String>,
     pub queue_directory: PathBuf,
@@ -312,8 +315,53 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let files = layers::config_files(&path, explicit)?;
     let given = layers::read_layers(&files, &opts.env)?;
     let entries = resolve(&given)?;
-    let config = parse::build(&entries, files)?;
+    let classes = restriction_classes(&given, &entries)?;
+    let config = parse::build(&entries, &classes, files)?;
     Ok(Loaded { config, entries })
+}
+
+/// The restriction classes (RESTRICTION_CLASS_README): keys of their own,
+/// named in `smtpd_restriction_classes`, each holding a restriction list.
+/// Any other key pigeonpost does not know is an error.
+fn restriction_classes(
+    given: &BTreeMap<String, layers::RawValue>,
+    entries: &[Entry],
+) -> Result<BTreeMap<String, (String, String)>, ConfigError> {
+    let entry = |k: &str| entries.iter().find(|e| e.key == k).expect("known key");
+    let names = expand::split_list(&entry("smtpd_restriction_classes").value);
+    let raw: HashMap<String, String> = entries
+        .iter()
+        .map(|e| (e.key.to_string(), e.raw.clone()))
+        .collect();
+    let mut out = BTreeMap::new();
+    for (key, value) in given.iter().filter(|(_, v)| !v.known) {
+        if !names.contains(key) {
+            return Err(layers::unknown_key(key, value));
+        }
+        let text = expand::expand_postfix(&value.text, &raw).map_err(|e| ConfigError {
+            key: Some(key.clone()),
+            source: value.source.clone(),
+            reason: e.to_string(),
+        })?;
+        out.insert(key.clone(), (text, value.source.clone()));
+    }
+    for name in &names {
+        if keys::find(name).is_some() {
+            return Err(ConfigError {
+                key: Some("smtpd_restriction_classes".into()),
+                source: entry("smtpd_restriction_classes").source.clone(),
+                reason: format!("'{name}' is a configuration key; a class needs a name of its own"),
+            });
+        }
+        if !out.contains_key(name) {
+            return Err(ConfigError {
+                key: Some("smtpd_restriction_classes".into()),
+                source: entry("smtpd_restriction_classes").source.clone(),
+                reason: format!("names the class '{name}', but no '{name} = …' setting defines it"),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Applies defaults and `$name` expansion to every known key.
@@ -374,6 +422,7 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
                 .unwrap_or_else(|| def.default.to_string()),
         };
         let value = match (def.family, def.kind) {
+            (_, keys::Kind::Template) => text.clone(),
             (keys::Family::Postfix, _) => expand(def.name, &text, &raw, &source)?,
             // Our own lists may name Postfix parameters (`$mynetworks`).
             (keys::Family::Own, keys::Kind::List) => expand(def.name, &text, &raw, &source)?,

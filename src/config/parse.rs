@@ -1,6 +1,7 @@
 //! Turning expanded text values into typed settings, with one clear error
 //! per bad value.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use ipnet::IpNet;
 
 use super::expand::{check_user_template, split_list};
 use super::keys::{self, Kind};
+use super::restrictions::{self as rx, AccessPolicy, Codes, PolicyDefaults, Restrictions};
 use super::{Config, ConfigError, Entry, IdMap, Listen, LogFormat};
 
 /// `passdb`: where passwords are checked.
@@ -342,8 +344,13 @@ fn strip_dovecot_file(v: &Values, key: &str) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.to_string_lossy().trim_start_matches('<').trim()))
 }
 
-pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, ConfigError> {
+pub(super) fn build(
+    entries: &[Entry],
+    classes: &BTreeMap<String, (String, String)>,
+    files: Vec<PathBuf>,
+) -> Result<Config, ConfigError> {
     let v = Values { entries };
+    let smtpd_access = access_policy(&v, classes)?;
     let mail_location = v.text("mail_location");
     match mail_location.split_once(':') {
         Some(("maildir", rest)) => {
@@ -490,6 +497,7 @@ pub(super) fn build(entries: &[Entry], files: Vec<PathBuf>) -> Result<Config, Co
             .count("smtpd_client_new_tls_session_rate_limit")?,
         smtpd_client_auth_rate_limit: v.count("smtpd_client_auth_rate_limit")?,
         smtpd_min_data_rate: v.count("smtpd_min_data_rate")?,
+        smtpd_access,
         relayhost: v.text("relayhost"),
         transport_maps: v.list("transport_maps"),
         queue_directory: PathBuf::from(v.text("queue_directory")),
@@ -608,4 +616,84 @@ mod tests {
         assert!(parse_listen("localhost:25").is_err());
         assert!(parse_listen("127.0.0.1").is_err());
     }
+}
+
+/// A reply code key: 4xx or 5xx.
+fn reply_code(v: &Values, key: &str) -> Result<u16, ConfigError> {
+    let n: u16 = v.count(key)?;
+    if !(400..600).contains(&n) {
+        return Err(v.err(key, format!("{n} is not a 4xx or 5xx reply code")));
+    }
+    Ok(n)
+}
+
+/// The restriction lists, classes and their settings (SMTPD_ACCESS_README).
+fn access_policy(
+    v: &Values,
+    classes: &BTreeMap<String, (String, String)>,
+) -> Result<AccessPolicy, ConfigError> {
+    let names: Vec<String> = classes.keys().cloned().collect();
+    let list = |key: &str| rx::parse_list(&v.entry(key).value, &names).map_err(|r| v.err(key, r));
+    let mut parsed_classes = BTreeMap::new();
+    for (name, (text, source)) in classes {
+        let l = rx::parse_list(text, &names).map_err(|reason| ConfigError {
+            key: Some(name.clone()),
+            source: source.clone(),
+            reason,
+        })?;
+        parsed_classes.insert(name.clone(), l);
+    }
+    let lists = Restrictions {
+        client: list("smtpd_client_restrictions")?,
+        helo: list("smtpd_helo_restrictions")?,
+        sender: list("smtpd_sender_restrictions")?,
+        relay: list("smtpd_relay_restrictions")?,
+        recipient: list("smtpd_recipient_restrictions")?,
+        data: list("smtpd_data_restrictions")?,
+        end_of_data: list("smtpd_end_of_data_restrictions")?,
+        classes: parsed_classes,
+    };
+    rx::check_relay_guard(&lists).map_err(|(key, reason)| v.err(key, reason))?;
+    if !v.bool("smtpd_reject_unlisted_recipient")? {
+        return Err(v.err(
+            "smtpd_reject_unlisted_recipient",
+            "'no' is not supported: pigeonpost always refuses unknown users of its own \
+             domains at RCPT (mail it cannot deliver is never accepted)",
+        ));
+    }
+    let codes = Codes {
+        maps_rbl_reject: reply_code(v, "maps_rbl_reject_code")?,
+        access_map_reject: reply_code(v, "access_map_reject_code")?,
+        access_map_defer: reply_code(v, "access_map_defer_code")?,
+        reject: reply_code(v, "reject_code")?,
+        defer: reply_code(v, "defer_code")?,
+        relay_domains_reject: reply_code(v, "relay_domains_reject_code")?,
+        unknown_address_reject: reply_code(v, "unknown_address_reject_code")?,
+        unknown_client_reject: reply_code(v, "unknown_client_reject_code")?,
+        unknown_hostname_reject: reply_code(v, "unknown_hostname_reject_code")?,
+        invalid_hostname_reject: reply_code(v, "invalid_hostname_reject_code")?,
+        non_fqdn_reject: reply_code(v, "non_fqdn_reject_code")?,
+        plaintext_reject: reply_code(v, "plaintext_reject_code")?,
+    };
+    let policy = PolicyDefaults {
+        timeout: v.time("smtpd_policy_service_timeout")?,
+        default_action: v.text("smtpd_policy_service_default_action"),
+        max_idle: v.time("smtpd_policy_service_max_idle")?,
+        max_ttl: v.time("smtpd_policy_service_max_ttl")?,
+        request_limit: v.count("smtpd_policy_service_request_limit")?,
+        try_limit: v.count::<u32>("smtpd_policy_service_try_limit")?.max(1),
+        retry_delay: v.time("smtpd_policy_service_retry_delay")?,
+        policy_context: v.text("smtpd_policy_service_policy_context"),
+    };
+    Ok(AccessPolicy {
+        lists,
+        codes,
+        delay_reject: v.bool("smtpd_delay_reject")?,
+        helo_required: v.bool("smtpd_helo_required")?,
+        sender_login_maps: v.list("smtpd_sender_login_maps"),
+        reject_unlisted_sender: v.bool("smtpd_reject_unlisted_sender")?,
+        rbl_reply_maps: v.list("rbl_reply_maps"),
+        default_rbl_reply: v.entry("default_rbl_reply").value.clone(),
+        policy,
+    })
 }

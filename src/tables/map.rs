@@ -198,10 +198,16 @@ pub enum TableKind {
     Texthash,
     /// A bare absolute path.
     Text,
+    /// cidr_table(5): network blocks, only in access restrictions.
+    Cidr,
+    /// regexp_table(5): POSIX-style patterns, only in access restrictions.
+    Regexp,
+    /// pcre_table(5): Perl-style patterns, only in access restrictions.
+    Pcre,
 }
 
 impl TableKind {
-    const PREFIXED: [(&'static str, TableKind); 7] = [
+    const PREFIXED: [(&'static str, TableKind); 10] = [
         ("hash", TableKind::Hash),
         ("btree", TableKind::Btree),
         ("lmdb", TableKind::Lmdb),
@@ -209,7 +215,16 @@ impl TableKind {
         ("dbm", TableKind::Dbm),
         ("sdbm", TableKind::Sdbm),
         ("texthash", TableKind::Texthash),
+        ("cidr", TableKind::Cidr),
+        ("regexp", TableKind::Regexp),
+        ("pcre", TableKind::Pcre),
     ];
+
+    /// Pattern tables match in file order rather than by key; Postfix uses
+    /// them where a lookup has one natural key (access restrictions).
+    pub fn is_pattern(self) -> bool {
+        matches!(self, TableKind::Cidr | TableKind::Regexp | TableKind::Pcre)
+    }
 
     /// The Postfix type name (`hash`, …); empty for [`TableKind::Text`].
     pub fn name(self) -> &'static str {
@@ -268,14 +283,13 @@ impl TableRef {
             .map(|(_, k)| *k)
         else {
             let hint = match ty_lower.as_str() {
-                "regexp" | "pcre" | "cidr" => "pattern tables are not supported; ",
                 "proxy" => "proxy: is not needed, tables are read in-process; ",
                 _ => "",
             };
             return Err(err(format!(
                 "unsupported table type '{ty}:' ({hint}pigeonpost reads hash:, btree:, \
                  lmdb:, cdb:, dbm:, sdbm: and texthash: tables as plain text files, \
-                 without postmap)"
+                 without postmap, and cidr:, regexp: and pcre: tables in access restrictions)"
             )));
         };
         if !rest.starts_with('/') {
@@ -612,13 +626,13 @@ mod tests {
             e.to_string(),
             "table 'mysql:/etc/postfix/mysql-virtual.cf': unsupported table type 'mysql:' \
              (pigeonpost reads hash:, btree:, lmdb:, cdb:, dbm:, sdbm: and texthash: tables \
-             as plain text files, without postmap)"
+             as plain text files, without postmap, and cidr:, regexp: and pcre: tables in \
+             access restrictions)"
         );
         for bad in [
             "ldap:/etc/postfix/ldap.cf",
             "proxy:hash:/etc/postfix/virtual",
-            "regexp:/etc/postfix/re",
-            "pcre:/etc/postfix/re",
+            "regexp:etc/postfix/re",
             "virtual",
             "hash:virtual",
             "hash:",
@@ -627,10 +641,15 @@ mod tests {
         ] {
             assert!(TableRef::parse(bad).is_err(), "{bad}");
         }
-        assert!(TableRef::parse("pcre:/x")
-            .unwrap_err()
-            .reason
-            .contains("pattern tables are not supported"));
+        for (spec, kind) in [
+            ("cidr:/etc/postfix/a.cidr", TableKind::Cidr),
+            ("regexp:/etc/postfix/re", TableKind::Regexp),
+            ("PCRE:/etc/postfix/re", TableKind::Pcre),
+        ] {
+            let r = TableRef::parse(spec).unwrap();
+            assert_eq!(r.kind, kind);
+            assert!(r.kind.is_pattern());
+        }
         assert!(TableRef::parse("virtual")
             .unwrap_err()
             .reason

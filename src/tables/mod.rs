@@ -2,11 +2,14 @@
 //! and reloaded when they change (`reload.rs`). Each file is held in its own
 //! [`TableFile`], swapped atomically, so readers never see half a table.
 
+pub mod access;
 pub mod aliases;
+pub mod cidr;
 pub mod lookup;
 pub mod map;
 pub mod opendkim;
 pub mod passwd_file;
+pub mod regexp;
 pub mod reload;
 
 use std::collections::{HashMap, HashSet};
@@ -15,8 +18,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use self::access::{AccessTable, PcreFile, RegexpFile};
 use self::aliases::Aliases;
-use self::map::{Map, ParseError, TableRef};
+use self::cidr::CidrTable;
+use self::map::{Map, ParseError, TableKind, TableRef};
 use self::passwd_file::PasswdFile;
 use self::reload::Reloadable;
 use crate::config::{Config, ConfigError, IdMap};
@@ -132,6 +137,11 @@ pub struct Tables {
     pub alias_maps: Vec<Arc<TableFile<Aliases>>>,
     pub transport_maps: Vec<Arc<TableFile<Map>>>,
     pub smtp_sasl_password_maps: Vec<Arc<TableFile<Map>>>,
+    /// Every table a `check_*_access` restriction names, by its spec as
+    /// written (`cidr:/etc/postfix/access.cidr`).
+    pub access: HashMap<String, AccessTable>,
+    pub smtpd_sender_login_maps: Vec<Arc<TableFile<Map>>>,
+    pub rbl_reply_maps: Vec<Arc<TableFile<Map>>>,
     reloadables: Vec<Arc<dyn Reloadable>>,
 }
 
@@ -155,6 +165,16 @@ impl Opener<'_> {
 
     fn map(&mut self, key: &str, spec: &str) -> Result<Arc<TableFile<Map>>, ConfigError> {
         let r = TableRef::parse(spec).map_err(|e| self.err(key, e.to_string()))?;
+        if r.kind.is_pattern() {
+            return Err(self.err(
+                key,
+                format!(
+                    "table '{spec}': {}: tables are supported only in access restrictions \
+                     (check_*_access); use a hash: table here",
+                    r.kind.name()
+                ),
+            ));
+        }
         if let Some(t) = self.maps.get(&r.path) {
             return Ok(t.clone());
         }
@@ -163,6 +183,42 @@ impl Opener<'_> {
         self.maps.insert(r.path.clone(), t.clone());
         self.reloadables.push(t.clone());
         Ok(t)
+    }
+
+    /// Opens every access table the restriction lists and classes name,
+    /// each reported under the list that names it.
+    fn access_tables(
+        &mut self,
+        config: &Config,
+    ) -> Result<HashMap<String, AccessTable>, ConfigError> {
+        let mut out = HashMap::new();
+        let lists = &config.smtpd_access.lists;
+        for spec in lists.access_tables() {
+            let key = lists.key_naming(spec);
+            let r = TableRef::parse(spec).map_err(|e| self.err(key, e.to_string()))?;
+            let label = format!("{key} {r}");
+            let fail = |e: map::ParseError| self.err(key, e.to_string());
+            let table = match r.kind {
+                TableKind::Cidr => {
+                    let t = TableFile::<CidrTable>::open(label, &r.path).map_err(fail)?;
+                    self.reloadables.push(t.clone());
+                    AccessTable::Cidr(t)
+                }
+                TableKind::Regexp => {
+                    let t = TableFile::<RegexpFile>::open(label, &r.path).map_err(fail)?;
+                    self.reloadables.push(t.clone());
+                    AccessTable::Regexp(t)
+                }
+                TableKind::Pcre => {
+                    let t = TableFile::<PcreFile>::open(label, &r.path).map_err(fail)?;
+                    self.reloadables.push(t.clone());
+                    AccessTable::Pcre(t)
+                }
+                _ => AccessTable::Keyed(self.map(key, spec)?),
+            };
+            out.insert(spec.to_string(), table);
+        }
+        Ok(out)
     }
 
     fn maps(
@@ -205,6 +261,12 @@ impl Opener<'_> {
         let mut out = Vec::new();
         for spec in specs {
             let r = TableRef::parse(spec).map_err(|e| self.err(key, e.to_string()))?;
+            if r.kind.is_pattern() {
+                return Err(self.err(
+                    key,
+                    format!("table '{spec}': alias tables must be hash: or plain files"),
+                ));
+            }
             if let Some(t) = self.aliases.get(&r.path) {
                 out.push(t.clone());
                 continue;
@@ -255,6 +317,12 @@ impl Tables {
             transport_maps: o.maps("transport_maps", &config.transport_maps)?,
             smtp_sasl_password_maps: o
                 .maps("smtp_sasl_password_maps", &config.smtp_sasl_password_maps)?,
+            access: o.access_tables(config)?,
+            smtpd_sender_login_maps: o.maps(
+                "smtpd_sender_login_maps",
+                &config.smtpd_access.sender_login_maps,
+            )?,
+            rbl_reply_maps: o.maps("rbl_reply_maps", &config.smtpd_access.rbl_reply_maps)?,
             reloadables: o.reloadables,
         })
     }
