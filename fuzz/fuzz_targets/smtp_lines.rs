@@ -39,6 +39,7 @@ fn config(flags: u8) -> SessionConfig {
         submission: flags & 4 == 4,
         check_sender: flags & 8 == 8,
         max_errors: 20,
+        check_data: flags & 8 == 8,
     }
 }
 
@@ -77,6 +78,7 @@ fn run(flags: u8, reads: &[&[u8]]) -> Vec<Event> {
             } else {
                 Ok(())
             }),
+            Action::CheckData => s.data_checked(Ok(())),
             Action::CheckRecipient(a) => s.rcpt_done(if a.len() % 2 == 0 {
                 Ok(())
             } else {

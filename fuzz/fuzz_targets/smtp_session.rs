@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         submission: data.first().is_some_and(|b| b & 4 == 4),
         check_sender: data.first().is_some_and(|b| b & 8 == 8),
         max_errors: 20,
+        check_data: data.first().is_some_and(|b| b & 16 == 16),
     };
     let mut s: Session<()> = Session::new(cfg);
     // Feed in chunks whose sizes come from the data itself.
@@ -51,6 +52,11 @@ fuzz_target!(|data: &[u8]| {
                     s.sender_done(Ok(()));
                 }
             }
+            Action::CheckData => s.data_checked(if rest.len() % 2 == 0 {
+                Ok(())
+            } else {
+                Err(Reply::new(554, "5.7.1", "no"))
+            }),
             Action::CheckRecipient(a) => {
                 if a.len() % 2 == 0 {
                     s.rcpt_done(Ok(()));

@@ -542,82 +542,6 @@ pub(super) fn build(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("300s", 's').unwrap(), Duration::from_secs(300));
-        assert_eq!(
-            parse_time("5d", 's').unwrap(),
-            Duration::from_secs(5 * 86400)
-        );
-        assert_eq!(
-            parse_time("5", 'd').unwrap(),
-            Duration::from_secs(5 * 86400)
-        );
-        assert_eq!(
-            parse_time("2w", 's').unwrap(),
-            Duration::from_secs(14 * 86400)
-        );
-        assert!(parse_time("5x", 's').is_err());
-        assert!(parse_time("s", 's').is_err());
-        assert!(parse_time("99999999999999999999w", 's').is_err());
-    }
-
-    #[test]
-    fn dovecot_times() {
-        assert_eq!(parse_time("2 secs", 's').unwrap(), Duration::from_secs(2));
-        assert_eq!(
-            parse_time("30 mins", 's').unwrap(),
-            Duration::from_secs(1800)
-        );
-        assert_eq!(
-            parse_time("1 hour", 's').unwrap(),
-            Duration::from_secs(3600)
-        );
-        assert_eq!(
-            parse_time("250 msecs", 's').unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(parse_time("0", 's').unwrap(), Duration::ZERO);
-        assert!(parse_time("2 fortnights", 's').is_err());
-    }
-
-    #[test]
-    fn networks() {
-        assert_eq!(
-            parse_network("10.0.0.0/8").unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!(parse_network("[::1]/128").unwrap().to_string(), "::1/128");
-        assert_eq!(
-            parse_network("[2001:db8::]/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-        assert_eq!(
-            parse_network("192.0.2.7").unwrap().to_string(),
-            "192.0.2.7/32"
-        );
-        assert!(parse_network("10.0.0.0/33").is_err());
-        assert!(parse_network("10.0.0.1/8")
-            .unwrap_err()
-            .contains("host bits"));
-        assert!(parse_network("!10.0.0.0/8").is_err());
-        assert!(parse_network("hash:/etc/postfix/net").is_err());
-        assert!(parse_network("example.com").is_err());
-    }
-
-    #[test]
-    fn listen_addresses() {
-        assert_eq!(parse_listen("127.0.0.1:25").unwrap().port(), 25);
-        assert!(parse_listen("[::1]:143").unwrap().is_ipv6());
-        assert!(parse_listen("localhost:25").is_err());
-        assert!(parse_listen("127.0.0.1").is_err());
-    }
-}
-
 /// A reply code key: 4xx or 5xx.
 fn reply_code(v: &Values, key: &str) -> Result<u16, ConfigError> {
     let n: u16 = v.count(key)?;
@@ -696,4 +620,80 @@ fn access_policy(
         default_rbl_reply: v.entry("default_rbl_reply").value.clone(),
         policy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("300s", 's').unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_time("5d", 's').unwrap(),
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(
+            parse_time("5", 'd').unwrap(),
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(
+            parse_time("2w", 's').unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert!(parse_time("5x", 's').is_err());
+        assert!(parse_time("s", 's').is_err());
+        assert!(parse_time("99999999999999999999w", 's').is_err());
+    }
+
+    #[test]
+    fn dovecot_times() {
+        assert_eq!(parse_time("2 secs", 's').unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            parse_time("30 mins", 's').unwrap(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            parse_time("1 hour", 's').unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_time("250 msecs", 's').unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_time("0", 's').unwrap(), Duration::ZERO);
+        assert!(parse_time("2 fortnights", 's').is_err());
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(
+            parse_network("10.0.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(parse_network("[::1]/128").unwrap().to_string(), "::1/128");
+        assert_eq!(
+            parse_network("[2001:db8::]/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(
+            parse_network("192.0.2.7").unwrap().to_string(),
+            "192.0.2.7/32"
+        );
+        assert!(parse_network("10.0.0.0/33").is_err());
+        assert!(parse_network("10.0.0.1/8")
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(parse_network("!10.0.0.0/8").is_err());
+        assert!(parse_network("hash:/etc/postfix/net").is_err());
+        assert!(parse_network("example.com").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("127.0.0.1:25").unwrap().port(), 25);
+        assert!(parse_listen("[::1]:143").unwrap().is_ipv6());
+        assert!(parse_listen("localhost:25").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
+    }
 }

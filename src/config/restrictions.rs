@@ -635,6 +635,40 @@ impl Restrictions {
         out
     }
 
+    /// Does any restriction need the client's host names (a reverse DNS
+    /// lookup per connection)?
+    pub fn needs_client_names(&self) -> bool {
+        fn needs(r: &Restriction) -> bool {
+            match r {
+                Restriction::WarnIfReject(inner) => needs(inner),
+                Restriction::CheckAccess(on, _) => {
+                    matches!(on, AccessOn::Client | AccessOn::ReverseClientHostname)
+                }
+                Restriction::RejectRhsbl(on, _) => {
+                    matches!(on, RhsblOn::Client | RhsblOn::ReverseClient)
+                }
+                Restriction::RejectUnknownClientHostname
+                | Restriction::RejectUnknownReverseClientHostname
+                | Restriction::PermitRhswlClient(_)
+                | Restriction::CheckPolicyService(_) => true,
+                _ => false,
+            }
+        }
+        [
+            &self.client,
+            &self.helo,
+            &self.sender,
+            &self.relay,
+            &self.recipient,
+            &self.data,
+            &self.end_of_data,
+        ]
+        .into_iter()
+        .chain(self.classes.values())
+        .flatten()
+        .any(needs)
+    }
+
     /// The key of the first list naming the access table `spec` (for
     /// error messages); a class's table is reported under the class list.
     pub fn key_naming(&self, spec: &str) -> &'static str {

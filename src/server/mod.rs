@@ -64,6 +64,8 @@ pub struct State {
     pub mail_auth: Arc<MailAuth>,
     /// Postfix's anvil rate counters, shared by the SMTP listeners.
     pub anvil: Arc<Anvil>,
+    /// DNS and policy-service connections of the SMTP restrictions.
+    pub restrict: Arc<smtp::restrict::Checker>,
     pub ready: AtomicBool,
 }
 
@@ -93,6 +95,7 @@ impl State {
             notify: self.notify.clone(),
             mail_auth: self.mail_auth.clone(),
             anvil: self.anvil.clone(),
+            restrict: self.restrict.clone(),
         })
     }
 
@@ -151,8 +154,10 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         auth: config.smtpd_client_auth_rate_limit,
         exceptions: config.smtpd_client_event_limit_exceptions.clone(),
     }));
+    let restrict = smtp::restrict::Checker::new(&config).map_err(ServeError::State)?;
     let state = Arc::new(State {
         anvil,
+        restrict: Arc::new(restrict),
         mailboxes: imap::backend::Mailboxes::new(notify.clone()),
         mail_auth: Arc::new(mail_auth),
         notify,

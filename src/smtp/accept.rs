@@ -392,6 +392,7 @@ queue_directory = "{d}/queue"
             notify: Notifier::new(),
             mail_auth: Arc::new(crate::mailauth::MailAuth::off()),
             anvil: Arc::new(crate::net::anvil::Anvil::new(Default::default())),
+            restrict: Arc::new(crate::smtp::restrict::Checker::new(&config).unwrap()),
             config: Arc::new(config),
         }
     }

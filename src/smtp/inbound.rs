@@ -12,6 +12,8 @@ use tokio::io::AsyncWriteExt;
 use super::accept::{self, Origin, Routes};
 use super::proto::{Action, AuthOutcome, Envelope, Reply, Session, SessionConfig};
 use super::received::{new_queue_id, protocol_name};
+use super::restrict::dns::ClientNames;
+use super::restrict::{self, Check, Effects, Env, Facts, Outcome, Stage};
 use super::router::{ClientTrust, RouteError};
 use crate::auth::login::{self, LoginPolicy};
 use crate::config::Listener;
@@ -60,8 +62,12 @@ impl SmtpHandler {
             // check; smtpd_client_message_rate_limit counts MAIL FROM.
             check_sender: (self.verifies(conn.peer.ip())
                 && self.ctx.mail_auth.spf == SpfMode::RejectFail)
-                || c.smtpd_client_message_rate_limit > 0,
+                || c.smtpd_client_message_rate_limit > 0
+                // Restrictions keep per-transaction state (HOLD, DISCARD…)
+                // that starts fresh at each MAIL FROM.
+                || !c.smtpd_access.is_default(),
             max_errors: 20,
+            check_data: !c.smtpd_access.lists.data.is_empty(),
         }
     }
 
@@ -133,6 +139,11 @@ impl SmtpHandler {
         let mut sender_spf: Option<(String, SpfOutput)> = None;
         let mut buf = vec![0u8; 64 * 1024];
         let mut pace = Pace::new(self.ctx.config.smtpd_min_data_rate);
+        // Restrictions: the client's names (looked up once, if a
+        // restriction needs them) and what the transaction's checks asked.
+        let mut names: Option<ClientNames> = None;
+        let mut fx = Effects::default();
+        let mut instance = String::new();
         tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
         loop {
             match session.next_action() {
@@ -219,7 +230,25 @@ impl SmtpHandler {
                     session.auth_done(outcome);
                 }
                 Action::CheckSender(sender) => {
-                    let (result, spf) = match self.rate(&conn, Event::Message) {
+                    fx = Effects::default();
+                    instance = new_queue_id();
+                    let early = if self.ctx.config.smtpd_access.delay_reject {
+                        Ok(())
+                    } else {
+                        let names = self.client_names(&conn, &mut names).await;
+                        let facts = self.facts(
+                            &conn,
+                            &session,
+                            names,
+                            Stage::Mail,
+                            Some(&sender),
+                            None,
+                            &instance,
+                        );
+                        self.restrictions(&facts, &mut fx, Check::Mail).await.result
+                    };
+                    let (result, spf) = match early.and_then(|()| self.rate(&conn, Event::Message))
+                    {
                         Err(reply) => (Err(reply), None),
                         Ok(()) if session.user().is_none() && self.checks_spf(&conn) => {
                             let (result, spf) = self.check_sender(&conn, &session, &sender).await;
@@ -234,21 +263,88 @@ impl SmtpHandler {
                     session.sender_done(result);
                 }
                 Action::CheckRecipient(rcpt) => {
-                    let result = self
-                        .rate(&conn, Event::Recipient)
-                        .and_then(|()| self.route(&rcpt, client.ip(), session.user().is_some()));
+                    let result = match self.rate(&conn, Event::Recipient) {
+                        Err(reply) => Err(reply),
+                        Ok(()) => {
+                            let names = self.client_names(&conn, &mut names).await;
+                            let sender = session.sender().map(str::to_string);
+                            let facts = self.facts(
+                                &conn,
+                                &session,
+                                names,
+                                Stage::Rcpt,
+                                sender.as_deref(),
+                                Some(&rcpt),
+                                &instance,
+                            );
+                            let outcome = self.restrictions(&facts, &mut fx, Check::Rcpt).await;
+                            // An explicit permit in the relay or recipient
+                            // list lets the router relay, as in Postfix.
+                            outcome.result.and_then(|()| {
+                                self.route(
+                                    &rcpt,
+                                    client.ip(),
+                                    session.user().is_some() || outcome.relay_permitted,
+                                )
+                            })
+                        }
+                    };
                     if let Err(reply) = &result {
                         metrics::get().rcpt_rejected.inc();
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");
                     }
                     session.rcpt_done(result);
                 }
+                Action::CheckData => {
+                    let names = self.client_names(&conn, &mut names).await;
+                    let sender = session.sender().map(str::to_string);
+                    let facts = self.facts(
+                        &conn,
+                        &session,
+                        names,
+                        Stage::Data,
+                        sender.as_deref(),
+                        None,
+                        &instance,
+                    );
+                    let result = self.restrictions(&facts, &mut fx, Check::Data).await.result;
+                    if let Err(reply) = &result {
+                        tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: DATA: {reply}");
+                    }
+                    session.data_checked(result);
+                }
                 Action::Deliver(envelope, message) => {
                     let spf = sender_spf
                         .take()
                         .filter(|(s, _)| *s == envelope.mail_from)
                         .map(|(_, spf)| spf);
-                    let reply = self.deliver(&conn, &session, envelope, message, spf).await;
+                    let names = self.client_names(&conn, &mut names).await;
+                    let mut facts = self.facts(
+                        &conn,
+                        &session,
+                        names,
+                        Stage::EndOfData,
+                        Some(&envelope.mail_from),
+                        None,
+                        &instance,
+                    );
+                    facts.recipient_count = envelope.recipients.len();
+                    facts.size = Some(message.len() as u64);
+                    let eod = self
+                        .restrictions(&facts, &mut fx, Check::EndOfData)
+                        .await
+                        .result;
+                    let effects = std::mem::take(&mut fx);
+                    let reply = match eod {
+                        Err(reply) => {
+                            tracing::info!(client = %client, "NOQUEUE: reject: END-OF-MESSAGE from=<{}>: {reply}", envelope.mail_from);
+                            reply
+                        }
+                        Ok(()) => {
+                            self.deliver(&conn, &session, envelope, message, spf, effects)
+                                .await
+                        }
+                    };
                     session.data_done(reply);
                 }
                 Action::Close => {
@@ -343,6 +439,85 @@ impl SmtpHandler {
         }
     }
 
+    /// The client's names, looked up once per connection and only when a
+    /// restriction uses them.
+    async fn client_names<'n>(
+        &self,
+        conn: &Conn,
+        names: &'n mut Option<ClientNames>,
+    ) -> &'n ClientNames {
+        if names.is_none() {
+            let found = if self.ctx.config.smtpd_access.lists.needs_client_names() {
+                self.ctx.restrict.dns.client_names(conn.peer.ip()).await
+            } else {
+                ClientNames::unknown()
+            };
+            *names = Some(found);
+        }
+        names.get_or_insert_with(ClientNames::unknown)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn facts<'a>(
+        &self,
+        conn: &'a Conn,
+        session: &'a Session<Routes>,
+        names: &'a ClientNames,
+        stage: Stage,
+        sender: Option<&'a str>,
+        recipient: Option<&'a str>,
+        instance: &'a str,
+    ) -> Facts<'a> {
+        Facts {
+            stage,
+            client: conn.peer,
+            server: conn.local,
+            names,
+            helo: session.helo(),
+            esmtp: session.is_esmtp(),
+            sender,
+            recipient,
+            recipient_count: session.recipient_count(),
+            sasl_method: session.user().map(|_| "PLAIN"),
+            sasl_user: session.user(),
+            tls: session.is_tls().then_some(("TLSv1.3", "")),
+            in_mynetworks: self.in_mynetworks(conn.peer.ip()),
+            improper_pipelining: session.improper_pipelining(),
+            size: None,
+            instance,
+        }
+    }
+
+    /// Runs the `smtpd_*_restrictions` of one stage.
+    async fn restrictions(&self, facts: &Facts<'_>, fx: &mut Effects, which: Check) -> Outcome {
+        let ctx = &self.ctx;
+        let unlisted = |address: &str, sender: bool| -> Option<Reply> {
+            let untrusted = ClientTrust {
+                in_mynetworks: false,
+                authenticated: false,
+            };
+            match accept::route(ctx, address, untrusted) {
+                Err(e @ RouteError::UserUnknown(_)) => {
+                    let (code, enhanced, text) = e.reply(address);
+                    Some(if sender {
+                        let text = text.replace("Recipient address", "Sender address");
+                        Reply::new(code, "5.1.0", text)
+                    } else {
+                        Reply::new(code, enhanced, text)
+                    })
+                }
+                _ => None,
+            }
+        };
+        let env = Env {
+            config: &ctx.config,
+            tables: &ctx.tables,
+            checker: &ctx.restrict,
+            unlisted: &unlisted,
+        };
+        restrict::check(&env, facts, fx, which).await
+    }
+
     fn route(&self, rcpt: &str, ip: IpAddr, authenticated: bool) -> Result<Routes, Reply> {
         let st = &self.ctx;
         let trust = ClientTrust {
@@ -364,11 +539,50 @@ impl SmtpHandler {
         &self,
         conn: &Conn,
         session: &Session<Routes>,
-        env: Envelope<Routes>,
-        message: Vec<u8>,
+        mut env: Envelope<Routes>,
+        mut message: Vec<u8>,
         spf: Option<SpfOutput>,
+        effects: Effects,
     ) -> Reply {
         let start = Instant::now();
+        // access(5) DISCARD: claim delivery, keep nothing.
+        if let Some(why) = &effects.discard {
+            let queue_id = new_queue_id();
+            tracing::info!(
+                "{queue_id}: discard: {why}; from=<{}>, client={}",
+                env.mail_from,
+                conn.peer.ip()
+            );
+            return Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"));
+        }
+        // access(5) REDIRECT: one recipient instead of all.
+        if let Some(to) = &effects.redirect {
+            let trusted = ClientTrust {
+                in_mynetworks: true,
+                authenticated: true,
+            };
+            match accept::route(&self.ctx, to, trusted) {
+                Ok(routes) => {
+                    let mut first = env.recipients.swap_remove(0);
+                    first.address = to.clone();
+                    first.route = routes;
+                    env.recipients = vec![first];
+                }
+                Err(e) => {
+                    tracing::error!("REDIRECT to {to} cannot be routed: {e}");
+                    return Reply::new(451, "4.3.0", "Error: queue file write error");
+                }
+            }
+        }
+        // access(5) PREPEND: header lines on top.
+        if !effects.prepend.is_empty() {
+            let mut head = String::new();
+            for h in &effects.prepend {
+                head.push_str(h);
+                head.push_str("\r\n");
+            }
+            message.splice(0..0, head.into_bytes());
+        }
         let (auth_results, auth_fields, quarantine) =
             match self.authenticate(conn, session, &env, &message, spf).await {
                 Ok(a) => a,

@@ -8,6 +8,7 @@ pub mod outbound;
 pub mod proto;
 pub mod queue;
 pub mod received;
+pub mod restrict;
 pub mod router;
 
 use std::sync::Arc;
@@ -31,4 +32,6 @@ pub struct Ctx {
     pub mail_auth: Arc<crate::mailauth::MailAuth>,
     /// Postfix's anvil rate limits (messages, recipients, AUTH, TLS).
     pub anvil: Arc<crate::net::anvil::Anvil>,
+    /// DNS lists, host checks and policy services of the restrictions.
+    pub restrict: Arc<restrict::Checker>,
 }

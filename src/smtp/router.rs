@@ -230,6 +230,36 @@ pub fn resolve(ctx: &RouteContext, rcpt: &str, trust: ClientTrust) -> Result<Res
     result
 }
 
+/// Postfix `permit_auth_destination` (smtpd_check.c): is `rcpt` for a
+/// domain this server takes mail for (local, virtual or relay_domains),
+/// without sender-specified routing? Bad syntax is not authorized.
+pub fn auth_destination(config: &Config, tables: &Tables, rcpt: &str) -> bool {
+    let users = |_: &str| Ok(None);
+    let ctx = RouteContext {
+        config,
+        tables,
+        users: &users,
+    };
+    match parse_rcpt(rcpt, &myorigin(config)) {
+        Ok(Rcpt::Postmaster) => true,
+        Ok(Rcpt::Address {
+            addr,
+            local_trick,
+            source_routed,
+        }) => {
+            let walk = Walk {
+                ctx: &ctx,
+                out: Vec::new(),
+                dropped: Vec::new(),
+                visits: 0,
+                self_final: HashSet::new(),
+            };
+            !local_trick && !source_routed && walk.class(&addr.domain) != Class::Other
+        }
+        Err(_) => false,
+    }
+}
+
 fn resolve_inner(
     ctx: &RouteContext,
     rcpt: &str,

@@ -180,31 +180,37 @@ pub struct Dns {
     resolver: TokioResolver,
 }
 
+/// A resolver for `dns_servers` (empty: /etc/resolv.conf), with the
+/// timeouts every lookup of the server uses.
+pub fn resolver(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = Duration::from_secs(5);
+    opts.attempts = 2;
+    let builder = if servers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| format!("DNS configuration: {e}"))?
+    } else {
+        let group: Vec<NameServerConfig> = servers
+            .iter()
+            .flat_map(|s| {
+                [
+                    NameServerConfig::new(*s, Protocol::Udp),
+                    NameServerConfig::new(*s, Protocol::Tcp),
+                ]
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], group),
+            TokioConnectionProvider::default(),
+        )
+    };
+    Ok(builder.with_options(opts).build())
+}
+
 impl Dns {
     /// `dns_servers` empty: /etc/resolv.conf.
     pub fn new(servers: &[SocketAddr]) -> Result<Dns, String> {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        let builder = if servers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| format!("DNS configuration: {e}"))?
-        } else {
-            let group: Vec<NameServerConfig> = servers
-                .iter()
-                .flat_map(|s| {
-                    [
-                        NameServerConfig::new(*s, Protocol::Udp),
-                        NameServerConfig::new(*s, Protocol::Tcp),
-                    ]
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], group),
-                TokioConnectionProvider::default(),
-            )
-        };
         Ok(Dns {
-            resolver: builder.with_options(opts).build(),
+            resolver: resolver(servers)?,
         })
     }
 

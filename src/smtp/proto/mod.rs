@@ -44,6 +44,9 @@ pub struct SessionConfig {
     pub check_sender: bool,
     /// Error replies allowed before the session is closed (Postfix smtpd_hard_error_limit).
     pub max_errors: usize,
+    /// Ask the I/O layer before answering DATA ([`Action::CheckData`]):
+    /// for `smtpd_data_restrictions`.
+    pub check_data: bool,
 }
 
 /// RFC 1652 / RFC 3030 body type from MAIL FROM BODY=.
@@ -99,6 +102,9 @@ pub enum Action<R> {
     CheckSender(String),
     /// Route this recipient, then call [`Session::rcpt_done`].
     CheckRecipient(String),
+    /// The client sent DATA: check it, then call [`Session::data_checked`].
+    /// Only with `check_data`.
+    CheckData,
     /// Deliver durably, then call [`Session::data_done`] with the final reply.
     Deliver(Envelope<R>, Vec<u8>),
     /// Flush the output and close the connection.
@@ -138,6 +144,9 @@ pub struct Session<R> {
     errors: usize,
     /// NOTIFY and ORCPT of the RCPT being checked, with its address.
     pending_rcpt: Option<(String, u64, Option<String>)>,
+    /// The client sent a command before the previous reply without having
+    /// been offered PIPELINING (Postfix reject_unauth_pipelining).
+    ill_pipelining: bool,
 }
 
 fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
@@ -161,6 +170,7 @@ impl<R> Session<R> {
             bdat_failed: None,
             errors: 0,
             pending_rcpt: None,
+            ill_pipelining: false,
             cfg,
         };
         // RFC 5321 §4.2: the greeting has no enhanced code (RFC 2034 §3).
@@ -201,6 +211,22 @@ impl<R> Session<R> {
 
     pub fn is_tls(&self) -> bool {
         self.cfg.login.tls_active
+    }
+
+    /// MAIL FROM of the open transaction (empty for `<>`).
+    pub fn sender(&self) -> Option<&str> {
+        self.txn.as_ref().map(|t| t.mail_from.as_str())
+    }
+
+    /// Recipients accepted so far in the open transaction.
+    pub fn recipient_count(&self) -> usize {
+        self.txn.as_ref().map_or(0, |t| t.recipients.len())
+    }
+
+    /// Has the client sent commands ahead of our replies without EHLO's
+    /// PIPELINING (RFC 2920 §3.1)? Spam software often does.
+    pub fn improper_pipelining(&self) -> bool {
+        self.ill_pipelining
     }
 
     /// Bytes buffered but not yet processed (bounded by the line limits).
@@ -278,6 +304,21 @@ impl<R> Session<R> {
             Ok(()) => self.push(r(250, "2.1.0", "Ok")),
             Err(reply) => {
                 self.txn = None;
+                self.error(reply);
+            }
+        }
+    }
+
+    /// The answer to a [`Action::CheckData`]: 354 and the message, or the
+    /// refusal (the transaction stays, as after any failed DATA).
+    pub fn data_checked(&mut self, result: Result<(), Reply>) {
+        match result {
+            Ok(()) => {
+                self.push(r(354, "", "End data with <CR><LF>.<CR><LF>"));
+                self.mode = Mode::Data(DataReader::new());
+            }
+            Err(reply) => {
+                self.mode = Mode::Command;
                 self.error(reply);
             }
         }
@@ -502,6 +543,11 @@ impl<R> Session<R> {
                         self.error(r(500, "5.5.2", "Error: line too long"));
                         continue;
                     }
+                    // More input behind this command before we answered
+                    // it: only allowed once EHLO offered PIPELINING.
+                    if !self.esmtp && !self.input.is_empty() {
+                        self.ill_pipelining = true;
+                    }
                     if let Some(action) = self.command(&line) {
                         return action;
                     }
@@ -648,6 +694,9 @@ impl<R> Session<R> {
             Request::Data => {
                 if let Some(reply) = self.data_precheck() {
                     self.error(reply);
+                } else if self.cfg.check_data {
+                    self.mode = Mode::Waiting;
+                    return Some(Action::CheckData);
                 } else {
                     self.push(r(354, "", "End data with <CR><LF>.<CR><LF>"));
                     self.mode = Mode::Data(DataReader::new());

@@ -19,6 +19,7 @@ fn cfg() -> SessionConfig {
         submission: false,
         check_sender: false,
         max_errors: 20,
+        check_data: false,
     }
 }
 
@@ -79,6 +80,18 @@ fn run_with(cfg: SessionConfig, chunks: &[&[u8]]) -> Run {
                         "5.7.1",
                         format!("<{addr}>: Relay access denied"),
                     )));
+                }
+            }
+            Action::CheckData => {
+                // A toy smtpd_data_restrictions: mail from nodata.example is refused.
+                if s.sender().is_some_and(|a| a.ends_with("@nodata.example")) {
+                    s.data_checked(Err(Reply::new(
+                        554,
+                        "5.7.1",
+                        "<DATA>: Data command rejected: no",
+                    )));
+                } else {
+                    s.data_checked(Ok(()));
                 }
             }
             Action::Deliver(env, msg) => {
@@ -470,4 +483,55 @@ fn senders_are_checked_only_when_asked_and_a_refusal_ends_the_transaction() {
         "{}",
         r.out
     );
+}
+
+#[test]
+fn data_restrictions_answer_before_354() {
+    let cfg = SessionConfig {
+        check_data: true,
+        ..cfg()
+    };
+    let r = run_with(
+        cfg.clone(),
+        &[b"EHLO c\r\nMAIL FROM:<a@nodata.example>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nRSET\r\n"],
+    );
+    assert!(
+        r.out
+            .contains("554 5.7.1 <DATA>: Data command rejected: no\r\n"),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains("354"), "{}", r.out);
+    assert!(r.out.ends_with("250 2.0.0 Ok\r\n"), "{}", r.out);
+    let r = run_with(
+        cfg,
+        &[b"EHLO c\r\nMAIL FROM:<a@ok.example>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\n"],
+    );
+    assert!(r.out.contains("354 End data"), "{}", r.out);
+    assert_eq!(r.delivered.len(), 1);
+}
+
+#[test]
+fn pipelining_without_ehlo_is_noticed() {
+    // HELO then commands sent without waiting: not allowed (RFC 2920 §3.1).
+    let mut s: Session<String> = Session::new(cfg());
+    s.feed(b"HELO c\r\nMAIL FROM:<a@b.example>\r\n");
+    while !matches!(s.next_action(), Action::NeedInput) {
+        s.sender_done(Ok(()));
+    }
+    assert!(s.improper_pipelining());
+    // EHLO offers PIPELINING: the same burst is fine.
+    let mut s: Session<String> = Session::new(cfg());
+    s.feed(b"EHLO c\r\n");
+    assert!(matches!(s.next_action(), Action::NeedInput));
+    s.feed(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.com>\r\n");
+    loop {
+        match s.next_action() {
+            Action::NeedInput => break,
+            Action::CheckSender(_) => s.sender_done(Ok(())),
+            Action::CheckRecipient(_) => s.rcpt_done(Ok(String::new())),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!s.improper_pipelining());
 }
