@@ -11,6 +11,7 @@
 #   dkimpy, pyspf, dnspython, PyNaCl, authres
 #                       DKIM/ARC and SPF oracles of the mail-authentication tests
 #   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
+#   postgrey            a real policy service (tests/it/restrict.rs)
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
 #   cargo-fuzz, g++     the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
@@ -24,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
-  [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++
+  [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -14,6 +14,7 @@ mod pop3;
 mod proxy;
 mod queue;
 mod reload;
+mod restrict;
 mod serve;
 mod smtp;
 mod tls;

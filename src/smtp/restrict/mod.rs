@@ -794,21 +794,21 @@ impl<'e, 'f> Run<'e, 'f> {
                     let why = text.unwrap_or_else(|| "Access denied".into());
                     self.refuse_as(s, code, dsn.as_deref().unwrap_or(default), &why)
                 }
-                Action::DeferIfPermit(t) => {
-                    let why = format!(
-                        "<{name}>: {class} rejected: {}",
-                        t.as_deref().unwrap_or("Service unavailable")
-                    );
-                    self.defer_if_permit(reply(codes.defer, "4.7.1", &why));
-                    Verdict::Dunno
-                }
-                Action::DeferIfReject(t) => {
-                    let why = format!(
-                        "<{name}>: {class} rejected: {}",
-                        t.as_deref().unwrap_or("Service unavailable")
-                    );
-                    if self.defer_if_reject.is_none() {
-                        self.defer_if_reject = Some(reply(codes.defer, "4.7.1", &why));
+                Action::DeferIfPermit(t) | Action::DeferIfReject(t) => {
+                    let if_permit = matches!(action::parse(value, codes), Action::DeferIfPermit(_));
+                    let t = t.unwrap_or_default();
+                    let (dsn, text) = action::dsn_split(&t);
+                    let text = if text.is_empty() {
+                        "Service unavailable"
+                    } else {
+                        text
+                    };
+                    let why = format!("<{name}>: {class} rejected: {text}");
+                    let r = reply(codes.defer, dsn.unwrap_or("4.7.1"), &why);
+                    if if_permit {
+                        self.defer_if_permit(r);
+                    } else if self.defer_if_reject.is_none() {
+                        self.defer_if_reject = Some(r);
                     }
                     Verdict::Dunno
                 }
