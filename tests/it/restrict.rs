@@ -215,12 +215,16 @@ smtpd_data_restrictions = "reject_unauth_pipelining"
     );
 }
 
-struct Postgrey(Child, tempfile::TempDir);
+/// postgrey, killed when the test ends; its database directory goes with it.
+struct Postgrey {
+    child: Child,
+    _db: tempfile::TempDir,
+}
 
 impl Drop for Postgrey {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -253,7 +257,7 @@ fn start_postgrey(delay_secs: u32) -> Option<(Postgrey, u16)> {
         assert!(Instant::now() < deadline, "postgrey did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Some((Postgrey(child, dir), port))
+    Some((Postgrey { child, _db: dir }, port))
 }
 
 #[test]
