@@ -165,6 +165,7 @@ pub static KEYS: &[KeyDef] = &[
     k("listen.http", "$inet_interfaces:8080", Listen, Own, "/healthz, /readyz and /metrics"),
     k("dns_servers", "", List, Own, "DNS servers (ip or ip:port) for MX lookups; empty = /etc/resolv.conf"),
     k("dmarc_policy", "report", Text, Own, "DMARC on mail from outside: report (Authentication-Results only), enforce (p=reject refused, p=quarantine to Junk), off"),
+    k("authenticated_sender_policy", "owned", Text, Own, "MAIL FROM of authenticated clients: owned (the login's own address, its +extensions, aliases that deliver to it, smtpd_sender_login_maps; else 553 5.7.1) or any"),
     k("spf_policy", "report", Text, Own, "SPF on mail from outside: report, reject_fail (550 5.7.23 at MAIL FROM for an SPF fail), off"),
     k("mail_auth_mynetworks", "no", Bool, Own, "check SPF/DKIM/DMARC on mail from mynetworks too (never for authenticated clients)"),
     k("dkim_key_table", "", Text, Own, "OpenDKIM KeyTable (name domain:selector:/path/to/key) of keys to sign outgoing mail with"),

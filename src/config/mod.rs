@@ -285,6 +285,9 @@ pub struct Config {
     pub dmarc_policy: String,
     /// `report`, `reject_fail` or `off`.
     pub spf_policy: String,
+    /// `authenticated_sender_policy = owned`: an authenticated client may
+    /// only send as addresses its login owns.
+    pub authenticated_senders_owned: bool,
     pub mail_auth_mynetworks: bool,
     /// OpenDKIM data sets (`refile:/path`, `file:/path` or `/path`).
     pub dkim_key_table: Option<String>,

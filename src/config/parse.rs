@@ -440,6 +440,7 @@ pub(super) fn build(
     for (key, allowed) in [
         ("dmarc_policy", &["report", "enforce", "off"][..]),
         ("spf_policy", &["report", "reject_fail", "off"][..]),
+        ("authenticated_sender_policy", &["owned", "any"][..]),
     ] {
         let value = v.text(key);
         if !allowed.contains(&value.as_str()) {
@@ -528,6 +529,7 @@ pub(super) fn build(
         dns_servers,
         dmarc_policy: v.text("dmarc_policy"),
         spf_policy: v.text("spf_policy"),
+        authenticated_senders_owned: v.text("authenticated_sender_policy") == "owned",
         mail_auth_mynetworks: v.bool("mail_auth_mynetworks")?,
         dkim_key_table,
         dkim_signing_table,

@@ -40,6 +40,42 @@ pub fn route(ctx: &Ctx, rcpt: &str, trust: ClientTrust) -> Result<Routes, RouteE
     router::resolve(&ctx, rcpt, trust).map(|r| r.destinations)
 }
 
+/// May the client logged in as `login` use `sender` as its MAIL FROM
+/// (`authenticated_sender_policy = owned`, as Stalwart and mox do)? Yes for
+/// `<>`, the login itself and its `+extensions`, addresses
+/// `smtpd_sender_login_maps` gives it, and addresses that deliver (through
+/// aliases) to the login's own mailbox.
+pub fn sender_owned(ctx: &Ctx, login: &str, sender: &str) -> bool {
+    if sender.is_empty() {
+        return true;
+    }
+    let s = sender.to_ascii_lowercase();
+    let l = login.to_ascii_lowercase();
+    if s == l {
+        return true;
+    }
+    if let Some((local, domain)) = s.rsplit_once('@') {
+        let (base, _) =
+            crate::tables::lookup::split_extension(local, &ctx.config.recipient_delimiter);
+        if format!("{base}@{domain}") == l {
+            return true;
+        }
+    }
+    if let Some(owners) = super::restrict::login_owners(&ctx.tables, &s) {
+        return owners.contains(&l);
+    }
+    let trusted = ClientTrust {
+        in_mynetworks: true,
+        authenticated: true,
+    };
+    let (Ok(theirs), Ok(mine)) = (route(ctx, &s, trusted), route(ctx, &l, trusted)) else {
+        return false;
+    };
+    mine.iter()
+        .filter(|d| !matches!(d, Destination::Remote { .. }))
+        .any(|d| theirs.contains(d))
+}
+
 /// Trust for mail made on this host (sendmail, bounces): like mynetworks.
 pub const LOCAL_TRUST: ClientTrust = ClientTrust {
     in_mynetworks: true,

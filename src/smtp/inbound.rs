@@ -65,7 +65,8 @@ impl SmtpHandler {
                 || c.smtpd_client_message_rate_limit > 0
                 // Restrictions keep per-transaction state (HOLD, DISCARD…)
                 // that starts fresh at each MAIL FROM.
-                || !c.smtpd_access.is_default(),
+                || !c.smtpd_access.is_default()
+                || c.authenticated_senders_owned,
             max_errors: 20,
             check_data: !c.smtpd_access.lists.data.is_empty(),
         }
@@ -232,7 +233,9 @@ impl SmtpHandler {
                 Action::CheckSender(sender) => {
                     fx = Effects::default();
                     instance = new_queue_id();
-                    let early = if self.ctx.config.smtpd_access.delay_reject {
+                    let early = if let Some(refusal) = self.sender_not_owned(&session, &sender) {
+                        Err(refusal)
+                    } else if self.ctx.config.smtpd_access.delay_reject {
                         Ok(())
                     } else {
                         let names = self.client_names(&conn, &mut names).await;
@@ -437,6 +440,26 @@ impl SmtpHandler {
                 Err(Reply::new(code, enhanced, text))
             }
         }
+    }
+
+    /// `authenticated_sender_policy = owned`: the refusal when the logged-in
+    /// user does not own `sender`.
+    fn sender_not_owned(&self, session: &Session<Routes>, sender: &str) -> Option<Reply> {
+        let user = session.user()?;
+        if !self.ctx.config.authenticated_senders_owned
+            || accept::sender_owned(&self.ctx, user, sender)
+        {
+            return None;
+        }
+        let shown: String = sender
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        Some(Reply::new(
+            553,
+            "5.7.1",
+            format!("<{shown}>: Sender address rejected: not owned by user {user}"),
+        ))
     }
 
     /// The client's names, looked up once per connection and only when a

@@ -354,3 +354,51 @@ fn restriction_mistakes_are_config_errors() {
         assert!(err.contains(want), "{extra}: {err}");
     }
 }
+
+/// MAIL FROM replies for `senders`, logged in as john@example.com on port
+/// 25 from this host (where AUTH needs no TLS).
+fn mail_from_as_john(extra: &str, senders: &[&str]) -> Vec<String> {
+    use base64::Engine;
+    let setup = mail_setup(extra);
+    let server = setup.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("smtp"));
+    c.until("220 ");
+    c.cmd("EHLO client.example\r\n", "250 ");
+    let creds = base64::engine::general_purpose::STANDARD.encode("\0john@example.com\0john123");
+    let auth = c.cmd(&format!("AUTH PLAIN {creds}\r\n"), "");
+    assert!(auth.starts_with("235 "), "{auth}");
+    senders
+        .iter()
+        .map(|s| {
+            let r = c.cmd(&format!("MAIL FROM:<{s}>\r\n"), "");
+            c.cmd("RSET\r\n", "250 ");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn authenticated_users_send_only_as_themselves() {
+    let senders = [
+        "john@example.com",
+        "John+lists@Example.com",
+        "info@example.com",
+        "ceo@bank.example",
+        "jane@example.com",
+        "",
+    ];
+    let r = mail_from_as_john("", &senders);
+    assert_eq!(r[0], "250 2.1.0 Ok\r\n");
+    assert_eq!(r[1], "250 2.1.0 Ok\r\n", "+extension");
+    // info@ is an alias that delivers to john (and jane).
+    assert_eq!(r[2], "250 2.1.0 Ok\r\n", "alias");
+    assert_eq!(
+        r[3],
+        "553 5.7.1 <ceo@bank.example>: Sender address rejected: not owned by user john@example.com\r\n"
+    );
+    assert!(r[4].starts_with("553 5.7.1 <jane@example.com>"), "{}", r[4]);
+    assert_eq!(r[5], "250 2.1.0 Ok\r\n", "null sender");
+    // The old behaviour is one key away.
+    let r = mail_from_as_john("authenticated_sender_policy = \"any\"", &senders);
+    assert!(r.iter().all(|l| l == "250 2.1.0 Ok\r\n"), "{r:?}");
+}

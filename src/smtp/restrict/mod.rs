@@ -602,27 +602,8 @@ impl<'e, 'f> Run<'e, 'f> {
         }
     }
 
-    /// The logins `smtpd_sender_login_maps` gives the sender: its full
-    /// address, then `@domain`.
     fn owners(&self, sender: &str) -> Option<Vec<String>> {
-        let lower = sender.to_ascii_lowercase();
-        let mut keys = vec![lower.clone()];
-        if let Some(d) = domain_of(&lower) {
-            keys.push(format!("@{d}"));
-        }
-        for key in keys {
-            for t in &self.env.tables.smtpd_sender_login_maps {
-                if let Some(v) = t.get().get(&key) {
-                    return Some(
-                        v.split(|c: char| c == ',' || c.is_whitespace())
-                            .filter(|w| !w.is_empty())
-                            .map(str::to_ascii_lowercase)
-                            .collect(),
-                    );
-                }
-            }
-        }
-        None
+        login_owners(self.env.tables, sender)
     }
 
     fn login_mismatch(&mut self, kind: LoginMismatch) -> Verdict {
@@ -942,6 +923,29 @@ impl<'e, 'f> Run<'e, 'f> {
         let source = format!("policy service {}", svc.endpoint);
         self.table_result(&answer, s, &source).await
     }
+}
+
+/// The logins `smtpd_sender_login_maps` gives a sender address: its full
+/// address, then `@domain` (lower-cased).
+pub fn login_owners(tables: &Tables, sender: &str) -> Option<Vec<String>> {
+    let lower = sender.to_ascii_lowercase();
+    let mut keys = vec![lower.clone()];
+    if let Some(d) = domain_of(&lower) {
+        keys.push(format!("@{d}"));
+    }
+    for key in keys {
+        for t in &tables.smtpd_sender_login_maps {
+            if let Some(v) = t.get().get(&key) {
+                return Some(
+                    v.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_ascii_lowercase)
+                        .collect(),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// Which lists a check runs.
