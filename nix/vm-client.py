@@ -18,9 +18,9 @@ import sys
 from email.message import EmailMessage
 
 
-def message(subject, to):
+def message(subject, to, sender="alice@outside.example.org"):
     msg = EmailMessage()
-    msg["From"] = "alice@outside.example.org"
+    msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
     msg.set_content("Hello from the pigeonpost NixOS VM test.\n")
@@ -64,7 +64,9 @@ def main(mode):
         with smtplib.SMTP("127.0.0.1", PORTS["submission"], local_hostname="client.example.org", timeout=30) as s:
             s.starttls(context=ctx)
             s.login("demo@example.com", "secret")
-            s.send_message(message("vm-test submit", "postmaster@example.com"))
+            # A logged-in user sends as an address they own
+            # (authenticated_sender_policy = owned).
+            s.send_message(message("vm-test submit", "postmaster@example.com", "demo@example.com"))
     elif mode == "no-relay":
         try:
             with smtplib.SMTP("127.0.0.1", PORTS["smtp"], local_hostname="client.example.org", timeout=30) as s:
