@@ -11,7 +11,8 @@
 #   dkimpy, pyspf, dnspython, PyNaCl, authres
 #                       DKIM/ARC and SPF oracles of the mail-authentication tests
 #   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
-#   postgrey            a real policy service (tests/it/restrict.rs)
+#   postgrey, postfix-policyd-spf-python
+#                       real policy services (tests/it/restrict.rs)
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
 #   cargo-fuzz, g++     the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
@@ -26,6 +27,7 @@ declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
+  [policyd-spf]=postfix-policyd-spf-python
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -402,3 +402,92 @@ fn authenticated_users_send_only_as_themselves() {
     let r = mail_from_as_john("authenticated_sender_policy = \"any\"", &senders);
     assert!(r.iter().all(|l| l == "250 2.1.0 Ok\r\n"), "{r:?}");
 }
+
+/// A child process killed when the test ends.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn policyd_spf_as_a_unix_policy_service() {
+    if !require_tool("policyd-spf") {
+        return;
+    }
+    let dns = FakeDns::start(vec![
+        (
+            "spf-fail.example".into(),
+            "TXT",
+            vec![Answer::Txt("v=spf1 -all".into())],
+        ),
+        (
+            "spf-pass.example".into(),
+            "TXT",
+            vec![Answer::Txt("v=spf1 ip4:127.0.0.0/8 -all".into())],
+        ),
+    ]);
+    let setup = mail_setup("");
+    let sock = setup.tree.path("policyd-spf.sock");
+    let conf = setup.tree.write(
+        "policyd-spf.conf",
+        "debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\nMail_From_reject = Fail\n\
+         PermError_reject = False\nTempError_Defer = False\nskip_addresses = 192.0.2.0/24\n",
+    );
+    let _peer = Peer(
+        Command::new("/usr/bin/python3")
+            .arg("tests/peers/policyd_spf_server.py")
+            .arg(&sock)
+            .arg(&conf)
+            .arg(dns.addr.port().to_string())
+            .spawn()
+            .expect("policyd_spf_server.py"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "policyd-spf server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        format!(
+            "smtpd_recipient_restrictions = \"reject_unauth_destination, check_policy_service unix:{}\"\n{text}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let server = setup.start();
+    let smtp = server.addr("smtp");
+    let r = transaction(
+        "127.0.0.7",
+        smtp,
+        "client.example",
+        "x@spf-fail.example",
+        "john@example.com",
+    );
+    assert!(
+        r[3].starts_with("550 5.7.23 <john@example.com>: Recipient address rejected: Message rejected due to: SPF fail"),
+        "{r:?}"
+    );
+    let r = transaction(
+        "127.0.0.7",
+        smtp,
+        "client.example",
+        "x@spf-pass.example",
+        "john@example.com",
+    );
+    assert!(r[5].starts_with("250 2.0.0"), "{r:?}");
+    let files = setup.wait_mail("vmail/example.com/john", 1);
+    let text = std::fs::read_to_string(files.last().unwrap()).unwrap();
+    assert!(
+        text.contains("Received-SPF: Pass (mailfrom) identity=mailfrom"),
+        "{text}"
+    );
+}
