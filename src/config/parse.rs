@@ -611,7 +611,27 @@ fn access_policy(
         retry_delay: v.time("smtpd_policy_service_retry_delay")?,
         policy_context: v.text("smtpd_policy_service_policy_context"),
     };
+    let screen = rx::Screen {
+        enabled: v.bool("postscreen")?,
+        sites: v
+            .list("postscreen_dnsbl_sites")
+            .iter()
+            .map(|s| rx::Site::parse(s).map_err(|r| v.err("postscreen_dnsbl_sites", r)))
+            .collect::<Result<_, _>>()?,
+        threshold: v
+            .text("postscreen_dnsbl_threshold")
+            .parse()
+            .map_err(|_| v.err("postscreen_dnsbl_threshold", "not a number"))?,
+        dnsbl_action: rx::ScreenAction::parse(&v.text("postscreen_dnsbl_action"))
+            .map_err(|r| v.err("postscreen_dnsbl_action", r))?,
+        greet_action: rx::ScreenAction::parse(&v.text("postscreen_greet_action"))
+            .map_err(|r| v.err("postscreen_greet_action", r))?,
+        greet_wait: v.time("postscreen_greet_wait")?,
+        dnsbl_ttl: v.time("postscreen_dnsbl_ttl")?,
+        greet_ttl: v.time("postscreen_greet_ttl")?,
+    };
     Ok(AccessPolicy {
+        screen,
         lists,
         codes,
         delay_reject: v.bool("smtpd_delay_reject")?,

@@ -42,7 +42,7 @@ pub struct DnsList {
 }
 
 impl DnsList {
-    fn parse(arg: &str) -> Result<DnsList, String> {
+    pub fn parse(arg: &str) -> Result<DnsList, String> {
         let (domain, filter) = match arg.split_once('=') {
             Some((d, f)) => (d, Some(f)),
             None => (arg, None),
@@ -773,6 +773,7 @@ pub struct AccessPolicy {
     pub rbl_reply_maps: Vec<String>,
     pub default_rbl_reply: String,
     pub policy: PolicyDefaults,
+    pub screen: Screen,
 }
 
 impl AccessPolicy {
@@ -793,6 +794,67 @@ impl AccessPolicy {
                     Restriction::RejectUnauthDestination,
                 ]
     }
+}
+
+/// What to do with a client that failed a test (Postfix's
+/// `postscreen_*_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenAction {
+    /// Log, then let the client talk to the real server.
+    Ignore,
+    /// Let the session run but refuse every recipient (the client's
+    /// commands are logged, which helps an administrator).
+    Enforce,
+    /// Say 521 and hang up.
+    Drop,
+}
+
+impl ScreenAction {
+    pub fn parse(text: &str) -> Result<ScreenAction, String> {
+        match text {
+            "ignore" => Ok(ScreenAction::Ignore),
+            "enforce" => Ok(ScreenAction::Enforce),
+            "drop" => Ok(ScreenAction::Drop),
+            other => Err(format!("'{other}': use ignore, enforce or drop")),
+        }
+    }
+}
+
+/// One `postscreen_dnsbl_sites` entry: `zone[=filter][*weight]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub list: DnsList,
+    pub weight: i32,
+}
+
+impl Site {
+    pub fn parse(text: &str) -> Result<Site, String> {
+        let (list, weight) = match text.rsplit_once('*') {
+            Some((l, w)) => (
+                l,
+                w.parse::<i32>()
+                    .map_err(|_| format!("'{text}': the weight after '*' must be a number"))?,
+            ),
+            None => (text, 1),
+        };
+        Ok(Site {
+            list: DnsList::parse(list)?,
+            weight,
+        })
+    }
+}
+
+/// postscreen-lite's settings (`postscreen = yes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screen {
+    pub enabled: bool,
+    pub sites: Vec<Site>,
+    pub threshold: i32,
+    pub dnsbl_action: ScreenAction,
+    pub greet_action: ScreenAction,
+    pub greet_wait: Duration,
+    pub dnsbl_ttl: Duration,
+    pub greet_ttl: Duration,
 }
 
 #[cfg(test)]
@@ -884,6 +946,18 @@ mod tests {
             let e = parse_list(text, &[]).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn sites_with_weights_and_filters() {
+        let s = Site::parse("zen.spamhaus.org*3").unwrap();
+        assert_eq!((s.list.domain.as_str(), s.weight), ("zen.spamhaus.org", 3));
+        let s = Site::parse("list.dnswl.org=127.0.[0..255].[1..3]*-2").unwrap();
+        assert_eq!(s.weight, -2);
+        assert!(s.list.accepts("127.0.10.2".parse().unwrap()));
+        assert!(!s.list.accepts("127.0.10.0".parse().unwrap()));
+        assert_eq!(Site::parse("b.example").unwrap().weight, 1);
+        assert!(Site::parse("b.example*x").is_err());
     }
 
     #[test]

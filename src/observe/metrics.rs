@@ -46,7 +46,7 @@ pub struct LimitLabel {
 }
 
 /// Every `limit` label value, so each series exists from the start.
-pub const LIMITS: [&str; 11] = [
+pub const LIMITS: [&str; 13] = [
     "connections",
     "client_connections",
     "banned",
@@ -58,6 +58,8 @@ pub const LIMITS: [&str; 11] = [
     "userip_sessions",
     "tls_handshakes",
     "slow_client",
+    "postscreen_pregreet",
+    "postscreen_dnsbl",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

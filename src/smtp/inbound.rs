@@ -15,7 +15,9 @@ use super::received::{new_queue_id, protocol_name};
 use super::restrict::dns::ClientNames;
 use super::restrict::{self, Check, Effects, Env, Facts, Outcome, Stage};
 use super::router::{ClientTrust, RouteError};
+use super::screen;
 use crate::auth::login::{self, LoginPolicy};
+use crate::config::restrictions::ScreenAction;
 use crate::config::Listener;
 use crate::mailauth::policy::{self, Decision, SpfMode};
 use crate::mailauth::verify::{Envelope as VerifyEnvelope, SpfOutput};
@@ -135,7 +137,20 @@ impl SmtpHandler {
     async fn run(&self, mut conn: Conn) {
         let timeout = self.ctx.config.smtpd_timeout;
         let client = conn.peer;
+        let (screened, early) = match self.screen(&mut conn).await {
+            Screened::Pass(early) => (None, early),
+            Screened::Enforce(reply, early) => (Some(reply), early),
+            Screened::Drop(reply) => {
+                if let Some(reply) = reply {
+                    let _ = conn.stream.send(&reply.to_bytes(), timeout).await;
+                }
+                let _ = conn.stream.shutdown().await;
+                tracing::info!(client = %client, "disconnect");
+                return;
+            }
+        };
         let mut session: Session<Routes> = Session::new(self.session_config(&conn));
+        session.feed(&early);
         // The SPF result of MAIL FROM, reused at the end of DATA.
         let mut sender_spf: Option<(String, SpfOutput)> = None;
         let mut buf = vec![0u8; 64 * 1024];
@@ -268,6 +283,8 @@ impl SmtpHandler {
                 Action::CheckRecipient(rcpt) => {
                     let result = match self.rate(&conn, Event::Recipient) {
                         Err(reply) => Err(reply),
+                        // postscreen-lite's enforce: no recipient is accepted.
+                        Ok(()) if screened.is_some() => Err(screened.clone().expect("checked")),
                         Ok(()) => {
                             let names = self.client_names(&conn, &mut names).await;
                             let sender = session.sender().map(str::to_string);
@@ -440,6 +457,106 @@ impl SmtpHandler {
                 Err(Reply::new(code, enhanced, text))
             }
         }
+    }
+
+    /// postscreen-lite on port 25 (`postscreen = yes`, smtp/screen.rs): the
+    /// DNS list score and the pregreet test, before the greeting ends.
+    async fn screen(&self, conn: &mut Conn) -> Screened {
+        let s = &self.ctx.config.smtpd_access.screen;
+        let ip = conn.peer.ip();
+        if !s.enabled || self.listener != Listener::Smtp || self.in_mynetworks(ip) {
+            return Screened::Pass(Vec::new());
+        }
+        let passed = &self.ctx.restrict.screened;
+        let test_greet = !passed.greet_ok(ip);
+        let test_dnsbl = !s.sites.is_empty() && !passed.dnsbl_ok(ip);
+        if !test_greet && !test_dnsbl {
+            tracing::info!(client = %conn.peer, "PASS OLD [{ip}]:{}", conn.peer.port());
+            return Screened::Pass(Vec::new());
+        }
+        let host = &self.ctx.config.myhostname;
+        let timeout = self.ctx.config.smtpd_timeout;
+        // The first line of a multi-line greeting: a well-behaved client
+        // waits for the last one (RFC 5321 §4.3.1, §4.2.1).
+        if test_greet
+            && !conn
+                .stream
+                .send(format!("220-{host} ESMTP\r\n").as_bytes(), timeout)
+                .await
+        {
+            return Screened::Drop(None);
+        }
+        let started = Instant::now();
+        let dns = &self.ctx.restrict.dns;
+        let rank = async {
+            if test_dnsbl {
+                screen::rank(dns, &s.sites, ip).await
+            } else {
+                (0, Vec::new())
+            }
+        };
+        let mut buf = vec![0u8; 4096];
+        let greet = async {
+            if !test_greet {
+                return Ok(0);
+            }
+            match conn.read_input(&mut buf, s.greet_wait).await {
+                Input::Timeout => Ok(0),
+                Input::Data(n) => Ok(n),
+                Input::Eof | Input::Shutdown => Err(()),
+            }
+        };
+        let ((score, by), greeted) = tokio::join!(rank, greet);
+        let Ok(early) = greeted else {
+            return Screened::Drop(None);
+        };
+        let early = buf[..early].to_vec();
+        let mut verdict = Screened::Pass(early.clone());
+        if !early.is_empty() {
+            let first = String::from_utf8_lossy(&early);
+            let first = first
+                .lines()
+                .next()
+                .unwrap_or("")
+                .escape_debug()
+                .to_string();
+            tracing::info!(client = %conn.peer, "PREGREET {} after {:.2} from [{ip}]:{}: {first}", early.len(), started.elapsed().as_secs_f64(), conn.peer.port());
+            metrics::limited("postscreen_pregreet");
+            verdict = match s.greet_action {
+                ScreenAction::Ignore => verdict,
+                ScreenAction::Enforce => {
+                    Screened::Enforce(screen::protocol_error(550), early.clone())
+                }
+                ScreenAction::Drop => return Screened::Drop(Some(screen::protocol_error(521))),
+            };
+        }
+        if test_dnsbl && score >= s.threshold {
+            tracing::info!(client = %conn.peer, "DNSBL rank {score} for [{ip}]:{} ({})", conn.peer.port(), by.join(", "));
+            metrics::limited("postscreen_dnsbl");
+            match s.dnsbl_action {
+                ScreenAction::Ignore => {}
+                ScreenAction::Enforce => {
+                    verdict = Screened::Enforce(screen::dnsbl_reply(ip, &by, 550), early.clone())
+                }
+                ScreenAction::Drop => {
+                    return Screened::Drop(Some(screen::dnsbl_reply(ip, &by, 521)))
+                }
+            }
+        }
+        if let Screened::Pass(_) = verdict {
+            let greet_ok = test_greet && early.is_empty();
+            let dnsbl_ok = test_dnsbl && score < s.threshold;
+            if greet_ok {
+                passed.pass_greet(ip, s.greet_ttl);
+            }
+            if dnsbl_ok {
+                passed.pass_dnsbl(ip, s.dnsbl_ttl);
+            }
+            if (greet_ok || !test_greet) && (dnsbl_ok || !test_dnsbl) {
+                tracing::info!(client = %conn.peer, "PASS NEW [{ip}]:{}", conn.peer.port());
+            }
+        }
+        verdict
     }
 
     /// `authenticated_sender_policy = owned`: the refusal when the logged-in
@@ -667,6 +784,16 @@ impl SmtpHandler {
             }
         }
     }
+}
+
+/// What postscreen-lite decided about a new connection; the bytes a
+/// client sent too early are kept for the session.
+enum Screened {
+    Pass(Vec<u8>),
+    /// Let it talk, refuse every recipient with this reply.
+    Enforce(Reply, Vec<u8>),
+    /// Say this (if anything) and hang up.
+    Drop(Option<Reply>),
 }
 
 /// Sends buffered replies; false when the client is gone.

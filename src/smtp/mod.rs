@@ -10,6 +10,7 @@ pub mod queue;
 pub mod received;
 pub mod restrict;
 pub mod router;
+pub mod screen;
 
 use std::sync::Arc;
 

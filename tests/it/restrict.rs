@@ -491,3 +491,75 @@ fn policyd_spf_as_a_unix_policy_service() {
         "{text}"
     );
 }
+
+#[test]
+fn postscreen_lite_before_the_greeting() {
+    let dns = FakeDns::start(vec![
+        (
+            "2.0.0.127.zen.test".into(),
+            "A",
+            vec![Answer::A([127, 0, 0, 2])],
+        ),
+        (
+            "2.0.0.127.other.test".into(),
+            "A",
+            vec![Answer::A([127, 0, 0, 2])],
+        ),
+        (
+            "5.0.0.127.other.test".into(),
+            "A",
+            vec![Answer::A([127, 0, 0, 2])],
+        ),
+    ]);
+    let setup = mail_setup(&format!(
+        "dns_servers = \"{}\"\npostscreen = \"yes\"\npostscreen_dnsbl_sites = \"zen.test*2, other.test\"\n\
+         postscreen_dnsbl_threshold = \"2\"\npostscreen_dnsbl_action = \"drop\"\n\
+         postscreen_greet_action = \"drop\"\npostscreen_greet_wait = \"1s\"\n",
+        dns.addr
+    ));
+    let server = setup.start();
+    let smtp = server.addr("smtp");
+
+    // Listed with weight 2 + 1: dropped with Postfix's text.
+    let mut c = LineClient::connect("127.0.0.2", smtp);
+    assert_eq!(c.line(), "220-mail.example.com ESMTP\r\n");
+    assert_eq!(
+        c.line(),
+        "521 5.7.1 Service unavailable; client [127.0.0.2] blocked using zen.test\r\n"
+    );
+    assert_eq!(c.line(), "", "the connection is closed");
+
+    // Talks before the greeting ends: a bot.
+    let mut c = LineClient::connect("127.0.0.3", smtp);
+    c.send("EHLO bot.example\r\n");
+    assert_eq!(c.line(), "220-mail.example.com ESMTP\r\n");
+    assert_eq!(c.line(), "521 5.5.1 Protocol error\r\n");
+
+    // Listed once (weight 1, under the threshold) and patient: passes,
+    // and the rest of the greeting follows.
+    let start = Instant::now();
+    let mut c = LineClient::connect("127.0.0.5", smtp);
+    assert_eq!(c.line(), "220-mail.example.com ESMTP\r\n");
+    assert_eq!(c.line(), "220 mail.example.com ESMTP pigeonpost\r\n");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(c
+        .cmd("EHLO client.example\r\n", "250 ")
+        .contains("250 CHUNKING"));
+    c.cmd("QUIT\r\n", "221");
+    // Remembered: no wait the second time.
+    let start = Instant::now();
+    let mut c = LineClient::connect("127.0.0.5", smtp);
+    assert_eq!(c.line(), "220 mail.example.com ESMTP pigeonpost\r\n");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(server
+        .wait_log("PASS OLD [127.0.0.5]", Duration::from_secs(5))
+        .is_some());
+}

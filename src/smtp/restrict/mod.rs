@@ -37,6 +37,8 @@ use crate::tables::Tables;
 pub struct Checker {
     pub dns: dns::Lookups,
     pub policy: policy::Clients,
+    /// Clients that passed postscreen-lite's tests.
+    pub screened: super::screen::Passed,
 }
 
 impl Checker {
@@ -44,6 +46,7 @@ impl Checker {
         Ok(Checker {
             dns: dns::Lookups::new(&config.dns_servers)?,
             policy: policy::Clients::default(),
+            screened: Default::default(),
         })
     }
 }
