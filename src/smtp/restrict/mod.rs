@@ -311,7 +311,8 @@ impl<'e, 'f> Run<'e, 'f> {
                     self.name_of(s),
                     s.class()
                 );
-                self.defer_if_permit(reply(codes.defer, "4.7.1", &why));
+                // Postfix uses 4.7.0 for the bare restriction words.
+                self.defer_if_permit(reply(codes.defer, "4.7.0", &why));
                 Verdict::Dunno
             }
             R::DeferIfReject => {
@@ -321,7 +322,7 @@ impl<'e, 'f> Run<'e, 'f> {
                     s.class()
                 );
                 if self.defer_if_reject.is_none() {
-                    self.defer_if_reject = Some(reply(codes.defer, "4.7.1", &why));
+                    self.defer_if_reject = Some(reply(codes.defer, "4.7.0", &why));
                 }
                 Verdict::Dunno
             }

@@ -281,7 +281,7 @@ fn warn_if_reject_and_defer_if_permit() {
     .0;
     assert_eq!(
         text(&out),
-        "450 4.7.1 <unknown[192.0.2.5]>: Client host rejected: defer_if_permit requested"
+        "450 4.7.0 <unknown[192.0.2.5]>: Client host rejected: defer_if_permit requested"
     );
 }
 
