@@ -170,6 +170,11 @@ impl Subject {
     }
 }
 
+/// Classes and table values that name restrictions may nest this deep
+/// (Postfix allows 100; real configurations use two or three levels, and
+/// each level is a boxed future on the session's stack).
+const MAX_NESTING: u32 = 16;
+
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 struct Run<'e, 'f> {
@@ -542,6 +547,11 @@ impl<'e, 'f> Run<'e, 'f> {
                 let Some(list) = p.lists.classes.get(name) else {
                     return self.server_error(&format!("undefined restriction class {name}"));
                 };
+                if self.depth > MAX_NESTING {
+                    return self.server_error(&format!(
+                        "restriction class {name} causes unreasonable recursion"
+                    ));
+                }
                 self.depth += 1;
                 let v = self.list(list, s).await;
                 self.depth -= 1;
@@ -842,7 +852,7 @@ impl<'e, 'f> Run<'e, 'f> {
                     Verdict::Dunno
                 }
                 Action::Restrictions(text) => {
-                    if self.depth > 100 {
+                    if self.depth > MAX_NESTING {
                         return self.server_error(&format!(
                             "{source}: '{text}' causes unreasonable recursion"
                         ));

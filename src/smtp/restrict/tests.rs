@@ -330,3 +330,14 @@ fn sender_login_maps() {
     );
     assert_eq!(text(&ask("anyone@else.example", None)), "ok");
 }
+
+#[test]
+fn class_loops_are_a_server_error_not_a_crash() {
+    let f = fixture(
+        "smtpd_restriction_classes = \"a, b\"\na = \"b\"\nb = \"a\"\nsmtpd_client_restrictions = \"a\"\n",
+    );
+    assert_eq!(
+        text(&rcpt(&f, &OUTSIDE).0),
+        "451 4.3.5 Server configuration error"
+    );
+}
