@@ -72,6 +72,10 @@ pub trait Candidate {
     fn size(&self) -> u64;
     /// INTERNALDATE as Unix seconds.
     fn internal_date(&self) -> i64;
+    /// The message's MODSEQ (RFC 7162); 0 where none is kept.
+    fn modseq(&self) -> u64 {
+        0
+    }
     /// The raw header section (may include the body; parsing stops at the
     /// first empty line). When `None`, [`Candidate::message`] is used.
     fn header(&self) -> Option<&[u8]> {
@@ -190,6 +194,8 @@ enum Node {
     Keyword(String, bool),
     Larger(u64),
     Smaller(u64),
+    /// RFC 7162 §3.1.5: MODSEQ at least this.
+    ModSeq(u64),
     Internal(DateCmp, i64),
     Sent(DateCmp, i64),
     /// Lowercase field name, lowercase needle ("" = field exists).
@@ -323,8 +329,13 @@ impl Compiler {
             SearchKey::Unflagged => Node::Flag(Flags::FLAGGED, false),
             SearchKey::Unkeyword(k) => Node::Keyword(k.as_ref().to_owned(), false),
             SearchKey::Unseen => Node::Flag(Flags::SEEN, false),
-            // Extension keys (WITHIN, MODSEQ) when their imap-types features
-            // are enabled elsewhere in the build: not supported.
+            // RFC 7162 §3.1.5: the message's modseq at least n. Per-flag
+            // modseqs aren't kept, so the entry-name form (`MODSEQ
+            // "/flags/\\seen" all n`) compares the message's modseq, which
+            // is never lower than that of any of its flags (§3.1.5 allows it).
+            SearchKey::ModSequence { modseq, .. } => Node::ModSeq(*modseq),
+            // Extension keys (WITHIN) when their imap-types features are
+            // enabled elsewhere in the build: not supported.
             #[allow(unreachable_patterns)]
             _ => Node::Const(false),
         }
@@ -430,6 +441,7 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
             Node::New => m.is_recent() && !m.flags().contains(Flags::SEEN),
             Node::Keyword(k, set) => m.keywords().iter().any(|x| x.eq_ignore_ascii_case(k)) == *set,
             Node::Larger(n) => m.size() > *n,
+            Node::ModSeq(n) => m.modseq() >= *n,
             Node::Smaller(n) => m.size() < *n,
             Node::Internal(cmp, day) => cmp.test(self.internal_day(), *day),
             Node::Sent(cmp, day) => match self.sent_day() {

@@ -28,6 +28,7 @@ mod dotlock;
 mod filename;
 mod folders;
 mod keywords;
+mod modseq;
 mod uidl;
 mod uidlist;
 pub mod utf7;
@@ -45,11 +46,13 @@ use std::time::{Duration, SystemTime};
 
 use dotlock::{DotLock, STALE_TIMEOUT};
 use keywords::Keywords;
+use modseq::ModseqIndex;
 use uidlist::{Record, Stamp, Uidlist};
 use write::{crlf_to_lf, fsync_dir, link_or_copy, rename_noreplace, vsize_of};
 
 pub use folders::{Folder, MaildirRoot};
 pub use keywords::{valid_keyword, MAX_KEYWORDS};
+pub use modseq::{MODSEQ_FILE, VANISHED_MAX};
 pub use uidl::pop3_uidl;
 pub use utf7::{mutf7_to_utf8, utf8_to_mutf7, Utf7Error};
 
@@ -249,6 +252,9 @@ pub struct MessageInfo {
     pub pop3_order: Option<u32>,
     /// First seen by this [`Mailbox`]: moved out of `new/` or numbered by us.
     pub recent: bool,
+    /// RFC 7162 MODSEQ: the mod-sequence of the message's last change
+    /// (arrival or flags), from `pigeonpost.index.modseq` (see `modseq.rs`).
+    pub modseq: u64,
 }
 
 impl MessageInfo {
@@ -320,6 +326,8 @@ pub struct Mailbox {
     keywords: Keywords,
     lock_timeout: Duration,
     fingerprint: Option<(Fingerprint, SystemTime)>,
+    /// Mod-sequences (RFC 7162), loaded at the first sync.
+    modseqs: Option<ModseqIndex>,
 }
 
 impl Mailbox {
@@ -355,6 +363,7 @@ impl Mailbox {
             keywords: Keywords::default(),
             lock_timeout,
             fingerprint: None,
+            modseqs: None,
         };
         mb.sync()?;
         Ok(mb)
@@ -381,6 +390,17 @@ impl Mailbox {
     /// The message with `uid`, as of the last sync.
     pub fn get(&self, uid: u32) -> Option<&MessageInfo> {
         self.index_of(uid).map(|i| &self.messages[i])
+    }
+    /// RFC 7162 HIGHESTMODSEQ: the highest mod-sequence of any change
+    /// (flags, arrival, expunge) this mailbox has seen.
+    pub fn highest_modseq(&self) -> u64 {
+        self.modseqs.as_ref().map_or(1, |m| m.highest().max(1))
+    }
+    /// UIDs expunged since mod-sequence `since`, ascending (RFC 7162 §3.2.5,
+    /// §3.2.6 VANISHED (EARLIER)); `None` when they aren't all remembered
+    /// that far back (the caller then reports every UID that isn't there).
+    pub fn vanished_since(&self, since: u64) -> Option<Vec<u32>> {
+        self.modseqs.as_ref().and_then(|m| m.vanished_since(since))
     }
     pub fn set_lock_timeout(&mut self, timeout: Duration) {
         self.lock_timeout = timeout;
@@ -667,6 +687,19 @@ impl Mailbox {
             self.persist_vsizes(&computed_vsizes);
         }
 
+        if self
+            .modseqs
+            .as_ref()
+            .is_none_or(|m| m.uidvalidity() != self.uidvalidity)
+        {
+            let old = self.modseqs.take().map_or(0, |m| m.highest());
+            let mut ix = ModseqIndex::load(&self.dir, self.uidvalidity);
+            ix.raise(old);
+            self.modseqs = Some(ix);
+        }
+        if let Some(ix) = &mut self.modseqs {
+            ix.reconcile(&mut messages);
+        }
         let changes = diff(&self.messages, &messages);
         self.messages = messages;
         self.fingerprint = Some((self.fingerprint()?, started));
@@ -745,6 +778,7 @@ impl Mailbox {
             pop3_uidl: rec.ext('P').map(str::to_string),
             pop3_order: rec.ext('O').and_then(|v| v.parse().ok()),
             recent: recent.contains(&rec.basename),
+            modseq: 0,
         }))
     }
 
@@ -920,10 +954,18 @@ impl Mailbox {
                 Ok(()) => {
                     let kw = self.keywords.names_of(mask);
                     let m = &mut self.messages[idx];
+                    let before = modseq::signature(m);
                     m.filename = new_name;
                     m.in_new = false;
                     m.flags = flags;
                     m.keywords = kw;
+                    // RFC 7162 §3.1: a change takes a new modseq; a STORE
+                    // that changes nothing keeps the old one.
+                    if modseq::signature(m) != before {
+                        if let Some(ix) = &mut self.modseqs {
+                            ix.changed(m);
+                        }
+                    }
                     return Ok(true);
                 }
                 Err(e) if is_not_found(&e) && attempt == 0 => match self.find_by_basename(&base)? {
@@ -969,6 +1011,9 @@ impl Mailbox {
             self.messages.retain(|m| !set.contains(&m.uid));
             gone.sort_unstable();
             gone.dedup();
+            if let Some(ix) = &mut self.modseqs {
+                ix.expunged(&gone);
+            }
             let _ = fsync_dir(&self.dir.join("cur"));
         }
         Ok(gone)

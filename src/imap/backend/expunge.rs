@@ -46,8 +46,18 @@ impl Backend {
             Err(e) => return store_no(tag, &e),
         };
         sel.pending_expunge.extend(gone);
+        let highest = sh.modseq();
         drop(sh);
         self.updates(true, out);
+        if self.qresync {
+            // RFC 7162 §3.2.7 and §3.2.9: with QRESYNC the tagged OK carries
+            // the HIGHESTMODSEQ after the expunge.
+            return tagged(
+                tag,
+                "OK",
+                &format!("[HIGHESTMODSEQ {highest}] Expunge completed."),
+            );
+        }
         tagged(tag, "OK", "Expunge completed.")
     }
 }

@@ -5,10 +5,11 @@
 //! answers go out as they grow ([`Backend::spill`]).
 
 use std::cell::OnceCell;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imap_codec::encode::Encoder;
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::Literal8;
@@ -21,7 +22,9 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 
+use super::condstore::vanished_set;
 use super::registry::lock;
+use super::sequence::merged_intervals;
 use super::{read_message, Backend};
 use crate::imap::cache::Parts;
 use crate::imap::message;
@@ -98,8 +101,23 @@ impl Backend {
         set: &SequenceSet,
         what: &MacroOrMessageDataItemNames<'static>,
         uid: bool,
+        modifiers: &[FetchModifier],
         out: &mut Vec<u8>,
     ) -> String {
+        // RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED: only with UID
+        // FETCH, QRESYNC enabled and CHANGEDSINCE.
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            FetchModifier::ChangedSince(n) => Some(n.get()),
+            FetchModifier::Vanished => None,
+        });
+        let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if vanished && !(uid && self.qresync && changed_since.is_some()) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command FETCH: VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE.",
+            );
+        }
         let mut items: Vec<MessageDataItemName<'static>> = match what {
             MacroOrMessageDataItemNames::Macro(m) => {
                 m.expand().into_iter().map(|i| i.into_static()).collect()
@@ -109,6 +127,15 @@ impl Backend {
         if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
             items.insert(0, MessageDataItemName::Uid);
         }
+        // RFC 7162 §3.1.4.1: CHANGEDSINCE implies MODSEQ; once CONDSTORE is
+        // enabled, a FETCH of FLAGS answers the MODSEQ too (§3.1.4).
+        let has = |items: &[MessageDataItemName], x: &MessageDataItemName| items.contains(x);
+        if !has(&items, &MessageDataItemName::ModSeq)
+            && (changed_since.is_some()
+                || (self.condstore && has(&items, &MessageDataItemName::Flags)))
+        {
+            items.push(MessageDataItemName::ModSeq);
+        }
         if self.bad_sequence_set(set, uid) {
             return tagged(
                 tag,
@@ -116,15 +143,29 @@ impl Backend {
                 "Error in IMAP command FETCH: Invalid messageset.",
             );
         }
-        let targets = self.resolve(set, uid);
+        let mut targets = self.resolve(set, uid);
+        let condstore = self.condstore;
         let Some(sel) = &mut self.selected else {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
         let shared = sel.shared.clone();
         let mut sh = lock(&shared);
+        if let Some(since) = changed_since {
+            if vanished {
+                // RFC 7162 §3.2.6: the UIDs of the set expunged since, first.
+                let top = sh.mailbox.next_uid().saturating_sub(1);
+                let within = merged_intervals(set, top);
+                let gone = vanished_set(&sh.mailbox, since, &within);
+                if !gone.is_empty() {
+                    out.extend_from_slice(format!("* VANISHED (EARLIER) {gone}\r\n").as_bytes());
+                }
+            }
+            // RFC 7162 §3.1.4.1: only messages whose modseq is above.
+            targets.retain(|&(_, u)| sh.modseq_of(u) > since);
+        }
         // Our own flag changes are answered by this command: don't report
         // them again as news, unless others' changes are pending too.
-        let mut was_current = sh.modseq == sel.seen_modseq;
+        let mut was_current = sh.modseq() == sel.seen_modseq;
         // RFC 3516 §4.1: a part in an encoding we can't undo fails the FETCH.
         let mut unknown_cte = false;
         // A message of the view another session expunged has nothing left
@@ -146,6 +187,7 @@ impl Backend {
                 i,
                 MessageDataItemName::Uid
                     | MessageDataItemName::Flags
+                    | MessageDataItemName::ModSeq
                     | MessageDataItemName::InternalDate
                     | MessageDataItemName::Rfc822Size
                     | MessageDataItemName::Envelope
@@ -172,7 +214,7 @@ impl Backend {
                 let kw: Vec<&str> = info.keywords.iter().map(String::as_str).collect();
                 if sh.set_flags(u, flags, &kw).unwrap_or(false) {
                     seen_now = true;
-                    sel.own.insert(u, sh.modseq);
+                    sel.own.insert(u, sh.modseq_of(u));
                 }
             }
             let cached = if wants_structure {
@@ -209,6 +251,7 @@ impl Backend {
             // Items imap-types can't express, already encoded (" BINARY[1]<0> {3}…").
             let mut written: Vec<u8> = Vec::new();
             let mut flags_at: Option<usize> = None;
+            let mut modseq_wanted = false;
             for item in &items {
                 match item {
                     MessageDataItemName::Uid => {
@@ -217,6 +260,7 @@ impl Backend {
                         }
                     }
                     MessageDataItemName::Flags => flags_at = Some(data.len()),
+                    MessageDataItemName::ModSeq => modseq_wanted = true,
                     MessageDataItemName::InternalDate => {
                         if let Some(d) = imap_date(info.internal_date) {
                             data.push(MessageDataItem::InternalDate(d));
@@ -352,6 +396,13 @@ impl Backend {
                 None if seen_now => data.push(flag_item),
                 None => {}
             }
+            // RFC 7162 §3.1.4: MODSEQ asked for, or flags changed (\Seen
+            // set) under CONDSTORE.
+            if modseq_wanted || (condstore && seen_now) {
+                if let Some(n) = NonZeroU64::new(sh.modseq_of(u)) {
+                    data.push(MessageDataItem::ModSeq(n));
+                }
+            }
             let Some(seq) = NonZeroU32::new(seq) else {
                 continue;
             };
@@ -378,19 +429,19 @@ impl Backend {
                 if let Some(spill) = &self.spill {
                     // Not holding the mailbox while the client reads.
                     sh.flush_cache();
-                    let modseq = sh.modseq;
+                    let modseq = sh.modseq();
                     drop(sh);
                     let _ = spill.blocking_send(std::mem::take(out));
                     sh = lock(&shared);
                     // Others' changes meanwhile are still news to report.
-                    was_current &= sh.modseq == modseq;
+                    was_current &= sh.modseq() == modseq;
                 }
             }
         }
         sh.flush_cache();
         // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
         if was_current {
-            sel.seen_modseq = sh.modseq;
+            sel.seen_modseq = sh.modseq();
         }
         drop(sh);
         self.updates(uid, out);

@@ -81,6 +81,8 @@ fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<S
                 .filter(|m| m.flags.contains(Flags::DELETED))
                 .count() as u64,
             "SIZE" => mb.messages().iter().map(|m| m.vsize).sum(),
+            // RFC 7162 §3.1.7
+            "HIGHESTMODSEQ" => mb.highest_modseq(),
             _ => continue,
         };
         parts.push(format!("{item} {v}"));
@@ -364,10 +366,6 @@ impl Backend {
         out: &mut Vec<u8>,
     ) -> String {
         let name = self.name_of(mailbox, utf8);
-        let mb = match self.open(&name) {
-            Ok(m) => m,
-            Err(e) => return store_no(tag, &e),
-        };
         let names = items.iter().filter_map(|i| match i {
             StatusDataItemName::Messages => Some("MESSAGES"),
             StatusDataItemName::Recent => Some("RECENT"),
@@ -376,9 +374,24 @@ impl Backend {
             StatusDataItemName::Unseen => Some("UNSEEN"),
             StatusDataItemName::Deleted => Some("DELETED"),
             StatusDataItemName::Size => Some("SIZE"),
+            StatusDataItemName::HighestModSeq => Some("HIGHESTMODSEQ"),
             _ => None,
         });
-        let parts = status_items(&mb, names);
+        // A mailbox some session has open is answered from that shared
+        // copy, so its HIGHESTMODSEQ is the one those sessions see.
+        let parts = match self.mailboxes.open_already(&self.root, &name) {
+            Some(shared) => {
+                let mut sh = super::registry::lock(&shared);
+                if let Err(e) = sh.sync() {
+                    return store_no(tag, &e);
+                }
+                status_items(&sh.mailbox, names)
+            }
+            None => match self.open(&name) {
+                Ok(mb) => status_items(&mb, names),
+                Err(e) => return store_no(tag, &e),
+            },
+        };
         out.extend_from_slice(
             format!(
                 "* STATUS {} ({})\r\n",

@@ -10,6 +10,7 @@
 //! mailboxes shared by all sessions of this process are in `registry`.
 
 mod append;
+mod condstore;
 mod copy;
 mod expunge;
 mod fetch;
@@ -118,6 +119,12 @@ pub struct Backend {
     pub spill: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     /// IMAP4rev2 is enabled: no RECENT responses or \\Recent flags (RFC 9051).
     rev2: bool,
+    /// CONDSTORE is enabled (RFC 7162 §3.1): by ENABLE or by the first
+    /// command that uses it; untagged FETCHes then carry MODSEQ.
+    condstore: bool,
+    /// QRESYNC is enabled (RFC 7162 §3.2.3): expunges are reported as
+    /// VANISHED.
+    qresync: bool,
 }
 
 fn store_no(tag: &str, e: &StoreError) -> String {
@@ -183,6 +190,8 @@ impl Backend {
             selected: None,
             spill: None,
             rev2: false,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -227,6 +236,8 @@ impl Backend {
         let mut state = state;
         let utf8 = opts.utf8;
         self.rev2 = opts.rev2;
+        self.qresync |= opts.qresync;
+        self.condstore |= opts.condstore || opts.qresync || condstore::enables_condstore(&cmd);
         let cmd = if opts.saved {
             // No EXPUNGE responses during a non-UID FETCH/STORE/COPY/MOVE.
             let uid_command = matches!(
@@ -252,12 +263,14 @@ impl Backend {
             cmd
         };
         let resp: String = match cmd {
-            B::Select { mailbox, .. } => {
-                self.select(tag, &mailbox, false, utf8, &mut out, &mut state)
-            }
-            B::Examine { mailbox, .. } => {
-                self.select(tag, &mailbox, true, utf8, &mut out, &mut state)
-            }
+            B::Select {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, &parameters, false, utf8, &mut out, &mut state),
+            B::Examine {
+                mailbox,
+                parameters,
+            } => self.select(tag, &mailbox, &parameters, true, utf8, &mut out, &mut state),
             B::Create { mailbox } => self.create(tag, &mailbox, utf8),
             B::Delete { mailbox } => self.delete(tag, &mailbox, utf8),
             B::Rename { from, to } => self.rename(tag, &from, &to, utf8),
@@ -291,16 +304,32 @@ impl Backend {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(tag, &sequence_set, &macro_or_item_names, uid, &mut out),
+                modifiers,
+            } => self.fetch(
+                tag,
+                &sequence_set,
+                &macro_or_item_names,
+                uid,
+                &modifiers,
+                &mut out,
+            ),
             B::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(tag, &sequence_set, &kind, &response, &flags, uid, &mut out),
+                modifiers,
+            } => self.store(
+                tag,
+                &sequence_set,
+                &kind,
+                &response,
+                &flags,
+                uid,
+                &modifiers,
+                &mut out,
+            ),
             B::Copy {
                 sequence_set,
                 mailbox,
@@ -386,12 +415,24 @@ impl Backend {
         }
         if allow_expunge && !sel.pending_expunge.is_empty() {
             let gone: HashSet<u32> = sel.pending_expunge.drain(..).collect();
-            let mut i = sel.view.len();
-            while i > 0 {
-                i -= 1;
-                if gone.contains(&sel.view[i]) {
-                    out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                    sel.view.remove(i);
+            if self.qresync {
+                // RFC 7162 §3.2.10: once QRESYNC is enabled, expunges are
+                // reported as VANISHED (UIDs), never as EXPUNGE.
+                let mut uids: Vec<u32> = sel.view.iter().copied().filter(|u| gone.contains(u)).collect();
+                if !uids.is_empty() {
+                    sel.view.retain(|u| !gone.contains(u));
+                    uids.sort_unstable();
+                    let set = sequence::compact_set(&uids);
+                    out.extend_from_slice(format!("* VANISHED {set}\r\n").as_bytes());
+                }
+            } else {
+                let mut i = sel.view.len();
+                while i > 0 {
+                    i -= 1;
+                    if gone.contains(&sel.view[i]) {
+                        out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
+                        sel.view.remove(i);
+                    }
                 }
             }
         }
@@ -419,10 +460,10 @@ impl Backend {
                 out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
             }
         }
-        if sh.modseq > sel.seen_modseq {
+        if sh.modseq() > sel.seen_modseq {
             let view = sel.view.clone();
             for (i, &u) in view.iter().enumerate() {
-                let stamp = sh.stamps.get(&u).copied();
+                let stamp = Some(sh.modseq_of(u));
                 let changed = stamp.is_some_and(|m| m > sel.seen_modseq);
                 if !changed || new.contains(&u) || sel.own.get(&u).copied() == stamp {
                     continue;
@@ -430,12 +471,20 @@ impl Backend {
                 if let Some(m) = sh.mailbox.get(u) {
                     sel.announce_keywords(&m.keywords, &sh.mailbox, out);
                     let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
+                    // RFC 7162 §3.1.4: once CONDSTORE is enabled, every
+                    // untagged FETCH with flags carries the MODSEQ.
+                    let modseq = if self.condstore {
+                        format!(" MODSEQ ({})", m.modseq)
+                    } else {
+                        String::new()
+                    };
                     out.extend_from_slice(
-                        format!("* {} FETCH (UID {u} FLAGS {flags})\r\n", i + 1).as_bytes(),
+                        format!("* {} FETCH (UID {u} FLAGS {flags}{modseq})\r\n", i + 1)
+                            .as_bytes(),
                     );
                 }
             }
-            sel.seen_modseq = sh.modseq;
+            sel.seen_modseq = sh.modseq();
         }
         sel.own.clear();
     }

@@ -22,14 +22,12 @@ use crate::store::notify::Notifier;
 
 /// One open mailbox, shared by every session of this process that has it
 /// selected, so a 5,000-message INBOX is held once, not once per session.
-/// Each change bumps `modseq` and stamps the message, so every session can
-/// tell what changed since it last looked (sync's own change list is
-/// consumed by whichever session syncs first).
+/// Each change takes a new RFC 7162 mod-sequence (the mailbox's, kept in
+/// `pigeonpost.index.modseq`), so every session can tell what changed since
+/// it last looked (sync's own change list is consumed by whichever session
+/// syncs first).
 pub struct Shared {
     pub(super) mailbox: Mailbox,
-    pub(super) modseq: u64,
-    /// uid → modseq of its last flag change or arrival.
-    pub(super) stamps: HashMap<u32, u64>,
     last_sync: Instant,
     /// Bumped whenever messages leave the list.
     pub(super) expunges: u64,
@@ -59,15 +57,6 @@ impl Shared {
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() || !c.expunged_uids.is_empty() {
             self.notify.bump(self.mailbox.dir());
         }
-        if !c.new_uids.is_empty() || !c.flag_changes.is_empty() {
-            self.modseq += 1;
-            for u in c.new_uids.iter().chain(&c.flag_changes) {
-                self.stamps.insert(*u, self.modseq);
-            }
-        }
-        for u in &c.expunged_uids {
-            self.stamps.remove(u);
-        }
         if let Some(cache) = &mut self.cache {
             let gone: HashSet<u32> = c.expunged_uids.iter().copied().collect();
             cache.retain(|u| !gone.contains(&u));
@@ -76,6 +65,16 @@ impl Shared {
             self.expunges += 1;
         }
         Ok(())
+    }
+
+    /// HIGHESTMODSEQ (RFC 7162): every change takes a new one.
+    pub(super) fn modseq(&self) -> u64 {
+        self.mailbox.highest_modseq()
+    }
+
+    /// The MODSEQ of message `uid` (0 if it's gone).
+    pub(super) fn modseq_of(&self, uid: u32) -> u64 {
+        self.mailbox.get(uid).map_or(0, |m| m.modseq)
     }
 
     /// The structure cache, loaded on first use, and anew if the mailbox
@@ -101,20 +100,16 @@ impl Shared {
         flags: Flags,
         keywords: &[&str],
     ) -> Result<bool, StoreError> {
+        let before = self.mailbox.get(uid).map(|m| m.modseq);
         let changed = self.mailbox.set_flags(uid, flags, keywords)?;
-        if changed {
+        if changed && self.mailbox.get(uid).map(|m| m.modseq) != before {
             self.notify.bump(self.mailbox.dir());
-            self.modseq += 1;
-            self.stamps.insert(uid, self.modseq);
         }
         Ok(changed)
     }
 
     pub(super) fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let gone = self.mailbox.expunge(uids)?;
-        for u in &gone {
-            self.stamps.remove(u);
-        }
         if let Some(cache) = &mut self.cache {
             let set: HashSet<u32> = gone.iter().copied().collect();
             cache.retain(|u| !set.contains(&u));
@@ -187,6 +182,17 @@ impl Mailboxes {
         guard(&self.keep).retain(|(_, x)| lock(x).mailbox.dir() != path);
     }
 
+    /// The shared state of mailbox `name` if a session of this process has
+    /// it open (or had, recently).
+    pub(super) fn open_already(&self, root: &MaildirRoot, name: &str) -> Option<SharedRef> {
+        let path = if name.eq_ignore_ascii_case("INBOX") {
+            root.path().to_path_buf()
+        } else {
+            root.folder_path(name).ok()?
+        };
+        self.get(&path)
+    }
+
     /// The shared state of mailbox `name`, opening it if no session has.
     pub(super) fn open_shared(
         &self,
@@ -209,8 +215,6 @@ impl Mailboxes {
         let mailbox = root.open(name)?;
         let s = Arc::new(Mutex::new(Shared {
             mailbox,
-            modseq: 1,
-            stamps: HashMap::new(),
             last_sync: Instant::now(),
             expunges: 0,
             cache: None,

@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 
+use super::condstore::uses_modseq;
 use super::registry::lock;
 use super::sequence::compact_set;
 use super::{read_message, Backend};
@@ -51,6 +52,10 @@ impl Backend {
             utc_offset: 0,
         };
         let mut found = Vec::new();
+        // RFC 7162 §3.1.6: with the MODSEQ criterion the answer carries the
+        // highest modseq of the messages found.
+        let with_modseq = uses_modseq(criteria);
+        let mut top_modseq = 0u64;
         for (i, &u) in sel.view.iter().enumerate() {
             let Some(info) = sh.mailbox.get(u) else {
                 continue;
@@ -68,13 +73,21 @@ impl Backend {
             };
             if query.matches(&c, &ctx) {
                 found.push(if uid { u } else { i as u32 + 1 });
+                top_modseq = top_modseq.max(info.modseq);
             }
         }
         match ret {
             None => {
                 let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
                 let sep = if list.is_empty() { "" } else { " " };
-                out.extend_from_slice(format!("* SEARCH{sep}{}\r\n", list.join(" ")).as_bytes());
+                let ms = if with_modseq && !found.is_empty() {
+                    format!(" (MODSEQ {top_modseq})")
+                } else {
+                    String::new()
+                };
+                out.extend_from_slice(
+                    format!("* SEARCH{sep}{}{ms}\r\n", list.join(" ")).as_bytes(),
+                );
             }
             Some(ret) => {
                 if ret.save {
@@ -99,7 +112,8 @@ impl Backend {
                 }
                 // SAVE alone answers nothing (RFC 5182 §2.4).
                 if ret.min || ret.max || ret.all || ret.count {
-                    out.extend_from_slice(esearch(tag, uid, &found, ret).as_bytes());
+                    let ms = (with_modseq && !found.is_empty()).then_some(top_modseq);
+                    out.extend_from_slice(esearch(tag, uid, &found, ret, ms).as_bytes());
                 }
             }
         }
@@ -110,7 +124,9 @@ impl Backend {
 }
 
 /// The ESEARCH response (RFC 4731 §3.1, RFC 9051 §7.3.4); `found` ascending.
-fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn) -> String {
+/// With the MODSEQ criterion, `modseq` is the highest of the messages found
+/// (RFC 7162 §3.1.10: `MODSEQ n` in the ESEARCH response).
+fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn, modseq: Option<u64>) -> String {
     let mut s = format!(
         "* ESEARCH (TAG {})",
         crate::imap::proto::response::quote(tag)
@@ -132,6 +148,9 @@ fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn) -> String {
     }
     if ret.count {
         s.push_str(&format!(" COUNT {}", found.len()));
+    }
+    if let Some(m) = modseq {
+        s.push_str(&format!(" MODSEQ {m}"));
     }
     s.push_str("\r\n");
     s
@@ -175,5 +194,8 @@ impl search::Candidate for Candidate<'_> {
     }
     fn message(&self) -> Option<&[u8]> {
         self.data.as_deref()
+    }
+    fn modseq(&self) -> u64 {
+        self.info.modseq
     }
 }

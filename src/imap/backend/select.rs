@@ -7,11 +7,14 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
 use super::registry::lock;
+use super::condstore::vanished_set;
+use super::sequence::merged_intervals;
 use super::{store_no, Backend, Selected};
-use crate::imap::proto::response::{astring, tagged};
+use crate::imap::proto::response::{astring, flag_list, tagged};
 use crate::imap::proto::State;
 use crate::store::maildir::{Flags, Mailbox};
 
@@ -82,11 +85,32 @@ impl Backend {
         &mut self,
         tag: &str,
         mailbox: &MailboxName,
+        params: &[SelectParameter],
         read_only: bool,
         utf8: bool,
         out: &mut Vec<u8>,
         state: &mut State,
     ) -> String {
+        let qresync = params.iter().find_map(|p| match p {
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } => Some((uid_validity.get(), mod_sequence_value.get(), known_uids)),
+            SelectParameter::CondStore => None,
+        });
+        // RFC 7162 §3.2.5: QRESYNC without ENABLE QRESYNC is BAD, and
+        // known-uids can't use `*`.
+        if qresync.is_some() && !self.qresync {
+            return tagged(tag, "BAD", "QRESYNC isn't enabled.");
+        }
+        // RFC 7162 §3.2.11: the previous mailbox is closed; [CLOSED] marks
+        // where its responses end (sent whenever a mailbox was selected, as
+        // CONDSTORE/QRESYNC are advertised).
+        if self.selected.is_some() {
+            out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed.\r\n");
+        }
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
         self.selected = None;
         *state = State::Authenticated;
@@ -146,7 +170,42 @@ impl Backend {
             )
             .as_bytes(),
         );
-        let seen_modseq = sh.modseq;
+        if self.condstore {
+            // RFC 7162 §3.1.2.1 (sent once CONDSTORE is enabled, as Dovecot).
+            out.extend_from_slice(
+                format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", sh.modseq()).as_bytes(),
+            );
+        }
+        // RFC 7162 §3.2.5: with a matching UIDVALIDITY, the flags of every
+        // message changed since the client's modseq, then the UIDs expunged
+        // since (restricted to its known UIDs, if it sent them).
+        if let Some((_, since, known)) = qresync.filter(|q| q.0 == mb.uidvalidity()) {
+            for (i, m) in mb.messages().iter().enumerate() {
+                if m.modseq > since {
+                    let recent = !self.rev2 && recent.contains(&m.uid);
+                    out.extend_from_slice(
+                        format!(
+                            "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
+                            i + 1,
+                            m.uid,
+                            flag_list(m.flags, &m.keywords, recent),
+                            m.modseq
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+            let top = mb.next_uid().saturating_sub(1);
+            let within = match known {
+                Some(set) => merged_intervals(set, top),
+                None => vec![(1, top)],
+            };
+            let set = vanished_set(mb, since, &within);
+            if !set.is_empty() {
+                out.extend_from_slice(format!("* VANISHED (EARLIER) {set}\r\n").as_bytes());
+            }
+        }
+        let seen_modseq = sh.modseq();
         let seen_expunges = sh.expunges;
         drop(sh);
         self.selected = Some(Selected {

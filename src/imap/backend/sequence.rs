@@ -156,15 +156,7 @@ impl Backend {
         // Merged, sorted intervals, then a binary search per interval in the
         // (ascending) view: mbsync sends sets of thousands of single UIDs,
         // and checking every message against every set member is quadratic.
-        let mut ranges = intervals(set, largest);
-        ranges.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-        for (lo, hi) in ranges {
-            match merged.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-                _ => merged.push((lo, hi)),
-            }
-        }
+        let merged = merged_intervals(set, largest);
         let mut out = Vec::new();
         for (lo, hi) in merged {
             let (start, end) = if uid {
@@ -183,6 +175,62 @@ impl Backend {
     }
 }
 
+/// The set as sorted, merged `(low, high)` intervals, `*` standing for
+/// `largest`.
+pub(super) fn merged_intervals(set: &SequenceSet, largest: u32) -> Vec<(u32, u32)> {
+    let mut ranges = intervals(set, largest);
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
+/// Whether `n` is in the sorted, merged `intervals`.
+pub(super) fn in_intervals(intervals: &[(u32, u32)], n: u32) -> bool {
+    let i = intervals.partition_point(|&(_, hi)| hi < n);
+    intervals.get(i).is_some_and(|&(lo, _)| lo <= n)
+}
+
+/// Runs of the numbers in sorted, merged `intervals` that are not in the
+/// ascending `present`, without listing them one by one.
+pub(super) fn missing_runs(intervals: &[(u32, u32)], present: &[u32]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for &(lo, hi) in intervals {
+        let mut next = u64::from(lo);
+        let from = present.partition_point(|&u| u < lo);
+        for &u in present[from..].iter().take_while(|&&u| u <= hi) {
+            if u64::from(u) > next {
+                out.push((next as u32, u - 1));
+            }
+            next = u64::from(u) + 1;
+        }
+        if next <= u64::from(hi) {
+            out.push((next as u32, hi));
+        }
+    }
+    out
+}
+
+/// Runs as a sequence set: `1:3,7,9:10`.
+pub(super) fn runs_set(runs: &[(u32, u32)]) -> String {
+    let parts: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            }
+        })
+        .collect();
+    parts.join(",")
+}
+
 /// Ascending numbers as runs of consecutive ones: `(first, last)`.
 pub(super) fn runs(numbers: &[u32]) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
@@ -197,15 +245,5 @@ pub(super) fn runs(numbers: &[u32]) -> Vec<(u32, u32)> {
 
 /// Ascending numbers as a sequence set: `1:3,7,9:10`.
 pub(super) fn compact_set(numbers: &[u32]) -> String {
-    let parts: Vec<String> = runs(numbers)
-        .into_iter()
-        .map(|(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}:{b}")
-            }
-        })
-        .collect();
-    parts.join(",")
+    runs_set(&runs(numbers))
 }

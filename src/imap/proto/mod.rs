@@ -116,6 +116,10 @@ pub struct RunOptions {
     pub search_return: Option<rev2::SearchReturn>,
     /// The command's sequence set was `$`, the saved result (RFC 5182).
     pub saved: bool,
+    /// ENABLE CONDSTORE (or QRESYNC) was given (RFC 7162 §3.1, §3.2.3).
+    pub condstore: bool,
+    /// ENABLE QRESYNC was given (RFC 7162 §3.2.3).
+    pub qresync: bool,
 }
 
 enum Mode {
@@ -140,6 +144,11 @@ pub struct Session {
     /// ENABLEd extensions (UTF8=ACCEPT, IMAP4rev2).
     utf8: bool,
     rev2: bool,
+    /// ENABLEd CONDSTORE / QRESYNC (RFC 7162 §3.2.3: QRESYNC implies
+    /// CONDSTORE). Commands that enable CONDSTORE implicitly (§3.1) are
+    /// the backend's business.
+    condstore: bool,
+    qresync: bool,
     /// What [`rev2::rewrite`] found in the command being dispatched.
     rewrite: Option<(Option<rev2::SearchReturn>, bool)>,
     /// A literal was announced and its bytes are still coming (the driver
@@ -163,6 +172,8 @@ impl Session {
             auth_tag: None,
             utf8: false,
             rev2: false,
+            condstore: false,
+            qresync: false,
             in_literal: false,
             compressed: false,
             rewrite: None,
@@ -245,6 +256,8 @@ impl Session {
             "BINARY",
             "STATUS=SIZE",
             "MULTIAPPEND",
+            "CONDSTORE",
+            "QRESYNC",
         ]);
         if !self.compressed {
             c.push("COMPRESS=DEFLATE");
@@ -809,6 +822,15 @@ impl Session {
                     if name.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
                         self.utf8 = true;
                         enabled.push(name);
+                    } else if name.eq_ignore_ascii_case("CONDSTORE") && !self.condstore {
+                        // RFC 7162 §3.1
+                        self.condstore = true;
+                        enabled.push(name);
+                    } else if name.eq_ignore_ascii_case("QRESYNC") && !self.qresync {
+                        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                        self.qresync = true;
+                        self.condstore = true;
+                        enabled.push(name);
                     } else if name.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
                         // RFC 9051 mailbox names are UTF-8, not modified UTF-7.
                         self.rev2 = true;
@@ -866,6 +888,8 @@ impl Session {
                         rev2: self.rev2,
                         search_return,
                         saved,
+                        condstore: self.condstore,
+                        qresync: self.qresync,
                     },
                 })
             }

@@ -248,6 +248,7 @@ mod tests {
             pop3_uidl: None,
             pop3_order: None,
             recent: false,
+            modseq: 1,
         }
     }
 

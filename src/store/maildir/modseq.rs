@@ -1,0 +1,336 @@
+//! Mod-sequences (RFC 7162 CONDSTORE/QRESYNC) for a Maildir folder, kept in
+//! our own disposable `pigeonpost.index.modseq` (never in Dovecot's
+//! `dovecot.index*`).
+//!
+//! Every message has a MODSEQ, the mailbox a HIGHESTMODSEQ; each change a
+//! [`super::Mailbox`] makes or sees (flags or keywords set by any session or
+//! process, a message appearing, an expunge) takes a new, higher value
+//! (RFC 7162 §3.1.1). Expunged UIDs are remembered with the modseq of their
+//! expunge, up to [`VANISHED_MAX`] of them, for `VANISHED (EARLIER)`
+//! (RFC 7162 §3.2.5, §3.2.6).
+//!
+//! **Never backwards, without an fsync per flag change.** A new modseq is
+//! `max(HIGHESTMODSEQ + 1, microseconds since 1970)`. The clock is the
+//! floor that survives anything: if the file is lost, damaged or behind
+//! (a crash before the write-back reached the disk, another process's
+//! lines lost in a compaction race, the file deleted by hand), the rebuild
+//! compares the messages' flags with what the file says and gives every
+//! message it can't vouch for a modseq from the clock *now*, which is above
+//! any value handed out before (a mailbox can't change a million times a
+//! second for long). So a flag rename and its modseq need not be fsynced
+//! together: a change whose record didn't reach the disk is seen as a
+//! change again and gets a newer modseq; HIGHESTMODSEQ never goes lower,
+//! and a client's CHANGEDSINCE never misses a change. The one thing that
+//! can defeat it is the system clock stepping back past the last modseq
+//! *and* the file being lost at the same time.
+//!
+//! File format (text): a header `pigeonpost-modseq 1 <uidvalidity>
+//! <highestmodseq> <vanished-floor>`, then lines appended as changes
+//! happen (O_APPEND, one write per change; later lines win):
+//! `m <uid> <modseq> <flags-signature>` for a message's state and
+//! `x <uid> <modseq>` for an expunge. A torn or malformed line is skipped.
+//! It is written anew (temporary file, rename) when it has grown to twice
+//! what it describes. The vanished floor is the modseq up to which the
+//! expunge list may be incomplete (older expunges were forgotten, or
+//! happened before the file was rebuilt); asked about expunges since an
+//! older modseq, the caller falls back to "every UID that isn't there".
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::MessageInfo;
+
+pub const MODSEQ_FILE: &str = "pigeonpost.index.modseq";
+const MAGIC: &str = "pigeonpost-modseq 1";
+/// Expunged UIDs remembered for VANISHED (EARLIER); older ones raise the floor.
+pub const VANISHED_MAX: usize = 50_000;
+
+/// Microseconds since 1970: the floor of every new modseq.
+fn clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A stable hash of a message's flags and keywords (FNV-1a), so the file
+/// can tell whether the message changed while nobody was looking.
+pub(super) fn signature(m: &MessageInfo) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(m.flags.bits());
+    for k in &m.keywords {
+        eat(b' ');
+        for b in k.bytes() {
+            eat(b.to_ascii_lowercase());
+        }
+    }
+    h
+}
+
+#[derive(Debug)]
+pub(super) struct ModseqIndex {
+    path: PathBuf,
+    uidvalidity: u32,
+    highest: u64,
+    /// uid → (modseq, flags signature)
+    known: HashMap<u32, (u64, u64)>,
+    /// (uid, modseq of its expunge), modseq ascending.
+    vanished: VecDeque<(u32, u64)>,
+    vanished_floor: u64,
+    /// Lines in the file; None when it has to be written anew.
+    lines: Option<usize>,
+}
+
+impl ModseqIndex {
+    /// The index of the folder `dir` for `uidvalidity`; an empty one (to be
+    /// rebuilt by the first [`reconcile`](Self::reconcile)) if the file is
+    /// missing, damaged or of another UIDVALIDITY.
+    pub(super) fn load(dir: &Path, uidvalidity: u32) -> ModseqIndex {
+        let path = dir.join(MODSEQ_FILE);
+        let mut ix = ModseqIndex {
+            path,
+            uidvalidity,
+            highest: 0,
+            known: HashMap::new(),
+            vanished: VecDeque::new(),
+            vanished_floor: 0,
+            lines: None,
+        };
+        let Ok(text) = std::fs::read_to_string(&ix.path) else {
+            return ix;
+        };
+        ix.parse(&text);
+        ix
+    }
+
+    fn parse(&mut self, text: &str) {
+        let mut lines = text.split_inclusive('\n');
+        let Some(header) = lines.next() else { return };
+        let Some(rest) = header.strip_prefix(MAGIC) else {
+            return;
+        };
+        let h: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [validity, highest, floor] = h[..] else {
+            return;
+        };
+        // Whatever the file, its HIGHESTMODSEQ stays a floor.
+        self.highest = highest;
+        if validity != self.uidvalidity as u64 {
+            return;
+        }
+        self.vanished_floor = floor;
+        let mut count = 1;
+        let mut vanished = Vec::new();
+        for line in lines {
+            count += 1;
+            // a torn last line (crash mid-append) is ignored
+            let Some(line) = line.strip_suffix('\n') else {
+                continue;
+            };
+            let mut w = line.split(' ');
+            let kind = w.next();
+            let nums: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+            match (kind, &nums[..]) {
+                (Some("m"), &[uid, modseq, sig]) if uid > 0 && uid <= u32::MAX as u64 => {
+                    self.known.insert(uid as u32, (modseq, sig));
+                    self.highest = self.highest.max(modseq);
+                }
+                (Some("x"), &[uid, modseq]) if uid > 0 && uid <= u32::MAX as u64 => {
+                    self.known.remove(&(uid as u32));
+                    vanished.push((uid as u32, modseq));
+                    self.highest = self.highest.max(modseq);
+                }
+                _ => {}
+            }
+        }
+        vanished.sort_by_key(|&(u, m)| (m, u));
+        self.vanished = vanished.into();
+        self.trim_vanished();
+        self.lines = Some(count);
+    }
+
+    fn trim_vanished(&mut self) {
+        while self.vanished.len() > VANISHED_MAX {
+            if let Some((_, m)) = self.vanished.pop_front() {
+                self.vanished_floor = self.vanished_floor.max(m);
+            }
+        }
+    }
+
+    pub(super) fn uidvalidity(&self) -> u32 {
+        self.uidvalidity
+    }
+
+    /// Never below `floor` (what an earlier index of this folder handed out).
+    pub(super) fn raise(&mut self, floor: u64) {
+        self.highest = self.highest.max(floor);
+    }
+
+    pub(super) fn highest(&self) -> u64 {
+        self.highest
+    }
+
+    /// A new modseq above every one before (RFC 7162 §3.1.1).
+    fn alloc(&mut self) -> u64 {
+        self.highest = (self.highest + 1).max(clock());
+        self.highest
+    }
+
+    /// After a sync: gives each message its modseq, a new one to those whose
+    /// flags the file doesn't know (new, changed by someone else, or
+    /// everything after a rebuild), and records the UIDs that left as
+    /// expunged. `messages` is sorted by UID.
+    pub(super) fn reconcile(&mut self, messages: &mut [MessageInfo]) {
+        let mut changed = Vec::new();
+        let mut matched = 0;
+        for (i, m) in messages.iter_mut().enumerate() {
+            let sig = signature(m);
+            match self.known.get(&m.uid) {
+                Some(&(ms, s)) if s == sig => {
+                    m.modseq = ms;
+                    matched += 1;
+                }
+                Some(_) => {
+                    matched += 1;
+                    changed.push((i, sig));
+                }
+                None => changed.push((i, sig)),
+            }
+        }
+        let gone: Vec<u32> = if matched < self.known.len() {
+            let mut g: Vec<u32> = self
+                .known
+                .keys()
+                .copied()
+                .filter(|u| messages.binary_search_by_key(u, |m| m.uid).is_err())
+                .collect();
+            g.sort_unstable();
+            g
+        } else {
+            Vec::new()
+        };
+        if changed.is_empty() && gone.is_empty() && self.lines.is_some() {
+            return;
+        }
+        let rebuild = self.lines.is_none();
+        let modseq = self.alloc();
+        if rebuild {
+            // Nothing is known about expunges before now (RFC 7162 §3.2.5.2
+            // lets the caller answer with every missing UID instead).
+            self.vanished_floor = self.vanished_floor.max(modseq);
+        }
+        let mut text = String::new();
+        for (i, sig) in changed {
+            let m = &mut messages[i];
+            m.modseq = modseq;
+            self.known.insert(m.uid, (modseq, sig));
+            text.push_str(&format!("m {} {modseq} {sig}\n", m.uid));
+        }
+        self.record_gone(&gone, modseq, &mut text);
+        self.write(&text);
+    }
+
+    fn record_gone(&mut self, gone: &[u32], modseq: u64, text: &mut String) {
+        for &u in gone {
+            self.known.remove(&u);
+            self.vanished.push_back((u, modseq));
+            text.push_str(&format!("x {u} {modseq}\n"));
+        }
+        self.trim_vanished();
+    }
+
+    /// `m`'s flags were just changed by us: its new modseq.
+    pub(super) fn changed(&mut self, m: &mut MessageInfo) {
+        let modseq = self.alloc();
+        let sig = signature(m);
+        m.modseq = modseq;
+        self.known.insert(m.uid, (modseq, sig));
+        self.write(&format!("m {} {modseq} {sig}\n", m.uid));
+    }
+
+    /// We expunged `uids`.
+    pub(super) fn expunged(&mut self, uids: &[u32]) {
+        if uids.is_empty() {
+            return;
+        }
+        let modseq = self.alloc();
+        let mut text = String::new();
+        self.record_gone(uids, modseq, &mut text);
+        self.write(&text);
+    }
+
+    /// UIDs expunged with a modseq above `since`, ascending; `None` when
+    /// the list may be incomplete that far back.
+    pub(super) fn vanished_since(&self, since: u64) -> Option<Vec<u32>> {
+        if since < self.vanished_floor {
+            return None;
+        }
+        let from = self.vanished.partition_point(|&(_, m)| m <= since);
+        let mut v: Vec<u32> = self.vanished.range(from..).map(|&(u, _)| u).collect();
+        v.sort_unstable();
+        v.dedup();
+        Some(v)
+    }
+
+    /// Appends `text`, or writes the whole file anew when it is missing,
+    /// damaged or has grown to twice what it describes. Best effort: a
+    /// failed write only means the next rebuild hands out newer modseqs.
+    fn write(&mut self, text: &str) {
+        let describes = self.known.len() + self.vanished.len() + 1;
+        let appended = match self.lines {
+            Some(n) if n <= 2 * describes + 1024 => {
+                let res = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&self.path)
+                    .and_then(|mut f| f.write_all(text.as_bytes()));
+                match res {
+                    Ok(()) => {
+                        self.lines = Some(n + text.matches('\n').count());
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        };
+        if !appended {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let mut buf = format!(
+            "{MAGIC} {} {} {}\n",
+            self.uidvalidity, self.highest, self.vanished_floor
+        );
+        let mut known: Vec<_> = self.known.iter().collect();
+        known.sort_unstable();
+        for (uid, (modseq, sig)) in known {
+            buf.push_str(&format!("m {uid} {modseq} {sig}\n"));
+        }
+        for (uid, modseq) in &self.vanished {
+            buf.push_str(&format!("x {uid} {modseq}\n"));
+        }
+        let tmp = self
+            .path
+            .with_file_name(format!("{MODSEQ_FILE}.{}.tmp", super::write::unique_name()));
+        let done = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, &self.path));
+        match done {
+            Ok(()) => self.lines = Some(1 + self.known.len() + self.vanished.len()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::debug!(file = %self.path.display(), "not writing modseqs: {e}");
+                self.lines = None;
+            }
+        }
+    }
+}
