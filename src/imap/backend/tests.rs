@@ -146,9 +146,10 @@ fn select_examine_close_and_recent() {
     );
     // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
     c.run("a5 SELECT INBOX\r\n");
+    // RFC 7162 §3.2.11: the implicit close of INBOX is marked [CLOSED].
     assert_eq!(
         c.run("a6 SELECT Nope\r\n"),
-        "a6 NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
+        "* OK [CLOSED] Previous mailbox closed.\r\na6 NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
     );
     assert_eq!(c.state, State::Authenticated);
 }
@@ -525,4 +526,249 @@ fn lsub_shows_an_unsubscribed_parent_where_percent_stops() {
         c.run("a4 LSUB \"\" %\r\n"),
         "* LSUB (\\HasChildren) \".\" Work\r\na4 OK Lsub completed.\r\n"
     );
+}
+
+// ------------------------------------------------- CONDSTORE / QRESYNC
+
+/// The mod-sequences in a response, in order: `MODSEQ (n)`, `(MODSEQ n)`,
+/// `[HIGHESTMODSEQ n]`, ESEARCH `MODSEQ n`.
+fn modseqs(out: &str) -> Vec<u64> {
+    let mut v = Vec::new();
+    for (i, _) in out.match_indices("MODSEQ ") {
+        let rest = out[i + 7..].trim_start_matches('(');
+        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = n.parse() {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// `out` with every mod-sequence written as `M`, for exact comparisons
+/// (modseqs come from the clock, see store/maildir/modseq.rs).
+fn masked(out: &str) -> String {
+    let mut s = String::new();
+    let mut rest = out;
+    while let Some(i) = rest.find("MODSEQ ") {
+        s.push_str(&rest[..i + 7]);
+        rest = &rest[i + 7..];
+        if rest.starts_with('(') {
+            s.push('(');
+            rest = &rest[1..];
+        }
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            s.push('M');
+        }
+        rest = &rest[digits..];
+    }
+    s.push_str(rest);
+    s
+}
+
+#[test]
+fn condstore_select_fetch_changedsince_and_status() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    // RFC 7162 §3.1.8: SELECT (CONDSTORE) enables CONDSTORE and answers
+    // HIGHESTMODSEQ (§3.1.2.1).
+    let out = c.run("a1 SELECT INBOX (CONDSTORE)\r\n");
+    assert_eq!(
+        masked(&out),
+        selected(v, 3, 3, 4)
+            + "* OK [HIGHESTMODSEQ M] Highest\r\na1 OK [READ-WRITE] Select completed.\r\n"
+    );
+    let h = modseqs(&out)[0];
+    // RFC 7162 §3.1.4: FETCH MODSEQ; every message's is at most HIGHESTMODSEQ.
+    let out = c.run("a2 FETCH 1:* (MODSEQ)\r\n");
+    assert_eq!(
+        masked(&out),
+        "* 1 FETCH (MODSEQ (M))\r\n* 2 FETCH (MODSEQ (M))\r\n* 3 FETCH (MODSEQ (M))\r\n\
+         a2 OK Fetch completed.\r\n"
+    );
+    assert!(modseqs(&out).iter().all(|m| *m <= h && *m > 0));
+    // A STORE answers with the new MODSEQ, above the old HIGHESTMODSEQ.
+    let out = c.run("a3 STORE 2 +FLAGS (\\Flagged)\r\n");
+    assert_eq!(
+        masked(&out),
+        "* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (M))\r\na3 OK Store completed.\r\n"
+    );
+    let m2 = modseqs(&out)[0];
+    assert!(m2 > h);
+    // RFC 7162 §3.1.4.1: CHANGEDSINCE: only what changed, with MODSEQ.
+    let out = c.run(&format!("a4 FETCH 1:* (FLAGS) (CHANGEDSINCE {h})\r\n"));
+    assert_eq!(
+        out,
+        format!("* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ({m2}))\r\na4 OK Fetch completed.\r\n")
+    );
+    assert_eq!(
+        c.run(&format!("a5 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {m2})\r\n")),
+        "a5 OK Fetch completed.\r\n"
+    );
+    // A STORE that changes nothing keeps the modseq.
+    c.run("a6 STORE 2 +FLAGS.SILENT (\\Flagged)\r\n");
+    assert_eq!(modseqs(&c.run("a7 FETCH 2 (MODSEQ)\r\n")), vec![m2]);
+    // RFC 7162 §3.1.7: STATUS HIGHESTMODSEQ, the same as the session's.
+    assert_eq!(
+        c.run("a8 STATUS INBOX (HIGHESTMODSEQ MESSAGES)\r\n"),
+        format!("* STATUS INBOX (HIGHESTMODSEQ {m2} MESSAGES 3)\r\na8 OK Status completed.\r\n")
+    );
+    // Another session's change reaches this one with its MODSEQ (§3.1.4).
+    let mut other = Client::new(&dir);
+    other.run("b1 SELECT INBOX\r\n");
+    // Without CONDSTORE enabled, no MODSEQ in its answers.
+    assert_eq!(
+        other.run("b2 STORE 1 -FLAGS (\\Seen)\r\n"),
+        "* 1 FETCH (FLAGS ())\r\nb2 OK Store completed.\r\n"
+    );
+    let out = c.run("a9 NOOP\r\n");
+    assert_eq!(
+        masked(&out),
+        "* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ (M))\r\na9 OK NOOP completed.\r\n"
+    );
+    assert!(modseqs(&out)[0] > m2);
+}
+
+#[test]
+fn store_unchangedsince_reports_modified() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.opts.condstore = true;
+    let h = modseqs(&c.run("a1 SELECT INBOX\r\n"))[0];
+    let mut other = Client::new(&dir);
+    other.run("b1 SELECT INBOX\r\n");
+    other.run("b2 STORE 2 +FLAGS (\\Answered)\r\n");
+    // RFC 7162 §3.1.3 (example 5): the message changed since h is left
+    // alone and named in [MODIFIED]; the others' new MODSEQs are sent even
+    // with .SILENT.
+    let out = c.run(&format!(
+        "a2 STORE 1:3 (UNCHANGEDSINCE {h}) +FLAGS.SILENT (\\Deleted)\r\n"
+    ));
+    assert_eq!(
+        masked(&out),
+        "* 1 FETCH (MODSEQ (M))\r\n* 3 FETCH (MODSEQ (M))\r\n\
+         * 2 FETCH (UID 2 FLAGS (\\Answered \\Recent) MODSEQ (M))\r\n\
+         a2 OK [MODIFIED 2] Conditional STORE failed.\r\n"
+    );
+    let out = c.run("a3 FETCH 1:3 (FLAGS)\r\n");
+    assert_eq!(
+        masked(&out),
+        "* 1 FETCH (FLAGS (\\Deleted \\Seen \\Recent) MODSEQ (M))\r\n\
+         * 2 FETCH (FLAGS (\\Answered \\Recent) MODSEQ (M))\r\n\
+         * 3 FETCH (FLAGS (\\Deleted \\Recent) MODSEQ (M))\r\n\
+         a3 OK Fetch completed.\r\n"
+    );
+    // UNCHANGEDSINCE 0 always fails (§3.1.3); UID STORE names UIDs.
+    assert_eq!(
+        c.run("a4 UID STORE 1,3 (UNCHANGEDSINCE 0) -FLAGS (\\Deleted)\r\n"),
+        "a4 OK [MODIFIED 1,3] Conditional STORE failed.\r\n"
+    );
+}
+
+#[test]
+fn search_modseq() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    let out = c.run("a2 STORE 3 +FLAGS (\\Draft)\r\n");
+    assert!(!out.contains("MODSEQ"), "CONDSTORE not enabled yet: {out}");
+    let m3 = modseqs(&c.run("a3 FETCH 3 (MODSEQ)\r\n"))[0];
+    // RFC 7162 §3.1.5 and §3.1.6: MODSEQ criterion, answer with the
+    // highest modseq found.
+    assert_eq!(
+        c.run(&format!("a4 SEARCH MODSEQ {m3}\r\n")),
+        format!("* SEARCH 3 (MODSEQ {m3})\r\na4 OK Search completed.\r\n")
+    );
+    // The entry-name form compares the message's modseq.
+    assert_eq!(
+        c.run(&format!(
+            "a5 UID SEARCH MODSEQ \"/flags/\\\\draft\" all {m3} DRAFT\r\n"
+        )),
+        format!("* SEARCH 3 (MODSEQ {m3})\r\na5 OK Search completed.\r\n")
+    );
+    assert_eq!(
+        c.run(&format!("a6 SEARCH MODSEQ {}\r\n", m3 + 1)),
+        "* SEARCH\r\na6 OK Search completed.\r\n"
+    );
+    // RFC 7162 §3.1.10 with ESEARCH (RFC 4731).
+    c.opts.search_return = Some(SearchReturn::ALL);
+    let out = c.run("a7 SEARCH MODSEQ 1\r\n");
+    assert_eq!(
+        out,
+        format!("* ESEARCH (TAG \"a7\") ALL 1:3 MODSEQ {m3}\r\na7 OK Search completed.\r\n")
+    );
+}
+
+#[test]
+fn qresync_select_vanished_earlier_and_vanished_updates() {
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    // RFC 7162 §3.2.5: QRESYNC needs ENABLE QRESYNC first.
+    assert_eq!(
+        c.run(&format!("a0 SELECT INBOX (QRESYNC ({v} 1))\r\n")),
+        "a0 BAD QRESYNC isn't enabled.\r\n"
+    );
+    c.opts.qresync = true;
+    c.opts.condstore = true;
+    let h = modseqs(&c.run("a1 SELECT INBOX\r\n"))[0];
+    c.run("a2 UNSELECT\r\n");
+    // Meanwhile another session flags 1, deletes and expunges 3.
+    let mut other = Client::new(&dir);
+    other.run("b1 SELECT INBOX\r\n");
+    other.run("b2 STORE 1 +FLAGS (\\Flagged)\r\n");
+    other.run("b3 STORE 3 +FLAGS (\\Deleted)\r\n");
+    other.run("b4 EXPUNGE\r\n");
+    // RFC 7162 §3.2.5.1: only the changed message's flags, then the UIDs
+    // expunged since h.
+    let out = c.run(&format!("a3 SELECT INBOX (QRESYNC ({v} {h}))\r\n"));
+    assert!(
+        masked(&out).ends_with(
+            "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen) MODSEQ (M))\r\n\
+             * VANISHED (EARLIER) 3\r\n\
+             a3 OK [READ-WRITE] Select completed.\r\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("* 2 FETCH"), "{out}");
+    let highest = modseqs(&out)[0];
+    // Known UIDs limit VANISHED (EARLIER) to them.
+    let out = c.run(&format!("a4 EXAMINE INBOX (QRESYNC ({v} {h} 1:2))\r\n"));
+    assert!(out.starts_with("* OK [CLOSED] Previous mailbox closed.\r\n"), "{out}");
+    assert!(!out.contains("VANISHED"), "{out}");
+    // A wrong UIDVALIDITY: a plain SELECT.
+    let out = c.run(&format!("a5 SELECT INBOX (QRESYNC ({} {h}))\r\n", v + 1));
+    assert!(!out.contains("FETCH") && !out.contains("VANISHED"), "{out}");
+    // RFC 7162 §3.2.6: UID FETCH (CHANGEDSINCE … VANISHED).
+    let out = c.run(&format!("a6 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"));
+    assert_eq!(
+        masked(&out),
+        "* VANISHED (EARLIER) 3\r\n* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen) MODSEQ (M))\r\n\
+         a6 OK Fetch completed.\r\n"
+    );
+    // VANISHED only with UID FETCH and CHANGEDSINCE.
+    assert!(c
+        .run(&format!("a7 FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"))
+        .starts_with("a7 BAD"));
+    assert!(c.run("a8 UID FETCH 1:* (FLAGS) (VANISHED)\r\n").starts_with("a8 BAD"));
+    // RFC 7162 §3.2.10: once QRESYNC is enabled, expunges by others and by
+    // this session come as VANISHED, never EXPUNGE; §3.2.7: the tagged OK
+    // to EXPUNGE carries HIGHESTMODSEQ.
+    other.run("b5 STORE 1 +FLAGS (\\Deleted)\r\n");
+    other.run("b6 EXPUNGE\r\n");
+    assert_eq!(
+        c.run("a9 NOOP\r\n"),
+        "* VANISHED 1\r\na9 OK NOOP completed.\r\n"
+    );
+    c.run("a10 STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
+    let out = c.run("a11 EXPUNGE\r\n");
+    assert_eq!(
+        masked(&out),
+        "* VANISHED 2\r\na11 OK [HIGHESTMODSEQ M] Expunge completed.\r\n"
+    );
+    assert!(modseqs(&out)[0] > highest);
+    // Every expunge is remembered: from h, all three.
+    let out = c.run(&format!("a12 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"));
+    assert_eq!(out, "* VANISHED (EARLIER) 1:3\r\na12 OK Fetch completed.\r\n");
 }
