@@ -1337,3 +1337,150 @@ fn list_of_ten_thousand_folders_streams_complete() {
         assert_eq!(names[10_000], "folder09999");
     }
 }
+
+/// imaplib helpers for CONDSTORE/QRESYNC (RFC 7162): imaplib sends
+/// `SELECT` arguments as they are, so `select('INBOX (QRESYNC (…))')` works,
+/// and it files `* OK [HIGHESTMODSEQ n]`, `* VANISHED …` and `* n FETCH …`
+/// under their names in `untagged_responses`.
+const PY_CONDSTORE: &str = r#"
+import re
+def highest(m):
+    return int(m.untagged_responses["HIGHESTMODSEQ"][-1])
+def fetches(m, typ_dat=None):
+    """uid -> (flags, modseq) of the FETCH responses now pending."""
+    out = {}
+    for line in m.untagged_responses.pop("FETCH", []):
+        if isinstance(line, tuple): line = line[0]
+        line = line.decode()
+        uid = int(re.search(r"UID (\d+)", line).group(1))
+        flags = re.search(r"FLAGS \(([^)]*)\)", line)
+        ms = int(re.search(r"MODSEQ \((\d+)\)", line).group(1))
+        out[uid] = (flags.group(1) if flags else None, ms)
+    return out
+def vanished(m):
+    return [v.decode() for v in m.untagged_responses.pop("VANISHED", [])]
+def modseqs(m):
+    typ, dat = m.uid("FETCH", "1:*", "(MODSEQ)")
+    assert typ == "OK", dat
+    return {int(re.search(rb"UID (\d+)", d).group(1)): int(re.search(rb"MODSEQ \((\d+)\)", d).group(1)) for d in dat}
+"#;
+
+#[test]
+fn condstore_qresync_with_imaplib_and_modseqs_survive_restart_and_index_loss() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1, MSG2, MSG1, MSG2]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let out = py(
+        &format!(
+            r#"{PY_CONDSTORE}
+a = login()
+typ, caps = a.capability()
+assert b"CONDSTORE" in caps[0] and b"QRESYNC" in caps[0], caps
+typ, dat = a.enable("QRESYNC")
+assert typ == "OK" and a.untagged_responses["ENABLED"] == [b"QRESYNC"], a.untagged_responses
+a.select("INBOX")
+h0 = highest(a)
+validity = int(a.untagged_responses["UIDVALIDITY"][-1])
+# another session: flags 1 and 2, expunges 3; 4 stays as it was
+b = login()
+b.select("INBOX")
+b.store("1", "+FLAGS", "\\Flagged")
+b.store("2", "+FLAGS", "\\Seen")
+b.store("3", "+FLAGS", "\\Deleted")
+b.expunge()
+a.untagged_responses.clear()
+# RFC 7162 §3.1.4.1: CHANGEDSINCE returns only what changed (UIDs 1 and 2)
+typ, dat = a.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % h0)
+assert typ == "OK", dat
+changed = {{int(re.search(rb"UID (\d+)", d).group(1)) for d in dat if d}}
+assert changed == {{1, 2}}, dat
+# RFC 7162 §3.1.3: UNCHANGEDSINCE with a stale modseq: [MODIFIED], no change
+typ, dat = a.uid("STORE", "2,4", "(UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Answered)" % h0)
+# (the tagged OK's [MODIFIED 2]; the FETCH is 4's new MODSEQ, even .SILENT)
+assert typ == "OK" and a.untagged_responses.pop("MODIFIED") == [b"2"], (typ, dat)
+assert len(dat) == 1 and b"UID 4 MODSEQ" in dat[0], dat
+ms = modseqs(a)
+assert ms[4] > h0 and ms[2] <= ms[4], ms
+typ, dat = a.uid("FETCH", "2", "(FLAGS)")
+assert b"Answered" not in dat[0], dat
+a.logout(); b.logout()
+# QRESYNC resync of the old state: VANISHED (EARLIER) 3, then FETCH of
+# only the messages changed since h0 (1, 2 and the 4 stored above)
+c = login()
+c.enable("QRESYNC")
+c.select("INBOX (QRESYNC (%d %d 1:4))" % (validity, h0))
+v = vanished(c)
+f = fetches(c)
+assert v == ["(EARLIER) 3"], v
+assert sorted(f) == [1, 2, 4], f
+assert f[1][0] == "\\Flagged" and f[2][0] == "\\Seen" and f[4][0] == "\\Answered", f
+hs = highest(c)
+assert hs == max(x[1] for x in f.values()), (hs, f)
+# and with the newest modseq: nothing to resync
+c.select("INBOX (QRESYNC (%d %d))" % (validity, hs))
+assert vanished(c) == [] and fetches(c) == {{}}
+# expunges are VANISHED once QRESYNC is on (RFC 7162 §3.2.10)
+c.uid("STORE", "4", "+FLAGS", "\\Deleted")
+c.untagged_responses.clear()
+typ, dat = c.expunge()
+assert vanished(c) == ["4"], c.untagged_responses
+h1 = highest(c)
+assert h1 > hs
+print("STATE", validity, h0, h1, modseqs(c))
+c.logout()
+"#
+        ),
+        port,
+    );
+    let state = out
+        .lines()
+        .find_map(|l| l.strip_prefix("STATE "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let mut words = state.splitn(4, ' ');
+    let validity = words.next().unwrap().to_string();
+    let h0 = words.next().unwrap().to_string();
+    let h1: u64 = words.next().unwrap().parse().unwrap();
+    let per_uid = words.next().unwrap().to_string();
+    drop(server);
+
+    // A restart: the same HIGHESTMODSEQ and per-message modseqs, and the
+    // expunges still known for VANISHED (EARLIER).
+    let server = setup.start();
+    let check = |port: u16, same: bool| {
+        py(
+            &format!(
+                r#"{PY_CONDSTORE}
+m = login()
+m.enable("QRESYNC")
+m.select("INBOX (QRESYNC ({validity} {h0}))")
+h = highest(m)
+v = vanished(m)
+f = fetches(m)
+if {}:
+    assert h == {h1}, (h, {h1})
+    assert modseqs(m) == {per_uid}, (modseqs(m), {per_uid})
+    assert v == ["(EARLIER) 3:4"], v
+else:
+    # rebuilt: never lower, every message newer than anything before, and
+    # the expunges reported as every UID that isn't there
+    assert h > {h1}, (h, {h1})
+    assert all(x > {h1} for x in modseqs(m).values())
+    assert v == ["(EARLIER) 3:4"], v
+    assert sorted(f) == [1, 2], f
+print("ok")
+"#,
+                if same { "True" } else { "False" }
+            ),
+            port,
+        )
+    };
+    check(server.addr("imap").port(), true);
+    drop(server);
+
+    // Our index file deleted: rebuilt, HIGHESTMODSEQ above the old one.
+    std::fs::remove_file(setup.maildir("john").join("pigeonpost.index.modseq")).unwrap();
+    let server = setup.start();
+    check(server.addr("imap").port(), false);
+}
