@@ -52,6 +52,8 @@ use write::{crlf_to_lf, fsync_dir, link_or_copy, rename_noreplace, vsize_of};
 
 pub use folders::{Folder, MaildirRoot};
 pub use keywords::{valid_keyword, MAX_KEYWORDS};
+#[doc(hidden)]
+pub use modseq::fuzz_check as fuzz_modseq_file;
 pub use modseq::{MODSEQ_FILE, VANISHED_MAX};
 pub use uidl::pop3_uidl;
 pub use utf7::{mutf7_to_utf8, utf8_to_mutf7, Utf7Error};

@@ -389,3 +389,26 @@ fn imap4rev2_search_return_and_saved_result() {
     let o = run_options(&mut s, "j FETCH 1 (FLAGS)\r\n");
     assert!(!o.saved);
 }
+
+#[test]
+fn enable_condstore_and_qresync() {
+    let mut s = logged_in(cfg_tls());
+    // RFC 7162 §3.1 and §3.2.3: both advertised; QRESYNC implies CONDSTORE
+    // (the ENABLED answer names what was asked for).
+    let caps = s.capabilities();
+    assert!(caps.contains(" CONDSTORE") && caps.contains(" QRESYNC"), "{caps}");
+    let (o, _) = run(&mut s, "e ENABLE QRESYNC\r\n");
+    assert_eq!(o, "* ENABLED QRESYNC\r\ne OK Enabled.\r\n");
+    let (o, _) = run(&mut s, "f ENABLE CONDSTORE QRESYNC\r\n");
+    assert_eq!(o, "* ENABLED\r\nf OK Enabled.\r\n");
+    let o = run_options(&mut s, "g SELECT INBOX (QRESYNC (1 2 1:9 (1:2 3:4)))\r\n");
+    assert!(o.condstore && o.qresync);
+    let mut t = logged_in(cfg_tls());
+    let (o, _) = run(&mut t, "e ENABLE CONDSTORE\r\n");
+    assert_eq!(o, "* ENABLED CONDSTORE\r\ne OK Enabled.\r\n");
+    let o = run_options(&mut t, "h SELECT INBOX (CONDSTORE)\r\n");
+    assert!(o.condstore && !o.qresync);
+    // The RFC 7162 syntax reaches the backend parsed.
+    let (_, a) = run(&mut t, "i UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n");
+    assert!(matches!(a.first(), Some(Action::Run { .. })));
+}

@@ -46,6 +46,9 @@ pub const MODSEQ_FILE: &str = "pigeonpost.index.modseq";
 const MAGIC: &str = "pigeonpost-modseq 1";
 /// Expunged UIDs remembered for VANISHED (EARLIER); older ones raise the floor.
 pub const VANISHED_MAX: usize = 50_000;
+/// RFC 7162 §7 (`mod-sequence-value`): at most 2^63 - 1; a file naming
+/// more is damaged.
+const MODSEQ_MAX: u64 = (1 << 63) - 1;
 
 /// Microseconds since 1970: the floor of every new modseq.
 fn clock() -> u64 {
@@ -122,6 +125,9 @@ impl ModseqIndex {
         let [validity, highest, floor] = h[..] else {
             return;
         };
+        if highest > MODSEQ_MAX || floor > MODSEQ_MAX {
+            return;
+        }
         // Whatever the file, its HIGHESTMODSEQ stays a floor.
         self.highest = highest;
         if validity != self.uidvalidity as u64 {
@@ -139,12 +145,15 @@ impl ModseqIndex {
             let mut w = line.split(' ');
             let kind = w.next();
             let nums: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+            let good = |uid: u64, modseq: u64| {
+                uid > 0 && uid <= u32::MAX as u64 && modseq > 0 && modseq <= MODSEQ_MAX
+            };
             match (kind, &nums[..]) {
-                (Some("m"), &[uid, modseq, sig]) if uid > 0 && uid <= u32::MAX as u64 => {
+                (Some("m"), &[uid, modseq, sig]) if good(uid, modseq) => {
                     self.known.insert(uid as u32, (modseq, sig));
                     self.highest = self.highest.max(modseq);
                 }
-                (Some("x"), &[uid, modseq]) if uid > 0 && uid <= u32::MAX as u64 => {
+                (Some("x"), &[uid, modseq]) if good(uid, modseq) => {
                     self.known.remove(&(uid as u32));
                     vanished.push((uid as u32, modseq));
                     self.highest = self.highest.max(modseq);
@@ -181,7 +190,7 @@ impl ModseqIndex {
 
     /// A new modseq above every one before (RFC 7162 §3.1.1).
     fn alloc(&mut self) -> u64 {
-        self.highest = (self.highest + 1).max(clock());
+        self.highest = (self.highest + 1).max(clock()).min(MODSEQ_MAX);
         self.highest
     }
 
@@ -332,5 +341,68 @@ impl ModseqIndex {
                 self.lines = None;
             }
         }
+    }
+}
+
+/// For the `maildir_modseq` fuzz target: reads `text` as an index file,
+/// reconciles it with a few messages and checks the invariants (modseqs
+/// positive, within RFC 7162's range, HIGHESTMODSEQ never lower, the expunge
+/// list ordered and bounded). Writes go to a directory that doesn't exist.
+#[doc(hidden)]
+pub fn fuzz_check(text: &str) {
+    let mut ix = ModseqIndex {
+        path: PathBuf::from("/nonexistent/pigeonpost-fuzz").join(MODSEQ_FILE),
+        uidvalidity: 7,
+        highest: 0,
+        known: HashMap::new(),
+        vanished: VecDeque::new(),
+        vanished_floor: 0,
+        lines: None,
+    };
+    ix.parse(text);
+    let before = ix.highest;
+    assert!(before <= MODSEQ_MAX);
+    assert!(ix.vanished.len() <= VANISHED_MAX);
+    assert!(ix
+        .vanished
+        .iter()
+        .zip(ix.vanished.iter().skip(1))
+        .all(|(a, b)| a.1 <= b.1));
+    let mut uids: Vec<u32> = ix.known.keys().copied().take(3).collect();
+    uids.push(u32::MAX);
+    uids.sort_unstable();
+    uids.dedup();
+    let mut messages: Vec<MessageInfo> = uids
+        .into_iter()
+        .map(|uid| MessageInfo {
+            uid,
+            basename: uid.to_string(),
+            filename: format!("{uid}:2,S"),
+            in_new: false,
+            flags: super::Flags::SEEN,
+            keywords: vec!["$Fuzz".into()],
+            size: 1,
+            vsize: 1,
+            internal_date: UNIX_EPOCH,
+            guid: None,
+            pop3_uidl: None,
+            pop3_order: None,
+            recent: false,
+            modseq: 0,
+        })
+        .collect();
+    ix.reconcile(&mut messages);
+    assert!(ix.highest >= before && ix.highest <= MODSEQ_MAX);
+    for m in &messages {
+        assert!(m.modseq > 0 && m.modseq <= ix.highest);
+    }
+    if let Some(m) = messages.first_mut() {
+        m.flags = super::Flags::empty();
+        let h = ix.highest;
+        ix.changed(m);
+        assert!(ix.highest >= h && m.modseq == ix.highest);
+    }
+    if let Some(v) = ix.vanished_since(before) {
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
     }
 }

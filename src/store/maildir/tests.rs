@@ -851,3 +851,23 @@ fn modseq_file_is_appended_then_compacted_and_a_torn_line_is_skipped() {
     assert_eq!(mb.highest_modseq(), h);
     assert_eq!(mb.messages()[0].modseq, h);
 }
+
+/// The `maildir_modseq` fuzz target's check over its seeds and some
+/// mutations of them (the fuzzer itself runs in fuzz/run-ci.sh).
+#[test]
+fn modseq_file_fuzz_seeds_keep_the_invariants() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/maildir_modseq");
+    let mut n = 0;
+    for e in fs::read_dir(seeds).unwrap() {
+        let text = fs::read_to_string(e.unwrap().path()).unwrap();
+        for cut in 0..text.len() {
+            if text.is_char_boundary(cut) {
+                fuzz_modseq_file(&text[..cut]);
+                fuzz_modseq_file(&text[cut..]);
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 3);
+    fuzz_modseq_file("pigeonpost-modseq 1 7 9223372036854775807 0\nm 1 9223372036854775807 1\n");
+}
