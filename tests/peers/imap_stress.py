@@ -33,6 +33,12 @@ every violation is counted, with the session's recent transcript:
             session touched meanwhile and that was never \\Deleted, there is a
             FETCH for it and its flags are the intended result for the flags
             changed (+FLAGS: present, -FLAGS: absent, FLAGS: exactly these).
+  modseq    (RFC 7162 CONDSTORE; every odd-numbered session ENABLEs it) a
+            FETCH with FLAGS lacks MODSEQ in a CONDSTORE session, or carries
+            it in another; a message's MODSEQ goes down in a session; its
+            flags change while its MODSEQ stays; two sessions see one
+            (UID, MODSEQ) with different flags; a SELECT's HIGHESTMODSEQ is
+            below a MODSEQ or HIGHESTMODSEQ the session was told before.
   final     after the run every session SELECTs INBOX and NOOPs (twice, after
             a barrier), then UID FETCH 1:* (FLAGS): the UIDs and flags (without
             \\Recent) of every session equal each other's, the model's flags
@@ -202,6 +208,7 @@ class Shared:
         self.ops = {}  # id -> [session, kind, uids or None (all), t0, t1]
         self.op_seq = 0
         self.uidvalidity = None
+        self.modseq_flags = {}  # (uid, modseq) -> flags, across sessions
         self.stop_at = time.monotonic() + a.seconds
         self.barrier = threading.Barrier(a.clients)
 
@@ -280,6 +287,9 @@ class Session:
         self.fetched = set()  # sequence numbers FETCH answered in this command
         self.recent_reported = set()
         self.appended = 0
+        self.condstore = idx % 2 == 1  # ENABLE CONDSTORE after LOGIN
+        self.modseqs = {}  # uid -> (MODSEQ, flags) last told
+        self.highest = 0  # highest MODSEQ/HIGHESTMODSEQ this session was told
 
     def log(self, line):
         t = "%.3f %s" % (time.monotonic() % 1000, line)
@@ -370,6 +380,16 @@ class Session:
             self.kw_known = {f for f in flags if isinstance(f, str) and not f.startswith("\\")}
             self.kw_known = {k.lower() for k in self.kw_known}
             return
+        m = re.match(r"OK \[HIGHESTMODSEQ (\d+)\]", body)
+        if m:
+            h = int(m.group(1))
+            self.sh.counts["(checker) HIGHESTMODSEQ checked"] += 1
+            if not self.condstore:
+                self.bad("modseq", "HIGHESTMODSEQ in a session without CONDSTORE: %s" % text)
+            if h < self.highest:
+                self.bad("modseq", "HIGHESTMODSEQ %d below the %d this session was told before" % (h, self.highest))
+            self.highest = max(self.highest, h)
+            return
         m = re.match(r"OK \[PERMANENTFLAGS \((.*?)\)\]", body)
         if m:
             self.perm_kw = {f.lower() for f in m.group(1).split() if not f.startswith("\\")}
@@ -430,6 +450,10 @@ class Session:
             msg.flags = {norm(f) for f in flags if f.lower() != "\\recent"}
             if self.cur_store is not None and uid is not None:
                 self.cur_store[uid] = set(msg.flags)
+            if self.condstore and "MODSEQ" not in d:
+                self.bad("modseq", "FETCH with FLAGS but no MODSEQ under CONDSTORE (RFC 7162 §3.1.4): %s" % text)
+        if "MODSEQ" in d:
+            self.check_modseq(uid, d, msg, text)
         if uid is not None:
             for key, table in (("RFC822.SIZE", self.sh.size),):
                 if key in d:
@@ -446,6 +470,34 @@ class Session:
                         old = self.sh.msgid.setdefault(uid, mid)
                     if old != mid:
                         self.bad("uid", "UID %d has Message-ID %s, was %s (UID reused?)" % (uid, mid, old))
+
+    def check_modseq(self, uid, d, msg, text):
+        if not self.condstore:
+            self.bad("modseq", "MODSEQ in a session without CONDSTORE: %s" % text)
+            return
+        try:
+            ms = int(d["MODSEQ"][0])
+        except (TypeError, ValueError, IndexError):
+            self.bad("parse", "MODSEQ item: %s" % text)
+            return
+        self.sh.counts["(checker) MODSEQ checked"] += 1
+        self.highest = max(self.highest, ms)
+        if uid is None or "FLAGS" not in d:
+            return
+        flags = frozenset(msg.flags)
+        prev = self.modseqs.get(uid)
+        if prev is not None:
+            if ms < prev[0]:
+                self.bad("modseq", "UID %d: MODSEQ %d after %d" % (uid, ms, prev[0]))
+            elif ms == prev[0] and flags != prev[1]:
+                self.bad("modseq", "UID %d: flags %s then %s, both at MODSEQ %d"
+                         % (uid, sorted(prev[1]), sorted(flags), ms))
+        self.modseqs[uid] = (ms, flags)
+        with self.sh.lock:
+            other = self.sh.modseq_flags.setdefault((uid, ms), flags)
+        if other != flags:
+            self.bad("modseq", "UID %d MODSEQ %d: flags %s here, %s in another session"
+                     % (uid, ms, sorted(flags), sorted(other)))
 
     def command(self, kind, cmd, literal=None, nonsync=False):
         """Sends one command; returns (tagged status line, untagged texts)."""
@@ -838,6 +890,10 @@ class Session:
         st, _ = self.command("LOGIN", 'LOGIN "%s" "%s"' % (self.a.user, self.a.password))
         if not st.startswith("OK"):
             raise Closed("%s: LOGIN answered %s" % (self.name, st))
+        if self.condstore:
+            st, _ = self.command("ENABLE", "ENABLE CONDSTORE")
+            if not st.startswith("OK"):
+                raise Closed("%s: ENABLE CONDSTORE answered %s" % (self.name, st))
 
     def final(self):
         """Views after the run: SELECT (if needed), NOOP, barrier, NOOP, UID FETCH 1:* FLAGS."""
