@@ -25,15 +25,21 @@
 //! *and* the file being lost at the same time.
 //!
 //! File format (text): a header `pigeonpost-modseq 1 <uidvalidity>
-//! <highestmodseq> <vanished-floor>`, then lines appended as changes
+//! <highestmodseq> <vanished-floor> <boot>`, then lines appended as changes
 //! happen (O_APPEND, one write per change; later lines win):
 //! `m <uid> <modseq> <flags-signature>` for a message's state and
 //! `x <uid> <modseq>` for an expunge. A torn or malformed line is skipped.
 //! It is written anew (temporary file, rename) when it has grown to twice
-//! what it describes. The vanished floor is the modseq up to which the
-//! expunge list may be incomplete (older expunges were forgotten, or
-//! happened before the file was rebuilt); asked about expunges since an
-//! older modseq, the caller falls back to "every UID that isn't there".
+//! what it describes; appends and rewrites happen under an `flock` of the
+//! file, and a rewrite keeps what other writers (sessions of another
+//! process, or a short-lived handle of this one) appended meanwhile. The
+//! vanished floor is the modseq up to which the expunge list may be
+//! incomplete (older expunges were forgotten, or happened before the file
+//! was rebuilt); asked about expunges since an older modseq, the caller
+//! falls back to "every UID that isn't there". `<boot>` is the system boot
+//! the file was rewritten in: appends aren't fsynced, so a file from an
+//! earlier boot (a power loss may have eaten its last lines) gets its
+//! HIGHESTMODSEQ raised to the clock when it is read.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -88,6 +94,8 @@ pub(super) struct ModseqIndex {
     vanished_floor: u64,
     /// Lines in the file; None when it has to be written anew.
     lines: Option<usize>,
+    /// The boot the file was written in ([`boot_id`]).
+    boot: u64,
 }
 
 impl ModseqIndex {
@@ -104,11 +112,14 @@ impl ModseqIndex {
             vanished: VecDeque::new(),
             vanished_floor: 0,
             lines: None,
+            boot: 0,
         };
         let Ok(text) = std::fs::read_to_string(&ix.path) else {
+            ix.boot = boot_id();
             return ix;
         };
         ix.parse(&text);
+        ix.check_boot();
         ix
     }
 
@@ -122,7 +133,7 @@ impl ModseqIndex {
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect();
-        let [validity, highest, floor] = h[..] else {
+        let [validity, highest, floor, boot] = h[..] else {
             return;
         };
         if highest > MODSEQ_MAX || floor > MODSEQ_MAX {
@@ -133,6 +144,7 @@ impl ModseqIndex {
         if validity != self.uidvalidity as u64 {
             return;
         }
+        self.boot = boot;
         self.vanished_floor = floor;
         let mut count = 1;
         let mut vanished = Vec::new();
@@ -165,6 +177,19 @@ impl ModseqIndex {
         self.vanished = vanished.into();
         self.trim_vanished();
         self.lines = Some(count);
+    }
+
+    /// Written since the last boot? Appends aren't fsynced, so after a
+    /// reboot (a power loss) lines may be missing: HIGHESTMODSEQ is then
+    /// raised to the clock, above anything the lost lines handed out, and
+    /// the file is written anew with this boot's id.
+    fn check_boot(&mut self) {
+        let now = boot_id();
+        if self.lines.is_some() && self.boot != now {
+            self.boot = now;
+            self.highest = self.highest.max(clock()).min(MODSEQ_MAX);
+            self.compact();
+        }
     }
 
     fn trim_vanished(&mut self) {
@@ -297,10 +322,9 @@ impl ModseqIndex {
         let describes = self.known.len() + self.vanished.len() + 1;
         let appended = match self.lines {
             Some(n) if n <= 2 * describes + 1024 => {
-                let res = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&self.path)
-                    .and_then(|mut f| f.write_all(text.as_bytes()));
+                let res = self
+                    .open_locked()
+                    .and_then(|(mut f, _)| f.write_all(text.as_bytes()));
                 match res {
                     Ok(()) => {
                         self.lines = Some(n + text.matches('\n').count());
@@ -316,31 +340,116 @@ impl ModseqIndex {
         }
     }
 
+    /// The file as it is now at its path, under an exclusive `flock` (held
+    /// until the handle closes), with its text. Every writer, in this
+    /// process or another, appends or rewrites only under it, and a writer
+    /// that locked a file just replaced by a rewrite opens the new one, so
+    /// no appended line is lost to a rewrite.
+    fn open_locked(&self) -> std::io::Result<(std::fs::File, Option<String>)> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        for _ in 0..8 {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)?;
+            // SAFETY: flock on a descriptor we own; released when `f` closes.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if f.metadata()?.ino() == std::fs::metadata(&self.path)?.ino() {
+                let mut text = String::new();
+                let text = f.read_to_string(&mut text).ok().map(|_| text);
+                return Ok((f, text));
+            }
+        }
+        Err(std::io::Error::other("replaced too often"))
+    }
+
+    /// Writes the file anew (temporary file, rename) under the old one's
+    /// lock, keeping what others appended since we read it: per UID the
+    /// entry with the higher modseq (modseqs only grow), and every expunge.
     fn compact(&mut self) {
+        let locked = self.open_locked().ok();
+        let mut known = self.known.clone();
+        let mut vanished: Vec<(u32, u64)> = self.vanished.iter().copied().collect();
+        let mut highest = self.highest;
+        if let Some((_, Some(text))) = &locked {
+            let mut theirs = ModseqIndex {
+                path: self.path.clone(),
+                uidvalidity: self.uidvalidity,
+                highest: 0,
+                known: HashMap::new(),
+                vanished: VecDeque::new(),
+                vanished_floor: 0,
+                lines: None,
+                boot: 0,
+            };
+            theirs.parse(text);
+            if theirs.lines.is_some() {
+                highest = highest.max(theirs.highest);
+                let gone: std::collections::HashSet<u32> =
+                    vanished.iter().map(|&(u, _)| u).collect();
+                for (uid, (ms, sig)) in theirs.known {
+                    if gone.contains(&uid) {
+                        continue;
+                    }
+                    let e = known.entry(uid).or_insert((ms, sig));
+                    if e.0 < ms {
+                        *e = (ms, sig);
+                    }
+                }
+                for (uid, ms) in theirs.vanished {
+                    if !gone.contains(&uid) {
+                        known.remove(&uid);
+                        vanished.push((uid, ms));
+                    }
+                }
+                vanished.sort_by_key(|&(u, m)| (m, u));
+            }
+        }
+        let skip = vanished.len().saturating_sub(VANISHED_MAX);
         let mut buf = format!(
-            "{MAGIC} {} {} {}\n",
-            self.uidvalidity, self.highest, self.vanished_floor
+            "{MAGIC} {} {highest} {} {}\n",
+            self.uidvalidity, self.vanished_floor, self.boot
         );
-        let mut known: Vec<_> = self.known.iter().collect();
+        let mut known: Vec<_> = known.into_iter().collect();
         known.sort_unstable();
-        for (uid, (modseq, sig)) in known {
+        for (uid, (modseq, sig)) in &known {
             buf.push_str(&format!("m {uid} {modseq} {sig}\n"));
         }
-        for (uid, modseq) in &self.vanished {
+        for (uid, modseq) in &vanished[skip..] {
             buf.push_str(&format!("x {uid} {modseq}\n"));
         }
         let tmp = self
             .path
             .with_file_name(format!("{MODSEQ_FILE}.{}.tmp", super::write::unique_name()));
         let done = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, &self.path));
+        drop(locked);
         match done {
-            Ok(()) => self.lines = Some(1 + self.known.len() + self.vanished.len()),
+            Ok(()) => self.lines = Some(1 + known.len() + vanished.len() - skip),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 tracing::debug!(file = %self.path.display(), "not writing modseqs: {e}");
                 self.lines = None;
             }
         }
+    }
+}
+
+/// This boot of the system (Linux's `boot_id`), hashed; 0 if unknown.
+fn boot_id() -> u64 {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.trim().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    if id.trim().is_empty() {
+        0
+    } else {
+        h.max(1)
     }
 }
 
@@ -358,6 +467,7 @@ pub fn fuzz_check(text: &str) {
         vanished: VecDeque::new(),
         vanished_floor: 0,
         lines: None,
+        boot: 0,
     };
     ix.parse(text);
     let before = ix.highest;

@@ -869,5 +869,42 @@ fn modseq_file_fuzz_seeds_keep_the_invariants() {
         n += 1;
     }
     assert!(n >= 3);
-    fuzz_modseq_file("pigeonpost-modseq 1 7 9223372036854775807 0\nm 1 9223372036854775807 1\n");
+    fuzz_modseq_file("pigeonpost-modseq 1 7 9223372036854775807 0 1\nm 1 9223372036854775807 1\n");
+}
+
+#[test]
+fn modseq_file_from_an_earlier_boot_raises_highestmodseq_and_a_rewrite_keeps_others_lines() {
+    let (_tmp, dir) = new_maildir();
+    deliver(&dir, "1700000000.M1P1.host", b"a\n");
+    deliver(&dir, "1700000001.M1P1.host", b"b\n");
+    let mut a = Mailbox::open(&dir).unwrap();
+    let mut b = Mailbox::open(&dir).unwrap();
+    // Two handles (two processes): b's rewrite keeps a's newer line.
+    assert!(a.set_flags(1, Flags::SEEN, &[]).unwrap());
+    let m1 = a.get(1).unwrap().modseq;
+    for i in 0..1100 {
+        let f = if i % 2 == 0 { Flags::FLAGGED } else { Flags::empty() };
+        b.set_flags(2, f, &[]).unwrap();
+    }
+    let m2 = b.get(2).unwrap().modseq;
+    drop((a, b));
+    let p = dir.join(MODSEQ_FILE);
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(modseqs_of(&mb), vec![(1, m1), (2, m2)]);
+    let h = mb.highest_modseq();
+    drop(mb);
+    // The header names another boot: a power loss may have eaten lines,
+    // so HIGHESTMODSEQ is raised; the messages keep theirs.
+    let text = fs::read_to_string(&p).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let mut w: Vec<&str> = header.split(' ').collect();
+    *w.last_mut().unwrap() = "12345";
+    fs::write(&p, format!("{}\n{rest}", w.join(" "))).unwrap();
+    let mb = Mailbox::open(&dir).unwrap();
+    assert!(mb.highest_modseq() > h);
+    assert_eq!(modseqs_of(&mb), vec![(1, m1), (2, m2)]);
+    let h2 = mb.highest_modseq();
+    drop(mb);
+    // rewritten with this boot's id: the next open keeps it
+    assert_eq!(Mailbox::open(&dir).unwrap().highest_modseq(), h2);
 }
