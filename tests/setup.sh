@@ -7,6 +7,7 @@
 #   swaks               a real SMTP client (tests/it/smtp.rs)
 #   fetchmail           a real POP3 client (tests/it/pop3.rs)
 #   isync, curl         real IMAP clients (tests/it/imap.rs)
+#   neomutt             a real CONDSTORE/QRESYNC client (tests/it/imap.rs)
 #   python3 + aiosmtpd  the receiving SMTP server of the queue tests (tests/peers)
 #   dkimpy, pyspf, dnspython, PyNaCl, authres
 #                       DKIM/ARC and SPF oracles of the mail-authentication tests
@@ -24,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # command -> Debian package
 declare -A PKG=(
-  [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync
+  [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync [neomutt]=neomutt
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
   [policyd-spf]=postfix-policyd-spf-python

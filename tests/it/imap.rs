@@ -2,7 +2,8 @@
 //! LOGINDISABLED, the mailbox commands, FETCH items, STORE, SEARCH,
 //! EXPUNGE, COPY/MOVE with UIDPLUS, APPEND, IDLE seeing mail that SMTP
 //! delivered, two sessions seeing each other's changes, UIDs across a
-//! restart, mbsync syncing folders both ways, malformed commands.
+//! restart, mbsync syncing folders both ways, malformed commands,
+//! CONDSTORE/QRESYNC with imaplib and NeoMutt.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -1483,4 +1484,91 @@ print("ok")
     std::fs::remove_file(setup.maildir("john").join("pigeonpost.index.modseq")).unwrap();
     let server = setup.start();
     check(server.addr("imap").port(), false);
+}
+
+/// A real client's QRESYNC resync: NeoMutt (`imap_qresync` with a header
+/// cache) reopens INBOX after another session flagged two messages (and in
+/// a second round also expunged one), through a relay that counts what the
+/// server sends (tests/peers/neomutt_qresync.py). With only flag changes it
+/// gets exactly the two changed messages (`UID FETCH … (CHANGEDSINCE n
+/// VANISHED)`); without CONDSTORE/QRESYNC it re-reads every message's
+/// flags. Where Dovecot's imap binary is installed, the same script runs
+/// against it on an identical Maildir and every round must look the same
+/// on the wire (NeoMutt re-reads all flags after a VANISHED (EARLIER) with
+/// Dovecot too). Neither mbsync 1.4.4 nor OfflineIMAP 3 uses CONDSTORE.
+#[test]
+fn neomutt_qresync_resync_moves_only_the_changes() {
+    if !require_tool("neomutt") || !require_tool("script") {
+        return;
+    }
+    let setup = imap_setup();
+    let msgs: Vec<String> = (0..30)
+        .map(|i| format!("From: a@example.org\nSubject: m{i}\nMessage-ID: <{i}@example.org>\n\nbody {i}\n"))
+        .collect();
+    let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+    setup.deliver("john", &refs);
+    let server = setup.start();
+    let port = server.addr("imap").port().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/neomutt_qresync.py");
+    let run = |extra: &[&str]| -> Vec<String> {
+        let out = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port, "--user", "john@example.com", "--password", "john123"])
+            .args(extra)
+            .output()
+            .expect("python3");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("{stdout}");
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout.lines().filter(|l| l.starts_with("run ")).map(str::to_string).collect()
+    };
+    let ours = run(&[]);
+    let line = |name: &str| {
+        ours.iter()
+            .find(|l| l.starts_with(&format!("run {name}:")))
+            .unwrap_or_else(|| panic!("{name}: {ours:?}"))
+            .clone()
+    };
+    // Only the two changed messages move.
+    let flags = line("qresync-flags-resync");
+    assert!(flags.contains("fetch=2 ") && flags.contains("(CHANGEDSINCE n VANISHED)"), "{flags}");
+    assert!(!flags.contains("(UID FLAGS)"), "{flags}");
+    assert!(line("qresync-expunge-resync").contains("vanished=['(EARLIER) 7']"));
+    assert!(line("plain-flags-resync").contains("fetch=29 "));
+
+    // The same rounds against Dovecot (root only: its imap runs as nobody).
+    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n");
+    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
+        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dv = tmp.path();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dv.join("Maildir").join(sub)).unwrap();
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        std::fs::write(dv.join(format!("Maildir/new/17000000{i:02}.M1P1.host")), m).unwrap();
+    }
+    std::fs::write(
+        dv.join("dovecot.conf"),
+        format!(
+            "log_path = /dev/null\nssl = no\nmail_location = maildir:{}/Maildir\n",
+            dv.display()
+        ),
+    )
+    .unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dv)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cmd = format!(
+        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
+        dv.display()
+    );
+    let theirs = run(&["--dovecot", &cmd]);
+    assert_eq!(ours, theirs, "pigeonpost and Dovecot differ on the wire");
 }
