@@ -1503,24 +1503,46 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
     }
     let setup = imap_setup();
     let msgs: Vec<String> = (0..30)
-        .map(|i| format!("From: a@example.org\nSubject: m{i}\nMessage-ID: <{i}@example.org>\n\nbody {i}\n"))
+        .map(|i| {
+            format!(
+                "From: a@example.org\nSubject: m{i}\nMessage-ID: <{i}@example.org>\n\nbody {i}\n"
+            )
+        })
         .collect();
     let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
     setup.deliver("john", &refs);
     let server = setup.start();
     let port = server.addr("imap").port().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/neomutt_qresync.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/neomutt_qresync.py"
+    );
     let run = |extra: &[&str]| -> Vec<String> {
         let out = Command::new("python3")
             .arg(script)
-            .args(["--port", &port, "--user", "john@example.com", "--password", "john123"])
+            .args([
+                "--port",
+                &port,
+                "--user",
+                "john@example.com",
+                "--password",
+                "john123",
+            ])
             .args(extra)
             .output()
             .expect("python3");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         println!("{stdout}");
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout.lines().filter(|l| l.starts_with("run ")).map(str::to_string).collect()
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("run "))
+            .map(str::to_string)
+            .collect()
     };
     let ours = run(&[]);
     let line = |name: &str| {
@@ -1531,14 +1553,20 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
     };
     // Only the two changed messages move.
     let flags = line("qresync-flags-resync");
-    assert!(flags.contains("fetch=2 ") && flags.contains("(CHANGEDSINCE n VANISHED)"), "{flags}");
+    assert!(
+        flags.contains("fetch=2 ") && flags.contains("(CHANGEDSINCE n VANISHED)"),
+        "{flags}"
+    );
     assert!(!flags.contains("(UID FLAGS)"), "{flags}");
     assert!(line("qresync-expunge-resync").contains("vanished=['(EARLIER) 7']"));
     assert!(line("plain-flags-resync").contains("fetch=29 "));
 
     // The same rounds against Dovecot (root only: its imap runs as nobody).
     let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n");
     if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
         eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
         return;

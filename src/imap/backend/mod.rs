@@ -266,7 +266,15 @@ impl Backend {
             B::Select {
                 mailbox,
                 parameters,
-            } => self.select(tag, &mailbox, &parameters, false, utf8, &mut out, &mut state),
+            } => self.select(
+                tag,
+                &mailbox,
+                &parameters,
+                false,
+                utf8,
+                &mut out,
+                &mut state,
+            ),
             B::Examine {
                 mailbox,
                 parameters,
@@ -418,7 +426,12 @@ impl Backend {
             if self.qresync {
                 // RFC 7162 §3.2.10: once QRESYNC is enabled, expunges are
                 // reported as VANISHED (UIDs), never as EXPUNGE.
-                let mut uids: Vec<u32> = sel.view.iter().copied().filter(|u| gone.contains(u)).collect();
+                let mut uids: Vec<u32> = sel
+                    .view
+                    .iter()
+                    .copied()
+                    .filter(|u| gone.contains(u))
+                    .collect();
                 if !uids.is_empty() {
                     sel.view.retain(|u| !gone.contains(u));
                     uids.sort_unstable();
@@ -479,8 +492,7 @@ impl Backend {
                         String::new()
                     };
                     out.extend_from_slice(
-                        format!("* {} FETCH (UID {u} FLAGS {flags}{modseq})\r\n", i + 1)
-                            .as_bytes(),
+                        format!("* {} FETCH (UID {u} FLAGS {flags}{modseq})\r\n", i + 1).as_bytes(),
                     );
                 }
             }

@@ -10,8 +10,8 @@ use std::ops::Range;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
-use super::registry::lock;
 use super::condstore::vanished_set;
+use super::registry::lock;
 use super::sequence::merged_intervals;
 use super::{store_no, Backend, Selected};
 use crate::imap::proto::response::{astring, flag_list, tagged};

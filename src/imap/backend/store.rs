@@ -26,7 +26,10 @@ impl Backend {
         modifiers: &[StoreModifier],
         out: &mut Vec<u8>,
     ) -> String {
-        let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).min();
+        let unchanged_since = modifiers
+            .iter()
+            .map(|StoreModifier::UnchangedSince(n)| *n)
+            .min();
         let condstore = self.condstore;
         if self.bad_sequence_set(set, uid) {
             return tagged(

@@ -600,7 +600,9 @@ fn condstore_select_fetch_changedsince_and_status() {
     let out = c.run(&format!("a4 FETCH 1:* (FLAGS) (CHANGEDSINCE {h})\r\n"));
     assert_eq!(
         out,
-        format!("* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ({m2}))\r\na4 OK Fetch completed.\r\n")
+        format!(
+            "* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ ({m2}))\r\na4 OK Fetch completed.\r\n"
+        )
     );
     assert_eq!(
         c.run(&format!("a5 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {m2})\r\n")),
@@ -735,13 +737,18 @@ fn qresync_select_vanished_earlier_and_vanished_updates() {
     let highest = modseqs(&out)[0];
     // Known UIDs limit VANISHED (EARLIER) to them.
     let out = c.run(&format!("a4 EXAMINE INBOX (QRESYNC ({v} {h} 1:2))\r\n"));
-    assert!(out.starts_with("* OK [CLOSED] Previous mailbox closed.\r\n"), "{out}");
+    assert!(
+        out.starts_with("* OK [CLOSED] Previous mailbox closed.\r\n"),
+        "{out}"
+    );
     assert!(!out.contains("VANISHED"), "{out}");
     // A wrong UIDVALIDITY: a plain SELECT.
     let out = c.run(&format!("a5 SELECT INBOX (QRESYNC ({} {h}))\r\n", v + 1));
     assert!(!out.contains("FETCH") && !out.contains("VANISHED"), "{out}");
     // RFC 7162 §3.2.6: UID FETCH (CHANGEDSINCE … VANISHED).
-    let out = c.run(&format!("a6 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"));
+    let out = c.run(&format!(
+        "a6 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"
+    ));
     assert_eq!(
         masked(&out),
         "* VANISHED (EARLIER) 3\r\n* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen) MODSEQ (M))\r\n\
@@ -749,9 +756,13 @@ fn qresync_select_vanished_earlier_and_vanished_updates() {
     );
     // VANISHED only with UID FETCH and CHANGEDSINCE.
     assert!(c
-        .run(&format!("a7 FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"))
+        .run(&format!(
+            "a7 FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"
+        ))
         .starts_with("a7 BAD"));
-    assert!(c.run("a8 UID FETCH 1:* (FLAGS) (VANISHED)\r\n").starts_with("a8 BAD"));
+    assert!(c
+        .run("a8 UID FETCH 1:* (FLAGS) (VANISHED)\r\n")
+        .starts_with("a8 BAD"));
     // RFC 7162 §3.2.10: once QRESYNC is enabled, expunges by others and by
     // this session come as VANISHED, never EXPUNGE; §3.2.7: the tagged OK
     // to EXPUNGE carries HIGHESTMODSEQ.
@@ -769,6 +780,11 @@ fn qresync_select_vanished_earlier_and_vanished_updates() {
     );
     assert!(modseqs(&out)[0] > highest);
     // Every expunge is remembered: from h, all three.
-    let out = c.run(&format!("a12 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"));
-    assert_eq!(out, "* VANISHED (EARLIER) 1:3\r\na12 OK Fetch completed.\r\n");
+    let out = c.run(&format!(
+        "a12 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {h} VANISHED)\r\n"
+    ));
+    assert_eq!(
+        out,
+        "* VANISHED (EARLIER) 1:3\r\na12 OK Fetch completed.\r\n"
+    );
 }

@@ -396,7 +396,10 @@ fn enable_condstore_and_qresync() {
     // RFC 7162 §3.1 and §3.2.3: both advertised; QRESYNC implies CONDSTORE
     // (the ENABLED answer names what was asked for).
     let caps = s.capabilities();
-    assert!(caps.contains(" CONDSTORE") && caps.contains(" QRESYNC"), "{caps}");
+    assert!(
+        caps.contains(" CONDSTORE") && caps.contains(" QRESYNC"),
+        "{caps}"
+    );
     let (o, _) = run(&mut s, "e ENABLE QRESYNC\r\n");
     assert_eq!(o, "* ENABLED QRESYNC\r\ne OK Enabled.\r\n");
     let (o, _) = run(&mut s, "f ENABLE CONDSTORE QRESYNC\r\n");
@@ -409,6 +412,9 @@ fn enable_condstore_and_qresync() {
     let o = run_options(&mut t, "h SELECT INBOX (CONDSTORE)\r\n");
     assert!(o.condstore && !o.qresync);
     // The RFC 7162 syntax reaches the backend parsed.
-    let (_, a) = run(&mut t, "i UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n");
+    let (_, a) = run(
+        &mut t,
+        "i UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n",
+    );
     assert!(matches!(a.first(), Some(Action::Run { .. })));
 }

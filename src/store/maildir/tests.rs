@@ -814,7 +814,11 @@ fn modseqs_survive_reopen_and_never_go_back_after_index_loss() {
     // The index deleted, then damaged: rebuilt, HIGHESTMODSEQ never lower
     // and every message newer than anything handed out before; the lost
     // expunges are reported as unknown (None), not as "none".
-    for damage in [None, Some("garbage\n"), Some("pigeonpost-modseq 1 1 2\nm 1 x\n")] {
+    for damage in [
+        None,
+        Some("garbage\n"),
+        Some("pigeonpost-modseq 1 1 2\nm 1 x\n"),
+    ] {
         let p = dir.join(MODSEQ_FILE);
         match damage {
             None => fs::remove_file(&p).unwrap(),
@@ -834,7 +838,11 @@ fn modseq_file_is_appended_then_compacted_and_a_torn_line_is_skipped() {
     deliver(&dir, "1700000000.M1P1.host", b"a\n");
     let mut mb = Mailbox::open(&dir).unwrap();
     for i in 0..1500 {
-        let f = if i % 2 == 0 { Flags::SEEN } else { Flags::empty() };
+        let f = if i % 2 == 0 {
+            Flags::SEEN
+        } else {
+            Flags::empty()
+        };
         assert!(mb.set_flags(1, f, &[]).unwrap());
     }
     let h = mb.highest_modseq();
@@ -883,7 +891,11 @@ fn modseq_file_from_an_earlier_boot_raises_highestmodseq_and_a_rewrite_keeps_oth
     assert!(a.set_flags(1, Flags::SEEN, &[]).unwrap());
     let m1 = a.get(1).unwrap().modseq;
     for i in 0..1100 {
-        let f = if i % 2 == 0 { Flags::FLAGGED } else { Flags::empty() };
+        let f = if i % 2 == 0 {
+            Flags::FLAGGED
+        } else {
+            Flags::empty()
+        };
         b.set_flags(2, f, &[]).unwrap();
     }
     let m2 = b.get(2).unwrap().modseq;
