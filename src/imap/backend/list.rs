@@ -13,7 +13,7 @@ use super::{store_no, Backend};
 use crate::imap::proto::list_ext::ListExtended;
 use crate::imap::proto::response::{astring, tagged};
 use crate::store::maildir::utf7::utf8_to_mutf7;
-use crate::store::maildir::{Flags, Mailbox};
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox};
 
 /// RFC 6154 special-use attributes from the folder's (English) name, as
 /// Dovecot's default config assigns them.
@@ -346,8 +346,7 @@ impl Backend {
             );
             self.spill(&mut out);
             if let (Some(items), true) = (&l.return_status, exists) {
-                if let Ok(mb) = self.open(n) {
-                    let parts = status_items(&mb, items.iter().map(String::as_str));
+                if let Some(parts) = self.status_of(n, items.iter().map(String::as_str)) {
                     out.extend_from_slice(
                         format!("* STATUS {shown} ({})\r\n", parts.join(" ")).as_bytes(),
                     );
@@ -357,6 +356,33 @@ impl Backend {
         out.extend_from_slice(tagged(tag, "OK", "List completed.").as_bytes());
         out
     }
+    /// STATUS items of mailbox `name`. A mailbox some session of this
+    /// process has open is answered from that shared copy, so its
+    /// HIGHESTMODSEQ (RFC 7162 §3.1.7) is the one those sessions see.
+    fn status_items_of<'a>(
+        &self,
+        name: &str,
+        items: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<String>, StoreError> {
+        match self.mailboxes.open_already(&self.root, name) {
+            Some(shared) => {
+                let mut sh = super::registry::lock(&shared);
+                sh.sync()?;
+                Ok(status_items(&sh.mailbox, items))
+            }
+            None => Ok(status_items(&self.open(name)?, items)),
+        }
+    }
+
+    /// LIST-STATUS: the items, or None when the mailbox can't be opened.
+    fn status_of<'a>(
+        &self,
+        name: &str,
+        items: impl Iterator<Item = &'a str>,
+    ) -> Option<Vec<String>> {
+        self.status_items_of(name, items).ok()
+    }
+
     pub(super) fn status(
         &mut self,
         tag: &str,
@@ -377,20 +403,9 @@ impl Backend {
             StatusDataItemName::HighestModSeq => Some("HIGHESTMODSEQ"),
             _ => None,
         });
-        // A mailbox some session has open is answered from that shared
-        // copy, so its HIGHESTMODSEQ is the one those sessions see.
-        let parts = match self.mailboxes.open_already(&self.root, &name) {
-            Some(shared) => {
-                let mut sh = super::registry::lock(&shared);
-                if let Err(e) = sh.sync() {
-                    return store_no(tag, &e);
-                }
-                status_items(&sh.mailbox, names)
-            }
-            None => match self.open(&name) {
-                Ok(mb) => status_items(&mb, names),
-                Err(e) => return store_no(tag, &e),
-            },
+        let parts = match self.status_items_of(&name, names) {
+            Ok(p) => p,
+            Err(e) => return store_no(tag, &e),
         };
         out.extend_from_slice(
             format!(
