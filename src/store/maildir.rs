@@ -404,6 +404,10 @@ impl Mailbox {
     pub fn vanished_since(&self, since: u64) -> Option<Vec<u32>> {
         self.modseqs.as_ref().and_then(|m| m.vanished_since(since))
     }
+    /// The mod-sequence of `uid`'s expunge, if it is remembered.
+    pub fn expunged_at(&self, uid: u32) -> Option<u64> {
+        self.modseqs.as_ref().and_then(|m| m.expunged_at(uid))
+    }
     pub fn set_lock_timeout(&mut self, timeout: Duration) {
         self.lock_timeout = timeout;
     }

@@ -498,6 +498,23 @@ impl Backend {
             }
             sel.seen_modseq = sh.modseq();
         }
+        // RFC 5162 erratum 1810, kept by RFC 7162: while expunges wait to
+        // be reported (during FETCH, STORE, SEARCH), a client that saved
+        // the MODSEQs it was sent as its high-water mark would skip them
+        // at its next resync; a HIGHESTMODSEQ just below the first of
+        // them tells it where to resume.
+        if self.condstore && !sel.pending_expunge.is_empty() {
+            let first = sel
+                .pending_expunge
+                .iter()
+                .filter_map(|u| sh.mailbox.expunged_at(*u))
+                .min();
+            if let Some(m) = first {
+                out.extend_from_slice(
+                    format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", m - 1).as_bytes(),
+                );
+            }
+        }
         sel.own.clear();
     }
 }

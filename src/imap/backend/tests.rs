@@ -788,3 +788,35 @@ fn qresync_select_vanished_earlier_and_vanished_updates() {
         "* VANISHED (EARLIER) 1:3\r\na12 OK Fetch completed.\r\n"
     );
 }
+
+#[test]
+fn a_held_back_expunge_comes_with_a_lower_highestmodseq() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    c.opts.condstore = true;
+    c.run("a1 SELECT INBOX\r\n");
+    let mut other = Client::new(&dir);
+    other.run("b1 SELECT INBOX\r\n");
+    other.run("b2 STORE 2 +FLAGS (\\Deleted)\r\n");
+    other.run("b3 EXPUNGE\r\n");
+    other.run("b4 STORE 1 +FLAGS (\\Flagged)\r\n");
+    // RFC 5162 erratum 1810: the expunge of UID 2 can't be reported during
+    // FETCH (RFC 3501 §7.4.1), but the FETCH carries a newer MODSEQ: a
+    // HIGHESTMODSEQ below the expunge's follows, so a client resyncing
+    // from it still learns of the expunge.
+    let out = c.run("a2 FETCH 1 (FLAGS)\r\n");
+    assert_eq!(
+        masked(&out),
+        "* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent) MODSEQ (M))\r\n\
+         * 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen \\Recent) MODSEQ (M))\r\n\
+         * OK [HIGHESTMODSEQ M] Highest\r\n\
+         a2 OK Fetch completed.\r\n"
+    );
+    let ms = modseqs(&out);
+    assert!(ms[2] < ms[0], "{out}");
+    // The expunge itself is reported at the next chance, without it.
+    assert_eq!(
+        c.run("a3 NOOP\r\n"),
+        "* 2 EXPUNGE\r\na3 OK NOOP completed.\r\n"
+    );
+}

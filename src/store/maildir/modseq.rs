@@ -302,6 +302,15 @@ impl ModseqIndex {
         self.write(&text);
     }
 
+    /// The modseq of `uid`'s expunge, if it is remembered.
+    pub(super) fn expunged_at(&self, uid: u32) -> Option<u64> {
+        self.vanished
+            .iter()
+            .rev()
+            .find(|&&(u, _)| u == uid)
+            .map(|&(_, m)| m)
+    }
+
     /// UIDs expunged with a modseq above `since`, ascending; `None` when
     /// the list may be incomplete that far back.
     pub(super) fn vanished_since(&self, since: u64) -> Option<Vec<u32>> {
