@@ -332,7 +332,7 @@ impl ModseqIndex {
         let appended = match self.lines {
             Some(n) if n <= 2 * describes + 1024 => {
                 let res = self
-                    .open_locked()
+                    .open_locked(false)
                     .and_then(|(mut f, _)| f.write_all(text.as_bytes()));
                 match res {
                     Ok(()) => {
@@ -350,11 +350,11 @@ impl ModseqIndex {
     }
 
     /// The file as it is now at its path, under an exclusive `flock` (held
-    /// until the handle closes), with its text. Every writer, in this
+    /// until the handle closes), with its text if `read`. Every writer, in this
     /// process or another, appends or rewrites only under it, and a writer
     /// that locked a file just replaced by a rewrite opens the new one, so
     /// no appended line is lost to a rewrite.
-    fn open_locked(&self) -> std::io::Result<(std::fs::File, Option<String>)> {
+    fn open_locked(&self, read: bool) -> std::io::Result<(std::fs::File, Option<String>)> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         use std::os::unix::io::AsRawFd;
@@ -368,6 +368,9 @@ impl ModseqIndex {
                 return Err(std::io::Error::last_os_error());
             }
             if f.metadata()?.ino() == std::fs::metadata(&self.path)?.ino() {
+                if !read {
+                    return Ok((f, None));
+                }
                 let mut text = String::new();
                 let text = f.read_to_string(&mut text).ok().map(|_| text);
                 return Ok((f, text));
@@ -380,7 +383,7 @@ impl ModseqIndex {
     /// lock, keeping what others appended since we read it: per UID the
     /// entry with the higher modseq (modseqs only grow), and every expunge.
     fn compact(&mut self) {
-        let locked = self.open_locked().ok();
+        let locked = self.open_locked(true).ok();
         let mut known = self.known.clone();
         let mut vanished: Vec<(u32, u64)> = self.vanished.iter().copied().collect();
         let mut highest = self.highest;
