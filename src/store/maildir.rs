@@ -404,6 +404,15 @@ impl Mailbox {
     pub fn vanished_since(&self, since: u64) -> Option<Vec<u32>> {
         self.modseqs.as_ref().and_then(|m| m.vanished_since(since))
     }
+    /// Writes the mod-sequences of flag changes made since the last call
+    /// (one append per command rather than per message; also done at every
+    /// sync and when the mailbox is dropped).
+    pub fn flush_modseqs(&mut self) {
+        if let Some(ix) = &mut self.modseqs {
+            ix.flush();
+        }
+    }
+
     /// The mod-sequence of `uid`'s expunge, if it is remembered.
     pub fn expunged_at(&self, uid: u32) -> Option<u64> {
         self.modseqs.as_ref().and_then(|m| m.expunged_at(uid))
@@ -587,6 +596,7 @@ impl Mailbox {
     /// [`expunge`](Mailbox::expunge) calls are not reported again; own
     /// appends and copies into this mailbox are reported as new).
     pub fn sync(&mut self) -> Result<Changes> {
+        self.flush_modseqs();
         let started = SystemTime::now();
         let fp = self.fingerprint()?;
         if let Some((old, at)) = &self.fingerprint {
@@ -1225,6 +1235,12 @@ impl Mailbox {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(io_err("open", &p, e)),
         }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.flush_modseqs();
     }
 }
 

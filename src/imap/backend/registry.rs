@@ -45,6 +45,8 @@ impl Shared {
     /// Picks up changes made by others (deliveries, other processes), at
     /// most every [`SYNC_INTERVAL`].
     pub(super) fn sync(&mut self) -> Result<(), StoreError> {
+        // Every command ends here: its flag changes' modseqs go to disk.
+        self.mailbox.flush_modseqs();
         if self.last_sync.elapsed() < SYNC_INTERVAL && !self.notify.take_dirty(self.mailbox.dir()) {
             return Ok(());
         }

@@ -96,6 +96,9 @@ pub(super) struct ModseqIndex {
     lines: Option<usize>,
     /// The boot the file was written in ([`boot_id`]).
     boot: u64,
+    /// Lines of flag changes not appended yet: one write per command (see
+    /// [`flush`](Self::flush)), not one per message.
+    pending: String,
 }
 
 impl ModseqIndex {
@@ -113,6 +116,7 @@ impl ModseqIndex {
             vanished_floor: 0,
             lines: None,
             boot: 0,
+            pending: String::new(),
         };
         let Ok(text) = std::fs::read_to_string(&ix.path) else {
             ix.boot = boot_id();
@@ -288,7 +292,15 @@ impl ModseqIndex {
         let sig = signature(m);
         m.modseq = modseq;
         self.known.insert(m.uid, (modseq, sig));
-        self.write(&format!("m {} {modseq} {sig}\n", m.uid));
+        // Written at the next flush (the end of the command, the next
+        // sync, or when the handle closes). Lost in a crash, the change is
+        // seen again at the next open (the flags differ from the file's)
+        // and gets a newer modseq: never an older one.
+        self.pending
+            .push_str(&format!("m {} {modseq} {sig}\n", m.uid));
+        if self.pending.len() > 64 * 1024 {
+            self.flush();
+        }
     }
 
     /// We expunged `uids`.
@@ -328,6 +340,17 @@ impl ModseqIndex {
     /// damaged or has grown to twice what it describes. Best effort: a
     /// failed write only means the next rebuild hands out newer modseqs.
     fn write(&mut self, text: &str) {
+        self.pending.push_str(text);
+        self.flush();
+    }
+
+    /// Appends what is pending (see [`write`](Self::write)).
+    pub(super) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        let text = text.as_str();
         let describes = self.known.len() + self.vanished.len() + 1;
         let appended = match self.lines {
             Some(n) if n <= 2 * describes + 1024 => {
@@ -397,6 +420,7 @@ impl ModseqIndex {
                 vanished_floor: 0,
                 lines: None,
                 boot: 0,
+                pending: String::new(),
             };
             theirs.parse(text);
             if theirs.lines.is_some() {
@@ -480,6 +504,7 @@ pub fn fuzz_check(text: &str) {
         vanished_floor: 0,
         lines: None,
         boot: 0,
+        pending: String::new(),
     };
     ix.parse(text);
     let before = ix.highest;
