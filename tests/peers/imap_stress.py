@@ -39,7 +39,7 @@ every violation is counted, with the session's recent transcript:
             flags change while its MODSEQ stays; two sessions see one
             (UID, MODSEQ) with different flags; a SELECT's HIGHESTMODSEQ is
             below a MODSEQ or HIGHESTMODSEQ the session was told before (a
-            lower one after a held-back expunge, RFC 5162 erratum 1810, is
+            lower one after a held-back expunge, RFC 7162 §3.2, is
             fine).
   final     after the run every session SELECTs INBOX and NOOPs (twice, after
             a barrier), then UID FETCH 1:* (FLAGS): the UIDs and flags (without
@@ -389,7 +389,7 @@ class Session:
             if not self.condstore:
                 self.bad("modseq", "HIGHESTMODSEQ in a session without CONDSTORE: %s" % text)
             if self.cmd_kind != "SELECT":
-                # below a held-back expunge (RFC 5162 erratum 1810): may be lower
+                # below a held-back expunge (RFC 7162 §3.2): may be lower
                 return
             if h < self.highest:
                 self.bad("modseq", "HIGHESTMODSEQ %d below the %d this session was told before" % (h, self.highest))

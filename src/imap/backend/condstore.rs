@@ -58,8 +58,9 @@ pub(super) fn uses_modseq(keys: &[SearchKey<'_>]) -> bool {
 /// `UID FETCH … (CHANGEDSINCE n VANISHED)` (§3.2.6). When the expunges
 /// aren't remembered that far back (the index was rebuilt, or more than
 /// `VANISHED_MAX` expunges since), every UID in `within` below UIDNEXT that
-/// isn't in the mailbox is reported instead, which §3.2.5.2 and §3.2.10
-/// allow (a client ignores UIDs it doesn't have).
+/// isn't in the mailbox is reported instead, as RFC 7162 §5.1 allows for
+/// servers that keep no expunge modseqs (a client ignores UIDs it doesn't
+/// have).
 pub(super) fn vanished_set(mb: &Mailbox, since: u64, within: &[(u32, u32)]) -> String {
     match mb.vanished_since(since) {
         Some(uids) => {

@@ -498,7 +498,7 @@ impl Backend {
             }
             sel.seen_modseq = sh.modseq();
         }
-        // RFC 5162 erratum 1810, kept by RFC 7162: while expunges wait to
+        // RFC 7162 §3.2 (RFC 5162 erratum 1810): while expunges wait to
         // be reported (during FETCH, STORE, SEARCH), a client that saved
         // the MODSEQs it was sent as its high-water mark would skip them
         // at its next resync; a HIGHESTMODSEQ just below the first of

@@ -800,7 +800,7 @@ fn a_held_back_expunge_comes_with_a_lower_highestmodseq() {
     other.run("b2 STORE 2 +FLAGS (\\Deleted)\r\n");
     other.run("b3 EXPUNGE\r\n");
     other.run("b4 STORE 1 +FLAGS (\\Flagged)\r\n");
-    // RFC 5162 erratum 1810: the expunge of UID 2 can't be reported during
+    // RFC 7162 §3.2: the expunge of UID 2 can't be reported during
     // FETCH (RFC 3501 §7.4.1), but the FETCH carries a newer MODSEQ: a
     // HIGHESTMODSEQ below the expunge's follows, so a client resyncing
     // from it still learns of the expunge.

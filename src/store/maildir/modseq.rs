@@ -262,7 +262,7 @@ impl ModseqIndex {
         let rebuild = self.lines.is_none();
         let modseq = self.alloc();
         if rebuild {
-            // Nothing is known about expunges before now (RFC 7162 §3.2.5.2
+            // Nothing is known about expunges before now (RFC 7162 §5.1
             // lets the caller answer with every missing UID instead).
             self.vanished_floor = self.vanished_floor.max(modseq);
         }
