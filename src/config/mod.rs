@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-pub use parse::{PassdbSpec, TlsLevel, UserdbSpec};
+pub use parse::{parse_milters, PassdbSpec, TlsLevel, UserdbSpec};
 
 /// A configuration problem, reported as one line naming key, source and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +217,51 @@ pub enum IdMap {
     Table(String),
 }
 
+/// What to do when a milter fails (Postfix `milter_default_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MilterDefault {
+    Tempfail,
+    Accept,
+    Reject,
+    Quarantine,
+}
+
+/// One milter of `smtpd_milters`: where it listens and its own settings
+/// (Postfix 3.0's `{ inet:host:port, default_action=accept, ... }` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MilterSpec {
+    /// As written: `inet:host:port` or `unix:/path`.
+    pub name: String,
+    pub endpoint: MilterEndpoint,
+    pub default_action: Option<MilterDefault>,
+    pub connect_timeout: Option<Duration>,
+    pub command_timeout: Option<Duration>,
+    pub content_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilterEndpoint {
+    Inet(String, u16),
+    Unix(PathBuf),
+}
+
+/// The `milter_*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MilterSettings {
+    pub protocol: u32,
+    pub default_action: MilterDefault,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub content_timeout: Duration,
+    pub connect_macros: Vec<String>,
+    pub helo_macros: Vec<String>,
+    pub mail_macros: Vec<String>,
+    pub rcpt_macros: Vec<String>,
+    pub data_macros: Vec<String>,
+    pub eoh_macros: Vec<String>,
+    pub eod_macros: Vec<String>,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -263,6 +308,11 @@ pub struct Config {
     pub smtp_tls_security_level: TlsLevel,
     pub smtp_sasl_password_maps: Vec<String>,
     pub default_destination_concurrency_limit: usize,
+    /// `smtpd_milters`, in order.
+    pub smtpd_milters: Vec<MilterSpec>,
+    pub non_smtpd_milters: Vec<MilterSpec>,
+    /// `milter_protocol`, `milter_default_action`, timeouts and macros.
+    pub milter: MilterSettings,
     pub protocols: Vec<String>,
     pub mail_location: String,
     pub pop3_uidl_format: String,

@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use super::expand::{check_user_template, split_list};
 use super::keys::{self, Kind};
 use super::restrictions::{self as rx, AccessPolicy, Codes, PolicyDefaults, Restrictions};
-use super::{Config, ConfigError, Entry, IdMap, Listen, LogFormat};
+use super::{
+    Config, ConfigError, Entry, IdMap, Listen, LogFormat, MilterDefault, MilterEndpoint,
+    MilterSettings, MilterSpec,
+};
 
 /// `passdb`: where passwords are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,6 +464,28 @@ pub(super) fn build(
             "dkim_key_table and dkim_signing_table go together: set both or neither",
         ));
     }
+    let milters = |key: &str| parse_milters(&v.entry(key).value).map_err(|r| v.err(key, r));
+    let smtpd_milters = milters("smtpd_milters")?;
+    let non_smtpd_milters = milters("non_smtpd_milters")?;
+    let milter_protocol: u32 = v.count("milter_protocol")?;
+    if !(2..=6).contains(&milter_protocol) {
+        return Err(v.err("milter_protocol", format!("{milter_protocol}: use 2 to 6")));
+    }
+    let milter = MilterSettings {
+        protocol: milter_protocol,
+        default_action: parse_milter_default(&v.text("milter_default_action"))
+            .map_err(|r| v.err("milter_default_action", r))?,
+        connect_timeout: nonzero_time(&v, "milter_connect_timeout")?,
+        command_timeout: nonzero_time(&v, "milter_command_timeout")?,
+        content_timeout: nonzero_time(&v, "milter_content_timeout")?,
+        connect_macros: v.list("milter_connect_macros"),
+        helo_macros: v.list("milter_helo_macros"),
+        mail_macros: v.list("milter_mail_macros"),
+        rcpt_macros: v.list("milter_rcpt_macros"),
+        data_macros: v.list("milter_data_macros"),
+        eoh_macros: v.list("milter_end_of_header_macros"),
+        eod_macros: v.list("milter_end_of_data_macros"),
+    };
     let myhostname = v.text("myhostname");
     if myhostname.is_empty() || myhostname.contains(char::is_whitespace) {
         return Err(v.err("myhostname", format!("'{myhostname}' is not a host name")));
@@ -509,6 +534,9 @@ pub(super) fn build(
         smtp_tls_security_level,
         smtp_sasl_password_maps: v.list("smtp_sasl_password_maps"),
         default_destination_concurrency_limit: v.count("default_destination_concurrency_limit")?,
+        smtpd_milters,
+        non_smtpd_milters,
+        milter,
         protocols: one_of(&v, "protocols", &["imap", "pop3", "lmtp", "none"])?,
         mail_location,
         pop3_uidl_format,
@@ -644,9 +672,154 @@ fn access_policy(
     })
 }
 
+fn parse_milter_default(s: &str) -> Result<MilterDefault, String> {
+    match s {
+        "tempfail" => Ok(MilterDefault::Tempfail),
+        "accept" => Ok(MilterDefault::Accept),
+        "reject" => Ok(MilterDefault::Reject),
+        "quarantine" => Ok(MilterDefault::Quarantine),
+        other => Err(format!(
+            "'{other}': use tempfail, accept, reject or quarantine"
+        )),
+    }
+}
+
+/// A milter address in Postfix syntax (MILTER_README "Configuring
+/// Postfix"): `inet:host:port`, `inet:[ipv6]:port`, `unix:/path`,
+/// `local:/path`, or a bare `/path`.
+fn parse_milter_endpoint(s: &str) -> Result<MilterEndpoint, String> {
+    if let Some(path) = s
+        .strip_prefix("unix:")
+        .or_else(|| s.strip_prefix("local:"))
+        .or_else(|| s.starts_with('/').then_some(s))
+    {
+        if path.is_empty() {
+            return Err(format!("'{s}': no socket path"));
+        }
+        return Ok(MilterEndpoint::Unix(PathBuf::from(path)));
+    }
+    let Some(rest) = s.strip_prefix("inet:") else {
+        return Err(format!("'{s}': use inet:host:port or unix:/path"));
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}': no port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{s}': '{port}' is not a port"))?;
+    if host.is_empty() {
+        return Err(format!("'{s}': no host"));
+    }
+    Ok(MilterEndpoint::Inet(host.to_string(), port))
+}
+
+/// `smtpd_milters`: milters separated by commas or whitespace, each a
+/// bare address or `{ address, name=value, ... }` (Postfix 3.0 per-milter
+/// settings: default_action, connect_timeout, command_timeout,
+/// content_timeout).
+pub fn parse_milters(value: &str) -> Result<Vec<MilterSpec>, String> {
+    let mut out = Vec::new();
+    let mut rest = value.trim();
+    while !rest.is_empty() {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(inner) = rest.strip_prefix('{') {
+            let end = inner.find('}').ok_or("'{' without '}'")?;
+            out.push(parse_milter_braces(&inner[..end])?);
+            rest = &inner[end + 1..];
+        } else {
+            let end = rest
+                .find(|c: char| c == ',' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            out.push(MilterSpec {
+                name: word.to_string(),
+                endpoint: parse_milter_endpoint(word)?,
+                default_action: None,
+                connect_timeout: None,
+                command_timeout: None,
+                content_timeout: None,
+            });
+            rest = &rest[end..];
+        }
+    }
+    Ok(out)
+}
+
+fn parse_milter_braces(inner: &str) -> Result<MilterSpec, String> {
+    let mut spec: Option<MilterSpec> = None;
+    let mut settings = Vec::new();
+    for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            // `name = inet:...` names the address too.
+            Some((k, v)) if k.trim() != "name" => {
+                settings.push((k.trim().to_string(), v.trim().to_string()))
+            }
+            other => {
+                let addr = other.map_or(part, |(_, v)| v.trim());
+                if spec.is_some() {
+                    return Err(format!("'{{{inner}}}': more than one milter address"));
+                }
+                spec = Some(MilterSpec {
+                    name: addr.to_string(),
+                    endpoint: parse_milter_endpoint(addr)?,
+                    default_action: None,
+                    connect_timeout: None,
+                    command_timeout: None,
+                    content_timeout: None,
+                });
+            }
+        }
+    }
+    let mut spec = spec.ok_or_else(|| format!("'{{{inner}}}': no milter address"))?;
+    for (k, v) in settings {
+        match k.as_str() {
+            "default_action" => spec.default_action = Some(parse_milter_default(&v)?),
+            "connect_timeout" => spec.connect_timeout = Some(parse_time(&v, 's')?),
+            "command_timeout" => spec.command_timeout = Some(parse_time(&v, 's')?),
+            "content_timeout" => spec.content_timeout = Some(parse_time(&v, 's')?),
+            "protocol" => {}
+            other => return Err(format!("unknown milter setting '{other}'")),
+        }
+    }
+    Ok(spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milter_lists() {
+        let m = parse_milters(
+            "inet:127.0.0.1:11332, unix:/run/x.sock { inet:[::1]:8891, default_action = accept, command_timeout=5s }",
+        )
+        .unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0].endpoint,
+            MilterEndpoint::Inet("127.0.0.1".into(), 11332)
+        );
+        assert_eq!(m[1].endpoint, MilterEndpoint::Unix("/run/x.sock".into()));
+        assert_eq!(m[2].endpoint, MilterEndpoint::Inet("::1".into(), 8891));
+        assert_eq!(m[2].default_action, Some(MilterDefault::Accept));
+        assert_eq!(m[2].command_timeout, Some(Duration::from_secs(5)));
+        let named = parse_milters("{ name = inet:h:1, default_action = reject }").unwrap();
+        assert_eq!(named[0].endpoint, MilterEndpoint::Inet("h".into(), 1));
+        assert!(parse_milters("").unwrap().is_empty());
+        for bad in [
+            "inet:host",
+            "tcp:1.2.3.4:5",
+            "{ inet:h:1, colour=red }",
+            "{ inet:h:1",
+            "{ default_action=accept }",
+        ] {
+            assert!(parse_milters(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times() {

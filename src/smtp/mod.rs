@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod inbound;
+pub mod milter;
 pub mod outbound;
 pub mod proto;
 pub mod queue;
