@@ -107,6 +107,8 @@ enum QueueAction {
     List,
     /// Ask the running server to retry every deferred message now
     Flush,
+    /// Release a message a milter held (quarantined) by id, or ALL of them (postsuper -H)
+    Release { id: String },
     /// Delete a queued message by id, or ALL of them
     Delete {
         /// Queue id (from `queue list`) or ALL
@@ -153,6 +155,7 @@ fn main() -> ExitCode {
                 QueueAction::List => cli::list(&config),
                 QueueAction::Flush => cli::flush(&config),
                 QueueAction::Delete { id } => cli::delete(&config, &id),
+                QueueAction::Release { id } => cli::release(&config, &id),
             };
             match result {
                 Ok(text) => {

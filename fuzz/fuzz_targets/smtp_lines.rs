@@ -38,6 +38,7 @@ fn config(flags: u8) -> SessionConfig {
         },
         submission: flags & 4 == 4,
         check_sender: flags & 8 == 8,
+        check_helo: flags & 64 == 64,
         max_errors: 20,
         check_data: flags & 8 == 8,
     }
@@ -72,6 +73,11 @@ fn run(flags: u8, reads: &[&[u8]]) -> Vec<Event> {
                 0 => AuthOutcome::Ok(c.username().to_string()),
                 1 => AuthOutcome::Fail,
                 _ => AuthOutcome::TempFail,
+            }),
+            Action::CheckHelo(h) => s.helo_done(if h.len() % 2 == 0 {
+                Ok(())
+            } else {
+                Err(Reply::new(550, "5.7.1", "no"))
             }),
             Action::CheckSender(a) => s.sender_done(if a.len() % 3 == 0 {
                 Err(Reply::new(550, "5.7.23", "no"))

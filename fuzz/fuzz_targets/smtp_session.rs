@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         },
         submission: data.first().is_some_and(|b| b & 4 == 4),
         check_sender: data.first().is_some_and(|b| b & 8 == 8),
+        check_helo: data.first().is_some_and(|b| b & 16 == 16),
         max_errors: 20,
         check_data: data.first().is_some_and(|b| b & 16 == 16),
     };
@@ -45,6 +46,14 @@ fuzz_target!(|data: &[u8]| {
             }
             Action::StartTls => s.tls_started(),
             Action::CheckAuth(_) => s.auth_done(AuthOutcome::Fail),
+            Action::CheckHelo(h) => {
+                if h.len() % 2 == 0 {
+                    s.helo_done(Ok(()));
+                } else {
+                    s.deny(Reply::new(550, "5.7.1", "Command rejected"));
+                    s.helo_done(Err(Reply::new(550, "5.7.1", "no")));
+                }
+            }
             Action::CheckSender(a) => {
                 if a.len() % 3 == 0 {
                     s.sender_done(Err(Reply::new(550, "5.7.23", "no")));

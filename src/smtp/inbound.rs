@@ -26,6 +26,10 @@ use crate::net::pace::Pace;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
 
+mod milters;
+use self::milters::Fate;
+use super::milter::MilterSession;
+
 pub struct SmtpHandler {
     pub ctx: Arc<Ctx>,
     /// `smtp` (25): STARTTLS offered, AUTH only after TLS (or from this
@@ -68,7 +72,9 @@ impl SmtpHandler {
                 // Restrictions keep per-transaction state (HOLD, DISCARD…)
                 // that starts fresh at each MAIL FROM.
                 || !c.smtpd_access.is_default()
-                || c.authenticated_senders_owned,
+                || c.authenticated_senders_owned
+                || !c.smtpd_milters.is_empty(),
+            check_helo: !c.smtpd_milters.is_empty(),
             max_errors: 20,
             check_data: !c.smtpd_access.lists.data.is_empty(),
         }
@@ -161,6 +167,8 @@ impl SmtpHandler {
         let mut fx = Effects::default();
         let mut instance = String::new();
         tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
+        // smtpd_milters: connected now, told about each stage below.
+        let mut milters = self.milter_connect(&conn, &mut session).await;
         loop {
             match session.next_action() {
                 Action::NeedInput => {
@@ -245,6 +253,10 @@ impl SmtpHandler {
                     }
                     session.auth_done(outcome);
                 }
+                Action::CheckHelo(helo) => {
+                    let result = self.milter_helo(&conn, &mut milters, &helo).await;
+                    session.helo_done(result);
+                }
                 Action::CheckSender(sender) => {
                     fx = Effects::default();
                     instance = new_queue_id();
@@ -277,6 +289,13 @@ impl SmtpHandler {
                     if let Err(reply) = &result {
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: MAIL from=<{sender}>: {reply}");
                     }
+                    let result = match result {
+                        Ok(()) => {
+                            self.milter_mail(&conn, &session, &mut milters, &sender)
+                                .await
+                        }
+                        e => e,
+                    };
                     sender_spf = spf.map(|spf| (sender, spf));
                     session.sender_done(result);
                 }
@@ -313,6 +332,13 @@ impl SmtpHandler {
                         metrics::get().rcpt_rejected.inc();
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");
                     }
+                    let result = match result {
+                        Ok(routes) => {
+                            self.milter_rcpt(&conn, &session, &mut milters, &rcpt, routes)
+                                .await
+                        }
+                        e => e,
+                    };
                     session.rcpt_done(result);
                 }
                 Action::CheckData => {
@@ -361,8 +387,16 @@ impl SmtpHandler {
                             reply
                         }
                         Ok(()) => {
-                            self.deliver(&conn, &session, envelope, message, spf, effects)
-                                .await
+                            self.deliver(
+                                &conn,
+                                &session,
+                                envelope,
+                                message,
+                                spf,
+                                effects,
+                                milters.as_mut(),
+                            )
+                            .await
                         }
                     };
                     session.data_done(reply);
@@ -373,6 +407,9 @@ impl SmtpHandler {
                     break;
                 }
             }
+        }
+        if let Some(m) = &mut milters {
+            m.quit().await;
         }
         tracing::info!(client = %client, "disconnect");
     }
@@ -683,6 +720,7 @@ impl SmtpHandler {
         mut message: Vec<u8>,
         spf: Option<SpfOutput>,
         effects: Effects,
+        milters: Option<&mut MilterSession>,
     ) -> Reply {
         let start = Instant::now();
         // access(5) DISCARD: claim delivery, keep nothing.
@@ -729,7 +767,25 @@ impl SmtpHandler {
                 Err(reply) => return reply,
             };
         let in_mynetworks = self.in_mynetworks(conn.peer.ip());
-        let queue_id = new_queue_id();
+        let queue_id = milters
+            .as_ref()
+            .and_then(|m| m.queue_id().map(String::from))
+            .unwrap_or_else(new_queue_id);
+        // access(5) HOLD or a milter's QUARANTINE: into the hold queue.
+        let mut held = effects.hold.clone();
+        if let Some(m) = milters {
+            match self
+                .milter_message(conn, session, m, &mut env, message, &queue_id)
+                .await
+            {
+                Err(reply) => return reply,
+                Ok((_, Fate::Discard)) => {
+                    return Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
+                }
+                Ok((m, Fate::Hold(reason))) => (message, held) = (m, Some(reason)),
+                Ok((m, Fate::Deliver)) => message = m,
+            }
+        }
         let protocol = protocol_name(
             session.is_esmtp(),
             session.is_tls(),
@@ -745,6 +801,18 @@ impl SmtpHandler {
             sign: session.user().is_some() || in_mynetworks,
         };
         let size = message.len();
+        if let Some(reason) = held {
+            return match self
+                .milter_hold(&queue_id, &origin, &env, message, reason)
+                .await
+            {
+                Ok(()) => Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}")),
+                Err(e) => {
+                    tracing::error!("{queue_id}: cannot write to the hold queue: {e}");
+                    Reply::new(451, "4.3.0", "Error: queue file write error")
+                }
+            };
+        }
         let result = accept::store(&self.ctx, &queue_id, &origin, &env, message).await;
         let delay = start.elapsed().as_secs_f64();
         let to: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();

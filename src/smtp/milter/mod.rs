@@ -194,6 +194,12 @@ impl MilterSession {
         }
     }
 
+    /// The queue id given to the current transaction at MAIL FROM (the
+    /// `i` macro), so the log lines and the stored message agree.
+    pub fn queue_id(&self) -> Option<&str> {
+        self.macros.get("i").map(String::as_str)
+    }
+
     /// The milters asked to discard the current message (with the name of
     /// the one that did).
     pub fn discard(&self) -> Option<&str> {

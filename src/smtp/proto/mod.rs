@@ -42,6 +42,9 @@ pub struct SessionConfig {
     /// answering MAIL FROM: for the message rate limit, and SPF of
     /// unauthenticated clients.
     pub check_sender: bool,
+    /// Ask the I/O layer about HELO/EHLO ([`Action::CheckHelo`]) before
+    /// answering it: milters see it.
+    pub check_helo: bool,
     /// Error replies allowed before the session is closed (Postfix smtpd_hard_error_limit).
     pub max_errors: usize,
     /// Ask the I/O layer before answering DATA ([`Action::CheckData`]):
@@ -100,6 +103,9 @@ pub enum Action<R> {
     /// Check this sender (MAIL FROM; empty for `<>`), then call
     /// [`Session::sender_done`]. Only with `check_sender`.
     CheckSender(String),
+    /// Check this HELO/EHLO name, then call [`Session::helo_done`]. Only
+    /// with `check_helo`.
+    CheckHelo(String),
     /// Route this recipient, then call [`Session::rcpt_done`].
     CheckRecipient(String),
     /// The client sent DATA: check it, then call [`Session::data_checked`].
@@ -147,6 +153,11 @@ pub struct Session<R> {
     /// The client sent a command before the previous reply without having
     /// been offered PIPELINING (Postfix reject_unauth_pipelining).
     ill_pipelining: bool,
+    /// The HELO/EHLO reply waiting for [`Session::helo_done`].
+    pending_helo: Option<Reply>,
+    /// Every command but QUIT, NOOP and RSET gets this reply (a milter
+    /// refused the connection).
+    denied: Option<Reply>,
 }
 
 fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
@@ -171,6 +182,8 @@ impl<R> Session<R> {
             errors: 0,
             pending_rcpt: None,
             ill_pipelining: false,
+            pending_helo: None,
+            denied: None,
             cfg,
         };
         // RFC 5321 §4.2: the greeting has no enhanced code (RFC 2034 §3).
@@ -322,6 +335,30 @@ impl<R> Session<R> {
                 self.error(reply);
             }
         }
+    }
+
+    /// The answer to a [`Action::CheckHelo`].
+    pub fn helo_done(&mut self, result: Result<(), Reply>) {
+        self.mode = Mode::Command;
+        let pending = self.pending_helo.take();
+        match result {
+            Ok(()) => {
+                if let Some(reply) = pending {
+                    self.push(reply);
+                }
+            }
+            Err(reply) => {
+                self.helo = None;
+                self.esmtp = false;
+                self.error(reply);
+            }
+        }
+    }
+
+    /// Refuse every later command but QUIT, NOOP and RSET with `reply`
+    /// (Postfix, when a milter rejects the connection).
+    pub fn deny(&mut self, reply: Reply) {
+        self.denied = Some(reply);
     }
 
     /// The answer to a [`Action::CheckRecipient`].
@@ -655,19 +692,32 @@ impl<R> Session<R> {
             self.error(r(530, "5.7.0", "Must issue a STARTTLS command first"));
             return None;
         }
-        match request {
-            Request::Ehlo { host } => {
-                self.reset_transaction();
-                self.helo = Some(host);
-                self.esmtp = true;
-                let reply = self.ehlo_reply();
-                self.push(reply);
+        let esmtp = matches!(request, Request::Ehlo { .. });
+        if let Some(reply) = &self.denied {
+            if !matches!(
+                request,
+                Request::Quit | Request::Noop { .. } | Request::Rset
+            ) {
+                let reply = reply.clone();
+                self.error(reply);
+                return None;
             }
-            Request::Helo { host } => {
+        }
+        match request {
+            Request::Ehlo { host } | Request::Helo { host } => {
                 self.reset_transaction();
-                self.helo = Some(host);
-                self.esmtp = false;
-                let reply = Reply::new(250, "", self.cfg.hostname.clone());
+                self.helo = Some(host.clone());
+                self.esmtp = esmtp;
+                let reply = if esmtp {
+                    self.ehlo_reply()
+                } else {
+                    Reply::new(250, "", self.cfg.hostname.clone())
+                };
+                if self.cfg.check_helo {
+                    self.pending_helo = Some(reply);
+                    self.mode = Mode::Waiting;
+                    return Some(Action::CheckHelo(host));
+                }
                 self.push(reply);
             }
             Request::Lhlo { .. } => self.error(r(502, "5.5.1", "Error: command not recognized")),

@@ -18,6 +18,7 @@ fn cfg() -> SessionConfig {
         },
         submission: false,
         check_sender: false,
+        check_helo: false,
         max_errors: 20,
         check_data: false,
     }
@@ -62,6 +63,21 @@ fn run_with(cfg: SessionConfig, chunks: &[&[u8]]) -> Run {
                 } else {
                     AuthOutcome::Fail
                 });
+            }
+            Action::CheckHelo(name) => {
+                // A toy milter: HELO "bad" is refused; "deny" refuses the connection.
+                if name == "deny" {
+                    s.deny(Reply::new(
+                        451,
+                        "4.7.1",
+                        "Service unavailable - try again later",
+                    ));
+                }
+                if name == "bad" {
+                    s.helo_done(Err(Reply::new(550, "5.7.1", "Command rejected")));
+                } else {
+                    s.helo_done(Ok(()));
+                }
             }
             Action::CheckSender(addr) => {
                 // A toy SPF: senders at spf-fail.example are refused.
@@ -534,4 +550,23 @@ fn pipelining_without_ehlo_is_noticed() {
         }
     }
     assert!(!s.improper_pipelining());
+}
+
+#[test]
+fn helo_checked_before_its_reply_and_a_denied_connection() {
+    let mut c = cfg();
+    c.check_helo = true;
+    let r = run_with(
+        c.clone(),
+        &[b"HELO bad\r\nHELO good\r\nMAIL FROM:<a@b>\r\nQUIT\r\n"],
+    );
+    assert_eq!(codes(&r.out), ["220", "550", "250", "250", "221"]);
+    assert!(r.out.contains("550 5.7.1 Command rejected"));
+    // A refused connection (milter at connect): everything but QUIT,
+    // NOOP and RSET gets the refusal.
+    let r = run_with(
+        c,
+        &[b"HELO deny\r\nNOOP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.com>\r\nQUIT\r\n"],
+    );
+    assert_eq!(codes(&r.out), ["220", "250", "250", "451", "451", "221"]);
 }

@@ -19,11 +19,12 @@ pub fn list(config: &Config) -> Result<String, String> {
     let (envs, bad) = spool
         .scan()
         .map_err(|e| format!("cannot read {}: {e}", config.queue_directory.display()))?;
+    let held = super::hold::list(&spool).map_err(|e| format!("cannot read the hold queue: {e}"))?;
     let mut out = String::new();
     for (path, why) in &bad {
         out.push_str(&format!("unreadable: {} ({why})\n", path.display()));
     }
-    if envs.is_empty() {
+    if envs.is_empty() && held.is_empty() {
         out.push_str("Mail queue is empty\n");
         return Ok(out);
     }
@@ -64,11 +65,36 @@ pub fn list(config: &Config) -> Result<String, String> {
         }
         out.push('\n');
     }
+    // Held messages: Postfix's mailq marks them with '!' after the id.
+    for (id, d, size) in &held {
+        total += size;
+        let sender = if d.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &d.sender
+        };
+        out.push_str(&format!(
+            "{:<17} {:>8} {:<31} {sender}\n",
+            format!("{id}!"),
+            size,
+            rfc5322_date(from_unix(d.arrival.unwrap_or(0)))
+        ));
+        out.push_str(&format!(
+            "{:57}(hold: {})\n",
+            "",
+            d.hold_reason.as_deref().unwrap_or("held")
+        ));
+        for r in &d.recipients {
+            out.push_str(&format!("{:57}{r}\n", ""));
+        }
+        out.push('\n');
+    }
+    let n = envs.len() + held.len();
     out.push_str(&format!(
         "-- {} Kbytes in {} Request{}.\n",
         total.div_ceil(1024),
-        envs.len(),
-        if envs.len() == 1 { "" } else { "s" }
+        n,
+        if n == 1 { "" } else { "s" }
     ));
     Ok(out)
 }
@@ -106,6 +132,20 @@ pub fn delete(config: &Config, id: &str) -> Result<String, String> {
                 vec![id.to_string()]
             };
             let mut n = 0;
+            let held: Vec<String> = if id == "ALL" {
+                super::hold::list(&spool)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .collect()
+            } else {
+                vec![id.to_string()]
+            };
+            for id in held {
+                if super::hold::remove(&spool, &id).map_err(|e| e.to_string())? {
+                    n += 1;
+                }
+            }
             for id in ids {
                 if spool.read_envelope(&id).is_ok() {
                     spool.remove(&id).map_err(|e| e.to_string())?;
@@ -114,6 +154,21 @@ pub fn delete(config: &Config, id: &str) -> Result<String, String> {
             }
             Ok(format!("ok {n} messages deleted"))
         }
+    }
+}
+
+/// `queue release ID|ALL` (postsuper -H): a held message goes to the
+/// maildrop, and the running server picks it up and delivers it.
+pub fn release(config: &Config, id: &str) -> Result<String, String> {
+    if id != "ALL" && !super::spool::valid_id(id) {
+        return Err(format!("'{id}' is not a queue id"));
+    }
+    let spool = Spool::at(&config.queue_directory);
+    match control::request(&spool.control_socket(), &format!("release {id}")) {
+        Ok(answer) => Ok(answer),
+        Err(_) => super::hold::release(&spool, id)
+            .map(|n| format!("ok {n} messages released (delivered when the server runs)"))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -323,6 +378,9 @@ pub fn sendmail(
         sender,
         recipients,
         user,
+        hold_reason: None,
+        arrival: None,
+        sign: true,
     };
     let id = pickup::drop_message(&spool, &drop, &message).map_err(|e| {
         (

@@ -1,5 +1,5 @@
 //! The running server's control socket, `<queue_directory>/control`: one
-//! request line, one answer line. `flush`, `delete ID|ALL`, `pickup`.
+//! request line, one answer line. `flush`, `delete ID|ALL`, `release ID|ALL`, `pickup`.
 //! Answers are `ok <text>` or `error <text>`. The socket is mode 0600:
 //! only the server's own user (or root) may talk to it.
 
@@ -25,6 +25,13 @@ fn answer(queue: &Queue, line: &str) -> String {
             queue.poke();
             "ok pickup requested".into()
         }
+        (Some("release"), Some(id), None) => match super::hold::release(queue.spool(), id) {
+            Ok(n) => {
+                queue.poke();
+                format!("ok {n} messages released")
+            }
+            Err(e) => format!("error {e}"),
+        },
         (Some("delete"), Some(id), None) => match queue.delete(id) {
             Ok(n) => format!("ok {n} messages deleted"),
             Err(e) => format!("error {e}"),

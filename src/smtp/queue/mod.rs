@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod control;
 pub mod dsn;
+pub mod hold;
 pub mod pickup;
 pub mod policy;
 pub mod spool;
@@ -129,6 +130,20 @@ impl Queue {
             ));
         };
         let mut n = 0;
+        let held: Vec<String> = if id == "ALL" {
+            hold::list(&self.spool)?
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .collect()
+        } else {
+            vec![id.to_string()]
+        };
+        for id in held {
+            if hold::remove(&self.spool, &id)? {
+                tracing::info!("{id}: removed from hold (queue delete)");
+                n += 1;
+            }
+        }
         for id in ids {
             let existed = self.spool.read_envelope(&id).is_ok();
             self.spool.remove(&id)?;
@@ -463,7 +478,7 @@ pub(super) async fn send_dsn(
         SystemTime::now(),
     );
     let (id, refused) =
-        pickup::submit_some(ctx, "", std::slice::from_ref(&env.sender), message).await?;
+        pickup::submit_some(ctx, "", std::slice::from_ref(&env.sender), message, true).await?;
     if let Some((rcpt, why)) = refused.first() {
         // A double bounce: nobody to tell. Postfix would mail the postmaster.
         tracing::warn!("{}: notification to <{rcpt}> discarded: {why}", env.id);

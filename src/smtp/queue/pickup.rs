@@ -26,9 +26,27 @@ pub struct Drop {
     /// The local user who ran sendmail, for the log.
     #[serde(default)]
     pub user: String,
+    /// Held by a milter (`hold/`): why. Absent in the maildrop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_reason: Option<String>,
+    /// Seconds since the epoch the message arrived (held messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<u64>,
+    /// DKIM-sign it as our own mail: yes for sendmail (the default), no
+    /// for a held message that came from outside.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub sign: bool,
 }
 
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+pub(super) fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -63,6 +81,7 @@ pub(super) async fn submit_some(
     sender: &str,
     recipients: &[String],
     message: Vec<u8>,
+    sign: bool,
 ) -> Result<(String, Vec<(String, String)>), String> {
     let mut rcpts = Vec::new();
     let mut refused = Vec::new();
@@ -103,6 +122,7 @@ pub(super) async fn submit_some(
     let mut origin = Origin::local("local");
     // The Received: line has always said "from unknown" for local mail.
     origin.helo = String::new();
+    origin.sign = sign;
     let start = std::time::Instant::now();
     let stored = accept::store(ctx, &id, &origin, &env, message)
         .await
@@ -158,7 +178,7 @@ pub async fn run(ctx: &Arc<Ctx>) {
             }
         };
         let original = message.clone();
-        match submit_some(ctx, &drop.sender, &drop.recipients, message).await {
+        match submit_some(ctx, &drop.sender, &drop.recipients, message, drop.sign).await {
             Ok((qid, refused)) => {
                 tracing::info!(
                     "{qid}: uid={} from=<{}>, to=<{}>, proto=local, status=picked up",
