@@ -10,6 +10,7 @@ mod imap;
 mod imap_stress;
 mod limits;
 mod mailauth;
+mod milter;
 mod pop3;
 mod proxy;
 mod queue;
