@@ -20,10 +20,23 @@ class TestMilter(Milter.Base):
     def __init__(self):
         self.subject = ""
         self.headers = []
-        self.body = b""
+        self.bodydata = b""
+
+    def connect(self, hostname, family, hostaddr):
+        return Milter.CONTINUE
+
+    def hello(self, name):
+        return Milter.CONTINUE
+
+    def envfrom(self, sender, *params):
+        # A new message on the same connection.
+        self.subject = ""
+        self.headers = []
+        self.bodydata = b""
+        return Milter.CONTINUE
 
     def envrcpt(self, to, *params):
-        local = to.strip("<>").split("@")[0]
+        local = to.strip("<>").split("@")[0].split("+")[-1]
         if local == "reject-rcpt":
             return Milter.REJECT
         if local == "tempfail-rcpt":
@@ -40,7 +53,7 @@ class TestMilter(Milter.Base):
         return Milter.CONTINUE
 
     def body(self, chunk):
-        self.body += chunk
+        self.bodydata += chunk
         return Milter.CONTINUE
 
     def eom(self):
@@ -78,7 +91,7 @@ class TestMilter(Milter.Base):
             names = ["i", "j", "{client_addr}", "{daemon_addr}", "{mail_addr}", "{rcpt_addr}", "v", "_"]
             seen = " ".join("%s=%s" % (n, self.getsymval(n)) for n in names)
             self.addheader("X-Macros", seen)
-            self.addheader("X-Body-Bytes", str(len(self.body)))
+            self.addheader("X-Body-Bytes", str(len(self.bodydata)))
             self.addheader("X-Header-Count", str(len(self.headers)))
         return Milter.ACCEPT
 
