@@ -14,6 +14,8 @@
 #   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
 #   postgrey, postfix-policyd-spf-python
 #                       real policy services (tests/it/restrict.rs)
+#   rspamd              a real milter (its proxy worker in milter mode, tests/it/milter.rs)
+#   python3-milter      pymilter for /usr/bin/python3: the test milter (tests/peers/test_milter.py)
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
 #   cargo-fuzz, g++     the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
@@ -28,12 +30,15 @@ declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync [neomutt]=neomutt
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
-  [policyd-spf]=postfix-policyd-spf-python
+  [policyd-spf]=postfix-policyd-spf-python [rspamd]=rspamd
 )
 missing=()
 for cmd in "${!PKG[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${PKG[$cmd]}")
 done
+# The test milter runs on Debian's own Python (pymilter is a C extension
+# packaged for it), not on whatever python3 comes first on PATH.
+/usr/bin/python3 -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
 # swaks needs these Perl modules for STARTTLS.
 perl -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libio-socket-ssl-perl libnet-ssleay-perl)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
