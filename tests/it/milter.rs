@@ -172,6 +172,9 @@ fn fixture(milters: &str, extra: &str) -> MailFixture {
     f
 }
 
+/// What a delivered copy must look like.
+type Check = dyn Fn(&str) -> bool;
+
 #[test]
 fn a_pymilter_milter_takes_every_action() {
     if !have_pymilter() {
@@ -189,7 +192,7 @@ fn a_pymilter_milter_takes_every_action() {
     assert!(c.cmd("EHLO client.example").starts_with("250"));
 
     // Each header and body action, one message each, delivered to john.
-    let cases: &[(&str, &str, &dyn Fn(&str) -> bool)] = &[
+    let cases: &[(&str, &str, &Check)] = &[
         ("addheader", "", &|m| m.contains("\nX-Added: yes\n")),
         ("insheader", "", &|m| {
             m.find("X-Inserted: first\n").unwrap() < m.find("From: sender@example.org").unwrap()
@@ -200,7 +203,9 @@ fn a_pymilter_milter_takes_every_action() {
         ("delheader", "X-Remove-Me: please\r\nX-Keep: me\r\n", &|m| {
             !m.contains("X-Remove-Me") && m.contains("X-Keep: me")
         }),
-        ("chgfrom", "", &|m| m.starts_with("Return-Path: <changed@example.org>")),
+        ("chgfrom", "", &|m| {
+            m.starts_with("Return-Path: <changed@example.org>")
+        }),
         ("replbody", "", &|m| {
             m.ends_with("\n\nreplaced by the milter\n") && !m.contains("Hello from")
         }),
@@ -229,13 +234,21 @@ fn a_pymilter_milter_takes_every_action() {
         assert!(check(&got[0]), "{action}:\n{}", got[0]);
         if *action == "macros" {
             // `i` is the queue id the client was told.
-            assert!(got[0].contains(&format!("i={} ", queue_id(&r))), "{}", got[0]);
+            assert!(
+                got[0].contains(&format!("i={} ", queue_id(&r))),
+                "{}",
+                got[0]
+            );
         }
     }
 
     // Recipients: added (routed like RCPT: jane gets a copy), deleted.
     let (john, jane) = (f.files("john").len(), f.files("jane").len());
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=addrcpt", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=addrcpt", ""),
+    );
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(new_messages(&f, "john", john).len(), 1);
     assert_eq!(new_messages(&f, "jane", jane).len(), 1);
@@ -251,32 +264,70 @@ fn a_pymilter_milter_takes_every_action() {
 
     // Refusals at the end of the message, with Postfix's texts.
     let john = f.files("john").len();
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=reject", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=reject", ""),
+    );
     assert_eq!(r, "550 5.7.1 Command rejected\r\n");
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=tempfail", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=tempfail", ""),
+    );
     assert_eq!(r, "451 4.7.1 Service unavailable - try again later\r\n");
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=replycode", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=replycode", ""),
+    );
     assert_eq!(r, "550-5.7.0 first line\r\n550 5.7.0 second line\r\n");
     assert!(server
-        .wait_log("milter-reject: END-OF-MESSAGE from unknown[127.0.0.1]: 550 5.7.1 Command rejected", Duration::from_secs(5))
+        .wait_log(
+            "milter-reject: END-OF-MESSAGE from unknown[127.0.0.1]: 550 5.7.1 Command rejected",
+            Duration::from_secs(5)
+        )
         .is_some());
     // Discard: 250, and nothing delivered.
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=discard", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=discard", ""),
+    );
     assert!(r.starts_with("250"), "{r}");
-    assert!(server.wait_log("milter-discard", Duration::from_secs(5)).is_some());
+    assert!(server
+        .wait_log("milter-discard", Duration::from_secs(5))
+        .is_some());
     assert_eq!(f.files("john").len(), john, "nothing delivered");
 
     // At RCPT: only that recipient is refused, with the milter's reply.
     let r = c.mail("sender@example.org", &["john+reject-rcpt@example.com"], "");
     assert_eq!(r, "550 5.7.1 Command rejected\r\n");
-    let r = c.mail("sender@example.org", &["john+tempfail-rcpt@example.com"], "");
+    let r = c.mail(
+        "sender@example.org",
+        &["john+tempfail-rcpt@example.com"],
+        "",
+    );
     assert_eq!(r, "451 4.7.1 Service unavailable - try again later\r\n");
-    let r = c.mail("sender@example.org", &["john+replycode-rcpt@example.com"], "");
+    let r = c.mail(
+        "sender@example.org",
+        &["john+replycode-rcpt@example.com"],
+        "",
+    );
     assert_eq!(r, "553 5.7.2 recipient says no\r\n");
-    assert!(server.wait_log("milter-reject: RCPT from unknown[127.0.0.1]: 553 5.7.2 recipient says no", Duration::from_secs(5)).is_some());
+    assert!(server
+        .wait_log(
+            "milter-reject: RCPT from unknown[127.0.0.1]: 553 5.7.2 recipient says no",
+            Duration::from_secs(5)
+        )
+        .is_some());
 
     // Quarantine: 250, held (listed with its reason), delivered on release.
-    let r = c.mail("sender@example.org", &["john@example.com"], &message("action=quarantine", ""));
+    let r = c.mail(
+        "sender@example.org",
+        &["john@example.com"],
+        &message("action=quarantine", ""),
+    );
     assert!(r.starts_with("250"), "{r}");
     let id = queue_id(&r);
     assert_eq!(f.files("john").len(), john, "held, not delivered");
@@ -286,7 +337,11 @@ fn a_pymilter_milter_takes_every_action() {
     assert!(list.contains("(hold: held by the test milter)"), "{list}");
     assert!(list.contains("john@example.com"), "{list}");
     let out = run(&["--config", cfg, "queue", "release", &id], &[]);
-    assert!(stdout(&out).contains("ok 1 messages released"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok 1 messages released"),
+        "{}",
+        stdout(&out)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while f.files("john").len() == john && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -294,7 +349,11 @@ fn a_pymilter_milter_takes_every_action() {
     let got = new_messages(&f, "john", john);
     assert_eq!(got.len(), 1, "released exactly once");
     assert!(got[0].contains("Subject: action=quarantine"));
-    assert!(got[0].contains(&format!("with ESMTP id {id}")), "{}", got[0]);
+    assert!(
+        got[0].contains(&format!("with ESMTP id {id}")),
+        "{}",
+        got[0]
+    );
     let list = stdout(&run(&["--config", cfg, "queue", "list"], &[]));
     assert!(!list.contains(&id), "{list}");
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
@@ -380,7 +439,11 @@ fn broken_milters_follow_the_default_action() {
                 assert!(greeting.starts_with("220"), "{name}/{default}: {greeting}");
                 let r = c.cmd("EHLO client.example");
                 let r = if r.starts_with("250") {
-                    c.mail("sender@example.org", &["john@example.com"], &message("hi", ""))
+                    c.mail(
+                        "sender@example.org",
+                        &["john@example.com"],
+                        &message("hi", ""),
+                    )
                 } else {
                     r
                 };
@@ -479,7 +542,10 @@ fn rspamd_as_a_milter() {
     let gtube = "From: sender@example.org\r\nTo: john@example.com\r\nSubject: gtube\r\nMessage-ID: <gtube@example.org>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
     let before = f.files("john").len();
     let r = c.mail("sender@example.org", &["john@example.com"], gtube);
-    assert!(r.starts_with("554 5.7.1 ") && r.contains("Gtube pattern"), "{r}");
+    assert!(
+        r.starts_with("554 5.7.1 ") && r.contains("Gtube pattern"),
+        "{r}"
+    );
     assert_eq!(f.files("john").len(), before);
 
     // A clean message: delivered with rspamd's headers.
@@ -489,7 +555,11 @@ fn rspamd_as_a_milter() {
     let got = new_messages(&f, "john", before);
     assert_eq!(got.len(), 1);
     eprintln!("delivered with rspamd:\n{}", got[0]);
-    assert!(got[0].contains("\nX-Spamd-Result: default: False"), "{}", got[0]);
+    assert!(
+        got[0].contains("\nX-Spamd-Result: default: False"),
+        "{}",
+        got[0]
+    );
     assert!(got[0].contains("\nX-Rspamd-Queue-Id: "), "{}", got[0]);
     assert!(got[0].contains("\nX-Spam-Status: No"), "{}", got[0]);
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
@@ -499,7 +569,10 @@ fn rspamd_as_a_milter() {
     drop(rspamd);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(Instant::now() < deadline, "rspamd still listens after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "rspamd still listens after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let server = f.start();
@@ -511,7 +584,11 @@ fn rspamd_as_a_milter() {
     let text = std::fs::read_to_string(&f.config).unwrap();
     std::fs::write(
         &f.config,
-        text.replacen("\n[listen]", "\nmilter_default_action = \"accept\"\n\n[listen]", 1),
+        text.replacen(
+            "\n[listen]",
+            "\nmilter_default_action = \"accept\"\n\n[listen]",
+            1,
+        ),
     )
     .unwrap();
     let server = f.start();
