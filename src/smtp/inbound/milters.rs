@@ -25,6 +25,17 @@ pub(super) enum Fate {
     Hold(String),
 }
 
+/// `{tls_version}` and `{cipher}` in OpenSSL's spelling, as Postfix
+/// sends them (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`).
+fn tls_macros(conn: &Conn) -> Option<(String, String)> {
+    let d = conn.stream.tls_description()?;
+    let (version, suite) = d.split_once(' ').unwrap_or((&d, ""));
+    let suite = suite
+        .strip_prefix("TLS13_")
+        .map_or(suite.to_string(), |s| format!("TLS_{s}"));
+    Some((version.replace('_', "."), suite))
+}
+
 /// `host[ip]` as Postfix logs a client.
 fn client(conn: &Conn) -> String {
     format!("unknown[{}]", conn.peer.ip())
@@ -60,6 +71,8 @@ impl SmtpHandler {
         helo: &str,
     ) -> Result<(), Reply> {
         let Some(m) = milters else { return Ok(()) };
+        // After STARTTLS the HELO macros have TLS values.
+        m.set_tls(tls_macros(conn).as_ref());
         match m.helo(helo).await {
             Verdict::Continue => Ok(()),
             Verdict::Refuse { reply, milter } => {
@@ -78,7 +91,7 @@ impl SmtpHandler {
     ) -> Result<(), Reply> {
         let Some(m) = milters else { return Ok(()) };
         if let Some(user) = session.user() {
-            m.authenticated("PLAIN", user);
+            m.authenticated(user);
         }
         let queue_id = crate::smtp::received::new_queue_id();
         match m.mail(sender, &[], &queue_id).await {

@@ -37,6 +37,11 @@ pub fn tempfail_reply() -> Reply {
     Reply::new(451, "4.7.1", "Service unavailable - try again later")
 }
 
+/// The most a milter may add to one message with its changes (headers,
+/// a new body, recipients): far beyond any real filter's, and a bound on
+/// what a broken one can make us hold in memory.
+const MAX_EDITS: usize = 64 * 1024 * 1024;
+
 /// What the milters made of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -146,6 +151,9 @@ pub struct MilterSession {
     /// DISCARD (drop it after 250) and QUARANTINE (hold it).
     discard: Option<String>,
     hold: Option<String>,
+    /// A milter failed under `milter_default_action = quarantine`: every
+    /// message of this connection is held, with this reason.
+    hold_always: Option<String>,
 }
 
 impl MilterSession {
@@ -181,7 +189,17 @@ impl MilterSession {
             macros: HashMap::new(),
             discard: None,
             hold: None,
+            hold_always: None,
         })
+    }
+
+    /// `{tls_version}` and `{cipher}` (at connect for implicit TLS, at
+    /// HELO after STARTTLS).
+    pub fn set_tls(&mut self, tls: Option<&(String, String)>) {
+        if let Some((version, cipher)) = tls {
+            self.set_macro("{tls_version}", version.as_str());
+            self.set_macro("{cipher}", cipher.as_str());
+        }
     }
 
     /// Sets a macro's value for the events that follow.
@@ -226,15 +244,13 @@ impl MilterSession {
         self.set_macro("{client_port}", info.client.port().to_string());
         self.set_macro("{client_name}", host);
         self.set_macro("{client_ptr}", host);
-        if let Some((version, cipher)) = &info.tls {
-            self.set_macro("{tls_version}", version);
-            self.set_macro("{cipher}", cipher);
-        }
+        self.set_tls(info.tls.as_ref());
         for i in 0..self.milters.len() {
             let m = &mut self.milters[i];
             if let Err(e) = m.open(self.settings.protocol).await {
                 tracing::warn!(milter = %m.spec.name, "milter {}: {e}", m.spec.name);
-                m.fail();
+                // Its default action; a refusal comes with the connect event.
+                let _ = self.failed(i);
             }
         }
         let ip = info.client.ip();
@@ -268,7 +284,7 @@ impl MilterSession {
     /// SMFIC_ABORT first). `args` are the ESMTP parameters.
     pub async fn mail(&mut self, sender: &str, args: &[String], queue_id: &str) -> Verdict {
         self.discard = None;
-        self.hold = None;
+        self.hold = self.hold_always.clone();
         for m in &mut self.milters {
             if m.state == State::AcceptedMessage {
                 m.state = State::Active;
@@ -300,9 +316,8 @@ impl MilterSession {
         .await
     }
 
-    /// Authentication details for `{auth_type}` and `{auth_authen}`.
-    pub fn authenticated(&mut self, mechanism: &str, user: &str) {
-        self.set_macro("{auth_type}", mechanism);
+    /// The SASL login name, `{auth_authen}`.
+    pub fn authenticated(&mut self, user: &str) {
         self.set_macro("{auth_authen}", user);
     }
 
@@ -411,7 +426,9 @@ impl MilterSession {
         match m.default {
             MilterDefault::Accept => None,
             MilterDefault::Quarantine => {
-                self.hold = Some(format!("milter {} failed", m.spec.name));
+                let reason = format!("milter {} failed", m.spec.name);
+                self.hold = Some(reason.clone());
+                self.hold_always = Some(reason);
                 None
             }
             MilterDefault::Tempfail => Some(tempfail_reply()),
@@ -782,6 +799,14 @@ impl Milter {
         let mut envelope = Vec::new();
         let mut quarantine = None;
         let a = self.neg.actions;
+        // What a milter may add in all: a runaway one is a broken one.
+        let mut budget = MAX_EDITS;
+        let mut spend = |n: usize| -> Result<(), Failure> {
+            budget = budget
+                .checked_sub(n + 64)
+                .ok_or_else(|| Failure::Unexpected("too many changes".into()))?;
+            Ok(())
+        };
         let allowed = |flag: u32, what: &str| -> Result<(), Failure> {
             if a & flag == 0 {
                 Err(Failure::Unexpected(format!("{what} not negotiated")))
@@ -795,26 +820,32 @@ impl Milter {
                 Response::Continue | Response::Accept => break,
                 Response::AddHeader { name, value } => {
                     allowed(proto::SMFIF_ADDHDRS, "ADDHEADER")?;
+                    spend(name.len() + value.len())?;
                     editor.add(&name, &value, leading);
                 }
                 Response::InsHeader { index, name, value } => {
                     allowed(proto::SMFIF_ADDHDRS, "INSHEADER")?;
+                    spend(name.len() + value.len())?;
                     editor.insert(index, &name, &value, leading);
                 }
                 Response::ChgHeader { index, name, value } => {
                     allowed(proto::SMFIF_CHGHDRS, "CHGHEADER")?;
+                    spend(name.len() + value.len())?;
                     editor.change(index, &name, &value, leading);
                 }
                 Response::ReplBody(chunk) => {
                     allowed(proto::SMFIF_CHGBODY, "REPLBODY")?;
+                    spend(chunk.len())?;
                     editor.body_chunk(&chunk);
                 }
                 Response::AddRcpt(r) => {
                     allowed(proto::SMFIF_ADDRCPT, "ADDRCPT")?;
+                    spend(r.len())?;
                     envelope.push(EnvelopeEdit::AddRcpt(unbracket(&r)));
                 }
                 Response::AddRcptPar(r, _) => {
                     allowed(proto::SMFIF_ADDRCPT_PAR, "ADDRCPT_PAR")?;
+                    spend(r.len())?;
                     envelope.push(EnvelopeEdit::AddRcpt(unbracket(&r)));
                 }
                 Response::DelRcpt(r) => {
@@ -838,5 +869,185 @@ impl Milter {
             envelope,
             quarantine,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_milters;
+    use tokio::net::TcpListener;
+
+    fn settings() -> MilterSettings {
+        let words = |s: &str| s.split_whitespace().map(String::from).collect();
+        MilterSettings {
+            protocol: 6,
+            default_action: MilterDefault::Tempfail,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            content_timeout: Duration::from_secs(5),
+            connect_macros: words("j {daemon_name} {daemon_addr} v _"),
+            helo_macros: words("{tls_version} {cipher}"),
+            mail_macros: words("i {auth_authen} {mail_addr}"),
+            rcpt_macros: words("i {rcpt_addr}"),
+            data_macros: words("i"),
+            eoh_macros: words("i"),
+            eod_macros: words("i"),
+        }
+    }
+
+    fn info() -> ConnectInfo {
+        ConnectInfo {
+            client: "192.0.2.7:40000".parse().unwrap(),
+            local: "127.0.0.1:25".parse().unwrap(),
+            myhostname: "mx.example".into(),
+            tls: None,
+        }
+    }
+
+    fn frame(cmd: u8, data: &[u8]) -> Vec<u8> {
+        let mut v = ((data.len() + 1) as u32).to_be_bytes().to_vec();
+        v.push(cmd);
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// A scripted milter: negotiates `protocol` and a SETSYMLIST for MAIL,
+    /// answers CONTINUE to what needs an answer, adds a header at the end
+    /// of the message, and records every frame it got.
+    async fn scripted(protocol: u32) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            loop {
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut data = vec![0u8; u32::from_be_bytes(len) as usize];
+                s.read_exact(&mut data).await.unwrap();
+                let cmd = data[0];
+                let _ = tx.send(data);
+                let reply = match cmd {
+                    b'O' => {
+                        let mut d = Vec::new();
+                        for n in [6u32, proto::ACTIONS, protocol, 2] {
+                            d.extend_from_slice(&n.to_be_bytes());
+                        }
+                        d.extend_from_slice(b"{mail_addr}\0");
+                        frame(b'O', &d)
+                    }
+                    b'D' | b'A' => continue,
+                    b'H' if protocol & proto::SMFIP_NR_HELO != 0 => continue,
+                    b'E' => {
+                        let mut r = frame(b'h', b"X-Scripted\0yes\0");
+                        r.extend(frame(b'c', b""));
+                        r
+                    }
+                    _ => frame(b'c', b""),
+                };
+                s.write_all(&reply).await.unwrap();
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn a_whole_conversation() {
+        let (port, mut rx) = scripted(proto::SMFIP_NR_HELO | proto::SMFIP_NORCPT).await;
+        let specs = parse_milters(&format!("inet:127.0.0.1:{port}")).unwrap();
+        let mut m = MilterSession::new(&specs, &settings()).unwrap();
+        assert_eq!(m.connect(&info()).await, Verdict::Continue);
+        assert_eq!(m.helo("client.example").await, Verdict::Continue);
+        assert_eq!(m.mail("a@b.example", &[], "QID1").await, Verdict::Continue);
+        assert_eq!(m.rcpt("c@d.example", "local").await, Verdict::Continue);
+        // A second transaction: the first is aborted.
+        assert_eq!(m.mail("e@f.example", &[], "QID2").await, Verdict::Continue);
+        let out = m.message(b"Subject: hi\r\n\r\nbody\r\n").await;
+        assert_eq!(out.verdict, Verdict::Continue);
+        assert_eq!(
+            out.message.unwrap(),
+            b"Subject: hi\r\nX-Scripted: yes\r\n\r\nbody\r\n"
+        );
+        m.quit().await;
+        let mut got = Vec::new();
+        while let Some(f) = rx.recv().await {
+            got.push(f);
+        }
+        let want: Vec<Vec<u8>> = vec![
+            b"O\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff".to_vec(),
+            [
+                &b"DCj\0mx.example\0{daemon_name}\0mx.example\0{daemon_addr}\0127.0.0.1\0v\0"[..],
+                concat!("pigeonpost ", env!("CARGO_PKG_VERSION")).as_bytes(),
+                b"\0_\0unknown [192.0.2.7]\0",
+            ]
+            .concat(),
+            b"Cunknown\x004\x9c\x40192.0.2.7\0".to_vec(),
+            // HELO: no macros with a value, no reply expected.
+            b"Hclient.example\0".to_vec(),
+            // The milter's own list for MAIL: only {mail_addr}.
+            b"DM{mail_addr}\0a@b.example\0".to_vec(),
+            b"M<a@b.example>\0".to_vec(),
+            // No RCPT (SMFIP_NORCPT); ABORT before the next MAIL.
+            b"A".to_vec(),
+            b"DM{mail_addr}\0e@f.example\0".to_vec(),
+            b"M<e@f.example>\0".to_vec(),
+            b"DTi\0QID2\0".to_vec(),
+            b"T".to_vec(),
+            b"LSubject\0hi\0".to_vec(),
+            b"DNi\0QID2\0".to_vec(),
+            b"N".to_vec(),
+            b"Bbody\r\n".to_vec(),
+            b"DEi\0QID2\0".to_vec(),
+            b"E".to_vec(),
+            b"Q".to_vec(),
+        ];
+        assert_eq!(
+            got.iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect::<Vec<_>>(),
+            want.iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn default_actions_when_the_milter_is_down() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = |action: &str| {
+            parse_milters(&format!(
+                "{{ inet:127.0.0.1:{port}, default_action = {action} }}"
+            ))
+            .unwrap()
+        };
+        let mut m = MilterSession::new(&spec("tempfail"), &settings()).unwrap();
+        let refused = Verdict::Refuse {
+            reply: tempfail_reply(),
+            milter: format!("inet:127.0.0.1:{port}"),
+        };
+        assert_eq!(m.connect(&info()).await, refused);
+        assert_eq!(m.mail("a@b", &[], "Q").await, refused);
+
+        let mut m = MilterSession::new(&spec("accept"), &settings()).unwrap();
+        assert_eq!(m.connect(&info()).await, Verdict::Continue);
+        assert_eq!(m.mail("a@b", &[], "Q").await, Verdict::Continue);
+        assert_eq!(m.hold(), None);
+
+        // Quarantine: every message of the connection is held.
+        let mut m = MilterSession::new(&spec("quarantine"), &settings()).unwrap();
+        assert_eq!(m.connect(&info()).await, Verdict::Continue);
+        for q in ["Q1", "Q2"] {
+            assert_eq!(m.mail("a@b", &[], q).await, Verdict::Continue);
+            let out = m.message(b"\r\nbody\r\n").await;
+            assert_eq!(out.verdict, Verdict::Continue);
+            assert!(m.hold().unwrap().contains("failed"));
+        }
     }
 }
