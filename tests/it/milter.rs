@@ -139,13 +139,20 @@ fn message(subject: &str, extra: &str) -> String {
     )
 }
 
-/// The text of `user`'s messages delivered since `before` files.
+/// The text of `user`'s messages delivered since there were `before`
+/// files (Maildir names do not sort by arrival, so the newest by mtime).
 fn new_messages(f: &MailFixture, user: &str, before: usize) -> Vec<String> {
-    f.files(user)
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = f
+        .files(user)
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+        .collect();
+    files.sort();
+    files
         .iter()
         .skip(before)
         // Maildir copies have LF line endings.
-        .map(|p| std::fs::read_to_string(p).unwrap())
+        .map(|(_, p)| std::fs::read_to_string(p).unwrap())
         .collect()
 }
 
