@@ -712,6 +712,9 @@ impl SmtpHandler {
 
     /// Stores the message in every destination and queues it for remote
     /// ones; 250 only when all are durable.
+    // The message, its envelope, and what each stage before it decided
+    // (SPF at MAIL, restrictions, milters): one argument each.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         conn: &Conn,

@@ -979,7 +979,7 @@ mod tests {
         let want: Vec<Vec<u8>> = vec![
             b"O\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff".to_vec(),
             [
-                &b"DCj\0mx.example\0{daemon_name}\0mx.example\0{daemon_addr}\0127.0.0.1\0v\0"[..],
+                &b"DCj\0mx.example\0{daemon_name}\0mx.example\0{daemon_addr}\x00127.0.0.1\0v\0"[..],
                 concat!("pigeonpost ", env!("CARGO_PKG_VERSION")).as_bytes(),
                 b"\0_\0unknown [192.0.2.7]\0",
             ]
