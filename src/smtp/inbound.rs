@@ -76,7 +76,7 @@ impl SmtpHandler {
                 || !c.smtpd_milters.is_empty(),
             check_helo: !c.smtpd_milters.is_empty(),
             max_errors: 20,
-            check_data: !c.smtpd_access.lists.data.is_empty(),
+            check_data: !c.smtpd_access.lists.data.is_empty() || !c.smtpd_milters.is_empty(),
         }
     }
 
@@ -357,6 +357,10 @@ impl SmtpHandler {
                     if let Err(reply) = &result {
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: DATA: {reply}");
                     }
+                    let result = match result {
+                        Ok(()) => self.milter_data(&conn, &session, &mut milters).await,
+                        e => e,
+                    };
                     session.data_checked(result);
                 }
                 Action::Deliver(envelope, message) => {

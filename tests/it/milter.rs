@@ -329,6 +329,15 @@ fn a_pymilter_milter_takes_every_action() {
         )
         .is_some());
 
+    // At DATA, before the 354.
+    let r = c.mail(
+        "sender@example.org",
+        &["john+reject-data@example.com"],
+        &message("never sent", ""),
+    );
+    assert_eq!(r, "550 5.7.1 no data today\r\n");
+    assert_eq!(c.cmd("RSET"), "250 2.0.0 Ok\r\n");
+
     // Quarantine: 250, held (listed with its reason), delivered on release.
     let r = c.mail(
         "sender@example.org",

@@ -2,7 +2,8 @@
 """A milter for the tests, written with pymilter (Debian python3-milter,
 for /usr/bin/python3). Listens on inet:PORT@127.0.0.1 and does what the
 message asks for in its Subject ("action=NAME"), or, at RCPT, what the
-recipient's local part says (reject-rcpt, tempfail-rcpt, replycode-rcpt).
+recipient's +extension says (reject-rcpt, tempfail-rcpt, replycode-rcpt;
+reject-data refuses the DATA command).
 
 Every action of the milter protocol is covered: add/insert/change/delete
 header, add/delete recipient, change sender, replace body, quarantine,
@@ -33,6 +34,7 @@ class TestMilter(Milter.Base):
         self.subject = ""
         self.headers = []
         self.bodydata = b""
+        self.reject_data = False
         return Milter.CONTINUE
 
     def envrcpt(self, to, *params):
@@ -41,8 +43,16 @@ class TestMilter(Milter.Base):
             return Milter.REJECT
         if local == "tempfail-rcpt":
             return Milter.TEMPFAIL
+        if local == "reject-data":
+            self.reject_data = True
         if local == "replycode-rcpt":
             self.setreply("553", "5.7.2", "recipient says no")
+            return Milter.REJECT
+        return Milter.CONTINUE
+
+    def data(self):
+        if self.reject_data:
+            self.setreply("550", "5.7.1", "no data today")
             return Milter.REJECT
         return Milter.CONTINUE
 

@@ -129,6 +129,23 @@ impl SmtpHandler {
         }
     }
 
+    /// The DATA command, before its 354.
+    pub(super) async fn milter_data(
+        &self,
+        conn: &Conn,
+        session: &Session<Routes>,
+        milters: &mut Option<MilterSession>,
+    ) -> Result<(), Reply> {
+        let Some(m) = milters else { return Ok(()) };
+        match m.data().await {
+            Verdict::Continue => Ok(()),
+            Verdict::Refuse { reply, milter } => {
+                tracing::info!(milter = %milter, "NOQUEUE: milter-reject: DATA from {}: {reply}; proto=ESMTP helo=<{}>", client(conn), session.helo().unwrap_or(""));
+                Err(reply)
+            }
+        }
+    }
+
     /// The end of DATA: the milters see the message and may change it,
     /// its envelope, or its fate. Added recipients are routed like a
     /// RCPT from this host (a milter is trusted like mynetworks).

@@ -140,6 +140,9 @@ struct Milter {
     state: State,
     /// A MAIL event went out and no end of message or abort since.
     in_message: bool,
+    /// The DATA event of the current message went out (at the DATA
+    /// command; BDAT sends it with the message).
+    data_sent: bool,
 }
 
 /// One SMTP connection's milters.
@@ -181,6 +184,7 @@ impl MilterSession {
                 },
                 state: State::Active,
                 in_message: false,
+                data_sent: false,
             })
             .collect();
         Some(MilterSession {
@@ -293,6 +297,7 @@ impl MilterSession {
                 let _ = m.send(&Command::Abort.to_bytes()).await;
             }
             m.in_message = false;
+            m.data_sent = false;
         }
         self.set_macro("i", queue_id);
         self.set_macro("{mail_addr}", sender);
@@ -337,6 +342,23 @@ impl MilterSession {
         .await
     }
 
+    /// The DATA command (Postfix sends SMFIC_DATA before its 354).
+    pub async fn data(&mut self) -> Verdict {
+        let frame = Command::Data.to_bytes();
+        let verdict = self
+            .event(
+                Stage::Data,
+                &frame,
+                proto::SMFIP_NODATA,
+                proto::SMFIP_NR_DATA,
+            )
+            .await;
+        for m in &mut self.milters {
+            m.data_sent = true;
+        }
+        verdict
+    }
+
     /// The end of DATA: each milter in turn gets DATA, the headers, the
     /// body in chunks of at most 64 KiB and the end of message, and
     /// answers with its changes and its verdict.
@@ -355,6 +377,7 @@ impl MilterSession {
             };
             let m = &mut self.milters[i];
             m.in_message = false;
+            m.data_sent = false;
             match result {
                 Ok(Content {
                     end,
@@ -557,6 +580,7 @@ impl Milter {
         self.sock = None;
         self.buf.clear();
         self.in_message = false;
+        self.data_sent = false;
         self.state = match self.default {
             MilterDefault::Accept | MilterDefault::Quarantine => State::Done,
             MilterDefault::Tempfail | MilterDefault::Reject => State::Failed,
@@ -736,8 +760,8 @@ impl Milter {
             envelope: Vec::new(),
             quarantine: None,
         };
-        // DATA
-        if p & proto::SMFIP_NODATA == 0 {
+        // DATA, unless it went out with the DATA command.
+        if p & proto::SMFIP_NODATA == 0 && !self.data_sent {
             let macros = self.macro_frame(Stage::Data, values, settings);
             let wait = p & proto::SMFIP_NR_DATA == 0;
             match self
@@ -965,6 +989,8 @@ mod tests {
         assert_eq!(m.rcpt("c@d.example", "local").await, Verdict::Continue);
         // A second transaction: the first is aborted.
         assert_eq!(m.mail("e@f.example", &[], "QID2").await, Verdict::Continue);
+        // DATA at the DATA command; not again with the message.
+        assert_eq!(m.data().await, Verdict::Continue);
         let out = m.message(b"Subject: hi\r\n\r\nbody\r\n").await;
         assert_eq!(out.verdict, Verdict::Continue);
         assert_eq!(
