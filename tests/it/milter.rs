@@ -615,3 +615,57 @@ fn rspamd_as_a_milter() {
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(f.files("john").len(), before + 1);
 }
+
+/// access(5) HOLD (a restriction, no milter) uses the same hold queue.
+#[test]
+fn an_access_table_hold_is_kept_until_released() {
+    let f = MailFixture::new(&[], "");
+    let d = f.tree.dir.path().display().to_string();
+    f.tree
+        .write("sender_access", "hold@corp.example HOLD look at it\n");
+    let text = std::fs::read_to_string(&f.config).unwrap().replacen(
+        "\n[listen]",
+        &format!(
+            "smtpd_sender_restrictions = \"check_sender_access hash:{d}/sender_access\"\nqueue_directory = \"{d}/queue\"\n\n[listen]"
+        ),
+        1,
+    );
+    std::fs::write(&f.config, text).unwrap();
+    let server = f.start();
+    let (mut c, _) = Smtp::connect(server.addr("smtp"));
+    c.cmd("EHLO client.example");
+    let john = f.files("john").len();
+    let r = c.mail(
+        "hold@corp.example",
+        &["john@example.com"],
+        &message("held", ""),
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let id = queue_id(&r);
+    assert_eq!(f.files("john").len(), john, "held, not delivered");
+    let cfg = f.config.to_str().unwrap();
+    let list = stdout(&run(&["--config", cfg, "queue", "list"], &[]));
+    assert!(list.contains(&format!("{id}!")), "{list}");
+    assert!(list.contains("Sender address look at it)"), "{list}");
+    // Another sender is not held.
+    let r = c.mail(
+        "other@corp.example",
+        &["john@example.com"],
+        &message("not held", ""),
+    );
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(f.files("john").len(), john + 1);
+    let out = run(&["--config", cfg, "queue", "release", "ALL"], &[]);
+    assert!(
+        stdout(&out).contains("ok 1 messages released"),
+        "{}",
+        stdout(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.files("john").len() == john + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = new_messages(&f, "john", john + 1);
+    assert_eq!(got.len(), 1, "released exactly once");
+    assert!(got[0].contains("Subject: held"), "{}", got[0]);
+}
