@@ -149,7 +149,7 @@ pub static KEYS: &[KeyDef] = &[
     k("smtp_sasl_password_maps", "", List, Postfix, "tables: relayhost -> user:password"),
     k("default_destination_concurrency_limit", "20", Count, Postfix, "simultaneous deliveries to one next hop"),
     k("smtpd_milters", "", List, Postfix, "milters for mail received over SMTP: inet:host:port, unix:/path, or { inet:host:port, default_action=accept, command_timeout=10s } per milter"),
-    k("non_smtpd_milters", "", List, Postfix, "milters for mail from pigeonpost sendmail (accepted for compatibility; not applied yet)"),
+    k("non_smtpd_milters", "", List, Postfix, "milters for mail from pigeonpost sendmail (picked up from the maildrop); same syntax as smtpd_milters"),
     k("milter_protocol", "6", Count, Postfix, "milter protocol version offered (2 to 6)"),
     k("milter_default_action", "tempfail", Text, Postfix, "when a milter fails (refused, timeout, garbage): tempfail, accept, reject or quarantine"),
     k("milter_connect_timeout", "30s", Time('s'), Postfix, "time to connect to a milter and negotiate"),

@@ -669,3 +669,76 @@ fn an_access_table_hold_is_kept_until_released() {
     assert_eq!(got.len(), 1, "released exactly once");
     assert!(got[0].contains("Subject: held"), "{}", got[0]);
 }
+
+/// `non_smtpd_milters`: mail from `pigeonpost sendmail` is filtered at
+/// pickup: changed, bounced when refused, held when quarantined.
+#[test]
+fn non_smtpd_milters_filter_sendmail() {
+    if !have_pymilter() {
+        return;
+    }
+    let (_milter, port) = start_test_milter();
+    let f = fixture(
+        "",
+        &format!("non_smtpd_milters = \"inet:127.0.0.1:{port}\""),
+    );
+    let server = f.start();
+    let sendmail = |subject: &str| {
+        let mut child = crate::util::pigeonpost()
+            .args(["--config", f.config.to_str().unwrap(), "sendmail"])
+            .args(["-f", "jane@example.com", "john@example.com"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("Subject: {subject}\n\nhi\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let wait_files = |user: &str, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while f.files(user).len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (john, jane) = (f.files("john").len(), f.files("jane").len());
+    sendmail("action=addheader");
+    wait_files("john", john + 1);
+    let got = new_messages(&f, "john", john);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("\nX-Added: yes\n"), "{}", got[0]);
+
+    // Refused: bounced to the sender, not delivered.
+    sendmail("action=reject");
+    wait_files("jane", jane + 1);
+    let bounce = new_messages(&f, "jane", jane);
+    assert_eq!(bounce.len(), 1);
+    assert!(
+        bounce[0].contains("550 5.7.1 Command rejected"),
+        "{}",
+        bounce[0]
+    );
+    assert_eq!(f.files("john").len(), john + 1);
+
+    // Quarantined: held.
+    sendmail("action=quarantine");
+    assert!(server
+        .wait_log("milter-hold", Duration::from_secs(15))
+        .is_some());
+    let list = stdout(&run(
+        &["--config", f.config.to_str().unwrap(), "queue", "list"],
+        &[],
+    ));
+    assert!(list.contains("(hold: held by the test milter)"), "{list}");
+    assert_eq!(f.files("john").len(), john + 1);
+}

@@ -177,6 +177,20 @@ pub async fn run(ctx: &Arc<Ctx>) {
                 continue;
             }
         };
+        // non_smtpd_milters; not again for a message released from hold.
+        let (drop, message) = if drop.hold_reason.is_none() {
+            match filter(ctx, &id, drop, message).await {
+                Filtered::Deliver(drop, message) => (drop, message),
+                Filtered::Done => {
+                    let _ = fs::remove_file(&json);
+                    let _ = fs::remove_file(&msg);
+                    continue;
+                }
+                Filtered::Defer => continue,
+            }
+        } else {
+            (drop, message)
+        };
         let original = message.clone();
         match submit_some(ctx, &drop.sender, &drop.recipients, message, drop.sign).await {
             Ok((qid, refused)) => {
@@ -196,6 +210,120 @@ pub async fn run(ctx: &Arc<Ctx>) {
                 tracing::warn!("pickup of {id} deferred: {e}");
             }
         }
+    }
+}
+
+/// What `non_smtpd_milters` made of a message from the maildrop.
+enum Filtered {
+    /// Deliver this (changed or not).
+    Deliver(Drop, Vec<u8>),
+    /// Held, discarded or bounced: the maildrop files can go.
+    Done,
+    /// A milter said tempfail (or failed under it): try again later.
+    Defer,
+}
+
+/// `non_smtpd_milters` (Postfix MILTER_README "Non-SMTP mail"): the
+/// milters see a connection from localhost, `HELO localhost`, the envelope
+/// and the message, and may change, hold, discard or refuse it; a refused
+/// message is bounced to its sender.
+async fn filter(ctx: &Arc<Ctx>, id: &str, mut drop: Drop, message: Vec<u8>) -> Filtered {
+    use crate::smtp::milter::{ConnectInfo, EnvelopeEdit, MilterSession, Verdict};
+    let c = &ctx.config;
+    let Some(mut m) = MilterSession::new(&c.non_smtpd_milters, &c.milter) else {
+        return Filtered::Deliver(drop, message);
+    };
+    let localhost: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let info = ConnectInfo {
+        client: localhost,
+        local: localhost,
+        myhostname: c.myhostname.clone(),
+        tls: None,
+    };
+    let mut verdict = m.connect(&info).await;
+    if verdict == Verdict::Continue {
+        verdict = m.helo("localhost").await;
+    }
+    if verdict == Verdict::Continue {
+        verdict = m.mail(&drop.sender, &[], id).await;
+    }
+    for r in &drop.recipients {
+        if verdict == Verdict::Continue {
+            verdict = m.rcpt(r, "local").await;
+        }
+    }
+    if verdict == Verdict::Continue {
+        verdict = m.data().await;
+    }
+    let mut message = message;
+    if verdict == Verdict::Continue {
+        let out = m.message(&message).await;
+        verdict = out.verdict;
+        if let Some(changed) = out.message {
+            message = changed;
+        }
+        for edit in out.envelope {
+            match edit {
+                EnvelopeEdit::ChangeFrom(f) => drop.sender = f,
+                EnvelopeEdit::AddRcpt(r) => {
+                    if !drop.recipients.iter().any(|x| x.eq_ignore_ascii_case(&r)) {
+                        drop.recipients.push(r)
+                    }
+                }
+                EnvelopeEdit::DelRcpt(r) => drop.recipients.retain(|x| !x.eq_ignore_ascii_case(&r)),
+            }
+        }
+    }
+    m.quit().await;
+    match verdict {
+        Verdict::Refuse { reply, milter } if reply.code >= 500 => {
+            tracing::info!(milter = %milter, "{id}: milter-reject: END-OF-MESSAGE from localhost[127.0.0.1]: {reply}; from=<{}> proto=local", drop.sender);
+            if !drop.sender.is_empty() {
+                let refused: Vec<(String, String)> = drop
+                    .recipients
+                    .iter()
+                    .map(|r| (r.clone(), reply.to_string()))
+                    .collect();
+                bounce_refused(ctx, id, &drop.sender, &refused, &message).await;
+            }
+            Filtered::Done
+        }
+        Verdict::Refuse { reply, milter } => {
+            tracing::warn!(milter = %milter, "pickup of {id} deferred: milter: {reply}");
+            Filtered::Defer
+        }
+        Verdict::Continue if m.discard().is_some() || drop.recipients.is_empty() => {
+            tracing::info!("{id}: milter-discard: END-OF-MESSAGE from localhost[127.0.0.1]: milter triggers DISCARD action; from=<{}> proto=local", drop.sender);
+            Filtered::Done
+        }
+        Verdict::Continue => match m.hold() {
+            Some(reason) => {
+                let log = format!("{id}: milter-hold: END-OF-MESSAGE from localhost[127.0.0.1]: milter triggers HOLD action ({reason}); from=<{}> proto=local", drop.sender);
+                drop.hold_reason = Some(reason.to_string());
+                drop.arrival = Some(spool::unix(std::time::SystemTime::now()));
+                let spool = ctx.queue.spool().clone();
+                let hold_id = id.to_string();
+                let held = tokio::task::spawn_blocking(move || {
+                    super::hold::store(&spool, &hold_id, &drop, &message)
+                })
+                .await;
+                match held {
+                    Ok(Ok(())) => {
+                        tracing::info!("{log}");
+                        Filtered::Done
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!("pickup of {id} deferred: cannot hold it: {e}");
+                        Filtered::Defer
+                    }
+                    Err(e) => {
+                        tracing::error!("pickup of {id} deferred: cannot hold it: {e}");
+                        Filtered::Defer
+                    }
+                }
+            }
+            None => Filtered::Deliver(drop, message),
+        },
     }
 }
 
