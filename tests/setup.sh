@@ -12,6 +12,7 @@
 #   dkimpy, pyspf, dnspython, PyNaCl, authres
 #                       DKIM/ARC and SPF oracles of the mail-authentication tests
 #   opendkim-tools      opendkim-genkey, for keys made the OpenDKIM way
+#   opendkim            a real signing milter (tests/it/milter.rs)
 #   postgrey, postfix-policyd-spf-python
 #                       real policy services (tests/it/restrict.rs)
 #   rspamd              a real milter (its proxy worker in milter mode, tests/it/milter.rs)
@@ -30,7 +31,7 @@ declare -A PKG=(
   [doveadm]=dovecot-core [swaks]=swaks [fetchmail]=fetchmail [mbsync]=isync [neomutt]=neomutt
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
-  [policyd-spf]=postfix-policyd-spf-python [rspamd]=rspamd
+  [policyd-spf]=postfix-policyd-spf-python [opendkim]=opendkim [rspamd]=rspamd
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

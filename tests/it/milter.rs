@@ -742,3 +742,93 @@ fn non_smtpd_milters_filter_sendmail() {
     assert!(list.contains("(hold: held by the test milter)"), "{list}");
     assert_eq!(f.files("john").len(), john + 1);
 }
+
+/// OpenDKIM as a signing milter: mail our users send leaves with its
+/// DKIM-Signature, and python3-dkim (dkimpy) verifies it with the key
+/// opendkim-genkey made.
+#[test]
+fn opendkim_signs_as_a_milter() {
+    if !require_tool("opendkim") || !require_tool("opendkim-genkey") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let k = keys.path();
+    let gen = Command::new("opendkim-genkey")
+        .args(["-d", "example.com", "-s", "test", "-D"])
+        .arg(k)
+        .status()
+        .unwrap();
+    assert!(gen.success());
+    let port = free_port();
+    let conf = k.join("opendkim.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Syslog no\nSocket inet:{port}@127.0.0.1\nMode s\nDomain example.com\nSelector test\n\
+             KeyFile {}/test.private\nCanonicalization relaxed/simple\nInternalHosts 127.0.0.1\n\
+             Background no\nPidFile {}/pid\nRequireSafeKeys false\n",
+            k.display(),
+            k.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("opendkim")
+        .arg("-x")
+        .arg(&conf)
+        .arg("-f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("opendkim");
+    wait_port(port, Duration::from_secs(20), &mut child);
+    let _peer = Peer(child);
+
+    let f = fixture(&format!("inet:127.0.0.1:{port}"), "");
+    let server = f.start();
+    let before = f.files("john").len();
+    let (mut c, _) = Smtp::connect(server.addr("smtp"));
+    c.cmd("EHLO client.example.com");
+    let msg = "From: Sender <sender@example.com>\r\nTo: john@example.com\r\nSubject: signed by opendkim\r\n\r\nHello, signed.\r\n";
+    let r = c.mail("sender@example.com", &["john@example.com"], msg);
+    assert!(r.starts_with("250 "), "{r}");
+    c.cmd("QUIT");
+    let stored = new_messages(&f, "john", before)
+        .pop()
+        .expect("a delivered copy");
+    assert!(
+        stored.contains("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.com;"),
+        "{stored}"
+    );
+
+    // The public key as DNS would publish it, from opendkim-genkey's .txt.
+    let txt = std::fs::read_to_string(k.join("test.txt")).unwrap();
+    let record: String = txt.split('"').skip(1).step_by(2).collect();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import dkim, os, sys\n\
+             msg = open(sys.argv[1], 'rb').read().replace(b'\\r\\n', b'\\n').replace(b'\\n', b'\\r\\n')\n\
+             rec = os.environ['DKIM_RECORD'].encode()\n\
+             ok = dkim.verify(msg, dnsfunc=lambda name, timeout=5: rec if name == b'test._domainkey.example.com.' else None)\n\
+             print('verified' if ok else 'FAILED')\n",
+        ])
+        .arg(new_message_path(&f, "john"))
+        .env("DKIM_RECORD", record)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.trim(),
+        "verified",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The newest file in `user`'s Maildir.
+fn new_message_path(f: &MailFixture, user: &str) -> std::path::PathBuf {
+    f.files(user)
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .expect("a message")
+}

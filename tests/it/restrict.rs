@@ -177,7 +177,8 @@ smtpd_data_restrictions = "reject_unauth_pipelining"
 
     // A clean message is delivered; PREPEND adds its header; DISCARD says
     // 250 and keeps nothing.
-    let before = setup.new_mail("vmail/example.com/john").len();
+    let earlier = setup.new_mail("vmail/example.com/john");
+    let before = earlier.len();
     let r = transaction(
         "127.0.0.4",
         smtp,
@@ -187,7 +188,12 @@ smtpd_data_restrictions = "reject_unauth_pipelining"
     );
     assert!(r[5].starts_with("250 2.0.0 Ok: queued as"), "{r:?}");
     let files = setup.wait_mail("vmail/example.com/john", before + 1);
-    let text = std::fs::read_to_string(files.last().unwrap()).unwrap();
+    // Maildir names do not sort by arrival: the new file is the one not seen before.
+    let new = files
+        .iter()
+        .find(|f| !earlier.contains(f))
+        .expect("the new message");
+    let text = std::fs::read_to_string(new).unwrap();
     assert!(text.contains("\nX-Tag: tagged by sender.re\n"), "{text}");
     let r = transaction(
         "127.0.0.4",
@@ -562,4 +568,168 @@ fn postscreen_lite_before_the_greeting() {
     assert!(server
         .wait_log("PASS OLD [127.0.0.5]", Duration::from_secs(5))
         .is_some());
+}
+
+/// A policy server that answers `answer` to every request (then the blank line).
+fn fake_policy(answer: &'static str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\n" && w.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn tables_reload_and_other_actions() {
+    let dns = FakeDns::start(vec![
+        ("6.0.0.127.slow.test".into(), "A", vec![Answer::Silent]),
+        (
+            "7.0.0.127.zen.test".into(),
+            "A",
+            vec![Answer::A([127, 0, 0, 3])],
+        ),
+    ]);
+    let nonsense = fake_policy("this is not a policy answer\n\n");
+    let setup = mail_setup(&format!(
+        r#"
+dns_servers = "{dns}"
+rbl_reply_maps = "hash:{{d}}/postfix/rbl_reply"
+smtpd_client_restrictions = "check_client_access cidr:{{d}}/postfix/clients.cidr, reject_rbl_client slow.test, reject_rbl_client zen.test"
+smtpd_sender_restrictions = "check_sender_access hash:{{d}}/postfix/senders"
+smtpd_recipient_restrictions = "reject_unauth_destination, check_recipient_access hash:{{d}}/postfix/policy_rcpt"
+smtpd_restriction_classes = "ask_nonsense"
+ask_nonsense = "check_policy_service {{ inet:127.0.0.1:{nonsense}, try_limit=1 }}"
+"#,
+        dns = dns.addr
+    ));
+    let d = setup.tree.dir.path().display().to_string();
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("{d}", &d);
+    std::fs::write(&setup.config, text).unwrap();
+    setup
+        .tree
+        .write("postfix/clients.cidr", "127.0.0.9 REJECT not you\n");
+    setup.tree.write(
+        "postfix/senders",
+        "boss@b.example REDIRECT jane@example.com\n",
+    );
+    setup
+        .tree
+        .write("postfix/policy_rcpt", "jane@example.com ask_nonsense\n");
+    setup.tree.write(
+        "postfix/rbl_reply",
+        "zen.test $rbl_code 5.7.9 Go away [$rbl_what] (listed in $rbl_domain)\n",
+    );
+    let server = setup.start();
+    let smtp = server.addr("smtp");
+
+    // rbl_reply_maps gives the DNS list its own text.
+    let r = transaction(
+        "127.0.0.7",
+        smtp,
+        "client.example",
+        "a@b.example",
+        "john@example.com",
+    );
+    assert_eq!(
+        r[3],
+        "554 5.7.9 Go away [127.0.0.7] (listed in zen.test)\r\n"
+    );
+
+    // A DNS list that never answers does not reject (after the resolver's timeouts).
+    let r = transaction(
+        "127.0.0.6",
+        smtp,
+        "client.example",
+        "a@b.example",
+        "john@example.com",
+    );
+    assert!(r[5].starts_with("250 2.0.0"), "{r:?}");
+
+    // A policy service answering nonsense: smtpd_policy_service_default_action.
+    let r = transaction(
+        "127.0.0.8",
+        smtp,
+        "client.example",
+        "a@b.example",
+        "jane@example.com",
+    );
+    assert_eq!(
+        r[3],
+        "451 4.3.5 <jane@example.com>: Recipient address rejected: Server configuration problem\r\n"
+    );
+
+    // REDIRECT: the message goes to jane instead of john.
+    let before = setup.new_mail("vmail/example.com/jane").len();
+    let john_before = setup.new_mail("vmail/example.com/john").len();
+    let r = transaction(
+        "127.0.0.8",
+        smtp,
+        "client.example",
+        "boss@b.example",
+        "john@example.com",
+    );
+    assert!(r[5].starts_with("250 2.0.0"), "{r:?}");
+    assert_eq!(
+        setup.wait_mail("vmail/example.com/jane", before + 1).len(),
+        before + 1
+    );
+    assert_eq!(setup.new_mail("vmail/example.com/john").len(), john_before);
+
+    // The cidr table is reloaded when it changes, like every table.
+    let r = transaction(
+        "127.0.0.9",
+        smtp,
+        "client.example",
+        "a@b.example",
+        "john@example.com",
+    );
+    assert_eq!(
+        r[3],
+        "554 5.7.1 <unknown[127.0.0.9]>: Client host rejected: not you\r\n"
+    );
+    crate::util::replace(&setup.tree.path("postfix/clients.cidr"), "127.0.0.9 OK\n");
+    assert!(
+        server
+            .wait_log("clients.cidr", Duration::from_secs(10))
+            .is_some(),
+        "no reload logged"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = transaction(
+            "127.0.0.9",
+            smtp,
+            "client.example",
+            "a@b.example",
+            "john@example.com",
+        );
+        if r[3].starts_with("250") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new table is not used: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
