@@ -76,6 +76,25 @@ for c in concs:
           f"{fmt(med(pf, 'mean_txn_latency_ms'), 1)} | {fmt(med(pp, 'mean_txn_latency_ms'), 1)} | "
           f"{fmt(med(pf, 'accept_rate'))} | {fmt(med(pp, 'accept_rate'))} |")
 
+# RESTRICTIONS=1: the local DNS server's share (bench/lib/fake_dns.py), and the
+# whole machine's busy CPU per message (server, DNS, smtp-source, probes)
+if any(r.get("dns_queries") is not None for rows in runs.values() for r in rows):
+    def per_msg(rows, k, scale=1.0, nd=2):
+        v = [r[k] * scale / r["count"] for r in rows if r.get(k) is not None and r.get("count")]
+        return fmt(statistics.median(v), nd) if v else "–"
+    print()
+    print("Local DNS server (bench/lib/fake_dns.py, one Python process) and the whole machine, "
+          "medians per message:")
+    print()
+    print("| clients | DNS queries/msg Postfix / pigeonpost | DNS server CPU ms/msg Postfix / pigeonpost | "
+          "machine busy CPU ms/msg Postfix / pigeonpost |")
+    print("|---:|---:|---:|---:|")
+    for c in concs:
+        pf, pp = runs.get(("postfix", c), []), runs.get(("pigeonpost", c), [])
+        print(f"| {c} | {per_msg(pf, 'dns_queries')} / {per_msg(pp, 'dns_queries')} | "
+              f"{per_msg(pf, 'dns_cpu_s', 1000)} / {per_msg(pp, 'dns_cpu_s', 1000)} | "
+              f"{per_msg(pf, 'sys_busy_cpu_s', 1000)} / {per_msg(pp, 'sys_busy_cpu_s', 1000)} |")
+
 # problems worth a look
 notes = []
 for (s, c), rows in sorted(runs.items()):
@@ -95,6 +114,12 @@ if pp_hwm:
     print(f"- target, pigeonpost peak RSS < 30 MB during the run: {'met' if m < 30 else 'NOT met'} ({m:.1f} MB)")
 for n in notes:
     print(f"- WARNING: {n}")
+rc = os.path.join(d, "restrict_check.md")
+if os.path.exists(rc):
+    print()
+    print("Restriction replies (RESTRICTIONS=1; the same MAIL FROM / RCPT TO to each server before the runs):")
+    print()
+    print(open(rc).read().rstrip())
 fs = os.path.join(d, "fsync_check.txt")
 if os.path.exists(fs):
     print()

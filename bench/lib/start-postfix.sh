@@ -29,6 +29,14 @@
 #                                 dovecot, smtpd_sasl_path = private/auth: the Dovecot
 #                                 of start-dovecot.sh with SASL_SOCKET=$QUEUE/private/auth),
 #                                 as in Debian's master.cf; off by default
+#   MAIN_CF_EXTRA=file            "name = value" lines set in the generated main.cf with
+#                                 postconf -e (one line each, # comments skipped), e.g.
+#                                 bench/smtp's RESTRICTIONS=1 restriction lists
+#   RESOLV_CONF=file              the master (and so every smtpd) runs in a private
+#                                 mount namespace where this file is bind-mounted over
+#                                 /etc/resolv.conf (unshare -m): Postfix has no DNS
+#                                 server setting of its own, and the host's resolv.conf
+#                                 stays untouched. Needs unshare(1) and mount(8).
 set -euo pipefail
 
 PEERS=${PEERS:-/tmp/pp-bench/postfix}
@@ -51,6 +59,8 @@ RELAY_PORT=${RELAY_PORT:-4625}
 MYNETWORKS=${MYNETWORKS:-127.0.0.0/8}
 SUBMISSION_PORT=${SUBMISSION_PORT:-}
 SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-}
+MAIN_CF_EXTRA=${MAIN_CF_EXTRA:-}
+RESOLV_CONF=${RESOLV_CONF:-}
 case "$DELIVERY" in virtual|hold|relay) ;; *) echo "DELIVERY must be virtual|hold|relay" >&2; exit 2;; esac
 [ "$(id -u)" = 0 ] || { echo "start-postfix: must run as root (the Postfix master drops privileges itself)" >&2; exit 1; }
 command -v postfix >/dev/null || { echo "start-postfix: postfix not installed (apt-get install postfix)" >&2; exit 1; }
@@ -159,6 +169,13 @@ smtpd_end_of_data_restrictions = check_client_access static:HOLD
 EOC
 fi
 
+if [ -n "$MAIN_CF_EXTRA" ]; then
+  # postconf -e: replaced in place (a second entry would be warned about by every process)
+  grep -vE '^[[:space:]]*(#|$)' "$MAIN_CF_EXTRA" | while IFS= read -r line; do
+    postconf -c "$PFX_CONF" -e "$line"
+  done
+fi
+
 if [ -n "$SUBMISSION_PORT$SUBMISSIONS_PORT" ]; then
   cat >> "$PFX_CONF/main.cf" <<EOC
 
@@ -243,7 +260,15 @@ if pid_alive "$PFX_PID" && [ "$(cat /proc/$PFX_PID/comm 2>/dev/null)" = master ]
 else
   log "starting postfix"
   # daemons must not inherit our stdout/stderr (callers may be reading a pipe)
-  postfix -c "$PFX_CONF" start </dev/null >>"$LOG/start.log" 2>&1 || { tail -5 "$LOG/start.log" >&2; exit 1; }
+  if [ -n "$RESOLV_CONF" ]; then
+    [ -r "$RESOLV_CONF" ] || { echo "start-postfix: RESOLV_CONF=$RESOLV_CONF is not readable" >&2; exit 1; }
+    log "master in a private mount namespace with $RESOLV_CONF as /etc/resolv.conf"
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    unshare --mount --propagation private sh -c 'mount --bind "$1" /etc/resolv.conf && exec postfix -c "$2" start' \
+      sh "$RESOLV_CONF" "$PFX_CONF" </dev/null >>"$LOG/start.log" 2>&1 || { tail -5 "$LOG/start.log" >&2; exit 1; }
+  else
+    postfix -c "$PFX_CONF" start </dev/null >>"$LOG/start.log" 2>&1 || { tail -5 "$LOG/start.log" >&2; exit 1; }
+  fi
   PFX_PID=$(sed -n '1{s/ //g;p}' "$QUEUE/pid/master.pid")
 fi
 echo "$PFX_PID" > "$PIDS/postfix.pid"

@@ -34,6 +34,21 @@
 #                                  message (rsa-sha256, 2048 bits). Postfix stays as in the
 #                                  HOWTO, without milters, and gets the same messages.
 #   DKIM_ALG=rsa                   the key MAILAUTH=sign signs with: rsa (2048 bits) or ed25519
+#   RESTRICTIONS=                  1: both servers evaluate the same 8-entry restriction list
+#                                  (smtpd_recipient_restrictions: reject_non_fqdn_sender,
+#                                  reject_non_fqdn_recipient, reject_unknown_sender_domain,
+#                                  check_client_access hash:, check_sender_access hash: (each
+#                                  table ACCESS_ENTRIES=3000 lines), reject_rbl_client,
+#                                  reject_unauth_destination, permit), with the clients outside
+#                                  mynetworks and DNS from bench/lib/fake_dns.py on
+#                                  127.0.0.1:53 (Postfix reads it through a private
+#                                  resolv.conf: start-postfix.sh RESOLV_CONF). CONCS
+#                                  defaults to "1 20". Every run must store every message,
+#                                  or the script fails.
+#   RS_MAILAUTH=off                (RESTRICTIONS=1) off: pigeonpost's SPF and DMARC checks of
+#                                  mail from outside mynetworks are turned off (spf_policy,
+#                                  dmarc_policy), as Postfix has none; default: left at
+#                                  pigeonpost's defaults (report)
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them, as deleting them slows file
 #                                  creation for the next ~6 minutes; see bench/README.md)
@@ -46,7 +61,9 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then D_COUNT=1000 D_RUNS=1 D_SETTLE=5; else D_COUNT=5000 D_RUNS=3 D_SETTLE=65; fi
 STATE=${STATE:-/tmp/pp-bench}
 COUNT=${COUNT:-$D_COUNT}; RUNS=${RUNS:-$D_RUNS}; SETTLE=${SETTLE:-$D_SETTLE}
-CONCS=${CONCS:-"1 20 100"}; SIZE=${SIZE:-5120}
+RESTRICTIONS=${RESTRICTIONS:-0}; ACCESS_ENTRIES=${ACCESS_ENTRIES:-3000}; RS_MAILAUTH=${RS_MAILAUTH:-off}
+if [ "$RESTRICTIONS" = 1 ]; then D_CONCS="1 20"; else D_CONCS="1 20 100"; fi
+CONCS=${CONCS:-$D_CONCS}; SIZE=${SIZE:-5120}
 SERVERS=${SERVERS:-"postfix pigeonpost"}
 PROBES=${PROBES:-200}; PROBE_GAP=${PROBE_GAP:-0.05}
 PF_PORT=${POSTFIX_PORT:-4525}; PP_PORT=${PIGEONPOST_PORT:-5525}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5580}
@@ -69,6 +86,14 @@ case "$MAILAUTH" in "" | verify | sign) ;; *) die "MAILAUTH is verify, sign or e
 if [ "$MAILAUTH" = verify ]; then
   python3 -c 'import dkim' 2>/dev/null || { missing+=("python3 dkimpy"); pkgs+=(python3-dkim); }
 fi
+case "$RESTRICTIONS" in 0 | 1) ;; *) die "RESTRICTIONS is 0 or 1" ;; esac
+if [ "$RESTRICTIONS" = 1 ]; then
+  [ -z "$MAILAUTH" ] || die "RESTRICTIONS=1 and MAILAUTH are separate runs: set one of them"
+  whole_numbers ACCESS_ENTRIES "$ACCESS_ENTRIES"
+  [ "$ACCESS_ENTRIES" -ge 3 ] || die "ACCESS_ENTRIES: at least 3"
+  case "$RS_MAILAUTH" in off | default) ;; *) die "RS_MAILAUTH is off or default" ;; esac
+  if has postfix; then need unshare util-linux "unshare (util-linux)"; need mount mount; fi
+fi
 need_cargo
 missing_exit "for postfix choose \"No configuration\", its own service is not used"
 need_root postfix Postfix
@@ -82,6 +107,7 @@ chmod 755 "$STATE"
 vmail_ids
 DNS_PID=""
 stop_all() { if [ -n "$DNS_PID" ]; then kill "$DNS_PID" 2>/dev/null; fi; stop_postfix; }
+PP_MYNETWORKS=127.0.0.0/8 PF_ENV=()
 on_exit stop_all
 stop_stale_pigeonpost
 
@@ -149,9 +175,110 @@ dkim_signing_table = \"refile:$KEYS/SigningTable\""
   say "mail authentication: $MAILAUTH (DNS on 127.0.0.1:$DNS_PORT, key $KEYS/s1.private)"
 fi
 
+# ------------------------------------------------------------------ restrictions (RESTRICTIONS=1)
+# The same 8-entry smtpd_recipient_restrictions for both servers, two hash:
+# access tables of ACCESS_ENTRIES lines, and a DNS list, with DNS from
+# fake_dns.py on 127.0.0.1:53: pigeonpost gets dns_servers, Postfix (which
+# has no such setting) a private resolv.conf in its own mount namespace. The
+# clients (127.0.0.1) are outside mynetworks, so nothing short-circuits.
+RS_CONFIG=""
+if [ "$RESTRICTIONS" = 1 ]; then
+  RS=$STATE/restrict
+  rm -rf "$RS"; mkdir -p "$RS"; chmod 755 "$RS"
+  RS_DNS_PORT=0; [ "$(id -u)" = 0 ] && RS_DNS_PORT=53   # resolv.conf cannot name a port
+  if has postfix; then
+    [ "$RS_DNS_PORT" = 53 ] || die "RESTRICTIONS=1 with Postfix needs root (DNS on port 53)"
+    ss -lunH 2>/dev/null | awk '{print $4}' | grep -qx "$ADDR:53" && die "$ADDR:53 (udp) is in use: the DNS server for RESTRICTIONS=1 needs it"
+  fi
+  python3 - "$RS" "$ACCESS_ENTRIES" <<'PY' || die "cannot write the restriction tables"
+import json, sys
+rs, n = sys.argv[1], int(sys.argv[2])
+mx = {"MX": ["10 mx.sender.example"]}
+zone = {
+    "sender.example": mx, "listed.example": mx, "sub.listed.example": mx,
+    "mx.sender.example": {"A": ["127.0.0.1"]},
+    # the client's names, as Postfix finds them in /etc/hosts
+    "1.0.0.127.in-addr.arpa": {"PTR": ["localhost"]},
+    "localhost": {"A": ["127.0.0.1"]},
+    # a client whose verified name's parent domain is in the client table
+    "4.0.0.127.in-addr.arpa": {"PTR": ["host1.dialup.bench.example"]},
+    "host1.dialup.bench.example": {"A": ["127.0.0.4"]},
+    # the DNS list: 127.0.0.2 is listed, the benchmark's client 127.0.0.1 is not
+    "2.0.0.127.rbl.bench.example": {"A": ["127.0.0.2"], "TXT": ["listed by the benchmark's DNS list"]},
+}
+json.dump(zone, open(rs + "/zone.json", "w"), indent=1)
+# Neither table matches the load (client localhost[127.0.0.1], sender
+# a@sender.example): every lookup is a miss, as for most mail.
+with open(rs + "/client_access", "w") as f:
+    f.write("127.0.0.3 REJECT blocked by the benchmark's client table\n")
+    f.write("dialup.bench.example REJECT dynamic address by name\n")
+    for i in range(n - 2):
+        if i % 3 == 2:
+            f.write(f"host{i}.dialup.example REJECT dynamic address\n")
+        else:
+            f.write(f"10.{i // 250 % 256}.{i % 250} 554 5.7.1 network {i} refused\n")
+with open(rs + "/sender_access", "w") as f:
+    f.write("listed.example REJECT sender domain listed by the benchmark\n")
+    f.write("bulk@ 550 5.7.1 no bulk senders\n")
+    for i in range(n - 2):
+        if i % 2:
+            f.write(f"spammer{i}.example REJECT\n")
+        else:
+            f.write(f"user{i}@freemail{i % 97}.example 550 5.7.1 address {i} refused\n")
+PY
+  if has postfix; then   # before Postfix starts: an smtpd keeps a table it could not open
+    mkdir -p "$RS/postmap"; printf 'compatibility_level = 3.6\n' > "$RS/postmap/main.cf"
+    { postmap -c "$RS/postmap" "hash:$RS/client_access" && postmap -c "$RS/postmap" "hash:$RS/sender_access"; } \
+      || die "postmap failed on $RS"
+  fi
+  printf 'nameserver %s\n' "$ADDR" > "$RS/resolv.conf"
+  python3 "$LIB/fake_dns.py" --addr "$ADDR" --port "$RS_DNS_PORT" --zone "$RS/zone.json" --stats "$RS/dns-stats.json" \
+    > "$RS/dns.out" 2>&1 &
+  DNS_PID=$!
+  for _ in $(seq 1 50); do grep -q READY "$RS/dns.out" && break; sleep 0.1; done
+  RS_DNS_PORT=$(awk '/READY/{print $2}' "$RS/dns.out")
+  [ -n "$RS_DNS_PORT" ] || die "the DNS server did not start: $(cat "$RS/dns.out")"
+  FROM=a@sender.example PP_MYNETWORKS=192.0.2.0/24
+  RS_LIST="reject_non_fqdn_sender, reject_non_fqdn_recipient, reject_unknown_sender_domain, check_client_access hash:$RS/client_access, check_sender_access hash:$RS/sender_access, reject_rbl_client rbl.bench.example, reject_unauth_destination, permit"
+  RS_RELAY="permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"
+  cat > "$RS/postfix-main.cf" <<EOF
+# bench/smtp RESTRICTIONS=1. The 127.0.0.1 clients are outside mynetworks.
+# Postfix exempts \$mynetworks from the connection count limit, and the
+# default run's clients are in it: no limit here either (as for pigeonpost).
+smtpd_client_connection_count_limit = 0
+smtpd_relay_restrictions = $RS_RELAY
+smtpd_recipient_restrictions = $RS_LIST
+EOF
+  PF_ENV=(MYNETWORKS="$PP_MYNETWORKS" MAIN_CF_EXTRA="$RS/postfix-main.cf" RESOLV_CONF="$RS/resolv.conf")
+  RS_CONFIG="# RESTRICTIONS=1: the same lists as Postfix gets ($RS/postfix-main.cf)
+dns_servers = \"$ADDR:$RS_DNS_PORT\"
+smtpd_relay_restrictions = \"$RS_RELAY\"
+smtpd_recipient_restrictions = \"$RS_LIST\""
+  if [ "$RS_MAILAUTH" = off ]; then
+    # Outside mynetworks pigeonpost checks SPF and DMARC by default (report
+    # mode: 3 TXT lookups and an Authentication-Results header per message);
+    # Postfix without milters does not. Off, so both do the same work.
+    RS_CONFIG="$RS_CONFIG
+spf_policy = \"off\"
+dmarc_policy = \"off\""
+  fi
+  say "restrictions: 8-entry smtpd_recipient_restrictions, access tables of $ACCESS_ENTRIES lines, DNS on $ADDR:$RS_DNS_PORT, mynetworks $PP_MYNETWORKS, sender $FROM, pigeonpost SPF/DMARC: $RS_MAILAUTH"
+fi
+# dns_stats: "queries cpu-ticks" of the restriction DNS server so far
+dns_stats() {
+  local q=0 t=0
+  if [ "$RESTRICTIONS" = 1 ] && kill -0 "$DNS_PID" 2>/dev/null; then
+    rm -f "$RS/dns-stats.json"; kill -USR1 "$DNS_PID"
+    for _ in $(seq 50); do [ -s "$RS/dns-stats.json" ] && break; sleep 0.02; done
+    q=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1])).values()))' "$RS/dns-stats.json" 2>/dev/null || echo 0)
+    t=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$DNS_PID/stat")
+  fi
+  echo "$q $t"
+}
+
 # ------------------------------------------------------------------ start Postfix
 if has postfix; then
-  start_postfix DELIVERY=virtual
+  start_postfix DELIVERY=virtual "${PF_ENV[@]}"
   say "Postfix $(postconf -d -h mail_version 2>/dev/null) running, master pid $PF_PID, $ADDR:$PF_PORT, mail in $PF/mail"
 fi
 
@@ -166,7 +293,7 @@ mydomain = "example.com"
 myorigin = "\$mydomain"
 inet_interfaces = "$ADDR"
 mydestination = "\$myhostname, localhost.\$mydomain, localhost"
-mynetworks = "127.0.0.0/8"
+mynetworks = "$PP_MYNETWORKS"
 relay_domains = ""
 alias_maps = ""
 recipient_delimiter = "+"
@@ -184,6 +311,7 @@ protocols = ""
 log_level = "warn"
 shutdown_timeout = "5s"
 $MA_CONFIG
+$RS_CONFIG
 
 $(pp_listen smtp="$ADDR:$PP_PORT")
 EOF
@@ -211,29 +339,56 @@ measure() { # server conc run
   fi
   say "$s: -s $c, $COUNT x $SIZE B, run $i/$RUNS (settle ${SETTLE}s)"
   local one=$R/.one.jsonl; rm -f "$one"
+  local dns0 dns1
+  dns0=$(dns_stats)
   HOST=$ADDR SMTP_PORT=$port COUNT=$COUNT SIZE=$SIZE CONC=$c RUNS=1 SETTLE=$SETTLE TIMEOUT=$TIMEOUT \
     FROM=$FROM TO=john@example.com MAILDIR=$mail/example.com/john/new CLEAR_CMD="$(clear_cmd "$s" "$mail")$extra" \
     SERVER_PIDS="$pids" SAMPLE_EVERY=0.25 PROBES=$PROBES PROBE_GAP=$PROBE_GAP \
     PROBE_TO=bob@example.com PROBE_MAILDIR=$mail/example.com/bob/new SMTP_SOURCE=$SMTP_SOURCE \
     JSON_OUT=$one "$LIB/smtp_load.sh" >> "$R/${s}_c$c.log" 2>&1
+  dns1=$(dns_stats)
+  local dns_fields=()
+  [ "$RESTRICTIONS" = 1 ] && dns_fields=(dns_queries:int="$(( ${dns1% *} - ${dns0% *} ))"
+    dns_cpu_s:float="$(awk -v a="${dns0#* }" -v b="${dns1#* }" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b - a) / hz}')")
   local hwm=null rss=null
   if [ "$s" = pigeonpost ] && [ -r "/proc/$PP_PID/status" ]; then
     hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$PP_PID/status"); rss=$(awk '/^VmRSS:/{print $2}' "/proc/$PP_PID/status")
   fi
   if [ -s "$one" ]; then
     python3 "$LIB/common.py" fields "$one" server="$s" conc:int="$c" run:int="$i" count:int="$COUNT" \
-      pp_vmhwm_kb:int="$hwm" pp_rss_after_kb:int="$rss" >> "$R/${s}_c$c.jsonl"
+      pp_vmhwm_kb:int="$hwm" pp_rss_after_kb:int="$rss" "${dns_fields[@]}" >> "$R/${s}_c$c.jsonl"
     python3 -c 'import json,sys; r=json.loads(sys.argv[1].splitlines()[-1]); print("   stored %s/%s, e2e %s msg/s, accept %s msg/s, probe accept p50 %s ms, server cpu %s s" % (r.get("stored"), sys.argv[2], r.get("e2e_rate"), r.get("accept_rate"), r.get("probe_accept_p50_ms"), r.get("server_cpu_s")))' "$(cat "$one")" "$COUNT"
     [ "$hwm" != null ] && echo "   pigeonpost peak RSS $((hwm / 1024)) MB"
+    [ "$RESTRICTIONS" = 1 ] && echo "   DNS server: $(( ${dns1% *} - ${dns0% *} )) queries"
   else
     say "  no result (see $R/${s}_c$c.log)"; tail -3 "$R/${s}_c$c.log" | sed 's/^/   /'
+  fi
+  if [ "$RESTRICTIONS" = 1 ]; then
+    # every message must have passed the restrictions: fail loudly otherwise
+    local got
+    got=$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r.get("stored") if r.get("smtp_source_rc") == 0 else -1)' "$one" 2>/dev/null || echo -1)
+    if [ "$got" != "$COUNT" ]; then
+      say "RESTRICTIONS FAILED: $s stored ${got/#-1/?} of $COUNT messages (or smtp-source failed); its log:"
+      tail -5 "$R/${s}_c$c.log" | sed 's/^/   /'
+      if [ "$s" = postfix ]; then grep -E 'reject|warning' "$PF/log/postfix.log" | tail -5 | sed 's/^/   /'
+      else grep -iE 'WARN|ERROR|reject' "$PP/pigeonpost.log" | tail -5 | sed 's/^/   /'; fi
+      die "restrictions rejected or lost mail: $s stored ${got/#-1/?} of $COUNT"
+    fi
   fi
   rm -f "$one"
 }
 
 python3 "$LIB/common.py" meta "$R/meta.json" count:int="$COUNT" size:int="$SIZE" runs:int="$RUNS" settle:int="$SETTLE" \
   concs="$CONCS" servers="$SERVERS"
-{ env_txt; echo "COUNT=$COUNT SIZE=$SIZE RUNS=$RUNS SETTLE=$SETTLE CONCS=$CONCS PROBES=$PROBES"; } > "$R/env.txt"
+{ env_txt; echo "COUNT=$COUNT SIZE=$SIZE RUNS=$RUNS SETTLE=$SETTLE CONCS=$CONCS PROBES=$PROBES RESTRICTIONS=$RESTRICTIONS${RS+ ACCESS_ENTRIES=$ACCESS_ENTRIES RS_MAILAUTH=$RS_MAILAUTH}"; } > "$R/env.txt"
+
+if [ "$RESTRICTIONS" = 1 ]; then
+  rc_args=(); has postfix && rc_args+=("postfix=$PF_PORT"); has pigeonpost && rc_args+=("pigeonpost=$PP_PORT")
+  say "restriction replies, the same cases to each server (no mail sent):"
+  python3 "$LIB/restrict_check.py" "${rc_args[@]}" > "$R/restrict_check.md"; rc=$?
+  sed 's/^/   /' "$R/restrict_check.md"
+  [ "$rc" = 0 ] || die "the load's MAIL FROM/RCPT TO is not accepted by every server (see above)"
+fi
 
 T0=$(date +%s)
 for c in $CONCS; do
@@ -269,7 +424,7 @@ if [ "$FSYNC_CHECK" = 1 ] && command -v strace >/dev/null; then
     eval "$(clear_cmd "$s" "$mail")"
     timeout 120 strace -f -c -o "$R/strace_$s.txt" -e trace=fsync,fdatasync,sync_file_range,rename,renameat,renameat2,link,linkat,unlink,unlinkat "${sopts[@]}" 2>/dev/null &
     spid=$!; sleep 1.5
-    timeout 120 "$SMTP_SOURCE" -l "$SIZE" -m "$N" -s 20 -f a@example.org -t john@example.com "$ADDR:$port" >/dev/null 2>&1
+    timeout 120 "$SMTP_SOURCE" -l "$SIZE" -m "$N" -s 20 -f "$FROM" -t john@example.com "$ADDR:$port" >/dev/null 2>&1
     # shellcheck disable=SC2012  # Maildir file names are plain
     for _ in $(seq 300); do [ "$(ls "$mail/example.com/john/new" 2>/dev/null | wc -l)" -ge "$N" ] && break; sleep 0.1; done
     # shellcheck disable=SC2012
