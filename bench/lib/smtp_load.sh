@@ -1,9 +1,12 @@
 #!/bin/bash
 #
-# Copied unchanged (apart from this note) from the project's shared reference
-# harness (shared/bench/smtp_load.sh, "SMTP inbound throughput/latency
-# benchmark"), reused here by its authors (this project) so a checkout can run
-# bench/smtp/run.sh without shared/. Keep it in sync with the original.
+# Copied from the project's shared reference harness (shared/bench/smtp_load.sh,
+# "SMTP inbound throughput/latency benchmark"), reused here by its authors
+# (this project) so a checkout can run bench/smtp/run.sh without shared/. Keep
+# it in sync with the original. One change: smtp-source starts only once the
+# watcher has counted its baseline (the "ready" file), not after a fixed
+# 0.5 s: on a loaded machine Python's start-up took longer, the first
+# messages were counted into the baseline, and the run never looked complete.
 # smtp_load.sh -- SMTP inbound throughput/latency benchmark.
 #
 # Drives Postfix's smtp-source (C, one message per connection unless -d) at a
@@ -139,6 +142,7 @@ target = base + a["count"]
 n0, rss0, pss0, cpu0 = mem_cpu(roots) if roots else (0, 0, 0, 0.0)
 sb0, st0 = sys_cpu()
 peak = {"rss_kb": rss0, "pss_kb": pss0, "nproc": n0}
+open(a["sig"] + ".ready", "w").close()   # baseline taken: the shell may start smtp-source
 # signal file: the shell writes the smtp-source start/end times
 done_send = None
 t0 = None
@@ -241,7 +245,7 @@ for run in $(seq 1 "$RUNS"); do
   # which makes creates CPU-expensive right after mass deletions (the previous
   # run's queue files, CLEAR_CMD).  sync + SETTLE seconds makes runs independent.
   sync; sleep "$SETTLE"
-  rm -f "$sig.start" "$sig.end" "$sig.json"
+  rm -f "$sig.start" "$sig.end" "$sig.json" "$sig.ready"
   args=$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
       maildir "$MAILDIR" count_cmd "$COUNT_CMD" pids "$SERVER_PIDS" sig "$sig" host "$HOST" \
       from "$FROM" probe_to "$PROBE_TO" probe_maildir "$PROBE_MAILDIR")
@@ -249,7 +253,9 @@ for run in $(seq 1 "$RUNS"); do
       "$args" "$TIMEOUT" "$COUNT" "$PORT" "$SIZE" "$PROBES" "$PROBE_GAP" "$SAMPLE_EVERY")
   python3 -c "$WATCH_PY" "$args" > "$sig.json" 2> "$sig.werr" &
   wpid=$!
-  sleep 0.5   # let the watcher take its baseline
+  # let the watcher take its baseline first (bounded: 30 s)
+  for _ in $(seq 300); do [ -e "$sig.ready" ] && break; kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+  [ -e "$sig.ready" ] || echo "run $run/$RUNS: the watcher did not report its baseline within 30 s" >&2
   date +%s.%N > "$sig.start.tmp"; mv "$sig.start.tmp" "$sig.start"   # atomic for the watcher
   t0=$(cat "$sig.start")
   timeout "$TIMEOUT" "$SMTP_SOURCE" $dopt -l "$SIZE" -m "$COUNT" -s "$CONC" -f "$FROM" -t "$TO" "$HOST:$PORT" > /dev/null 2> "$sig.err"
@@ -286,7 +292,7 @@ PYEOF
   echo "run $run/$RUNS: $out"
   [ "$rc" != 0 ] && { echo "  smtp-source rc=$rc: $(tail -3 "$sig.err")"; }
 done
-rm -f "$sig.start" "$sig.end" "$sig.json" "$sig.err" "$sig.werr"
+rm -f "$sig.start" "$sig.end" "$sig.json" "$sig.err" "$sig.werr" "$sig.ready"
 
 mode="accept-only"; [ -n "$MAILDIR$COUNT_CMD" ] && mode="end-to-end"
 pr=""; [ "$PROBES" -gt 0 ] && pr=" probe_accept_p50/p99=$(median "${PA50[@]}")/$(median "${PA99[@]}")ms probe_e2e_p50/p99=$(median "${PE50[@]}")/$(median "${PE99[@]}")ms"
