@@ -488,7 +488,8 @@ impl<'e, 'f> Run<'e, 'f> {
                     let (code, dsn) = if matches!(r, R::RejectUnauthDestination) {
                         (codes.relay_domains_reject, "5.7.1")
                     } else {
-                        (450, "4.7.1")
+                        // Postfix 3.7 answers defer_unauth_destination with 454.
+                        (454, "4.7.1")
                     };
                     self.refuse(code, dsn, format!("<{rcpt}>: Relay access denied"))
                 }

@@ -341,3 +341,20 @@ fn class_loops_are_a_server_error_not_a_crash() {
         "451 4.3.5 Server configuration error"
     );
 }
+
+#[test]
+fn defer_unauth_destination_is_454_as_in_postfix() {
+    let f = fixture("smtpd_relay_restrictions = \"permit_mynetworks, defer_unauth_destination\"\n");
+    let out = rcpt(
+        &f,
+        &Ask {
+            rcpt: "x@remote.example",
+            ..OUTSIDE
+        },
+    )
+    .0;
+    assert_eq!(
+        text(&out),
+        "454 4.7.1 <x@remote.example>: Relay access denied"
+    );
+}
