@@ -10,6 +10,7 @@ pub mod cache;
 pub mod message;
 pub mod proto;
 pub mod search;
+pub mod sort;
 pub mod session;
 
 use std::sync::Arc;
