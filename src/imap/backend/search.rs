@@ -168,9 +168,6 @@ pub(super) fn esearch(
             s.push_str(&compact_set(found));
         }
     }
-    if ret.count {
-        s.push_str(&format!(" COUNT {}", found.len()));
-    }
     if let Some((a, b)) = ret.partial {
         // RFC 5267 §4.4, RFC 9394 §3.1: the results at positions a to b
         // (1 is the first; -1 the last), `NIL` when there are none.
@@ -187,6 +184,9 @@ pub(super) fn esearch(
             "NIL".into()
         };
         s.push_str(&format!(" PARTIAL ({a}:{b} {part})"));
+    }
+    if ret.count {
+        s.push_str(&format!(" COUNT {}", found.len()));
     }
     if let Some(m) = modseq {
         s.push_str(&format!(" MODSEQ {m}"));
