@@ -87,8 +87,7 @@ impl Msg {
             cc: casemap(&mailbox(&env.cc)),
             display_from: casemap(&display(&env.from)),
             display_to: casemap(&display(&env.to)),
-            message_id: nbytes(&env.message_id)
-                .and_then(|m| msg_ids(m).into_iter().next()),
+            message_id: nbytes(&env.message_id).and_then(|m| msg_ids(m).into_iter().next()),
             references: refs,
         }
     }
@@ -125,7 +124,11 @@ fn display(list: &[Address<'_>]) -> String {
         return String::new();
     };
     let name = nbytes(&a.name)
-        .map(|n| crate::imap::search::decode_unstructured(n).trim().to_string())
+        .map(|n| {
+            crate::imap::search::decode_unstructured(n)
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default();
     if !name.is_empty() {
         return name;
@@ -177,8 +180,7 @@ pub fn sent_date(date: Option<&[u8]>) -> Option<i64> {
 }
 
 fn starts_ci(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 fn ends_ci(s: &str, suffix: &str) -> bool {

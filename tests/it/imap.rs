@@ -1608,36 +1608,202 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
 fn sort_corpus() -> Vec<String> {
     let rows: &[(&str, &str, &str, &str, &str, &str)] = &[
         // (from, to, subject, date, message-id, references / in-reply-to header)
-        ("Ann <ann@example.org>", "bob@example.org", "Project plan", "Mon, 1 Jan 2024 10:00:00 +0000", "<p1@x>", ""),
-        ("bob@example.org", "Ann <ann@example.org>", "Re: Project plan", "Mon, 1 Jan 2024 12:00:00 +0100", "<p2@x>", "References: <p1@x>"),
-        ("\"Zoe Z\" <zoe@example.org>", "ann@example.org", "RE: [team] Re: project PLAN", "Tue, 2 Jan 2024 09:00:00 -0500", "<p3@x>", "References: <p1@x> <p2@x>"),
-        ("=?utf-8?q?Zo=C3=AB_=C3=89mile?= <emile@example.org>", "team@example.org", "Fwd: Project plan (fwd)", "Tue, 2 Jan 2024 08:00:00 +0000", "<p4@x>", "In-Reply-To: <p1@x>"),
-        ("carl@example.org", "=?iso-8859-1?q?J=F6rg?= <jorg@example.org>", "[Fwd: Re: Project plan]", "Wed, 3 Jan 2024 10:00:00 +0000", "<p5@x>", "References: <p3@x>"),
-        ("dave@example.org", "ann@example.org", "=?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=", "Thu, 4 Jan 2024 10:00:00 +0000", "<o1@x>", ""),
-        ("Eve <eve@example.org>", "", "Re: =?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=", "Thu, 4 Jan 2024 11:00:00 +0000", "<o2@x>", "References: <missing@x> <o1@x>"),
-        ("frank@example.org", "ann@example.org", "[list] [other] news", "Fri, 5 Jan 2024 10:00:00 +0000", "<n1@x>", ""),
-        ("gina@example.org", "bob@example.org", "[list] news", "Fri, 5 Jan 2024 10:00:00 +0000", "<n2@x>", ""),
-        ("hank@example.org", "bob@example.org", "Re[2]: news", "Sat, 6 Jan 2024 10:00:00 +0000", "<n3@x>", "References: <gone@x>"),
-        ("ivy@example.org", "bob@example.org", "news", "not a date", "<n4@x>", "References: <gone@x>"),
-        ("jack@example.org", "bob@example.org", "[blob]", "", "<b1@x>", ""),
-        ("kim@example.org", "bob@example.org", "", "Sun, 7 Jan 2024 10:00:00 +0000", "<e1@x>", ""),
-        ("Lee <lee@example.org>", "Lee <lee@example.org>", "Fw: fw: fwd: hello", "Sun, 7 Jan 2024 10:00:00 +0000", "<h1@x>", ""),
-        ("mia@example.org", "ann@example.org", "hello", "Sun, 7 Jan 2024 09:00:00 +0000", "<h1@x>", ""),
-        ("ned@example.org", "ann@example.org", "Re: hello", "Mon, 8 Jan 2024 10:00:00 +0000", "<h2@x>", "References: <h1@x>"),
-        ("oli@example.org", "ann@example.org", "loop a", "Tue, 9 Jan 2024 10:00:00 +0000", "<l1@x>", "References: <l2@x>"),
-        ("pat@example.org", "ann@example.org", "loop b", "Tue, 9 Jan 2024 11:00:00 +0000", "<l2@x>", "References: <l1@x>"),
-        ("quin@example.org", "ann@example.org", "Re: loop b", "Tue, 9 Jan 2024 12:00:00 +0000", "<l3@x>", "References: <l1@x> <l2@x> <l3@x>"),
-        ("rob@example.org", "", "truncated", "Wed, 10 Jan 2024 10:00:00 +0000", "<t3@x>", "References: <t2@x>"),
-        ("sue@example.org", "", "Re: truncated", "Wed, 10 Jan 2024 09:00:00 +0000", "<t4@x>", "References: <t1@x> <t2@x> <t3@x>"),
-        ("tom@example.org", "", "Re: truncated", "Wed, 10 Jan 2024 08:00:00 +0000", "<t2@x>", "References: <t1@x>"),
+        (
+            "Ann <ann@example.org>",
+            "bob@example.org",
+            "Project plan",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            "<p1@x>",
+            "",
+        ),
+        (
+            "bob@example.org",
+            "Ann <ann@example.org>",
+            "Re: Project plan",
+            "Mon, 1 Jan 2024 12:00:00 +0100",
+            "<p2@x>",
+            "References: <p1@x>",
+        ),
+        (
+            "\"Zoe Z\" <zoe@example.org>",
+            "ann@example.org",
+            "RE: [team] Re: project PLAN",
+            "Tue, 2 Jan 2024 09:00:00 -0500",
+            "<p3@x>",
+            "References: <p1@x> <p2@x>",
+        ),
+        (
+            "=?utf-8?q?Zo=C3=AB_=C3=89mile?= <emile@example.org>",
+            "team@example.org",
+            "Fwd: Project plan (fwd)",
+            "Tue, 2 Jan 2024 08:00:00 +0000",
+            "<p4@x>",
+            "In-Reply-To: <p1@x>",
+        ),
+        (
+            "carl@example.org",
+            "=?iso-8859-1?q?J=F6rg?= <jorg@example.org>",
+            "[Fwd: Re: Project plan]",
+            "Wed, 3 Jan 2024 10:00:00 +0000",
+            "<p5@x>",
+            "References: <p3@x>",
+        ),
+        (
+            "dave@example.org",
+            "ann@example.org",
+            "=?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=",
+            "Thu, 4 Jan 2024 10:00:00 +0000",
+            "<o1@x>",
+            "",
+        ),
+        (
+            "Eve <eve@example.org>",
+            "",
+            "Re: =?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=",
+            "Thu, 4 Jan 2024 11:00:00 +0000",
+            "<o2@x>",
+            "References: <missing@x> <o1@x>",
+        ),
+        (
+            "frank@example.org",
+            "ann@example.org",
+            "[list] [other] news",
+            "Fri, 5 Jan 2024 10:00:00 +0000",
+            "<n1@x>",
+            "",
+        ),
+        (
+            "gina@example.org",
+            "bob@example.org",
+            "[list] news",
+            "Fri, 5 Jan 2024 10:00:00 +0000",
+            "<n2@x>",
+            "",
+        ),
+        (
+            "hank@example.org",
+            "bob@example.org",
+            "Re[2]: news",
+            "Sat, 6 Jan 2024 10:00:00 +0000",
+            "<n3@x>",
+            "References: <gone@x>",
+        ),
+        (
+            "ivy@example.org",
+            "bob@example.org",
+            "news",
+            "not a date",
+            "<n4@x>",
+            "References: <gone@x>",
+        ),
+        (
+            "jack@example.org",
+            "bob@example.org",
+            "[blob]",
+            "",
+            "<b1@x>",
+            "",
+        ),
+        (
+            "kim@example.org",
+            "bob@example.org",
+            "",
+            "Sun, 7 Jan 2024 10:00:00 +0000",
+            "<e1@x>",
+            "",
+        ),
+        (
+            "Lee <lee@example.org>",
+            "Lee <lee@example.org>",
+            "Fw: fw: fwd: hello",
+            "Sun, 7 Jan 2024 10:00:00 +0000",
+            "<h1@x>",
+            "",
+        ),
+        (
+            "mia@example.org",
+            "ann@example.org",
+            "hello",
+            "Sun, 7 Jan 2024 09:00:00 +0000",
+            "<h1@x>",
+            "",
+        ),
+        (
+            "ned@example.org",
+            "ann@example.org",
+            "Re: hello",
+            "Mon, 8 Jan 2024 10:00:00 +0000",
+            "<h2@x>",
+            "References: <h1@x>",
+        ),
+        (
+            "oli@example.org",
+            "ann@example.org",
+            "loop a",
+            "Tue, 9 Jan 2024 10:00:00 +0000",
+            "<l1@x>",
+            "References: <l2@x>",
+        ),
+        (
+            "pat@example.org",
+            "ann@example.org",
+            "loop b",
+            "Tue, 9 Jan 2024 11:00:00 +0000",
+            "<l2@x>",
+            "References: <l1@x>",
+        ),
+        (
+            "quin@example.org",
+            "ann@example.org",
+            "Re: loop b",
+            "Tue, 9 Jan 2024 12:00:00 +0000",
+            "<l3@x>",
+            "References: <l1@x> <l2@x> <l3@x>",
+        ),
+        (
+            "rob@example.org",
+            "",
+            "truncated",
+            "Wed, 10 Jan 2024 10:00:00 +0000",
+            "<t3@x>",
+            "References: <t2@x>",
+        ),
+        (
+            "sue@example.org",
+            "",
+            "Re: truncated",
+            "Wed, 10 Jan 2024 09:00:00 +0000",
+            "<t4@x>",
+            "References: <t1@x> <t2@x> <t3@x>",
+        ),
+        (
+            "tom@example.org",
+            "",
+            "Re: truncated",
+            "Wed, 10 Jan 2024 08:00:00 +0000",
+            "<t2@x>",
+            "References: <t1@x>",
+        ),
         ("", "", "no from", "Wed, 10 Jan 2024 08:00:00 +0000", "", ""),
-        ("uma@example.org", "", "   spaced\t  out   subject  ", "Wed, 10 Jan 2024 08:00:00 +0000", "<s1@x>", ""),
+        (
+            "uma@example.org",
+            "",
+            "   spaced\t  out   subject  ",
+            "Wed, 10 Jan 2024 08:00:00 +0000",
+            "<s1@x>",
+            "",
+        ),
     ];
     rows.iter()
         .enumerate()
         .map(|(i, (from, to, subject, date, id, refs))| {
             let mut m = String::new();
-            for (name, value) in [("From", from), ("To", to), ("Date", date), ("Message-ID", id)] {
+            for (name, value) in [
+                ("From", from),
+                ("To", to),
+                ("Date", date),
+                ("Message-ID", id),
+            ] {
                 if !value.is_empty() {
                     m.push_str(&format!("{name}: {value}\n"));
                 }
@@ -1673,7 +1839,8 @@ fn sort_and_thread_match_dovecot() {
         .collect();
     files.sort();
     for (i, f) in files.iter().enumerate() {
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + (i as u64 * 7 % 11) * 60);
+        let t =
+            std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + (i as u64 * 7 % 11) * 60);
         std::fs::File::options()
             .write(true)
             .open(f)
@@ -1717,7 +1884,9 @@ m.logout()
     let ours = py(script, port);
     println!("{ours}");
     assert!(
-        ours.contains("caps ['SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES']"),
+        ours.contains(
+            "caps ['SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES']"
+        ),
         "{ours}"
     );
     assert!(ours.contains("thread REFERENCES [b'"), "{ours}");

@@ -10,8 +10,8 @@ use imap_codec::imap_types::search::SearchKey;
 
 use super::condstore::uses_modseq;
 use super::registry::lock;
-use super::sequence::compact_set;
 use super::registry::Shared;
+use super::sequence::compact_set;
 use super::{read_message, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;

@@ -129,7 +129,13 @@ impl Backend {
                     if let Some(sel) = &mut self.selected {
                         let mut uids: Vec<u32> = msgs
                             .iter()
-                            .map(|m| if uid { m.id } else { sel.view[m.seq as usize - 1] })
+                            .map(|m| {
+                                if uid {
+                                    m.id
+                                } else {
+                                    sel.view[m.seq as usize - 1]
+                                }
+                            })
                             .collect();
                         uids.sort_unstable();
                         sel.saved = uids;
@@ -154,7 +160,11 @@ impl Backend {
         out: &mut Vec<u8>,
     ) -> String {
         if matches!(algorithm, ThreadingAlgorithm::Other(_)) {
-            return tagged(tag, "BAD", "Error in IMAP command THREAD: Unknown thread algorithm.");
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command THREAD: Unknown thread algorithm.",
+            );
         }
         let msgs = match self.sort_candidates(tag, criteria, charset, uid) {
             Ok((m, _)) => m,

@@ -1030,6 +1030,9 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
         Mailboxes::new(crate::store::notify::Notifier::new()),
     );
     other.run("a SELECT INBOX\r\n");
-    assert_eq!(other.run("b SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"), sorted);
+    assert_eq!(
+        other.run("b SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"),
+        sorted
+    );
     assert_eq!(other.run("c THREAD REFERENCES UTF-8 ALL\r\n"), threads);
 }

@@ -261,7 +261,10 @@ mod tests {
             rw("a UID SORT RETURN (MIN COUNT PARTIAL -1:-10) (REVERSE DATE) UTF-8 UID $\r\n")
                 .unwrap();
         let p = SAVED_PLACEHOLDER;
-        assert_eq!(bytes, format!("a UID SORT (REVERSE DATE) UTF-8 UID {p}\r\n"));
+        assert_eq!(
+            bytes,
+            format!("a UID SORT (REVERSE DATE) UTF-8 UID {p}\r\n")
+        );
         let ret = ret.unwrap();
         assert!(ret.min && ret.count && !ret.all);
         assert_eq!(ret.partial, Some((-1, -10)));

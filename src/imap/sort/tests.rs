@@ -9,7 +9,10 @@ fn base(s: &str) -> String {
 #[test]
 fn base_subject_rfc5256_section_2_1() {
     // (1) encoded words decoded, blanks collapsed.
-    assert_eq!(base("=?utf-8?q?Gr=C3=BC=C3=9Fe?=  aus\tBern"), "Grüße aus Bern");
+    assert_eq!(
+        base("=?utf-8?q?Gr=C3=BC=C3=9Fe?=  aus\tBern"),
+        "Grüße aus Bern"
+    );
     assert_eq!(base("  hello   world  "), "hello world");
     // (2) trailers, repeatedly.
     assert_eq!(base("report (fwd) (FWD)  "), "report");
@@ -90,7 +93,10 @@ fn sort_keys_reverse_and_ties_by_sequence_number() {
     m[2].size = 5;
     m[3].size = 1;
     let ids = |v: Vec<&Msg>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
-    assert_eq!(ids(sort(&m, &[crit(SortKey::Subject, false)])), [2, 1, 3, 4]);
+    assert_eq!(
+        ids(sort(&m, &[crit(SortKey::Subject, false)])),
+        [2, 1, 3, 4]
+    );
     assert_eq!(ids(sort(&m, &[crit(SortKey::Date, false)])), [2, 4, 3, 1]);
     // REVERSE turns one key around; the sequence-number tie-break stays.
     assert_eq!(ids(sort(&m, &[crit(SortKey::Date, true)])), [1, 3, 2, 4]);
