@@ -424,7 +424,7 @@ fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
     );
     let cache = setup.maildir("john").join("pigeonpost.index.cache");
     let text = std::fs::read(&cache).expect("the cache file is written");
-    assert!(text.starts_with(b"pigeonpost-cache 2 "), "{text:?}");
+    assert!(text.starts_with(b"pigeonpost-cache 3 "), "{text:?}");
     drop(a);
     drop(server);
 
