@@ -9,9 +9,9 @@
 //! for as long as the UIDVALIDITY it was made under. A missing, foreign or
 //! damaged file is ignored and written anew; losing it costs one re-parse.
 //!
-//! File format: a header line `pigeonpost-cache 3 <uidvalidity>` (version 3 added References; a version-2 file is dropped and rebuilt), then
-//! records `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended
-//! (O_APPEND, one write per batch; each record names its UIDVALIDITY, so
+//! File format: a header line `pigeonpost-cache 3 <uidvalidity>` (3 added
+//! References; a version-2 file is dropped and rebuilt), then records
+//! `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended (O_APPEND, one write per batch; each record names its UIDVALIDITY, so
 //! one appended by a process that hadn't seen the mailbox recreated is
 //! skipped), where the bytes are the items in IMAP's own wire form, a
 //! `* 1 FETCH (ENVELOPE … BODY … BODYSTRUCTURE …
