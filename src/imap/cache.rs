@@ -13,12 +13,13 @@
 //! References; a version-2 file is dropped and rebuilt), then records
 //! `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended (O_APPEND,
 //! one write per batch; each record names its UIDVALIDITY, so one appended
-//! by a process that hadn't seen the mailbox recreated is skipped), where the bytes are the items in IMAP's own wire form, a
-//! `* 1 FETCH (ENVELOPE … BODY … BODYSTRUCTURE …
-//! BODY[HEADER.FIELDS (REFERENCES)] …)` response line that imap-codec reads
-//! back (the last item holds the unfolded References value, which
-//! THREAD=REFERENCES needs and ENVELOPE hasn't; SORT and THREAD take
-//! everything else from the ENVELOPE, so they read no message files).
+//! by a process that hadn't seen the mailbox recreated is skipped), where
+//! the bytes are the items in IMAP's own wire form, a `* 1 FETCH (ENVELOPE
+//! … BODY … BODYSTRUCTURE … BODY[HEADER.FIELDS (REFERENCES)] …)` response
+//! line that imap-codec reads back. The last item holds the unfolded
+//! References value, which THREAD=REFERENCES needs and ENVELOPE hasn't;
+//! SORT and THREAD take everything else from the ENVELOPE, so they read no
+//! message files.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
