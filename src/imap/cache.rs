@@ -9,13 +9,17 @@
 //! for as long as the UIDVALIDITY it was made under. A missing, foreign or
 //! damaged file is ignored and written anew; losing it costs one re-parse.
 //!
-//! File format: a header line `pigeonpost-cache 2 <uidvalidity>`, then
-//! records `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended
-//! (O_APPEND, one write per batch; each record names its UIDVALIDITY, so
-//! one appended by a process that hadn't seen the mailbox recreated is
-//! skipped), where the bytes are the items in IMAP's own wire form, a
-//! `* 1 FETCH (ENVELOPE … BODY … BODYSTRUCTURE …)` response line that
-//! imap-codec reads back.
+//! File format: a header line `pigeonpost-cache 3 <uidvalidity>` (3 added
+//! References; a version-2 file is dropped and rebuilt), then records
+//! `<uidvalidity> <uid> <length>\n<length bytes>\n`, appended (O_APPEND,
+//! one write per batch; each record names its UIDVALIDITY, so one appended
+//! by a process that hadn't seen the mailbox recreated is skipped), where
+//! the bytes are the items in IMAP's own wire form, a `* 1 FETCH (ENVELOPE
+//! … BODY … BODYSTRUCTURE … BODY[HEADER.FIELDS (REFERENCES)] …)` response
+//! line that imap-codec reads back. The last item holds the unfolded
+//! References value, which THREAD=REFERENCES needs and ENVELOPE hasn't;
+//! SORT and THREAD take everything else from the ENVELOPE, so they read no
+//! message files.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -25,9 +29,9 @@ use std::path::{Path, PathBuf};
 use imap_codec::decode::Decoder;
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::body::BodyStructure;
-use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::core::{AString, NString, Vec1};
 use imap_codec::imap_types::envelope::Envelope;
-use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::fetch::{MessageDataItem, Section};
 use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
@@ -35,7 +39,7 @@ use imap_codec::ResponseCodec;
 use super::message;
 
 pub const CACHE_FILE: &str = "pigeonpost.index.cache";
-const MAGIC: &str = "pigeonpost-cache 2";
+const MAGIC: &str = "pigeonpost-cache 3";
 
 /// The cached structure of one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +47,16 @@ pub struct Parts {
     pub envelope: Envelope<'static>,
     pub body: BodyStructure<'static>,
     pub bodystructure: BodyStructure<'static>,
+    /// The last `References:` value, unfolded (RFC 5256 §4).
+    pub references: NString<'static>,
+}
+
+/// The item the References value is kept in.
+fn references_section() -> Section<'static> {
+    Section::HeaderFields(
+        None,
+        Vec1::from(AString::try_from("REFERENCES").expect("an atom")),
+    )
 }
 
 impl Parts {
@@ -51,6 +65,7 @@ impl Parts {
             envelope: message::envelope(parsed),
             body: message::body_structure(parsed, false),
             bodystructure: message::body_structure(parsed, true),
+            references: message::header_nstring(parsed, "References"),
         }
     }
 
@@ -59,8 +74,13 @@ impl Parts {
             MessageDataItem::Envelope(self.envelope.clone()),
             MessageDataItem::Body(self.body.clone()),
             MessageDataItem::BodyStructure(self.bodystructure.clone()),
+            MessageDataItem::BodyExt {
+                section: Some(references_section()),
+                origin: None,
+                data: self.references.clone(),
+            },
         ])
-        .expect("three items");
+        .expect("four items");
         let r = Response::Data(Data::Fetch {
             seq: NonZeroU32::MIN,
             items,
@@ -76,12 +96,17 @@ impl Parts {
         let Response::Data(Data::Fetch { items, .. }) = r else {
             return None;
         };
-        let (mut envelope, mut body, mut bodystructure) = (None, None, None);
+        let (mut envelope, mut body, mut bodystructure, mut references) = (None, None, None, None);
         for item in items.into_iter() {
             match item {
                 MessageDataItem::Envelope(e) => envelope = Some(e.into_static()),
                 MessageDataItem::Body(b) => body = Some(b.into_static()),
                 MessageDataItem::BodyStructure(b) => bodystructure = Some(b.into_static()),
+                MessageDataItem::BodyExt { section, data, .. }
+                    if section == Some(references_section()) =>
+                {
+                    references = Some(data.into_static())
+                }
                 _ => {}
             }
         }
@@ -89,6 +114,7 @@ impl Parts {
             envelope: envelope?,
             body: body?,
             bodystructure: bodystructure?,
+            references: references?,
         })
     }
 }

@@ -2,7 +2,8 @@
 //! (`proto`), the connection driver (`session`), the commands on the mail
 //! store (`backend`), the message library behind FETCH (`message`: MIME
 //! tree, ENVELOPE, BODYSTRUCTURE, sections), the per-mailbox structure
-//! cache (`cache`) and SEARCH evaluation (`search`). IDLE's wake-ups come
+//! cache (`cache`), SEARCH evaluation (`search`) and SORT/THREAD ordering
+//! (`sort`). IDLE's wake-ups come
 //! from the server's `store::notify::Notifier`. The grammar is imap-codec's.
 
 pub mod backend;
@@ -11,6 +12,7 @@ pub mod message;
 pub mod proto;
 pub mod search;
 pub mod session;
+pub mod sort;
 
 use std::sync::Arc;
 

@@ -756,7 +756,7 @@ fn strip_cfws(value: &str) -> (String, Vec<String>) {
     (out, comments)
 }
 
-fn decode_unstructured(value: &[u8]) -> String {
+pub(crate) fn decode_unstructured(value: &[u8]) -> String {
     let text = |v: HeaderValue<'_>| match v {
         HeaderValue::Text(t) => t.into_owned(),
         _ => String::new(),

@@ -424,7 +424,7 @@ fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
     );
     let cache = setup.maildir("john").join("pigeonpost.index.cache");
     let text = std::fs::read(&cache).expect("the cache file is written");
-    assert!(text.starts_with(b"pigeonpost-cache 2 "), "{text:?}");
+    assert!(text.starts_with(b"pigeonpost-cache 3 "), "{text:?}");
     drop(a);
     drop(server);
 
@@ -1599,4 +1599,351 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
     );
     let theirs = run(&["--dovecot", &cmd]);
     assert_eq!(ours, theirs, "pigeonpost and Dovecot differ on the wire");
+}
+
+/// Messages for SORT and THREAD: every base-subject rule of RFC 5256 §2.1,
+/// encoded words, display names, dates in several zones, missing and
+/// broken dates, and reference chains with missing parents, duplicate
+/// Message-IDs, truncated References and a loop.
+fn sort_corpus() -> Vec<String> {
+    let rows: &[(&str, &str, &str, &str, &str, &str)] = &[
+        // (from, to, subject, date, message-id, references / in-reply-to header)
+        (
+            "Ann <ann@example.org>",
+            "bob@example.org",
+            "Project plan",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            "<p1@x>",
+            "",
+        ),
+        (
+            "bob@example.org",
+            "Ann <ann@example.org>",
+            "Re: Project plan",
+            "Mon, 1 Jan 2024 12:00:00 +0100",
+            "<p2@x>",
+            "References: <p1@x>",
+        ),
+        (
+            "\"Zoe Z\" <zoe@example.org>",
+            "ann@example.org",
+            "RE: [team] Re: project PLAN",
+            "Tue, 2 Jan 2024 09:00:00 -0500",
+            "<p3@x>",
+            "References: <p1@x> <p2@x>",
+        ),
+        (
+            "=?utf-8?q?Zo=C3=AB_=C3=89mile?= <emile@example.org>",
+            "team@example.org",
+            "Fwd: Project plan (fwd)",
+            "Tue, 2 Jan 2024 08:00:00 +0000",
+            "<p4@x>",
+            "In-Reply-To: <p1@x>",
+        ),
+        (
+            "carl@example.org",
+            "=?iso-8859-1?q?J=F6rg?= <jorg@example.org>",
+            "[Fwd: Re: Project plan]",
+            "Wed, 3 Jan 2024 10:00:00 +0000",
+            "<p5@x>",
+            "References: <p3@x>",
+        ),
+        (
+            "dave@example.org",
+            "ann@example.org",
+            "=?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=",
+            "Thu, 4 Jan 2024 10:00:00 +0000",
+            "<o1@x>",
+            "",
+        ),
+        (
+            "Eve <eve@example.org>",
+            "",
+            "Re: =?utf-8?b?V29jaGVuw7xiZXJzaWNodA==?=",
+            "Thu, 4 Jan 2024 11:00:00 +0000",
+            "<o2@x>",
+            "References: <missing@x> <o1@x>",
+        ),
+        (
+            "frank@example.org",
+            "ann@example.org",
+            "[list] [other] news",
+            "Fri, 5 Jan 2024 10:00:00 +0000",
+            "<n1@x>",
+            "",
+        ),
+        (
+            "gina@example.org",
+            "bob@example.org",
+            "[list] news",
+            "Fri, 5 Jan 2024 10:00:00 +0000",
+            "<n2@x>",
+            "",
+        ),
+        (
+            "hank@example.org",
+            "bob@example.org",
+            "Re[2]: news",
+            "Sat, 6 Jan 2024 10:00:00 +0000",
+            "<n3@x>",
+            "References: <gone@x>",
+        ),
+        (
+            "ivy@example.org",
+            "bob@example.org",
+            "news",
+            "not a date",
+            "<n4@x>",
+            "References: <gone@x>",
+        ),
+        (
+            "jack@example.org",
+            "bob@example.org",
+            "[blob]",
+            "",
+            "<b1@x>",
+            "",
+        ),
+        (
+            "kim@example.org",
+            "bob@example.org",
+            "",
+            "Sun, 7 Jan 2024 10:00:00 +0000",
+            "<e1@x>",
+            "",
+        ),
+        (
+            "Lee <lee@example.org>",
+            "Lee <lee@example.org>",
+            "Fw: fw: fwd: hello",
+            "Sun, 7 Jan 2024 10:00:00 +0000",
+            "<h1@x>",
+            "",
+        ),
+        (
+            "mia@example.org",
+            "ann@example.org",
+            "hello",
+            "Sun, 7 Jan 2024 09:00:00 +0000",
+            "<h1@x>",
+            "",
+        ),
+        (
+            "ned@example.org",
+            "ann@example.org",
+            "Re: hello",
+            "Mon, 8 Jan 2024 10:00:00 +0000",
+            "<h2@x>",
+            "References: <h1@x>",
+        ),
+        (
+            "oli@example.org",
+            "ann@example.org",
+            "loop a",
+            "Tue, 9 Jan 2024 10:00:00 +0000",
+            "<l1@x>",
+            "References: <l2@x>",
+        ),
+        (
+            "pat@example.org",
+            "ann@example.org",
+            "loop b",
+            "Tue, 9 Jan 2024 11:00:00 +0000",
+            "<l2@x>",
+            "References: <l1@x>",
+        ),
+        (
+            "quin@example.org",
+            "ann@example.org",
+            "Re: loop b",
+            "Tue, 9 Jan 2024 12:00:00 +0000",
+            "<l3@x>",
+            "References: <l1@x> <l2@x> <l3@x>",
+        ),
+        (
+            "rob@example.org",
+            "",
+            "truncated",
+            "Wed, 10 Jan 2024 10:00:00 +0000",
+            "<t3@x>",
+            "References: <t2@x>",
+        ),
+        (
+            "sue@example.org",
+            "",
+            "Re: truncated",
+            "Wed, 10 Jan 2024 09:00:00 +0000",
+            "<t4@x>",
+            "References: <t1@x> <t2@x> <t3@x>",
+        ),
+        (
+            "tom@example.org",
+            "",
+            "Re: truncated",
+            "Wed, 10 Jan 2024 08:00:00 +0000",
+            "<t2@x>",
+            "References: <t1@x>",
+        ),
+        ("", "", "no from", "Wed, 10 Jan 2024 08:00:00 +0000", "", ""),
+        (
+            "uma@example.org",
+            "",
+            "   spaced\t  out   subject  ",
+            "Wed, 10 Jan 2024 08:00:00 +0000",
+            "<s1@x>",
+            "",
+        ),
+    ];
+    rows.iter()
+        .enumerate()
+        .map(|(i, (from, to, subject, date, id, refs))| {
+            let mut m = String::new();
+            for (name, value) in [
+                ("From", from),
+                ("To", to),
+                ("Date", date),
+                ("Message-ID", id),
+            ] {
+                if !value.is_empty() {
+                    m.push_str(&format!("{name}: {value}\n"));
+                }
+            }
+            m.push_str(&format!("Subject: {subject}\n"));
+            if i % 5 == 0 {
+                m.push_str(&format!("Cc: c{}@example.org\n", 9 - i % 7));
+            }
+            if !refs.is_empty() {
+                m.push_str(refs);
+                m.push('\n');
+            }
+            m.push_str(&format!("\n{}\n", "body ".repeat(i * 7 % 13 + 1)));
+            m
+        })
+        .collect()
+}
+
+/// SORT, THREAD, ESORT with imaplib (RFC 5256, RFC 5957, RFC 5267), and
+/// the same commands against Dovecot's imap on a copy of the Maildir
+/// (root only: it runs as nobody), which must answer the same.
+#[test]
+fn sort_and_thread_match_dovecot() {
+    let setup = imap_setup();
+    let msgs = sort_corpus();
+    let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+    setup.deliver("john", &refs);
+    // Distinct arrival times, not in delivery order.
+    let dir = setup.maildir("john");
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (i, f) in files.iter().enumerate() {
+        let t =
+            std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + (i as u64 * 7 % 11) * 60);
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    let server = setup.start();
+    let script = r#"
+import re
+DV = os.environ.get("DOVECOT")
+if DV:
+    m = imaplib.IMAP4_stream(DV)
+else:
+    m = login()
+    caps = m.capability()[1][0].decode().split()
+    print("caps", [c for c in caps if c.startswith(("SORT", "THREAD", "ESORT", "CONTEXT"))])
+m.select("INBOX")
+for crit in ["ARRIVAL", "DATE", "SUBJECT", "FROM", "TO", "CC", "SIZE", "REVERSE DATE",
+             "DISPLAYFROM", "DISPLAYTO", "SUBJECT REVERSE SIZE", "REVERSE SUBJECT DATE",
+             "CC REVERSE TO ARRIVAL"]:
+    print("sort", crit, m.sort("(%s)" % crit, "UTF-8", "ALL")[1])
+print("uid sort", m.uid("SORT", "(DATE)", "UTF-8", "FROM", "example.org")[1])
+print("sort search", m.sort("(SUBJECT)", "UTF-8", "OR", "SUBJECT", "news", "SINCE", "1-Jan-2024")[1])
+for alg in ["ORDEREDSUBJECT", "REFERENCES"]:
+    print("thread", alg, m.thread(alg, "UTF-8", "ALL")[1])
+    print("uid thread", alg, m.uid("THREAD", alg, "UTF-8", "NOT", "SUBJECT", "plan")[1])
+    print("thread part", alg, m.thread(alg, "UTF-8", "4:20")[1])
+def esort(*args):
+    m.untagged_responses.pop("ESEARCH", None)
+    typ, data = m._simple_command("SORT", "RETURN", *args)
+    out = m.untagged_responses.pop("ESEARCH", [b""])[0].decode()
+    return typ, re.sub(r'^\(TAG "[^"]*"\) ?', "", out)
+print("esort", esort("(MIN MAX ALL COUNT)", "(SUBJECT)", "UTF-8", "ALL"))
+print("esort", esort("()", "(REVERSE DATE)", "UTF-8", "ALL"))
+print("esort partial", esort("(PARTIAL 3:9)", "(DATE)", "UTF-8", "ALL"))
+print("esort partial", esort("(COUNT PARTIAL 30:40)", "(DATE)", "UTF-8", "ALL"))
+m.logout()
+"#;
+    let port = server.addr("imap").port();
+    let ours = py(script, port);
+    println!("{ours}");
+    assert!(
+        ours.contains(
+            "caps ['SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES']"
+        ),
+        "{ours}"
+    );
+    assert!(ours.contains("thread REFERENCES [b'"), "{ours}");
+    drop(server);
+
+    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n");
+    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
+        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dv = tmp.path();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&dir)
+        .arg(dv.join("Maildir"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(
+        dv.join("dovecot.conf"),
+        format!(
+            "log_path = /dev/null\nssl = no\nmail_location = maildir:{}/Maildir\n",
+            dv.display()
+        ),
+    )
+    .unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dv)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cmd = format!(
+        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
+        dv.display()
+    );
+    let (ok, theirs, err) = python(
+        &format!("{PY_IMAP}{script}"),
+        &[("PORT", "0".into()), ("DOVECOT", cmd)],
+    );
+    assert!(ok, "{theirs}\n{err}");
+    let ours: Vec<&str> = ours.lines().filter(|l| !l.starts_with("caps")).collect();
+    let theirs: Vec<&str> = theirs.lines().collect();
+    let diff: Vec<String> = ours
+        .iter()
+        .zip(&theirs)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
+        .collect();
+    assert!(
+        diff.is_empty() && ours.len() == theirs.len(),
+        "pigeonpost and Dovecot differ:\n{}",
+        diff.join("\n")
+    );
 }

@@ -36,6 +36,13 @@ pub(super) fn enables_condstore(cmd: &CommandBody<'_>) -> bool {
         }
         CommandBody::Store { modifiers, .. } => !modifiers.is_empty(),
         CommandBody::Search { criteria, .. } => uses_modseq(criteria.as_ref()),
+        // RFC 7162 §3.1: SORT and THREAD take search criteria too.
+        CommandBody::Sort {
+            search_criteria, ..
+        }
+        | CommandBody::Thread {
+            search_criteria, ..
+        } => uses_modseq(search_criteria.as_ref()),
         _ => false,
     }
 }

@@ -20,6 +20,7 @@ mod registry;
 mod search;
 mod select;
 mod sequence;
+mod sort;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -248,6 +249,8 @@ impl Backend {
                     | B::Move { uid: true, .. }
                     | B::ExpungeUid { .. }
                     | B::Search { uid: true, .. }
+                    | B::Sort { uid: true, .. }
+                    | B::Thread { uid: true, .. }
             );
             match self.with_saved_result(cmd) {
                 Some(c) => c,
@@ -358,6 +361,33 @@ impl Backend {
                 charset.as_ref(),
                 uid,
                 opts.search_return,
+                &mut out,
+            ),
+            B::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => self.sort(
+                tag,
+                sort_criteria.as_ref(),
+                &charset,
+                search_criteria.as_ref(),
+                uid,
+                opts.search_return,
+                &mut out,
+            ),
+            B::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => self.thread(
+                tag,
+                &algorithm,
+                &charset,
+                search_criteria.as_ref(),
+                uid,
                 &mut out,
             ),
             // IDLE (RFC 2177): the updates so far; the tagged OK comes at DONE.

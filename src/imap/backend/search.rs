@@ -10,8 +10,9 @@ use imap_codec::imap_types::search::SearchKey;
 
 use super::condstore::uses_modseq;
 use super::registry::lock;
+use super::registry::Shared;
 use super::sequence::compact_set;
-use super::{read_message, Backend};
+use super::{read_message, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::{self, Context as SearchContext, Query};
@@ -45,37 +46,14 @@ impl Backend {
         };
         let shared = sel.shared.clone();
         let sh = lock(&shared);
-        let needs = query.needs();
-        let ctx = SearchContext {
-            max_seq: sel.view.len() as u32,
-            max_uid: sel.view.last().copied().unwrap_or(0),
-            utc_offset: 0,
-        };
-        let mut found = Vec::new();
         // RFC 7162 §3.1.6: with the MODSEQ criterion the answer carries the
         // highest modseq of the messages found.
         let with_modseq = uses_modseq(criteria);
-        let mut top_modseq = 0u64;
-        for (i, &u) in sel.view.iter().enumerate() {
-            let Some(info) = sh.mailbox.get(u) else {
-                continue;
-            };
-            let data = if needs.header || needs.body {
-                read_message(&sh.mailbox, u)
-            } else {
-                None
-            };
-            let c = Candidate {
-                seq: i as u32 + 1,
-                info,
-                recent: sel.is_recent(u),
-                data,
-            };
-            if query.matches(&c, &ctx) {
-                found.push(if uid { u } else { i as u32 + 1 });
-                top_modseq = top_modseq.max(info.modseq);
-            }
-        }
+        let (hits, top_modseq) = matching(sel, &sh, &query);
+        let found: Vec<u32> = hits
+            .iter()
+            .map(|&(seq, u)| if uid { u } else { seq })
+            .collect();
         match ret {
             None => {
                 let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
@@ -111,7 +89,7 @@ impl Backend {
                     };
                 }
                 // SAVE alone answers nothing (RFC 5182 §2.4).
-                if ret.min || ret.max || ret.all || ret.count {
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() {
                     let ms = (with_modseq && !found.is_empty()).then_some(top_modseq);
                     out.extend_from_slice(esearch(tag, uid, &found, ret, ms).as_bytes());
                 }
@@ -123,10 +101,54 @@ impl Backend {
     }
 }
 
-/// The ESEARCH response (RFC 4731 §3.1, RFC 9051 §7.3.4); `found` ascending.
-/// With the MODSEQ criterion, `modseq` is the highest of the messages found
-/// (RFC 7162 §3.1.10: `MODSEQ n` in the ESEARCH response).
-fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn, modseq: Option<u64>) -> String {
+/// The messages of the selected mailbox that match `query`, as (sequence
+/// number, UID) in mailbox order, and the highest modseq among them. Reads
+/// message files only when the query needs headers or bodies.
+pub(super) fn matching(sel: &Selected, sh: &Shared, query: &Query) -> (Vec<(u32, u32)>, u64) {
+    let needs = query.needs();
+    let ctx = SearchContext {
+        max_seq: sel.view.len() as u32,
+        max_uid: sel.view.last().copied().unwrap_or(0),
+        utc_offset: 0,
+    };
+    let mut found = Vec::new();
+    let mut top_modseq = 0u64;
+    for (i, &u) in sel.view.iter().enumerate() {
+        let Some(info) = sh.mailbox.get(u) else {
+            continue;
+        };
+        let data = if needs.header || needs.body {
+            read_message(&sh.mailbox, u)
+        } else {
+            None
+        };
+        let c = Candidate {
+            seq: i as u32 + 1,
+            info,
+            recent: sel.is_recent(u),
+            data,
+        };
+        if query.matches(&c, &ctx) {
+            found.push((i as u32 + 1, u));
+            top_modseq = top_modseq.max(info.modseq);
+        }
+    }
+    (found, top_modseq)
+}
+
+/// The ESEARCH response (RFC 4731 §3.1, RFC 9051 §7.3.4) to SEARCH, and
+/// to SORT (ESORT, RFC 5267 §3.2): `found` in the answer's order
+/// (ascending for SEARCH, the sort order for SORT), so MIN and MAX are its
+/// first and last and ALL lists it in that order (runs of consecutive
+/// ascending numbers as `a:b`). With the MODSEQ criterion, `modseq` is the
+/// highest of the messages found (RFC 7162 §3.1.10: `MODSEQ n`).
+pub(super) fn esearch(
+    tag: &str,
+    uid: bool,
+    found: &[u32],
+    ret: SearchReturn,
+    modseq: Option<u64>,
+) -> String {
     let mut s = format!(
         "* ESEARCH (TAG {})",
         crate::imap::proto::response::quote(tag)
@@ -145,6 +167,23 @@ fn esearch(tag: &str, uid: bool, found: &[u32], ret: SearchReturn, modseq: Optio
             s.push_str(" ALL ");
             s.push_str(&compact_set(found));
         }
+    }
+    if let Some((a, b)) = ret.partial {
+        // RFC 5267 §4.4, RFC 9394 §3.1: the results at positions a to b
+        // (1 is the first; -1 the last), `NIL` when there are none.
+        let len = found.len() as i64;
+        let (lo, hi) = (a.abs().min(b.abs()), a.abs().max(b.abs()));
+        let (from, to) = if a > 0 {
+            (lo - 1, hi.min(len))
+        } else {
+            ((len - hi).max(0), len - lo + 1)
+        };
+        let part = if from < to {
+            compact_set(&found[from as usize..to as usize])
+        } else {
+            "NIL".into()
+        };
+        s.push_str(&format!(" PARTIAL ({a}:{b} {part})"));
     }
     if ret.count {
         s.push_str(&format!(" COUNT {}", found.len()));

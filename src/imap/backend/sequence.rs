@@ -93,7 +93,15 @@ impl Backend {
                 sequence_set, uid, ..
             } => Some((sequence_set, *uid)),
             B::ExpungeUid { sequence_set } => Some((sequence_set, true)),
-            B::Search { criteria, .. } => {
+            B::Search { criteria, .. }
+            | B::Sort {
+                search_criteria: criteria,
+                ..
+            }
+            | B::Thread {
+                search_criteria: criteria,
+                ..
+            } => {
                 // In a search an empty `$` matches nothing: the placeholder
                 // left in place is no message's UID or sequence number.
                 fn walk(k: &mut SearchKey<'static>, f: &dyn Fn(&mut SequenceSet, bool)) {

@@ -820,3 +820,219 @@ fn a_held_back_expunge_comes_with_a_lower_highestmodseq() {
         "* 2 EXPUNGE\r\na3 OK NOOP completed.\r\n"
     );
 }
+
+/// A Maildir whose INBOX holds four messages for SORT and THREAD: a
+/// thread of three (2 ← 1 ← 4, by References and In-Reply-To) and one with
+/// no Date (its sent date is its arrival).
+fn sort_maildir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Maildir");
+    let inbox = MaildirRoot::new(&dir).inbox().unwrap();
+    let msgs = [
+        (
+            "From: \"Zed\" <carol@example.org>\r\nTo: dave@example.org\r\nSubject: Re: plan\r\n\
+             Date: Tue, 2 Jan 2024 10:00:00 +0000\r\nMessage-ID: <2@x>\r\nReferences: <1@x>\r\n\r\nb\r\n",
+            3,
+        ),
+        (
+            "From: Ann <bob@example.org>\r\nTo: Eve <eve@example.org>\r\nSubject: plan\r\n\
+             Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nb\r\n",
+            1,
+        ),
+        (
+            "From: alice@example.org\r\nCc: x@example.org\r\nSubject: [list] news\r\n\
+             Message-ID: <3@x>\r\n\r\nb\r\n",
+            0,
+        ),
+        (
+            "From: =?utf-8?q?=C3=84rger?= <aaron@example.org>\r\nSubject: Fwd: plan\r\n\
+             Date: Wed, 3 Jan 2024 10:00:00 +0000\r\nMessage-ID: <4@x>\r\nIn-Reply-To: <2@x>\r\n\r\nb\r\n",
+            2,
+        ),
+    ];
+    for (msg, arrival) in msgs {
+        let date = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + arrival);
+        inbox
+            .append(msg.as_bytes(), Flags::empty(), &[], Some(date))
+            .unwrap();
+    }
+    (tmp, dir)
+}
+
+#[test]
+fn sort_by_every_key() {
+    let (_tmp, dir) = sort_maildir();
+    let mut c = Client::new(&dir);
+    c.run("a SELECT INBOX\r\n");
+    for (criteria, order) in [
+        ("DATE", "3 2 1 4"),
+        ("ARRIVAL", "3 2 4 1"),
+        ("SUBJECT", "3 1 2 4"),
+        ("FROM", "4 3 2 1"),
+        ("DISPLAYFROM", "3 2 1 4"),
+        ("TO", "3 4 1 2"),
+        ("DISPLAYTO", "3 4 1 2"),
+        ("CC SUBJECT", "1 2 4 3"),
+        ("REVERSE DATE", "4 1 2 3"),
+        ("SUBJECT REVERSE ARRIVAL", "3 1 4 2"),
+    ] {
+        assert_eq!(
+            c.run(&format!("s SORT ({criteria}) UTF-8 ALL\r\n")),
+            format!("* SORT {order}\r\ns OK Sort completed.\r\n"),
+            "{criteria}"
+        );
+    }
+    c.run("b STORE 1,4 +FLAGS (\\Seen)\r\n");
+    assert_eq!(
+        c.run("c UID SORT (REVERSE DATE) US-ASCII SEEN\r\n"),
+        "* SORT 4 1\r\nc OK Sort completed.\r\n"
+    );
+    assert_eq!(
+        c.run("d SORT (DATE) UTF-8 FROM example TEXT nowhere\r\n"),
+        "* SORT\r\nd OK Sort completed.\r\n"
+    );
+    assert_eq!(
+        c.run("e SORT (DATE) KOI9 ALL\r\n"),
+        "e NO [BADCHARSET (UTF-8 US-ASCII ISO-8859-1)] Unknown charset.\r\n"
+    );
+    // RFC 7162 §3.1.5: with MODSEQ, the highest modseq of those found.
+    let out = c.run("f SORT (DATE) UTF-8 MODSEQ 1\r\n");
+    let m = modseqs(&c.run("g FETCH 1:4 (MODSEQ)\r\n"));
+    let top = m.iter().max().unwrap();
+    assert!(
+        out.starts_with(&format!("* SORT 3 2 1 4 (MODSEQ {top})\r\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn thread_references_and_orderedsubject() {
+    let (_tmp, dir) = sort_maildir();
+    let mut c = Client::new(&dir);
+    c.run("a SELECT INBOX\r\n");
+    assert_eq!(
+        c.run("b THREAD REFERENCES UTF-8 ALL\r\n"),
+        "* THREAD (3)(2 1 4)\r\nb OK Thread completed.\r\n"
+    );
+    assert_eq!(
+        c.run("c THREAD ORDEREDSUBJECT UTF-8 ALL\r\n"),
+        "* THREAD (3)(2 (1)(4))\r\nc OK Thread completed.\r\n"
+    );
+    // Message 2 left out: 1 and 4 still hang together under a dummy that
+    // is pruned away (§4 step 4: a single child at the top is promoted).
+    assert_eq!(
+        c.run("d UID THREAD REFERENCES UTF-8 NOT UID 2\r\n"),
+        "* THREAD (3)(1 4)\r\nd OK Thread completed.\r\n"
+    );
+    assert_eq!(
+        c.run("e THREAD REFERENCES UTF-8 SUBJECT nothing\r\n"),
+        "* THREAD\r\ne OK Thread completed.\r\n"
+    );
+    assert_eq!(
+        c.run("f THREAD XYZ UTF-8 ALL\r\n"),
+        "f BAD Error in IMAP command THREAD: Unknown thread algorithm.\r\n"
+    );
+}
+
+#[test]
+fn esort_and_partial_results() {
+    let (_tmp, dir) = sort_maildir();
+    let mut c = Client::new(&dir);
+    c.run("a SELECT INBOX\r\n");
+    // RFC 5267 §3.2: MIN and MAX are the first and last in sort order,
+    // ALL is in sort order.
+    c.opts.search_return = Some(SearchReturn {
+        min: true,
+        max: true,
+        all: true,
+        count: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("b SORT (DATE) UTF-8 ALL\r\n"),
+        "* ESEARCH (TAG \"b\") MIN 3 MAX 4 ALL 3,2,1,4 COUNT 4\r\nb OK Sort completed.\r\n"
+    );
+    assert_eq!(
+        c.run("c UID SORT (ARRIVAL) UTF-8 UID 1:3\r\n"),
+        "* ESEARCH (TAG \"c\") UID MIN 3 MAX 1 ALL 3,2,1 COUNT 3\r\nc OK Sort completed.\r\n"
+    );
+    assert_eq!(
+        c.run("d SORT (DATE) UTF-8 SUBJECT nothing\r\n"),
+        "* ESEARCH (TAG \"d\") COUNT 0\r\nd OK Sort completed.\r\n"
+    );
+    // RFC 5267 §4.4 / RFC 9394: PARTIAL, negative ranges from the end.
+    c.opts.search_return = Some(SearchReturn {
+        partial: Some((1, 2)),
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("e SORT (DATE) UTF-8 ALL\r\n"),
+        "* ESEARCH (TAG \"e\") PARTIAL (1:2 3,2)\r\ne OK Sort completed.\r\n"
+    );
+    c.opts.search_return = Some(SearchReturn {
+        partial: Some((-1, -2)),
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("f SEARCH ALL\r\n"),
+        "* ESEARCH (TAG \"f\") PARTIAL (-1:-2 3:4)\r\nf OK Search completed.\r\n"
+    );
+    c.opts.search_return = Some(SearchReturn {
+        partial: Some((5, 9)),
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("g SORT (DATE) UTF-8 ALL\r\n"),
+        "* ESEARCH (TAG \"g\") PARTIAL (5:9 NIL)\r\ng OK Sort completed.\r\n"
+    );
+    // SAVE keeps the sorted messages for `$` (RFC 5182).
+    c.opts.search_return = Some(SearchReturn {
+        save: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("h SORT (DATE) UTF-8 FROM bob\r\n"),
+        "h OK Sort completed.\r\n"
+    );
+    c.opts.search_return = None;
+    c.opts.saved = true;
+    let out = c.run(&format!(
+        "i FETCH {} (UID)\r\n",
+        crate::imap::proto::rev2::SAVED_PLACEHOLDER
+    ));
+    assert_eq!(out, "* 2 FETCH (UID 2)\r\ni OK Fetch completed.\r\n");
+}
+
+#[test]
+fn sort_and_thread_read_the_structure_cache_not_the_messages() {
+    let (_tmp, dir) = sort_maildir();
+    let mut c = Client::new(&dir);
+    c.run("a SELECT INBOX\r\n");
+    let sorted = c.run("b SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n");
+    let threads = c.run("c THREAD REFERENCES UTF-8 ALL\r\n");
+    assert!(dir.join(crate::imap::cache::CACHE_FILE).exists());
+    // Every message file now says something else: a SORT that opened them
+    // would answer differently.
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            // (keeping the mtime: it is the INTERNALDATE)
+            let path = e.unwrap().path();
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            std::fs::write(&path, "Subject: zzz\r\n\r\n").unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(mtime).unwrap();
+        }
+    }
+    // Another server process: the cache comes from the file.
+    let mut other = Client::new(&dir);
+    other.backend = Backend::new(
+        dir.clone(),
+        Mailboxes::new(crate::store::notify::Notifier::new()),
+    );
+    other.run("a SELECT INBOX\r\n");
+    assert_eq!(
+        other.run("b SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"),
+        sorted
+    );
+    assert_eq!(other.run("c THREAD REFERENCES UTF-8 ALL\r\n"), threads);
+}

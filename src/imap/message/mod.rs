@@ -42,7 +42,7 @@ use std::borrow::Cow;
 use std::num::NonZeroU32;
 
 use imap_codec::imap_types::body::BodyStructure;
-use imap_codec::imap_types::core::AString;
+use imap_codec::imap_types::core::{AString, NString};
 use imap_codec::imap_types::envelope::Envelope;
 use imap_codec::imap_types::fetch::{Part, Section};
 
@@ -85,6 +85,12 @@ pub fn parse(crlf: &[u8]) -> Parsed<'_> {
 /// counts (as in Dovecot).
 pub fn envelope(parsed: &Parsed<'_>) -> Envelope<'static> {
     envelope_of(parsed.data, &parsed.root)
+}
+
+/// The last `name` field's value, unfolded, NIL when there is none (for
+/// the structure cache: THREAD=REFERENCES reads `References`).
+pub fn header_nstring(parsed: &Parsed<'_>, name: &str) -> NString<'static> {
+    quote::nstring_nolf(parsed.root.last(parsed.data, name))
 }
 
 /// BODY (`extended == false`) or BODYSTRUCTURE (`true`, with the extension

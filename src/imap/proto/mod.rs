@@ -253,6 +253,11 @@ impl Session {
             "UTF8=ACCEPT",
             "ESEARCH",
             "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "BINARY",
             "STATUS=SIZE",
             "MULTIAPPEND",
@@ -655,7 +660,13 @@ impl Session {
             }
             Err(_) => match rev2::rewrite(self.frag.message_bytes()) {
                 Err(why) => {
-                    self.bad(&tag, &format!("Error in IMAP command SEARCH: {why}."));
+                    let raw = String::from_utf8_lossy(self.frag.message_bytes());
+                    let mut words = raw.split_whitespace().skip(1);
+                    let mut name = words.next().unwrap_or("").to_ascii_uppercase();
+                    if name == "UID" {
+                        name = words.next().unwrap_or("").to_ascii_uppercase();
+                    }
+                    self.bad(&tag, &format!("Error in IMAP command {name}: {why}."));
                     return None;
                 }
                 Ok(None) => Err(false),
@@ -931,6 +942,8 @@ fn selected_only(body: &CommandBody) -> bool {
             | CommandBody::Expunge
             | CommandBody::ExpungeUid { .. }
             | CommandBody::Search { .. }
+            | CommandBody::Sort { .. }
+            | CommandBody::Thread { .. }
             | CommandBody::Fetch { .. }
             | CommandBody::Store { .. }
             | CommandBody::Copy { .. }
@@ -962,6 +975,8 @@ const KNOWN: &[&str] = &[
     "UNSELECT",
     "EXPUNGE",
     "SEARCH",
+    "SORT",
+    "THREAD",
     "FETCH",
     "STORE",
     "COPY",

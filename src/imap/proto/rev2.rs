@@ -1,8 +1,10 @@
 //! IMAP4rev2 syntax that imap-codec 2.0.0-alpha.10 does not parse,
 //! rewritten into syntax it does:
 //!
-//! * `SEARCH RETURN (MIN MAX ALL COUNT SAVE)` (RFC 4731, RFC 9051 §6.4.4):
-//!   the clause is cut out and handed on as [`SearchReturn`].
+//! * `SEARCH RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m)` (RFC 4731,
+//!   RFC 9051 §6.4.4, RFC 5267 §4.4 and RFC 9394 for PARTIAL) and the same
+//!   for `SORT RETURN (…)` (ESORT, RFC 5267 §3): the clause is cut out and
+//!   handed on as [`SearchReturn`].
 //! * the saved search result `$` (RFC 5182) as a sequence set: replaced by
 //!   [`SAVED_PLACEHOLDER`], and the command is flagged, so the backend puts
 //!   the saved messages in its place.
@@ -26,6 +28,10 @@ pub struct SearchReturn {
     pub count: bool,
     /// RFC 5182: keep the result for `$`.
     pub save: bool,
+    /// RFC 5267 §4.4, RFC 9394 §3.1: only the results at these positions
+    /// (1-based; negative ones count from the end), as the client wrote
+    /// them.
+    pub partial: Option<(i64, i64)>,
 }
 
 impl SearchReturn {
@@ -36,7 +42,17 @@ impl SearchReturn {
         all: true,
         count: false,
         save: false,
+        partial: None,
     };
+}
+
+/// A PARTIAL range `n:m` (RFC 9394 §3.1): both non-zero, of one sign.
+fn partial_range(t: &[u8]) -> Option<(i64, i64)> {
+    let t = std::str::from_utf8(t).ok()?;
+    let (a, b) = t.split_once(':')?;
+    let (a, b): (i64, i64) = (a.parse().ok()?, b.parse().ok()?);
+    let ok = |n: i64| n != 0 && n.unsigned_abs() <= u64::from(u32::MAX);
+    (ok(a) && ok(b) && (a > 0) == (b > 0)).then_some((a, b))
 }
 
 /// A command after rewriting.
@@ -112,9 +128,9 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
                 dollars.push(first);
             }
         }
-        "SEARCH" => {
+        "SEARCH" | "SORT" | "THREAD" => {
             let mut rest = args;
-            if rest.first().is_some_and(|t| is(t, "RETURN")) {
+            if name != "THREAD" && rest.first().is_some_and(|t| is(t, "RETURN")) {
                 if rest.get(1).map(|t| t.kind) != Some(Kind::Open) {
                     return Err("RETURN needs a list of options".into());
                 }
@@ -136,11 +152,22 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
                         "ALL" => ret.all = true,
                         "COUNT" => ret.count = true,
                         "SAVE" => ret.save = true,
+                        "PARTIAL" => {
+                            j += 1;
+                            let range = rest
+                                .get(j)
+                                .filter(|t| t.kind == Kind::Atom)
+                                .and_then(|t| partial_range(text(t)));
+                            match range {
+                                Some(r) => ret.partial = Some(r),
+                                None => return Err("PARTIAL needs a range n:m".into()),
+                            }
+                        }
                         other => return Err(format!("unknown RETURN option {other}")),
                     }
                     j += 1;
                 }
-                if !(ret.min || ret.max || ret.count || ret.save) {
+                if !(ret.min || ret.max || ret.count || ret.save || ret.partial.is_some()) {
                     ret.all = true;
                 }
                 let end = rest[j].end;
@@ -149,6 +176,14 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
                 cut = Some((rest[0].start, next));
                 search_return = Some(ret);
                 rest = &rest[j + 1..];
+            }
+            // SORT's criteria list and THREAD's algorithm, then the charset,
+            // come before the search keys.
+            if name == "SORT" {
+                let close = rest.iter().position(|t| t.kind == Kind::Close);
+                rest = close.map_or(&[], |c| &rest[(c + 2).min(rest.len())..]);
+            } else if name == "THREAD" {
+                rest = &rest[2.min(rest.len())..];
             }
             let mut skip = 0;
             for t in rest {
@@ -218,6 +253,41 @@ mod tests {
         assert_eq!(ret, Some(SearchReturn::ALL), "RETURN () means ALL");
         assert!(rewrite(b"a SEARCH RETURN (MIN BOGUS) ALL\r\n").is_err());
         assert!(rewrite(b"a SEARCH RETURN MIN ALL\r\n").is_err());
+    }
+
+    #[test]
+    fn sort_return_partial_and_dollar() {
+        let (bytes, ret, saved) =
+            rw("a UID SORT RETURN (MIN COUNT PARTIAL -1:-10) (REVERSE DATE) UTF-8 UID $\r\n")
+                .unwrap();
+        let p = SAVED_PLACEHOLDER;
+        assert_eq!(
+            bytes,
+            format!("a UID SORT (REVERSE DATE) UTF-8 UID {p}\r\n")
+        );
+        let ret = ret.unwrap();
+        assert!(ret.min && ret.count && !ret.all);
+        assert_eq!(ret.partial, Some((-1, -10)));
+        assert!(saved);
+        let (_, ret, _) = rw("a SORT RETURN () (SUBJECT) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(ret, Some(SearchReturn::ALL));
+        let (_, ret, _) = rw("a SEARCH RETURN (PARTIAL 1:5) ALL\r\n").unwrap();
+        assert_eq!(ret.unwrap().partial, Some((1, 5)));
+        assert!(!ret.unwrap().all);
+        for bad in ["0:5", "-1:5", "x", "1:"] {
+            let line = format!("a SEARCH RETURN (PARTIAL {bad}) ALL\r\n");
+            assert!(rewrite(line.as_bytes()).is_err(), "{bad}");
+        }
+        // SORT's FROM and THREAD's algorithm aren't search keys.
+        assert_eq!(
+            rw("a SORT (FROM) UTF-8 $\r\n").unwrap().0,
+            format!("a SORT (FROM) UTF-8 {p}\r\n")
+        );
+        assert_eq!(
+            rw("a THREAD REFERENCES UTF-8 FROM $ $\r\n").unwrap().0,
+            format!("a THREAD REFERENCES UTF-8 FROM $ {p}\r\n")
+        );
+        assert_eq!(rw("a SORT (SUBJECT) UTF-8 ALL\r\n"), None);
     }
 
     #[test]

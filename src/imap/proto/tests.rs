@@ -418,3 +418,49 @@ fn enable_condstore_and_qresync() {
     );
     assert!(matches!(a.first(), Some(Action::Run { .. })));
 }
+
+#[test]
+fn sort_thread_and_esort_reach_the_backend() {
+    let mut s = logged_in(cfg_tls());
+    let caps = s.capabilities();
+    for c in [
+        "SORT",
+        "SORT=DISPLAY",
+        "ESORT",
+        "THREAD=ORDEREDSUBJECT",
+        "THREAD=REFERENCES",
+    ] {
+        assert!(caps.split(' ').any(|w| w == c), "{c}: {caps}");
+    }
+    assert!(!caps.contains("CONTEXT="), "{caps}");
+    // Only with a mailbox selected (RFC 5256 §3, §4).
+    let (o, a) = run(&mut s, "a SORT (DATE) UTF-8 ALL\r\n");
+    assert!(a.is_empty());
+    assert_eq!(
+        o,
+        "a BAD Error in IMAP command SORT: No mailbox selected.\r\n"
+    );
+    s.state = State::Selected { read_only: false };
+    assert_eq!(
+        run_options(&mut s, "b UID SORT (REVERSE DATE) UTF-8 ALL\r\n"),
+        RunOptions::default()
+    );
+    assert_eq!(
+        run_options(&mut s, "c THREAD REFERENCES UTF-8 ALL\r\n"),
+        RunOptions::default()
+    );
+    let o = run_options(
+        &mut s,
+        "d SORT RETURN (MAX PARTIAL 1:5) (SUBJECT) UTF-8 ALL\r\n",
+    );
+    let r = o.search_return.unwrap();
+    assert!(r.max && !r.all && r.partial == Some((1, 5)));
+    let (o, _) = run(
+        &mut s,
+        "e UID SORT RETURN (PARTIAL 0:5) (SUBJECT) UTF-8 ALL\r\n",
+    );
+    assert_eq!(
+        o,
+        "e BAD Error in IMAP command SORT: PARTIAL needs a range n:m.\r\n"
+    );
+}

@@ -1,0 +1,181 @@
+//! SORT, UID SORT (RFC 5256 §3, SORT=DISPLAY RFC 5957), their ESORT
+//! form `SORT RETURN (…)` (RFC 5267 §3) and THREAD, UID THREAD (RFC 5256
+//! §4, ORDEREDSUBJECT and REFERENCES): the search runs as for SEARCH, then
+//! [`crate::imap::sort`] orders or threads the messages found.
+//!
+//! What they compare (subject, addresses, Date, Message-ID, In-Reply-To,
+//! References) comes from the structure cache (`pigeonpost.index.cache`,
+//! ENVELOPE plus References): once a message is in it, SORT and THREAD
+//! open no message file for it. A message not yet cached is read and
+//! parsed once, and cached for FETCH as well.
+
+use std::time::UNIX_EPOCH;
+
+use imap_codec::imap_types::core::Charset;
+use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
+use imap_codec::imap_types::search::SearchKey;
+
+use super::condstore::uses_modseq;
+use super::registry::{lock, Shared};
+use super::search::{esearch, matching};
+use super::{read_message, Backend};
+use crate::imap::cache::Parts;
+use crate::imap::message;
+use crate::imap::proto::response::tagged;
+use crate::imap::proto::rev2::SearchReturn;
+use crate::imap::search::{self, Query};
+use crate::imap::sort::{self, Msg};
+
+/// `NO [BADCHARSET (…)]`.
+fn bad_charset(tag: &str) -> String {
+    let cs = search::ADVERTISED_CHARSETS.join(" ");
+    tagged(tag, "NO", &format!("[BADCHARSET ({cs})] Unknown charset."))
+}
+
+/// The SORT/THREAD view of message `uid`, from the structure cache (read
+/// and cached when missing); `None` if it is gone.
+fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
+    let info = sh.mailbox.get(uid)?;
+    let (size, arrival) = (
+        info.vsize,
+        info.internal_date
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    let parts = match sh.cache().get(uid) {
+        Some(p) => p,
+        None => {
+            let raw = read_message(&sh.mailbox, uid)?;
+            let parts = Parts::of(&message::parse(&raw));
+            sh.cache().insert(uid, &parts);
+            parts
+        }
+    };
+    let refs = parts.references.0.as_ref().map(|r| r.as_ref());
+    Some(Msg::new(seq, id, size, arrival, &parts.envelope, refs))
+}
+
+impl Backend {
+    /// The messages matching `criteria`, as [`Msg`]s, and the highest
+    /// modseq among them; `Err` with the tagged answer.
+    fn sort_candidates(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'static>],
+        charset: &Charset<'static>,
+        uid: bool,
+    ) -> Result<(Vec<Msg>, u64), String> {
+        let query = Query::from_criteria(criteria, Some(charset)).map_err(|_| bad_charset(tag))?;
+        let Some(sel) = &self.selected else {
+            return Err(tagged(tag, "BAD", "No mailbox selected."));
+        };
+        let shared = sel.shared.clone();
+        let mut sh = lock(&shared);
+        let (hits, top_modseq) = matching(sel, &sh, &query);
+        let msgs: Vec<Msg> = hits
+            .iter()
+            .filter_map(|&(seq, u)| sort_msg(&mut sh, seq, u, if uid { u } else { seq }))
+            .collect();
+        sh.flush_cache();
+        Ok((msgs, top_modseq))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sort(
+        &mut self,
+        tag: &str,
+        sort_criteria: &[SortCriterion],
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        uid: bool,
+        ret: Option<SearchReturn>,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let (msgs, top_modseq) = match self.sort_candidates(tag, criteria, charset, uid) {
+            Ok(m) => m,
+            Err(resp) => {
+                // RFC 5182 §2.1: a failed SEARCH (or SORT) ... SAVE empties `$`.
+                if let (Some(sel), Some(SearchReturn { save: true, .. })) =
+                    (&mut self.selected, ret)
+                {
+                    sel.saved.clear();
+                }
+                return resp;
+            }
+        };
+        let sorted: Vec<u32> = sort::sort(&msgs, sort_criteria)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        // RFC 7162 §3.1.5 (and §3.1.10 for ESORT): with the MODSEQ
+        // criterion, the highest modseq of the messages found.
+        let modseq = (uses_modseq(criteria) && !sorted.is_empty()).then_some(top_modseq);
+        match ret {
+            None => {
+                let mut line = String::from("* SORT");
+                for n in &sorted {
+                    line.push_str(&format!(" {n}"));
+                }
+                if let Some(m) = modseq {
+                    line.push_str(&format!(" (MODSEQ {m})"));
+                }
+                line.push_str("\r\n");
+                out.extend_from_slice(line.as_bytes());
+            }
+            Some(ret) => {
+                if ret.save {
+                    if let Some(sel) = &mut self.selected {
+                        let mut uids: Vec<u32> = msgs
+                            .iter()
+                            .map(|m| {
+                                if uid {
+                                    m.id
+                                } else {
+                                    sel.view[m.seq as usize - 1]
+                                }
+                            })
+                            .collect();
+                        uids.sort_unstable();
+                        sel.saved = uids;
+                    }
+                }
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() {
+                    out.extend_from_slice(esearch(tag, uid, &sorted, ret, modseq).as_bytes());
+                }
+            }
+        }
+        self.updates(uid, out);
+        tagged(tag, "OK", "Sort completed.")
+    }
+
+    pub(super) fn thread(
+        &mut self,
+        tag: &str,
+        algorithm: &ThreadingAlgorithm<'static>,
+        charset: &Charset<'static>,
+        criteria: &[SearchKey<'static>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> String {
+        if matches!(algorithm, ThreadingAlgorithm::Other(_)) {
+            return tagged(
+                tag,
+                "BAD",
+                "Error in IMAP command THREAD: Unknown thread algorithm.",
+            );
+        }
+        let msgs = match self.sort_candidates(tag, criteria, charset, uid) {
+            Ok((m, _)) => m,
+            Err(resp) => return resp,
+        };
+        let threads = match algorithm {
+            ThreadingAlgorithm::OrderedSubject => sort::ordered_subject(&msgs),
+            _ => sort::references(&msgs),
+        };
+        out.extend_from_slice(sort::thread_response(&threads, &msgs).as_bytes());
+        self.updates(uid, out);
+        tagged(tag, "OK", "Thread completed.")
+    }
+}
