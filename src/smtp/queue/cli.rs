@@ -172,41 +172,146 @@ pub fn release(config: &Config, id: &str) -> Result<String, String> {
     }
 }
 
+/// What `sendmail` is asked to do (`-b` modes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum SendmailMode {
+    /// `-bm` (the default): read a message and send it.
+    #[default]
+    Deliver,
+    /// `-bs`: speak SMTP on stdin/stdout.
+    Smtp,
+    /// `-bv`: say where each address would go; nothing is sent.
+    Verify,
+    /// `-bp`: list the queue (mailq).
+    ListQueue,
+    /// `--help`.
+    Help,
+}
+
 /// sendmail(1) options we understand.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SendmailArgs {
+    pub mode: SendmailMode,
     pub extract: bool,
     pub from: Option<String>,
+    /// `-F`: the sender's full name, for a From: header we add.
+    pub full_name: Option<String>,
     pub ignore_dots: bool,
+    /// `-v`: say what was done and which options were ignored.
+    pub verbose: bool,
     pub recipients: Vec<String>,
+    /// Options accepted for compatibility that change nothing here.
+    pub ignored: Vec<String>,
 }
 
+/// What `pigeonpost sendmail --help` prints.
+pub const SENDMAIL_HELP: &str = "\
+usage: pigeonpost sendmail [options] [--] [recipient ...]   (also as sendmail, via a symlink or /usr/sbin/sendmail wrapper)
+
+Reads a message on stdin and hands it to the running pigeonpost server
+(through the maildrop in queue_directory; it waits there if the server is
+not running).
+
+  -t             take recipients from To:, Cc: and Bcc: (Bcc: is removed)
+  -i, -oi        a line with a single dot does not end the message
+  -f ADDR, -r ADDR
+                 envelope sender (default: your login name @ myorigin; -f '<>' for none)
+  -F NAME        full name for the From: header added when the message has none
+  -bm            read a message and send it (the default)
+  -bs            speak SMTP on stdin/stdout (for programs that submit over a pipe)
+  -bv            verify: print where each recipient would go; nothing is sent
+  -bp            list the queue (like mailq / pigeonpost queue list)
+  -v             verbose: say which compatibility options were ignored
+  --help         this text
+
+Accepted and ignored (they make no difference to pigeonpost):
+  -odi -odb -odq -odd (delivery mode: the server always delivers at once)
+  -oem -oep -oeq -oew (error mode: errors go back by mail, as with -oem)
+  -o<x> / -O opt=val, -N DSN, -R RET, -V ENVID, -B TYPE, -X FILE, -L TAG,
+  -h HOPS, -C FILE, -G, -U, -n, -m, -bi, -q...
+
+Exit codes (sysexits): 0 sent, 64 bad usage, 67 unknown recipient (-bv), 75 try again later.
+Examples:
+  printf 'Subject: hi\\n\\nbody\\n' | pigeonpost sendmail -i user@example.com
+  pigeonpost sendmail -t -i < message.eml        (PHP's sendmail_path, cron)
+";
+
 /// Parses sendmail's traditional flags (`-t`, `-f from`/`-ffrom`, `-i`,
-/// `-oi`, `-F name`, and the ignored `-odi -oem -bm -v -N ...`).
+/// `-oi`, `-F name`, `-b` modes, and the ignored `-odi -oem -N ...`).
 pub fn parse_args(args: &[String]) -> Result<SendmailArgs, String> {
     let mut a = SendmailArgs::default();
     let mut it = args.iter();
+    // An option's value: attached (`-fa@b`) or the next argument.
+    fn value<'a>(
+        flag: &str,
+        attached: &'a str,
+        it: &mut std::slice::Iter<'a, String>,
+    ) -> Result<String, String> {
+        if !attached.is_empty() {
+            return Ok(attached.to_string());
+        }
+        it.next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value (see pigeonpost sendmail --help)"))
+    }
     while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-t" => a.extract = true,
-            "-i" | "-oi" => a.ignore_dots = true,
-            "-f" | "-r" => {
-                a.from = Some(it.next().ok_or("-f needs an address")?.clone());
-            }
-            "-F" | "-N" | "-O" | "-R" | "-V" | "-X" | "-B" => {
-                it.next();
-            }
-            "--" => a.recipients.extend(it.by_ref().cloned()),
-            s if s.starts_with("-f") || s.starts_with("-r") => {
-                a.from = Some(s[2..].to_string());
-            }
-            s if s.starts_with('-') => {
-                if s == "-bp" || s == "-bs" || s == "-bv" {
-                    return Err(format!("{s} is not supported; use `pigeonpost queue list`"));
+        let s = arg.as_str();
+        if s == "--" {
+            a.recipients.extend(it.by_ref().cloned());
+            break;
+        }
+        if s == "--help" || s == "-help" {
+            a.mode = SendmailMode::Help;
+            continue;
+        }
+        if !s.starts_with('-') || s == "-" {
+            a.recipients.push(s.to_string());
+            continue;
+        }
+        let (flag, rest) = s.split_at(2.min(s.len()));
+        match flag {
+            "-t" if rest.is_empty() => a.extract = true,
+            "-i" if rest.is_empty() => a.ignore_dots = true,
+            "-v" => a.verbose = true,
+            "-f" | "-r" => a.from = Some(value(flag, rest, &mut it)?),
+            "-F" => a.full_name = Some(value(flag, rest, &mut it)?),
+            "-b" => match rest {
+                "m" => a.mode = SendmailMode::Deliver,
+                "s" => a.mode = SendmailMode::Smtp,
+                "v" => a.mode = SendmailMode::Verify,
+                "p" => a.mode = SendmailMode::ListQueue,
+                "i" => a.ignored.push(s.to_string()),
+                _ => {
+                    return Err(format!(
+                        "{s} is not supported (-bm, -bs, -bv and -bp are; see pigeonpost sendmail --help)"
+                    ))
                 }
-                // -odi, -oem, -bm, -v, -Fname ...: harmless to ignore.
+            },
+            "-o" => {
+                // -oi (no dots); -odX, -oeX and the rest change nothing.
+                let opt = if rest.is_empty() {
+                    value(flag, rest, &mut it)?
+                } else {
+                    rest.to_string()
+                };
+                if opt == "i" {
+                    a.ignore_dots = true;
+                } else {
+                    a.ignored.push(format!("-o{opt}"));
+                }
             }
-            s => a.recipients.push(s.to_string()),
+            "-N" | "-R" | "-V" | "-B" | "-X" | "-O" | "-L" | "-h" | "-C" => {
+                let v = value(flag, rest, &mut it)?;
+                a.ignored.push(format!("{flag} {v}"));
+            }
+            "-G" | "-U" | "-n" | "-m" | "-q" | "-e" | "-A" | "-I" | "-s" | "-x" | "-d" => {
+                a.ignored.push(s.to_string())
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option {s} (see pigeonpost sendmail --help)"
+                ))
+            }
         }
     }
     Ok(a)
