@@ -187,6 +187,19 @@ fn main() -> ExitCode {
             {
                 return config_failure(&e);
             }
+            // ... and the key must be the certificate's.
+            if let (Some(cert), Some(key)) = (&loaded.config.ssl_cert, &loaded.config.ssl_key) {
+                if let Err(e) = pigeonpost::tls::load_certified_key(cert, key) {
+                    return config_failure(&config::ConfigError {
+                        key: Some("ssl_key".into()),
+                        source: loaded.config.source_of("ssl_key").to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            for w in loaded.config.warnings() {
+                eprintln!("pigeonpost: warning: {w}");
+            }
             match config::print::render(&loaded.entries, &keys) {
                 Ok(text) => {
                     print!("{text}");
@@ -288,7 +301,8 @@ fn main() -> ExitCode {
                 Err(e) => return config_failure(&e),
             };
             let mut stdin = std::io::stdin().lock();
-            match pigeonpost::smtp::queue::cli::sendmail(&config, &args, &mut stdin) {
+            let mut stdout = std::io::stdout().lock();
+            match pigeonpost::smtp::queue::cli::sendmail(&config, &args, &mut stdin, &mut stdout) {
                 Ok(notice) => {
                     if !notice.is_empty() {
                         eprintln!("{notice}");
@@ -439,12 +453,19 @@ fn dns_records(config: &config::Config, domain: &str, check: bool) -> ExitCode {
 
 fn serve(config: config::Config) -> ExitCode {
     pigeonpost::observe::init_logging(&config);
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     let (state, reloadables) = match server::build_state(config) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("pigeonpost: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            });
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
