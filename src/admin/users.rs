@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use super::AdminError;
 use crate::auth::{scheme, Auth};
 use crate::config::{Config, PassdbSpec};
-use crate::smtp::router::{self, ClientTrust, Destination, RouteContext};
 use crate::store::deliver::{ensure_maildir, Owner};
 use crate::store::location::user_maildir;
 use crate::tables::edit::{self, Lock};
 use crate::tables::map::TableRef;
 use crate::tables::passwd_file::{normalize_user, PasswdFile};
 use crate::tables::{IdSource, Tables};
+
+/// How deep `alias add` follows aliases looking for a loop (the router's
+/// expansion limit).
+const MAX_DEPTH: usize = 100;
 
 /// The scheme `user add` and `user passwd` hash with unless told otherwise:
 /// what `doveadm pw` (and `pigeonpost pw`) make by default.
@@ -263,34 +266,33 @@ pub fn user_add(
     Ok(out)
 }
 
+/// The Maildir `virtual_mailbox_maps` gives `addr` (virtual(8): the value
+/// under `virtual_mailbox_base`, a trailing `/` meaning Maildir), with the
+/// uid/gid of `virtual_uid_maps`/`virtual_gid_maps`.
+fn delivery_maildir(config: &Config, tables: &Tables, addr: &str) -> Option<(PathBuf, Option<Owner>)> {
+    let value = tables
+        .virtual_mailbox_maps
+        .iter()
+        .find_map(|t| t.get().get(addr).map(|v| v.trim().to_string()))?;
+    let dir = value.strip_suffix('/')?;
+    let path = match &config.virtual_mailbox_base {
+        Some(base) => base.join(dir.trim_start_matches('/')),
+        None if dir.starts_with('/') => PathBuf::from(dir),
+        None => return None,
+    };
+    let owner = virtual_id(&tables.virtual_uid_maps, addr)
+        .zip(virtual_id(&tables.virtual_gid_maps, addr))
+        .map(|(uid, gid)| Owner { uid, gid });
+    Some((path, owner))
+}
+
 /// Creates the Maildir SMTP delivers to and the one IMAP/POP3 open (the
 /// same directory in the HOWTO's setup), owned by the mail user.
 fn create_maildirs(config: &Config, addr: &str) -> Result<Vec<PathBuf>, AdminError> {
     let tables = open_tables(config)?;
     let auth = Auth::open(config).map_err(|e| AdminError::usage(e.to_string()))?;
-    let users = |n: &str| auth.user(n);
-    let ctx = RouteContext {
-        config,
-        tables: &tables,
-        users: &users,
-    };
     let mut dirs: Vec<(PathBuf, Option<Owner>)> = Vec::new();
-    match router::resolve(&ctx, addr, ClientTrust::default()) {
-        Ok(r) => {
-            for d in r.destinations {
-                if let Destination::Maildir { dir, uid, gid, .. } = d {
-                    let owner = uid.zip(gid).map(|(uid, gid)| Owner { uid, gid });
-                    dirs.push((dir, owner));
-                }
-            }
-        }
-        Err(e) => {
-            let (code, enhanced, text) = e.reply(addr);
-            return Err(AdminError::runtime(format!(
-                "{addr} was added, but mail to it is refused: {code} {enhanced} {text}"
-            )));
-        }
-    }
+    dirs.extend(delivery_maildir(config, &tables, addr));
     if let Ok(Some(info)) = auth.user(addr) {
         if let Ok(dir) = user_maildir(&config.mail_location, addr, &info) {
             if !dirs.iter().any(|(d, _)| *d == dir) {
@@ -390,22 +392,10 @@ pub fn user_del(config: &Config, address: &str) -> Result<String, AdminError> {
 
 fn maildirs_of(config: &Config, addr: &str) -> Result<Vec<PathBuf>, AdminError> {
     let tables = open_tables(config)?;
-    let auth = Auth::open(config).map_err(|e| AdminError::usage(e.to_string()))?;
-    let users = |n: &str| auth.user(n);
-    let ctx = RouteContext {
-        config,
-        tables: &tables,
-        users: &users,
-    };
-    let mut out = Vec::new();
-    if let Ok(r) = router::resolve(&ctx, addr, ClientTrust::default()) {
-        for d in r.destinations {
-            if let Destination::Maildir { dir, .. } = d {
-                out.push(dir);
-            }
-        }
-    }
-    Ok(out)
+    Ok(delivery_maildir(config, &tables, addr)
+        .map(|(d, _)| d)
+        .into_iter()
+        .collect())
 }
 
 /// `pigeonpost user list [DOMAIN]`: one user per line with its mailbox.
@@ -570,7 +560,7 @@ fn alias_loop(text: &str, source: &str, targets: &[String]) -> Option<Vec<String
         if a == source {
             return Some(path);
         }
-        if !seen.insert(a.clone()) || path.len() > router::MAX_DEPTH {
+        if !seen.insert(a.clone()) || path.len() > MAX_DEPTH {
             continue;
         }
         for t in next(&a) {
