@@ -268,10 +268,12 @@ fn main() -> ExitCode {
                 read_password(confirm).map_err(pigeonpost::admin::AdminError::usage)
             };
             let result = match action {
-                UserAction::Add { address, scheme } => password(true)
-                    .and_then(|p| users::user_add(&config, &address, &p, &scheme)),
-                UserAction::Passwd { address, scheme } => password(true)
-                    .and_then(|p| users::user_passwd(&config, &address, &p, &scheme)),
+                UserAction::Add { address, scheme } => {
+                    password(true).and_then(|p| users::user_add(&config, &address, &p, &scheme))
+                }
+                UserAction::Passwd { address, scheme } => {
+                    password(true).and_then(|p| users::user_passwd(&config, &address, &p, &scheme))
+                }
                 UserAction::Del { address } => users::user_del(&config, &address),
                 UserAction::List { domain } => users::user_list(&config, domain.as_deref()),
                 UserAction::Show { address } => users::user_show(&config, &address),

@@ -104,10 +104,9 @@ pub fn check_address(addr: &str, catch_all: bool) -> Result<String, AdminError> 
     if domain.is_empty() || !domain.contains('.') && domain != "localhost" {
         return Err(bad("the domain is missing or not qualified"));
     }
-    if let Some(c) = addr
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | ',' | '#' | '"' | '<' | '>' | '\\'))
-    {
+    if let Some(c) = addr.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, ':' | ',' | '#' | '"' | '<' | '>' | '\\')
+    }) {
         return Err(bad(&format!("it contains {c:?}")));
     }
     if local.contains('@') {
@@ -269,7 +268,11 @@ pub fn user_add(
 /// The Maildir `virtual_mailbox_maps` gives `addr` (virtual(8): the value
 /// under `virtual_mailbox_base`, a trailing `/` meaning Maildir), with the
 /// uid/gid of `virtual_uid_maps`/`virtual_gid_maps`.
-fn delivery_maildir(config: &Config, tables: &Tables, addr: &str) -> Option<(PathBuf, Option<Owner>)> {
+fn delivery_maildir(
+    config: &Config,
+    tables: &Tables,
+    addr: &str,
+) -> Option<(PathBuf, Option<Owner>)> {
     let value = tables
         .virtual_mailbox_maps
         .iter()
@@ -402,8 +405,8 @@ fn maildirs_of(config: &Config, addr: &str) -> Result<Vec<PathBuf>, AdminError> 
 pub fn user_list(config: &Config, domain: Option<&str>) -> Result<String, AdminError> {
     let f = files(config)?;
     let text = read(&f.passwd)?;
-    let (file, _) = PasswdFile::parse(&text, &f.passwd)
-        .map_err(|e| AdminError::usage(e.to_string()))?;
+    let (file, _) =
+        PasswdFile::parse(&text, &f.passwd).map_err(|e| AdminError::usage(e.to_string()))?;
     let mailbox_text = match &f.mailbox {
         Some(m) => read(m)?,
         None => String::new(),
@@ -428,8 +431,8 @@ pub fn user_show(config: &Config, address: &str) -> Result<String, AdminError> {
     let addr = check_address(address, false)?;
     let f = files(config)?;
     let text = read(&f.passwd)?;
-    let (file, _) = PasswdFile::parse(&text, &f.passwd)
-        .map_err(|e| AdminError::usage(e.to_string()))?;
+    let (file, _) =
+        PasswdFile::parse(&text, &f.passwd).map_err(|e| AdminError::usage(e.to_string()))?;
     let Some(e) = file.get(&addr) else {
         return Err(unknown_user(&addr, &f.passwd));
     };
@@ -508,7 +511,10 @@ pub fn user_show(config: &Config, address: &str) -> Result<String, AdminError> {
         let at = read(a)?;
         for (k, r) in edit::table_entries(&at) {
             let v = edit::entry_value(&at, &r);
-            if split_targets(&v).iter().any(|t| t.eq_ignore_ascii_case(&addr)) {
+            if split_targets(&v)
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&addr))
+            {
                 out.push_str(&format!("alias:    {k} -> {v}\n"));
             }
         }
@@ -538,7 +544,12 @@ fn alias_file(config: &Config) -> Result<PathBuf, AdminError> {
 fn alias_loop(text: &str, source: &str, targets: &[String]) -> Option<Vec<String>> {
     let entries: Vec<(String, Vec<String>)> = edit::table_entries(text)
         .into_iter()
-        .map(|(k, r)| (k.to_lowercase(), split_targets(&edit::entry_value(text, &r))))
+        .map(|(k, r)| {
+            (
+                k.to_lowercase(),
+                split_targets(&edit::entry_value(text, &r)),
+            )
+        })
         .collect();
     let next = |a: &str| -> Vec<String> {
         if a == source {
@@ -577,7 +588,9 @@ fn alias_loop(text: &str, source: &str, targets: &[String]) -> Option<Vec<String
 pub fn alias_add(config: &Config, address: &str, targets: &[String]) -> Result<String, AdminError> {
     let source = check_address(address, true)?;
     if targets.is_empty() {
-        return Err(AdminError::usage("alias add needs at least one target address"));
+        return Err(AdminError::usage(
+            "alias add needs at least one target address",
+        ));
     }
     let mut new_targets = Vec::new();
     for t in targets.iter().flat_map(|t| split_targets(t)) {
@@ -639,7 +652,11 @@ pub fn alias_add(config: &Config, address: &str, targets: &[String]) -> Result<S
         }
     };
     write(&file, &new_text)?;
-    Ok(format!("{source} -> {} (in {})", all.join(", "), file.display()))
+    Ok(format!(
+        "{source} -> {} (in {})",
+        all.join(", "),
+        file.display()
+    ))
 }
 
 /// `pigeonpost alias del ADDRESS [TARGET…]`: the whole entry, or only the
@@ -697,7 +714,10 @@ pub fn alias_list(config: &Config, domain: Option<&str>) -> Result<String, Admin
                 continue;
             }
         }
-        out.push_str(&format!("{k} -> {}\n", split_targets(&edit::entry_value(&text, &r)).join(", ")));
+        out.push_str(&format!(
+            "{k} -> {}\n",
+            split_targets(&edit::entry_value(&text, &r)).join(", ")
+        ));
     }
     Ok(out)
 }
@@ -708,7 +728,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(check_address("John@Example.COM", false).unwrap(), "john@example.com");
+        assert_eq!(
+            check_address("John@Example.COM", false).unwrap(),
+            "john@example.com"
+        );
         assert!(check_address("john", false).is_err());
         assert!(check_address("jo hn@example.com", false).is_err());
         assert!(check_address("jo:hn@example.com", false).is_err());
@@ -720,7 +743,10 @@ mod tests {
     fn loops_are_found() {
         let text = "b@x.example c@x.example\nc@x.example a@x.example, d@y.example\n";
         let path = alias_loop(text, "a@x.example", &["b@x.example".into()]).unwrap();
-        assert_eq!(path, ["a@x.example", "b@x.example", "c@x.example", "a@x.example"]);
+        assert_eq!(
+            path,
+            ["a@x.example", "b@x.example", "c@x.example", "a@x.example"]
+        );
         assert!(alias_loop(text, "a@x.example", &["d@y.example".into()]).is_none());
     }
 

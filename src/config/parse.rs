@@ -813,7 +813,14 @@ fn parse_milter_braces(inner: &str) -> Result<MilterSpec, String> {
 mod tests {
     #[test]
     fn log_levels_that_would_log_nothing_are_refused() {
-        for ok in ["info", "WARN", "debug,pigeonpost::smtp=trace", "pigeonpost=debug", "off", "3"] {
+        for ok in [
+            "info",
+            "WARN",
+            "debug,pigeonpost::smtp=trace",
+            "pigeonpost=debug",
+            "off",
+            "3",
+        ] {
             assert!(super::check_log_level(ok).is_ok(), "{ok}");
         }
         for bad in ["verbose", "warning", "info,loud"] {

@@ -208,7 +208,10 @@ mod tests {
         let _l = lock(&p).unwrap();
         write_atomic(&p, b"new\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()

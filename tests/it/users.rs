@@ -24,10 +24,7 @@ fn fixture() -> MailFixture {
     let text = std::fs::read_to_string(&fx.config).unwrap();
     std::fs::write(
         &fx.config,
-        format!(
-            "virtual_alias_maps = \"hash:{}\"\n{text}",
-            valias.display()
-        ),
+        format!("virtual_alias_maps = \"hash:{}\"\n{text}", valias.display()),
     )
     .unwrap();
     fx
@@ -80,7 +77,11 @@ fn ok(o: &Output) -> String {
 
 /// The exit code and stderr of a run that must fail.
 fn fails(o: &Output) -> (i32, String) {
-    assert!(!o.status.success(), "unexpected success: {}", util::stdout(o));
+    assert!(
+        !o.status.success(),
+        "unexpected success: {}",
+        util::stdout(o)
+    );
     (o.status.code().unwrap_or(-1), util::stderr(o))
 }
 
@@ -112,7 +113,9 @@ fn send(smtp: SocketAddr, to: &str, subject: &str) {
     let mut c = LineClient::connect("127.0.0.1", smtp);
     c.until("220 ");
     c.cmd("EHLO test\r\n", "250 ");
-    assert!(c.cmd("MAIL FROM:<someone@outside.example>\r\n", "").starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<someone@outside.example>\r\n", "")
+        .starts_with("250"));
     let r = c.cmd(&format!("RCPT TO:<{to}>\r\n"), "");
     assert!(r.starts_with("250"), "{r}");
     assert!(c.cmd("DATA\r\n", "").starts_with("354"));
@@ -163,7 +166,11 @@ fn wait_files(dir: &Path, n: usize) {
         if count >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "{} has {count} messages, want {n}", dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} has {count} messages, want {n}",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -181,15 +188,28 @@ fn a_user_added_while_the_server_runs_gets_mail_and_logs_in() {
     let smtp = server.addr("smtp");
     assert!(rcpt(smtp, "bob@example.com").starts_with("550"));
 
-    let out = ok(&cli(&fx, &["user", "add", "bob@example.com"], "b0b-secret\n"));
+    let out = ok(&cli(
+        &fx,
+        &["user", "add", "bob@example.com"],
+        "b0b-secret\n",
+    ));
     assert!(out.contains("added bob@example.com"), "{out}");
     let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
-    assert!(users.starts_with(&format!("# managed by hand\n{john}\njane@")), "{users}");
-    let bob = users.lines().find(|l| l.starts_with("bob@example.com:")).unwrap();
+    assert!(
+        users.starts_with(&format!("# managed by hand\n{john}\njane@")),
+        "{users}"
+    );
+    let bob = users
+        .lines()
+        .find(|l| l.starts_with("bob@example.com:"))
+        .unwrap();
     let hash = bob.split(':').nth(1).unwrap();
     assert!(hash.starts_with("{SHA512-CRYPT}$6$"), "{bob}");
     let vmailbox = std::fs::read_to_string(fx.tree.path("vmailbox")).unwrap();
-    assert!(vmailbox.contains("\nbob@example.com  example.com/bob/\n"), "{vmailbox}");
+    assert!(
+        vmailbox.contains("\nbob@example.com  example.com/bob/\n"),
+        "{vmailbox}"
+    );
     // The Maildir exists, owned by the virtual uid/gid.
     let maildir = fx.maildir("bob");
     for sub in ["cur", "new", "tmp"] {
@@ -217,7 +237,10 @@ fn a_user_added_while_the_server_runs_gets_mail_and_logs_in() {
     wait_rcpt(smtp, "bob@example.com", "250");
     send(smtp, "bob@example.com", "welcome");
     wait_files(&maildir, 1);
-    assert_eq!(imap_inbox(server.addr("imap"), "bob@example.com", "b0b-secret"), Ok(1));
+    assert_eq!(
+        imap_inbox(server.addr("imap"), "bob@example.com", "b0b-secret"),
+        Ok(1)
+    );
     let stat = pop3_stat(server.addr("pop3"), "bob@example.com", "b0b-secret").unwrap();
     assert!(stat.starts_with("+OK 1 "), "{stat}");
 
@@ -233,13 +256,24 @@ fn a_user_added_while_the_server_runs_gets_mail_and_logs_in() {
     assert!(err.contains("not in virtual_mailbox_domains"), "{err}");
     let (code, _) = fails(&cli(&fx, &["user", "add", "not-an-address"], "pw\n"));
     assert_eq!(code, 2);
-    assert!(!std::fs::read_to_string(fx.tree.path("users")).unwrap().contains("amy@"));
+    assert!(!std::fs::read_to_string(fx.tree.path("users"))
+        .unwrap()
+        .contains("amy@"));
 
     // A new password: the old one stops working, the line keeps its fields.
-    ok(&cli(&fx, &["user", "passwd", "john@example.com"], "n3w-john\n"));
+    ok(&cli(
+        &fx,
+        &["user", "passwd", "john@example.com"],
+        "n3w-john\n",
+    ));
     let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
     let line = users.lines().find(|l| l.starts_with("john@")).unwrap();
-    assert!(line.ends_with(":5000:5000::/srv/john::userdb_quota_rule=*:storage=1G allow_nets=127.0.0.0/8"), "{line}");
+    assert!(
+        line.ends_with(
+            ":5000:5000::/srv/john::userdb_quota_rule=*:storage=1G allow_nets=127.0.0.0/8"
+        ),
+        "{line}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while imap_inbox(server.addr("imap"), "john@example.com", "n3w-john").is_err() {
         assert!(Instant::now() < deadline, "new password not picked up");
@@ -251,23 +285,41 @@ fn a_user_added_while_the_server_runs_gets_mail_and_logs_in() {
     assert!(err.contains("unknown user"), "{err}");
 
     // Aliases: mail to the alias reaches bob; loops are refused.
-    let out = ok(&cli(&fx, &["alias", "add", "info@example.com", "bob@example.com"], ""));
+    let out = ok(&cli(
+        &fx,
+        &["alias", "add", "info@example.com", "bob@example.com"],
+        "",
+    ));
     assert!(out.contains("info@example.com -> bob@example.com"), "{out}");
     wait_rcpt(smtp, "info@example.com", "250");
     send(smtp, "info@example.com", "via alias");
     wait_files(&maildir, 2);
-    let (code, err) = fails(&cli(&fx, &["alias", "add", "info@example.com", "info@example.com"], ""));
+    let (code, err) = fails(&cli(
+        &fx,
+        &["alias", "add", "info@example.com", "info@example.com"],
+        "",
+    ));
     assert_eq!(code, 2);
     assert!(err.contains("itself"), "{err}");
-    let (code, err) = fails(&cli(&fx, &["alias", "add", "bob@example.com", "info@example.com"], ""));
+    let (code, err) = fails(&cli(
+        &fx,
+        &["alias", "add", "bob@example.com", "info@example.com"],
+        "",
+    ));
     assert_eq!(code, 2);
     assert!(err.contains("loop"), "{err}");
     let list = ok(&cli(&fx, &["alias", "list"], ""));
     assert_eq!(list, "info@example.com -> bob@example.com\n");
     let users = ok(&cli(&fx, &["user", "list"], ""));
-    assert!(users.contains("bob@example.com  example.com/bob/\n"), "{users}");
+    assert!(
+        users.contains("bob@example.com  example.com/bob/\n"),
+        "{users}"
+    );
     let show = ok(&cli(&fx, &["user", "show", "bob@example.com"], ""));
-    assert!(show.contains("SHA512-CRYPT") && show.contains("alias:    info@example.com"), "{show}");
+    assert!(
+        show.contains("SHA512-CRYPT") && show.contains("alias:    info@example.com"),
+        "{show}"
+    );
     assert!(!show.contains("$6$"), "no hash in show: {show}");
 
     // Deleting: login and mailbox entry go, the mail stays.
@@ -280,7 +332,13 @@ fn a_user_added_while_the_server_runs_gets_mail_and_logs_in() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown user"), "{err}");
     let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
-    assert!(users.starts_with(&format!("# managed by hand\n{john_prefix}", john_prefix = "john@example.com:{SHA512-CRYPT}")), "{users}");
+    assert!(
+        users.starts_with(&format!(
+            "# managed by hand\n{john_prefix}",
+            john_prefix = "john@example.com:{SHA512-CRYPT}"
+        )),
+        "{users}"
+    );
     drop(server);
 }
 
@@ -309,8 +367,14 @@ fn concurrent_user_adds_lose_no_edit() {
     let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
     let vmailbox = std::fs::read_to_string(fx.tree.path("vmailbox")).unwrap();
     for i in 0..8 {
-        assert!(users.contains(&format!("\nuser{i}@example.com:")), "{users}");
-        assert!(vmailbox.contains(&format!("\nuser{i}@example.com  ")), "{vmailbox}");
+        assert!(
+            users.contains(&format!("\nuser{i}@example.com:")),
+            "{users}"
+        );
+        assert!(
+            vmailbox.contains(&format!("\nuser{i}@example.com  ")),
+            "{vmailbox}"
+        );
     }
     assert!(users.starts_with("john@example.com:{PLAIN}john123::::::\njane@"));
 }
@@ -341,18 +405,30 @@ fn sendmail_as_cron_php_git_and_an_unprivileged_user() {
 
     // --help helps, with exit 0.
     let help = ok(&sendmail(&fx, None, &["--help"], ""));
-    assert!(help.contains("-t ") && help.contains("-bs") && help.contains("-oi"), "{help}");
+    assert!(
+        help.contains("-t ") && help.contains("-bs") && help.contains("-oi"),
+        "{help}"
+    );
 
     // cron (Debian's cron: -FCronDaemon -i -B8BITMIME -oem root-ish address).
     ok(&sendmail(
         &fx,
         None,
-        &["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "john@example.com"],
+        &[
+            "-FCronDaemon",
+            "-i",
+            "-B8BITMIME",
+            "-oem",
+            "john@example.com",
+        ],
         "Subject: Cron <root@host> run-parts\n\n.\na lone dot above\n",
     ));
     let m = newest_message(&john, 1);
     assert!(m.contains("From: CronDaemon <root@"), "{m}");
-    assert!(m.contains("\n.\na lone dot above"), "-i keeps the dot line: {m}");
+    assert!(
+        m.contains("\n.\na lone dot above"),
+        "-i keeps the dot line: {m}"
+    );
 
     // PHP's mail(): sendmail -t -i, recipients from the header, Bcc dropped.
     ok(&sendmail(
@@ -362,32 +438,64 @@ fn sendmail_as_cron_php_git_and_an_unprivileged_user() {
         "To: John <john@example.com>\nBcc: jane@example.com\nSubject: from php\n\nbody\n",
     ));
     let m = newest_message(&john, 2);
-    assert!(m.contains("Subject: from php") && !m.contains("Bcc:"), "{m}");
+    assert!(
+        m.contains("Subject: from php") && !m.contains("Bcc:"),
+        "{m}"
+    );
     newest_message(&fx.maildir("jane"), 1);
 
     // Git (send-email): sendmail -i -- addresses, -f from the config.
     ok(&sendmail(
         &fx,
         None,
-        &["-oi", "-f", "dev@example.com", "-i", "--", "john@example.com"],
+        &[
+            "-oi",
+            "-f",
+            "dev@example.com",
+            "-i",
+            "--",
+            "john@example.com",
+        ],
         "From: dev@example.com\nSubject: [PATCH] fix\n\ndiff\n",
     ));
     let m = newest_message(&john, 3);
-    assert!(m.contains("Return-Path: <dev@example.com>") && m.contains("[PATCH] fix"), "{m}");
+    assert!(
+        m.contains("Return-Path: <dev@example.com>") && m.contains("[PATCH] fix"),
+        "{m}"
+    );
 
     // -v says what was ignored, in one line.
-    let o = sendmail(&fx, None, &["-v", "-odq", "-N", "never", "-i", "john@example.com"], "Subject: v\n\nx\n");
+    let o = sendmail(
+        &fx,
+        None,
+        &["-v", "-odq", "-N", "never", "-i", "john@example.com"],
+        "Subject: v\n\nx\n",
+    );
     ok(&o);
     let err = util::stderr(&o);
-    assert!(err.contains("ignored (no effect here): -odq -N never"), "{err}");
+    assert!(
+        err.contains("ignored (no effect here): -odq -N never"),
+        "{err}"
+    );
     newest_message(&john, 4);
 
     // -bv routes without sending.
-    let o = sendmail(&fx, None, &["-bv", "john@example.com", "ghost@example.com"], "");
+    let o = sendmail(
+        &fx,
+        None,
+        &["-bv", "john@example.com", "ghost@example.com"],
+        "",
+    );
     assert_eq!(o.status.code(), Some(67));
     let out = util::stdout(&o);
-    assert!(out.contains("john@example.com: deliverable: mailbox of john@example.com"), "{out}");
-    assert!(out.contains("ghost@example.com: undeliverable: 550 5.1.1"), "{out}");
+    assert!(
+        out.contains("john@example.com: deliverable: mailbox of john@example.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ghost@example.com: undeliverable: 550 5.1.1"),
+        "{out}"
+    );
 
     // -bs: SMTP on stdin/stdout through the same session code.
     let out = ok(&sendmail(
@@ -405,21 +513,41 @@ fn sendmail_as_cron_php_git_and_an_unprivileged_user() {
 
     // An unprivileged user: the maildrop is not theirs, the submit socket is.
     if is_root() && require_tool("runuser") {
-        for p in [fx.tree.dir.path(), &fx.config.parent().unwrap().join("queue")] {
+        for p in [
+            fx.tree.dir.path(),
+            &fx.config.parent().unwrap().join("queue"),
+        ] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let maildrop = fx.config.parent().unwrap().join("queue/maildrop");
         assert_eq!(std::fs::metadata(&maildrop).unwrap().uid(), 0);
-        let o = sendmail(&fx, Some("nobody"), &["-t", "-i"], "To: john@example.com\nSubject: from nobody\n\nhi\n");
+        let o = sendmail(
+            &fx,
+            Some("nobody"),
+            &["-t", "-i"],
+            "To: john@example.com\nSubject: from nobody\n\nhi\n",
+        );
         ok(&o);
         let m = newest_message(&john, 6);
         assert!(m.contains("Subject: from nobody"), "{m}");
-        assert!(m.contains("From: nobody@"), "the sender is the caller's login: {m}");
+        assert!(
+            m.contains("From: nobody@"),
+            "the sender is the caller's login: {m}"
+        );
         // Without a server nobody cannot queue, and is told why.
         drop(server);
-        let o = sendmail(&fx, Some("nobody"), &["john@example.com"], "Subject: x\n\ny\n");
+        let o = sendmail(
+            &fx,
+            Some("nobody"),
+            &["john@example.com"],
+            "Subject: x\n\ny\n",
+        );
         assert_eq!(o.status.code(), Some(75), "{}", util::stderr(&o));
-        assert!(util::stderr(&o).contains("pigeonpost serve is not running"), "{}", util::stderr(&o));
+        assert!(
+            util::stderr(&o).contains("pigeonpost serve is not running"),
+            "{}",
+            util::stderr(&o)
+        );
     }
 }
 
@@ -471,29 +599,49 @@ fn open_relay_networks_and_unknown_log_levels_are_not_silent() {
     let q = queue.to_str().unwrap();
     let (mut child, lines) = serve_log(
         &fx.config,
-        &[("PIGEONPOST_MYNETWORKS", "127.0.0.1/32 0.0.0.0/0"), ("PIGEONPOST_QUEUE_DIRECTORY", q)],
+        &[
+            ("PIGEONPOST_MYNETWORKS", "127.0.0.1/32 0.0.0.0/0"),
+            ("PIGEONPOST_QUEUE_DIRECTORY", q),
+        ],
     );
     let _ = child.kill();
     let _ = child.wait();
     assert!(
-        lines.iter().any(|l| l.contains("WARN") && l.contains("0.0.0.0/0") && l.contains("open relay")),
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("0.0.0.0/0") && l.contains("open relay")),
         "{lines:#?}"
     );
     let o = util::run(
-        &["--config", fx.config.to_str().unwrap(), "config", "mynetworks"],
+        &[
+            "--config",
+            fx.config.to_str().unwrap(),
+            "config",
+            "mynetworks",
+        ],
         &[("PIGEONPOST_MYNETWORKS", "[::]/0")],
     );
     assert!(o.status.success());
-    assert!(util::stderr(&o).contains("warning: mynetworks"), "{}", util::stderr(&o));
+    assert!(
+        util::stderr(&o).contains("warning: mynetworks"),
+        "{}",
+        util::stderr(&o)
+    );
 
     for cmd in ["config", "serve"] {
         let o = util::run(
             &["--config", fx.config.to_str().unwrap(), cmd],
-            &[("PIGEONPOST_LOG_LEVEL", "verbose"), ("PIGEONPOST_QUEUE_DIRECTORY", q)],
+            &[
+                ("PIGEONPOST_LOG_LEVEL", "verbose"),
+                ("PIGEONPOST_QUEUE_DIRECTORY", q),
+            ],
         );
         assert_eq!(o.status.code(), Some(2), "{cmd}");
         let err = util::stderr(&o);
-        assert!(err.contains("log_level") && err.contains("'verbose' is not a log level"), "{err}");
+        assert!(
+            err.contains("log_level") && err.contains("'verbose' is not a log level"),
+            "{err}"
+        );
     }
 }
 
@@ -503,15 +651,31 @@ fn queue_delete_of_an_unknown_id_fails_and_config_checks_the_key() {
     let queue = fx.config.parent().unwrap().join("queue");
     let q = queue.to_str().unwrap();
     let o = util::run(
-        &["--config", fx.config.to_str().unwrap(), "queue", "delete", "NOPE"],
+        &[
+            "--config",
+            fx.config.to_str().unwrap(),
+            "queue",
+            "delete",
+            "NOPE",
+        ],
         &[("PIGEONPOST_QUEUE_DIRECTORY", q)],
     );
     assert_eq!(o.status.code(), Some(1));
-    assert!(util::stderr(&o).contains("no message NOPE in the queue"), "{}", util::stderr(&o));
+    assert!(
+        util::stderr(&o).contains("no message NOPE in the queue"),
+        "{}",
+        util::stderr(&o)
+    );
     // Through the running server too.
     let server = fx.start();
     let o = util::run(
-        &["--config", fx.config.to_str().unwrap(), "queue", "delete", "NOPE"],
+        &[
+            "--config",
+            fx.config.to_str().unwrap(),
+            "queue",
+            "delete",
+            "NOPE",
+        ],
         &[("PIGEONPOST_QUEUE_DIRECTORY", q)],
     );
     assert_eq!(o.status.code(), Some(1));
@@ -526,7 +690,10 @@ fn queue_delete_of_an_unknown_id_fails_and_config_checks_the_key() {
     );
     assert_eq!(o.status.code(), Some(2));
     let err = util::stderr(&o);
-    assert!(err.contains("ssl_key (from environment variable PIGEONPOST_SSL_KEY)"), "{err}");
+    assert!(
+        err.contains("ssl_key (from environment variable PIGEONPOST_SSL_KEY)"),
+        "{err}"
+    );
     assert!(err.contains("does not match the certificate"), "{err}");
     let o = util::run(&["--config", fx.config.to_str().unwrap(), "config"], &[]);
     assert!(o.status.success(), "{}", util::stderr(&o));

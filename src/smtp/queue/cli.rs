@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use super::control;
 use super::pickup::{self, Drop};
 use super::spool::{from_unix, RcptState, Spool};
-use crate::config::Config;
 use crate::auth::login::LoginPolicy;
+use crate::config::Config;
 use crate::smtp::accept::LOCAL_TRUST;
 use crate::smtp::proto::{Action, Reply, Session, SessionConfig};
 use crate::smtp::received::rfc5322_date;
@@ -471,7 +471,9 @@ fn from_header(sender: &str, full_name: Option<&str>) -> String {
     match full_name.map(str::trim).filter(|n| !n.is_empty()) {
         None => sender.to_string(),
         Some(name) => {
-            let atext = |c: char| c.is_ascii_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c);
+            let atext = |c: char| {
+                c.is_ascii_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c)
+            };
             if name.chars().all(atext) {
                 format!("{name} <{sender}>")
             } else {
@@ -492,7 +494,11 @@ fn from_header(sender: &str, full_name: Option<&str>) -> String {
 /// Hands a message to the server: over the submit socket when the server
 /// runs (any local user may), else into the maildrop (root or the mail
 /// user) where it waits for `pigeonpost serve`. Ok((id, notice)).
-pub fn submit(config: &Config, drop: &Drop, message: &[u8]) -> Result<(String, String), (u8, String)> {
+pub fn submit(
+    config: &Config,
+    drop: &Drop,
+    message: &[u8],
+) -> Result<(String, String), (u8, String)> {
     let spool = Spool::at(&config.queue_directory);
     match control::submit(&spool.submit_socket(), drop, message) {
         Ok(Ok(id)) => return Ok((id, String::new())),
@@ -547,7 +553,9 @@ pub fn sendmail(
     let out_err = |e: std::io::Error| (EX_TEMPFAIL, format!("writing the output: {e}"));
     match a.mode {
         SendmailMode::Help => {
-            output.write_all(SENDMAIL_HELP.as_bytes()).map_err(out_err)?;
+            output
+                .write_all(SENDMAIL_HELP.as_bytes())
+                .map_err(out_err)?;
             return Ok(String::new());
         }
         SendmailMode::ListQueue => {
@@ -627,10 +635,7 @@ fn qualify_all(rcpts: &[String], myorigin: &str) -> Vec<String> {
 }
 
 /// The tables and users the router reads, opened from the files.
-fn route_with<T>(
-    config: &Config,
-    f: impl FnOnce(&RouteContext) -> T,
-) -> Result<T, (u8, String)> {
+fn route_with<T>(config: &Config, f: impl FnOnce(&RouteContext) -> T) -> Result<T, (u8, String)> {
     let tables = crate::tables::Tables::open(config).map_err(|e| (EX_CONFIG, e.to_string()))?;
     let auth = crate::auth::Auth::open(config).map_err(|e| (EX_CONFIG, e.to_string()))?;
     let users = |n: &str| auth.user(n);
@@ -644,7 +649,11 @@ fn route_with<T>(
 
 /// `-bv`: where each recipient would go, as the server would route mail
 /// from this host. Err (EX_NOUSER) when any is undeliverable.
-fn verify(config: &Config, recipients: &[String], output: &mut dyn Write) -> Result<(), (u8, String)> {
+fn verify(
+    config: &Config,
+    recipients: &[String],
+    output: &mut dyn Write,
+) -> Result<(), (u8, String)> {
     let recipients = qualify_all(recipients, &config.myorigin);
     if recipients.is_empty() {
         return Err((EX_USAGE, "-bv needs addresses to verify".into()));
@@ -665,7 +674,9 @@ fn verify(config: &Config, recipients: &[String], output: &mut dyn Write) -> Res
                             Destination::Mbox { user, path, .. } => {
                                 format!("mailbox of {user} (mbox {})", path.display())
                             }
-                            Destination::Remote { address } => format!("remote <{address}> (queued for SMTP delivery)"),
+                            Destination::Remote { address } => {
+                                format!("remote <{address}> (queued for SMTP delivery)")
+                            }
                         })
                         .collect();
                     lines.push(format!("{r}: deliverable: {}", dests.join(", ")));
@@ -693,7 +704,11 @@ fn verify(config: &Config, recipients: &[String], output: &mut dyn Write) -> Res
 /// `-bs`: an SMTP session on stdin/stdout, through the same sans-IO
 /// session as the listeners (no TLS, no AUTH: the caller is on this host),
 /// each message handed to the server like `sendmail -bm`.
-fn smtp_session(config: &Config, input: &mut dyn Read, output: &mut dyn Write) -> Result<(), (u8, String)> {
+fn smtp_session(
+    config: &Config,
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+) -> Result<(), (u8, String)> {
     let io = |e: std::io::Error| (EX_TEMPFAIL, format!("SMTP on stdin/stdout: {e}"));
     let user = login_name();
     let mut session: Session<()> = Session::new(SessionConfig {
@@ -749,14 +764,22 @@ fn smtp_session(config: &Config, input: &mut dyn Read, output: &mut dyn Write) -
                     let message = complete_headers(message, &header_sender, &config.myhostname);
                     let reply = match submit(config, &drop, &message) {
                         Ok((id, _)) => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
-                        Err((_, e)) => Reply::new(451, "4.3.0", format!("Error: queue file write error ({e})")),
+                        Err((_, e)) => {
+                            Reply::new(451, "4.3.0", format!("Error: queue file write error ({e})"))
+                        }
                     };
                     session.data_done(reply);
                 }
-                Action::CheckAuth(_) => session.auth_refused(Reply::new(503, "5.5.1", "Error: authentication not enabled")),
+                Action::CheckAuth(_) => session.auth_refused(Reply::new(
+                    503,
+                    "5.5.1",
+                    "Error: authentication not enabled",
+                )),
                 Action::CheckSender(_) => session.sender_done(Ok(())),
                 Action::CheckData => session.data_checked(Ok(())),
-                Action::StartTls => session.start_tls_refused(Reply::new(454, "4.7.0", "TLS not available")),
+                Action::StartTls => {
+                    session.start_tls_refused(Reply::new(454, "4.7.0", "TLS not available"))
+                }
                 Action::Close => {
                     output.write_all(&session.take_output()).map_err(io)?;
                     output.flush().map_err(io)?;
@@ -797,8 +820,14 @@ mod tests {
         assert_eq!(cron.full_name.as_deref(), Some("CronDaemon"));
         assert_eq!(cron.ignored, ["-B 8BITMIME", "-oem"]);
         assert_eq!(parse_args(&s(&["-bs"])).unwrap().mode, SendmailMode::Smtp);
-        assert_eq!(parse_args(&s(&["-bv", "a@b"])).unwrap().mode, SendmailMode::Verify);
-        assert_eq!(parse_args(&s(&["--help"])).unwrap().mode, SendmailMode::Help);
+        assert_eq!(
+            parse_args(&s(&["-bv", "a@b"])).unwrap().mode,
+            SendmailMode::Verify
+        );
+        assert_eq!(
+            parse_args(&s(&["--help"])).unwrap().mode,
+            SendmailMode::Help
+        );
         assert!(parse_args(&s(&["-bz"])).is_err());
         assert!(parse_args(&s(&["-Q"])).is_err());
         assert_eq!(
@@ -860,7 +889,10 @@ mod tests {
     #[test]
     fn full_names_are_quoted_when_needed() {
         assert_eq!(from_header("a@b", Some("Cron Daemon")), "Cron Daemon <a@b>");
-        assert_eq!(from_header("a@b", Some("Doe, J. \"x\"")), "\"Doe, J. \\\"x\\\"\" <a@b>");
+        assert_eq!(
+            from_header("a@b", Some("Doe, J. \"x\"")),
+            "\"Doe, J. \\\"x\\\"\" <a@b>"
+        );
         assert_eq!(from_header("a@b", None), "a@b");
     }
 

@@ -94,7 +94,10 @@ pub async fn serve_submit(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let path = queue.spool().submit_socket();
-    let dir = path.parent().expect("submit socket has a directory").to_path_buf();
+    let dir = path
+        .parent()
+        .expect("submit socket has a directory")
+        .to_path_buf();
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     let _ = std::fs::remove_file(&path);
@@ -177,13 +180,16 @@ async fn submit_one(
         .await
         .map_err(|e| e.to_string())?;
     if message.len() as u64 > limit {
-        return Err(format!("message too big (message_size_limit is {max_message_size})"));
+        return Err(format!(
+            "message too big (message_size_limit is {max_message_size})"
+        ));
     }
     let spool = queue.spool().clone();
-    let id = tokio::task::spawn_blocking(move || super::pickup::drop_message(&spool, &drop, &message))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot queue the message: {e}"))?;
+    let id =
+        tokio::task::spawn_blocking(move || super::pickup::drop_message(&spool, &drop, &message))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot queue the message: {e}"))?;
     tracing::info!(uid, id, "local submission");
     queue.poke();
     Ok(id)
@@ -191,7 +197,11 @@ async fn submit_one(
 
 /// Client side of the submit socket: Err when no server listens; Ok(Err)
 /// when it refused the message.
-pub fn submit(socket: &Path, drop: &Drop, message: &[u8]) -> std::io::Result<Result<String, String>> {
+pub fn submit(
+    socket: &Path,
+    drop: &Drop,
+    message: &[u8],
+) -> std::io::Result<Result<String, String>> {
     let mut s = StdUnixStream::connect(socket)?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
     let mut head = serde_json::to_vec(drop).map_err(std::io::Error::other)?;
