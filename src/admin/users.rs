@@ -390,6 +390,20 @@ pub fn user_del(config: &Config, address: &str) -> Result<String, AdminError> {
             write(m, &edit::remove_lines(&mt, &r))?;
         }
     }
+    if let Some(a) = &f.alias {
+        let at = read(a)?;
+        for (k, r) in edit::table_entries(&at) {
+            let v = edit::entry_value(&at, &r);
+            if split_targets(&v)
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&addr))
+            {
+                kept.push_str(&format!(
+                    "\nnote: alias {k} still goes to {addr} (pigeonpost alias del {k} {addr})"
+                ));
+            }
+        }
+    }
     Ok(format!("deleted {addr}{kept}"))
 }
 

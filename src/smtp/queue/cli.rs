@@ -223,11 +223,13 @@ pub struct SendmailArgs {
 
 /// What `pigeonpost sendmail --help` prints.
 pub const SENDMAIL_HELP: &str = "\
-usage: pigeonpost sendmail [options] [--] [recipient ...]   (also as sendmail, via a symlink or /usr/sbin/sendmail wrapper)
+usage: pigeonpost sendmail [options] [--] [recipient ...]
 
 Reads a message on stdin and hands it to the running pigeonpost server
-(through the maildrop in queue_directory; it waits there if the server is
-not running).
+(any local user may: through queue_directory/public/submit), or, when the
+server is not running, leaves it in queue_directory/maildrop (root or the
+mail user only) for the next start. As /usr/sbin/sendmail, install a
+script: #!/bin/sh + exec pigeonpost sendmail \"$@\".
 
   -t             take recipients from To:, Cc: and Bcc: (Bcc: is removed)
   -i, -oi        a line with a single dot does not end the message
