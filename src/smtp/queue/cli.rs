@@ -728,6 +728,7 @@ fn smtp_session(
         check_sender: false,
         max_errors: 20,
         check_data: false,
+        check_helo: false,
     });
     route_with(config, |ctx| -> Result<(), (u8, String)> {
         let mut buf = vec![0u8; 64 * 1024];
@@ -757,6 +758,9 @@ fn smtp_session(
                         sender: env.mail_from.clone(),
                         recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
                         user: user.clone(),
+                        hold_reason: None,
+                        arrival: None,
+                        sign: true,
                     };
                     let header_sender = if drop.sender.is_empty() {
                         format!("MAILER-DAEMON@{}", config.myhostname)
@@ -778,6 +782,7 @@ fn smtp_session(
                     "Error: authentication not enabled",
                 )),
                 Action::CheckSender(_) => session.sender_done(Ok(())),
+                Action::CheckHelo(_) => session.helo_done(Ok(())),
                 Action::CheckData => session.data_checked(Ok(())),
                 Action::StartTls => {
                     session.start_tls_refused(Reply::new(454, "4.7.0", "TLS not available"))

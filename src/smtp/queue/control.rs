@@ -164,7 +164,11 @@ async fn submit_one(
         return Err("the envelope line is missing or too long".into());
     }
     let mut drop: Drop = serde_json::from_slice(&line).map_err(|e| format!("bad envelope: {e}"))?;
+    // Who and how is ours to say, not the client's.
     drop.user = super::cli::user_name(uid);
+    drop.hold_reason = None;
+    drop.arrival = None;
+    drop.sign = true;
     if drop.recipients.is_empty() {
         return Err("no recipients".into());
     }
