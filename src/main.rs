@@ -71,6 +71,16 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Virtual users: the passwd-file line, the virtual_mailbox_maps entry and the Maildir
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Virtual aliases: entries of the first virtual_alias_maps table
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
     /// Send a message read from stdin (sendmail(1): -t, -f FROM, -i, recipients)
     #[command(disable_help_flag = true)]
     Sendmail {
@@ -102,6 +112,53 @@ enum DkimAction {
 }
 
 #[derive(Subcommand)]
+enum UserAction {
+    /// Add a user: password from the terminal (asked twice) or one line of stdin
+    Add {
+        /// user@domain, in one of virtual_mailbox_domains
+        address: String,
+        /// Password scheme of the hash (as for `pw -s`)
+        #[arg(short = 's', long = "scheme", default_value = pigeonpost::admin::users::DEFAULT_SCHEME)]
+        scheme: String,
+    },
+    /// Change a user's password (terminal or one line of stdin)
+    Passwd {
+        address: String,
+        #[arg(short = 's', long = "scheme", default_value = pigeonpost::admin::users::DEFAULT_SCHEME)]
+        scheme: String,
+    },
+    /// Delete a user's login and mailbox entry (the mail stays on disk)
+    Del { address: String },
+    /// List users with their mailbox entries
+    List {
+        /// Only this domain
+        domain: Option<String>,
+    },
+    /// Show what the files say about a user
+    Show { address: String },
+}
+
+#[derive(Subcommand)]
+enum AliasAction {
+    /// Make ADDRESS (or @domain) go to TARGETs, added to its existing targets
+    Add {
+        address: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Delete an alias, or only some of its targets
+    Del {
+        address: String,
+        targets: Vec<String>,
+    },
+    /// List aliases
+    List {
+        /// Only this domain
+        domain: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum QueueAction {
     /// List queued messages with their recipients and last errors (like mailq)
     List,
@@ -129,6 +186,19 @@ fn main() -> ExitCode {
                 .and_then(|_| pigeonpost::auth::Auth::open(&loaded.config))
             {
                 return config_failure(&e);
+            }
+            // ... and the key must be the certificate's.
+            if let (Some(cert), Some(key)) = (&loaded.config.ssl_cert, &loaded.config.ssl_key) {
+                if let Err(e) = pigeonpost::tls::load_certified_key(cert, key) {
+                    return config_failure(&config::ConfigError {
+                        key: Some("ssl_key".into()),
+                        source: loaded.config.source_of("ssl_key").to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            for w in loaded.config.warnings() {
+                eprintln!("pigeonpost: warning: {w}");
             }
             match config::print::render(&loaded.entries, &keys) {
                 Ok(text) => {
@@ -188,13 +258,53 @@ fn main() -> ExitCode {
             };
             dns_records(&config, &domain, check)
         }
+        Command::User { action } => {
+            let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l.config,
+                Err(e) => return config_failure(&e),
+            };
+            use pigeonpost::admin::users;
+            let password = |confirm: bool| -> Result<String, pigeonpost::admin::AdminError> {
+                read_password(confirm).map_err(pigeonpost::admin::AdminError::usage)
+            };
+            let result = match action {
+                UserAction::Add { address, scheme } => {
+                    password(true).and_then(|p| users::user_add(&config, &address, &p, &scheme))
+                }
+                UserAction::Passwd { address, scheme } => {
+                    password(true).and_then(|p| users::user_passwd(&config, &address, &p, &scheme))
+                }
+                UserAction::Del { address } => users::user_del(&config, &address),
+                UserAction::List { domain } => users::user_list(&config, domain.as_deref()),
+                UserAction::Show { address } => users::user_show(&config, &address),
+            };
+            admin_result(result)
+        }
+        Command::Alias { action } => {
+            let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l.config,
+                Err(e) => return config_failure(&e),
+            };
+            use pigeonpost::admin::users;
+            let result = match action {
+                AliasAction::Add { address, targets } => {
+                    users::alias_add(&config, &address, &targets)
+                }
+                AliasAction::Del { address, targets } => {
+                    users::alias_del(&config, &address, &targets)
+                }
+                AliasAction::List { domain } => users::alias_list(&config, domain.as_deref()),
+            };
+            admin_result(result)
+        }
         Command::Sendmail { args } => {
             let config = match config::load(&config::LoadOptions::from_process(cli.config)) {
                 Ok(l) => l.config,
                 Err(e) => return config_failure(&e),
             };
             let mut stdin = std::io::stdin().lock();
-            match pigeonpost::smtp::queue::cli::sendmail(&config, &args, &mut stdin) {
+            let mut stdout = std::io::stdout().lock();
+            match pigeonpost::smtp::queue::cli::sendmail(&config, &args, &mut stdin, &mut stdout) {
                 Ok(notice) => {
                     if !notice.is_empty() {
                         eprintln!("{notice}");
@@ -345,12 +455,19 @@ fn dns_records(config: &config::Config, domain: &str, check: bool) -> ExitCode {
 
 fn serve(config: config::Config) -> ExitCode {
     pigeonpost::observe::init_logging(&config);
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     let (state, reloadables) = match server::build_state(config) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("pigeonpost: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            });
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -469,6 +586,21 @@ fn read_password(confirm: bool) -> Result<String, String> {
         return Err("passwords don't match".into());
     }
     Ok(first)
+}
+
+fn admin_result(result: Result<String, pigeonpost::admin::AdminError>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pigeonpost: {e}");
+            ExitCode::from(e.code)
+        }
+    }
 }
 
 fn config_failure(e: &config::ConfigError) -> ExitCode {

@@ -537,7 +537,43 @@ fn system_hostname() -> String {
     }
 }
 
+/// Is `net` a public network broader than an IPv4 /8 (IPv6 /16), or
+/// everything? Such a `mynetworks` entry makes an open relay.
+fn open_relay_network(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => n.prefix_len() < 8,
+        IpNet::V6(n) => {
+            let private: [IpNet; 2] = [
+                "fc00::/7".parse().expect("literal"),
+                "fe80::/10".parse().expect("literal"),
+            ];
+            n.prefix_len() < 16 && !private.iter().any(|p| p.contains(net))
+        }
+    }
+}
+
 impl Config {
+    /// Settings that are valid but probably a mistake, for a warning at
+    /// start (and from `pigeonpost config`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for net in &self.mynetworks {
+            if net.prefix_len() == 0 {
+                out.push(format!(
+                    "mynetworks (from {}) contains {net}: every client on the internet may relay mail through this server (an open relay)",
+                    self.source_of("mynetworks")
+                ));
+            } else if open_relay_network(net) {
+                out.push(format!(
+                    "mynetworks (from {}) contains {net}, a public network larger than a /8 ({}): its clients may relay mail through this server (an open relay?)",
+                    self.source_of("mynetworks"),
+                    if net.addr().is_ipv4() { "IPv4" } else { "IPv6 /16" }
+                ));
+            }
+        }
+        out
+    }
+
     /// Where `key`'s value came from, for error messages.
     pub fn source_of(&self, key: &str) -> &str {
         self.sources
@@ -548,5 +584,23 @@ impl Config {
 
     pub fn is_default(&self, key: &str) -> bool {
         self.source_of(key) == "default"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_relay_network;
+
+    #[test]
+    fn open_relay_networks() {
+        let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        assert!(open_relay_network(&n("0.0.0.0/0")));
+        assert!(open_relay_network(&n("0.0.0.0/1")));
+        assert!(open_relay_network(&n("::/0")));
+        assert!(open_relay_network(&n("2000::/3")));
+        assert!(!open_relay_network(&n("10.0.0.0/8")));
+        assert!(!open_relay_network(&n("192.168.0.0/16")));
+        assert!(!open_relay_network(&n("fc00::/7")));
+        assert!(!open_relay_network(&n("2001:db8::/32")));
     }
 }

@@ -226,6 +226,26 @@ fn parse_id_maps(v: &Values, key: &str) -> Result<Vec<IdMap>, ConfigError> {
         .collect()
 }
 
+/// `log_level`: RUST_LOG syntax, where a bare word is a *target*, so
+/// `verbose` would silently log nothing at all. A bare word must be a level
+/// (or a module path such as `pigeonpost::smtp`).
+pub(super) fn check_log_level(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    for d in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let lower = d.to_ascii_lowercase();
+        let is_level = LEVELS.contains(&lower.as_str())
+            || (lower.len() == 1 && ('0'..='5').contains(&lower.chars().next().unwrap_or(' ')));
+        if is_level || d.contains(['=', '[']) || d.contains("::") || d == "pigeonpost" {
+            continue;
+        }
+        return Err(format!(
+            "'{d}' is not a log level (use off, error, warn, info, debug or trace, \
+             or RUST_LOG directives such as info,pigeonpost::smtp=debug)"
+        ));
+    }
+    Ok(())
+}
+
 /// `passwd-file:[scheme=X] /path` or `shadow` (the flat form of Dovecot's
 /// `passdb { driver = … args = … }`).
 fn parse_passdb(v: &Values) -> Result<PassdbSpec, ConfigError> {
@@ -422,6 +442,7 @@ pub(super) fn build(
         other => return Err(v.err("log_format", format!("'{other}' is not text or json"))),
     };
     let log_level = v.text("log_level");
+    check_log_level(&log_level).map_err(|r| v.err("log_level", r))?;
     tracing_subscriber::EnvFilter::try_new(&log_level)
         .map_err(|e| v.err("log_level", e.to_string()))?;
     let dns_servers = v
@@ -790,6 +811,24 @@ fn parse_milter_braces(inner: &str) -> Result<MilterSpec, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_levels_that_would_log_nothing_are_refused() {
+        for ok in [
+            "info",
+            "WARN",
+            "debug,pigeonpost::smtp=trace",
+            "pigeonpost=debug",
+            "off",
+            "3",
+        ] {
+            assert!(super::check_log_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["verbose", "warning", "info,loud"] {
+            let e = super::check_log_level(bad).unwrap_err();
+            assert!(e.contains("is not a log level"), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]

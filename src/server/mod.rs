@@ -38,6 +38,9 @@ pub enum ServeError {
     State(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Another server holds the queue's `master.lock`.
+    #[error("{0}")]
+    AlreadyRunning(String),
 }
 
 impl ServeError {
@@ -67,6 +70,57 @@ pub struct State {
     /// DNS and policy-service connections of the SMTP restrictions.
     pub restrict: Arc<smtp::restrict::Checker>,
     pub ready: AtomicBool,
+    /// `queue_directory/master.lock`, held (flock) while this server runs.
+    pub master_lock: Option<std::fs::File>,
+}
+
+/// Takes `queue_directory/master.lock` (like Postfix's
+/// `data_directory/master.lock`): one server per queue, since two would
+/// deliver the same queued messages twice. The file holds the pid.
+pub fn lock_queue(queue_directory: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let io = |e: std::io::Error| {
+        ServeError::State(format!(
+            "queue_directory {}: cannot take master.lock: {e}",
+            queue_directory.display()
+        ))
+    };
+    std::fs::create_dir_all(queue_directory).map_err(io)?;
+    let path = queue_directory.join("master.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own; released when it closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io(e));
+        }
+        let mut text = String::new();
+        let _ = f.read_to_string(&mut text);
+        let pid = text.trim();
+        let who = if pid.is_empty() {
+            "another pigeonpost serve".to_string()
+        } else {
+            format!("another pigeonpost serve (pid {pid})")
+        };
+        return Err(ServeError::AlreadyRunning(format!(
+            "{who} is already running on queue_directory {} (it holds {}); stop it first, or give this server its own queue_directory",
+            queue_directory.display(),
+            path.display()
+        )));
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    writeln!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
 }
 
 /// One context per protocol, shared by its listeners.
@@ -138,6 +192,8 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         _ => None,
     };
     let tls_config = tls.as_ref().map(CertStore::server_config);
+    // Before the queue is opened (and recovered): it may be another server's.
+    let master_lock = lock_queue(&config.queue_directory)?;
     let queue = crate::smtp::queue::Queue::open(&config).map_err(|e| {
         ServeError::State(format!(
             "queue_directory {}: {e}",
@@ -163,6 +219,7 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         notify,
         queue: Arc::new(queue),
         tables: Arc::new(tables),
+        master_lock: Some(master_lock),
         auth: Arc::new(auth),
         config: Arc::new(config),
         tls_config,
@@ -332,6 +389,18 @@ pub async fn run(
                 state.queue.spool().control_socket().display()
             ))
         })?;
+    crate::smtp::queue::control::serve_submit(
+        state.queue.clone(),
+        config.message_size_limit,
+        queue_stop.clone(),
+    )
+    .await
+    .map_err(|e| {
+        ServeError::State(format!(
+            "submit socket {}: {e}",
+            state.queue.spool().submit_socket().display()
+        ))
+    })?;
     tokio::spawn(state.queue.clone().run(
         contexts.smtp.clone(),
         Arc::new(outbound),

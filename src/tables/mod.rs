@@ -5,6 +5,7 @@
 pub mod access;
 pub mod aliases;
 pub mod cidr;
+pub mod edit;
 pub mod lookup;
 pub mod map;
 pub mod opendkim;

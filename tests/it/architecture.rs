@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pop3", 5),
     ("server", 6),
     ("dev", 6),
+    ("admin", 6),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

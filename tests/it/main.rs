@@ -19,4 +19,5 @@ mod restrict;
 mod serve;
 mod smtp;
 mod tls;
+mod users;
 mod util;

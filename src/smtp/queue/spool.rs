@@ -181,6 +181,12 @@ impl Spool {
         self.root.join("control")
     }
 
+    /// Local submission for every user (`sendmail` without privileges):
+    /// `public/submit`, like Postfix's world-reachable `public/` directory.
+    pub fn submit_socket(&self) -> PathBuf {
+        self.root.join("public").join("submit")
+    }
+
     pub fn msg_path(&self, id: &str) -> PathBuf {
         self.q().join(format!("{id}.msg"))
     }
