@@ -200,6 +200,9 @@ fn main() -> ExitCode {
             for w in loaded.config.warnings() {
                 eprintln!("pigeonpost: warning: {w}");
             }
+            for n in &loaded.config.notices {
+                eprintln!("pigeonpost: note: {n}");
+            }
             match config::print::render(&loaded.entries, &keys) {
                 Ok(text) => {
                     print!("{text}");
@@ -457,6 +460,9 @@ fn serve(config: config::Config) -> ExitCode {
     pigeonpost::observe::init_logging(&config);
     for w in config.warnings() {
         tracing::warn!("{w}");
+    }
+    for n in &config.notices {
+        tracing::info!("{n}");
     }
     let (state, reloadables) = match server::build_state(config) {
         Ok(s) => s,

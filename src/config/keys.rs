@@ -68,6 +68,7 @@ pub static KEYS: &[KeyDef] = &[
     k("mydomain", "", Text, Postfix, "the internet domain (default: $myhostname minus its first label)"),
     k("myorigin", "$myhostname", Text, Postfix, "domain appended to unqualified sender addresses"),
     k("inet_interfaces", "all", List, Postfix, "addresses the default listeners bind to: all, loopback-only, or IP addresses"),
+    k("inet_protocols", "all", List, Postfix, "address families the default listeners use: all, ipv4, ipv6"),
     k("mydestination", "$myhostname, localhost.$mydomain, localhost", List, Postfix, "domains delivered to local (system or alias) users"),
     k("mynetworks", "127.0.0.0/8 [::1]/128", List, Postfix, "trusted client networks (CIDR, IPv4 or IPv6) allowed to relay; 0.0.0.0/0, ::/0 or a public network larger than an IPv4 /8 (IPv6 /16) gets an open-relay warning at start and from `config`"),
     k("relay_domains", "", List, Postfix, "remote domains this server accepts mail for and relays"),
@@ -84,6 +85,8 @@ pub static KEYS: &[KeyDef] = &[
     k("alias_maps", "hash:/etc/aliases", List, Postfix, "aliases(5) tables for local recipients"),
     k("recipient_delimiter", "", Text, Postfix, "characters separating user and extension (user+tag)"),
     k("message_size_limit", "10240000", Count, Postfix, "largest message accepted, in bytes"),
+    k("mail_name", "pigeonpost", Text, Postfix, "the mail system's name, in $smtpd_banner"),
+    k("smtpd_banner", "$myhostname ESMTP $mail_name", Text, Postfix, "the text of the SMTP greeting; must start with $myhostname (RFC 5321)"),
     k("smtpd_recipient_limit", "1000", Count, Postfix, "most recipients accepted per message"),
     k("smtpd_timeout", "300s", Time('s'), Postfix, "SMTP server read/write timeout"),
     k("smtpd_client_connection_count_limit", "50", Count, Postfix, "simultaneous connections per client IP, per listener"),
@@ -172,6 +175,9 @@ pub static KEYS: &[KeyDef] = &[
     k("disable_plaintext_auth", "yes", Bool, Dovecot, "refuse passwords without TLS unless the client is this host"),
     k("auth_failure_delay", "2 secs", Time('s'), Dovecot, "delay before a failed login is answered; also the first step of the per-IP/per-user penalty, which doubles per failure up to 15 s"),
     k("mail_max_userip_connections", "10", Count, Dovecot, "logged-in IMAP (and, separately, POP3) sessions per user and client IP (0 = no limit)"),
+    k("smtpd_tls_cert_file", "", Text, Postfix, "Postfix's name for ssl_cert (a PEM certificate chain)"),
+    k("smtpd_tls_key_file", "$smtpd_tls_cert_file", Text, Postfix, "Postfix's name for ssl_key"),
+    k("smtpd_tls_chain_files", "", List, Postfix, "one PEM file with key and chain, or the key file then the chain file (instead of smtpd_tls_cert_file/_key_file)"),
     k("ssl_cert", "", Text, Dovecot, "PEM certificate chain for every TLS listener (\"</path\" accepted)"),
     k("ssl_key", "", Text, Dovecot, "PEM private key for ssl_cert"),
     // pigeonpost's own
@@ -203,6 +209,136 @@ pub static KEYS: &[KeyDef] = &[
     k("log_level", "info", Text, Own, "log filter, RUST_LOG syntax (e.g. info,pigeonpost::smtp=debug); a bare word that is not a level (verbose) is an error; RUST_LOG overrides"),
     k("max_connections", "1000", Count, Own, "simultaneous connections per listener"),
     k("shutdown_timeout", "30s", Time('s'), Own, "how long sessions may finish after SIGTERM"),
+];
+
+/// Postfix and Dovecot keys a copied configuration often has that
+/// pigeonpost does not need: accepted with a one-line note saying why,
+/// instead of "unknown key".
+pub static NOT_NEEDED: &[(&str, &str)] = &[
+    (
+        "smtpd_sasl_type",
+        "SASL is built in: the passdb is read directly, no Dovecot auth socket",
+    ),
+    (
+        "smtpd_sasl_path",
+        "SASL is built in: the passdb is read directly, no Dovecot auth socket",
+    ),
+    (
+        "smtpd_sasl_auth_enable",
+        "AUTH is offered as auth_mechanisms and disable_plaintext_auth say",
+    ),
+    (
+        "smtpd_sasl_security_options",
+        "AUTH rules follow auth_mechanisms and disable_plaintext_auth",
+    ),
+    (
+        "smtpd_sasl_tls_security_options",
+        "AUTH rules follow auth_mechanisms and disable_plaintext_auth",
+    ),
+    (
+        "smtpd_sasl_local_domain",
+        "user names are used as they are logged in",
+    ),
+    (
+        "broken_sasl_auth_clients",
+        "AUTH is always announced the RFC 4954 way",
+    ),
+    (
+        "virtual_transport",
+        "delivery into Maildir is built in (no virtual(8), LMTP or Dovecot LDA)",
+    ),
+    (
+        "mailbox_transport",
+        "delivery into Maildir is built in (no virtual(8), LMTP or Dovecot LDA)",
+    ),
+    ("local_transport", "local delivery is built in"),
+    (
+        "smtpd_use_tls",
+        "STARTTLS is offered whenever ssl_cert/ssl_key (or smtpd_tls_cert_file) are set",
+    ),
+    (
+        "smtpd_tls_session_cache_database",
+        "TLS sessions are resumed with tickets, no cache file",
+    ),
+    (
+        "smtp_tls_session_cache_database",
+        "TLS sessions are resumed in memory, no cache file",
+    ),
+    (
+        "smtpd_tls_loglevel",
+        "TLS handshakes are logged at log_level",
+    ),
+    (
+        "smtp_tls_loglevel",
+        "TLS handshakes are logged at log_level",
+    ),
+    (
+        "tls_random_source",
+        "randomness comes from the operating system",
+    ),
+    ("biff", "there is no comsat notification"),
+    (
+        "append_dot_mydomain",
+        "addresses are never rewritten with $mydomain (Postfix 3's default)",
+    ),
+    (
+        "compatibility_level",
+        "pigeonpost has Postfix 3.6+ defaults",
+    ),
+    ("readme_directory", "not used"),
+    ("html_directory", "not used"),
+    ("manpage_directory", "not used"),
+    ("sample_directory", "not used"),
+    ("command_directory", "one binary"),
+    ("daemon_directory", "one binary"),
+    ("shlib_directory", "one binary"),
+    ("meta_directory", "one binary"),
+    ("data_directory", "state lives in queue_directory"),
+    (
+        "mail_owner",
+        "the server drops to each mailbox's owner itself",
+    ),
+    (
+        "setgid_group",
+        "local submission goes over the server's socket, no setgid postdrop",
+    ),
+    ("sendmail_path", "`pigeonpost sendmail` is the sendmail"),
+    (
+        "newaliases_path",
+        "alias files are read as text and reloaded, no newaliases",
+    ),
+    ("mailq_path", "`pigeonpost queue list` is the mailq"),
+    (
+        "alias_database",
+        "alias files are read as text and reloaded, no newaliases",
+    ),
+    ("maillog_file", "logs go to stderr (journald, kubectl logs)"),
+    (
+        "mail_privileged_group",
+        "mbox files are written as their owner",
+    ),
+    ("ssl_dh", "TLS parameters are rustls' safe defaults"),
+    (
+        "ssl_prefer_server_ciphers",
+        "TLS parameters are rustls' safe defaults",
+    ),
+    (
+        "ssl_cipher_list",
+        "TLS parameters are rustls' safe defaults",
+    ),
+    ("log_path", "logs go to stderr (journald, kubectl logs)"),
+    (
+        "info_log_path",
+        "logs go to stderr (journald, kubectl logs)",
+    ),
+    (
+        "debug_log_path",
+        "logs go to stderr (journald, kubectl logs)",
+    ),
+    (
+        "syslog_facility",
+        "logs go to stderr (journald, kubectl logs)",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static KeyDef> {
@@ -252,6 +388,20 @@ mod tests {
                 readme.contains(&format!("| `{}` |", k.name)),
                 "README.md's key table lacks {}",
                 k.name
+            );
+        }
+    }
+
+    #[test]
+    fn not_needed_keys_are_not_real_keys() {
+        for (k, _) in NOT_NEEDED {
+            assert!(find(k).is_none(), "{k} is both a key and 'not needed'");
+        }
+        let readme = include_str!("../../README.md");
+        for (k, _) in NOT_NEEDED {
+            assert!(
+                readme.contains(&format!("`{k}`")),
+                "README.md does not name {k}"
             );
         }
     }

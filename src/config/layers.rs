@@ -64,6 +64,84 @@ impl Provider for EnvLayer {
     }
 }
 
+/// A `conf.d/*.cf` file: main.cf lines as Postfix writes them.
+struct MainCf {
+    path: PathBuf,
+    entries: Vec<(String, String)>,
+}
+
+impl Provider for MainCf {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("main.cf file", figment::Source::File(self.path.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (k, v) in &self.entries {
+            let path: Vec<String> = k.split('.').map(str::to_string).collect();
+            insert_path(&mut dict, &path, Value::from(v.clone()));
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Postfix main.cf syntax (postconf(5) "SYNTAX"): `name = value`, no
+/// quotes; a line that starts with whitespace continues the previous one;
+/// lines whose first non-blank character is `#` and blank lines are
+/// ignored. A later line for the same name wins, as in Postfix. Errors
+/// carry the 1-based line number.
+pub fn parse_main_cf(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    let finish = |cur: Option<(usize, String)>, out: &mut Vec<(String, String)>| {
+        let Some((line, text)) = cur else {
+            return Ok(());
+        };
+        let Some((name, value)) = text.split_once('=') else {
+            return Err((
+                line,
+                format!("expected 'name = value', got '{}'", text.trim()),
+            ));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err((line, format!("'{name}' is not a parameter name")));
+        }
+        out.retain(|(k, _)| k != name);
+        out.push((name.to_string(), value.trim().to_string()));
+        Ok(())
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let rest = line.trim_start();
+        if rest.is_empty() || rest.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            match current.as_mut() {
+                Some((_, t)) => {
+                    t.push(' ');
+                    t.push_str(rest);
+                }
+                None => return Err((
+                    i + 1,
+                    "a continuation line (starting with whitespace) without a parameter before it"
+                        .into(),
+                )),
+            }
+            continue;
+        }
+        finish(current.take(), &mut out)?;
+        current = Some((i + 1, line.to_string()));
+    }
+    finish(current.take(), &mut out)?;
+    Ok(out)
+}
+
 fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
     match path {
         [] => {}
@@ -94,7 +172,8 @@ pub fn config_path(explicit: Option<&Path>, env: &[(String, String)]) -> (PathBu
     (PathBuf::from(DEFAULT_CONFIG_PATH), false)
 }
 
-/// The files that make up layer 2: the main file, then `conf.d/*.toml` beside it in name order.
+/// The files that make up layer 2: the main file, then `conf.d/*.toml` and
+/// `conf.d/*.cf` (Postfix main.cf syntax) beside it, in name order.
 pub fn config_files(main: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     match std::fs::metadata(main) {
@@ -107,7 +186,7 @@ pub fn config_files(main: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigE
     if let Ok(entries) = std::fs::read_dir(&confd) {
         let mut extra: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "cf") && p.is_file())
             .collect();
         extra.sort();
         files.extend(extra);
@@ -127,6 +206,15 @@ pub fn read_layers(
         // Parse each file on its own first so a syntax error names its file.
         let text = std::fs::read_to_string(f)
             .map_err(|e| ConfigError::file(f, &format!("cannot read: {e}")))?;
+        if f.extension().is_some_and(|e| e == "cf") {
+            let entries = parse_main_cf(&text)
+                .map_err(|(line, why)| ConfigError::file(f, &format!("line {line}: {why}")))?;
+            figment = figment.merge(MainCf {
+                path: f.clone(),
+                entries,
+            });
+            continue;
+        }
         if let Err(e) = text.parse::<toml::Table>() {
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or("").trim().to_string();
@@ -278,5 +366,36 @@ pub fn unknown_key(key: &str, value: &RawValue) -> ConfigError {
         key: Some(key.to_string()),
         source: value.source.clone(),
         reason: format!("unknown key{hint}"),
+    }
+}
+
+#[cfg(test)]
+mod main_cf_tests {
+    use super::parse_main_cf;
+
+    #[test]
+    fn main_cf_lines_as_postfix_reads_them() {
+        let text = "# Debian's main.cf\nmyhostname = mail.example.com\nsmtpd_recipient_restrictions =\n    permit_mynetworks,\n    reject_unauth_destination\n\n  # indented comment\nmydestination = $myhostname, localhost\nmyhostname=other.example.com\n";
+        let e = parse_main_cf(text).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                (
+                    "smtpd_recipient_restrictions".to_string(),
+                    "permit_mynetworks, reject_unauth_destination".to_string()
+                ),
+                (
+                    "mydestination".to_string(),
+                    "$myhostname, localhost".to_string()
+                ),
+                ("myhostname".to_string(), "other.example.com".to_string()),
+            ]
+        );
+        assert_eq!(parse_main_cf("a = 1\nnot a setting\n").unwrap_err().0, 2);
+        assert_eq!(parse_main_cf("  x = 1\n").unwrap_err().0, 1);
+        assert!(parse_main_cf("bad name = 1\n")
+            .unwrap_err()
+            .1
+            .contains("not a parameter name"));
     }
 }

@@ -298,6 +298,10 @@ pub struct Config {
     pub smtpd_min_data_rate: u64,
     /// `smtpd_*_restrictions`, classes and their settings.
     pub smtpd_access: restrictions::AccessPolicy,
+    /// One line per key that was set but is not needed by pigeonpost.
+    pub notices: Vec<String>,
+    /// The SMTP greeting text (`smtpd_banner`).
+    pub smtpd_banner: String,
     pub relayhost: String,
     pub transport_maps: Vec<String>,
     pub queue_directory: PathBuf,
@@ -368,18 +372,23 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let files = layers::config_files(&path, explicit)?;
     let given = layers::read_layers(&files, &opts.env)?;
     let entries = resolve(&given)?;
-    let classes = restriction_classes(&given, &entries)?;
-    let config = parse::build(&entries, &classes, files)?;
+    let (classes, notices) = restriction_classes(&given, &entries)?;
+    let mut config = parse::build(&entries, &classes, files)?;
+    config.notices = notices;
     Ok(Loaded { config, entries })
 }
 
+/// Classes by name: (expanded list, where it was set).
+type Classes = BTreeMap<String, (String, String)>;
+
 /// The restriction classes (RESTRICTION_CLASS_README): keys of their own,
-/// named in `smtpd_restriction_classes`, each holding a restriction list.
-/// Any other key pigeonpost does not know is an error.
+/// named in `smtpd_restriction_classes`, each holding a restriction list;
+/// and a note for each key pigeonpost does not need
+/// ([`keys::NOT_NEEDED`]). Any other key pigeonpost does not know is an error.
 fn restriction_classes(
     given: &BTreeMap<String, layers::RawValue>,
     entries: &[Entry],
-) -> Result<BTreeMap<String, (String, String)>, ConfigError> {
+) -> Result<(Classes, Vec<String>), ConfigError> {
     let entry = |k: &str| entries.iter().find(|e| e.key == k).expect("known key");
     let names = expand::split_list(&entry("smtpd_restriction_classes").value);
     let raw: HashMap<String, String> = entries
@@ -387,7 +396,15 @@ fn restriction_classes(
         .map(|e| (e.key.to_string(), e.raw.clone()))
         .collect();
     let mut out = BTreeMap::new();
+    let mut notices = Vec::new();
     for (key, value) in given.iter().filter(|(_, v)| !v.known) {
+        if let Some((_, why)) = keys::NOT_NEEDED.iter().find(|(k, _)| k == key) {
+            notices.push(format!(
+                "{key} (from {}) is not needed by pigeonpost: {why}; ignored",
+                value.source
+            ));
+            continue;
+        }
         if !names.contains(key) {
             return Err(layers::unknown_key(key, value));
         }
@@ -414,7 +431,7 @@ fn restriction_classes(
             });
         }
     }
-    Ok(out)
+    Ok((out, notices))
 }
 
 /// Applies defaults and `$name` expansion to every known key.
@@ -486,7 +503,13 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
                     &raw,
                     &source_of("inet_interfaces"),
                 )?;
-                default_listen(def.default, &ifaces)
+                let protocols = expand(
+                    "inet_protocols",
+                    &raw["inet_protocols"],
+                    &raw,
+                    &source_of("inet_protocols"),
+                )?;
+                default_listen(def.default, &ifaces, &protocols)
             }
             _ => text.clone(),
         };
@@ -501,12 +524,17 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
 }
 
 /// Listener defaults follow `inet_interfaces`: "all" binds 0.0.0.0 and [::],
-/// "loopback-only" 127.0.0.1 and [::1], otherwise each listed address.
-fn default_listen(default: &str, inet_interfaces: &str) -> String {
+/// "loopback-only" 127.0.0.1 and [::1], otherwise each listed address;
+/// `inet_protocols` (all, ipv4, ipv6) keeps only those families.
+fn default_listen(default: &str, inet_interfaces: &str, inet_protocols: &str) -> String {
     let Some(port) = default.strip_prefix("$inet_interfaces:") else {
         return default.to_string();
     };
-    let mut out = Vec::new();
+    let protocols = expand::split_list(inet_protocols);
+    let all = protocols.iter().any(|p| p == "all");
+    let v4 = all || protocols.iter().any(|p| p == "ipv4");
+    let v6 = all || protocols.iter().any(|p| p == "ipv6");
+    let mut out: Vec<String> = Vec::new();
     for iface in expand::split_list(inet_interfaces) {
         match iface.as_str() {
             "all" => out.extend([format!("0.0.0.0:{port}"), format!("[::]:{port}")]),
@@ -518,6 +546,7 @@ fn default_listen(default: &str, inet_interfaces: &str) -> String {
             a => out.push(format!("{a}:{port}")),
         }
     }
+    out.retain(|a| if a.starts_with('[') { v6 } else { v4 });
     out.join(", ")
 }
 

@@ -361,6 +361,74 @@ fn one_of(v: &Values, key: &str, allowed: &[&str]) -> Result<Vec<String>, Config
     Ok(items)
 }
 
+/// Postfix's names for the certificate (`smtpd_tls_cert_file`,
+/// `smtpd_tls_key_file`, or `smtpd_tls_chain_files`: one PEM file with key
+/// and chain, or the key file then the chain file) stand for Dovecot's
+/// `ssl_cert`/`ssl_key`; setting both spellings to different files is an
+/// error rather than a guess.
+fn postfix_tls_files(
+    v: &Values,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(Option<PathBuf>, Option<PathBuf>), ConfigError> {
+    let chain = v.list("smtpd_tls_chain_files");
+    let (pf_cert, pf_key, from) = match chain.as_slice() {
+        [] => (
+            v.path("smtpd_tls_cert_file"),
+            v.path("smtpd_tls_key_file"),
+            "smtpd_tls_cert_file",
+        ),
+        [both] => (
+            Some(PathBuf::from(both)),
+            Some(PathBuf::from(both)),
+            "smtpd_tls_chain_files",
+        ),
+        [k, c] => (
+            Some(PathBuf::from(c)),
+            Some(PathBuf::from(k)),
+            "smtpd_tls_chain_files",
+        ),
+        _ => {
+            return Err(v.err(
+                "smtpd_tls_chain_files",
+                "name one PEM file with the key and the certificate chain, or the key file \
+                 then the chain file",
+            ))
+        }
+    };
+    if !chain.is_empty()
+        && (v.path("smtpd_tls_cert_file").is_some() || v.path("smtpd_tls_key_file").is_some())
+    {
+        return Err(v.err(
+            "smtpd_tls_chain_files",
+            "set either smtpd_tls_chain_files or smtpd_tls_cert_file/smtpd_tls_key_file, not both",
+        ));
+    }
+    let pick = |ours: Option<PathBuf>, theirs: Option<PathBuf>, key: &str, pf: &str| match (
+        ours, theirs,
+    ) {
+        (Some(a), Some(b)) if a != b => Err(v.err(
+            key,
+            format!(
+                "{} differs from {pf} ({}): set one of them",
+                a.display(),
+                b.display()
+            ),
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    };
+    let pf_key_name = if from == "smtpd_tls_chain_files" {
+        from
+    } else {
+        "smtpd_tls_key_file"
+    };
+    Ok((
+        pick(cert, pf_cert, "ssl_cert", from)?,
+        pick(key, pf_key, "ssl_key", pf_key_name)?,
+    ))
+}
+
 fn strip_dovecot_file(v: &Values, key: &str) -> Option<PathBuf> {
     // Dovecot writes `ssl_cert = </path`: "<" means "the contents of".
     v.path(key)
@@ -388,12 +456,44 @@ pub(super) fn build(
             ))
         }
     }
+    let banner = v.text("smtpd_banner");
+    let myhostname = v.text("myhostname");
+    if !banner
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case(&myhostname))
+    {
+        return Err(v.err(
+            "smtpd_banner",
+            format!("'{banner}' must start with the host name ($myhostname = {myhostname}), as RFC 5321 §4.3.1 asks"),
+        ));
+    }
+    if banner.contains(['\r', '\n']) {
+        return Err(v.err("smtpd_banner", "must be one line"));
+    }
+    let protocols = v.list("inet_protocols");
+    if protocols.is_empty()
+        || protocols
+            .iter()
+            .any(|p| !matches!(p.as_str(), "all" | "ipv4" | "ipv6"))
+    {
+        return Err(v.err(
+            "inet_protocols",
+            format!(
+                "'{}': use all, ipv4, ipv6 or \"ipv4, ipv6\"",
+                protocols.join(", ")
+            ),
+        ));
+    }
     let pop3_uidl_format = v.text("pop3_uidl_format");
     if pop3_uidl_format.is_empty() {
         return Err(v.err("pop3_uidl_format", "must not be empty"));
     }
-    let ssl_cert = strip_dovecot_file(&v, "ssl_cert");
-    let ssl_key = strip_dovecot_file(&v, "ssl_key");
+    let (ssl_cert, ssl_key) = postfix_tls_files(
+        &v,
+        strip_dovecot_file(&v, "ssl_cert"),
+        strip_dovecot_file(&v, "ssl_key"),
+    )?;
     if ssl_cert.is_some() != ssl_key.is_some() {
         let (set, missing) = if ssl_cert.is_some() {
             ("ssl_cert", "ssl_key")
@@ -545,6 +645,8 @@ pub(super) fn build(
         smtpd_client_auth_rate_limit: v.count("smtpd_client_auth_rate_limit")?,
         smtpd_min_data_rate: v.count("smtpd_min_data_rate")?,
         smtpd_access,
+        notices: Vec::new(),
+        smtpd_banner: banner,
         relayhost: v.text("relayhost"),
         transport_maps: v.list("transport_maps"),
         queue_directory: PathBuf::from(v.text("queue_directory")),

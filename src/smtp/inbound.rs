@@ -155,7 +155,10 @@ impl SmtpHandler {
                 return;
             }
         };
-        let mut session: Session<Routes> = Session::new(self.session_config(&conn));
+        let mut session: Session<Routes> = Session::with_banner(
+            self.session_config(&conn),
+            self.ctx.config.smtpd_banner.clone(),
+        );
         session.feed(&early);
         // The SPF result of MAIL FROM, reused at the end of DATA.
         let mut sender_spf: Option<(String, SpfOutput)> = None;

@@ -340,3 +340,76 @@ fn usage_help_and_version() {
     let out = run(&["config", "nosuchkey"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// main.cf lines as they are in `conf.d/*.cf`: Postfix syntax, Postfix's
+/// TLS key names, `inet_protocols`, `smtpd_banner`, and keys pigeonpost does
+/// not need noted rather than refused; then a server started from them.
+#[test]
+fn main_cf_lines_in_conf_d_work_as_they_are() {
+    let t = Tree::new();
+    t.write_cert(&["mail.example.com"]);
+    let d = t.dir.path().display().to_string();
+    let cfg = t.write("pigeonpost.toml", "myhostname = \"mail.example.com\"\n");
+    t.write(
+        "conf.d/10-main.cf",
+        &format!(
+            "# copied from /etc/postfix/main.cf\n\
+             smtpd_banner = $myhostname ESMTP ready\n\
+             inet_protocols = ipv4\n\
+             smtpd_tls_cert_file = {d}/tls/cert.pem\n\
+             smtpd_tls_key_file = {d}/tls/key.pem\n\
+             smtpd_sasl_type = dovecot\n\
+             smtpd_sasl_path = private/auth\n\
+             virtual_transport = lmtp:unix:private/dovecot-lmtp\n\
+             smtpd_recipient_restrictions =\n    permit_mynetworks,\n    reject_unauth_destination\n\
+             mynetworks = 127.0.0.0/8\n"
+        ),
+    );
+    let out = run(&["--config", cfg.to_str().unwrap(), "config"], &[]);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("note: smtpd_sasl_type (from "), "{e}");
+    assert!(
+        e.contains("10-main.cf) is not needed by pigeonpost: SASL is built in"),
+        "{e}"
+    );
+    assert!(e.contains("note: virtual_transport"), "{e}");
+    assert!(
+        line_of(&o, "smtpd_recipient_restrictions")
+            .contains("\"permit_mynetworks, reject_unauth_destination\""),
+        "{o}"
+    );
+    assert!(
+        line_of(&o, "smtpd_recipient_restrictions").contains("10-main.cf"),
+        "{o}"
+    );
+    // inet_protocols = ipv4: the default listeners leave out [::].
+    assert_eq!(
+        line_of(&o, "smtp").split("  #").next().unwrap(),
+        "smtp = \"0.0.0.0:25\""
+    );
+
+    // A bad main.cf line names the file and the line.
+    t.write(
+        "conf.d/20-bad.cf",
+        "mydomain = example.com\nthis line has no equals sign\n",
+    );
+    let err = config_error(&["--config", cfg.to_str().unwrap(), "config"], &[]);
+    assert!(err.contains("20-bad.cf") && err.contains("line 2"), "{err}");
+    std::fs::remove_file(t.path("conf.d/20-bad.cf")).unwrap();
+
+    // The server takes the banner and the certificate from the Postfix names.
+    t.write(
+        "pigeonpost.toml",
+        &format!(
+            "myhostname = \"mail.example.com\"\nqueue_directory = \"{d}/queue\"\n{}",
+            crate::util::test_listen(&[])
+        ),
+    );
+    let server = crate::util::Server::start(&cfg, &[]);
+    let mut c = crate::util::LineClient::connect("127.0.0.1", server.addr("smtp"));
+    assert_eq!(c.line(), "220 mail.example.com ESMTP ready\r\n");
+    assert!(c
+        .cmd("EHLO client.example\r\n", "250 ")
+        .contains("250-STARTTLS"));
+}

@@ -167,6 +167,13 @@ fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
 impl<R> Session<R> {
     /// A new session; the greeting is already in the output buffer.
     pub fn new(cfg: SessionConfig) -> Self {
+        let banner = format!("{} ESMTP pigeonpost", cfg.hostname);
+        Self::with_banner(cfg, banner)
+    }
+
+    /// A new session greeting with `banner` (Postfix `smtpd_banner`; RFC
+    /// 5321 §4.3.1 wants it to start with the host name).
+    pub fn with_banner(cfg: SessionConfig, banner: String) -> Self {
         let mut s = Session {
             mode: Mode::Command,
             input: Vec::new(),
@@ -187,11 +194,7 @@ impl<R> Session<R> {
             cfg,
         };
         // RFC 5321 §4.2: the greeting has no enhanced code (RFC 2034 §3).
-        s.push(Reply::new(
-            220,
-            "",
-            format!("{} ESMTP pigeonpost", s.cfg.hostname),
-        ));
+        s.push(Reply::new(220, "", banner));
         s
     }
 
