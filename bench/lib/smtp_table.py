@@ -95,6 +95,32 @@ if any(r.get("dns_queries") is not None for rows in runs.values() for r in rows)
               f"{per_msg(pf, 'dns_cpu_s', 1000)} / {per_msg(pp, 'dns_cpu_s', 1000)} | "
               f"{per_msg(pf, 'sys_busy_cpu_s', 1000)} / {per_msg(pp, 'sys_busy_cpu_s', 1000)} |")
 
+# MILTER=rspamd: rspamd's CPU (one rspamd for both servers), each server's own,
+# their sum, and the whole machine's busy CPU, per message
+if any(r.get("rspamd_cpu_s") is not None for rows in runs.values() for r in rows):
+    def per_msg_ms(rows, k):
+        v = [r[k] * 1000 / r["count"] for r in rows if r.get(k) is not None and r.get("count")]
+        return fmt(statistics.median(v), 2) if v else "–"
+
+    def sum_ms(rows):
+        v = [(r["server_cpu_s"] + r["rspamd_cpu_s"]) * 1000 / r["count"] for r in rows
+             if r.get("server_cpu_s") is not None and r.get("rspamd_cpu_s") is not None and r.get("count")]
+        return fmt(statistics.median(v), 2) if v else "–"
+    print()
+    print("rspamd as the milter of both servers (MILTER=rspamd), CPU ms per message, medians over runs:")
+    print()
+    print("| clients | server Postfix / pigeonpost | rspamd, behind Postfix / pigeonpost | "
+          "server + rspamd Postfix / pigeonpost | machine busy Postfix / pigeonpost | stored copies with rspamd's verdict, Postfix / pigeonpost |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for c in concs:
+        pf, pp = runs.get(("postfix", c), []), runs.get(("pigeonpost", c), [])
+
+        def scanned(rows):
+            return f"{sum(r.get('rspamd_clean') or 0 for r in rows)}/{sum(r.get('count') or 0 for r in rows)}"
+        print(f"| {c} | {cpu_ms(pf)} / {cpu_ms(pp)} | {per_msg_ms(pf, 'rspamd_cpu_s')} / {per_msg_ms(pp, 'rspamd_cpu_s')} | "
+              f"{sum_ms(pf)} / {sum_ms(pp)} | {per_msg_ms(pf, 'sys_busy_cpu_s')} / {per_msg_ms(pp, 'sys_busy_cpu_s')} | "
+              f"{scanned(pf)} / {scanned(pp)} |")
+
 # problems worth a look
 notes = []
 for (s, c), rows in sorted(runs.items()):

@@ -49,6 +49,19 @@
 #                                  mail from outside mynetworks are turned off (spf_policy,
 #                                  dmarc_policy), as Postfix has none; default: left at
 #                                  pigeonpost's defaults (report)
+#   MILTER=                        rspamd: ONE rspamd 3.x (its proxy worker in milter mode,
+#                                  self_scan, RSPAMD_COUNT=1 process as the package's default
+#                                  on 2 CPUs; private config, no redis, DNS to a dead port,
+#                                  headers added for every client) on 127.0.0.1:RSPAMD_PORT=4532,
+#                                  and both servers use it: smtpd_milters = inet:...,
+#                                  milter_default_action = tempfail. rspamd's CPU per message
+#                                  is recorded too. RSPAMD_SOCKET=unix: the milter on a unix
+#                                  socket ($STATE/rspamd/run/milter.sock) instead. rspamd's DNS:
+#                                  RSPAMD_DNS=nxdomain (default): bench/lib/fake_dns.py with an
+#                                  empty zone, NXDOMAIN for every name at once; dead: a UDP port
+#                                  nothing listens on (as tests/it/milter.rs), where rspamd
+#                                  waits out its 1 s timeout on some lookups. Every run must store every message, each
+#                                  with rspamd's "X-Spam-Status: No", or the script fails.
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them, as deleting them slows file
 #                                  creation for the next ~6 minutes; see bench/README.md)
@@ -61,8 +74,9 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then D_COUNT=1000 D_RUNS=1 D_SETTLE=5; else D_COUNT=5000 D_RUNS=3 D_SETTLE=65; fi
 STATE=${STATE:-/tmp/pp-bench}
 COUNT=${COUNT:-$D_COUNT}; RUNS=${RUNS:-$D_RUNS}; SETTLE=${SETTLE:-$D_SETTLE}
+MILTER=${MILTER:-}; RSPAMD_PORT=${RSPAMD_PORT:-4532}; RSPAMD_COUNT=${RSPAMD_COUNT:-1}; RSPAMD_SOCKET=${RSPAMD_SOCKET:-inet}; RSPAMD_DNS=${RSPAMD_DNS:-nxdomain}
 RESTRICTIONS=${RESTRICTIONS:-0}; ACCESS_ENTRIES=${ACCESS_ENTRIES:-3000}; RS_MAILAUTH=${RS_MAILAUTH:-off}
-if [ "$RESTRICTIONS" = 1 ]; then D_CONCS="1 20"; else D_CONCS="1 20 100"; fi
+if [ "$RESTRICTIONS" = 1 ] || [ -n "$MILTER" ]; then D_CONCS="1 20"; else D_CONCS="1 20 100"; fi
 CONCS=${CONCS:-$D_CONCS}; SIZE=${SIZE:-5120}
 SERVERS=${SERVERS:-"postfix pigeonpost"}
 PROBES=${PROBES:-200}; PROBE_GAP=${PROBE_GAP:-0.05}
@@ -94,6 +108,16 @@ if [ "$RESTRICTIONS" = 1 ]; then
   case "$RS_MAILAUTH" in off | default) ;; *) die "RS_MAILAUTH is off or default" ;; esac
   if has postfix; then need unshare util-linux "unshare (util-linux)"; need mount mount; fi
 fi
+case "$MILTER" in
+  "") ;;
+  rspamd)
+    { [ -z "$MAILAUTH" ] && [ "$RESTRICTIONS" = 0 ]; } || die "MILTER=rspamd is a run of its own: unset MAILAUTH and RESTRICTIONS"
+    whole_numbers "RSPAMD_PORT/RSPAMD_COUNT" "$RSPAMD_PORT" "$RSPAMD_COUNT"
+    case "$RSPAMD_SOCKET" in inet | unix) ;; *) die "RSPAMD_SOCKET is inet or unix" ;; esac
+    case "$RSPAMD_DNS" in nxdomain | dead) ;; *) die "RSPAMD_DNS is nxdomain or dead" ;; esac
+    need rspamd rspamd ;;
+  *) die "MILTER is rspamd or empty" ;;
+esac
 need_cargo
 missing_exit "for postfix choose \"No configuration\", its own service is not used"
 need_root postfix Postfix
@@ -106,7 +130,25 @@ results_dir
 chmod 755 "$STATE"
 vmail_ids
 DNS_PID=""
-stop_all() { if [ -n "$DNS_PID" ]; then kill "$DNS_PID" 2>/dev/null; fi; stop_postfix; }
+RSPAMD_PID="" RSPAMD_PIDS=""
+# rspamd: SIGTERM to the main process, which stops its workers (SIGKILL would
+# leave a worker listening); bounded, then SIGKILL to every pid of its tree
+# shellcheck disable=SC2317  # called from the exit trap
+stop_rspamd() {
+  [ -n "$RSPAMD_PID" ] || return 0
+  if kill -0 "$RSPAMD_PID" 2>/dev/null; then
+    say "stopping rspamd (pid $RSPAMD_PID)"
+    kill -TERM "$RSPAMD_PID" 2>/dev/null
+    for _ in $(seq 150); do kill -0 "$RSPAMD_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  for p in $RSPAMD_PIDS; do
+    kill -0 "$p" 2>/dev/null && { say "rspamd pid $p still alive after 15 s: SIGKILL"; kill -KILL "$p" 2>/dev/null; }
+  done
+  wait "$RSPAMD_PID" 2>/dev/null; RSPAMD_PID=""
+  [ "$RSPAMD_SOCKET" = inet ] && port_busy "$RSPAMD_PORT" && say "WARNING: $ADDR:$RSPAMD_PORT still listening after rspamd stopped"
+  return 0
+}
+stop_all() { if [ -n "$DNS_PID" ]; then kill "$DNS_PID" 2>/dev/null; fi; stop_postfix; stop_rspamd; }
 PP_MYNETWORKS=127.0.0.0/8 PF_ENV=()
 on_exit stop_all
 stop_stale_pigeonpost
@@ -264,13 +306,103 @@ dmarc_policy = \"off\""
   fi
   say "restrictions: 8-entry smtpd_recipient_restrictions, access tables of $ACCESS_ENTRIES lines, DNS on $ADDR:$RS_DNS_PORT, mynetworks $PP_MYNETWORKS, sender $FROM, pigeonpost SPF/DMARC: $RS_MAILAUTH"
 fi
+# ------------------------------------------------------------------ rspamd as a milter (MILTER=rspamd)
+# One rspamd for both servers, as tests/it/milter.rs runs it: the proxy worker
+# in milter mode scanning itself (self_scan; RSPAMD_COUNT processes, 1 = what
+# the package's normal worker count comes to on 2 CPUs), a private config
+# (the package's modules and scores, $CONFDIR/common.conf), db/run/log dirs
+# under $STATE/rspamd, no redis (the modules that need it stay off), DNS to a
+# dead port (no lookup leaves the machine), milter_headers for every client
+# (skip_local off) so that each stored copy carries rspamd's verdict.
+MILTER_CONFIG=""
+# rspamd_cpu: CPU ticks of rspamd's process tree so far (workers and the main process)
+rspamd_cpu() {
+  local p t=0 f
+  [ -n "$RSPAMD_PID" ] || { echo 0; return; }
+  for p in $(python3 "$LIB/common.py" tree-pids "$RSPAMD_PID"); do
+    f=$(awk -v root="$([ "$p" = "$RSPAMD_PID" ] && echo 1)" '{sub(/.*\) /, ""); print $12 + $13 + (root ? $14 + $15 : 0)}' "/proc/$p/stat" 2>/dev/null)
+    t=$((t + ${f:-0}))
+  done
+  echo "$t"
+}
+if [ "$MILTER" = rspamd ]; then
+  RSP=$STATE/rspamd
+  rm -rf "$RSP"; mkdir -p "$RSP/db" "$RSP/run" "$RSP/log" "$RSP/local.d"
+  if [ "$RSPAMD_SOCKET" = unix ]; then
+    RSPAMD_BIND="$RSP/run/milter.sock mode=0666" RSPAMD_MILTER="unix:$RSP/run/milter.sock"
+    rspamd_up() { [ -S "$RSP/run/milter.sock" ]; }
+  else
+    port_busy "$RSPAMD_PORT" && die "$ADDR:$RSPAMD_PORT is in use (set RSPAMD_PORT=)"
+    RSPAMD_BIND="$ADDR:$RSPAMD_PORT" RSPAMD_MILTER="inet:$ADDR:$RSPAMD_PORT"
+    rspamd_up() { port_busy "$RSPAMD_PORT"; }
+  fi
+  if [ "$RSPAMD_DNS" = dead ]; then   # a UDP port nothing listens on
+    RSPAMD_DNS_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  else   # NXDOMAIN for everything, at once: no lookup leaves the machine, none waits
+    echo '{}' > "$RSP/zone.json"
+    python3 "$LIB/fake_dns.py" --port 0 --zone "$RSP/zone.json" --stats "$RSP/dns-stats.json" > "$RSP/dns.out" 2>&1 &
+    DNS_PID=$!
+    for _ in $(seq 50); do grep -q READY "$RSP/dns.out" && break; sleep 0.1; done
+    RSPAMD_DNS_PORT=$(awk '/READY/{print $2}' "$RSP/dns.out")
+    [ -n "$RSPAMD_DNS_PORT" ] || die "the DNS server did not start: $(cat "$RSP/dns.out")"
+  fi
+  cat > "$RSP/local.d/milter_headers.conf" <<'EOF'
+# headers for every client, loopback included (milter_headers skips local
+# and authenticated clients by default)
+skip_local = false;
+skip_authenticated = false;
+use = ["x-spamd-result", "x-rspamd-server", "x-rspamd-queue-id", "x-spam-status", "authentication-results"];
+EOF
+  cat > "$RSP/rspamd.conf" <<EOF
+# Generated by bench/smtp/run.sh MILTER=rspamd
+.include "\$CONFDIR/common.conf"
+options {
+    pidfile = "\$RUNDIR/rspamd.pid";
+    .include "\$CONFDIR/options.inc"
+    dns { nameserver = ["127.0.0.1:$RSPAMD_DNS_PORT"]; timeout = 1s; retransmits = 1; }
+}
+logging { type = "file"; filename = "$RSP/log/rspamd.log"; level = "error"; }
+worker "rspamd_proxy" {
+    bind_socket = "$RSPAMD_BIND";
+    milter = yes;
+    timeout = 120s;
+    upstream "local" { default = yes; self_scan = yes; }
+    count = $RSPAMD_COUNT;
+    spam_header = "X-Spam";
+    reject_message = "Spam message rejected";
+}
+EOF
+  ( exec rspamd -f -i -c "$RSP/rspamd.conf" --var=DBDIR="$RSP/db" --var=RUNDIR="$RSP/run" \
+      --var=LOGDIR="$RSP/log" --var=LOCAL_CONFDIR="$RSP" ) </dev/null > "$RSP/log/stdout.log" 2>&1 &
+  RSPAMD_PID=$!
+  for _ in $(seq 900); do   # bounded: 90 s (it compiles its regexps at start)
+    kill -0 "$RSPAMD_PID" 2>/dev/null || { tail -20 "$RSP/log/stdout.log" "$RSP/log/rspamd.log" >&2; RSPAMD_PID=""; die "rspamd exited at start"; }
+    rspamd_up && break
+    sleep 0.1
+  done
+  rspamd_up || die "rspamd does not listen on $RSPAMD_MILTER after 90 s (log: $RSP/log/)"
+  RSPAMD_PIDS=$(python3 "$LIB/common.py" tree-pids "$RSPAMD_PID" | tr '\n' ' ')
+  say "rspamd $(rspamd --version 2>/dev/null | awk '{print $NF}') running, pid $RSPAMD_PID (tree: $RSPAMD_PIDS), milter on $RSPAMD_MILTER, DNS: $RSPAMD_DNS on 127.0.0.1:$RSPAMD_DNS_PORT"
+  cat > "$RSP/postfix-main.cf" <<EOF
+# bench/smtp MILTER=rspamd
+smtpd_milters = $RSPAMD_MILTER
+milter_default_action = tempfail
+EOF
+  PF_ENV=(MAIN_CF_EXTRA="$RSP/postfix-main.cf")
+  MILTER_CONFIG="# MILTER=rspamd: the same keys as Postfix gets ($RSP/postfix-main.cf)
+smtpd_milters = \"$RSPAMD_MILTER\"
+milter_default_action = \"tempfail\""
+fi
 # dns_stats: "queries cpu-ticks" of the restriction DNS server so far
 dns_stats() {
   local q=0 t=0
-  if [ "$RESTRICTIONS" = 1 ] && kill -0 "$DNS_PID" 2>/dev/null; then
-    rm -f "$RS/dns-stats.json"; kill -USR1 "$DNS_PID"
-    for _ in $(seq 50); do [ -s "$RS/dns-stats.json" ] && break; sleep 0.02; done
-    q=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1])).values()))' "$RS/dns-stats.json" 2>/dev/null || echo 0)
+  local st=""
+  [ "$RESTRICTIONS" = 1 ] && st=$RS/dns-stats.json
+  [ "$MILTER" = rspamd ] && [ "$RSPAMD_DNS" = nxdomain ] && st=$RSP/dns-stats.json
+  if [ -n "$st" ] && kill -0 "$DNS_PID" 2>/dev/null; then
+    rm -f "$st"; kill -USR1 "$DNS_PID"
+    for _ in $(seq 50); do [ -s "$st" ] && break; sleep 0.02; done
+    q=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1])).values()))' "$st" 2>/dev/null || echo 0)
     t=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$DNS_PID/stat")
   fi
   echo "$q $t"
@@ -312,6 +444,7 @@ log_level = "warn"
 shutdown_timeout = "5s"
 $MA_CONFIG
 $RS_CONFIG
+$MILTER_CONFIG
 
 $(pp_listen smtp="$ADDR:$PP_PORT")
 EOF
@@ -339,17 +472,25 @@ measure() { # server conc run
   fi
   say "$s: -s $c, $COUNT x $SIZE B, run $i/$RUNS (settle ${SETTLE}s)"
   local one=$R/.one.jsonl; rm -f "$one"
-  local dns0 dns1
-  dns0=$(dns_stats)
+  local dns0 dns1 rsp0 rsp1
+  dns0=$(dns_stats); rsp0=$(rspamd_cpu)
   HOST=$ADDR SMTP_PORT=$port COUNT=$COUNT SIZE=$SIZE CONC=$c RUNS=1 SETTLE=$SETTLE TIMEOUT=$TIMEOUT \
     FROM=$FROM TO=john@example.com MAILDIR=$mail/example.com/john/new CLEAR_CMD="$(clear_cmd "$s" "$mail")$extra" \
     SERVER_PIDS="$pids" SAMPLE_EVERY=0.25 PROBES=$PROBES PROBE_GAP=$PROBE_GAP \
     PROBE_TO=bob@example.com PROBE_MAILDIR=$mail/example.com/bob/new SMTP_SOURCE=$SMTP_SOURCE \
     JSON_OUT=$one "$LIB/smtp_load.sh" >> "$R/${s}_c$c.log" 2>&1
-  dns1=$(dns_stats)
+  rsp1=$(rspamd_cpu); dns1=$(dns_stats)
   local dns_fields=()
-  [ "$RESTRICTIONS" = 1 ] && dns_fields=(dns_queries:int="$(( ${dns1% *} - ${dns0% *} ))"
+  { [ "$RESTRICTIONS" = 1 ] || { [ "$MILTER" = rspamd ] && [ "$RSPAMD_DNS" = nxdomain ]; }; } && dns_fields=(dns_queries:int="$(( ${dns1% *} - ${dns0% *} ))"
     dns_cpu_s:float="$(awk -v a="${dns0#* }" -v b="${dns1#* }" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b - a) / hz}')")
+  if [ "$MILTER" = rspamd ]; then
+    # rspamd's CPU in this run, and how many stored copies carry its verdict (not timed)
+    local scanned clean
+    scanned=$(grep -l -s '^X-Spamd-Result: ' "$mail/example.com/john/new/"* | wc -l)
+    clean=$(grep -l -s '^X-Spam-Status: No' "$mail/example.com/john/new/"* | wc -l)
+    dns_fields+=(rspamd_cpu_s:float="$(awk -v a="$rsp0" -v b="$rsp1" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b - a) / hz}')"
+      rspamd_scanned:int="$scanned" rspamd_clean:int="$clean")
+  fi
   local hwm=null rss=null
   if [ "$s" = pigeonpost ] && [ -r "/proc/$PP_PID/status" ]; then
     hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$PP_PID/status"); rss=$(awk '/^VmRSS:/{print $2}' "/proc/$PP_PID/status")
@@ -359,20 +500,27 @@ measure() { # server conc run
       pp_vmhwm_kb:int="$hwm" pp_rss_after_kb:int="$rss" "${dns_fields[@]}" >> "$R/${s}_c$c.jsonl"
     python3 -c 'import json,sys; r=json.loads(sys.argv[1].splitlines()[-1]); print("   stored %s/%s, e2e %s msg/s, accept %s msg/s, probe accept p50 %s ms, server cpu %s s" % (r.get("stored"), sys.argv[2], r.get("e2e_rate"), r.get("accept_rate"), r.get("probe_accept_p50_ms"), r.get("server_cpu_s")))' "$(cat "$one")" "$COUNT"
     [ "$hwm" != null ] && echo "   pigeonpost peak RSS $((hwm / 1024)) MB"
-    [ "$RESTRICTIONS" = 1 ] && echo "   DNS server: $(( ${dns1% *} - ${dns0% *} )) queries"
+    [ "${#dns_fields[@]}" -gt 0 ] && echo "   DNS server: $(( ${dns1% *} - ${dns0% *} )) queries"
+    [ "$MILTER" = rspamd ] && echo "   rspamd: cpu $(awk -v a="$rsp0" -v b="$rsp1" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b - a) / hz}') s; stored copies with its verdict $scanned, of them X-Spam-Status: No $clean"
   else
     say "  no result (see $R/${s}_c$c.log)"; tail -3 "$R/${s}_c$c.log" | sed 's/^/   /'
   fi
-  if [ "$RESTRICTIONS" = 1 ]; then
-    # every message must have passed the restrictions: fail loudly otherwise
-    local got
+  if [ "$RESTRICTIONS" = 1 ] || [ -n "$MILTER" ]; then
+    # every message must have passed the restrictions (or the milter): fail loudly otherwise
+    local got what=restrictions
+    [ -n "$MILTER" ] && what=$MILTER
     got=$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r.get("stored") if r.get("smtp_source_rc") == 0 else -1)' "$one" 2>/dev/null || echo -1)
+    if [ "$MILTER" = rspamd ] && [ "$got" = "$COUNT" ] && { [ "$scanned" -lt "$COUNT" ] || [ "$clean" -lt "$COUNT" ]; }; then
+      grep -h '^X-Spamd-Result: ' -A3 "$mail/example.com/john/new/"* 2>/dev/null | head -8 | sed 's/^/   /'
+      die "rspamd: $s stored $COUNT messages, $scanned with rspamd's X-Spamd-Result header and $clean with X-Spam-Status: No (want $COUNT each)"
+    fi
     if [ "$got" != "$COUNT" ]; then
-      say "RESTRICTIONS FAILED: $s stored ${got/#-1/?} of $COUNT messages (or smtp-source failed); its log:"
+      say "${what^^} FAILED: $s stored ${got/#-1/?} of $COUNT messages (or smtp-source failed); its log:"
       tail -5 "$R/${s}_c$c.log" | sed 's/^/   /'
       if [ "$s" = postfix ]; then grep -E 'reject|warning' "$PF/log/postfix.log" | tail -5 | sed 's/^/   /'
       else grep -iE 'WARN|ERROR|reject' "$PP/pigeonpost.log" | tail -5 | sed 's/^/   /'; fi
-      die "restrictions rejected or lost mail: $s stored ${got/#-1/?} of $COUNT"
+      [ "$MILTER" = rspamd ] && tail -5 "$RSP/log/rspamd.log" 2>/dev/null | sed 's/^/   rspamd: /'
+      die "$what rejected or lost mail: $s stored ${got/#-1/?} of $COUNT"
     fi
   fi
   rm -f "$one"
@@ -380,7 +528,7 @@ measure() { # server conc run
 
 python3 "$LIB/common.py" meta "$R/meta.json" count:int="$COUNT" size:int="$SIZE" runs:int="$RUNS" settle:int="$SETTLE" \
   concs="$CONCS" servers="$SERVERS"
-{ env_txt; echo "COUNT=$COUNT SIZE=$SIZE RUNS=$RUNS SETTLE=$SETTLE CONCS=$CONCS PROBES=$PROBES RESTRICTIONS=$RESTRICTIONS${RS+ ACCESS_ENTRIES=$ACCESS_ENTRIES RS_MAILAUTH=$RS_MAILAUTH}"; } > "$R/env.txt"
+{ env_txt; echo "COUNT=$COUNT SIZE=$SIZE RUNS=$RUNS SETTLE=$SETTLE CONCS=$CONCS PROBES=$PROBES RESTRICTIONS=$RESTRICTIONS${RS+ ACCESS_ENTRIES=$ACCESS_ENTRIES RS_MAILAUTH=$RS_MAILAUTH} MILTER=$MILTER${RSP+ RSPAMD_COUNT=$RSPAMD_COUNT RSPAMD_SOCKET=$RSPAMD_SOCKET RSPAMD_DNS=$RSPAMD_DNS}"; [ "$MILTER" = rspamd ] && echo "rspamd: $(rspamd --version 2>/dev/null | head -1)"; } > "$R/env.txt"
 
 if [ "$RESTRICTIONS" = 1 ]; then
   rc_args=(); has postfix && rc_args+=("postfix=$PF_PORT"); has pigeonpost && rc_args+=("pigeonpost=$PP_PORT")
@@ -388,6 +536,24 @@ if [ "$RESTRICTIONS" = 1 ]; then
   python3 "$LIB/restrict_check.py" "${rc_args[@]}" > "$R/restrict_check.md"; rc=$?
   sed 's/^/   /' "$R/restrict_check.md"
   [ "$rc" = 0 ] || die "the load's MAIL FROM/RCPT TO is not accepted by every server (see above)"
+fi
+
+if [ "$MILTER" = rspamd ]; then
+  # rspamd's verdict on one message of the load, through each server, before the runs
+  say "rspamd's verdict on one message of the load (smtp-source -m 1), through each server:"
+  for s in $SERVERS; do
+    if [ "$s" = postfix ]; then port=$PF_PORT; mail=$PF/mail; else port=$PP_PORT; mail=$PP/mail; fi
+    eval "$(clear_cmd "$s" "$mail")"
+    timeout 60 "$SMTP_SOURCE" -l "$SIZE" -m 1 -s 1 -f "$FROM" -t john@example.com "$ADDR:$port" > "$R/sample_$s.out" 2>&1 \
+      || { cat "$R/sample_$s.out"; die "$s did not accept the sample message (rspamd refusing it?)"; }
+    f=""
+    for _ in $(seq 100); do f=$(find "$mail/example.com/john/new" -type f 2>/dev/null | head -1); [ -n "$f" ] && break; sleep 0.1; done
+    [ -n "$f" ] || die "$s: the sample message was not stored within 10 s"
+    cp "$f" "$R/sample_$s.eml"
+    echo "   $s:"; grep -E -A4 '^X-Spamd-Result:' "$f" | grep -E '^(X-Spamd-Result|[[:space:]])' | sed 's/^/     /'
+    grep -E '^X-Spam-Status:' "$f" | sed 's/^/     /'
+    grep -q '^X-Spam-Status: No' "$f" || die "$s: rspamd's verdict on the load's message is not 'No' (see $R/sample_$s.eml)"
+  done
 fi
 
 T0=$(date +%s)
