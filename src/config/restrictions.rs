@@ -609,10 +609,9 @@ pub struct Restrictions {
 }
 
 impl Restrictions {
-    /// Every table named by a `check_*_access` anywhere, once each.
-    pub fn access_tables(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        let lists = [
+    /// The seven lists, in the order of [`LIST_KEYS`].
+    fn lists(&self) -> [&Vec<Restriction>; 7] {
+        [
             &self.client,
             &self.helo,
             &self.sender,
@@ -620,7 +619,13 @@ impl Restrictions {
             &self.recipient,
             &self.data,
             &self.end_of_data,
-        ];
+        ]
+    }
+
+    /// Every table named by a `check_*_access` anywhere, once each.
+    pub fn access_tables(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let lists = self.lists();
         for r in lists.into_iter().chain(self.classes.values()).flatten() {
             let r = match r {
                 Restriction::WarnIfReject(inner) => inner,
@@ -654,33 +659,17 @@ impl Restrictions {
                 _ => false,
             }
         }
-        [
-            &self.client,
-            &self.helo,
-            &self.sender,
-            &self.relay,
-            &self.recipient,
-            &self.data,
-            &self.end_of_data,
-        ]
-        .into_iter()
-        .chain(self.classes.values())
-        .flatten()
-        .any(needs)
+        self.lists()
+            .into_iter()
+            .chain(self.classes.values())
+            .flatten()
+            .any(needs)
     }
 
     /// The key of the first list naming the access table `spec` (for
     /// error messages); a class's table is reported under the class list.
     pub fn key_naming(&self, spec: &str) -> &'static str {
-        let lists = [
-            &self.client,
-            &self.helo,
-            &self.sender,
-            &self.relay,
-            &self.recipient,
-            &self.data,
-            &self.end_of_data,
-        ];
+        let lists = self.lists();
         let names = |r: &Restriction| match r {
             Restriction::WarnIfReject(inner) => {
                 matches!(&**inner, Restriction::CheckAccess(_, t) if t == spec)

@@ -354,36 +354,12 @@ impl<'e, 'f> Run<'e, 'f> {
                 self.refuse_as(s, 503, "5.5.0", "Improper use of SMTP command pipelining")
             }
             R::RejectUnauthPipelining => Verdict::Dunno,
-            R::RejectUnknownClientHostname => match f.names.name_status {
-                Found::Yes => Verdict::Dunno,
-                st => {
-                    let code = if st == Found::TempFail {
-                        450
-                    } else {
-                        codes.unknown_client_reject
-                    };
-                    let text = format!(
-                        "Client host rejected: cannot find your hostname, [{}]",
-                        f.client.ip()
-                    );
-                    self.refuse(code, "4.7.25", text)
-                }
-            },
-            R::RejectUnknownReverseClientHostname => match f.names.reverse_status {
-                Found::Yes => Verdict::Dunno,
-                st => {
-                    let code = if st == Found::TempFail {
-                        450
-                    } else {
-                        codes.unknown_client_reject
-                    };
-                    let text = format!(
-                        "Client host rejected: cannot find your reverse hostname, [{}]",
-                        f.client.ip()
-                    );
-                    self.refuse(code, "4.7.1", text)
-                }
-            },
+            R::RejectUnknownClientHostname => {
+                self.unknown_client(f.names.name_status, "hostname", "4.7.25")
+            }
+            R::RejectUnknownReverseClientHostname => {
+                self.unknown_client(f.names.reverse_status, "reverse hostname", "4.7.1")
+            }
             R::RejectInvalidHeloHostname => match f.helo {
                 Some(h) if !is_valid_hostname(h) && !is_address_literal(h) => self.refuse_as(
                     Subject::Helo,
@@ -617,8 +593,23 @@ impl<'e, 'f> Run<'e, 'f> {
         }
     }
 
-    fn owners(&self, sender: &str) -> Option<Vec<String>> {
-        login_owners(self.env.tables, sender)
+    /// Postfix reject_unknown_client / reject_unknown_reverse_name: a
+    /// temporary DNS failure is always 450, a name not found the code key's.
+    fn unknown_client(&mut self, status: Found, what: &str, dsn: &str) -> Verdict {
+        if status == Found::Yes {
+            return Verdict::Dunno;
+        }
+        let code = if status == Found::TempFail {
+            450
+        } else {
+            self.env.policy().codes.unknown_client_reject
+        };
+        let ip = self.facts.client.ip();
+        self.refuse(
+            code,
+            dsn,
+            format!("Client host rejected: cannot find your {what}, [{ip}]"),
+        )
     }
 
     fn login_mismatch(&mut self, kind: LoginMismatch) -> Verdict {
@@ -626,7 +617,7 @@ impl<'e, 'f> Run<'e, 'f> {
         let Some(sender) = f.sender.filter(|s| !s.is_empty()) else {
             return Verdict::Dunno;
         };
-        let owners = self.owners(sender);
+        let owners = login_owners(self.env.tables, sender);
         match f.sasl_user {
             Some(user) if kind != LoginMismatch::Unauthenticated => {
                 let owned = owners

@@ -358,3 +358,17 @@ fn defer_unauth_destination_is_454_as_in_postfix() {
         "454 4.7.1 <x@remote.example>: Relay access denied"
     );
 }
+
+#[test]
+fn unknown_client_names_with_postfix_texts() {
+    let f = fixture("smtpd_client_restrictions = \"reject_unknown_reverse_client_hostname, reject_unknown_client_hostname\"\nunknown_client_reject_code = \"550\"\n");
+    assert_eq!(
+        text(&rcpt(&f, &OUTSIDE).0),
+        "550 5.7.1 Client host rejected: cannot find your reverse hostname, [203.0.113.1]"
+    );
+    let f = fixture("smtpd_client_restrictions = \"reject_unknown_client_hostname\"\n");
+    assert_eq!(
+        text(&rcpt(&f, &OUTSIDE).0),
+        "450 4.7.25 Client host rejected: cannot find your hostname, [203.0.113.1]"
+    );
+}
