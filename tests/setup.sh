@@ -6,7 +6,9 @@
 #   dovecot-core        `doveadm pw` cross-checks our password hashes (tests/it/auth.rs)
 #   swaks               a real SMTP client (tests/it/smtp.rs)
 #   fetchmail           a real POP3 client (tests/it/pop3.rs)
-#   isync, curl         real IMAP clients (tests/it/imap.rs)
+#   isync, curl         real IMAP clients (tests/it/imap.rs); curl also fetches
+#                       the client autoconfiguration (tests/it/autoconfig.rs)
+#   libxml2-utils       xmllint: Thunderbird's autoconfig format check (tests/it/autoconfig.rs)
 #   neomutt             a real CONDSTORE/QRESYNC client (tests/it/imap.rs)
 #   python3 + aiosmtpd  the receiving SMTP server of the queue tests (tests/peers)
 #   dkimpy, pyspf, dnspython, PyNaCl, authres
@@ -32,6 +34,7 @@ declare -A PKG=(
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
   [policyd-spf]=postfix-policyd-spf-python [opendkim]=opendkim [rspamd]=rspamd
+  [xmllint]=libxml2-utils
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

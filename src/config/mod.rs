@@ -339,6 +339,8 @@ pub struct Config {
     pub dmarc_policy: String,
     /// `report`, `reject_fail` or `off`.
     pub spf_policy: String,
+    /// The host name clients are told to connect to (server/autoconfig.rs).
+    pub autoconfig_hostname: String,
     /// `authenticated_sender_policy = owned`: an authenticated client may
     /// only send as addresses its login owns.
     pub authenticated_senders_owned: bool,

@@ -680,6 +680,7 @@ pub(super) fn build(
         dns_servers,
         dmarc_policy: v.text("dmarc_policy"),
         spf_policy: v.text("spf_policy"),
+        autoconfig_hostname: v.text("autoconfig_hostname"),
         authenticated_senders_owned: v.text("authenticated_sender_policy") == "owned",
         mail_auth_mynetworks: v.bool("mail_auth_mynetworks")?,
         dkim_key_table,

@@ -22,6 +22,7 @@ use crate::tls::CertStore;
 use crate::{imap, pop3, smtp};
 use http::HttpHandler;
 
+mod autoconfig;
 mod http;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod autoconfig;
 mod cli;
 mod crash;
 mod dns;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{peers_required, require_tool, run, stdout, LineClient, MailFixture};
+use crate::util::{free_port, peers_required, require_tool, run, stdout, LineClient, MailFixture};
 
 /// A peer process, killed when the test ends.
 struct Peer(Child);
@@ -32,14 +32,6 @@ impl Drop for Peer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_port(port: u16, within: Duration, child: &mut Child) {

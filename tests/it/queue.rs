@@ -6,7 +6,6 @@
 //! loops, `sendmail -t`, `queue delete`.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::dns::{Answer, FakeDns};
 use crate::proxy::metric;
 use crate::smtp::{mail_setup, python, MailSetup};
-use crate::util::{self, require_tool, Server};
+use crate::util::{self, free_port, require_tool, Server};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_peer.py");
 
@@ -97,14 +96,6 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Sends one message from 127.0.0.1 (inside mynetworks) on port 25.

@@ -51,6 +51,16 @@ pub fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// A loopback port nothing listens on right now, for configurations that
+/// need a fixed port (a peer's, or one the server advertises).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `[listen]` table with every listener off except smtp and http on
 /// loopback port 0 (so tests never collide), plus `extra` ("name", "addr") pairs.
 pub fn test_listen(extra: &[(&str, &str)]) -> String {
