@@ -406,6 +406,63 @@ else
   skip "nix-instantiate not installed (apt-get install nix-bin)"
 fi
 
+# ------------------------------------------------------------- Containerfile
+# The image built without Nix must match nix/image.nix's: the same user,
+# ports (serve --dev's, which the Nix section checks against containerPorts
+# and the StatefulSet), listener variables, config path and volumes; and
+# its build stage may only need files that exist.
+if out=$(python3 - <<'PY' 2>&1
+import re, shlex, os
+text = open("Containerfile").read()
+# Join continuation lines, drop comments.
+lines = []
+for raw in re.sub(r"\\\n", " ", text).splitlines():
+    if raw.strip() and not raw.lstrip().startswith("#"):
+        lines.append(raw.strip())
+stages = [l for l in lines if l.upper().startswith("FROM ")]
+final = lines[max(i for i, l in enumerate(lines) if l.upper().startswith("FROM ")):]
+def instr(name, within=final):
+    return [l.split(None, 1)[1] for l in within if l.split(None, 1)[0].upper() == name]
+bad = []
+dev = {k: int(p) for k, p in re.findall(r'\("(\w+)", (\d+)\)', open("src/dev.rs").read().split("DEV_PORTS", 1)[1].split("];", 1)[0])}
+env = {}
+for e in instr("ENV"):
+    for tok in shlex.split(e):
+        k, _, v = tok.partition("=")
+        env[k] = v
+exposed = sorted(int(p) for e in instr("EXPOSE") for p in e.split())
+if exposed != sorted(dev.values()):
+    bad.append(f"Containerfile EXPOSE {exposed} != serve --dev ports {sorted(dev.values())}")
+for name, port in dev.items():
+    v = env.get(f"PIGEONPOST_LISTEN__{name.upper()}", "")
+    if not v or any(not a.endswith(f":{port}") for a in v.split()):
+        bad.append(f"Containerfile does not set listen.{name} to port {port} (got {v!r})")
+if env.get("PIGEONPOST_CONFIG") != "/etc/pigeonpost/pigeonpost.toml":
+    bad.append("Containerfile PIGEONPOST_CONFIG is not /etc/pigeonpost/pigeonpost.toml")
+if instr("USER") != ["5000:5000"]:
+    bad.append(f"Containerfile USER {instr('USER')} is not the non-root vmail user 5000:5000")
+vols = sorted(v for e in instr("VOLUME") for v in re.findall(r'"([^"]+)"', e))
+if vols != ["/var/spool/pigeonpost", "/var/vmail"]:
+    bad.append(f"Containerfile VOLUME {vols}")
+if instr("CMD") != ['["serve"]']:
+    bad.append(f"Containerfile CMD {instr('CMD')}")
+for c in instr("COPY", lines):
+    if c.startswith("--from"):
+        continue
+    for src in c.split()[:-1]:
+        if not os.path.exists(src):
+            bad.append(f"Containerfile copies {src}, which does not exist")
+if len(stages) != 2:
+    bad.append(f"Containerfile has {len(stages)} stages, expected build + run")
+tc = re.search(r"rust:(\d+\.\d+)", stages[0]) if stages else None
+rustc = os.popen("rustc --version 2>/dev/null").read().split()
+if tc and len(rustc) > 1 and not rustc[1].startswith(tc.group(1) + "."):
+    bad.append(f"Containerfile builds with rust:{tc.group(1)}, the tests with rustc {rustc[1]}")
+print("\n".join(bad))
+raise SystemExit(1 if bad else 0)
+PY
+); then ok "Containerfile matches the Nix image (user, ports, listeners, config path, volumes)"; else echo "$out"; fail "Containerfile"; fi
+
 # ------------------------------------------------------------------- systemd
 BIN="${PIGEONPOST_BIN:-}"
 if [ -z "$BIN" ]; then
