@@ -81,6 +81,9 @@ enum Command {
         #[command(subcommand)]
         action: AliasAction,
     },
+    /// Check the alias tables (newaliases(1)): they are read as they are
+    /// and reloaded on change, so there is nothing to rebuild
+    Newaliases,
     /// Send a message read from stdin (sendmail(1): -t, -f FROM, -i, recipients)
     #[command(disable_help_flag = true)]
     Sendmail {
@@ -173,8 +176,30 @@ enum QueueAction {
     },
 }
 
+/// The command line, read the way Postfix's compatibility links are: the
+/// binary installed (or symlinked) as `sendmail`, `mailq` or `newaliases`
+/// is that command, since programs call those names with their own flags
+/// (`/usr/sbin/sendmail -oi -t`). The configuration then comes from
+/// `$PIGEONPOST_CONFIG` or the default path.
+fn command_line() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let insert: &[&str] = match name {
+        "sendmail" => &["sendmail"],
+        "mailq" => &["queue", "list"],
+        "newaliases" => &["newaliases"],
+        _ => &[],
+    };
+    args.splice(1..1, insert.iter().map(Into::into));
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(command_line());
     match cli.command {
         Command::Config { keys } => {
             let loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
@@ -299,6 +324,26 @@ fn main() -> ExitCode {
                 AliasAction::List { domain } => users::alias_list(&config, domain.as_deref()),
             };
             admin_result(result)
+        }
+        Command::Newaliases => {
+            let loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
+                Ok(l) => l,
+                Err(e) => return config_failure(&e),
+            };
+            if let Err(e) = pigeonpost::tables::Tables::open(&loaded.config) {
+                return config_failure(&e);
+            }
+            let maps = loaded
+                .entries
+                .iter()
+                .find(|e| e.key == "alias_maps")
+                .map(|e| e.value.as_str())
+                .unwrap_or("");
+            eprintln!(
+                "pigeonpost newaliases: alias_maps = {maps:?} read fine; tables are used as \
+                 they are and a running server reloads them on change: nothing to rebuild"
+            );
+            ExitCode::SUCCESS
         }
         Command::Sendmail { args } => {
             let config = match config::load(&config::LoadOptions::from_process(cli.config)) {

@@ -705,3 +705,74 @@ fn queue_delete_of_an_unknown_id_fails_and_config_checks_the_key() {
     let o = util::run(&["--config", fx.config.to_str().unwrap(), "config"], &[]);
     assert!(o.status.success(), "{}", util::stderr(&o));
 }
+
+/// Runs the binary through a symlink called `name` (as Postfix installs
+/// /usr/sbin/sendmail, /usr/bin/mailq, /usr/bin/newaliases): no subcommand,
+/// no --config; the configuration comes from $PIGEONPOST_CONFIG.
+fn as_link(fx: &MailFixture, name: &str, args: &[&str], input: &str) -> Output {
+    let link = fx.tree.path(&format!("bin/{name}"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(util::BIN, &link).unwrap();
+    let mut cmd = Command::new(&link);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PIGEONPOST_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .env("PIGEONPOST_CONFIG", &fx.config)
+        .env(
+            "PIGEONPOST_QUEUE_DIRECTORY",
+            fx.config.parent().unwrap().join("queue"),
+        )
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_binary_called_sendmail_mailq_or_newaliases_is_that_command() {
+    let fx = fixture();
+    let _server = fx.start();
+    // /usr/sbin/sendmail -oi -t, as PHP and most scripts call it.
+    ok(&as_link(
+        &fx,
+        "sendmail",
+        &["-oi", "-t"],
+        "To: john@example.com\nSubject: via the sendmail link\n\nhello\n",
+    ));
+    let m = newest_message(&fx.maildir("john"), 1);
+    assert!(m.contains("Subject: via the sendmail link"), "{m}");
+    // mailq lists the (empty) queue, like `pigeonpost queue list`.
+    let listed = ok(&as_link(&fx, "mailq", &[], ""));
+    let direct = ok(&cli_as(&fx, None, &["queue", "list"], ""));
+    assert_eq!(listed, direct);
+    // newaliases checks the alias tables and says there is nothing to build;
+    // a broken table is an error, as Postfix's newaliases reports one.
+    let aliases = fx.tree.write("aliases", "postmaster: john@example.com\n");
+    let text = std::fs::read_to_string(&fx.config).unwrap();
+    let with_aliases = text.replace(
+        "alias_maps = \"\"",
+        &format!("alias_maps = \"hash:{}\"", aliases.display()),
+    );
+    std::fs::write(&fx.config, &with_aliases).unwrap();
+    let out = as_link(&fx, "newaliases", &[], "");
+    assert!(out.status.success(), "{out:?}");
+    assert!(util::stderr(&out).contains("nothing to rebuild"), "{out:?}");
+    fx.tree.write("aliases", "postmaster john@example.com\n");
+    let out = as_link(&fx, "newaliases", &[], "");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(util::stderr(&out).contains("aliases"), "{out:?}");
+}
