@@ -304,6 +304,11 @@ impl Auth {
         }
     }
 
+    /// Is `name` a login of the passdb (one it would check a password for)?
+    pub fn passdb_has(&self, name: &str) -> Result<bool, String> {
+        Ok(self.stored(name)?.is_some())
+    }
+
     /// Looks a user up in the userdb; `%u %n %d %h` in a static home are expanded.
     pub fn user(&self, name: &str) -> Result<Option<UserInfo>, String> {
         match &self.userdb {

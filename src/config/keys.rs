@@ -194,6 +194,7 @@ pub static KEYS: &[KeyDef] = &[
     k("dns_servers", "", List, Own, "DNS servers (ip or ip:port) for MX lookups; empty = /etc/resolv.conf"),
     k("dmarc_policy", "report", Text, Own, "DMARC on mail from outside: report (Authentication-Results only), enforce (p=reject refused, p=quarantine to Junk), off"),
     k("authenticated_sender_policy", "owned", Text, Own, "MAIL FROM of authenticated clients: owned (the login's own address, its +extensions, aliases that deliver to it, smtpd_sender_login_maps; else 553 5.7.1) or any"),
+    k("virtual_mailbox_passdb_users", "no", Bool, Own, "a virtual_mailbox_domains address with no virtual_mailbox_maps entry is delivered when the passdb has that login, to the Maildir mail_location gives it (Dovecot LDA style); no = Postfix's virtual(8): the maps alone"),
     k("postscreen", "no", Bool, Own, "screen port 25 clients before the greeting (postscreen_* keys): DNS list score and pregreet detection"),
     k("spf_policy", "report", Text, Own, "SPF on mail from outside: report, reject_fail (550 5.7.23 at MAIL FROM for an SPF fail), off"),
     k("mail_auth_mynetworks", "no", Bool, Own, "check SPF/DKIM/DMARC on mail from mynetworks too (never for authenticated clients)"),

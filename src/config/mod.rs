@@ -282,6 +282,9 @@ pub struct Config {
     pub virtual_uid_maps: Vec<IdMap>,
     pub virtual_gid_maps: Vec<IdMap>,
     pub virtual_minimum_uid: u32,
+    /// `virtual_mailbox_passdb_users`: passdb logins are virtual mailboxes
+    /// too (smtp/router.rs).
+    pub virtual_mailbox_passdb_users: bool,
     pub alias_maps: Vec<String>,
     pub recipient_delimiter: String,
     pub message_size_limit: u64,

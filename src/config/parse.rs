@@ -629,6 +629,7 @@ pub(super) fn build(
         virtual_uid_maps: parse_id_maps(&v, "virtual_uid_maps")?,
         virtual_gid_maps: parse_id_maps(&v, "virtual_gid_maps")?,
         virtual_minimum_uid: v.count("virtual_minimum_uid")?,
+        virtual_mailbox_passdb_users: v.bool("virtual_mailbox_passdb_users")?,
         alias_maps: v.list("alias_maps"),
         recipient_delimiter: v.text("recipient_delimiter"),
         message_size_limit: v.count("message_size_limit")?,

@@ -32,12 +32,30 @@ pub fn route(ctx: &Ctx, rcpt: &str, trust: ClientTrust) -> Result<Routes, RouteE
         crate::config::UserdbSpec::Static { .. } => crate::auth::system_user(name),
         _ => ctx.auth.user(name),
     };
+    let mailbox_users = |name: &str| passdb_user(&ctx.auth, name);
     let ctx = router::RouteContext {
         config: &ctx.config,
         tables: &ctx.tables,
         users: &users,
+        mailbox_users: ctx
+            .config
+            .virtual_mailbox_passdb_users
+            .then_some(&mailbox_users as router::UserLookup),
     };
     router::resolve(&ctx, rcpt, trust).map(|r| r.destinations)
+}
+
+/// The userdb entry of a passdb login, `None` when the passdb does not have
+/// it (`virtual_mailbox_passdb_users`: a static userdb alone would accept
+/// any name).
+pub fn passdb_user(
+    auth: &crate::auth::Auth,
+    name: &str,
+) -> Result<Option<crate::auth::UserInfo>, String> {
+    if !auth.passdb_has(name)? {
+        return Ok(None);
+    }
+    auth.user(name)
 }
 
 /// May the client logged in as `login` use `sender` as its MAIL FROM

@@ -76,6 +76,10 @@ pub struct RouteContext<'a> {
     /// Local (mydestination) users, looked up by lower-cased local part
     /// without extension.
     pub users: UserLookup<'a>,
+    /// With `virtual_mailbox_passdb_users`: passdb logins (full addresses,
+    /// lower-cased, without extension) and their userdb entries, for
+    /// virtual mailbox addresses the maps do not list.
+    pub mailbox_users: Option<UserLookup<'a>>,
 }
 
 /// What the SMTP session knows about the client when deciding relay.
@@ -239,6 +243,7 @@ pub fn auth_destination(config: &Config, tables: &Tables, rcpt: &str) -> bool {
         config,
         tables,
         users: &users,
+        mailbox_users: None,
     };
     match parse_rcpt(rcpt, &myorigin(config)) {
         Ok(Rcpt::Postmaster) => true,
@@ -895,7 +900,9 @@ impl Walk<'_, '_> {
             lookup(&t.get(), &full, delim, Style::VirtualMailbox, false)
                 .map(|h| h.value.trim().to_string())
         });
-        let value = value.ok_or(RouteError::UserUnknown(RecipientTable::VirtualMailbox))?;
+        let Some(value) = value else {
+            return self.passdb_mailbox(addr);
+        };
         if value.is_empty() || value == "/" {
             return Err(RouteError::Temporary(format!(
                 "virtual_mailbox_maps: empty mailbox path for {full}"
@@ -942,6 +949,40 @@ impl Walk<'_, '_> {
             }
         };
         self.push(dest);
+        Ok(())
+    }
+
+    /// `virtual_mailbox_passdb_users = yes`, as Dovecot's LDA/LMTP decides:
+    /// an address the passdb knows is a mailbox, in the Maildir
+    /// `mail_location` (or the userdb's `mail`) gives that login, owned by
+    /// the userdb's uid/gid. Otherwise the address is unknown, as without
+    /// the key.
+    fn passdb_mailbox(&mut self, addr: &Addr) -> Result<(), RouteError> {
+        let unknown = RouteError::UserUnknown(RecipientTable::VirtualMailbox);
+        let Some(lookup) = self.ctx.mailbox_users else {
+            return Err(unknown);
+        };
+        let config = self.config();
+        let local = fold(&addr.local);
+        let (base, _) = split_extension(&local, &config.recipient_delimiter);
+        let user = format!("{base}@{}", addr.domain);
+        let info = lookup(&user)
+            .map_err(|e| RouteError::Temporary(format!("passdb/userdb lookup of {user}: {e}")))?
+            .ok_or(unknown)?;
+        if info.uid < config.virtual_minimum_uid {
+            return Err(RouteError::Temporary(format!(
+                "userdb: uid {} for {user} is below virtual_minimum_uid ({})",
+                info.uid, config.virtual_minimum_uid
+            )));
+        }
+        let dir = crate::store::location::user_maildir(&config.mail_location, &user, &info)
+            .map_err(RouteError::Temporary)?;
+        self.push(Destination::Maildir {
+            user,
+            dir,
+            uid: Some(info.uid),
+            gid: Some(info.gid),
+        });
         Ok(())
     }
 

@@ -776,3 +776,48 @@ fn the_binary_called_sendmail_mailq_or_newaliases_is_that_command() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(util::stderr(&out).contains("aliases"), "{out:?}");
 }
+
+#[test]
+fn passdb_users_are_mailboxes_only_with_virtual_mailbox_passdb_users() {
+    // Postfix's default: a passwd-file line alone lets alice log in, but
+    // mail to her is refused (virtual_mailbox_maps does not list her).
+    let fx = fixture();
+    let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
+    fx.tree.write(
+        "users",
+        &format!("{users}alice@example.com:{{PLAIN}}alice123::::::\n"),
+    );
+    let server = fx.start();
+    assert!(rcpt(server.addr("smtp"), "alice@example.com").starts_with("550"));
+    drop(server);
+
+    // Dovecot-LDA style: the passdb decides, mail_location places the mail,
+    // and the user reads it over IMAP; +extensions reach her too; an address
+    // the passdb does not have is still unknown.
+    let text = std::fs::read_to_string(&fx.config).unwrap();
+    std::fs::write(
+        &fx.config,
+        format!("virtual_mailbox_passdb_users = \"yes\"\nrecipient_delimiter = \"+\"\n{text}"),
+    )
+    .unwrap();
+    let server = fx.start();
+    let smtp = server.addr("smtp");
+    send(smtp, "alice@example.com", "lda style");
+    send(smtp, "Alice+lists@example.com", "with an extension");
+    wait_files(&fx.maildir("alice"), 2);
+    assert_eq!(
+        imap_inbox(server.addr("imap"), "alice@example.com", "alice123"),
+        Ok(2)
+    );
+    assert!(rcpt(smtp, "nobody@example.com").starts_with("550"));
+    // Users the maps list still go where the maps say.
+    send(smtp, "john@example.com", "maps first");
+    wait_files(&fx.maildir("john"), 1);
+    // A user added later (passwd-file only) is a mailbox after the reload.
+    let users = std::fs::read_to_string(fx.tree.path("users")).unwrap();
+    util::replace(
+        &fx.tree.path("users"),
+        &format!("{users}bob@example.com:{{PLAIN}}bob123::::::\n"),
+    );
+    wait_rcpt(smtp, "bob@example.com", "250");
+}

@@ -8,7 +8,7 @@ use super::pickup::{self, Drop};
 use super::spool::{from_unix, RcptState, Spool};
 use crate::auth::login::LoginPolicy;
 use crate::config::Config;
-use crate::smtp::accept::LOCAL_TRUST;
+use crate::smtp::accept::{passdb_user, LOCAL_TRUST};
 use crate::smtp::proto::{Action, Reply, Session, SessionConfig};
 use crate::smtp::received::rfc5322_date;
 use crate::smtp::router::{self, Destination, RouteContext};
@@ -641,10 +641,14 @@ fn route_with<T>(config: &Config, f: impl FnOnce(&RouteContext) -> T) -> Result<
     let tables = crate::tables::Tables::open(config).map_err(|e| (EX_CONFIG, e.to_string()))?;
     let auth = crate::auth::Auth::open(config).map_err(|e| (EX_CONFIG, e.to_string()))?;
     let users = |n: &str| auth.user(n);
+    let mailbox_users = |n: &str| passdb_user(&auth, n);
     let ctx = RouteContext {
         config,
         tables: &tables,
         users: &users,
+        mailbox_users: config
+            .virtual_mailbox_passdb_users
+            .then_some(&mailbox_users as crate::smtp::router::UserLookup),
     };
     Ok(f(&ctx))
 }

@@ -141,6 +141,7 @@ impl Fixture {
             config: &self.config,
             tables: &self.tables,
             users: &users,
+            mailbox_users: None,
         };
         resolve(&ctx, rcpt, trust).map(|r| {
             assert!(!r.destinations.is_empty());
