@@ -28,6 +28,7 @@ mod dotlock;
 mod filename;
 mod folders;
 mod keywords;
+pub mod metadata;
 mod modseq;
 mod uidl;
 mod uidlist;
@@ -53,6 +54,7 @@ use write::{crlf_to_lf, fsync_dir, link_or_copy, rename_noreplace, vsize_of};
 pub use folders::{Folder, MaildirRoot};
 pub use keywords::{valid_keyword, MAX_KEYWORDS};
 #[doc(hidden)]
+pub use metadata::fuzz_check as fuzz_metadata_file;
 pub use modseq::fuzz_check as fuzz_modseq_file;
 pub use modseq::{MODSEQ_FILE, VANISHED_MAX};
 pub use uidl::pop3_uidl;

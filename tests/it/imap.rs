@@ -1947,3 +1947,170 @@ m.logout()
         diff.join("\n")
     );
 }
+
+/// METADATA (RFC 5464): the same conversation against pigeonpost and
+/// Dovecot (`imap_metadata = yes` with a file dict), compared response by
+/// response: untagged lines as they are, tagged lines by status and
+/// response code (the human text differs).
+#[test]
+fn metadata_answers_as_dovecot_does() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1]);
+    let server = setup.start();
+    let script = r#"
+import os, re, socket, subprocess
+CMDS = [
+    'SETMETADATA "" (/private/comment "server note")',
+    'SETMETADATA INBOX (/private/comment "inbox note" /shared/comment "shrd")',
+    'SETMETADATA INBOX (/private/vendor/x/a "1" /private/vendor/x/b "2" /private/vendor/x/b/c "3")',
+    'SETMETADATA INBOX (/private/vendor/bin {7+}\r\nline\r\n1)',
+    'GETMETADATA "" /private/comment',
+    'GETMETADATA INBOX (/private/comment /shared/comment /private/missing)',
+    'GETMETADATA INBOX /private/vendor/bin',
+    'GETMETADATA (DEPTH 1) INBOX /private/vendor/x',
+    'GETMETADATA (DEPTH infinity) INBOX /private/vendor/x',
+    'GETMETADATA (DEPTH 1) INBOX /private/nothing',
+    'GETMETADATA (DEPTH infinity) INBOX (/private/vendor/x/b /private/comment)',
+    'GETMETADATA (MAXSIZE 5) INBOX (/private/comment /shared/comment)',
+    'GETMETADATA INBOX /PRIVATE/Comment',
+    'SETMETADATA INBOX (/private/comment NIL)',
+    'GETMETADATA INBOX /private/comment',
+    'SETMETADATA INBOX (/other/x "1")',
+    'GETMETADATA INBOX /private/a*',
+    'GETMETADATA Nowhere /private/comment',
+    'SETMETADATA Nowhere (/private/comment "x")',
+    'CREATE Work',
+    'SETMETADATA Work (/private/comment "w")',
+    'RENAME Work Play',
+    'GETMETADATA Play /private/comment',
+    'DELETE Play',
+    'CREATE Play',
+    'GETMETADATA Play /private/comment',
+    'SELECT INBOX',
+    'GETMETADATA "" /private/comment',
+]
+def read_response(rf):
+    # One response with its literals ({n} or ~{n}), however many.
+    l = rf.readline()
+    while True:
+        m = re.search(rb"~?\{(\d+)\}\r\n$", l)
+        if not m:
+            return l
+        l += rf.read(int(m.group(1))) + rf.readline()
+def tokens(b):
+    # IMAP values: atoms, "quoted", {n}/~{n} literals, parentheses.
+    out, i = [], 0
+    while i < len(b):
+        c = b[i:i+1]
+        if c in b" \r\n":
+            i += 1
+        elif c in b"()":
+            out.append(c.decode()); i += 1
+        elif c == b'"':
+            j, v = i + 1, b""
+            while b[j:j+1] != b'"':
+                if b[j:j+1] == b"\\":
+                    j += 1
+                v += b[j:j+1]; j += 1
+            out.append(v); i = j + 1
+        elif re.match(rb"~?\{", b[i:]):
+            m = re.match(rb"~?\{(\d+)\+?\}\r\n", b[i:])
+            n = int(m.group(1)); start = i + m.end()
+            out.append(b[start:start+n]); i = start + n
+        else:
+            m = re.match(rb"[^ ()\r\n]+", b[i:])
+            out.append(None if m.group(0) == b"NIL" else m.group(0)); i += m.end()
+    return out
+def talk(rf, wf, pre):
+    out = []
+    for line in pre:
+        wf.write(line); wf.flush()
+        while not rf.readline().startswith(b"p "):
+            pass
+    for i, c in enumerate(CMDS):
+        tag = b"t%d" % i
+        wf.write(tag + b" " + c.encode() + b"\r\n"); wf.flush()
+        while True:
+            l = read_response(rf)
+            assert l, c
+            if l.startswith(tag + b" "):
+                st = re.match(rb"\S+ (\S+)(?: (\[METADATA[^\]]*\]))?", l)
+                out.append("%s -> %s %s" % (c.split("\r")[0], st.group(1).decode(), (st.group(2) or b"").decode()))
+                break
+            if l.startswith(b"* METADATA"):
+                t = tokens(l[len(b"* METADATA "):])
+                mailbox, pairs = t[0], t[2:-1]
+                out.append("  METADATA %r %r" % (mailbox, sorted(zip(pairs[::2], pairs[1::2]), key=repr)))
+    return out
+if os.environ.get("DOVECOT"):
+    p = subprocess.Popen(os.environ["DOVECOT"], shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p.stdout.readline()
+    res = talk(p.stdout, p.stdin, [])
+    p.stdin.close(); p.wait()
+else:
+    s = socket.create_connection(("127.0.0.1", PORT))
+    rf, wf = s.makefile("rb"), s.makefile("wb")
+    rf.readline()
+    res = talk(rf, wf, [b"p LOGIN john@example.com john123\r\n"])
+print("\n".join(res))
+"#;
+    let ours = py(script, server.addr("imap").port());
+    println!("{ours}");
+    assert!(
+        ours.contains("METADATA b'' [(b'/private/comment', b'server note')]"),
+        "{ours}"
+    );
+    drop(server);
+
+    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n");
+    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
+        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dv = tmp.path();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dv.join("Maildir").join(sub)).unwrap();
+    }
+    std::fs::write(dv.join("Maildir/new/1700000000.M1P1.host"), MSG1).unwrap();
+    std::fs::write(
+        dv.join("dovecot.conf"),
+        format!(
+            "log_path = /dev/null\nssl = no\nmail_location = maildir:{0}/Maildir\n\
+             mail_attribute_dict = file:{0}/dovecot-attributes\n\
+             protocol imap {{\n  imap_metadata = yes\n}}\n",
+            dv.display()
+        ),
+    )
+    .unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dv)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cmd = format!(
+        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
+        dv.display()
+    );
+    let (ok, theirs, err) = python(
+        &format!("{PY_IMAP}{script}"),
+        &[("PORT", "0".into()), ("DOVECOT", cmd)],
+    );
+    assert!(ok, "{theirs}\n{err}");
+    let diff: Vec<String> = ours
+        .lines()
+        .zip(theirs.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
+        .collect();
+    assert!(
+        diff.is_empty() && ours.lines().count() == theirs.lines().count(),
+        "pigeonpost and Dovecot differ:\n{}\n\nours:\n{ours}\n\ndovecot:\n{theirs}",
+        diff.join("\n")
+    );
+}

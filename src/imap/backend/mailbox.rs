@@ -32,6 +32,10 @@ impl Backend {
             match self.root.delete_folder(&name) {
                 Ok(()) => {
                     self.mailboxes.forget(&self.root, &name);
+                    // RFC 5464 §3.4: a deleted mailbox's metadata goes too.
+                    if let Err(e) = self.root.metadata_mailbox_gone(&name, None) {
+                        tracing::warn!(error = %e, mailbox = %name, "metadata of a deleted mailbox left behind");
+                    }
                     tagged(tag, "OK", "Delete completed.")
                 }
                 Err(e) => store_no(tag, &e),
@@ -71,6 +75,9 @@ impl Backend {
         match self.root.rename_folder(&old, &new) {
             Ok(()) => {
                 self.mailboxes.forget(&self.root, &old);
+                if let Err(e) = self.root.metadata_mailbox_gone(&old, Some(&new)) {
+                    tracing::warn!(error = %e, mailbox = %old, "metadata of a renamed mailbox not moved");
+                }
                 tagged(tag, "OK", "Rename completed.")
             }
             Err(e) => store_no(tag, &e),

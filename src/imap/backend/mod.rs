@@ -16,6 +16,7 @@ mod expunge;
 mod fetch;
 mod list;
 mod mailbox;
+mod metadata;
 mod registry;
 mod search;
 mod select;
@@ -395,6 +396,15 @@ impl Backend {
                 self.updates(true, &mut out);
                 String::new()
             }
+            B::GetMetadata {
+                options,
+                mailbox,
+                entries,
+            } => self.get_metadata(tag, &options, &mailbox, entries.as_ref(), utf8, &mut out),
+            B::SetMetadata {
+                mailbox,
+                entry_values,
+            } => self.set_metadata(tag, &mailbox, entry_values.as_ref(), utf8),
             other => tagged(
                 tag,
                 "BAD",

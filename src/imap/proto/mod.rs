@@ -258,6 +258,7 @@ impl Session {
             "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
+            "METADATA",
             "BINARY",
             "STATUS=SIZE",
             "MULTIAPPEND",

@@ -56,6 +56,11 @@ impl MaildirRoot {
         self
     }
 
+    /// How long to wait for another writer's dot-lock.
+    pub(super) fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
     pub fn path(&self) -> &Path {
         &self.root
     }
