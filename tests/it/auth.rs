@@ -99,20 +99,10 @@ fn pw_verifies_hashes_doveadm_made() {
 
 #[test]
 fn pw_reads_the_password_from_stdin_and_rejects_unknown_schemes() {
-    use std::io::Write;
-    let mut child = crate::util::pigeonpost()
-        .args(["pw", "-s", "SSHA512"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from-stdin\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::output_with_stdin(
+        crate::util::pigeonpost().args(["pw", "-s", "SSHA512"]),
+        b"from-stdin\n",
+    );
     let hash = stdout(&out).trim().to_string();
     assert!(run(&["pw", "-t", &hash, "-p", "from-stdin"], &[])
         .status

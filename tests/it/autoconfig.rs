@@ -5,9 +5,9 @@
 //! profile), and every value compared with the listeners the server
 //! actually bound.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::util::{free_port, require_tool, MailFixture, Server};
+use crate::util::{free_port, output_with_stdin, require_tool, MailFixture, Server};
 
 /// curl's body for `args` (which end in the URL); panics on a transport error.
 fn curl(args: &[&str]) -> (u16, String) {
@@ -24,21 +24,7 @@ fn curl(args: &[&str]) -> (u16, String) {
 
 /// Runs a Python snippet with `input` on stdin; returns its stdout.
 fn python(code: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", code])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(Command::new("python3").args(["-c", code]), input.as_bytes());
     assert!(out.status.success(), "python: {out:?}\ninput:\n{input}");
     String::from_utf8(out.stdout).unwrap()
 }

@@ -38,6 +38,43 @@ fn py(code: &str, port: u16) -> String {
     out
 }
 
+/// Dovecot's own imap, preauthenticated as john on stdin/stdout over
+/// `dir/Maildir` with `extra` configuration lines: the shell command the
+/// Python drivers run as `DOVECOT`, for comparisons with Dovecot. `None`
+/// (the comparison skipped, said on stderr) without dovecot-imapd or when
+/// not root: its imap runs as nobody, which must own `dir`.
+fn dovecot_imap(dir: &Path, extra: &str) -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n");
+    if !Path::new("/usr/lib/dovecot/imap").exists()
+        || !require_tool("runuser")
+        || !matches!(root, Ok(true))
+    {
+        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
+        return None;
+    }
+    std::fs::write(
+        dir.join("dovecot.conf"),
+        format!(
+            "log_path = /dev/null\nssl = no\nmail_location = maildir:{}/Maildir\n{extra}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    Some(format!(
+        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
+        dir.display()
+    ))
+}
+
 #[test]
 fn starttls_and_logindisabled_from_outside() {
     let setup = imap_setup();
@@ -1561,16 +1598,7 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
     assert!(line("qresync-expunge-resync").contains("vanished=['(EARLIER) 7']"));
     assert!(line("plain-flags-resync").contains("fetch=29 "));
 
-    // The same rounds against Dovecot (root only: its imap runs as nobody).
-    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n");
-    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
-        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
-        return;
-    }
+    // The same rounds against Dovecot.
     let tmp = tempfile::tempdir().unwrap();
     let dv = tmp.path();
     for sub in ["cur", "new", "tmp"] {
@@ -1579,24 +1607,9 @@ fn neomutt_qresync_resync_moves_only_the_changes() {
     for (i, m) in msgs.iter().enumerate() {
         std::fs::write(dv.join(format!("Maildir/new/17000000{i:02}.M1P1.host")), m).unwrap();
     }
-    std::fs::write(
-        dv.join("dovecot.conf"),
-        format!(
-            "log_path = /dev/null\nssl = no\nmail_location = maildir:{}/Maildir\n",
-            dv.display()
-        ),
-    )
-    .unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dv)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let cmd = format!(
-        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
-        dv.display()
-    );
+    let Some(cmd) = dovecot_imap(dv, "") else {
+        return;
+    };
     let theirs = run(&["--dovecot", &cmd]);
     assert_eq!(ours, theirs, "pigeonpost and Dovecot differ on the wire");
 }
@@ -1892,15 +1905,6 @@ m.logout()
     assert!(ours.contains("thread REFERENCES [b'"), "{ours}");
     drop(server);
 
-    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n");
-    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
-        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let dv = tmp.path();
     let ok = Command::new("cp")
@@ -1910,24 +1914,9 @@ m.logout()
         .status()
         .unwrap();
     assert!(ok.success());
-    std::fs::write(
-        dv.join("dovecot.conf"),
-        format!(
-            "log_path = /dev/null\nssl = no\nmail_location = maildir:{}/Maildir\n",
-            dv.display()
-        ),
-    )
-    .unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dv)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let cmd = format!(
-        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
-        dv.display()
-    );
+    let Some(cmd) = dovecot_imap(dv, "") else {
+        return;
+    };
     let (ok, theirs, err) = python(
         &format!("{PY_IMAP}{script}"),
         &[("PORT", "0".into()), ("DOVECOT", cmd)],
@@ -2062,41 +2051,20 @@ print("\n".join(res))
     );
     drop(server);
 
-    let dovecot_imap = Path::new("/usr/lib/dovecot/imap");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n");
-    if !dovecot_imap.exists() || !require_tool("runuser") || !matches!(root, Ok(true)) {
-        eprintln!("SKIPPED: the Dovecot comparison (needs dovecot-imapd and root)");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let dv = tmp.path();
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(dv.join("Maildir").join(sub)).unwrap();
     }
     std::fs::write(dv.join("Maildir/new/1700000000.M1P1.host"), MSG1).unwrap();
-    std::fs::write(
-        dv.join("dovecot.conf"),
-        format!(
-            "log_path = /dev/null\nssl = no\nmail_location = maildir:{0}/Maildir\n\
-             mail_attribute_dict = file:{0}/dovecot-attributes\n\
-             protocol imap {{\n  imap_metadata = yes\n}}\n",
-            dv.display()
-        ),
-    )
-    .unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dv)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let cmd = format!(
-        "runuser -u nobody -- env USER=john HOME={0} /usr/lib/dovecot/imap -c {0}/dovecot.conf",
+    let conf = format!(
+        "mail_attribute_dict = file:{}/dovecot-attributes\n\
+         protocol imap {{\n  imap_metadata = yes\n}}\n",
         dv.display()
     );
+    let Some(cmd) = dovecot_imap(dv, &conf) else {
+        return;
+    };
     let (ok, theirs, err) = python(
         &format!("{PY_IMAP}{script}"),
         &[("PORT", "0".into()), ("DOVECOT", cmd)],

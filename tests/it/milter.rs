@@ -676,21 +676,12 @@ fn non_smtpd_milters_filter_sendmail() {
     );
     let server = f.start();
     let sendmail = |subject: &str| {
-        let mut child = crate::util::pigeonpost()
-            .args(["--config", f.config.to_str().unwrap(), "sendmail"])
-            .args(["-f", "jane@example.com", "john@example.com"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("Subject: {subject}\n\nhi\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = crate::util::output_with_stdin(
+            crate::util::pigeonpost()
+                .args(["--config", f.config.to_str().unwrap(), "sendmail"])
+                .args(["-f", "jane@example.com", "john@example.com"]),
+            format!("Subject: {subject}\n\nhi\n").as_bytes(),
+        );
         assert!(
             out.status.success(),
             "{}",

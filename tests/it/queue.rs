@@ -574,19 +574,8 @@ fn sendmail_t_delivers_locally_and_remotely() {
     let sendmail = |args: &[&str], input: &str| {
         let mut cmd = util::pigeonpost();
         cmd.args(["--config", setup.config.to_str().unwrap(), "sendmail"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .args(args);
+        util::output_with_stdin(&mut cmd, input.as_bytes())
     };
     let o = sendmail(
         &["-t", "-f", "cron@example.com"],

@@ -57,18 +57,8 @@ fn cli_as(fx: &MailFixture, user: Option<&str>, args: &[&str], input: &str) -> O
     cmd.env_remove("RUST_LOG")
         .env("PIGEONPOST_QUEUE_DIRECTORY", &queue)
         .args(["--config", fx.config.to_str().unwrap()])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .args(args);
+    util::output_with_stdin(&mut cmd, input.as_bytes())
 }
 
 fn ok(o: &Output) -> String {
@@ -720,26 +710,14 @@ fn as_link(fx: &MailFixture, name: &str, args: &[&str], input: &str) -> Output {
             cmd.env_remove(k);
         }
     }
-    let mut child = cmd
-        .env_remove("RUST_LOG")
+    cmd.env_remove("RUST_LOG")
         .env("PIGEONPOST_CONFIG", &fx.config)
         .env(
             "PIGEONPOST_QUEUE_DIRECTORY",
             fx.config.parent().unwrap().join("queue"),
         )
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .args(args);
+    util::output_with_stdin(&mut cmd, input.as_bytes())
 }
 
 #[test]

@@ -51,6 +51,22 @@ pub fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Runs `cmd` with `input` on its stdin, collecting stdout and stderr.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    // A command that exits without reading everything is not our error.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// A loopback port nothing listens on right now, for configurations that
 /// need a fixed port (a peer's, or one the server advertises).
 pub fn free_port() -> u16 {
