@@ -12,6 +12,8 @@ use super::State;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal};
 
+const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
 pub struct HttpHandler {
     pub state: Arc<State>,
 }
@@ -107,6 +109,14 @@ impl Handler for HttpHandler {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     &crate::observe::metrics::render(self.state.queue.len()),
                 ),
+                // RFC 8555 §8.3: the ACME server fetches the key authorization.
+                ("GET", p) if p.starts_with(ACME_CHALLENGE_PATH) => {
+                    let token = &p[ACME_CHALLENGE_PATH.len()..];
+                    match self.state.acme.as_ref().and_then(|c| c.http01(token)) {
+                        Some(answer) => response("200 OK", "application/octet-stream", &answer),
+                        None => response("404 Not Found", "text/plain", "not found\n"),
+                    }
+                }
                 ("GET", _) => response("404 Not Found", "text/plain", "not found\n"),
                 _ => response("405 Method Not Allowed", "text/plain", "GET only\n"),
             };
