@@ -227,6 +227,14 @@ pub async fn run(
                 None
             }
         };
+        let metrics = crate::observe::metrics::get();
+        if let Some(i) = info.as_ref().filter(|i| !i.self_signed) {
+            let secs = i
+                .not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            metrics.acme_not_after.set(secs as i64);
+        }
         let wait = match due(
             info.as_ref(),
             &s.domains,
@@ -260,16 +268,25 @@ pub async fn run(
                     }) {
                         Ok(()) => {
                             failures = 0;
-                            let not_after = cert_info(&cert)
+                            metrics.acme_issued.inc();
+                            let issued = cert_info(&cert).ok();
+                            let not_after = issued
+                                .as_ref()
                                 .map(|i| {
                                     chrono::DateTime::<chrono::Utc>::from(i.not_after).to_rfc3339()
                                 })
                                 .unwrap_or_default();
                             tracing::info!(domains = %domains, cert = %cert.display(), %not_after, "ACME: certificate issued and installed");
+                            if let Due::Now(_) =
+                                due(issued.as_ref(), &s.domains, s.renew_before, Duration::ZERO)
+                            {
+                                tracing::warn!(domains = %domains, renew_before = ?s.renew_before, %not_after, "ACME: acme_renew_before is longer than the new certificate's life: it will be ordered again every acme_retry_time");
+                            }
                             continue;
                         }
                         Err(e) => {
                             failures += 1;
+                            metrics.acme_failures.inc();
                             let wait = backoff(s.retry_time, failures);
                             tracing::error!(domains = %domains, error = %e, retry_in = ?wait, "ACME: getting a certificate failed; the certificate in use stays");
                             wait

@@ -336,6 +336,26 @@ fn http01_issue_renew_and_a_failing_server_keeps_the_certificate() {
         std::fs::read_to_string(t.path("acme/cert.pem")).unwrap(),
         on_disk
     );
+
+    // Both are counted, and the expiry of the certificate in use is exported.
+    let metrics = http_get(server.addr("http"), "/metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("pigeonpost_acme_certificates_issued_total") >= 1.0);
+    assert!(value("pigeonpost_acme_failures_total") >= 2.0);
+    let not_after = pigeonpost::acme::der_info(&kept).unwrap().not_after;
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert_eq!(value("pigeonpost_acme_certificate_not_after_seconds"), secs);
 }
 
 /// tls-alpn-01 answered on the implicit-TLS listener (993 here), while
@@ -406,4 +426,12 @@ fn bad_acme_settings_name_the_key() {
         "{}",
         crate::util::stderr(&out)
     );
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
