@@ -16,6 +16,21 @@
 #     environmentFile = "/run/secrets/pigeonpost.env";   # PIGEONPOST_* variables
 #   };
 #
+# Certificates from security.acme (README.md, "Certificates"):
+#   enableACME = true;             # a certificate for settings.myhostname
+#   useACMEHost = "example.com";   # or one security.acme.certs.<name> gets elsewhere
+# set ssl_cert/ssl_key to its files; the service's group may read them and
+# pigeonpost picks up each renewal by itself (it watches the files).
+#
+# Declarative users, as simple-nixos-mailserver's mailserver.loginAccounts:
+#   loginAccounts."jane@example.com" = {
+#     hashedPasswordFile = "/run/secrets/jane";   # or hashedPassword = "$6$…"
+#     aliases = [ "postmaster@example.com" ];
+#   };
+# become the passwd-file (/run/pigeonpost/users, written at start from the
+# hash files), virtual_mailbox_maps, virtual_alias_maps and
+# virtual_mailbox_domains.
+#
 # Keys are pigeonpost's (= Postfix main.cf and dovecot.conf names, see
 # README.md "Every key"); listeners are `settings.listen.<name>`.
 #
@@ -40,6 +55,40 @@ let
   configFile = settingsFormat.generate "pigeonpost.toml" cfg.settings;
   # Directories the service writes outside its StateDirectory, if the user
   # moved them there.
+  # security.acme: which certificate, and where NixOS keeps it
+  # (security.acme.certs.<name>.directory, default /var/lib/acme/<name>).
+  acmeHost = if cfg.useACMEHost != null then cfg.useACMEHost else (cfg.settings.myhostname or null);
+  acmeEnabled = cfg.enableACME || cfg.useACMEHost != null;
+  acmeDir = "/var/lib/acme/${toString acmeHost}";
+  # loginAccounts → Postfix tables and a Dovecot passwd-file.
+  accounts = cfg.loginAccounts;
+  addresses = builtins.attrNames accounts;
+  domainOf = a: builtins.elemAt (builtins.split "@" a) 2;
+  localOf = a: builtins.head (builtins.split "@" a);
+  mailboxFile = pkgs.writeText "pigeonpost-virtual-mailbox" (builtins.concatStringsSep "" (map
+    (a: "${a}  ${domainOf a}/${localOf a}/\n")
+    addresses));
+  aliasFile = pkgs.writeText "pigeonpost-virtual-alias" (builtins.concatStringsSep "" (lib.concatMap
+    (a: map (alias: "${alias}  ${a}\n") accounts.${a}.aliases)
+    addresses));
+  usersFile = "/run/pigeonpost/users";
+  # Runs as root before the service (ExecStartPre=+): hash files may be root-only.
+  writeUsers = pkgs.writeShellScript "pigeonpost-users" ''
+    set -eu
+    umask 0027
+    tmp=${usersFile}.tmp
+    : > "$tmp"
+    ${builtins.concatStringsSep "\n" (map (a:
+      let acct = accounts.${a}; in
+      if acct.hashedPasswordFile != null
+      then ''printf '%s:%s::::::\n' ${lib.escapeShellArg a} "$(head -n1 ${lib.escapeShellArg (toString acct.hashedPasswordFile)})" >> "$tmp"''
+      else if acct.hashedPassword != null
+      then ''printf '%s:%s::::::\n' ${lib.escapeShellArg a} ${lib.escapeShellArg acct.hashedPassword} >> "$tmp"''
+      else throw "services.pigeonpost.loginAccounts.\"${a}\" needs hashedPassword or hashedPasswordFile")
+      addresses)}
+    chown root:pigeonpost "$tmp"
+    mv "$tmp" ${usersFile}
+  '';
   writablePaths = lib.filter (p: p != null && !(lib.hasPrefix "${stateDir}/" p)) [
     (cfg.settings.virtual_mailbox_base or null)
     (cfg.settings.queue_directory or null)
@@ -97,6 +146,58 @@ in
       '';
     };
 
+    enableACME = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = ''
+        Get a certificate for settings.myhostname from security.acme (with
+        the service's group, so it can read the key) and use it as
+        ssl_cert/ssl_key. pigeonpost watches the files, so renewals need no
+        restart.
+      '';
+    };
+
+    useACMEHost = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "example.com";
+      description = ''
+        Use the certificate of security.acme.certs.<name>, obtained by
+        another part of the configuration; the service joins its group.
+      '';
+    };
+
+    loginAccounts = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.submodule {
+        options = {
+          hashedPassword = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+            description = "crypt(3) hash (mkpasswd -m sha-512); ends up world-readable in the Nix store.";
+          };
+          hashedPasswordFile = lib.mkOption {
+            type = lib.types.nullOr lib.types.path;
+            default = null;
+            description = "File whose first line is the hash, read when the service starts.";
+          };
+          aliases = lib.mkOption {
+            type = lib.types.listOf lib.types.str;
+            default = [ ];
+            description = "Addresses delivered to this account (virtual_alias_maps).";
+          };
+        };
+      });
+      default = { };
+      example = lib.literalExpression ''
+        { "jane@example.com" = { hashedPasswordFile = "/run/secrets/jane"; aliases = [ "postmaster@example.com" ]; }; }
+      '';
+      description = ''
+        Mail users, as simple-nixos-mailserver's mailserver.loginAccounts:
+        each address gets a Maildir under virtual_mailbox_base and logs in
+        with its hash (passwd-file ${usersFile}, written at service start).
+      '';
+    };
+
     uid = lib.mkOption {
       type = lib.types.int;
       default = 5000;
@@ -106,7 +207,26 @@ in
 
   config = lib.mkIf cfg.enable {
     services.pigeonpost.settings = lib.mapAttrs (_: lib.mkDefault)
-      (ppLib.moduleDefaults { inherit stateDir; uid = cfg.uid; gid = cfg.uid; });
+      (ppLib.moduleDefaults { inherit stateDir; uid = cfg.uid; gid = cfg.uid; })
+    // lib.optionalAttrs acmeEnabled {
+      ssl_cert = "${acmeDir}/fullchain.pem";
+      ssl_key = "${acmeDir}/key.pem";
+    }
+    // lib.optionalAttrs (addresses != [ ]) {
+      passdb = "passwd-file:${usersFile}";
+      virtual_mailbox_maps = "hash:${mailboxFile}";
+      virtual_alias_maps = "hash:${aliasFile}";
+      virtual_mailbox_domains = lib.unique (map domainOf addresses);
+    };
+
+    assertions = [{
+      assertion = !(cfg.enableACME && cfg.useACMEHost != null);
+      message = "services.pigeonpost: set enableACME or useACMEHost, not both";
+    }];
+
+    security.acme.certs = lib.mkIf cfg.enableACME {
+      ${toString acmeHost}.group = "pigeonpost";
+    };
 
     users.users.pigeonpost = {
       isSystemUser = true;
@@ -131,9 +251,20 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       restartTriggers = [ configFile ];
+    } // lib.optionalAttrs acmeEnabled {
+      # Start with NixOS's self-signed stand-in; the issued certificate
+      # replaces the files later and pigeonpost reloads them.
+      wants = [ "network-online.target" "acme-finished-${toString acmeHost}.target" ];
+      after = [ "network-online.target" "acme-selfsigned-${toString acmeHost}.service" ];
+    } // {
 
       serviceConfig = {
         ExecStart = "${lib.getExe cfg.package} serve --config /etc/pigeonpost/pigeonpost.toml";
+        ExecStartPre = lib.mkIf (addresses != [ ]) "+${writeUsers}";
+        RuntimeDirectory = "pigeonpost";
+        RuntimeDirectoryPreserve = true;
+        SupplementaryGroups = lib.mkIf (cfg.useACMEHost != null)
+          [ (config.security.acme.certs.${cfg.useACMEHost}.group or "acme") ];
         EnvironmentFile = lib.mkIf (cfg.environmentFile != null) cfg.environmentFile;
         Restart = "on-failure";
         RestartSec = "5s";

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules, their layers and the
 //! compatibility contract; `main.rs` is only the CLI.
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod config;

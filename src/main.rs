@@ -213,7 +213,12 @@ fn main() -> ExitCode {
                 return config_failure(&e);
             }
             // ... and the key must be the certificate's.
-            if let (Some(cert), Some(key)) = (&loaded.config.ssl_cert, &loaded.config.ssl_key) {
+            // (With ACME the files may not exist yet: `serve` makes them.)
+            if let (Some(cert), Some(key), None) = (
+                &loaded.config.ssl_cert,
+                &loaded.config.ssl_key,
+                &loaded.config.acme,
+            ) {
                 if let Err(e) = pigeonpost::tls::load_certified_key(cert, key) {
                     return config_failure(&config::ConfigError {
                         key: Some("ssl_key".into()),

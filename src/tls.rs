@@ -2,9 +2,10 @@
 //! TLS 1.2+ with the ring provider, and a resolver whose certificate can be
 //! swapped at run time (reload) without touching existing connections.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::ring as ring_provider;
@@ -57,6 +58,9 @@ pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
     cert_path: PathBuf,
     key_path: PathBuf,
+    /// tls-alpn-01 (RFC 8737) challenge certificates by host name, while an
+    /// ACME order is in progress.
+    alpn_challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl fmt::Debug for CertStore {
@@ -75,6 +79,7 @@ impl CertStore {
             current: ArcSwap::from_pointee(ck),
             cert_path: cert.to_path_buf(),
             key_path: key.to_path_buf(),
+            alpn_challenges: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -99,6 +104,66 @@ impl CertStore {
                 .with_cert_resolver(Arc::new(Resolver(self.clone())));
         cfg.ignore_client_order = true;
         Arc::new(cfg)
+    }
+
+    /// Serves, to a client that asks for the `acme-tls/1` protocol with
+    /// `name` as SNI, a self-signed certificate carrying the acmeIdentifier
+    /// extension with `digest` (RFC 8737 §3), until [`Self::clear_alpn_challenges`].
+    pub fn set_alpn_challenge(&self, name: &str, digest: &[u8]) -> Result<(), TlsError> {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signing = ring_provider::sign::any_supported_type(&key_der)?;
+        let ck = CertifiedKey::new(vec![cert.der().clone()], signing);
+        self.alpn_challenges
+            .lock()
+            .unwrap()
+            .insert(name.to_ascii_lowercase(), Arc::new(ck));
+        Ok(())
+    }
+
+    pub fn clear_alpn_challenges(&self) {
+        self.alpn_challenges.lock().unwrap().clear();
+    }
+
+    /// The config for a client that asked for `acme-tls/1` (see
+    /// [`wants_acme_tls_alpn`]): that protocol only, and the challenge
+    /// certificate of its SNI name (no certificate, no handshake, otherwise).
+    pub fn acme_alpn_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+        let mut cfg =
+            ServerConfig::builder_with_provider(Arc::new(ring_provider::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .expect("ring supports TLS 1.2 and 1.3")
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(AlpnResolver(self.clone())));
+        cfg.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// The ALPN protocol of tls-alpn-01 (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Whether a ClientHello is an ACME server's tls-alpn-01 validation.
+pub fn wants_acme_tls_alpn(hello: &ClientHello<'_>) -> bool {
+    hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+}
+
+#[derive(Debug)]
+struct AlpnResolver(Arc<CertStore>);
+
+impl ResolvesServerCert for AlpnResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        self.0.alpn_challenges.lock().unwrap().get(&name).cloned()
     }
 }
 

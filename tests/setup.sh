@@ -18,6 +18,7 @@
 #   postgrey, postfix-policyd-spf-python
 #                       real policy services (tests/it/restrict.rs)
 #   rspamd              a real milter (its proxy worker in milter mode, tests/it/milter.rs)
+#   pebble              the ACME test server of the certificate tests (tests/it/acme.rs)
 #   python3-milter      pymilter for /usr/bin/python3: the test milter (tests/peers/test_milter.py)
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
@@ -34,7 +35,7 @@ declare -A PKG=(
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
   [policyd-spf]=postfix-policyd-spf-python [opendkim]=opendkim [rspamd]=rspamd
-  [xmllint]=libxml2-utils
+  [xmllint]=libxml2-utils [pebble]=pebble
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -21,6 +21,35 @@ impl std::fmt::Display for ExpandError {
     }
 }
 
+/// The keys naming certificate files, where systemd's credentials
+/// directory may be named (a unit with `LoadCredential=tls.key:/path`).
+pub const CREDENTIAL_KEYS: [&str; 5] = [
+    "ssl_cert",
+    "ssl_key",
+    "smtpd_tls_cert_file",
+    "smtpd_tls_key_file",
+    "smtpd_tls_chain_files",
+];
+
+/// Replaces `${CREDENTIALS_DIRECTORY}` and `$CREDENTIALS_DIRECTORY` with
+/// `dir`, the directory systemd passes for `LoadCredential=` (systemd.exec(5),
+/// "Credentials").
+pub fn expand_credentials(value: &str, dir: Option<&str>) -> Result<String, ExpandError> {
+    const BRACED: &str = "${CREDENTIALS_DIRECTORY}";
+    const BARE: &str = "$CREDENTIALS_DIRECTORY";
+    if !value.contains(BARE) && !value.contains(BRACED) {
+        return Ok(value.to_string());
+    }
+    let dir = dir.filter(|d| !d.is_empty()).ok_or_else(|| {
+        ExpandError::Syntax(
+            "$CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)"
+                .into(),
+        )
+    })?;
+    let dir = dir.trim_end_matches('/');
+    Ok(value.replace(BRACED, dir).replace(BARE, dir))
+}
+
 /// Expands Postfix parameter references (postconf(5) "$name", "${name}",
 /// "$(name)", "${name?text}", "${name:text}", and "$$" for a literal "$")
 /// against `raw`, recursively.
@@ -248,6 +277,23 @@ mod tests {
         ));
         // A value may be used twice without being a loop.
         assert_eq!(expand_postfix("$c$c", &r).unwrap(), "xx");
+        assert_eq!(
+            expand_credentials(
+                "${CREDENTIALS_DIRECTORY}/tls.key",
+                Some("/run/credentials/x/")
+            )
+            .unwrap(),
+            "/run/credentials/x/tls.key"
+        );
+        assert_eq!(
+            expand_credentials("<$CREDENTIALS_DIRECTORY/tls.crt", Some("/run/c")).unwrap(),
+            "</run/c/tls.crt"
+        );
+        assert_eq!(
+            expand_credentials("/etc/ssl/a.pem", None).unwrap(),
+            "/etc/ssl/a.pem"
+        );
+        assert!(expand_credentials("$CREDENTIALS_DIRECTORY/k", None).is_err());
     }
 
     #[test]

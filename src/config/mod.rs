@@ -337,6 +337,8 @@ pub struct Config {
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
     pub listen: Listen,
+    /// `acme_*`: certificates from an ACME server; `ssl_cert`/`ssl_key` then point into its state directory.
+    pub acme: Option<AcmeSettings>,
     pub dns_servers: Vec<SocketAddr>,
     /// `report`, `enforce` or `off` (checked by `mailauth::policy`).
     pub dmarc_policy: String,
@@ -443,6 +445,21 @@ fn restriction_classes(
 fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, ConfigError> {
     // Raw text of every Postfix parameter, for `$name` lookups.
     let mut raw: HashMap<String, String> = HashMap::new();
+    // Certificate paths may name systemd's credentials directory.
+    let credentials_dir = std::env::var("CREDENTIALS_DIRECTORY").ok();
+    let credentials = |def: &keys::KeyDef, text: String| {
+        if !expand::CREDENTIAL_KEYS.contains(&def.name) {
+            return Ok(text);
+        }
+        expand::expand_credentials(&text, credentials_dir.as_deref()).map_err(|e| ConfigError {
+            key: Some(def.name.to_string()),
+            source: given
+                .get(def.name)
+                .map(|v| v.source.clone())
+                .unwrap_or_else(|| "default".to_string()),
+            reason: e.to_string(),
+        })
+    };
     for def in keys::KEYS
         .iter()
         .filter(|d| d.family == keys::Family::Postfix)
@@ -451,7 +468,7 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
             .get(def.name)
             .map(|v| v.text.clone())
             .unwrap_or_else(|| def.default.to_string());
-        raw.insert(def.name.to_string(), text);
+        raw.insert(def.name.to_string(), credentials(def, text)?);
     }
     let expand = |key: &str, text: &str, raw: &HashMap<String, String>, source: &str| {
         expand::expand_postfix(text, raw).map_err(|e| ConfigError {
@@ -491,10 +508,13 @@ fn resolve(given: &BTreeMap<String, layers::RawValue>) -> Result<Vec<Entry>, Con
         let source = source_of(def.name);
         let text = match def.family {
             keys::Family::Postfix => raw[def.name].clone(),
-            _ => given
-                .get(def.name)
-                .map(|v| v.text.clone())
-                .unwrap_or_else(|| def.default.to_string()),
+            _ => credentials(
+                def,
+                given
+                    .get(def.name)
+                    .map(|v| v.text.clone())
+                    .unwrap_or_else(|| def.default.to_string()),
+            )?,
         };
         let value = match (def.family, def.kind) {
             (_, keys::Kind::Template) => text.clone(),
@@ -637,4 +657,23 @@ mod tests {
         assert!(!open_relay_network(&n("fc00::/7")));
         assert!(!open_relay_network(&n("2001:db8::/32")));
     }
+}
+
+/// `acme_*`: the certificate comes from an ACME server (RFC 8555).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    pub state_directory: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub renew_before: Duration,
+    pub retry_time: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
 }

@@ -12,8 +12,8 @@ use super::expand::{check_user_template, split_list};
 use super::keys::{self, Kind};
 use super::restrictions::{self as rx, AccessPolicy, Codes, PolicyDefaults, Restrictions};
 use super::{
-    Config, ConfigError, Entry, IdMap, Listen, LogFormat, MilterDefault, MilterEndpoint,
-    MilterSettings, MilterSpec,
+    AcmeChallenge, AcmeSettings, Config, ConfigError, Entry, IdMap, Listen, LogFormat,
+    MilterDefault, MilterEndpoint, MilterSettings, MilterSpec,
 };
 
 /// `passdb`: where passwords are checked.
@@ -561,6 +561,21 @@ pub(super) fn build(
         lmtp: v.listen("listen.lmtp")?,
         http: v.listen("listen.http")?,
     };
+    let acme = acme_settings(&v, &listen)?;
+    let (ssl_cert, ssl_key) = match &acme {
+        None => (ssl_cert, ssl_key),
+        Some(_) if ssl_cert.is_some() => {
+            return Err(v.err(
+                "acme_domains",
+                "is set, and so is ssl_cert (or smtpd_tls_cert_file): with ACME pigeonpost \
+                 keeps the certificate in acme_state_directory itself; unset one of them",
+            ))
+        }
+        Some(a) => (
+            Some(a.state_directory.join(ACME_CERT)),
+            Some(a.state_directory.join(ACME_KEY)),
+        ),
+    };
     for (key, allowed) in [
         ("dmarc_policy", &["report", "enforce", "off"][..]),
         ("spf_policy", &["report", "reject_fail", "off"][..]),
@@ -678,6 +693,7 @@ pub(super) fn build(
         ssl_cert,
         ssl_key,
         listen,
+        acme,
         dns_servers,
         dmarc_policy: v.text("dmarc_policy"),
         spf_policy: v.text("spf_policy"),
@@ -695,6 +711,103 @@ pub(super) fn build(
         files,
         sources: entries.iter().map(|e| (e.key, e.source.clone())).collect(),
     })
+}
+
+/// The certificate chain and its key in `acme_state_directory`.
+pub const ACME_CERT: &str = "cert.pem";
+pub const ACME_KEY: &str = "key.pem";
+
+/// `acme_*`, when `acme_domains` is set.
+fn acme_settings(v: &Values, listen: &Listen) -> Result<Option<AcmeSettings>, ConfigError> {
+    let domains: Vec<String> = v
+        .list("acme_domains")
+        .iter()
+        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    for d in &domains {
+        let ok = d.contains('.')
+            && d.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            return Err(v.err(
+                "acme_domains",
+                format!(
+                    "'{d}' is not a fully qualified host name (wildcards need dns-01, which \
+                     pigeonpost does not do)"
+                ),
+            ));
+        }
+    }
+    let directory = v.text("acme_directory");
+    if !directory.starts_with("https://") {
+        return Err(v.err(
+            "acme_directory",
+            format!("'{directory}' is not an https:// URL (RFC 8555 §6.1)"),
+        ));
+    }
+    let challenge = match v.text("acme_challenge").as_str() {
+        "http-01" => AcmeChallenge::Http01,
+        "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
+        other => {
+            return Err(v.err(
+                "acme_challenge",
+                format!("'{other}' is not http-01 or tls-alpn-01"),
+            ))
+        }
+    };
+    if challenge == AcmeChallenge::Http01 && listen.http.is_empty() {
+        return Err(v.err(
+            "acme_challenge",
+            "http-01 is answered on listen.http, which is off; set listen.http (port 80) or use \
+             tls-alpn-01",
+        ));
+    }
+    if challenge == AcmeChallenge::TlsAlpn01
+        && listen.submissions.is_empty()
+        && listen.imaps.is_empty()
+        && listen.pop3s.is_empty()
+    {
+        return Err(v.err(
+            "acme_challenge",
+            "tls-alpn-01 is answered on the implicit-TLS listeners (submissions, imaps, pop3s), \
+             and all are off",
+        ));
+    }
+    let state_directory = v
+        .path("acme_state_directory")
+        .unwrap_or_else(|| PathBuf::from(v.text("queue_directory")).join("acme"));
+    let ca_file = v.path("acme_ca_file");
+    if let Some(p) = &ca_file {
+        if let Err(e) = std::fs::metadata(p) {
+            return Err(v.err("acme_ca_file", format!("{}: {e}", p.display())));
+        }
+    }
+    let email = Some(v.text("acme_email")).filter(|e| !e.is_empty());
+    if let Some(e) = &email {
+        if !e.contains('@') || e.contains(char::is_whitespace) {
+            return Err(v.err("acme_email", format!("'{e}' is not a mail address")));
+        }
+    }
+    Ok(Some(AcmeSettings {
+        domains,
+        email,
+        directory,
+        challenge,
+        state_directory,
+        ca_file,
+        renew_before: v.time("acme_renew_before")?,
+        retry_time: nonzero_time(v, "acme_retry_time")?,
+    }))
 }
 
 /// A reply code key: 4xx or 5xx.

@@ -131,6 +131,9 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     /// Implicit TLS (465/993/995): handshake before the session starts.
     pub implicit_tls: Option<Arc<rustls::ServerConfig>>,
+    /// With implicit TLS and `acme_challenge = tls-alpn-01`: the config for
+    /// a ClientHello asking for `acme-tls/1` (RFC 8737), chosen per hello.
+    pub acme_alpn: Option<Arc<rustls::ServerConfig>>,
     pub limiter: Arc<ConnLimiter>,
     /// Expect a PROXY protocol header, only from these networks.
     pub proxy_from: Option<Arc<Vec<ipnet::IpNet>>>,
@@ -307,8 +310,26 @@ async fn run_session(
                 tracing::info!(listener = spec.name, client = %peer, "refused: too many TLS handshakes in progress");
                 return;
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let acme_alpn = spec.acme_alpn.clone();
+            let handshake = async move {
+                match acme_alpn {
+                    None => tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await,
+                    Some(acme) => {
+                        let start = tokio_rustls::LazyConfigAcceptor::new(
+                            rustls::server::Acceptor::default(),
+                            tcp,
+                        )
+                        .await?;
+                        let chosen = if crate::tls::wants_acme_tls_alpn(&start.client_hello()) {
+                            acme
+                        } else {
+                            cfg
+                        };
+                        start.into_stream(chosen).await
+                    }
+                }
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::info!(listener = spec.name, client = %peer, error = %e, "TLS handshake failed");

@@ -90,6 +90,11 @@ pub struct Metrics {
     pub outbound_deferred: Counter,
     pub bounced: Counter,
     pub queue_messages: Gauge,
+    /// ACME (`acme_domains`): certificates issued, failed attempts, and when
+    /// the certificate in use expires (Unix time).
+    pub acme_issued: Counter,
+    pub acme_failures: Counter,
+    pub acme_not_after: Gauge,
     /// Seconds from acceptance to delivery, per destination.
     pub delivery_seconds: Family<DestinationLabel, Histogram, fn() -> Histogram>,
 }
@@ -122,6 +127,9 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
         outbound_deferred: Counter::default(),
         bounced: Counter::default(),
         queue_messages: Gauge::default(),
+        acme_issued: Counter::default(),
+        acme_failures: Counter::default(),
+        acme_not_after: Gauge::default(),
         delivery_seconds: Family::new_with_constructor(latency_histogram),
     };
     // Every series exists from the start, so a dashboard (or a rate()) sees
@@ -187,6 +195,21 @@ static METRICS: LazyLock<(Metrics, Registry)> = LazyLock::new(|| {
         "reloads",
         "Successful reloads of tables, users and certificates",
         m.reloads.clone(),
+    );
+    r.register(
+        "acme_certificates_issued",
+        "Certificates issued by the ACME server (acme_domains)",
+        m.acme_issued.clone(),
+    );
+    r.register(
+        "acme_failures",
+        "Failed ACME attempts (the certificate in use stays)",
+        m.acme_failures.clone(),
+    );
+    r.register(
+        "acme_certificate_not_after_seconds",
+        "When the ACME certificate in use expires (Unix time)",
+        m.acme_not_after.clone(),
     );
     r.register(
         "reload_failures",

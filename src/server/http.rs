@@ -1,6 +1,7 @@
 //! The `listen.http` endpoint of the server itself: `/healthz` (alive), `/readyz` (every listener
-//! bound, queue and mail store writable), `/metrics` (OpenMetrics text), and
-//! mail client autoconfiguration (server/autoconfig.rs). A deliberately tiny
+//! bound, queue and mail store writable), `/metrics` (OpenMetrics text),
+//! mail client autoconfiguration (server/autoconfig.rs) and ACME http-01
+//! challenges (`/.well-known/acme-challenge/`). A deliberately tiny
 //! HTTP/1.1 responder: one request per connection, GET (and POST for
 //! Outlook's Autodiscover).
 
@@ -14,6 +15,8 @@ use super::autoconfig;
 use super::State;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Refusal};
+
+const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 pub struct HttpHandler {
     pub state: Arc<State>,
@@ -214,6 +217,14 @@ impl Handler for HttpHandler {
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     &crate::observe::metrics::render(self.state.queue.len()),
                 ),
+                // RFC 8555 §8.3: the ACME server fetches the key authorization.
+                ("GET", p) if p.starts_with(ACME_CHALLENGE_PATH) => {
+                    let token = &p[ACME_CHALLENGE_PATH.len()..];
+                    match self.state.acme.as_ref().and_then(|c| c.http01(token)) {
+                        Some(answer) => response("200 OK", "application/octet-stream", &answer),
+                        None => response("404 Not Found", "text/plain", "not found\n"),
+                    }
+                }
                 (method, path) => match client_config(&self.state, method, path, &request) {
                     Some(reply) => reply,
                     None if method == "GET" => {

@@ -59,6 +59,10 @@ pub struct State {
     pub tables: Arc<Tables>,
     pub auth: Arc<Auth>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate in force (reloaded from `ssl_cert`/`ssl_key`).
+    pub certs: Option<Arc<CertStore>>,
+    /// `acme_domains`: the challenge answers of the order in progress.
+    pub acme: Option<Arc<crate::acme::Challenges>>,
     pub queue: Arc<crate::smtp::queue::Queue>,
     /// Every in-process writer of a mailbox tells it; IMAP listens.
     pub notify: Arc<Notifier>,
@@ -184,6 +188,9 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
     let mut reloadables: Vec<Arc<dyn Reloadable>> = tables.reloadables();
     reloadables.extend(auth.reloadables());
     reloadables.extend(mail_auth.reloadables());
+    if let (Some(acme), Some(c), Some(k)) = (&config.acme, &config.ssl_cert, &config.ssl_key) {
+        crate::acme::prepare(acme, c, k).map_err(ServeError::State)?;
+    }
     let tls = match (&config.ssl_cert, &config.ssl_key) {
         (Some(c), Some(k)) => {
             let store = CertStore::load(c, k)?;
@@ -222,8 +229,10 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         tables: Arc::new(tables),
         master_lock: Some(master_lock),
         auth: Arc::new(auth),
+        acme: config.acme.as_ref().map(|_| crate::acme::Challenges::new()),
         config: Arc::new(config),
         tls_config,
+        certs: tls,
         ready: AtomicBool::new(false),
     });
     Ok((state, reloadables))
@@ -335,6 +344,15 @@ pub async fn run(
             anvil: (listener.protocol() == Protocol::Smtp).then(|| state.anvil.clone()),
             implicit_tls: implicit_tls.is_some(),
         });
+        let acme_alpn = match (&config.acme, &state.certs) {
+            (Some(a), Some(certs))
+                if implicit_tls.is_some()
+                    && a.challenge == crate::config::AcmeChallenge::TlsAlpn01 =>
+            {
+                Some(certs.acme_alpn_config())
+            }
+            _ => None,
+        };
         let limiter = ConnLimiter::new(
             config.max_connections,
             config.smtpd_client_connection_count_limit,
@@ -367,6 +385,7 @@ pub async fn run(
                 name,
                 addr: local,
                 implicit_tls: implicit_tls.clone(),
+                acme_alpn: acme_alpn.clone(),
                 limiter: limiter.clone(),
                 gate: Some(gate.clone()),
                 handshakes: handshakes.clone(),
@@ -416,6 +435,23 @@ pub async fn run(
             tracker.clone(),
         ));
     }
+    let acme_stop = CancellationToken::new();
+    if let (Some(acme), Some(challenges), Some(certs), Some(cert), Some(key)) = (
+        &config.acme,
+        &state.acme,
+        &state.certs,
+        &config.ssl_cert,
+        &config.ssl_key,
+    ) {
+        tokio::spawn(crate::acme::run(
+            acme.clone(),
+            cert.clone(),
+            key.clone(),
+            challenges.clone(),
+            certs.clone(),
+            acme_stop.clone(),
+        ));
+    }
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!("pigeonpost ready");
 
@@ -434,6 +470,7 @@ pub async fn run(
         );
     }
     queue_stop.cancel();
+    acme_stop.cancel();
     tracing::info!("stopped");
     Ok(())
 }

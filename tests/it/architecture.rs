@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("observe", 1),
     ("tables", 2),
     ("net", 2),
+    ("acme", 2),
     ("auth", 3),
     ("store", 4),
     ("mailauth", 4),

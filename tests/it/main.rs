@@ -1,6 +1,7 @@
 //! The one integration-test binary (ripgrep style): every module here runs
 //! the real `pigeonpost` binary or talks to it over real sockets.
 
+mod acme;
 mod architecture;
 mod auth;
 mod autoconfig;

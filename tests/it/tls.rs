@@ -180,3 +180,55 @@ fn an_invalid_certificate_at_start_is_a_config_error() {
         "{err}"
     );
 }
+
+/// systemd's `LoadCredential=` hands files over in `$CREDENTIALS_DIRECTORY`;
+/// the certificate keys understand it (TOML and main.cf spellings), and
+/// without it set the configuration is refused naming the key.
+#[test]
+fn certificate_paths_in_the_systemd_credentials_directory() {
+    let t = Tree::new();
+    let (cert, key) = pigeonpost::tls::self_signed(&["localhost"]);
+    t.write("credentials/tls.crt", &cert);
+    t.write("credentials/tls.key", &key);
+    let creds = t.path("credentials");
+    let cfg = t.write(
+        "pigeonpost.toml",
+        &format!(
+            "myhostname = \"localhost\"\nalias_maps = \"\"\n\
+             ssl_cert = \"${{CREDENTIALS_DIRECTORY}}/tls.crt\"\n\
+             ssl_key = \"$CREDENTIALS_DIRECTORY/tls.key\"\n{}",
+            test_listen(&[("imaps", "127.0.0.1:0")])
+        ),
+    );
+    let server = Server::start(&cfg, &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())]);
+    let leaf = handshake(server.addr("imaps"), &cert, &rustls::version::TLS13).unwrap();
+    assert_eq!(leaf, der_of(&cert));
+    drop(server);
+
+    // Postfix's names, in conf.d/*.cf.
+    let cf = t.write(
+        "conf.d/tls.cf",
+        "smtpd_tls_cert_file = ${CREDENTIALS_DIRECTORY}/tls.crt\nsmtpd_tls_key_file = $CREDENTIALS_DIRECTORY/tls.key\n",
+    );
+    let cfg2 = t.write(
+        "pigeonpost.toml",
+        &format!(
+            "myhostname = \"localhost\"\nalias_maps = \"\"\n{}",
+            test_listen(&[("imaps", "127.0.0.1:0")])
+        ),
+    );
+    let server = Server::start(&cfg2, &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())]);
+    let leaf = handshake(server.addr("imaps"), &cert, &rustls::version::TLS13).unwrap();
+    assert_eq!(leaf, der_of(&cert));
+    drop(server);
+
+    // Not under systemd: a configuration error naming the key.
+    let out = crate::util::run(&["--config", cfg2.to_str().unwrap(), "config"], &[]);
+    let err = crate::util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("smtpd_tls_cert_file") && err.contains("CREDENTIALS_DIRECTORY"),
+        "{err}"
+    );
+    std::fs::remove_file(cf).unwrap();
+}
