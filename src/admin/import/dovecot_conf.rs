@@ -25,20 +25,39 @@ pub type Includer<'a> = &'a mut dyn FnMut(&Path, &str) -> Result<Vec<(PathBuf, S
 /// Nesting limits, so a loop of includes or a deep file ends with an error.
 const MAX_INCLUDE_DEPTH: usize = 16;
 const MAX_SECTION_DEPTH: usize = 32;
+/// Files read through `!include` in all, so that includes that fan out
+/// (several `!include` lines in each included file) end too.
+const MAX_INCLUDED_FILES: usize = 1000;
 
 /// Reads `path` and everything it includes.
 pub fn read(path: &Path) -> Result<Vec<Setting>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     let mut fs = read_includes;
-    parse_into(&text, path, &mut Vec::new(), 0, &mut fs, &mut out)?;
+    let mut budget = MAX_INCLUDED_FILES;
+    parse_into(
+        &text,
+        path,
+        &mut Vec::new(),
+        (0, &mut budget),
+        &mut fs,
+        &mut out,
+    )?;
     Ok(out)
 }
 
 /// Parses one file's text (and, through `include`, what it includes).
 pub fn parse(text: &str, path: &Path, include: Includer) -> Result<Vec<Setting>, String> {
     let mut out = Vec::new();
-    parse_into(text, path, &mut Vec::new(), 0, include, &mut out)?;
+    let mut budget = MAX_INCLUDED_FILES;
+    parse_into(
+        text,
+        path,
+        &mut Vec::new(),
+        (0, &mut budget),
+        include,
+        &mut out,
+    )?;
     Ok(out)
 }
 
@@ -114,7 +133,7 @@ fn parse_into(
     text: &str,
     path: &Path,
     stack: &mut Vec<String>,
-    depth: usize,
+    (depth, budget): (usize, &mut usize),
     include: Includer,
     out: &mut Vec<Setting>,
 ) -> Result<(), String> {
@@ -145,7 +164,13 @@ fn parse_into(
                 return Err(format!("{at}: !include {pattern}: no such file"));
             }
             for (p, t) in files {
-                parse_into(&t, &p, stack, depth + 1, include, out)?;
+                if *budget == 0 {
+                    return Err(format!(
+                        "{at}: more than {MAX_INCLUDED_FILES} included files (a loop?)"
+                    ));
+                }
+                *budget -= 1;
+                parse_into(&t, &p, stack, (depth + 1, &mut *budget), include, out)?;
             }
             continue;
         }
@@ -269,6 +294,12 @@ mod tests {
             .contains("not closed"));
         assert!(parse("}\n", p, &mut none).unwrap_err().contains("d.conf:1"));
         assert!(parse("!include x.conf\n", p, &mut none).is_err());
+        // Includes that fan out end at the file budget.
+        let mut fan = |_: &Path, _: &str| -> Result<Vec<(PathBuf, String)>, String> {
+            Ok(vec![(PathBuf::from("x.conf"), "a = 1\n".into()); 600])
+        };
+        let e = parse("!include a\n!include b\n", p, &mut fan).unwrap_err();
+        assert!(e.contains("more than 1000 included files"), "{e}");
         assert!(parse("just words\n", p, &mut none)
             .unwrap_err()
             .contains("d.conf:1"));
