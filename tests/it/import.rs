@@ -372,3 +372,62 @@ fn dovecot_reader_agrees_with_doveconf() {
     }
     assert!(theirs.len() >= 20, "{theirs:?}");
 }
+
+/// Nothing to read, or a broken line: exit 2 naming the file and line.
+#[test]
+fn import_errors_name_the_file_and_line() {
+    let o = run(
+        &[
+            "import",
+            "--postfix-dir",
+            "/nonexistent/postfix",
+            "--dovecot-dir",
+            "/nonexistent/dovecot",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nothing to import"), "{}", stderr(&o));
+    let t = fixture("howto");
+    t.write(
+        "postfix/master.cf",
+        "smtp inet n - n - - smtpd\nsubmission inet n -\n",
+    );
+    let o = run(
+        &[
+            "import",
+            "--postfix-dir",
+            t.path("postfix").to_str().unwrap(),
+            "--dovecot-dir",
+            t.path("dovecot").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("master.cf:2: expected 'service type"),
+        "{}",
+        stderr(&o)
+    );
+    t.write("postfix/master.cf", "smtp inet n - n - - smtpd\n");
+    t.write(
+        "dovecot/conf.d/30-broken.conf",
+        "protocol imap {\n  mail_plugins = quota\n",
+    );
+    let o = run(
+        &[
+            "import",
+            "--postfix-dir",
+            t.path("postfix").to_str().unwrap(),
+            "--dovecot-dir",
+            t.path("dovecot").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("30-broken.conf: section 'protocol imap' is not closed"),
+        "{}",
+        stderr(&o)
+    );
+}
