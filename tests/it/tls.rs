@@ -269,3 +269,31 @@ print(m.select("INBOX")[0])
         .wait_log("first_valid_uid", Duration::from_secs(5))
         .is_some());
 }
+
+/// `smtpd_tls_security_level = none` (no STARTTLS on port 25) and
+/// Dovecot's `ssl = no` (no STARTTLS on 143, no 993) with a certificate
+/// configured: submission on 465 still speaks TLS.
+#[test]
+fn tls_switched_off_by_postfix_and_dovecot_keys() {
+    use crate::util::{LineClient, MailFixture};
+    let f = MailFixture::new(
+        &[
+            ("submissions", "127.0.0.1:0"),
+            ("imap", "127.0.0.1:0"),
+            ("imaps", "127.0.0.1:0"),
+        ],
+        "smtpd_tls_security_level = \"none\"\nssl = \"no\"\n",
+    );
+    let server = f.start();
+    let cert = std::fs::read_to_string(f.tree.path("tls/cert.pem")).unwrap();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("smtp"));
+    c.line();
+    let ehlo = c.cmd("EHLO client.example\r\n", "250 ");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    let caps = c.cmd("a CAPABILITY\r\n", "a ");
+    assert!(!caps.contains("STARTTLS"), "{caps}");
+    assert!(server.listeners.iter().all(|(n, _)| n != "imaps"));
+    assert!(handshake(server.addr("submissions"), &cert, &rustls::version::TLS13).is_ok());
+}
