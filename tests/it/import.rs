@@ -431,3 +431,47 @@ fn import_errors_name_the_file_and_line() {
         stderr(&o)
     );
 }
+
+/// `postconf -n` and `postconf -M` output saved as main.cf and master.cf
+/// import to the same pigeonpost.toml as the files themselves.
+#[test]
+fn postconf_output_imports_the_same() {
+    let postconf = if Path::new("/usr/sbin/postconf").exists() {
+        "/usr/sbin/postconf"
+    } else if require_tool("postconf") {
+        "postconf"
+    } else {
+        return;
+    };
+    let t = fixture("dms");
+    let (toml, _) = import(&t);
+    let first = std::fs::read_to_string(&toml).unwrap();
+    let dir = t.path("postfix");
+    let saved = |flag: &str| {
+        let out = Command::new(postconf)
+            .args(["-c", dir.to_str().unwrap(), flag])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("config_directory ="))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    let (main, master) = (saved("-n"), saved("-M"));
+    t.write("postfix/main.cf", &main);
+    t.write("postfix/master.cf", &master);
+    let (again, _) = import(&t);
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let again = std::fs::read_to_string(&again).unwrap();
+    assert!(first.contains("\npostscreen = \"yes\"\n"), "{first}");
+    assert_eq!(settings(&first), settings(&again));
+}
