@@ -781,3 +781,68 @@ fn check(path: &Path) -> Option<config::ConfigError> {
         .and_then(|_| crate::auth::Auth::open(&loaded.config))
         .err()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert_eq!(replace_word("$a, $ab, ${a}", "$a", "X"), "X, $ab, ${a}");
+        assert_eq!(listen_value(None, 25, 25), None);
+        assert_eq!(
+            listen_value(None, 2525, 25).as_deref(),
+            Some("0.0.0.0:2525")
+        );
+        assert_eq!(
+            listen_value(Some("::1"), 587, 587).as_deref(),
+            Some("[::1]:587")
+        );
+        assert_eq!(
+            listen_value(Some("127.0.0.1"), 10025, 25).as_deref(),
+            Some("127.0.0.1:10025")
+        );
+        assert_eq!(line_of("a = 1\n  b = 2\nb=3\nbb = 4\n", "b"), 3);
+    }
+
+    #[test]
+    fn submission_overrides() {
+        let mut m = Mapper::default();
+        m.main_values
+            .insert("mua".into(), "permit_sasl_authenticated, reject".into());
+        let nn = |v: &Verdict| matches!(v, Verdict::NotNeeded(_));
+        assert!(nn(&m.override_verdict(
+            "submission",
+            "smtpd_tls_security_level",
+            "encrypt"
+        )));
+        assert!(nn(&m.override_verdict(
+            "submission",
+            "smtpd_client_restrictions",
+            "$mua"
+        )));
+        assert!(m.referenced.contains("mua"));
+        assert!(nn(&m.override_verdict(
+            "submissions",
+            "smtpd_relay_restrictions",
+            "permit_sasl_authenticated,reject"
+        )));
+        // On port 25 the same override would change who may send: not ours to drop.
+        assert!(matches!(
+            m.override_verdict(
+                "smtp",
+                "smtpd_client_restrictions",
+                "permit_sasl_authenticated,reject"
+            ),
+            Verdict::Unsupported(_)
+        ));
+        assert!(matches!(
+            m.override_verdict(
+                "submission",
+                "smtpd_recipient_restrictions",
+                "reject_unknown_recipient_domain"
+            ),
+            Verdict::Unsupported(_)
+        ));
+    }
+}
