@@ -84,6 +84,18 @@ enum Command {
     /// Check the alias tables (newaliases(1)): they are read as they are
     /// and reloaded on change, so there is nothing to rebuild
     Newaliases,
+    /// Turn a Postfix + Dovecot configuration into a pigeonpost.toml; the report (one line per setting) goes to stderr
+    Import {
+        /// Where main.cf and master.cf are (`postconf -n` / `postconf -M` output saved as those names works too)
+        #[arg(long, default_value = "/etc/postfix", value_name = "DIR")]
+        postfix_dir: PathBuf,
+        /// Where dovecot.conf is (with its conf.d includes, or `doveconf -n` output saved as dovecot.conf)
+        #[arg(long, default_value = "/etc/dovecot", value_name = "DIR")]
+        dovecot_dir: PathBuf,
+        /// Write the TOML here instead of stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Send a message read from stdin (sendmail(1): -t, -f FROM, -i, recipients)
     #[command(disable_help_flag = true)]
     Sendmail {
@@ -201,6 +213,11 @@ fn command_line() -> Vec<std::ffi::OsString> {
 fn main() -> ExitCode {
     let cli = Cli::parse_from(command_line());
     match cli.command {
+        Command::Import {
+            postfix_dir,
+            dovecot_dir,
+            output,
+        } => admin_result(import(&postfix_dir, &dovecot_dir, output.as_deref())),
         Command::Config { keys } => {
             let loaded = match config::load(&config::LoadOptions::from_process(cli.config)) {
                 Ok(l) => l,
@@ -662,4 +679,25 @@ fn admin_result(result: Result<String, pigeonpost::admin::AdminError>) -> ExitCo
 fn config_failure(e: &config::ConfigError) -> ExitCode {
     eprintln!("pigeonpost: {e}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// `pigeonpost import`: the TOML to stdout or `-o FILE`, the report to stderr.
+fn import(
+    postfix_dir: &std::path::Path,
+    dovecot_dir: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> Result<String, pigeonpost::admin::AdminError> {
+    use pigeonpost::admin::{import::import as run, AdminError};
+    let imported = run(postfix_dir, dovecot_dir)?;
+    for line in &imported.report {
+        eprintln!("{line}");
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(path, &imported.toml)
+                .map_err(|e| AdminError::runtime(format!("{}: {e}", path.display())))?;
+            Ok(String::new())
+        }
+        None => Ok(imported.toml),
+    }
 }

@@ -94,11 +94,19 @@ impl CertStore {
         [&self.cert_path, &self.key_path]
     }
 
-    /// A rustls server config (TLS 1.2 and 1.3 only) that always uses the current certificate.
-    pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+    /// A rustls server config (TLS 1.2 and/or 1.3, as `smtpd_tls_protocols`
+    /// or `ssl_min_protocol` say) that always uses the current certificate.
+    pub fn server_config(self: &Arc<Self>, tls12: bool, tls13: bool) -> Arc<ServerConfig> {
+        let mut list: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+        if tls13 {
+            list.push(&rustls::version::TLS13);
+        }
+        if tls12 || list.is_empty() {
+            list.push(&rustls::version::TLS12);
+        }
         let mut cfg =
             ServerConfig::builder_with_provider(Arc::new(ring_provider::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .with_protocol_versions(&list)
                 .expect("ring supports TLS 1.2 and 1.3")
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(Resolver(self.clone())));

@@ -3,7 +3,9 @@
 # passes on a fresh Debian machine. Safe to run again: it installs only what
 # is missing. Used by the README's test command and by .ci/run.
 #
-#   dovecot-core        `doveadm pw` cross-checks our password hashes (tests/it/auth.rs)
+#   dovecot-core        `doveadm pw` cross-checks our password hashes (tests/it/auth.rs);
+#                       `doveconf -n` checks the dovecot.conf reader (tests/it/import.rs)
+#   postfix             `postconf -n` checks the main.cf reader (tests/it/import.rs)
 #   swaks               a real SMTP client (tests/it/smtp.rs)
 #   fetchmail           a real POP3 client (tests/it/pop3.rs)
 #   isync, curl         real IMAP clients (tests/it/imap.rs); curl also fetches
@@ -35,7 +37,7 @@ declare -A PKG=(
   [curl]=curl [python3]=python3 [nix-instantiate]=nix-bin [systemd-analyze]=systemd
   [openssl]=openssl [opendkim-genkey]=opendkim-tools [g++]=g++ [postgrey]=postgrey
   [policyd-spf]=postfix-policyd-spf-python [opendkim]=opendkim [rspamd]=rspamd
-  [xmllint]=libxml2-utils [pebble]=pebble
+  [xmllint]=libxml2-utils [pebble]=pebble [postconf]=postfix [doveconf]=dovecot-core
 )
 missing=()
 for cmd in "${!PKG[@]}"; do

@@ -5,6 +5,7 @@
 //! through `tables::edit` (lock, temporary file, fsync, rename), so the
 //! running server picks it up by its usual hot reload.
 
+pub mod import;
 pub mod users;
 
 /// Why an admin command failed, with the exit code `main` returns

@@ -31,6 +31,9 @@ pub struct LoginPolicy {
     pub disable_plaintext_auth: bool,
     /// `auth_mechanisms`; empty disables SASL.
     pub mechanisms: Vec<Mechanism>,
+    /// No login of any kind before TLS, not even from this host: Postfix
+    /// `smtpd_tls_auth_only = yes`, Dovecot `ssl = required`.
+    pub auth_requires_tls: bool,
 }
 
 impl LoginPolicy {
@@ -46,24 +49,39 @@ impl LoginPolicy {
                 .iter()
                 .filter_map(|m| Mechanism::from_name(m))
                 .collect(),
+            auth_requires_tls: false,
         }
+    }
+
+    /// With `yes`, no login at all before TLS ([`LoginPolicy::auth_requires_tls`]).
+    pub fn requiring_tls_for_auth(mut self, yes: bool) -> Self {
+        self.auth_requires_tls = yes;
+        self
     }
 
     /// May a password be sent in the clear (LOGIN, USER/PASS, AUTH PLAIN)?
     /// Dovecot's rule: yes over TLS, from this host, or when
     /// `disable_plaintext_auth = no`.
     pub fn plaintext_allowed(&self) -> bool {
+        if self.auth_requires_tls {
+            return self.tls_active;
+        }
         !self.disable_plaintext_auth || self.tls_active || self.local_client
+    }
+
+    /// May `mech` be used on this connection now?
+    pub fn may_use(&self, mech: Mechanism) -> bool {
+        (!self.auth_requires_tls || self.tls_active)
+            && (!mech.is_plaintext() || self.plaintext_allowed())
     }
 
     /// The configured mechanisms this connection may use now: plaintext
     /// ones only where [`plaintext_allowed`](Self::plaintext_allowed).
     pub fn offered_mechanisms(&self) -> impl Iterator<Item = Mechanism> + '_ {
-        let plain_ok = self.plaintext_allowed();
         self.mechanisms
             .iter()
             .copied()
-            .filter(move |m| plain_ok || !m.is_plaintext())
+            .filter(move |m| self.may_use(*m))
     }
 
     /// STARTTLS/STLS can be offered: a certificate, and not TLS yet.
@@ -191,6 +209,7 @@ mod tests {
             local_client,
             disable_plaintext_auth: disable,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            auth_requires_tls: false,
         }
     }
 
@@ -213,6 +232,17 @@ mod tests {
         let mut p = p;
         p.tls_started();
         assert!(!p.can_start_tls());
+        assert_eq!(p.offered_mechanisms().count(), 3);
+    }
+
+    #[test]
+    fn auth_requires_tls_refuses_every_mechanism_before_tls_even_locally() {
+        // smtpd_tls_auth_only = yes, ssl = required.
+        let mut p = policy(false, true, false).requiring_tls_for_auth(true);
+        assert!(!p.plaintext_allowed());
+        assert_eq!(p.offered_mechanisms().count(), 0);
+        p.tls_started();
+        assert!(p.plaintext_allowed());
         assert_eq!(p.offered_mechanisms().count(), 3);
     }
 

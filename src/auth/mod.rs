@@ -73,6 +73,10 @@ pub struct Auth {
     pub throttle: Arc<throttle::Throttle>,
     /// Logged-in IMAP/POP3 sessions per user and client address.
     pub sessions: Arc<sessions::UserIpSessions>,
+    /// Dovecot `auth_username_format`, applied before the passdb lookup.
+    username_format: String,
+    /// Dovecot `first_valid_uid` / `first_valid_gid`, for mail access.
+    first_valid: (u32, u32),
 }
 
 /// A hash checked when the user does not exist, so that "no such user" and
@@ -200,6 +204,8 @@ impl Auth {
             reloadables,
             throttle: throttle::Throttle::new(throttle::ThrottleConfig::from_config(config)),
             sessions: sessions::UserIpSessions::new(config.mail_max_userip_connections),
+            username_format: config.auth_username_format.clone(),
+            first_valid: (config.first_valid_uid, config.first_valid_gid),
         })
     }
 
@@ -207,8 +213,25 @@ impl Auth {
         self.reloadables.clone()
     }
 
+    /// The name the passdb is asked for: `auth_username_format` (`%Lu`,
+    /// `%n`, …) applied to what the client typed.
+    pub fn lookup_name(&self, login: &str) -> Result<String, String> {
+        if self.username_format == "%u" {
+            return Ok(login.to_string());
+        }
+        expand_user_template(
+            &self.username_format,
+            &UserVars {
+                user: login,
+                home: None,
+            },
+        )
+    }
+
     /// The stored hash and its default scheme for `user`, with the user's canonical name.
     fn stored(&self, user: &str) -> Result<Option<(String, String, Scheme)>, String> {
+        let name = self.lookup_name(user)?;
+        let user = name.as_str();
         match &self.passdb {
             Passdb::File { table, default } => {
                 let t = table.get();
@@ -307,6 +330,23 @@ impl Auth {
     /// Is `name` a login of the passdb (one it would check a password for)?
     pub fn passdb_has(&self, name: &str) -> Result<bool, String> {
         Ok(self.stored(name)?.is_some())
+    }
+
+    /// The userdb entry of a logged-in user who opens their mail (IMAP,
+    /// POP3): refused, as Dovecot does, when the uid or gid is below
+    /// `first_valid_uid` / `first_valid_gid`.
+    pub fn mail_user(&self, name: &str) -> Result<Option<UserInfo>, String> {
+        let info = self.user(name)?;
+        if let Some(i) = &info {
+            let (uid, gid) = self.first_valid;
+            if i.uid < uid {
+                return Err(format!("Mail access for users with UID {} not permitted (see first_valid_uid, uid from userdb lookup of {name})", i.uid));
+            }
+            if i.gid < gid {
+                return Err(format!("Mail access for users with GID {} not permitted (see first_valid_gid, gid from userdb lookup of {name})", i.gid));
+            }
+        }
+        Ok(info)
     }
 
     /// Looks a user up in the userdb; `%u %n %d %h` in a static home are expanded.

@@ -2,6 +2,7 @@
 //! `conf.d/*.toml` < `PIGEONPOST_*` environment, Postfix `$name` expansion,
 //! validation into a typed [`Config`], and the provenance of every value.
 
+pub mod compat;
 pub mod expand;
 pub mod keys;
 pub mod layers;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use compat::{ServerTls, SslMode, TlsVersions};
 pub use parse::{parse_milters, PassdbSpec, TlsLevel, UserdbSpec};
 
 /// A configuration problem, reported as one line naming key, source and reason.
@@ -336,6 +338,21 @@ pub struct Config {
     pub login_timeout: Duration,
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
+    /// `smtpd_tls_security_level` of the `smtp` listener.
+    pub smtpd_tls_security_level: ServerTls,
+    /// `smtpd_tls_auth_only`: no SMTP AUTH before TLS, not even locally.
+    pub smtpd_tls_auth_only: bool,
+    /// `smtpd_tls_protocols`: TLS versions of the SMTP listeners.
+    pub smtpd_tls_versions: TlsVersions,
+    /// Dovecot `ssl`: TLS for IMAP and POP3.
+    pub ssl: SslMode,
+    /// `ssl_min_protocol`: TLS versions of the IMAP and POP3 listeners.
+    pub ssl_versions: TlsVersions,
+    /// IMAP/POP3 refuse users with a lower uid / gid.
+    pub first_valid_uid: u32,
+    pub first_valid_gid: u32,
+    /// `auth_username_format`: applied to a login name before the passdb lookup.
+    pub auth_username_format: String,
     pub listen: Listen,
     /// `acme_*`: certificates from an ACME server; `ssl_cert`/`ssl_key` then point into its state directory.
     pub acme: Option<AcmeSettings>,
@@ -381,7 +398,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let entries = resolve(&given)?;
     let (classes, notices) = restriction_classes(&given, &entries)?;
     let mut config = parse::build(&entries, &classes, files)?;
-    config.notices = notices;
+    config.notices.extend(notices);
     Ok(Loaded { config, entries })
 }
 

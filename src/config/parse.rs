@@ -512,6 +512,48 @@ pub(super) fn build(
             }
         }
     }
+    let mut notices = Vec::new();
+    let versions = |key: &str,
+                    parse: fn(&str) -> Result<super::compat::Versions, String>,
+                    notices: &mut Vec<String>| {
+        let r = parse(&v.text(key)).map_err(|r| v.err(key, r))?;
+        if !r.unavailable.is_empty() && v.entry(key).source != "default" {
+            notices.push(format!(
+                "{key} (from {}) asks for {}: not available in pigeonpost (rustls speaks TLSv1.2 and TLSv1.3 only); clients that need them cannot connect",
+                v.entry(key).source,
+                r.unavailable.join(", ")
+            ));
+        }
+        Ok::<_, ConfigError>(r.versions)
+    };
+    let smtpd_tls_versions = versions(
+        "smtpd_tls_protocols",
+        super::compat::postfix_protocols,
+        &mut notices,
+    )?;
+    let ssl_versions = versions(
+        "ssl_min_protocol",
+        super::compat::dovecot_min_protocol,
+        &mut notices,
+    )?;
+    let smtpd_tls_security_level =
+        super::compat::server_tls_level(&v.text("smtpd_tls_security_level"))
+            .map_err(|r| v.err("smtpd_tls_security_level", r))?;
+    let ssl = super::compat::ssl_mode(&v.text("ssl")).map_err(|r| v.err("ssl", r))?;
+    if smtpd_tls_security_level == super::compat::ServerTls::Encrypt && ssl_cert.is_none() {
+        return Err(v.err(
+            "smtpd_tls_security_level",
+            "encrypt needs a certificate: set ssl_cert/ssl_key (or smtpd_tls_cert_file/smtpd_tls_key_file)",
+        ));
+    }
+    let auth_username_format = v.text("auth_username_format");
+    check_user_template(&auth_username_format).map_err(|r| v.err("auth_username_format", r))?;
+    if auth_username_format.contains("%h") || auth_username_format.contains("%{home}") {
+        return Err(v.err(
+            "auth_username_format",
+            "%h is not known before the passdb lookup",
+        ));
+    }
     let passdb = parse_passdb(&v)?;
     if let PassdbSpec::PasswdFile { path, .. } = &passdb {
         if let Err(e) = std::fs::metadata(path) {
@@ -661,7 +703,7 @@ pub(super) fn build(
         smtpd_client_auth_rate_limit: v.count("smtpd_client_auth_rate_limit")?,
         smtpd_min_data_rate: v.count("smtpd_min_data_rate")?,
         smtpd_access,
-        notices: Vec::new(),
+        notices,
         smtpd_banner: banner,
         relayhost: v.text("relayhost"),
         transport_maps: v.list("transport_maps"),
@@ -692,6 +734,14 @@ pub(super) fn build(
         login_timeout: nonzero_time(&v, "login_timeout")?,
         ssl_cert,
         ssl_key,
+        smtpd_tls_security_level,
+        smtpd_tls_auth_only: v.bool("smtpd_tls_auth_only")?,
+        smtpd_tls_versions,
+        ssl,
+        ssl_versions,
+        first_valid_uid: v.count("first_valid_uid")?,
+        first_valid_gid: v.count("first_valid_gid")?,
+        auth_username_format,
         listen,
         acme,
         dns_servers,

@@ -15,6 +15,7 @@ use imap_codec::imap_types::command::CommandBody;
 use super::backend::Backend;
 use super::proto::{Action, AuthOutcome, Session, SessionConfig, State};
 use crate::auth::login::{self, LoginPolicy};
+use crate::config::SslMode;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::store::location::{as_user, open_user_maildir};
@@ -66,7 +67,8 @@ fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
             ctx.tls.is_some(),
             conn.stream.is_tls(),
             conn.is_local_client(),
-        ),
+        )
+        .requiring_tls_for_auth(c.ssl == SslMode::Required),
         max_errors: 20,
         max_message: c.message_size_limit.min(u32::MAX as u64 - 1024) as u32 + 1024,
     }
@@ -141,7 +143,7 @@ async fn with_account_streaming<T: Send + 'static>(
 fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
     let info = ctx
         .auth
-        .user(user)?
+        .mail_user(user)?
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
     Ok(Account {

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::proto::{Action, DotStuffer, MaildropError, MessageEntry, Session, SessionConfig};
 use crate::auth::login::{self, LoginPolicy};
+use crate::config::SslMode;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
@@ -73,7 +74,8 @@ fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
             ctx.tls.is_some(),
             conn.stream.is_tls(),
             conn.is_local_client(),
-        ),
+        )
+        .requiring_tls_for_auth(c.ssl == SslMode::Required),
         max_errors: 20,
     }
 }
@@ -259,10 +261,11 @@ enum Opening {
 
 /// Finds, locks, syncs and lists the user's INBOX (blocking).
 fn open_maildrop(ctx: &Ctx, user: &str) -> Result<(Maildrop, Vec<MessageEntry>), Opening> {
-    let info =
-        ctx.auth.user(user).map_err(Opening::Temp)?.ok_or_else(|| {
-            Opening::Temp(format!("user {user} authenticated but not in the userdb"))
-        })?;
+    let info = ctx
+        .auth
+        .mail_user(user)
+        .map_err(Opening::Temp)?
+        .ok_or_else(|| Opening::Temp(format!("user {user} authenticated but not in the userdb")))?;
     // Dovecot creates a missing INBOX at the first login.
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info).map_err(Opening::Temp)?;
     let format = ctx.config.pop3_uidl_format.clone();

@@ -49,10 +49,11 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// The endpoints of the enabled listeners. `tls` says whether a
-    /// certificate is configured: without one, implicit-TLS listeners cannot
-    /// work and are left out, and the STARTTLS ones are plain.
-    pub fn from_config(config: &Config, tls: bool) -> Offer {
+    /// The endpoints of the enabled listeners. `smtp_tls` and `mail_tls`
+    /// say whether SMTP and IMAP/POP3 have TLS (a certificate, and not
+    /// `ssl = no`): without it, implicit-TLS listeners cannot work and are
+    /// left out, and the STARTTLS ones are plain.
+    pub fn from_config(config: &Config, smtp_tls: bool, mail_tls: bool) -> Offer {
         let endpoint = |listener: Listener| {
             let port = config
                 .listen
@@ -61,6 +62,10 @@ impl Offer {
                 .find(|(l, _)| *l == listener)
                 .and_then(|(_, addrs)| addrs.first())
                 .map(|a| a.port())?;
+            let tls = match listener.protocol() {
+                Protocol::Smtp => smtp_tls,
+                _ => mail_tls,
+            };
             let security = match (listener.implicit_tls(), tls) {
                 (true, true) => Security::Tls,
                 (true, false) => return None,

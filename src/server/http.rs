@@ -134,7 +134,13 @@ fn client_config(state: &State, method: &str, path: &str, request: &Request) -> 
             || t.virtual_mailbox_domains.contains(domain)
             || t.virtual_alias_domains.contains(domain)
     };
-    let offer = || autoconfig::Offer::from_config(&state.config, state.tls_config.is_some());
+    let offer = || {
+        autoconfig::Offer::from_config(
+            &state.config,
+            state.smtp_tls.is_some(),
+            state.mail_tls.is_some(),
+        )
+    };
     let unknown = || response("404 Not Found", "text/plain", "no such mail domain here\n");
     let xml = "application/xml; charset=utf-8";
     match (method, path.to_ascii_lowercase().as_str()) {

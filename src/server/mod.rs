@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::throttle::Throttle;
 use crate::auth::Auth;
-use crate::config::{Config, Listener, Protocol};
+use crate::config::{Config, Listener, Protocol, SslMode};
 use crate::mailauth::MailAuth;
 use crate::net::anvil::{Anvil, Event, RateLimits};
 use crate::net::pending::Pending;
@@ -58,7 +58,10 @@ pub struct State {
     pub config: Arc<Config>,
     pub tables: Arc<Tables>,
     pub auth: Arc<Auth>,
-    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// TLS of the SMTP listeners (`smtpd_tls_protocols`).
+    pub smtp_tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS of IMAP and POP3 (`ssl_min_protocol`); none with `ssl = no`.
+    pub mail_tls: Option<Arc<rustls::ServerConfig>>,
     /// The certificate in force (reloaded from `ssl_cert`/`ssl_key`).
     pub certs: Option<Arc<CertStore>>,
     /// `acme_domains`: the challenge answers of the order in progress.
@@ -149,7 +152,7 @@ impl State {
             config: self.config.clone(),
             tables: self.tables.clone(),
             auth: self.auth.clone(),
-            tls: self.tls_config.clone(),
+            tls: self.smtp_tls.clone(),
             queue: self.queue.clone(),
             notify: self.notify.clone(),
             mail_auth: self.mail_auth.clone(),
@@ -162,7 +165,7 @@ impl State {
         Arc::new(imap::Ctx {
             config: self.config.clone(),
             auth: self.auth.clone(),
-            tls: self.tls_config.clone(),
+            tls: self.mail_tls.clone(),
             mailboxes: self.mailboxes.clone(),
         })
     }
@@ -171,7 +174,7 @@ impl State {
         Arc::new(pop3::Ctx {
             config: self.config.clone(),
             auth: self.auth.clone(),
-            tls: self.tls_config.clone(),
+            tls: self.mail_tls.clone(),
             notify: self.notify.clone(),
         })
     }
@@ -199,7 +202,14 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         }
         _ => None,
     };
-    let tls_config = tls.as_ref().map(CertStore::server_config);
+    let smtp_tls = tls.as_ref().map(|s| {
+        let v = config.smtpd_tls_versions;
+        s.server_config(v.tls12, v.tls13)
+    });
+    let mail_tls = tls
+        .as_ref()
+        .filter(|_| config.ssl != SslMode::No)
+        .map(|s| s.server_config(config.ssl_versions.tls12, config.ssl_versions.tls13));
     // Before the queue is opened (and recovered): it may be another server's.
     let master_lock = lock_queue(&config.queue_directory)?;
     let queue = crate::smtp::queue::Queue::open(&config).map_err(|e| {
@@ -231,7 +241,8 @@ pub fn build_state(config: Config) -> Result<Started, ServeError> {
         auth: Arc::new(auth),
         acme: config.acme.as_ref().map(|_| crate::acme::Challenges::new()),
         config: Arc::new(config),
-        tls_config,
+        smtp_tls,
+        mail_tls,
         certs: tls,
         ready: AtomicBool::new(false),
     });
@@ -326,8 +337,16 @@ pub async fn run(
         let name = listener.name();
         let handler = handler_for(listener, &state, &contexts);
         let implicit_tls = if listener.implicit_tls() {
-            match &state.tls_config {
+            let tls = match listener.protocol() {
+                Protocol::Smtp => &state.smtp_tls,
+                _ => &state.mail_tls,
+            };
+            match tls {
                 Some(c) => Some(c.clone()),
+                None if state.config.ssl == SslMode::No && state.smtp_tls.is_some() => {
+                    tracing::warn!(listener = name, "not started: ssl = no");
+                    continue;
+                }
                 None => {
                     tracing::warn!(
                         listener = name,

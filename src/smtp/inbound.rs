@@ -18,7 +18,7 @@ use super::router::{ClientTrust, RouteError};
 use super::screen;
 use crate::auth::login::{self, LoginPolicy};
 use crate::config::restrictions::ScreenAction;
-use crate::config::Listener;
+use crate::config::{Listener, ServerTls};
 use crate::mailauth::policy::{self, Decision, SpfMode};
 use crate::mailauth::verify::{Envelope as VerifyEnvelope, SpfOutput};
 use crate::net::anvil::Event;
@@ -53,17 +53,24 @@ impl Handler for SmtpHandler {
 impl SmtpHandler {
     fn session_config(&self, conn: &Conn) -> SessionConfig {
         let c = &self.ctx.config;
+        // smtpd_tls_security_level is the smtp listener's; submission
+        // always requires TLS.
+        let port25 = self.listener == Listener::Smtp;
         SessionConfig {
             hostname: c.myhostname.clone(),
             max_message_size: c.message_size_limit,
             max_recipients: c.smtpd_recipient_limit,
             login: LoginPolicy::new(
                 c,
-                self.ctx.tls.is_some(),
+                self.ctx.tls.is_some()
+                    && !(port25 && c.smtpd_tls_security_level == ServerTls::None),
                 conn.stream.is_tls(),
                 conn.is_local_client(),
-            ),
+            )
+            .requiring_tls_for_auth(c.smtpd_tls_auth_only),
             submission: self.listener.is_submission(),
+            require_tls: self.listener.is_submission()
+                || (port25 && c.smtpd_tls_security_level == ServerTls::Encrypt),
             // spf_policy = reject_fail answers MAIL FROM after an SPF
             // check; smtpd_client_message_rate_limit counts MAIL FROM.
             check_sender: (self.verifies(conn.peer.ip())

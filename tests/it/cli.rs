@@ -413,3 +413,57 @@ fn main_cf_lines_in_conf_d_work_as_they_are() {
         .cmd("EHLO client.example\r\n", "250 ")
         .contains("250-STARTTLS"));
 }
+
+/// The TLS and login keys of Postfix and Dovecot: bad values name the key
+/// and the file; TLS versions rustls does not have are a notice, not a
+/// silent change.
+#[test]
+fn tls_and_login_keys_are_checked() {
+    let t = Tree::new();
+    let cfg = t.write("pigeonpost.toml", "myhostname = \"mail.example.com\"\n");
+    let c = cfg.to_str().unwrap();
+    for (line, needle) in [
+        (
+            "smtpd_tls_security_level = verify",
+            "use none, may or encrypt",
+        ),
+        (
+            "smtpd_tls_security_level = encrypt",
+            "encrypt needs a certificate",
+        ),
+        (
+            "smtpd_tls_protocols = <=TLSv1.1",
+            "neither TLSv1.2 nor TLSv1.3",
+        ),
+        (
+            "smtpd_tls_protocols = !TLSv1.4",
+            "'!TLSv1.4' is not a protocol",
+        ),
+        ("ssl = sometimes", "use yes, no or required"),
+        ("ssl_min_protocol = TLSv2", "is not a protocol"),
+        ("auth_username_format = %x", "unknown variable %x"),
+        ("first_valid_uid = -1", "is not a whole number"),
+    ] {
+        t.write("conf.d/10-main.cf", &format!("{line}\n"));
+        let err = config_error(&["--config", c, "config"], &[]);
+        let key = line.split(' ').next().unwrap();
+        assert!(
+            err.contains(&format!("config error: {key} (from ")) && err.contains("10-main.cf"),
+            "{err}"
+        );
+        assert!(err.contains(needle), "{line}: {err}");
+    }
+    t.write(
+        "conf.d/10-main.cf",
+        "smtpd_tls_protocols = !SSLv2, !SSLv3\nssl_min_protocol = TLSv1.3\n",
+    );
+    let out = run(&["--config", c, "config", "ssl_min_protocol"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("smtpd_tls_protocols (from ")
+            && e.contains("asks for TLSv1, TLSv1.1: not available in pigeonpost"),
+        "{e}"
+    );
+    assert!(!e.contains("ssl_min_protocol (from"), "{e}");
+}

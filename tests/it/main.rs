@@ -10,6 +10,7 @@ mod crash;
 mod dns;
 mod imap;
 mod imap_stress;
+mod import;
 mod limits;
 mod mailauth;
 mod milter;

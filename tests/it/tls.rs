@@ -232,3 +232,120 @@ fn certificate_paths_in_the_systemd_credentials_directory() {
     );
     std::fs::remove_file(cf).unwrap();
 }
+
+/// Postfix's and Dovecot's TLS and login keys under their own names, over
+/// the wire: `smtpd_tls_security_level = encrypt` (no MAIL before
+/// STARTTLS on port 25), `smtpd_tls_auth_only` (no AUTH before TLS even
+/// from this host with `disable_plaintext_auth = no`), `smtpd_tls_protocols`
+/// (TLS 1.2 refused on 465), `ssl_min_protocol` (TLS 1.2 still fine on 993),
+/// `ssl = required` (LOGINDISABLED on 143 even locally),
+/// `auth_username_format = %Lu` (JOHN@EXAMPLE.COM logs in as john), and
+/// `first_valid_uid` (a user below it cannot open their mail).
+#[test]
+fn postfix_and_dovecot_tls_and_login_keys() {
+    use crate::util::{LineClient, MailFixture};
+    let f = MailFixture::new(
+        &[
+            ("submissions", "127.0.0.1:0"),
+            ("imap", "127.0.0.1:0"),
+            ("imaps", "127.0.0.1:0"),
+            ("pop3", "127.0.0.1:0"),
+        ],
+        "disable_plaintext_auth = \"no\"\n\
+         smtpd_tls_security_level = \"encrypt\"\n\
+         smtpd_tls_auth_only = \"yes\"\n\
+         smtpd_tls_protocols = \">=TLSv1.3\"\n\
+         ssl_min_protocol = \"TLSv1.2\"\n\
+         ssl = \"required\"\n\
+         auth_username_format = \"%Lu\"\n\
+         first_valid_uid = 5000\n",
+    );
+    let server = f.start();
+    let cert = std::fs::read_to_string(f.tree.path("tls/cert.pem")).unwrap();
+
+    let mut c = LineClient::connect("127.0.0.1", server.addr("smtp"));
+    c.line();
+    let ehlo = c.cmd("EHLO client.example\r\n", "250 ");
+    assert!(ehlo.contains("250-STARTTLS"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "smtpd_tls_auth_only: {ehlo}");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@example.org>\r\n", "5"),
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+
+    let tls12 = &rustls::version::TLS12;
+    let tls13 = &rustls::version::TLS13;
+    assert!(handshake(server.addr("submissions"), &cert, tls12).is_err());
+    assert!(handshake(server.addr("submissions"), &cert, tls13).is_ok());
+    assert!(handshake(server.addr("imaps"), &cert, tls12).is_ok());
+
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    let caps = c.cmd("a CAPABILITY\r\n", "a ");
+    assert!(
+        caps.contains("LOGINDISABLED") && !caps.contains("AUTH="),
+        "{caps}"
+    );
+    assert!(c
+        .cmd("b LOGIN john@example.com john123\r\n", "b ")
+        .starts_with("b NO"));
+
+    let (ok, out, err) = crate::smtp::python(
+        r#"
+import imaplib, os, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+ctx.check_hostname = False
+m = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["PORT"]), ssl_context=ctx)
+print(m.login("JOHN@EXAMPLE.COM", "john123")[0])
+print(m.select("INBOX")[0])
+"#,
+        &[
+            ("PORT", server.addr("imaps").port().to_string()),
+            ("CAFILE", f.tree.path("tls/cert.pem").display().to_string()),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "OK\nOK\n");
+    drop(server);
+
+    // first_valid_uid above the userdb's 5000: the password is right, the
+    // mail stays closed.
+    let f = MailFixture::new(&[("pop3", "127.0.0.1:0")], "first_valid_uid = 5001\n");
+    let server = f.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("pop3"));
+    c.line();
+    assert!(c.cmd("USER john@example.com\r\n", "").starts_with("+OK"));
+    let pass = c.cmd("PASS john123\r\n", "");
+    assert!(pass.starts_with("-ERR"), "{pass}");
+    assert!(server
+        .wait_log("first_valid_uid", Duration::from_secs(5))
+        .is_some());
+}
+
+/// `smtpd_tls_security_level = none` (no STARTTLS on port 25) and
+/// Dovecot's `ssl = no` (no STARTTLS on 143, no 993) with a certificate
+/// configured: submission on 465 still speaks TLS.
+#[test]
+fn tls_switched_off_by_postfix_and_dovecot_keys() {
+    use crate::util::{LineClient, MailFixture};
+    let f = MailFixture::new(
+        &[
+            ("submissions", "127.0.0.1:0"),
+            ("imap", "127.0.0.1:0"),
+            ("imaps", "127.0.0.1:0"),
+        ],
+        "smtpd_tls_security_level = \"none\"\nssl = \"no\"\n",
+    );
+    let server = f.start();
+    let cert = std::fs::read_to_string(f.tree.path("tls/cert.pem")).unwrap();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("smtp"));
+    c.line();
+    let ehlo = c.cmd("EHLO client.example\r\n", "250 ");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    let caps = c.cmd("a CAPABILITY\r\n", "a ");
+    assert!(!caps.contains("STARTTLS"), "{caps}");
+    assert!(server.listeners.iter().all(|(n, _)| n != "imaps"));
+    assert!(handshake(server.addr("submissions"), &cert, &rustls::version::TLS13).is_ok());
+}

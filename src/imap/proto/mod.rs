@@ -792,7 +792,7 @@ impl Session {
                     self.error();
                     return None;
                 };
-                if mech.is_plaintext() && !self.cfg.login.plaintext_allowed() {
+                if !self.cfg.login.may_use(mech) {
                     self.push(&format!("{tag} NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n"));
                     self.error();
                     return None;

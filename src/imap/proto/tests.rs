@@ -12,6 +12,7 @@ fn cfg() -> SessionConfig {
             local_client: false,
             disable_plaintext_auth: true,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+            auth_requires_tls: false,
         },
         max_errors: 5,
         max_message: 1000,

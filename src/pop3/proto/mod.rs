@@ -563,7 +563,7 @@ impl Session {
         else {
             return self.bad("Unsupported authentication mechanism.");
         };
-        if mech.is_plaintext() && !self.plaintext_allowed() {
+        if !self.cfg.login.may_use(mech) {
             return self.bad(
                 "[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
             );

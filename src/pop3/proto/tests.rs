@@ -10,6 +10,7 @@ fn cfg() -> SessionConfig {
             local_client: false,
             disable_plaintext_auth: true,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            auth_requires_tls: false,
         },
         max_errors: 10,
     }

@@ -36,8 +36,11 @@ pub struct SessionConfig {
     /// `disable_plaintext_auth` withholds AUTH altogether without TLS
     /// (unless the client is local), and no mechanisms disables AUTH.
     pub login: LoginPolicy,
-    /// Submission (587/465): TLS before anything but EHLO/STARTTLS, AUTH before MAIL.
+    /// Submission (587/465): TLS before AUTH, AUTH before MAIL.
     pub submission: bool,
+    /// Nothing but EHLO/HELO, STARTTLS, NOOP, RSET and QUIT before TLS:
+    /// submission, and Postfix `smtpd_tls_security_level = encrypt`.
+    pub require_tls: bool,
     /// Ask the I/O layer about each sender ([`Action::CheckSender`]) before
     /// answering MAIL FROM: for the message rate limit, and SPF of
     /// unauthenticated clients.
@@ -680,7 +683,7 @@ impl<R> Session<R> {
         };
         // Submission without TLS: only the commands that lead to TLS (Postfix
         // smtpd_tls_security_level = encrypt).
-        if self.cfg.submission
+        if self.cfg.require_tls
             && !self.cfg.login.tls_active
             && !matches!(
                 request,

@@ -15,8 +15,10 @@ fn cfg() -> SessionConfig {
             local_client: false,
             disable_plaintext_auth: true,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+            auth_requires_tls: false,
         },
         submission: false,
+        require_tls: false,
         check_sender: false,
         check_helo: false,
         max_errors: 20,
@@ -393,6 +395,7 @@ fn auth_exchanges_after_tls() {
 fn submission_requires_tls_then_auth() {
     let mut c = cfg();
     c.submission = true;
+    c.require_tls = true;
     c.login.local_client = true;
     let r = run_with(
         c.clone(),
@@ -569,4 +572,67 @@ fn helo_checked_before_its_reply_and_a_denied_connection() {
         &[b"HELO deny\r\nNOOP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.com>\r\nQUIT\r\n"],
     );
     assert_eq!(codes(&r.out), ["220", "250", "250", "451", "451", "221"]);
+}
+
+/// Postfix `smtpd_tls_security_level = encrypt` on port 25: no mail before
+/// STARTTLS, but no AUTH needed after it (unlike submission).
+#[test]
+fn tls_security_level_encrypt_needs_starttls_before_mail() {
+    let mut c = cfg();
+    c.require_tls = true;
+    let r = run_with(
+        c.clone(),
+        &[
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.com>\r\nSTARTTLS\r\n",
+            b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@example.com>\r\n",
+        ],
+    );
+    let (before, after) = r.out.split_once("Ready to start TLS").unwrap();
+    assert_eq!(
+        before
+            .matches("530 5.7.0 Must issue a STARTTLS command first")
+            .count(),
+        2,
+        "{}",
+        r.out
+    );
+    assert!(
+        after.ends_with("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+        "{}",
+        r.out
+    );
+}
+
+/// Postfix `smtpd_tls_auth_only = yes`: no AUTH before TLS, not even for a
+/// client on this host with `disable_plaintext_auth = no`.
+#[test]
+fn tls_auth_only_hides_auth_until_tls() {
+    let mut c = cfg();
+    c.login.local_client = true;
+    c.login.disable_plaintext_auth = false;
+    c.login.auth_requires_tls = true;
+    let r = run_with(
+        c,
+        &[
+            format!(
+                "EHLO c\r\nAUTH PLAIN {}\r\nSTARTTLS\r\n",
+                b64(b"\0user\0pass")
+            )
+            .as_bytes(),
+            format!("EHLO c\r\nAUTH PLAIN {}\r\n", b64(b"\0user\0pass")).as_bytes(),
+        ],
+    );
+    let (before, after) = r.out.split_once("Ready to start TLS").unwrap();
+    assert!(!before.contains("250-AUTH"), "{}", r.out);
+    assert!(
+        before.contains("538 5.7.11 Encryption required"),
+        "{}",
+        r.out
+    );
+    assert!(after.contains("250-AUTH PLAIN LOGIN"), "{}", r.out);
+    assert!(
+        after.contains("235 2.7.0 Authentication successful"),
+        "{}",
+        r.out
+    );
 }
