@@ -18,6 +18,7 @@ use crate::auth::login::{self, LoginPolicy};
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::store::location::{as_user, open_user_maildir};
+use crate::store::maildir::quota::Quota;
 
 use crate::net::pace::Pace;
 use crate::net::TLS_HANDSHAKE_TIMEOUT;
@@ -69,6 +70,7 @@ fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
         ),
         max_errors: 20,
         max_message: c.message_size_limit.min(u32::MAX as u64 - 1024) as u32 + 1024,
+        quota: c.quota.is_some(),
     }
 }
 
@@ -144,8 +146,9 @@ fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
         .user(user)?
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
+    let quota = Quota::for_user(ctx.config.quota.as_ref(), &dir, info.quota_rule.as_deref());
     Ok(Account {
-        backend: Backend::new(dir, ctx.mailboxes.clone()),
+        backend: Backend::new(dir, ctx.mailboxes.clone()).with_quota(quota.map(Arc::new)),
         uid: info.uid,
         gid: info.gid,
     })

@@ -52,6 +52,8 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// Largest command including literals (APPEND: message_size_limit).
     pub max_message: u32,
+    /// The `quota` setting is on: QUOTA (RFC 9208) is offered.
+    pub quota: bool,
 }
 
 /// RFC 3501 §3 states.
@@ -264,6 +266,10 @@ impl Session {
             "CONDSTORE",
             "QRESYNC",
         ]);
+        if self.cfg.quota {
+            // RFC 9208 §3.1: the resources maildirsize counts.
+            c.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]);
+        }
         if !self.compressed {
             c.push("COMPRESS=DEFLATE");
         }
@@ -986,4 +992,7 @@ const KNOWN: &[&str] = &[
     "NAMESPACE",
     "ID",
     "ENABLE",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
 ];

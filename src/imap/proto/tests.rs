@@ -15,6 +15,7 @@ fn cfg() -> SessionConfig {
         },
         max_errors: 5,
         max_message: 1000,
+        quota: false,
     }
 }
 
