@@ -338,6 +338,39 @@ fn quota_of(ctx: &Ctx, dest: &Destination) -> Option<Quota> {
     Quota::for_user(Some(settings), dir, rule.as_deref())
 }
 
+/// At RCPT: is a Maildir this recipient goes to already full (no room for
+/// one more message of any size)? Then the recipient is refused on its own,
+/// as Postfix does with Dovecot's quota-status policy service, instead of
+/// the whole message at the end of DATA. Blocking (it may recount).
+pub fn full_mailbox(ctx: &Ctx, routes: &Routes) -> Option<DeliverError> {
+    let settings = ctx.config.quota.as_ref()?;
+    for dest in routes {
+        let Destination::Maildir { uid, gid, .. } = dest else {
+            continue;
+        };
+        let Some(q) = quota_of(ctx, dest) else {
+            continue;
+        };
+        let check = || q.check(0, 1, Some(settings.grace));
+        let verdict = match owner(*uid, *gid) {
+            Some(o) => as_user(o.uid, o.gid, check),
+            None => check(),
+        };
+        match verdict {
+            Ok(Ok(())) => {}
+            Ok(Err(OverQuota)) => {
+                return Some(DeliverError::OverQuota {
+                    path: q.path(),
+                    tempfail: settings.full_tempfail,
+                })
+            }
+            // Read again at the end of DATA, where a failure is a 4xx.
+            Err(e) => tracing::warn!(path = %q.path().display(), error = %e, "maildirsize"),
+        }
+    }
+    None
+}
+
 /// Each job's quota, and `quota_grace` / `quota_full_tempfail`.
 struct Quotas<'a> {
     each: &'a [Option<Quota>],

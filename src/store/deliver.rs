@@ -480,6 +480,17 @@ mod tests {
     }
 
     #[test]
+    fn a_full_mailbox_is_permanent_unless_quota_full_tempfail() {
+        let full = |tempfail| DeliverError::OverQuota {
+            path: PathBuf::from("/m/maildirsize"),
+            tempfail,
+        };
+        // Dovecot's LMTP answers (quota_full_tempfail = no by default).
+        assert_eq!(full(false).smtp_reply(), (552, "5.2.2", "Mailbox full"));
+        assert_eq!(full(true).smtp_reply(), (452, "4.2.2", "Mailbox full"));
+    }
+
+    #[test]
     fn new_not_a_directory_is_io_error() {
         let td = tempfile::tempdir().unwrap();
         let md = td.path().join("Maildir");
