@@ -373,6 +373,11 @@ impl Quota {
             count,
             limits,
         };
+        // No Maildir yet (a first delivery checks before creating it):
+        // nothing used, nothing to write.
+        if !self.root.is_dir() {
+            return Ok(usage);
+        }
         if changed {
             if self.rule.is_some_and(|r| r.force) {
                 let _ = fs::remove_file(self.path());
@@ -607,6 +612,14 @@ mod tests {
         let q2 = Quota::new(d.path(), rule(2000), "User quota");
         assert_eq!(q2.usage().unwrap().bytes, 155);
         assert_eq!(fs::read_to_string(q.path()).unwrap(), "2000S\n155 3\n");
+    }
+
+    #[test]
+    fn a_maildir_not_made_yet_has_room() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Quota::new(d.path().join("new-user"), rule(100), "User quota");
+        assert_eq!(q.check(50, 1, None).unwrap(), Ok(()));
+        assert!(!q.path().exists());
     }
 
     #[test]
