@@ -320,3 +320,40 @@ fn dovecot_and_pigeonpost_agree_on_maildirsize() {
 }
 
 const RULE: &str = "*:storage=1M:messages=1000";
+
+#[test]
+fn pop3_dele_and_imap_delete_leave_the_quota() {
+    let f = MailFixture::new(
+        &[("imap", "127.0.0.1:0"), ("pop3", "127.0.0.1:0")],
+        "quota = \"maildir:User quota\"\nquota_rule = \"*:bytes=100000\"\n",
+    );
+    f.deliver(
+        "john",
+        &["Subject: a\n\n12345\n", "Subject: b\n\n1234567890\n"],
+    );
+    let server = f.start();
+    let mut c = imap_login(&server, "john@example.com", "john123");
+    c.cmd("cr CREATE Old\r\n", "cr ");
+    c.send(&format!(
+        "a APPEND Old {{{}+}}\r\n{}\r\n",
+        20, "Subject: old\r\n\r\nabcd"
+    ));
+    assert!(c.until("a ").contains("a OK"));
+    let o = c.cmd("q GETQUOTAROOT INBOX\r\n", "q ");
+    assert_eq!(quota_numbers(&o), [1, 98], "{o}");
+    // Deleting a folder takes its messages out of the quota.
+    assert!(c.cmd("d DELETE Old\r\n", "d ").contains("d OK"));
+    drop(c);
+    let size = std::fs::read_to_string(f.maildir("john").join("maildirsize")).unwrap();
+    assert!(size.ends_with("18 1\n-18 -1\n"), "{size}");
+
+    // POP3: DELE, then QUIT expunges.
+    let mut p = LineClient::connect("127.0.0.1", server.addr("pop3"));
+    p.line();
+    p.cmd("USER john@example.com\r\n", "+OK");
+    assert!(p.cmd("PASS john123\r\n", "").starts_with("+OK"));
+    assert!(p.cmd("DELE 1\r\n", "").starts_with("+OK"));
+    assert!(p.cmd("QUIT\r\n", "").starts_with("+OK"));
+    let size = std::fs::read_to_string(f.maildir("john").join("maildirsize")).unwrap();
+    assert_eq!(size, "100000S\n41 2\n18 1\n-18 -1\n-18 -1\n");
+}
