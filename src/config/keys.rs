@@ -343,6 +343,10 @@ pub static NOT_NEEDED: &[(&str, &str)] = &[
         "syslog_facility",
         "logs go to stderr (journald, kubectl logs)",
     ),
+    (
+        "mail_plugins",
+        "the quota plugin is built in: setting quota = maildir:NAME turns it on",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static KeyDef> {

@@ -357,3 +357,36 @@ fn pop3_dele_and_imap_delete_leave_the_quota() {
     let size = std::fs::read_to_string(f.maildir("john").join("maildirsize")).unwrap();
     assert_eq!(size, "100000S\n41 2\n18 1\n-18 -1\n-18 -1\n");
 }
+
+#[test]
+fn quota_settings_are_checked_like_every_key() {
+    let t = crate::util::Tree::new();
+    let p = t.path("pigeonpost.toml");
+    let check = |text: &str| {
+        crate::util::write(&p, text);
+        crate::util::run(&["--config", p.to_str().unwrap(), "config"], &[])
+    };
+    for (text, key) in [
+        ("quota_rule = \"*:storage=1G\"\n", "quota_rule"),
+        ("quota = \"dict:proxy::quota\"\n", "quota"),
+        (
+            "quota = \"maildir:User quota\"\nquota_rule = \"Trash:storage=+100M\"\n",
+            "quota_rule",
+        ),
+        (
+            "quota = \"maildir\"\nquota_grace = \"lots\"\n",
+            "quota_grace",
+        ),
+    ] {
+        let out = check(text);
+        let err = crate::util::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(&format!("config error: {key} ")), "{err}");
+    }
+    let out = check(
+        "quota = \"maildir:User quota\"\nquota_rule = \"*:storage=1G\"\nmail_plugins = \"quota\"\n",
+    );
+    let text = crate::util::stdout(&out);
+    assert!(out.status.success(), "{}", crate::util::stderr(&out));
+    assert!(text.contains("*:storage=1G"), "{text}");
+}
