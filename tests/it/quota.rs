@@ -390,3 +390,43 @@ fn quota_settings_are_checked_like_every_key() {
     assert!(out.status.success(), "{}", crate::util::stderr(&out));
     assert!(text.contains("*:storage=1G"), "{text}");
 }
+
+#[test]
+fn quota_full_tempfail_and_several_recipients() {
+    let f = quota_setup("*:bytes=1000");
+    let cfg = std::fs::read_to_string(&f.config).unwrap();
+    let cfg = cfg.replacen("\n[listen]", "quota_full_tempfail = \"yes\"\n\n[listen]", 1);
+    std::fs::write(&f.config, cfg).unwrap();
+    f.deliver("john", &[&"y".repeat(900)]);
+    let server = f.start();
+    // The message would take john past 1,000 + 10%: with jane beside him,
+    // SMTP has one answer for both, and neither gets a copy.
+    let mut c = LineClient::connect("127.0.0.1", server.addr("smtp"));
+    c.line();
+    c.cmd("EHLO client.example\r\n", "250 ");
+    c.cmd("MAIL FROM:<a@outside.example>\r\n", "250");
+    assert!(c
+        .cmd("RCPT TO:<john@example.com>\r\n", "")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<jane@example.com>\r\n", "")
+        .starts_with("250"));
+    c.cmd("DATA\r\n", "354");
+    c.send(&format!(
+        "Subject: both\r\n\r\n{}\r\n.\r\n",
+        "z".repeat(300)
+    ));
+    let o = c.line();
+    assert!(o.starts_with("452 4.2.2 Mailbox full"), "{o}");
+    assert_eq!(files(&f.maildir("john")), 1);
+    assert_eq!(files(&f.maildir("jane")), 0);
+    // Once full, john alone is refused at RCPT, for now (4xx).
+    // (Another writer's message, and its delta line.)
+    std::fs::write(f.maildir("john").join("new/big"), "y".repeat(200)).unwrap();
+    let size = f.maildir("john").join("maildirsize");
+    let text = std::fs::read_to_string(&size).unwrap() + "200 1\n";
+    std::fs::write(&size, text).unwrap();
+    let o = smtp(&server, "john@example.com", "x");
+    assert!(o.starts_with("RCPT 452 4.2.2 Mailbox full"), "{o}");
+    assert!(smtp(&server, "jane@example.com", "x").starts_with("250"));
+}
