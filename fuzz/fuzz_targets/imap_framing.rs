@@ -101,6 +101,7 @@ fn config(flags: u8) -> SessionConfig {
         },
         max_errors: 20 + u32::from(flags >> 6) * 10,
         max_message: max_message(flags),
+        quota: flags & 16 == 16,
     }
 }
 

@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         },
         max_errors: 20,
         max_message: 4096,
+        quota: true,
     };
     let mut s = Session::new(cfg);
     let mut rest = data.get(1..).unwrap_or_default();

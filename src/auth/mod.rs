@@ -42,6 +42,8 @@ pub struct UserInfo {
     pub home: Option<PathBuf>,
     /// A per-user `userdb_mail` override of `mail_location`.
     pub mail: Option<String>,
+    /// A per-user `userdb_quota_rule` (Dovecot syntax) replacing `quota_rule`.
+    pub quota_rule: Option<String>,
 }
 
 enum Passdb {
@@ -123,6 +125,7 @@ pub fn system_user(name: &str) -> Result<Option<UserInfo>, String> {
         gid: pwd.pw_gid,
         home: Some(PathBuf::from(cstr_field(pwd.pw_dir))),
         mail: None,
+        quota_rule: None,
     }))
 }
 
@@ -380,6 +383,7 @@ impl Auth {
                     gid,
                     home,
                     mail: e.userdb_field("mail").map(str::to_string),
+                    quota_rule: e.userdb_field("quota_rule").map(str::to_string),
                 }))
             }
             Userdb::Static { uid, gid, home } => {
@@ -399,6 +403,7 @@ impl Auth {
                     gid: *gid,
                     home,
                     mail: None,
+                    quota_rule: None,
                 }))
             }
         }

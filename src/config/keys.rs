@@ -174,6 +174,10 @@ pub static KEYS: &[KeyDef] = &[
     k("userdb", "passwd", Text, Dovecot, "user database: passwd, passwd-file:/path, or static:uid=N gid=N home=PATH"),
     k("disable_plaintext_auth", "yes", Bool, Dovecot, "refuse passwords without TLS unless the client is this host"),
     k("auth_failure_delay", "2 secs", Time('s'), Dovecot, "delay before a failed login is answered; also the first step of the per-IP/per-user penalty, which doubles per failure up to 15 s"),
+    k("quota", "", Text, Dovecot, "quota plugin backend: maildir:NAME (Maildir++ maildirsize, NAME is the IMAP quota root, e.g. maildir:User quota); empty = no quota accounting"),
+    k("quota_rule", "", Text, Dovecot, "default limits for every mailbox, e.g. *:storage=1G or ?:messages=10000 (a passwd-file's userdb_quota_rule= overrides it per user); empty = the limits in each maildirsize"),
+    k("quota_grace", "10%", Text, Dovecot, "how far over the limit the last delivered message (SMTP, not APPEND) may bring a user who was under it: a percentage or a size"),
+    k("quota_full_tempfail", "no", Bool, Dovecot, "a delivery to a full mailbox is refused with 452 4.2.2 (retry later) instead of 552 5.2.2"),
     k("mail_max_userip_connections", "10", Count, Dovecot, "logged-in IMAP (and, separately, POP3) sessions per user and client IP (0 = no limit)"),
     k("smtpd_tls_cert_file", "", Text, Postfix, "Postfix's name for ssl_cert (a PEM certificate chain)"),
     k("smtpd_tls_key_file", "$smtpd_tls_cert_file", Text, Postfix, "Postfix's name for ssl_key"),
@@ -356,6 +360,10 @@ pub static NOT_NEEDED: &[(&str, &str)] = &[
     (
         "syslog_facility",
         "logs go to stderr (journald, kubectl logs)",
+    ),
+    (
+        "mail_plugins",
+        "the quota plugin is built in: setting quota = maildir:NAME turns it on",
     ),
 ];
 

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod layers;
 mod parse;
 pub mod print;
+pub mod quota;
 pub mod restrictions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -331,6 +332,9 @@ pub struct Config {
     pub disable_plaintext_auth: bool,
     pub auth_failure_delay: Duration,
     pub mail_max_userip_connections: usize,
+    /// `quota`, `quota_rule`, `quota_grace`, `quota_full_tempfail`; `None`
+    /// when `quota` is empty (no accounting, as without Dovecot's plugin).
+    pub quota: Option<quota::QuotaSettings>,
     pub auth_failure_ban_threshold: u32,
     pub auth_failure_ban_window: Duration,
     pub auth_failure_ban_time: Duration,

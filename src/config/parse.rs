@@ -727,6 +727,7 @@ pub(super) fn build(
         disable_plaintext_auth: v.bool("disable_plaintext_auth")?,
         auth_failure_delay: v.time("auth_failure_delay")?,
         mail_max_userip_connections: v.count("mail_max_userip_connections")?,
+        quota: quota_settings(&v)?,
         auth_failure_ban_threshold: v.count("auth_failure_ban_threshold")?,
         auth_failure_ban_window: nonzero_time(&v, "auth_failure_ban_window")?,
         auth_failure_ban_time: v.time("auth_failure_ban_time")?,
@@ -857,6 +858,34 @@ fn acme_settings(v: &Values, listen: &Listen) -> Result<Option<AcmeSettings>, Co
         ca_file,
         renew_before: v.time("acme_renew_before")?,
         retry_time: nonzero_time(v, "acme_retry_time")?,
+    }))
+}
+
+/// The quota plugin's keys (Dovecot's names and syntax).
+fn quota_settings(v: &Values) -> Result<Option<super::quota::QuotaSettings>, ConfigError> {
+    use super::quota;
+    let backend = v.text("quota");
+    let rule = v.text("quota_rule");
+    if backend.trim().is_empty() {
+        if !rule.trim().is_empty() {
+            return Err(v.err(
+                "quota_rule",
+                "needs quota = \"maildir:User quota\" (the quota backend) to take effect",
+            ));
+        }
+        return Ok(None);
+    }
+    let root_name = quota::parse_backend(backend.trim()).map_err(|e| v.err("quota", e))?;
+    let rule = if rule.trim().is_empty() {
+        None
+    } else {
+        Some(quota::parse_rule(&rule).map_err(|e| v.err("quota_rule", e))?)
+    };
+    Ok(Some(quota::QuotaSettings {
+        root_name,
+        rule,
+        grace: quota::parse_grace(&v.text("quota_grace")).map_err(|e| v.err("quota_grace", e))?,
+        full_tempfail: v.bool("quota_full_tempfail")?,
     }))
 }
 

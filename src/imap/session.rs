@@ -19,6 +19,7 @@ use crate::config::SslMode;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::store::location::{as_user, open_user_maildir};
+use crate::store::maildir::quota::Quota;
 
 use crate::net::pace::Pace;
 use crate::net::TLS_HANDSHAKE_TIMEOUT;
@@ -71,6 +72,7 @@ fn session_config(ctx: &Ctx, conn: &Conn) -> SessionConfig {
         .requiring_tls_for_auth(c.ssl == SslMode::Required),
         max_errors: 20,
         max_message: c.message_size_limit.min(u32::MAX as u64 - 1024) as u32 + 1024,
+        quota: c.quota.is_some(),
     }
 }
 
@@ -146,8 +148,9 @@ fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
         .mail_user(user)?
         .ok_or_else(|| format!("user {user} authenticated but not in the userdb"))?;
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
+    let quota = Quota::for_user(ctx.config.quota.as_ref(), &dir, info.quota_rule.as_deref());
     Ok(Account {
-        backend: Backend::new(dir, ctx.mailboxes.clone()),
+        backend: Backend::new(dir, ctx.mailboxes.clone()).with_quota(quota.map(Arc::new)),
         uid: info.uid,
         gid: info.gid,
     })

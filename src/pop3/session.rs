@@ -271,7 +271,14 @@ fn open_maildrop(ctx: &Ctx, user: &str) -> Result<(Maildrop, Vec<MessageEntry>),
     let format = ctx.config.pop3_uidl_format.clone();
     as_user(info.uid, info.gid, || {
         let lock = lock_maildrop(&dir)?;
-        let mailbox = Mailbox::open(&dir).map_err(|e| Opening::Temp(e.to_string()))?;
+        let mut mailbox = Mailbox::open(&dir).map_err(|e| Opening::Temp(e.to_string()))?;
+        // DELE's expunges at QUIT leave the quota.
+        let quota = crate::store::maildir::quota::Quota::for_user(
+            ctx.config.quota.as_ref(),
+            &dir,
+            info.quota_rule.as_deref(),
+        );
+        mailbox.set_quota(quota.map(std::sync::Arc::new));
         let entries = list(&mailbox, &format);
         Ok((
             Maildrop {

@@ -13,10 +13,12 @@ use super::proto::{BodyType, DsnRet, Envelope};
 use super::queue::spool::{self, QueuedRcpt, RcptState};
 use super::received::{delivery_headers, received_header, Trace};
 use super::router::{self, ClientTrust, Destination, RouteError};
+use crate::config::quota::Grace;
 use crate::mailauth::headers::strip_forged_results;
 use crate::observe::metrics;
 use crate::store::deliver::{self, DeliverError, Message, Owner};
 use crate::store::location::as_user;
+use crate::store::maildir::quota::{size_in_name, OverQuota, Quota};
 use crate::store::maildir::{Error as StoreError, MaildirRoot};
 use crate::store::mbox;
 use crate::store::notify::Notifier;
@@ -252,13 +254,25 @@ pub async fn store(
     let notify = ctx.notify.clone();
     let sender = env.mail_from.clone();
     let id = queue_id.to_string();
+    let quotas: Vec<Option<Quota>> = jobs.iter().map(|(d, _)| quota_of(ctx, d)).collect();
+    let quota_policy = ctx
+        .config
+        .quota
+        .as_ref()
+        .map(|q| (q.grace, q.full_tempfail));
     let result = tokio::task::spawn_blocking(move || {
         if let Some((qenv, prefix)) = &queued {
             spool
                 .stage(qenv, &[prefix, &message])
                 .map_err(|e| DeliverError::from_io("queue", &spool.msg_path(&qenv.id), e))?;
         }
-        let local = store_all(&jobs, &message, &sender, arrival, &notify, quarantine);
+        let quota = Quotas {
+            each: &quotas,
+            policy: quota_policy,
+        };
+        let local = store_all(
+            &jobs, &message, &sender, arrival, &notify, quarantine, &quota,
+        );
         match (&local, &queued) {
             (Ok(_), Some(_)) => {
                 if let Err(e) = spool.commit(&id) {
@@ -324,9 +338,71 @@ fn junk_folder(maildir: &Path, owner: Option<&Owner>) -> Result<PathBuf, Deliver
     Ok(path)
 }
 
+/// The Maildir++ quota of a Maildir destination's user (the userdb's
+/// `quota_rule` if it has one for that name, else `quota_rule`).
+fn quota_of(ctx: &Ctx, dest: &Destination) -> Option<Quota> {
+    let settings = ctx.config.quota.as_ref()?;
+    let Destination::Maildir { user, dir, .. } = dest else {
+        return None;
+    };
+    let rule = match ctx.auth.user(user) {
+        Ok(Some(info)) => info.quota_rule,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("userdb lookup of {user} for its quota: {e}");
+            None
+        }
+    };
+    Quota::for_user(Some(settings), dir, rule.as_deref())
+}
+
+/// At RCPT: is a Maildir this recipient goes to already full (no room for
+/// one more message of any size)? Then the recipient is refused on its own,
+/// as Postfix does with Dovecot's quota-status policy service, instead of
+/// the whole message at the end of DATA. Blocking (it may recount).
+pub fn full_mailbox(ctx: &Ctx, routes: &Routes) -> Option<DeliverError> {
+    let settings = ctx.config.quota.as_ref()?;
+    for dest in routes {
+        let Destination::Maildir { uid, gid, .. } = dest else {
+            continue;
+        };
+        let Some(q) = quota_of(ctx, dest) else {
+            continue;
+        };
+        let check = || q.check(0, 1, Some(settings.grace));
+        let verdict = match owner(*uid, *gid) {
+            Some(o) => as_user(o.uid, o.gid, check),
+            None => check(),
+        };
+        match verdict {
+            Ok(Ok(())) => {}
+            Ok(Err(OverQuota)) => {
+                return Some(DeliverError::OverQuota {
+                    path: q.path(),
+                    tempfail: settings.full_tempfail,
+                })
+            }
+            // Read again at the end of DATA, where a failure is a 4xx.
+            Err(e) => tracing::warn!(path = %q.path().display(), error = %e, "maildirsize"),
+        }
+    }
+    None
+}
+
+/// Each job's quota, and `quota_grace` / `quota_full_tempfail`.
+struct Quotas<'a> {
+    each: &'a [Option<Quota>],
+    policy: Option<(Grace, bool)>,
+}
+
 /// The owner a destination's files get, when the router set both ids.
 fn owner(uid: Option<u32>, gid: Option<u32>) -> Option<Owner> {
     uid.zip(gid).map(|(uid, gid)| Owner { uid, gid })
+}
+
+/// Bytes of `data` once stored with LF line endings (the `,S=` size).
+fn lf_size(data: &[u8]) -> u64 {
+    (data.len() - memchr::memmem::find_iter(data, b"\r\n").count()) as u64
 }
 
 /// Writes every local copy; on any failure removes the copies already
@@ -338,8 +414,11 @@ fn store_all(
     arrival: SystemTime,
     notify: &Notifier,
     quarantine: bool,
+    quotas: &Quotas,
 ) -> Result<Vec<PathBuf>, DeliverError> {
     let mut prepared = Vec::new();
+    // (quota, owner, index into `prepared`) of each Maildir copy to count.
+    let mut counted: Vec<(&Quota, Option<Owner>, usize)> = Vec::new();
     let mut done = Vec::new();
     let fail = |prepared: Vec<deliver::Prepared>, e: DeliverError| {
         for p in prepared {
@@ -347,7 +426,7 @@ fn store_all(
         }
         Err(e)
     };
-    for (dest, prefix) in jobs {
+    for (i, (dest, prefix)) in jobs.iter().enumerate() {
         let msg = Message {
             prefix,
             body: message,
@@ -367,8 +446,34 @@ fn store_all(
                 } else {
                     dir
                 };
+                let quota = quotas.each.get(i).and_then(Option::as_ref);
+                if let (Some(q), Some((grace, tempfail))) = (quota, quotas.policy) {
+                    // Before anything is written: a full mailbox gets
+                    // nothing (Dovecot LDA/LMTP, with quota_grace).
+                    let size = lf_size(prefix) + lf_size(message);
+                    let check = || q.check(size, 1, Some(grace));
+                    let verdict = match owner {
+                        Some(o) => as_user(o.uid, o.gid, check),
+                        None => check(),
+                    };
+                    match verdict {
+                        Ok(Ok(())) => {}
+                        Ok(Err(OverQuota)) => {
+                            let path = q.path();
+                            return fail(prepared, DeliverError::OverQuota { path, tempfail });
+                        }
+                        Err(e) => {
+                            return fail(prepared, DeliverError::from_io("quota", &q.path(), e))
+                        }
+                    }
+                }
                 match deliver::prepare(dir, &msg, owner.as_ref()) {
-                    Ok(p) => prepared.push(p),
+                    Ok(p) => {
+                        if let Some(q) = quota {
+                            counted.push((q, owner, prepared.len()));
+                        }
+                        prepared.push(p)
+                    }
                     Err(e) => return fail(prepared, e),
                 }
             }
@@ -390,6 +495,15 @@ fn store_all(
     for d in &dirs {
         // Open IMAP sessions look at once instead of at their next interval.
         notify.invalidate(d);
+    }
+    // Durable: now counted (Dovecot's append of `bytes 1`, no fsync).
+    for (q, owner, i) in counted {
+        let name = prepared[i].path().file_name().map(|n| n.to_string_lossy());
+        let size = name.and_then(|n| size_in_name(&n)).unwrap_or(0);
+        match owner {
+            Some(o) => as_user(o.uid, o.gid, || q.record(size as i64, 1)),
+            None => q.record(size as i64, 1),
+        }
     }
     done.extend(prepared.into_iter().map(|p| p.into_path()));
     Ok(done)

@@ -343,6 +343,10 @@ impl SmtpHandler {
                         tracing::info!(client = %client, helo = session.helo().unwrap_or(""), "NOQUEUE: reject: RCPT: {reply}");
                     }
                     let result = match result {
+                        Ok(routes) => self.rcpt_quota(&rcpt, routes).await,
+                        e => e,
+                    };
+                    let result = match result {
                         Ok(routes) => {
                             self.milter_rcpt(&conn, &session, &mut milters, &rcpt, routes)
                                 .await
@@ -722,6 +726,27 @@ impl SmtpHandler {
             }
             Reply::new(code, enhanced, text)
         })
+    }
+
+    /// A recipient whose mailbox is already full is refused at RCPT
+    /// (`552 5.2.2 Mailbox full`, or 452 4.2.2 with quota_full_tempfail).
+    async fn rcpt_quota(&self, rcpt: &str, routes: Routes) -> Result<Routes, Reply> {
+        if self.ctx.config.quota.is_none() {
+            return Ok(routes);
+        }
+        let ctx = self.ctx.clone();
+        let (full, routes) =
+            tokio::task::spawn_blocking(move || (accept::full_mailbox(&ctx, &routes), routes))
+                .await
+                .map_err(|_| Reply::new(451, "4.3.0", "Local delivery failed, try again later"))?;
+        match full {
+            None => Ok(routes),
+            Some(e) => {
+                tracing::info!("NOQUEUE: reject: RCPT: <{rcpt}>: {e}");
+                let (code, enhanced, text) = e.smtp_reply();
+                Err(Reply::new(code, enhanced, text))
+            }
+        }
     }
 
     /// Stores the message in every destination and queues it for remote

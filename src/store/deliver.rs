@@ -45,8 +45,8 @@ pub struct Owner {
     pub gid: u32,
 }
 
-/// Why a local delivery failed. Always temporary from the sender's point of
-/// view: see [`DeliverError::smtp_reply`].
+/// Why a local delivery failed. Temporary from the sender's point of view,
+/// except a full mailbox: see [`DeliverError::smtp_reply`].
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     /// ENOSPC or EDQUOT: disk or quota full.
@@ -56,6 +56,10 @@ pub enum DeliverError {
         #[source]
         source: io::Error,
     },
+    /// The recipient's Maildir++ quota has no room for the message;
+    /// `tempfail` is Dovecot's `quota_full_tempfail`.
+    #[error("mailbox {} is over quota", path.display())]
+    OverQuota { path: PathBuf, tempfail: bool },
     /// Any other I/O failure; `op` names the operation ("create", "write",
     /// "fsync", "rename", "fsync directory", "mkdir", "chown", ...).
     #[error("{op} {}: {source}", path.display())]
@@ -85,10 +89,16 @@ impl DeliverError {
         }
     }
 
-    /// SMTP reply for the transaction. Never 5xx: the sender must retry
-    /// (ARCHITECTURE.md: temporary trouble is a 4xx, never a loss).
+    /// SMTP reply for the transaction. Trouble is a 4xx: the sender must
+    /// retry (ARCHITECTURE.md: temporary trouble is a 4xx, never a loss).
+    /// A full mailbox is permanent unless `quota_full_tempfail` (Dovecot's
+    /// LMTP answers, RFC 3463 X.2.2 "mailbox full").
     pub fn smtp_reply(&self) -> (u16, &'static str, &'static str) {
         match self {
+            DeliverError::OverQuota {
+                tempfail: false, ..
+            } => (552, "5.2.2", "Mailbox full"),
+            DeliverError::OverQuota { tempfail: true, .. } => (452, "4.2.2", "Mailbox full"),
             DeliverError::NoSpace { .. } => (452, "4.3.1", "Insufficient system storage"),
             DeliverError::Io { .. } => (451, "4.3.0", "Local delivery failed, try again later"),
         }
@@ -467,6 +477,17 @@ mod tests {
         };
         deliver_maildir(&md, &small, None).unwrap();
         assert_eq!(list(&md.join("new")).len(), 1);
+    }
+
+    #[test]
+    fn a_full_mailbox_is_permanent_unless_quota_full_tempfail() {
+        let full = |tempfail| DeliverError::OverQuota {
+            path: PathBuf::from("/m/maildirsize"),
+            tempfail,
+        };
+        // Dovecot's LMTP answers (quota_full_tempfail = no by default).
+        assert_eq!(full(false).smtp_reply(), (552, "5.2.2", "Mailbox full"));
+        assert_eq!(full(true).smtp_reply(), (452, "4.2.2", "Mailbox full"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ mod tests {
             gid: 1000,
             home: home.map(PathBuf::from),
             mail: mail.map(str::to_string),
+            quota_rule: None,
         }
     }
 

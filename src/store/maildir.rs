@@ -30,6 +30,7 @@ mod folders;
 mod keywords;
 pub mod metadata;
 mod modseq;
+pub mod quota;
 mod uidl;
 mod uidlist;
 pub mod utf7;
@@ -43,6 +44,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::ops::{BitOr, BitOrAssign};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dotlock::{DotLock, STALE_TIMEOUT};
@@ -103,6 +105,9 @@ pub enum Error {
     InvalidKeyword(String),
     #[error("no UIDs left in {}", .0.display())]
     UidsExhausted(PathBuf),
+    /// The user's quota (`maildirsize`) has no room for it.
+    #[error("quota exceeded")]
+    OverQuota,
 }
 
 impl Error {
@@ -332,6 +337,9 @@ pub struct Mailbox {
     fingerprint: Option<(Fingerprint, SystemTime)>,
     /// Mod-sequences (RFC 7162), loaded at the first sync.
     modseqs: Option<ModseqIndex>,
+    /// The user's Maildir++ quota: checked before storing, told of every
+    /// message stored or expunged.
+    quota: Option<Arc<quota::Quota>>,
 }
 
 impl Mailbox {
@@ -368,6 +376,7 @@ impl Mailbox {
             lock_timeout,
             fingerprint: None,
             modseqs: None,
+            quota: None,
         };
         mb.sync()?;
         Ok(mb)
@@ -419,6 +428,31 @@ impl Mailbox {
     pub fn expunged_at(&self, uid: u32) -> Option<u64> {
         self.modseqs.as_ref().and_then(|m| m.expunged_at(uid))
     }
+    /// Accounts this mailbox's writes in `quota` (Maildir++ `maildirsize`).
+    pub fn set_quota(&mut self, quota: Option<Arc<quota::Quota>>) {
+        self.quota = quota;
+    }
+    pub fn quota(&self) -> Option<&Arc<quota::Quota>> {
+        self.quota.as_ref()
+    }
+
+    /// Is there room for `bytes` in `count` more messages? (IMAP stores
+    /// get no grace: Dovecot gives it to deliveries only.)
+    fn check_quota(&self, bytes: u64, count: u64) -> Result<()> {
+        let Some(q) = &self.quota else { return Ok(()) };
+        match q.check(bytes, count, None) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(quota::OverQuota)) => Err(Error::OverQuota),
+            Err(e) => Err(io_err("quota", &q.path(), e)),
+        }
+    }
+
+    fn record_quota(&self, bytes: i64, count: i64) {
+        if let Some(q) = &self.quota {
+            q.record(bytes, count);
+        }
+    }
+
     pub fn set_lock_timeout(&mut self, timeout: Duration) {
         self.lock_timeout = timeout;
     }
@@ -1002,28 +1036,42 @@ impl Mailbox {
     /// by the next sync.
     pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
         let mut gone = Vec::new();
-        for &uid in uids {
-            let Some(idx) = self.index_of(uid) else {
-                continue;
-            };
-            let m = &self.messages[idx];
-            let path = self.message_path(m);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {
-                    if let Some(f) = self.find_by_basename(&m.basename)? {
-                        let p = self.path_of(&f);
-                        match fs::remove_file(&p) {
-                            Ok(()) => {}
-                            Err(e) if is_not_found(&e) => {}
-                            Err(e) => return Err(io_err("unlink", &p, e)),
+        // What we removed ourselves (not someone else first): the quota delta.
+        let (mut freed, mut removed) = (0u64, 0i64);
+        let res = (|| -> Result<()> {
+            for &uid in uids {
+                let Some(idx) = self.index_of(uid) else {
+                    continue;
+                };
+                let m = &self.messages[idx];
+                let path = self.message_path(m);
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        freed += m.size;
+                        removed += 1;
+                    }
+                    Err(e) if is_not_found(&e) => {
+                        if let Some(f) = self.find_by_basename(&m.basename)? {
+                            let p = self.path_of(&f);
+                            match fs::remove_file(&p) {
+                                Ok(()) => {
+                                    freed += m.size;
+                                    removed += 1;
+                                }
+                                Err(e) if is_not_found(&e) => {}
+                                Err(e) => return Err(io_err("unlink", &p, e)),
+                            }
                         }
                     }
+                    Err(e) => return Err(io_err("unlink", &path, e)),
                 }
-                Err(e) => return Err(io_err("unlink", &path, e)),
+                gone.push(uid);
             }
-            gone.push(uid);
-        }
+            Ok(())
+        })();
+        // Dovecot's expunge delta: `-bytes -count`.
+        self.record_quota(-(freed as i64), -removed);
+        res?;
         if !gone.is_empty() {
             let set: HashSet<u32> = gone.iter().copied().collect();
             self.messages.retain(|m| !set.contains(&m.uid));
@@ -1067,8 +1115,14 @@ impl Mailbox {
                 }
             }
         }
+        let total: u64 = messages
+            .iter()
+            .map(|(d, ..)| (d.len() - memchr::memchr_iter(b'\r', d).count()) as u64)
+            .sum();
+        self.check_quota(total, messages.len() as u64)?;
         let mut written: Vec<(PathBuf, String, Flags, Vec<&str>)> =
             Vec::with_capacity(messages.len());
+        let mut stored = 0u64;
         let cleanup = |written: &[(PathBuf, String, Flags, Vec<&str>)]| {
             for (tmp, ..) in written {
                 let _ = fs::remove_file(tmp);
@@ -1077,6 +1131,7 @@ impl Mailbox {
         for (data, flags, keywords, internal_date) in messages {
             let body = crlf_to_lf(data);
             let size = body.len() as u64;
+            stored += size;
             let vsize = vsize_of(&body);
             let base = format!("{},S={size},W={vsize}", write::unique_name());
             let tmp = self.dir.join("tmp").join(&base);
@@ -1096,8 +1151,9 @@ impl Mailbox {
             written.push((tmp, base, *flags, keywords.clone()));
         }
         let res = self.commit_new(&written);
-        if res.is_err() {
-            cleanup(&written);
+        match &res {
+            Ok(uids) => self.record_quota(stored as i64, uids.len() as i64),
+            Err(_) => cleanup(&written),
         }
         res
     }
@@ -1148,6 +1204,24 @@ impl Mailbox {
     /// copy. Returns `(source uid, new uid)` pairs in order (for COPYUID);
     /// messages expunged meanwhile are left out.
     pub fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>> {
+        self.copy_into(uids, dest, true)
+    }
+
+    /// [`copy_to`](Mailbox::copy_to) for a MOVE: the quota is not checked
+    /// (the messages leave this mailbox of the same Maildir; Dovecot lets a
+    /// user over quota move to Trash), though the copy is still counted and
+    /// the expunge that follows uncounts the originals.
+    pub fn move_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>> {
+        let same_root = self.root() == dest.root();
+        self.copy_into(uids, dest, !same_root)
+    }
+
+    fn copy_into(&self, uids: &[u32], dest: &Mailbox, check: bool) -> Result<Vec<(u32, u32)>> {
+        if check && dest.quota.is_some() {
+            let wanted: Vec<&MessageInfo> = uids.iter().filter_map(|u| self.get(*u)).collect();
+            let bytes = wanted.iter().map(|m| m.size).sum();
+            dest.check_quota(bytes, wanted.len() as u64)?;
+        }
         let mut staged: Vec<(u32, PathBuf, String, Flags, Vec<String>)> = Vec::new();
         let cleanup = |staged: &[(u32, PathBuf, String, Flags, Vec<String>)]| {
             for s in staged {
@@ -1208,7 +1282,15 @@ impl Mailbox {
             })
             .collect();
         match dest.commit_new(&files) {
-            Ok(new) => Ok(staged.iter().map(|s| s.0).zip(new).collect()),
+            Ok(new) => {
+                let bytes: u64 = staged
+                    .iter()
+                    .filter_map(|s| self.get(s.0))
+                    .map(|m| m.size)
+                    .sum();
+                dest.record_quota(bytes as i64, new.len() as i64);
+                Ok(staged.iter().map(|s| s.0).zip(new).collect())
+            }
             Err(e) => {
                 cleanup(&staged);
                 Err(e)

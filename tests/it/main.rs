@@ -17,6 +17,7 @@ mod milter;
 mod pop3;
 mod proxy;
 mod queue;
+mod quota;
 mod reload;
 mod restrict;
 mod serve;

@@ -59,7 +59,12 @@ impl Backend {
                 "[EXPUNGEISSUED] Some of the requested messages no longer exist.",
             );
         }
-        let pairs = match sh.mailbox.copy_to(&uids, &dest) {
+        let copied = if moving {
+            sh.mailbox.move_to(&uids, &dest)
+        } else {
+            sh.mailbox.copy_to(&uids, &dest)
+        };
+        let pairs = match copied {
             Ok(p) => p,
             Err(e) => return store_no(tag, &e),
         };

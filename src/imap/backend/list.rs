@@ -81,6 +81,17 @@ fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<S
                 .filter(|m| m.flags.contains(Flags::DELETED))
                 .count() as u64,
             "SIZE" => mb.messages().iter().map(|m| m.vsize).sum(),
+            // RFC 9208 §4.2.2: what EXPUNGE would free, in KiB, never more
+            // than the truth (rounded down); the sizes the quota counts.
+            "DELETED-STORAGE" => {
+                let bytes: u64 = mb
+                    .messages()
+                    .iter()
+                    .filter(|m| m.flags.contains(Flags::DELETED))
+                    .map(|m| m.size)
+                    .sum();
+                bytes / 1024
+            }
             // RFC 7162 §3.1.7
             "HIGHESTMODSEQ" => mb.highest_modseq(),
             _ => continue,
@@ -392,16 +403,16 @@ impl Backend {
         out: &mut Vec<u8>,
     ) -> String {
         let name = self.name_of(mailbox, utf8);
-        let names = items.iter().filter_map(|i| match i {
-            StatusDataItemName::Messages => Some("MESSAGES"),
-            StatusDataItemName::Recent => Some("RECENT"),
-            StatusDataItemName::UidNext => Some("UIDNEXT"),
-            StatusDataItemName::UidValidity => Some("UIDVALIDITY"),
-            StatusDataItemName::Unseen => Some("UNSEEN"),
-            StatusDataItemName::Deleted => Some("DELETED"),
-            StatusDataItemName::Size => Some("SIZE"),
-            StatusDataItemName::HighestModSeq => Some("HIGHESTMODSEQ"),
-            _ => None,
+        let names = items.iter().map(|i| match i {
+            StatusDataItemName::Messages => "MESSAGES",
+            StatusDataItemName::Recent => "RECENT",
+            StatusDataItemName::UidNext => "UIDNEXT",
+            StatusDataItemName::UidValidity => "UIDVALIDITY",
+            StatusDataItemName::Unseen => "UNSEEN",
+            StatusDataItemName::Deleted => "DELETED",
+            StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
+            StatusDataItemName::Size => "SIZE",
+            StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
         });
         let parts = match self.status_items_of(&name, names) {
             Ok(p) => p,

@@ -17,6 +17,7 @@ mod fetch;
 mod list;
 mod mailbox;
 mod metadata;
+mod quota;
 mod registry;
 mod search;
 mod select;
@@ -138,6 +139,12 @@ fn store_no(tag: &str, e: &StoreError) -> String {
         StoreError::InvalidName(_, why) => {
             tagged(tag, "NO", &format!("Invalid mailbox name: {why}."))
         }
+        // RFC 9208 §4.3: Dovecot's text.
+        StoreError::OverQuota => tagged(
+            tag,
+            "NO",
+            "[OVERQUOTA] Quota exceeded (mailbox for user is full)",
+        ),
         StoreError::TooManyKeywords(_) | StoreError::InvalidKeyword(_) => {
             tagged(tag, "NO", &format!("{e}."))
         }
@@ -195,6 +202,15 @@ impl Backend {
             condstore: false,
             qresync: false,
         }
+    }
+
+    /// Accounts this user's writes in their Maildir++ quota.
+    pub fn with_quota(
+        mut self,
+        quota: Option<Arc<crate::store::maildir::quota::Quota>>,
+    ) -> Backend {
+        self.root.set_quota(quota);
+        self
     }
 
     /// The raw name of a mailbox argument, or a BAD/NO line.
@@ -391,6 +407,9 @@ impl Backend {
                 uid,
                 &mut out,
             ),
+            B::GetQuotaRoot { mailbox } => self.get_quota_root(tag, &mailbox, utf8, &mut out),
+            B::GetQuota { root } => self.get_quota(tag, &root, &mut out),
+            B::SetQuota { .. } => self.set_quota(tag),
             // IDLE (RFC 2177): the updates so far; the tagged OK comes at DONE.
             B::Idle => {
                 self.updates(true, &mut out);

@@ -1036,3 +1036,55 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
     );
     assert_eq!(other.run("c THREAD REFERENCES UTF-8 ALL\r\n"), threads);
 }
+
+/// A client whose Maildir has a Maildir++ quota of `bytes` bytes.
+fn quota_client(dir: &Path, bytes: u64) -> Client {
+    use crate::config::quota::{Limits, Rule};
+    use crate::store::maildir::quota::Quota;
+    let rule = Rule {
+        limits: Limits { bytes, count: 0 },
+        force: true,
+    };
+    let mut c = Client::new(dir);
+    let b = std::mem::replace(
+        &mut c.backend,
+        Backend::new(dir.to_path_buf(), MAILBOXES.with(Arc::clone)),
+    );
+    c.backend = b.with_quota(Some(Arc::new(Quota::new(dir, Some(rule), "User quota"))));
+    c
+}
+
+#[test]
+fn quota_root_numbers_and_over_quota_append() {
+    let (_tmp, dir) = maildir();
+    let used: u64 = [ALPHA, BETA, GAMMA]
+        .iter()
+        .map(|m| m.replace("\r\n", "\n").len() as u64)
+        .sum();
+    let mut c = quota_client(&dir, used + 40);
+    assert_eq!(
+        c.run("q GETQUOTAROOT INBOX\r\n"),
+        "* QUOTAROOT INBOX \"User quota\"\r\n* QUOTA \"User quota\" (STORAGE 1 1)\r\nq OK Getquotaroot completed.\r\n"
+    );
+    assert_eq!(
+        c.run("n GETQUOTAROOT Nonesuch\r\n"),
+        "n NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
+    );
+    let fits = "Subject: x\r\n\r\n12345678901234567890\r\n";
+    let o = c.run(&format!("a APPEND INBOX {}\r\n", literal(fits)));
+    assert!(o.starts_with("a OK [APPENDUID"), "{o}");
+    assert_eq!(
+        c.run(&format!("b APPEND Archive {}\r\n", literal(fits))),
+        "b NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n"
+    );
+    assert_eq!(
+        c.run("s SETQUOTA \"User quota\" (STORAGE 512)\r\n"),
+        "s NO [NOPERM] Quota limits come from the server configuration (quota_rule).\r\n"
+    );
+    // Without a quota the commands are unknown, as without Dovecot's plugin.
+    let mut plain = Client::new(&dir);
+    assert_eq!(
+        plain.run("g GETQUOTA \"User quota\"\r\n"),
+        "g BAD Error in IMAP command GETQUOTA: Not supported.\r\n"
+    );
+}

@@ -52,6 +52,8 @@ pub struct SessionConfig {
     pub max_errors: u32,
     /// Largest command including literals (APPEND: message_size_limit).
     pub max_message: u32,
+    /// The `quota` setting is on: QUOTA (RFC 9208) is offered.
+    pub quota: bool,
 }
 
 /// RFC 3501 §3 states.
@@ -265,6 +267,10 @@ impl Session {
             "CONDSTORE",
             "QRESYNC",
         ]);
+        if self.cfg.quota {
+            // RFC 9208 §3.1: the resources maildirsize counts.
+            c.extend(["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]);
+        }
         if !self.compressed {
             c.push("COMPRESS=DEFLATE");
         }
@@ -987,4 +993,7 @@ const KNOWN: &[&str] = &[
     "NAMESPACE",
     "ID",
     "ENABLE",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
 ];

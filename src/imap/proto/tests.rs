@@ -16,6 +16,7 @@ fn cfg() -> SessionConfig {
         },
         max_errors: 5,
         max_message: 1000,
+        quota: false,
     }
 }
 
@@ -463,5 +464,38 @@ fn sort_thread_and_esort_reach_the_backend() {
     assert_eq!(
         o,
         "e BAD Error in IMAP command SORT: PARTIAL needs a range n:m.\r\n"
+    );
+}
+
+#[test]
+fn quota_is_offered_only_when_configured_and_its_commands_go_to_the_store() {
+    let mut s = logged_in(cfg_tls());
+    let (o, _) = run(&mut s, "c CAPABILITY\r\n");
+    assert!(!o.contains("QUOTA"), "{o}");
+    let mut c = cfg_tls();
+    c.quota = true;
+    let mut s = logged_in(c);
+    let (o, _) = run(&mut s, "c CAPABILITY\r\n");
+    assert!(
+        o.contains(" QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "),
+        "{o}"
+    );
+    // RFC 9208 §4.3: valid in the authenticated state, parsed by imap-codec.
+    for (line, want) in [
+        ("q GETQUOTAROOT INBOX\r\n", "GETQUOTAROOT"),
+        ("g GETQUOTA \"User quota\"\r\n", "GETQUOTA"),
+        ("s SETQUOTA \"User quota\" (STORAGE 512)\r\n", "SETQUOTA"),
+    ] {
+        let (o, a) = run(&mut s, line);
+        match a.into_iter().next() {
+            Some(Action::Run { command, .. }) => assert_eq!(command.name(), want),
+            other => panic!("{line}: {other:?} / {o}"),
+        }
+        s.command_done(State::Authenticated);
+    }
+    let (o, _) = run(&mut s, "b GETQUOTA\r\n");
+    assert_eq!(
+        o,
+        "b BAD Error in IMAP command GETQUOTA: Invalid arguments.\r\n"
     );
 }

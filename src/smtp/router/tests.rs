@@ -68,6 +68,7 @@ fn user(name: &str, uid: u32, home: Option<&str>) -> UserInfo {
         gid: uid,
         home: home.map(PathBuf::from),
         mail: None,
+        quota_rule: None,
     }
 }
 

@@ -11,9 +11,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::dotlock::DotLock;
+use super::quota::Quota;
 use super::uidlist::Uidlist;
 use super::{
     io_err, is_not_found, mutf7_to_utf8, Error, Mailbox, Result, DEFAULT_LOCK_TIMEOUT,
@@ -37,6 +39,8 @@ pub struct Folder {
 pub struct MaildirRoot {
     root: PathBuf,
     lock_timeout: Duration,
+    /// The user's quota, given to every mailbox opened here.
+    quota: Option<Arc<Quota>>,
 }
 
 fn mkdir(p: &Path) -> io::Result<()> {
@@ -48,7 +52,22 @@ impl MaildirRoot {
         MaildirRoot {
             root: root.into(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            quota: None,
         }
+    }
+
+    /// Accounts every write under this root in `quota` (`maildirsize`).
+    pub fn with_quota(mut self, quota: Option<Arc<Quota>>) -> MaildirRoot {
+        self.quota = quota;
+        self
+    }
+
+    pub fn set_quota(&mut self, quota: Option<Arc<Quota>>) {
+        self.quota = quota;
+    }
+
+    pub fn quota(&self) -> Option<&Arc<Quota>> {
+        self.quota.as_ref()
     }
 
     pub fn with_lock_timeout(mut self, timeout: Duration) -> MaildirRoot {
@@ -106,7 +125,9 @@ impl MaildirRoot {
             .mode(0o700)
             .create(&self.root)
             .map_err(|e| io_err("mkdir", &self.root, e))?;
-        Mailbox::open_with_timeout(&self.root, self.lock_timeout)
+        let mut mb = Mailbox::open_with_timeout(&self.root, self.lock_timeout)?;
+        mb.set_quota(self.quota.clone());
+        Ok(mb)
     }
 
     /// Opens INBOX (any case) or folder `name`.
@@ -118,7 +139,9 @@ impl MaildirRoot {
         if !p.is_dir() {
             return Err(Error::NotFound(name.to_string()));
         }
-        Mailbox::open_with_timeout(p, self.lock_timeout)
+        let mut mb = Mailbox::open_with_timeout(p, self.lock_timeout)?;
+        mb.set_quota(self.quota.clone());
+        Ok(mb)
     }
 
     /// All `.Name` directories under the root, sorted by name.
@@ -236,6 +259,11 @@ impl MaildirRoot {
                 return Err(Error::NotFound(name.to_string()));
             }
             Err(e) => return Err(io_err("rename", &p, e)),
+        }
+        // Its messages leave the quota (Dovecot expunges them first).
+        if let Some(q) = &self.quota {
+            let (bytes, count) = super::quota::folder_usage(&trash);
+            q.record(-(bytes as i64), -(count as i64));
         }
         fs::remove_dir_all(&trash).map_err(|e| io_err("delete", &trash, e))
     }
