@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
             local_client: flags & 4 == 4,
             disable_plaintext_auth: flags & 8 == 8,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            // Dovecot's `ssl = required`: a combination, every bit is taken.
+            auth_requires_tls: flags & 9 == 9,
         },
         max_errors: 20,
         max_message: 4096,

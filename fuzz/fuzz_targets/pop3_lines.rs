@@ -25,6 +25,8 @@ fn config(flags: u8) -> SessionConfig {
             local_client: flags & 4 == 4,
             disable_plaintext_auth: flags & 8 == 8,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
+            // Dovecot's `ssl = required`: a combination, every bit is taken.
+            auth_requires_tls: flags & 9 == 9,
         },
         max_errors: 20 + u32::from(flags >> 4) * 4,
     }

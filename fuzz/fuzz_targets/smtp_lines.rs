@@ -35,8 +35,12 @@ fn config(flags: u8) -> SessionConfig {
             local_client: flags & 2 == 2,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             disable_plaintext_auth: flags & 32 == 0,
+            // smtpd_tls_auth_only: a combination, every bit is taken.
+            auth_requires_tls: flags & 33 == 33,
         },
         submission: flags & 4 == 4,
+        // Submission, or smtpd_tls_security_level = encrypt.
+        require_tls: flags & 4 == 4 || flags & 130 == 130,
         check_sender: flags & 8 == 8,
         check_helo: flags & 64 == 64,
         max_errors: 20,

@@ -17,8 +17,11 @@ fuzz_target!(|data: &[u8]| {
             local_client: data.first().is_some_and(|b| b & 2 == 2),
             mechanisms: vec![Mechanism::Plain, Mechanism::Login, Mechanism::CramMd5],
             disable_plaintext_auth: true,
+            auth_requires_tls: data.first().is_some_and(|b| b & 32 == 32),
         },
         submission: data.first().is_some_and(|b| b & 4 == 4),
+        // Submission, or smtpd_tls_security_level = encrypt.
+        require_tls: data.first().is_some_and(|b| b & 4 == 4 || b & 16 == 16),
         check_sender: data.first().is_some_and(|b| b & 8 == 8),
         check_helo: data.first().is_some_and(|b| b & 16 == 16),
         max_errors: 20,
