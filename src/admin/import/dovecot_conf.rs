@@ -46,6 +46,10 @@ pub fn read(path: &Path) -> Result<Vec<Setting>, String> {
     Ok(out)
 }
 
+/// Longest value `$key` expansion may build (Dovecot's own settings are
+/// lines, not megabytes).
+const MAX_VALUE: usize = 64 * 1024;
+
 /// Parses one file's text (and, through `include`, what it includes).
 pub fn parse(text: &str, path: &Path, include: Includer) -> Result<Vec<Setting>, String> {
     let mut out = Vec::new();
@@ -228,6 +232,12 @@ fn parse_into(
                 .find(|s| s.key == key && s.sections == *stack)
                 .map(|s| s.value.clone())
                 .unwrap_or_default();
+            // Each `$key` use can double the value: refuse runaway growth.
+            if before.len().saturating_mul(value.matches(&own).count()) > MAX_VALUE {
+                return Err(format!(
+                    "{at}: {key} grows past {MAX_VALUE} bytes through ${key}"
+                ));
+            }
             value = value.replace(&own, &before).trim().to_string();
         }
         out.push(Setting {
