@@ -261,6 +261,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runaway_key_expansion_is_an_error_not_a_gigabyte() {
+        let text = "md = x\n".to_string() + &"md = $md$md\n".repeat(40);
+        let mut none = |_: &Path, _: &str| -> Result<Vec<(PathBuf, String)>, String> {
+            Err("no includes".into())
+        };
+        let e = parse(&text, Path::new("/etc/dovecot/dovecot.conf"), &mut none).unwrap_err();
+        assert!(e.contains(":18: md grows past 65536 bytes"), "{e}");
+    }
+
+    #[test]
     fn sections_includes_and_files() {
         let main = "protocols = imap pop3 # lmtp later\n!include conf.d/*.conf\n!include_try missing.conf\nservice imap-login {\n  inet_listener imaps {\n    port = 993\n    ssl = yes\n  }\n}\n";
         let mut inc = |dir: &Path, pat: &str| -> Result<Vec<(PathBuf, String)>, String> {
