@@ -393,43 +393,28 @@ fn import_errors_name_the_file_and_line() {
         "postfix/master.cf",
         "smtp inet n - n - - smtpd\nsubmission inet n -\n",
     );
-    let o = run(
-        &[
-            "import",
-            "--postfix-dir",
-            t.path("postfix").to_str().unwrap(),
-            "--dovecot-dir",
-            t.path("dovecot").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("master.cf:2: expected 'service type"),
-        "{}",
-        stderr(&o)
-    );
+    // The import of `t` exits 2 with `want` in its error.
+    let fails_with = |t: &Tree, want: &str| {
+        let o = run(
+            &[
+                "import",
+                "--postfix-dir",
+                t.path("postfix").to_str().unwrap(),
+                "--dovecot-dir",
+                t.path("dovecot").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    };
+    fails_with(&t, "master.cf:2: expected 'service type");
     t.write("postfix/master.cf", "smtp inet n - n - - smtpd\n");
     t.write(
         "dovecot/conf.d/30-broken.conf",
         "protocol imap {\n  mail_plugins = quota\n",
     );
-    let o = run(
-        &[
-            "import",
-            "--postfix-dir",
-            t.path("postfix").to_str().unwrap(),
-            "--dovecot-dir",
-            t.path("dovecot").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("30-broken.conf: section 'protocol imap' is not closed"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&t, "30-broken.conf: section 'protocol imap' is not closed");
 }
 
 /// `postconf -n` and `postconf -M` output saved as main.cf and master.cf
