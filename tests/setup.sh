@@ -24,7 +24,7 @@
 #   python3-milter      pymilter for /usr/bin/python3: the test milter (tests/peers/test_milter.py)
 #   nix-bin, systemd, openssl, kubectl, yamllint, kubernetes-validate
 #                       offline checks of the deployment files (tests/deploy/check.sh)
-#   cargo-fuzz, g++     the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
+#   g++                 the fuzz step of .ci/run (fuzz/run-ci.sh; g++ builds libFuzzer)
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -87,8 +87,3 @@ if [ ${#py_missing[@]} -gt 0 ]; then
   fi
 fi
 
-# cargo-fuzz, from crates.io (builds with the stable toolchain).
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "tests/setup.sh: installing cargo-fuzz" >&2
-  cargo install -q cargo-fuzz --locked
-fi

@@ -34,6 +34,12 @@
 #     idle@ (the MSGS-message INBOX); "distinct": idle001.. (empty INBOXes).
 #     Both servers are restarted before every idle run (so heap left over from
 #     the load tests does not hide the cost), and warmed with one session.
+#  5. QRESYNC resync: resync@ gets its own copy of RESYNC_MSGS messages; per
+#     round, a second session toggles \Flagged on RESYNC_PERCENT % of them and
+#     the reader re-selects with SELECT INBOX (QRESYNC (uidvalidity modseq));
+#     the server CPU per reselect (and, for context, per SELECT + UID FETCH
+#     1:* (FLAGS), what a client without QRESYNC does), every answer checked
+#     (bench/lib/imap_resync.py).
 # Prints Markdown tables; raw results go to $STATE/results/<timestamp>/.
 # The load tools are adapted copies of the project's reference harness
 # (shared/bench/): bench/lib/imap_load.py from imap_load.py, bench/lib/idle_mem.py
@@ -59,6 +65,8 @@
 #   MBSYNC_RUNS=$RUNS              timed pulls per server and mode
 #   IDLE_CLIENTS=200 IDLE_MODES="shared distinct" IDLE_RUNS=$RUNS IDLE_HOLD=5
 #                                  idle test (IDLE_MODES empty = no idle test)
+#   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
+#                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
 #                                  1 client, else 2)
 #   DOVECOT_PORT=4143 PIGEONPOST_PORT=5143 PIGEONPOST_HTTP_PORT=5581
@@ -91,6 +99,9 @@ MBSYNC_FSYNC=${MBSYNC_FSYNC-"no yes"}; MBSYNC_RUNS=${MBSYNC_RUNS:-$RUNS}
 IDLE_CLIENTS=${IDLE_CLIENTS:-200}; IDLE_MODES=${IDLE_MODES-"shared distinct"}; IDLE_RUNS=${IDLE_RUNS:-$RUNS}
 IDLE_HOLD=${IDLE_HOLD:-5}
 PROCS=${PROCS:-auto}
+if [ "$QUICK" = 1 ]; then D_RESYNC_MSGS=2000 D_RESYNC_ROUNDS=3; else D_RESYNC_MSGS=10000 D_RESYNC_ROUNDS=10; fi
+RESYNC_MSGS=${RESYNC_MSGS-$D_RESYNC_MSGS}; RESYNC_ROUNDS=${RESYNC_ROUNDS:-$D_RESYNC_ROUNDS}
+RESYNC_PERCENT=${RESYNC_PERCENT:-1}; RESYNC_REPEAT=${RESYNC_REPEAT:-5}
 DV_PORT=${DOVECOT_PORT:-4143}; PP_PORT=${PIGEONPOST_PORT:-5143}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5581}
 DV_MAX_USERIP=${DOVECOT_MAX_USERIP:-1000}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}
@@ -100,6 +111,7 @@ OTHERS_RE=${OTHERS_RE:-'pop3_load.py|smtp-source|bench/pop3/run.sh|bench/relay/r
 LOAD_USER=load@example.com; LOAD_PASS=loadpass
 SYNC_USER=sync@example.com; SYNC_PASS=syncpass
 IDLE_USER=idle@example.com; IDLE_PASS=idlepass
+RESYNC_USER=resync@example.com; RESYNC_PASS=resyncpass
 # what the shared steps (bench/lib/common.sh) need to know about this benchmark
 PROTO=imap LOAD_PY=imap_load.py SESSION_LINE="cmds machine"
 PP_GREETING="* OK" PP_BYE="a LOGOUT" PP_WHAT="the IMAP server"
@@ -114,6 +126,9 @@ whole_numbers "RUNS/DURATION/BODIES/MAX_SESSIONS/MSGS/SIZE/MBSYNC_RUNS/IDLE_*/RE
 check_session_settings
 { within "$RUNS" 1 20 && within "$MBSYNC_RUNS" 1 20 && within "$IDLE_RUNS" 1 20; } || die "need 1 <= RUNS, MBSYNC_RUNS, IDLE_RUNS <= 20"
 within "$BODIES" 0 "$MSGS" || die "need 0 <= BODIES <= MSGS"
+{ [ -z "$RESYNC_MSGS" ] || { within "$RESYNC_MSGS" 100 100000 && within "$RESYNC_ROUNDS" 1 100 && within "$RESYNC_REPEAT" 1 50; }; } \
+  || die "need 100 <= RESYNC_MSGS <= 100000, 1 <= RESYNC_ROUNDS <= 100, 1 <= RESYNC_REPEAT <= 50"
+[[ $RESYNC_PERCENT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RESYNC_PERCENT: a number (percent of RESYNC_MSGS)"
 { within "$IDLE_CLIENTS" 1 999 && within "$IDLE_HOLD" 0 600; } || die "need 1 <= IDLE_CLIENTS <= 999, IDLE_HOLD <= 600"
 for m in $MBSYNC_FSYNC; do case $m in yes|no) ;; *) die "MBSYNC_FSYNC: yes and/or no";; esac; done
 for m in $IDLE_MODES; do case $m in shared|distinct) ;; *) die "IDLE_MODES: shared and/or distinct";; esac; done
@@ -129,8 +144,9 @@ printf '%s %s\n' "$LOAD_USER" "$LOAD_PASS" > "$ETC/load-client.txt"
 printf '%s %s\n' "$IDLE_USER" "$IDLE_PASS" > "$ETC/idle-shared.txt"
 for i in $(seq 1 "$IDLE_CLIENTS"); do printf '%s %s\n' "$(idle_name "$i")" "$IDLE_PASS"; done > "$ETC/idle-distinct.txt"
 printf '%s %s\n%s %s\n' "$LOAD_USER" "$LOAD_PASS" "$IDLE_USER" "$IDLE_PASS" > "$ETC/verify-clients.txt"
-write_passwd_file "$LOAD_USER, $SYNC_USER, $IDLE_USER, $(idle_name 1)..$(idle_name "$IDLE_CLIENTS")" \
-  < <(cat "$ETC/load-client.txt"; printf '%s %s\n' "$SYNC_USER" "$SYNC_PASS"; cat "$ETC/idle-shared.txt" "$ETC/idle-distinct.txt")
+write_passwd_file "$LOAD_USER, $SYNC_USER, $IDLE_USER, $RESYNC_USER, $(idle_name 1)..$(idle_name "$IDLE_CLIENTS")" \
+  < <(cat "$ETC/load-client.txt"; printf '%s %s\n%s %s\n' "$SYNC_USER" "$SYNC_PASS" "$RESYNC_USER" "$RESYNC_PASS"
+      cat "$ETC/idle-shared.txt" "$ETC/idle-distinct.txt")
 make_cert
 
 # ------------------------------------------------------------------ the mailbox template
@@ -143,6 +159,25 @@ for s in $SERVERS; do
     for i in $(seq 1 "$IDLE_CLIENTS"); do u=$(idle_name "$i"); fresh_copy "$s" "${u%@*}" empty; done
   fi
 done
+# resync@'s INBOX: its own template of RESYNC_MSGS messages (step 5)
+if [ -n "$RESYNC_MSGS" ]; then
+  rtpl_params="msgs=$RESYNC_MSGS size=$SIZE names=$NAMES seed=1 v=1"
+  if [ "$(cat "$STATE/template-resync/params" 2>/dev/null)" != "$rtpl_params" ]; then
+    [ -e "$STATE/template-resync" ] && mv "$STATE/template-resync" "$TRASH/template-resync.$(date +%s%N)"
+    mkdir -p "$STATE/template-resync"
+    noszs=(); [ "$NAMES" = plain ] && noszs=(--no-sizes)
+    python3 "$LIB/mkmaildir.py" "$STATE/template-resync/Maildir" --count "$RESYNC_MSGS" --size "$SIZE" "${noszs[@]}" \
+      || die "mkmaildir failed"
+    chown -R "$VUID:$VGID" "$STATE/template-resync"; chmod -R go-rwx "$STATE/template-resync/Maildir"
+    echo "$rtpl_params" > "$STATE/template-resync/params"
+  fi
+  for s in $SERVERS; do
+    say "$s: copying the resync template ($RESYNC_MSGS messages) for ${RESYNC_USER%@*}"
+    dst=$(mailroot "$s")/example.com/${RESYNC_USER%@*}
+    [ -e "$dst" ] && { mv "$dst" "$TRASH/$s-resync.$(date +%s%N)" || die "cannot move $dst aside"; }
+    cp -a "$STATE/template-resync/Maildir" "$dst" || die "cp -a of the resync template failed"
+  done
+fi
 # the mbsync stores of an earlier run go to the trash as well
 [ -e "$WORK/mbsync" ] && mv "$WORK/mbsync" "$TRASH/mbsync.$(date +%s%N)"
 mkdir -p "$WORK/mbsync"
@@ -153,7 +188,8 @@ start_servers
 python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" concs="$CONCS" runs:int="$RUNS" duration:int="$DURATION" \
   bodies:int="$BODIES" msgs:int="$MSGS" size:int="$SIZE" names="$NAMES" mbsync_fsync="$MBSYNC_FSYNC" \
   mbsync_runs:int="$MBSYNC_RUNS" idle_clients:int="$IDLE_CLIENTS" idle_modes="$IDLE_MODES" idle_runs:int="$IDLE_RUNS" \
-  idle_hold:int="$IDLE_HOLD" mailbox_bytes:int="$TPL_BYTES" procs="$PROCS" pp_log_level="$PP_LOG_LEVEL" \
+  idle_hold:int="$IDLE_HOLD" resync_msgs="$RESYNC_MSGS" resync_percent="$RESYNC_PERCENT" \
+  resync_rounds:int="$RESYNC_ROUNDS" resync_repeat:int="$RESYNC_REPEAT" mailbox_bytes:int="$TPL_BYTES" procs="$PROCS" pp_log_level="$PP_LOG_LEVEL" \
   dovecot_max_userip:int="$DV_MAX_USERIP"
 { env_txt "$([ -n "$MBSYNC_FSYNC" ] && echo "mbsync: $(mbsync --version 2>/dev/null | head -1)")"
   echo "SERVERS=$SERVERS CONCS=$CONCS RUNS=$RUNS DURATION=$DURATION BODIES=$BODIES MAX_SESSIONS=$MAX_SESSIONS PROCS=$PROCS"
@@ -268,6 +304,31 @@ for mode in $IDLE_MODES; do
     done
   done
 done
+
+# ------------------------------------------------------------------ 5. QRESYNC resync
+# resync@ (RESYNC_MSGS messages): one first session builds each server's index
+# (not measured); then bench/lib/imap_resync.py changes \Flagged on
+# RESYNC_PERCENT % of the messages per round and measures the server CPU of a
+# QRESYNC reselect, and of SELECT + UID FETCH 1:* (FLAGS) for context.
+if [ -n "$RESYNC_MSGS" ]; then
+  printf '%s %s\n' "$RESYNC_USER" "$RESYNC_PASS" > "$ETC/resync-client.txt"
+  for s in $(order 1); do
+    alive "$s"
+    say "$s: QRESYNC reselect after $RESYNC_PERCENT % of $RESYNC_MSGS messages changed flags, $RESYNC_ROUNDS rounds × $RESYNC_REPEAT reselects"
+    timeout $((TIMEOUT + 60)) python3 "$LIB/imap_load.py" --port "$(port_of "$s")" --userfile "$ETC/resync-client.txt" --prewarm \
+      --io-timeout "$TIMEOUT" --tag "$s-resync" > "$R/prewarm_${s}_resync.log" 2>&1 \
+      || say "WARNING: $s: the first session of ${RESYNC_USER%@*} failed (see $R/prewarm_${s}_resync.log)"
+    wait_others
+    sleep "$REST"
+    timeout $((TIMEOUT * 4)) python3 "$LIB/imap_resync.py" --port "$(port_of "$s")" --user "$RESYNC_USER" \
+      --password "$RESYNC_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" --rounds "$RESYNC_ROUNDS" \
+      --percent "$RESYNC_PERCENT" --repeat "$RESYNC_REPEAT" --timeout "$TIMEOUT" --tag "$s" --json-out "$R/resync.jsonl" \
+      > "$R/resync_$s.log" 2>&1
+    rc=$?
+    sed 's/^/   /' "$R/resync_$s.log" | tail -3
+    [ "$rc" = 0 ] || say "WARNING: $s: the resync check failed (see $R/resync_$s.log)"
+  done
+fi
 
 # ------------------------------------------------------------------ report
 report_log_warnings save

@@ -712,9 +712,13 @@ def prewarm_table(prewarm, present, noun, verified_text):
 
 
 def print_targets(targets):
-    """targets: (label, value, goal, ">=" for a ratio to Dovecot, "<=" for KiB)"""
+    """targets: (label, value, goal, ">=" for a ratio to Dovecot, "<=" for KiB, "<=x" for a cost ratio
+    (pigeonpost's CPU / Dovecot's) at most goal)"""
     for label, r, goal, op in targets:
-        if op == ">=":
+        if op == "<=x":
+            verdict = "n/a (a run failed)" if r is None else ("met" if r <= goal else "NOT met")
+            print(f"- target, {label}: pigeonpost ≤ {goal}× Dovecot's: {verdict} ({'–' if r is None else f'{r:.2f}×'})")
+        elif op == ">=":
             verdict = "n/a (a run failed)" if r is None else ("met" if r >= goal else "NOT met")
             print(f"- target, {label}: pigeonpost ≥ {goal}× Dovecot: {verdict} ({'–' if r is None else f'{r:.2f}×'})")
         else:

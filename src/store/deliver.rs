@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::maildir::write;
+use super::maildir::{group_commit, write};
 
 /// Bytes to store: `prefix` (e.g. Return-Path:/Received: lines the SMTP layer
 /// built) followed by `body` (the message as received).
@@ -278,13 +278,18 @@ pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepa
 /// Maildir in `dirs` (the same paths given to [`prepare`]). Only after this
 /// returns `Ok` may the messages prepared into these Maildirs be
 /// acknowledged. On error, none of the batch may be acknowledged.
+///
+/// Concurrent deliveries into one Maildir share the fsync (group commit,
+/// [`group_commit`]): each still returns only after an fsync of `new/`
+/// that started after its own rename has completed.
 pub fn commit_dirs(dirs: &[&Path]) -> Result<(), DeliverError> {
     let mut done: Vec<&Path> = Vec::with_capacity(dirs.len());
     for &d in dirs {
         if done.contains(&d) {
             continue;
         }
-        fsync_dir(&d.join("new"))?;
+        let new = d.join("new");
+        group_commit::fsync_dir_shared(&new).map_err(err("fsync directory", &new))?;
         done.push(d);
     }
     Ok(())

@@ -27,6 +27,7 @@
 mod dotlock;
 mod filename;
 mod folders;
+pub mod group_commit;
 mod keywords;
 pub mod metadata;
 mod modseq;

@@ -18,6 +18,7 @@
 //! envelope is rewritten the same way (tmp, fsync, rename) after every
 //! attempt; removal deletes the `.env` first.
 
+use crate::store::maildir::group_commit::fsync_dir_shared;
 use crate::store::maildir::write::fsync_dir;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -228,9 +229,10 @@ impl Spool {
 
     /// Activates a staged message: from here on it is in the queue and
     /// survives a crash.
+    /// Concurrent commits share the directory fsync (group commit).
     pub fn commit(&self, id: &str) -> io::Result<()> {
         fs::rename(self.staged_path(id), self.env_path(id))?;
-        fsync_dir(&self.q())
+        fsync_dir_shared(&self.q())
     }
 
     /// Drops a staged message.
