@@ -527,7 +527,7 @@ fn catenate_parts_reach_the_backend_in_order() {
     assert!(a.is_empty());
     let (o, a) = run(
         &mut s,
-        &format!("ab\r\n URL \"{url}\" URL {{5+}}\r\n;UID=1 TEXT ~{{3}}\r\n"),
+        &format!("ab\r\n URL \"{url}\" URL {{6+}}\r\n;UID=1 TEXT ~{{3}}\r\n"),
     );
     assert_eq!(o, "+ OK\r\n");
     assert!(a.is_empty());
