@@ -2277,6 +2277,7 @@ fn catenate_limits_and_url_forms() {
     );
     let r = c.cmd("f APPEND INBOX CATENATE (TEXT {3+}\r\na\0b)\r\n", "f ");
     assert!(r.starts_with("f BAD "), "{r}");
+    c.cmd("s SELECT INBOX\r\n", "s ");
     let r = c.cmd("g UID FETCH 4 BODY.PEEK[]\r\n", "g ");
     assert!(r.contains("From: Alice <alice@example.org>\r\nTo: john@example.com\r\nSubject: first\r\nDate: Mon, 20 Nov 2023 10:00:00 +0100\r\nMessage-ID: <1@example.org>\r\n\r\nhi\r\n)"), "{r}");
     let r = c.cmd("h STATUS INBOX (MESSAGES)\r\n", "h ");
