@@ -150,7 +150,9 @@ fn open_account(ctx: &Ctx, user: &str) -> Result<Account, String> {
     let dir = open_user_maildir(&ctx.config.mail_location, user, &info)?;
     let quota = Quota::for_user(ctx.config.quota.as_ref(), &dir, info.quota_rule.as_deref());
     Ok(Account {
-        backend: Backend::new(dir, ctx.mailboxes.clone()).with_quota(quota.map(Arc::new)),
+        backend: Backend::new(dir, ctx.mailboxes.clone())
+            .with_quota(quota.map(Arc::new))
+            .with_user(user, ctx.config.message_size_limit),
         uid: info.uid,
         gid: info.gid,
     })

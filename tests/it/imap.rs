@@ -2082,3 +2082,204 @@ print("\n".join(res))
         diff.join("\n")
     );
 }
+
+/// CATENATE (RFC 4469): the same conversation against pigeonpost and
+/// Dovecot, compared line by line: each command's status and response code
+/// (APPENDUID with the UIDVALIDITY as `V`, BADURL with its URL), then every
+/// message the APPENDs made, byte for byte as FETCH BODY[] gives it.
+#[test]
+fn catenate_builds_what_dovecot_builds() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let script = r#"
+import os, re, socket, subprocess
+def lit(b):
+    return b"{%d+}\r\n" % len(b) + b
+HDR = b"From: me@example.org\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+CMDS = [
+    # TEXT + URL of a whole message.
+    b'APPEND INBOX (\\Seen) CATENATE (TEXT ' + lit(b"Subject: wrapped\r\nContent-Type: message/rfc822\r\n\r\n") + b' URL "/INBOX;UIDVALIDITY=V/;UID=1")',
+    # A header, a new body.
+    b'APPEND INBOX CATENATE (URL "/INBOX;UIDVALIDITY=V/;UID=2/;SECTION=HEADER" TEXT ' + lit(b"new body\r\n") + b')',
+    # A multipart message of another's parts: 1.MIME + 1, 2.MIME + 2.
+    b'APPEND INBOX CATENATE (TEXT ' + lit(HDR + b"--b\r\n") + b' URL "/INBOX;UIDVALIDITY=V/;UID=2/;SECTION=1.MIME" URL "/INBOX;UIDVALIDITY=V/;UID=2/;SECTION=1" TEXT ' + lit(b"\r\n--b\r\n") + b' URL "/INBOX;UIDVALIDITY=V/;UID=2/;SECTION=2.MIME" URL /INBOX/;UID=2/;SECTION=2 TEXT ' + lit(b"\r\n--b--\r\n") + b')',
+    # TEXT, without the UIDVALIDITY; HEADER.FIELDS, percent-encoded.
+    b'APPEND INBOX CATENATE (URL "/INBOX/;UID=2/;SECTION=HEADER.FIELDS%20(SUBJECT%20FROM)" URL "/INBOX/;UID=2/;SECTION=TEXT")',
+    # PARTIAL (URL-PARTIAL, RFC 5550 §5), with and without a length.
+    b'APPEND INBOX CATENATE (TEXT ' + lit(b"Subject: p\r\n\r\n") + b' URL "/INBOX;UIDVALIDITY=V/;UID=2/;SECTION=1/;PARTIAL=5.10" URL "/INBOX;UIDVALIDITY=V/;UID=1/;PARTIAL=100")',
+    # Errors: the wrong UIDVALIDITY, a missing UID, a missing mailbox.
+    b'APPEND INBOX CATENATE (TEXT ' + lit(b"X: 1\r\n\r\n") + b' URL "/INBOX;UIDVALIDITY=1/;UID=1")',
+    b'APPEND INBOX CATENATE (URL "/INBOX;UIDVALIDITY=V/;UID=99")',
+    b'APPEND INBOX CATENATE (URL "/Nowhere/;UID=1")',
+    b'APPEND Nowhere CATENATE (URL "/INBOX/;UID=1")',
+    b'APPEND INBOX CATENATE (URL "/INBOX/;UID=1;URLAUTH=anonymous")',
+    # Relative URLs need a selected mailbox.
+    b'APPEND INBOX CATENATE (URL ";UID=1/;SECTION=TEXT")',
+    # MULTIAPPEND: one bad URL and none of the three is stored.
+    b'APPEND INBOX ' + lit(b"Subject: plain\r\n\r\nx\r\n") + b' CATENATE (URL "/INBOX/;UID=1") ($x) CATENATE (URL "/INBOX/;UID=77")',
+    b'STATUS INBOX (MESSAGES)',
+    # And all three when the URLs are good.
+    b'APPEND INBOX ' + lit(b"Subject: plain\r\n\r\nx\r\n") + b' CATENATE (URL "/INBOX/;UID=1") ($x) CATENATE (TEXT ' + lit(b"Subject: t\r\n\r\n") + b' URL "/INBOX/;UID=2/;SECTION=1")',
+    # Malformed.
+    b'APPEND INBOX CATENATE ()',
+    b'APPEND INBOX CATENATE (FOO "x")',
+    b'SELECT INBOX',
+    b'APPEND INBOX CATENATE (TEXT ' + lit(b"Subject: rel\r\n\r\n") + b' URL ";UID=2/;SECTION=1")',
+]
+def read_response(rf):
+    l = rf.readline()
+    while True:
+        m = re.search(rb"~?\{(\d+)\}\r\n$", l)
+        if not m:
+            return l
+        l += rf.read(int(m.group(1))) + rf.readline()
+def talk(rf, wf, pre):
+    out, uids = [], []
+    for line in pre:
+        wf.write(line); wf.flush()
+        while not rf.readline().startswith(b"p "):
+            pass
+    def cmd(tag, c):
+        wf.write(tag + b" " + c + b"\r\n"); wf.flush()
+        untagged = []
+        while True:
+            l = read_response(rf)
+            assert l, c
+            if l.startswith(tag + b" "):
+                return l, untagged
+            untagged.append(l)
+    l, u = cmd(b"v", b"STATUS INBOX (UIDVALIDITY)")
+    v = re.search(rb"UIDVALIDITY (\d+)", b"".join(u)).group(1)
+    for i, c in enumerate(CMDS):
+        l, u = cmd(b"t%d" % i, c.replace(b"UIDVALIDITY=V", b"UIDVALIDITY=" + v))
+        st = re.match(rb"\S+ (\S+) (\[[^\]]*\])?", l)
+        code = (st.group(2) or b"").replace(v, b"V").decode()
+        shown = c.split(b"\r")[0].decode()[:60]
+        out.append("%s -> %s %s" % (shown, st.group(1).decode(), code))
+        m = re.match(r"\[APPENDUID V (\S+)\]", code)
+        if m:
+            for r in m.group(1).split(","):
+                a, _, b = r.partition(":")
+                uids += range(int(a), int(b or a) + 1)
+        for x in u:
+            if x.startswith(b"* STATUS"):
+                out.append("  " + x.decode().strip())
+    for n in uids:
+        l, u = cmd(b"f", b"UID FETCH %d BODY.PEEK[]" % n)
+        data = b"".join(u)
+        m = re.search(rb"\{(\d+)\}\r\n", data)
+        out.append("uid %d: %r" % (n, data[m.end():m.end() + int(m.group(1))]))
+    return out
+if os.environ.get("DOVECOT"):
+    p = subprocess.Popen(os.environ["DOVECOT"], shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p.stdout.readline()
+    res = talk(p.stdout, p.stdin, [])
+    p.stdin.close(); p.wait()
+else:
+    s = socket.create_connection(("127.0.0.1", PORT))
+    rf, wf = s.makefile("rb"), s.makefile("wb")
+    rf.readline()
+    res = talk(rf, wf, [b"p LOGIN john@example.com john123\r\n"])
+print("\n".join(res))
+"#;
+    let ours = py(script, server.addr("imap").port());
+    println!("{ours}");
+    // Without the Dovecot comparison, the essentials still hold.
+    assert!(
+        ours.contains("-> NO [BADURL /INBOX;UIDVALIDITY=1/;UID=1]"),
+        "{ours}"
+    );
+    assert!(ours.contains("-> NO [BADURL /INBOX;UIDVALIDITY=V/;UID=99]"));
+    assert!(ours.contains("  * STATUS INBOX (MESSAGES 7)"), "{ours}");
+    assert!(ours.contains(
+        "uid 3: b'Subject: wrapped\\r\\nContent-Type: message/rfc822\\r\\n\\r\\nFrom: Alice"
+    ));
+    drop(server);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dv = tmp.path();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dv.join("Maildir").join(sub)).unwrap();
+    }
+    for (i, m) in [MSG1, MSG2].iter().enumerate() {
+        std::fs::write(dv.join(format!("Maildir/new/170000000{i}.M1P1.host")), m).unwrap();
+    }
+    let Some(cmd) = dovecot_imap(dv, "") else {
+        return;
+    };
+    let (ok, theirs, err) = python(
+        &format!("{PY_IMAP}{script}"),
+        &[("PORT", "0".into()), ("DOVECOT", cmd)],
+    );
+    assert!(ok, "{theirs}\n{err}");
+    let diff: Vec<String> = ours
+        .lines()
+        .zip(theirs.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
+        .collect();
+    assert!(
+        diff.is_empty() && ours.lines().count() == theirs.lines().count(),
+        "pigeonpost and Dovecot differ:\n{}\n\nours:\n{ours}\n\ndovecot:\n{theirs}",
+        diff.join("\n")
+    );
+}
+
+/// What CATENATE does that Dovecot doesn't do alike: the message size limit
+/// (`NO [TOOBIG]`), full `imap://` URLs of the logged-in user (Dovecot wants
+/// relative ones), BADURL for a section that isn't there (Dovecot catenates
+/// nothing), and NUL in a TEXT literal (a syntax error, RFC 3501 §4.3).
+#[test]
+fn catenate_limits_and_url_forms() {
+    let setup = MailFixture::new(&[("imap", "127.0.0.1:0")], "message_size_limit = 2000\n");
+    setup.deliver("john", &[MSG1, MSG2]);
+    let server = setup.start();
+    let mut c = LineClient::connect("127.0.0.1", server.addr("imap"));
+    c.line();
+    let caps = c.cmd("a LOGIN john@example.com john123\r\n", "a ");
+    assert!(
+        caps.contains(" CATENATE ") && caps.contains(" URL-PARTIAL "),
+        "{caps}"
+    );
+    let url = "\"/INBOX/;UID=2\"";
+    // MSG2 is ~400 bytes with CRLF: five of them are over 2000.
+    let r = c.cmd(
+        &format!("b APPEND INBOX CATENATE (URL {url} URL {url} URL {url} URL {url} URL {url} URL {url})\r\n"),
+        "b ",
+    );
+    assert!(r.starts_with("b NO [TOOBIG] "), "{r}");
+    let r = c.cmd(
+        &format!("b APPEND INBOX CATENATE (URL {url} URL {url})\r\n"),
+        "b ",
+    );
+    assert!(r.starts_with("b OK [APPENDUID "), "{r}");
+    let r = c.cmd(
+        "c APPEND INBOX CATENATE (URL \"imap://john%40example.com@mail.example.com/INBOX/;UID=1/;SECTION=HEADER\" TEXT {4+}\r\nhi\r\n)\r\n",
+        "c ",
+    );
+    assert!(r.starts_with("c OK [APPENDUID "), "{r}");
+    let r = c.cmd(
+        "d APPEND INBOX CATENATE (URL \"imap://jane%40example.com@mail.example.com/INBOX/;UID=1\")\r\n",
+        "d ",
+    );
+    assert!(
+        r.starts_with("d NO [BADURL imap://jane%40example.com@mail.example.com/INBOX/;UID=1] "),
+        "{r}"
+    );
+    let r = c.cmd(
+        "e APPEND INBOX CATENATE (URL \"/INBOX/;UID=1/;SECTION=3\")\r\n",
+        "e ",
+    );
+    assert!(
+        r.starts_with("e NO [BADURL /INBOX/;UID=1/;SECTION=3] "),
+        "{r}"
+    );
+    let r = c.cmd("f APPEND INBOX CATENATE (TEXT {3+}\r\na\0b)\r\n", "f ");
+    assert!(r.starts_with("f BAD "), "{r}");
+    c.cmd("s SELECT INBOX\r\n", "s ");
+    let r = c.cmd("g UID FETCH 4 BODY.PEEK[]\r\n", "g ");
+    assert!(r.contains("From: Alice <alice@example.org>\r\nTo: john@example.com\r\nSubject: first\r\nDate: Mon, 20 Nov 2023 10:00:00 +0100\r\nMessage-ID: <1@example.org>\r\n\r\nhi\r\n)"), "{r}");
+    let r = c.cmd("h STATUS INBOX (MESSAGES)\r\n", "h ");
+    assert!(r.contains("MESSAGES 4"), "{r}");
+}

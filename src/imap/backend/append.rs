@@ -1,17 +1,20 @@
 //! APPEND (RFC 3501 §6.3.11, RFC 9051 §6.3.12), answering with APPENDUID
-//! (RFC 4315 §3); the message may come as a literal8 (RFC 3516 §4.4).
+//! (RFC 4315 §3); the message may come as a literal8 (RFC 3516 §4.4), and
+//! with MULTIAPPEND (RFC 3502) several may, each of them built by CATENATE
+//! (RFC 4469, see [`super::catenate`]).
 
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox as MailboxName;
 
+use super::catenate::{url_resp_text, CatError};
 use super::{split_flags, store_no, Backend};
-use crate::imap::proto::multiappend::MultiAppend;
+use crate::imap::proto::multiappend::{AppendData, MultiAppend};
 use crate::imap::proto::response::tagged;
-use crate::store::maildir::{Error as StoreError, Flags};
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox};
 
 impl Backend {
     #[allow(clippy::too_many_arguments)]
@@ -53,8 +56,10 @@ impl Backend {
 }
 
 impl Backend {
-    /// MULTIAPPEND (RFC 3502): every message or none. All are written and
-    /// fsynced first, then given UIDs under one uidlist lock.
+    /// MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469): every message or
+    /// none. The catenated messages are built first (any bad URL fails the
+    /// whole command, RFC 4469 §3), then all are written and fsynced, then
+    /// given UIDs under one uidlist lock.
     pub fn multi_append(&mut self, tag: &str, m: &MultiAppend, utf8: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let Ok(mailbox) = MailboxName::try_from(m.mailbox.clone()) else {
@@ -95,27 +100,77 @@ impl Backend {
                     }
                 },
             };
-            parsed.push((msg.data.as_slice(), sys, kw, when));
+            parsed.push((sys, kw, when));
         }
         let resp = match self.open(&name) {
-            Ok(mb) => match mb.append_all(&parsed) {
-                Ok(uids) => {
-                    self.touched(&name);
-                    self.updates(true, &mut out);
-                    let set = uid_set(&uids);
-                    tagged(
-                        tag,
-                        "OK",
-                        &format!("[APPENDUID {} {set}] Append completed.", mb.uidvalidity()),
-                    )
+            Ok(mb) => match self.build(tag, m) {
+                Err(no) => no,
+                Ok(built) => {
+                    let all: Vec<_> = built
+                        .iter()
+                        .zip(parsed)
+                        .map(|(data, (sys, kw, when))| (data.as_slice(), sys, kw, when))
+                        .collect();
+                    self.append_built(tag, &name, &mb, &all, &mut out)
                 }
-                Err(e) => store_no(tag, &e),
             },
             Err(StoreError::NotFound(_)) => tagged(tag, "NO", "[TRYCREATE] Mailbox doesn't exist."),
             Err(e) => store_no(tag, &e),
         };
         out.extend_from_slice(resp.as_bytes());
         out
+    }
+
+    /// Each message's bytes, CATENATE lists resolved; or the NO line.
+    fn build(&self, tag: &str, m: &MultiAppend) -> Result<Vec<Vec<u8>>, String> {
+        let mut built = Vec::with_capacity(m.messages.len());
+        for msg in &m.messages {
+            built.push(match &msg.data {
+                AppendData::Literal(d) => d.clone(),
+                AppendData::Catenate(parts) => match self.catenated(parts) {
+                    Ok(d) => d,
+                    // RFC 4469 §5: the URL as sent (erratum 4046: bare).
+                    Err(CatError::BadUrl(url, why)) => {
+                        let url = url_resp_text(&url);
+                        return Err(tagged(tag, "NO", &format!("[BADURL {url}] {why}.")));
+                    }
+                    Err(CatError::TooBig) => {
+                        return Err(tagged(
+                            tag,
+                            "NO",
+                            "[TOOBIG] Composed message grows too big.",
+                        ))
+                    }
+                    Err(CatError::Store(e)) => return Err(store_no(tag, &e)),
+                },
+            });
+        }
+        Ok(built)
+    }
+
+    /// Stores the built messages, all or none: the tagged line.
+    #[allow(clippy::type_complexity)]
+    fn append_built(
+        &mut self,
+        tag: &str,
+        name: &str,
+        mb: &Mailbox,
+        messages: &[(&[u8], Flags, Vec<&str>, Option<SystemTime>)],
+        out: &mut Vec<u8>,
+    ) -> String {
+        match mb.append_all(messages) {
+            Ok(uids) => {
+                self.touched(name);
+                self.updates(true, out);
+                let set = uid_set(&uids);
+                tagged(
+                    tag,
+                    "OK",
+                    &format!("[APPENDUID {} {set}] Append completed.", mb.uidvalidity()),
+                )
+            }
+            Err(e) => store_no(tag, &e),
+        }
     }
 }
 

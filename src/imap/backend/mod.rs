@@ -10,6 +10,7 @@
 //! mailboxes shared by all sessions of this process are in `registry`.
 
 mod append;
+mod catenate;
 mod condstore;
 mod copy;
 mod expunge;
@@ -39,6 +40,7 @@ use super::proto::response::{flag_list, tagged};
 use super::proto::{RunOptions, State};
 use crate::store::maildir::utf7::{mutf7_to_utf8, utf8_to_mutf7};
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+pub use catenate::{parse_url as parse_catenate_url, url_resp_text, ImapUrl};
 pub use registry::Mailboxes;
 use registry::{lock, SharedRef};
 use select::claim_recent;
@@ -128,6 +130,10 @@ pub struct Backend {
     /// QRESYNC is enabled (RFC 7162 §3.2.3): expunges are reported as
     /// VANISHED.
     qresync: bool,
+    /// The logged-in user: the only one whose `imap://` URLs CATENATE takes.
+    user: String,
+    /// message_size_limit (0: none): a CATENATE result may not outgrow it.
+    max_message: u64,
 }
 
 fn store_no(tag: &str, e: &StoreError) -> String {
@@ -201,7 +207,17 @@ impl Backend {
             rev2: false,
             condstore: false,
             qresync: false,
+            user: String::new(),
+            max_message: 0,
         }
+    }
+
+    /// Whose store this is and the message size limit (0: none), for
+    /// CATENATE (RFC 4469).
+    pub fn with_user(mut self, user: &str, max_message: u64) -> Backend {
+        self.user = user.to_string();
+        self.max_message = max_message;
+        self
     }
 
     /// Accounts this user's writes in their Maildir++ quota.

@@ -1088,3 +1088,78 @@ fn quota_root_numbers_and_over_quota_append() {
         "g BAD Error in IMAP command GETQUOTA: Not supported.\r\n"
     );
 }
+
+/// CATENATE (RFC 4469), as the session hands it over: parts of ALPHA and
+/// BETA by absolute and relative URL; BADURL for what doesn't resolve,
+/// TOOBIG over the limit, nothing stored by a command that fails.
+#[test]
+fn catenate_builds_from_urls_all_or_nothing() {
+    use crate::imap::proto::multiappend;
+    let (_tmp, dir) = maildir();
+    let v = uidvalidity(&dir, "INBOX");
+    let mut c = Client::new(&dir);
+    c.backend = Backend::new(dir.clone(), MAILBOXES.with(Arc::clone)).with_user("john", 200);
+    let mut append = |line: String| {
+        let (tag, m) = multiappend::parse(line.as_bytes()).expect("an APPEND");
+        String::from_utf8(c.backend.multi_append(&tag, &m.unwrap(), false)).unwrap()
+    };
+    let r = append(format!(
+        "a APPEND INBOX CATENATE (URL \"/INBOX;UIDVALIDITY={v}/;UID=2/;SECTION=HEADER\" TEXT {} URL \"imap://john@h/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=6\")\r\n",
+        literal("new\r\n")
+    ));
+    assert_eq!(r, format!("a OK [APPENDUID {v} 4] Append completed.\r\n"));
+    let stored = read_message(&MaildirRoot::new(&dir).open("INBOX").unwrap(), 4).unwrap();
+    assert_eq!(
+        stored,
+        b"From: bob@example.org\r\nSubject: beta\r\n\r\nnew\r\nbody\r\n"
+    );
+    for (url, why) in [
+        (
+            format!("/INBOX;UIDVALIDITY={}/;UID=1", v + 1),
+            "Invalid UIDVALIDITY",
+        ),
+        ("/INBOX/;UID=9".into(), "Message not found"),
+        ("/INBOX/;UID=1/;SECTION=2".into(), "Section not found"),
+        ("/Nowhere/;UID=1".into(), "Mailbox doesn't exist"),
+        ("imap://jane@h/INBOX/;UID=1".into(), "URL of another user"),
+        (";UID=1".into(), "no mailbox selected"),
+    ] {
+        // The first message is fine: none is stored all the same.
+        let r = append(format!(
+            "b APPEND INBOX CATENATE (URL /INBOX/;UID=3) CATENATE (URL \"{url}\")\r\n"
+        ));
+        assert!(r.starts_with(&format!("b NO [BADURL {url}] ")), "{r}");
+        assert!(r.contains(why), "{r}");
+    }
+    let r = append(
+        "c APPEND INBOX CATENATE (URL /INBOX/;UID=1 URL /INBOX/;UID=1 URL /INBOX/;UID=1)\r\n"
+            .into(),
+    );
+    assert_eq!(r, "c NO [TOOBIG] Composed message grows too big.\r\n");
+    let r = append("d APPEND Nowhere CATENATE (URL /INBOX/;UID=1)\r\n".into());
+    assert_eq!(r, "d NO [TRYCREATE] Mailbox doesn't exist.\r\n");
+    assert_eq!(
+        MaildirRoot::new(&dir)
+            .open("INBOX")
+            .unwrap()
+            .messages()
+            .len(),
+        4
+    );
+    // With INBOX selected, `;UID=n` is relative to it.
+    c.run("s SELECT INBOX\r\n");
+    let r = String::from_utf8(
+        c.backend.multi_append(
+            "e",
+            &multiappend::parse(b"e APPEND Work CATENATE (URL \";UID=3/;SECTION=1\")\r\n")
+                .unwrap()
+                .1
+                .unwrap(),
+            false,
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("e OK [APPENDUID "), "{r}");
+    let work = MaildirRoot::new(&dir).open("Work").unwrap();
+    assert_eq!(read_message(&work, 1).unwrap(), b"third, and longer\r\n");
+}

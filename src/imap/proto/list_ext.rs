@@ -43,7 +43,7 @@ fn tokens(line: &[u8]) -> Option<Vec<Tok>> {
     let tok = |t: &Token| match t.kind {
         Kind::Open => Tok::Open,
         Kind::Close => Tok::Close,
-        Kind::Atom | Kind::Quoted | Kind::Literal => {
+        Kind::Atom | Kind::Quoted | Kind::Literal | Kind::Literal8 => {
             Tok::Str(String::from_utf8_lossy(&t.value(line)).into_owned())
         }
     };

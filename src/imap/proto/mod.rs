@@ -92,8 +92,8 @@ pub enum Action {
     /// IDLE is running (the continuation went out): report mailbox changes
     /// with [`Session::respond`] while waiting for input; DONE ends it.
     Idling,
-    /// A MULTIAPPEND (RFC 3502), which imap-codec doesn't parse: like
-    /// [`Action::Run`].
+    /// A MULTIAPPEND (RFC 3502) or CATENATE (RFC 4469) APPEND, which
+    /// imap-codec doesn't parse: like [`Action::Run`].
     MultiAppend {
         tag: String,
         append: multiappend::MultiAppend,
@@ -264,6 +264,9 @@ impl Session {
             "BINARY",
             "STATUS=SIZE",
             "MULTIAPPEND",
+            // RFC 4469; RFC 5550 §5: ;PARTIAL= in CATENATE's URLs.
+            "CATENATE",
+            "URL-PARTIAL",
             "CONDSTORE",
             "QRESYNC",
         ]);

@@ -499,3 +499,132 @@ fn quota_is_offered_only_when_configured_and_its_commands_go_to_the_store() {
         "b BAD Error in IMAP command GETQUOTA: Invalid arguments.\r\n"
     );
 }
+
+/// The one message of a CATENATE APPEND that reached the backend, or the
+/// session's answer when none did.
+fn catenate(input: &str) -> Result<Vec<multiappend::AppendMessage>, String> {
+    let mut s = logged_in(cfg_tls());
+    let (o, actions) = run(&mut s, input);
+    match actions.into_iter().next() {
+        Some(Action::MultiAppend { tag, append }) => {
+            assert_eq!(tag, "c");
+            assert_eq!(append.mailbox, "INBOX");
+            Ok(append.messages)
+        }
+        Some(other) => panic!("{other:?}"),
+        None => Err(o),
+    }
+}
+
+#[test]
+fn catenate_parts_reach_the_backend_in_order() {
+    use multiappend::{AppendData, CatPart};
+    let url = "/INBOX;UIDVALIDITY=7/;UID=3/;SECTION=1.MIME";
+    // Synchronizing literals get their continuation; LITERAL+ doesn't.
+    let mut s = logged_in(cfg_tls());
+    let (o, a) = run(&mut s, "c APPEND INBOX (\\Seen) CATENATE (TEXT {4}\r\n");
+    assert_eq!(o, "+ OK\r\n");
+    assert!(a.is_empty());
+    let (o, a) = run(
+        &mut s,
+        &format!("ab\r\n URL \"{url}\" URL {{6+}}\r\n;UID=1 TEXT ~{{3}}\r\n"),
+    );
+    assert_eq!(o, "+ OK\r\n");
+    assert!(a.is_empty());
+    let (o, a) = run(&mut s, "x\0y)\r\n");
+    assert_eq!(o, "");
+    let Some(Action::MultiAppend { tag, append }) = a.into_iter().next() else {
+        panic!("no MultiAppend");
+    };
+    assert_eq!(tag, "c");
+    assert_eq!(append.messages.len(), 1);
+    assert_eq!(append.messages[0].flags, ["\\Seen"]);
+    assert_eq!(
+        append.messages[0].data,
+        AppendData::Catenate(vec![
+            CatPart::Text(b"ab\r\n".to_vec()),
+            CatPart::Url(url.into()),
+            CatPart::Url(";UID=1".into()),
+            // A literal8 may hold NUL (BINARY is offered).
+            CatPart::Text(b"x\0y".to_vec()),
+        ])
+    );
+    // An atom URL; CATENATE within MULTIAPPEND, next to a plain message.
+    let m = catenate(
+        "c APPEND INBOX {3+}\r\nabc \"07-Feb-1994 22:43:04 -0800\" catenate (url /INBOX/;UID=1) ~{2+}\r\nhi\r\n",
+    )
+    .unwrap();
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[0].data, AppendData::Literal(b"abc".to_vec()));
+    assert_eq!(m[1].date.as_deref(), Some("07-Feb-1994 22:43:04 -0800"));
+    assert_eq!(
+        m[1].data,
+        AppendData::Catenate(vec![CatPart::Url("/INBOX/;UID=1".into())])
+    );
+    assert_eq!(m[2].data, AppendData::Literal(b"hi".to_vec()));
+}
+
+#[test]
+fn malformed_catenate_is_bad() {
+    for (input, why) in [
+        ("c APPEND INBOX CATENATE ()\r\n", "Empty CATENATE list"),
+        (
+            "c APPEND INBOX CATENATE URL \"/INBOX/;UID=1\"\r\n",
+            "expected '('",
+        ),
+        (
+            "c APPEND INBOX CATENATE (URL \"/INBOX/;UID=1\"\r\n",
+            "missing ')'",
+        ),
+        (
+            "c APPEND INBOX CATENATE (TEXT {2+}\r\nab\r\n",
+            "missing ')'",
+        ),
+        (
+            "c APPEND INBOX CATENATE (BODY \"/INBOX/;UID=1\")\r\n",
+            "unknown CATENATE part",
+        ),
+        (
+            "c APPEND INBOX CATENATE (TEXT \"abc\")\r\n",
+            "TEXT needs a literal",
+        ),
+        ("c APPEND INBOX CATENATE (URL)\r\n", "URL needs a string"),
+        (
+            "c APPEND INBOX CATENATE (URL (x))\r\n",
+            "URL needs a string",
+        ),
+        ("c APPEND INBOX CATENATE (URL \"\")\r\n", "empty URL"),
+        (
+            "c APPEND INBOX CATENATE (TEXT {3+}\r\na\0b)\r\n",
+            "NUL in a literal",
+        ),
+        ("c APPEND INBOX CATENATE\r\n", "expected '('"),
+        (
+            "c APPEND INBOX CATENATE (URL \"/INBOX/;UID=1\") junk\r\n",
+            "expected a message literal",
+        ),
+    ] {
+        let o = catenate(input).unwrap_err();
+        assert!(
+            o.starts_with("c BAD Error in IMAP command APPEND: ") && o.contains(why),
+            "{input:?}: {o}"
+        );
+    }
+    // An unterminated quoted URL: the tokenizer gives up, so imap-codec's
+    // verdict stands.
+    let o = catenate("c APPEND INBOX CATENATE (URL \"/INBOX)\r\n").unwrap_err();
+    assert!(o.starts_with("c BAD "), "{o}");
+}
+
+#[test]
+fn catenate_is_offered_after_login() {
+    let mut s = logged_in(cfg_tls());
+    let (o, _) = run(&mut s, "c CAPABILITY\r\n");
+    assert!(
+        o.contains(" CATENATE ") && o.contains(" URL-PARTIAL "),
+        "{o}"
+    );
+    let mut s = Session::new(cfg_tls());
+    let (o, _) = run(&mut s, "c CAPABILITY\r\n");
+    assert!(!o.contains("CATENATE"), "{o}");
+}

@@ -8,9 +8,10 @@
 //! of data, as the fragmentizer leaves them in the command. It is lenient
 //! where only malformed commands differ, as both callers always were, and
 //! leaves the verdict to imap-codec: an atom runs to the next space, line
-//! end or parenthesis (a `"` inside it is kept), a literal8 `~{n}` (only
-//! APPEND takes one) is atom text, and a bare CR or LF, or nothing, may
-//! follow `{n}`. There is no bracket handling: FETCH's
+//! end or parenthesis (a `"` inside it is kept), and a bare CR or LF, or
+//! nothing, may follow `{n}`. A literal8 `~{n}` (RFC 3516 §4.4: APPEND and
+//! its CATENATE TEXT parts, RFC 4469 §5) is a [`Kind::Literal8`]; a `~{`
+//! that isn't one is atom text. There is no bracket handling: FETCH's
 //! `BODY[HEADER.FIELDS (A B)]` splits into several tokens, which is fine for
 //! what the callers look at.
 
@@ -22,6 +23,8 @@ pub enum Kind {
     Atom,
     Quoted,
     Literal,
+    /// `~{n}` (RFC 3516): like a literal, and it may hold NUL.
+    Literal8,
     Open,
     Close,
 }
@@ -119,16 +122,26 @@ pub fn tokenize(line: &[u8]) -> Result<Vec<Token>, Vec<Token>> {
             }
             _ => {}
         }
-        if line[i] == b'{' {
-            let b = i;
-            let Some(close) = line[b..].iter().position(|&c| c == b'}').map(|p| b + p) else {
-                return Err(out);
-            };
-            let len = std::str::from_utf8(&line[b + 1..close])
-                .ok()
-                .map(|s| s.trim_end_matches('+'))
-                .and_then(|s| s.parse::<usize>().ok());
-            let Some(len) = len else {
+        let literal8 = line[i] == b'~' && line.get(i + 1) == Some(&b'{');
+        if line[i] == b'{' || literal8 {
+            let b = if literal8 { i + 1 } else { i };
+            let close = line[b..].iter().position(|&c| c == b'}').map(|p| b + p);
+            let len = close.and_then(|close| {
+                std::str::from_utf8(&line[b + 1..close])
+                    .ok()
+                    .map(|s| s.trim_end_matches('+'))
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .map(|len| (close, len))
+            });
+            let Some((close, len)) = len else {
+                if literal8 {
+                    // Not a literal8 after all: atom text, as before.
+                    while i < n && !matches!(line[i], b' ' | b'\r' | b'\n' | b'(' | b')') {
+                        i += 1;
+                    }
+                    out.push(simple(Kind::Atom, i));
+                    continue;
+                }
                 return Err(out);
             };
             let mut data = close + 1;
@@ -143,7 +156,11 @@ pub fn tokenize(line: &[u8]) -> Result<Vec<Token>, Vec<Token>> {
             };
             i = end;
             out.push(Token {
-                kind: Kind::Literal,
+                kind: if literal8 {
+                    Kind::Literal8
+                } else {
+                    Kind::Literal
+                },
                 start,
                 end,
                 data,
@@ -221,8 +238,16 @@ mod tests {
             (Literal, "{1}x".into(), "x".into())
         );
         assert_eq!(toks("{0}\r\n").unwrap()[0].2, "");
-        // A literal8 (APPEND only) and `{` inside an atom are atom text.
-        assert_eq!(kinds("~{1}\r\n$ a{1}"), vec![Atom, Atom, Atom]);
+        // A literal8 (APPEND only) may hold anything; `{` inside an atom
+        // and a `~{` that is no literal8 are atom text.
+        assert_eq!(
+            toks("~{2}\r\n\0) a{1} ~{x}").unwrap(),
+            vec![
+                (Literal8, "~{2}\r\n\0)".into(), "\0)".into()),
+                (Atom, "a{1}".into(), "a{1}".into()),
+                (Atom, "~{x}".into(), "~{x}".into()),
+            ]
+        );
     }
 
     #[test]
