@@ -1206,7 +1206,7 @@ fn search_and_sort_updates_across_sessions() {
          * ESEARCH (TAG \"a4\") REMOVEFROM (0 1)\r\n\
          * 1 EXPUNGE\r\n\
          * 3 EXISTS\r\n\
-         * 3 RECENT\r\n\
+         * 2 RECENT\r\n\
          * 1 FETCH (UID 2 FLAGS (\\Seen \\Recent))\r\n\
          * ESEARCH (TAG \"a2\") REMOVEFROM (0 1) ADDTO (0 3)\r\n\
          * ESEARCH (TAG \"a3\") UID ADDTO (2 4)\r\n\
