@@ -2310,6 +2310,10 @@ fn context_search_and_sort_updates_reach_an_idling_session() {
         "cancel",
         "cancel again",
     ] {
-        assert_eq!(line(&ours, key), line(&theirs, key), "{key}\n{ours}\n{theirs}");
+        assert_eq!(
+            line(&ours, key),
+            line(&theirs, key),
+            "{key}\n{ours}\n{theirs}"
+        );
     }
 }

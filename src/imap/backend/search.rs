@@ -31,7 +31,11 @@ impl Backend {
         let update = ret.is_some_and(|r| r.update);
         if update && self.live_tag_in_use(tag) {
             // RFC 5267 §4.3: a tag still updating can't be reused.
-            return tagged(tag, "BAD", "Tag reuse: that tag's search is still updating.");
+            return tagged(
+                tag,
+                "BAD",
+                "Tag reuse: that tag's search is still updating.",
+            );
         }
         let query = match Query::from_criteria(criteria, charset) {
             Ok(q) => q,
@@ -95,7 +99,8 @@ impl Backend {
                 }
                 // SAVE alone answers nothing (RFC 5182 §2.4); UPDATE alone
                 // the bare ESEARCH (TAG …) its updates will carry.
-                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update {
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update
+                {
                     let ms = (with_modseq && !found.is_empty()).then_some(top_modseq);
                     out.extend_from_slice(esearch(tag, uid, &found, ret, ms).as_bytes());
                 }

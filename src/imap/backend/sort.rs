@@ -96,7 +96,11 @@ impl Backend {
         let update = ret.is_some_and(|r| r.update);
         if update && self.live_tag_in_use(tag) {
             // RFC 5267 §4.3: a tag still updating can't be reused.
-            return tagged(tag, "BAD", "Tag reuse: that tag's search is still updating.");
+            return tagged(
+                tag,
+                "BAD",
+                "Tag reuse: that tag's search is still updating.",
+            );
         }
         let (msgs, top_modseq) = match self.sort_candidates(tag, criteria, charset, uid) {
             Ok(m) => m,
@@ -146,7 +150,8 @@ impl Backend {
                         sel.saved = uids;
                     }
                 }
-                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update {
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update
+                {
                     out.extend_from_slice(esearch(tag, uid, &sorted, ret, modseq).as_bytes());
                 }
             }
@@ -155,7 +160,13 @@ impl Backend {
             let view = self.selected.as_ref().map_or(&[][..], |s| &s.view[..]);
             let uids: Vec<u32> = sorted
                 .iter()
-                .filter_map(|&n| if uid { Some(n) } else { view.get(n as usize - 1).copied() })
+                .filter_map(|&n| {
+                    if uid {
+                        Some(n)
+                    } else {
+                        view.get(n as usize - 1).copied()
+                    }
+                })
                 .collect();
             if let Ok(query) = Query::from_criteria(criteria, Some(charset)) {
                 self.keep_live(tag, uid, query, Some(sort_criteria), uids, out);

@@ -1243,7 +1243,9 @@ fn search_and_sort_updates_across_sessions() {
     );
     // §4.3.1: past the limit, NO [NOUPDATE] and the answer all the same.
     for i in 2..context::MAX_LIVE {
-        assert!(c.run(&format!("t{i} SEARCH ALL\r\n")).ends_with("OK Search completed.\r\n"));
+        assert!(c
+            .run(&format!("t{i} SEARCH ALL\r\n"))
+            .ends_with("OK Search completed.\r\n"));
     }
     assert_eq!(
         c.run("t99 SEARCH ALL\r\n"),

@@ -739,7 +739,10 @@ impl Session {
                 None
             }
             Ok(_) if !matches!(self.state, State::Selected { .. }) => {
-                self.bad(&tag, "Error in IMAP command CANCELUPDATE: No mailbox selected.");
+                self.bad(
+                    &tag,
+                    "Error in IMAP command CANCELUPDATE: No mailbox selected.",
+                );
                 None
             }
             Ok(tags) => {
