@@ -172,6 +172,12 @@ fn run(flags: u8, reads: &[&[u8]]) -> Vec<Event> {
                 s.respond(format!("{tag} OK done\r\n").as_bytes());
                 s.command_done(state);
             }
+            Action::CancelUpdate { tag, .. } => {
+                let state = s.state();
+                assert!(matches!(state, State::Selected { .. }));
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(state);
+            }
             Action::Close => return log,
         }
     }

@@ -89,6 +89,16 @@ fuzz_target!(|data: &[u8]| {
                 s.respond(format!("{tag} OK done\r\n").as_bytes());
                 s.command_done(state);
             }
+            Action::CancelUpdate { tag, tags } => {
+                let state = s.state();
+                assert!(
+                    matches!(state, State::Selected { .. }),
+                    "CANCELUPDATE without a selected mailbox"
+                );
+                assert!(!tags.is_empty(), "CANCELUPDATE without tags");
+                s.respond(format!("{tag} OK done\r\n").as_bytes());
+                s.command_done(state);
+            }
             Action::Close => break,
         }
     }

@@ -187,6 +187,9 @@ enum Node {
     Not(Box<Node>),
     Seq(SequenceSet),
     Uid(SequenceSet),
+    /// These UIDs (ascending): a [`Node::Seq`] pinned by
+    /// [`Query::pin_sequence_numbers`].
+    UidIn(Vec<u32>),
     /// Flag set (true) or not set (false).
     Flag(Flags, bool),
     Recent(bool),
@@ -382,6 +385,34 @@ impl Query {
         }
     }
 
+    /// RFC 5267 §4.3: message sequence numbers in a search program are
+    /// evaluated when the command is received, so a search kept for
+    /// UPDATE holds the messages they named then (`view`: the UIDs in
+    /// sequence-number order) by UID; later renumbering changes nothing.
+    pub fn pin_sequence_numbers(&mut self, view: &[u32]) {
+        fn pin(n: &mut Node, view: &[u32]) {
+            match n {
+                Node::And(v) => v.iter_mut().for_each(|c| pin(c, view)),
+                Node::Or(a, b) => {
+                    pin(a, view);
+                    pin(b, view);
+                }
+                Node::Not(a) => pin(a, view),
+                Node::Seq(s) => {
+                    let max = view.len() as u32;
+                    let mut uids: Vec<u32> = (1..=max)
+                        .filter(|&i| sequence_contains(s, i, max))
+                        .map(|i| view[i as usize - 1])
+                        .collect();
+                    uids.sort_unstable();
+                    *n = Node::UidIn(uids);
+                }
+                _ => {}
+            }
+        }
+        pin(&mut self.root, view);
+    }
+
     /// What message data the search reads: when both are false, a search
     /// needs no message files at all.
     pub fn needs(&self) -> Needs {
@@ -436,6 +467,7 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
             Node::Not(a) => !self.node(a),
             Node::Seq(s) => sequence_contains(s, m.seq(), self.ctx.max_seq),
             Node::Uid(s) => sequence_contains(s, m.uid(), self.ctx.max_uid),
+            Node::UidIn(v) => v.binary_search(&m.uid()).is_ok(),
             Node::Flag(f, set) => m.flags().contains(*f) == *set,
             Node::Recent(r) => m.is_recent() == *r,
             Node::New => m.is_recent() && !m.flags().contains(Flags::SEEN),

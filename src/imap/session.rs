@@ -406,6 +406,19 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                     }
                 }
             }
+            Action::CancelUpdate { tag, tags } => {
+                let st = session.state();
+                match with_account(&mut account, move |b| b.cancel_update(&tag, &tags)).await {
+                    Some(out) => {
+                        session.respond(&out);
+                        session.command_done(st);
+                    }
+                    None => {
+                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
+                        session.command_done(State::Logout);
+                    }
+                }
+            }
             Action::Close => {
                 let _ = flush(&mut conn.stream, &mut session).await;
                 let _ = conn.stream.shutdown().await;

@@ -12,6 +12,7 @@
 mod append;
 mod catenate;
 mod condstore;
+mod context;
 mod copy;
 mod expunge;
 mod fetch;
@@ -73,6 +74,11 @@ struct Selected {
     changes: tokio::sync::watch::Receiver<u64>,
     /// The keywords this session's last FLAGS response listed.
     announced: Vec<String>,
+    /// Searches kept with `RETURN (UPDATE)` (RFC 5267 §4.3): they end
+    /// with the selection.
+    live: Vec<context::Live>,
+    /// The mailbox state they were last brought up to date with.
+    live_stamp: Option<(u64, u64, usize, u32)>,
 }
 
 /// The FLAGS and PERMANENTFLAGS responses for a mailbox with `keywords`.
@@ -497,6 +503,8 @@ impl Backend {
             }
         }
         if allow_expunge && !sel.pending_expunge.is_empty() {
+            // RFC 5267 §4.3.4: REMOVEFROM before the EXPUNGE.
+            context::remove_expunged(sel, &sh, out);
             let gone: HashSet<u32> = sel.pending_expunge.drain(..).collect();
             if self.qresync {
                 // RFC 7162 §3.2.10: once QRESYNC is enabled, expunges are
@@ -573,6 +581,9 @@ impl Backend {
             }
             sel.seen_modseq = sh.modseq();
         }
+        // RFC 5267 §4.3.2: with the FETCH and EXISTS responses that carry
+        // the changes (ADDTO after EXISTS, §4.3.3).
+        context::refresh(sel, &mut sh, out);
         // RFC 7162 §3.2 (RFC 5162 erratum 1810): while expunges wait to
         // be reported (during FETCH, STORE, SEARCH), a client that saved
         // the MODSEQs it was sent as its high-water mark would skip them

@@ -28,6 +28,15 @@ impl Backend {
         ret: Option<SearchReturn>,
         out: &mut Vec<u8>,
     ) -> String {
+        let update = ret.is_some_and(|r| r.update);
+        if update && self.live_tag_in_use(tag) {
+            // RFC 5267 §4.3: a tag still updating can't be reused.
+            return tagged(
+                tag,
+                "BAD",
+                "Tag reuse: that tag's search is still updating.",
+            );
+        }
         let query = match Query::from_criteria(criteria, charset) {
             Ok(q) => q,
             Err(_) => {
@@ -88,14 +97,20 @@ impl Backend {
                         uids
                     };
                 }
-                // SAVE alone answers nothing (RFC 5182 §2.4).
-                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() {
+                // SAVE alone answers nothing (RFC 5182 §2.4); UPDATE alone
+                // the bare ESEARCH (TAG …) its updates will carry.
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update
+                {
                     let ms = (with_modseq && !found.is_empty()).then_some(top_modseq);
                     out.extend_from_slice(esearch(tag, uid, &found, ret, ms).as_bytes());
                 }
             }
         }
         drop(sh);
+        if update {
+            let uids = hits.iter().map(|&(_, u)| u).collect();
+            self.keep_live(tag, uid, query, None, uids, out);
+        }
         self.updates(uid, out);
         tagged(tag, "OK", "Search completed.")
     }

@@ -221,6 +221,8 @@ impl Backend {
             saved: Vec::new(),
             changes,
             announced: keywords,
+            live: Vec::new(),
+            live_stamp: None,
         });
         *state = State::Selected { read_only };
         if read_only {

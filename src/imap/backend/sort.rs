@@ -35,7 +35,7 @@ fn bad_charset(tag: &str) -> String {
 
 /// The SORT/THREAD view of message `uid`, from the structure cache (read
 /// and cached when missing); `None` if it is gone.
-fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
+pub(super) fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
     let info = sh.mailbox.get(uid)?;
     let (size, arrival) = (
         info.vsize,
@@ -93,6 +93,15 @@ impl Backend {
         ret: Option<SearchReturn>,
         out: &mut Vec<u8>,
     ) -> String {
+        let update = ret.is_some_and(|r| r.update);
+        if update && self.live_tag_in_use(tag) {
+            // RFC 5267 §4.3: a tag still updating can't be reused.
+            return tagged(
+                tag,
+                "BAD",
+                "Tag reuse: that tag's search is still updating.",
+            );
+        }
         let (msgs, top_modseq) = match self.sort_candidates(tag, criteria, charset, uid) {
             Ok(m) => m,
             Err(resp) => {
@@ -141,9 +150,26 @@ impl Backend {
                         sel.saved = uids;
                     }
                 }
-                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() {
+                if ret.min || ret.max || ret.all || ret.count || ret.partial.is_some() || ret.update
+                {
                     out.extend_from_slice(esearch(tag, uid, &sorted, ret, modseq).as_bytes());
                 }
+            }
+        }
+        if update {
+            let view = self.selected.as_ref().map_or(&[][..], |s| &s.view[..]);
+            let uids: Vec<u32> = sorted
+                .iter()
+                .filter_map(|&n| {
+                    if uid {
+                        Some(n)
+                    } else {
+                        view.get(n as usize - 1).copied()
+                    }
+                })
+                .collect();
+            if let Ok(query) = Query::from_criteria(criteria, Some(charset)) {
+                self.keep_live(tag, uid, query, Some(sort_criteria), uids, out);
             }
         }
         self.updates(uid, out);

@@ -1163,3 +1163,177 @@ fn catenate_builds_from_urls_all_or_nothing() {
     let work = MaildirRoot::new(&dir).open("Work").unwrap();
     assert_eq!(read_message(&work, 1).unwrap(), b"third, and longer\r\n");
 }
+
+/// Applies RFC 5267 ADDTO/REMOVEFROM pairs as a client does (§4.3.3,
+/// §4.3.4): position 0 in mailbox order, else at that position.
+fn apply_update(list: &mut Vec<u32>, removals: &context::Pairs, additions: &context::Pairs) {
+    for (pos, set) in removals {
+        if *pos == 0 {
+            list.retain(|u| !set.contains(u));
+        } else {
+            let at = *pos as usize - 1;
+            assert_eq!(&list[at..at + set.len()], set.as_slice());
+            list.drain(at..at + set.len());
+        }
+    }
+    for (pos, set) in additions {
+        if *pos == 0 {
+            list.extend(set);
+            list.sort_unstable();
+        } else {
+            let at = *pos as usize - 1;
+            list.splice(at..at, set.iter().copied());
+        }
+    }
+}
+
+#[test]
+fn context_diff_positions_for_search_and_sort() {
+    // SEARCH: position 0, mailbox order (RFC 5267 §4.3.3, §4.3.4).
+    let (r, a) = context::diff(&[1, 3, 5], &[3, 5, 6, 7], false);
+    assert_eq!(r, vec![(0, vec![1])]);
+    assert_eq!(a, vec![(0, vec![6, 7])]);
+    assert_eq!(context::diff(&[1, 2], &[1, 2], false), (vec![], vec![]));
+    // SORT: positions in sort order, each pair counted after the ones
+    // before it are applied.
+    let (r, a) = context::diff(&[4, 2, 9, 7], &[2, 8, 7, 1], true);
+    assert_eq!(r, vec![(1, vec![4]), (2, vec![9])]);
+    assert_eq!(a, vec![(2, vec![8]), (4, vec![1])]);
+    let (r, a) = context::diff(&[1, 2, 3, 4], &[1, 4], true);
+    assert_eq!(r, vec![(2, vec![2, 3])]);
+    assert!(a.is_empty());
+    let (r, a) = context::diff(&[], &[5, 3], true);
+    assert!(r.is_empty());
+    assert_eq!(a, vec![(1, vec![5, 3])]);
+    // Members that changed places: the list is sent again.
+    let (r, a) = context::diff(&[1, 2], &[2, 1], true);
+    assert_eq!(r, vec![(1, vec![1, 2])]);
+    assert_eq!(a, vec![(1, vec![2, 1])]);
+    // Applying the pairs always gives the new list.
+    let lists: [&[u32]; 7] = [
+        &[],
+        &[1],
+        &[5, 1, 9, 3],
+        &[9, 5, 3],
+        &[2, 5, 7, 1, 9, 3],
+        &[4, 6, 8],
+        &[1, 9, 2, 8],
+    ];
+    for old in lists {
+        for new in lists {
+            for sorted in [false, true] {
+                let (old, new): (Vec<u32>, Vec<u32>) = if sorted {
+                    (old.to_vec(), new.to_vec())
+                } else {
+                    let mut o = old.to_vec();
+                    let mut n = new.to_vec();
+                    o.sort_unstable();
+                    n.sort_unstable();
+                    (o, n)
+                };
+                let (r, a) = context::diff(&old, &new, sorted);
+                let mut got = old.clone();
+                apply_update(&mut got, &r, &a);
+                assert_eq!(got, new, "{old:?} -> {new:?} sorted {sorted}");
+            }
+        }
+    }
+}
+
+#[test]
+fn search_and_sort_updates_across_sessions() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    let mut other = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    other.run("b1 SELECT INBOX\r\n");
+    c.opts.search_return = Some(SearchReturn {
+        update: true,
+        all: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("a2 SEARCH UNSEEN\r\n"),
+        "* ESEARCH (TAG \"a2\") ALL 2:3\r\na2 OK Search completed.\r\n"
+    );
+    assert_eq!(
+        c.run("a3 UID SORT (REVERSE SUBJECT) UTF-8 ALL\r\n"),
+        "* ESEARCH (TAG \"a3\") UID ALL 3,2,1\r\na3 OK Sort completed.\r\n"
+    );
+    // RFC 5267 §4.3: message numbers are taken when the command comes.
+    assert_eq!(
+        c.run("a4 SEARCH 1:2\r\n"),
+        "* ESEARCH (TAG \"a4\") ALL 1:2\r\na4 OK Search completed.\r\n"
+    );
+    c.opts.search_return = None;
+    other.run("b2 STORE 2 +FLAGS.SILENT (\\Seen)\r\n");
+    other.run(&format!(
+        "b3 APPEND INBOX {}\r\n",
+        literal("Subject: delta\r\n\r\nx\r\n")
+    ));
+    other.run("b4 STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
+    other.run("b5 EXPUNGE\r\n");
+    // REMOVEFROM before the EXPUNGE (§4.3.4), ADDTO after the EXISTS
+    // (§4.3.3); SEARCH at position 0, SORT in sort order.
+    assert_eq!(
+        c.run("a5 NOOP\r\n"),
+        "* ESEARCH (TAG \"a3\") UID REMOVEFROM (3 1)\r\n\
+         * ESEARCH (TAG \"a4\") REMOVEFROM (0 1)\r\n\
+         * 1 EXPUNGE\r\n\
+         * 3 EXISTS\r\n\
+         * 2 RECENT\r\n\
+         * 1 FETCH (UID 2 FLAGS (\\Seen \\Recent))\r\n\
+         * ESEARCH (TAG \"a2\") REMOVEFROM (0 1) ADDTO (0 3)\r\n\
+         * ESEARCH (TAG \"a3\") UID ADDTO (2 4)\r\n\
+         a5 OK NOOP completed.\r\n"
+    );
+    // This session's own STORE changes a result too.
+    assert_eq!(
+        c.run("a6 STORE 3 +FLAGS.SILENT (\\Seen)\r\n"),
+        "* ESEARCH (TAG \"a2\") REMOVEFROM (0 3)\r\na6 OK Store completed.\r\n"
+    );
+    // CANCELUPDATE (§4.3.5); an unknown tag is NO, as Dovecot says.
+    assert_eq!(
+        String::from_utf8(c.backend.cancel_update("a7", &["a2".into()])).unwrap(),
+        "a7 OK Updates cancelled.\r\n"
+    );
+    assert_eq!(
+        String::from_utf8(c.backend.cancel_update("a8", &["a2".into()])).unwrap(),
+        "a8 NO Unknown tag.\r\n"
+    );
+    other.run("b6 UID STORE 2 -FLAGS.SILENT (\\Seen)\r\n");
+    assert_eq!(
+        c.run("a9 NOOP\r\n"),
+        "* 1 FETCH (UID 2 FLAGS (\\Recent))\r\na9 OK NOOP completed.\r\n"
+    );
+    // §4.3: a tag still updating can't be reused with UPDATE.
+    c.opts.search_return = Some(SearchReturn {
+        update: true,
+        all: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        c.run("a3 SEARCH ALL\r\n"),
+        "a3 BAD Tag reuse: that tag's search is still updating.\r\n"
+    );
+    // §4.3.1: past the limit, NO [NOUPDATE] and the answer all the same.
+    for i in 2..context::MAX_LIVE {
+        assert!(c
+            .run(&format!("t{i} SEARCH ALL\r\n"))
+            .ends_with("OK Search completed.\r\n"));
+    }
+    assert_eq!(
+        c.run("t99 SEARCH ALL\r\n"),
+        "* ESEARCH (TAG \"t99\") ALL 1:3\r\n\
+         * NO [NOUPDATE \"t99\"] Too many contexts (at most 16).\r\n\
+         t99 OK Search completed.\r\n"
+    );
+    // Updates end with the selection.
+    c.opts.search_return = None;
+    c.run("a10 UNSELECT\r\n");
+    c.run("a11 SELECT INBOX\r\n");
+    assert_eq!(
+        String::from_utf8(c.backend.cancel_update("a12", &["a3".into()])).unwrap(),
+        "a12 NO Unknown tag.\r\n"
+    );
+}

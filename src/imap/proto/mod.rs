@@ -20,6 +20,7 @@ use imap_codec::CommandCodec;
 pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
 
+pub mod cancelupdate;
 pub mod list_ext;
 pub mod multiappend;
 pub mod response;
@@ -98,6 +99,10 @@ pub enum Action {
         tag: String,
         append: multiappend::MultiAppend,
     },
+    /// CANCELUPDATE (RFC 5267 §4.3.5), which imap-codec doesn't parse: the
+    /// I/O layer hands the tags to the backend, writes its answer and calls
+    /// [`Session::command_done`].
+    CancelUpdate { tag: String, tags: Vec<String> },
     /// Write the output (ends with the OK to COMPRESS), then compress the
     /// connection both ways (RFC 4978) and call [`Session::compress_started`].
     Compress,
@@ -258,6 +263,8 @@ impl Session {
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "METADATA",
@@ -668,6 +675,9 @@ impl Session {
                     _ => Err(false),
                 }
             }
+            Err(_) if cancelupdate::parse(self.frag.message_bytes()).is_some() => {
+                return self.cancel_update();
+            }
             Err(_) => match rev2::rewrite(self.frag.message_bytes()) {
                 Err(why) => {
                     let raw = String::from_utf8_lossy(self.frag.message_bytes());
@@ -717,6 +727,32 @@ impl Session {
         };
         self.rewrite = rewritten.map(|r| (r.search_return, r.saved));
         self.handle(command)
+    }
+
+    /// CANCELUPDATE (RFC 5267 §4.3.5: a command of the selected state).
+    fn cancel_update(&mut self) -> Option<Action> {
+        let (tag, parsed) = cancelupdate::parse(self.frag.message_bytes())?;
+        match parsed {
+            Err(why) => {
+                self.bad(&tag, &format!("Error in IMAP command CANCELUPDATE: {why}."));
+                None
+            }
+            Ok(_) if self.state == State::NotAuthenticated => {
+                self.bad(&tag, "Error in IMAP command CANCELUPDATE: Not logged in.");
+                None
+            }
+            Ok(_) if !matches!(self.state, State::Selected { .. }) => {
+                self.bad(
+                    &tag,
+                    "Error in IMAP command CANCELUPDATE: No mailbox selected.",
+                );
+                None
+            }
+            Ok(tags) => {
+                self.mode = Mode::Waiting;
+                Some(Action::CancelUpdate { tag, tags })
+            }
+        }
     }
 
     fn handle(&mut self, cmd: Command<'static>) -> Option<Action> {
@@ -999,4 +1035,5 @@ const KNOWN: &[&str] = &[
     "GETQUOTA",
     "GETQUOTAROOT",
     "SETQUOTA",
+    "CANCELUPDATE",
 ];

@@ -4,7 +4,8 @@
 //! * `SEARCH RETURN (MIN MAX ALL COUNT SAVE PARTIAL n:m)` (RFC 4731,
 //!   RFC 9051 §6.4.4, RFC 5267 §4.4 and RFC 9394 for PARTIAL) and the same
 //!   for `SORT RETURN (…)` (ESORT, RFC 5267 §3): the clause is cut out and
-//!   handed on as [`SearchReturn`].
+//!   handed on as [`SearchReturn`]; with CONTEXT=SEARCH/SORT (RFC 5267
+//!   §4.2, §4.3) also `CONTEXT` (a hint, ignored) and `UPDATE`.
 //! * the saved search result `$` (RFC 5182) as a sequence set: replaced by
 //!   [`SAVED_PLACEHOLDER`], and the command is flagged, so the backend puts
 //!   the saved messages in its place.
@@ -32,6 +33,9 @@ pub struct SearchReturn {
     /// (1-based; negative ones count from the end), as the client wrote
     /// them.
     pub partial: Option<(i64, i64)>,
+    /// RFC 5267 §4.3: keep the search and report changes to its result
+    /// (ADDTO / REMOVEFROM) until CANCELUPDATE or the mailbox is left.
+    pub update: bool,
 }
 
 impl SearchReturn {
@@ -43,6 +47,7 @@ impl SearchReturn {
         count: false,
         save: false,
         partial: None,
+        update: false,
     };
 }
 
@@ -152,6 +157,9 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
                         "ALL" => ret.all = true,
                         "COUNT" => ret.count = true,
                         "SAVE" => ret.save = true,
+                        // RFC 5267 §4.2: a hint the server may ignore.
+                        "CONTEXT" => {}
+                        "UPDATE" => ret.update = true,
                         "PARTIAL" => {
                             j += 1;
                             let range = rest
@@ -167,7 +175,18 @@ pub fn rewrite(raw: &[u8]) -> Result<Option<Rewrite>, String> {
                     }
                     j += 1;
                 }
-                if !(ret.min || ret.max || ret.count || ret.save || ret.partial.is_some()) {
+                // RFC 4731 §3.1: no result option means ALL. CONTEXT, a
+                // hint, counts for nothing (`RETURN (CONTEXT)` is ALL);
+                // UPDATE is an option (RFC 5267 §4.3: with no interaction
+                // with the others), so `RETURN (UPDATE)` answers no ALL,
+                // as Dovecot does.
+                if !(ret.min
+                    || ret.max
+                    || ret.count
+                    || ret.save
+                    || ret.partial.is_some()
+                    || ret.update)
+                {
                     ret.all = true;
                 }
                 let end = rest[j].end;
@@ -253,6 +272,22 @@ mod tests {
         assert_eq!(ret, Some(SearchReturn::ALL), "RETURN () means ALL");
         assert!(rewrite(b"a SEARCH RETURN (MIN BOGUS) ALL\r\n").is_err());
         assert!(rewrite(b"a SEARCH RETURN MIN ALL\r\n").is_err());
+    }
+
+    #[test]
+    fn return_update_and_context() {
+        let (bytes, ret, _) = rw("a SEARCH RETURN (UPDATE) UNSEEN\r\n").unwrap();
+        assert_eq!(bytes, "a SEARCH UNSEEN\r\n");
+        let ret = ret.unwrap();
+        assert!(ret.update && !ret.all, "UPDATE is a return option");
+        let (bytes, ret, _) =
+            rw("a UID SORT RETURN (context COUNT update) (SUBJECT) UTF-8 ALL\r\n").unwrap();
+        assert_eq!(bytes, "a UID SORT (SUBJECT) UTF-8 ALL\r\n");
+        let ret = ret.unwrap();
+        assert!(ret.update && ret.count && !ret.all);
+        let (_, ret, _) = rw("a SEARCH RETURN (CONTEXT) ALL\r\n").unwrap();
+        assert_eq!(ret, Some(SearchReturn::ALL), "CONTEXT is only a hint");
+        assert!(rewrite(b"a SEARCH RETURN (UPDATES) ALL\r\n").is_err());
     }
 
     #[test]

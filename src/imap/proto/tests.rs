@@ -38,7 +38,10 @@ fn run(s: &mut Session, input: &str) -> (String, Vec<Action>) {
             a => {
                 let wait = matches!(
                     a,
-                    Action::Run { .. } | Action::CheckAuth(_) | Action::StartTls
+                    Action::Run { .. }
+                        | Action::CheckAuth(_)
+                        | Action::StartTls
+                        | Action::CancelUpdate { .. }
                 );
                 actions.push(a);
                 if wait {
@@ -422,6 +425,48 @@ fn enable_condstore_and_qresync() {
 }
 
 #[test]
+fn context_update_and_cancelupdate() {
+    let mut s = logged_in(cfg_tls());
+    // RFC 5267 §5: CANCELUPDATE is a command of the selected state.
+    let (o, a) = run(&mut s, "a CANCELUPDATE \"x\"\r\n");
+    assert!(a.is_empty());
+    assert_eq!(
+        o,
+        "a BAD Error in IMAP command CANCELUPDATE: No mailbox selected.\r\n"
+    );
+    s.state = State::Selected { read_only: false };
+    let o = run_options(&mut s, "b SEARCH RETURN (UPDATE) UNSEEN\r\n");
+    let r = o.search_return.unwrap();
+    assert!(r.update && !r.all);
+    let o = run_options(
+        &mut s,
+        "c UID SORT RETURN (CONTEXT UPDATE COUNT) (SUBJECT) UTF-8 ALL\r\n",
+    );
+    let r = o.search_return.unwrap();
+    assert!(r.update && r.count && !r.all);
+    let (_, a) = run(&mut s, "d CANCELUPDATE \"b\" \"c\"\r\n");
+    match a.as_slice() {
+        [Action::CancelUpdate { tag, tags }] => {
+            assert_eq!(tag, "d");
+            assert_eq!(tags, &["b".to_string(), "c".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    s.command_done(State::Selected { read_only: false });
+    let (o, a) = run(&mut s, "e CANCELUPDATE b\r\n");
+    assert!(a.is_empty());
+    assert_eq!(
+        o,
+        "e BAD Error in IMAP command CANCELUPDATE: tags must be quoted strings.\r\n"
+    );
+    let (o, _) = run(&mut s, "f CANCELUPDATE\r\n");
+    assert_eq!(
+        o,
+        "f BAD Error in IMAP command CANCELUPDATE: missing tag.\r\n"
+    );
+}
+
+#[test]
 fn sort_thread_and_esort_reach_the_backend() {
     let mut s = logged_in(cfg_tls());
     let caps = s.capabilities();
@@ -431,10 +476,11 @@ fn sort_thread_and_esort_reach_the_backend() {
         "ESORT",
         "THREAD=ORDEREDSUBJECT",
         "THREAD=REFERENCES",
+        "CONTEXT=SEARCH",
+        "CONTEXT=SORT",
     ] {
         assert!(caps.split(' ').any(|w| w == c), "{c}: {caps}");
     }
-    assert!(!caps.contains("CONTEXT="), "{caps}");
     // Only with a mailbox selected (RFC 5256 §3, §4).
     let (o, a) = run(&mut s, "a SORT (DATE) UTF-8 ALL\r\n");
     assert!(a.is_empty());
