@@ -557,13 +557,23 @@ impl Backend {
             }
         }
         if sh.modseq() > sel.seen_modseq {
-            let view = sel.view.clone();
-            for (i, &u) in view.iter().enumerate() {
-                let stamp = Some(sh.modseq_of(u));
-                let changed = stamp.is_some_and(|m| m > sel.seen_modseq);
-                if !changed || new.contains(&u) || sel.own.get(&u).copied() == stamp {
+            // One pass over the mailbox for what changed since our last
+            // look (this runs after every command, and any session's STORE
+            // moves the modseq): the view is in UID order, so a changed
+            // message's sequence number is a binary search away.
+            let seen = sel.seen_modseq;
+            let changed: Vec<(u32, u64)> = all
+                .iter()
+                .filter(|m| m.modseq > seen)
+                .map(|m| (m.uid, m.modseq))
+                .collect();
+            for (u, stamp) in changed {
+                if new.contains(&u) || sel.own.get(&u).copied() == Some(stamp) {
                     continue;
                 }
+                let Ok(i) = sel.view.binary_search(&u) else {
+                    continue;
+                };
                 if let Some(m) = sh.mailbox.get(u) {
                     sel.announce_keywords(&m.keywords, &sh.mailbox, out);
                     let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
