@@ -75,6 +75,32 @@ fn dovecot_imap(dir: &Path, extra: &str) -> Option<String> {
     ))
 }
 
+/// Runs `script` against Dovecot's own imap on `dv` (with `conf`, see
+/// [`dovecot_imap`]) and asserts that it prints what pigeonpost printed,
+/// line for line (`ours`, already filtered by the caller). Compares nothing
+/// where Dovecot can't run (said on stderr).
+fn assert_dovecot_prints(ours: &str, script: &str, dv: &Path, conf: &str) {
+    let Some(cmd) = dovecot_imap(dv, conf) else {
+        return;
+    };
+    let (ok, theirs, err) = python(
+        &format!("{PY_IMAP}{script}"),
+        &[("PORT", "0".into()), ("DOVECOT", cmd)],
+    );
+    assert!(ok, "{theirs}\n{err}");
+    let diff: Vec<String> = ours
+        .lines()
+        .zip(theirs.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
+        .collect();
+    assert!(
+        diff.is_empty() && ours.lines().count() == theirs.lines().count(),
+        "pigeonpost and Dovecot differ:\n{}\n\nours:\n{ours}\n\ndovecot:\n{theirs}",
+        diff.join("\n")
+    );
+}
+
 #[test]
 fn starttls_and_logindisabled_from_outside() {
     let setup = imap_setup();
@@ -1914,27 +1940,8 @@ m.logout()
         .status()
         .unwrap();
     assert!(ok.success());
-    let Some(cmd) = dovecot_imap(dv, "") else {
-        return;
-    };
-    let (ok, theirs, err) = python(
-        &format!("{PY_IMAP}{script}"),
-        &[("PORT", "0".into()), ("DOVECOT", cmd)],
-    );
-    assert!(ok, "{theirs}\n{err}");
     let ours: Vec<&str> = ours.lines().filter(|l| !l.starts_with("caps")).collect();
-    let theirs: Vec<&str> = theirs.lines().collect();
-    let diff: Vec<String> = ours
-        .iter()
-        .zip(&theirs)
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
-        .collect();
-    assert!(
-        diff.is_empty() && ours.len() == theirs.len(),
-        "pigeonpost and Dovecot differ:\n{}",
-        diff.join("\n")
-    );
+    assert_dovecot_prints(&ours.join("\n"), script, dv, "");
 }
 
 /// METADATA (RFC 5464): the same conversation against pigeonpost and
@@ -2062,25 +2069,7 @@ print("\n".join(res))
          protocol imap {{\n  imap_metadata = yes\n}}\n",
         dv.display()
     );
-    let Some(cmd) = dovecot_imap(dv, &conf) else {
-        return;
-    };
-    let (ok, theirs, err) = python(
-        &format!("{PY_IMAP}{script}"),
-        &[("PORT", "0".into()), ("DOVECOT", cmd)],
-    );
-    assert!(ok, "{theirs}\n{err}");
-    let diff: Vec<String> = ours
-        .lines()
-        .zip(theirs.lines())
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
-        .collect();
-    assert!(
-        diff.is_empty() && ours.lines().count() == theirs.lines().count(),
-        "pigeonpost and Dovecot differ:\n{}\n\nours:\n{ours}\n\ndovecot:\n{theirs}",
-        diff.join("\n")
-    );
+    assert_dovecot_prints(&ours, script, dv, &conf);
 }
 
 /// CATENATE (RFC 4469): the same conversation against pigeonpost and
@@ -2205,25 +2194,7 @@ print("\n".join(res))
     for (i, m) in [MSG1, MSG2].iter().enumerate() {
         std::fs::write(dv.join(format!("Maildir/new/170000000{i}.M1P1.host")), m).unwrap();
     }
-    let Some(cmd) = dovecot_imap(dv, "") else {
-        return;
-    };
-    let (ok, theirs, err) = python(
-        &format!("{PY_IMAP}{script}"),
-        &[("PORT", "0".into()), ("DOVECOT", cmd)],
-    );
-    assert!(ok, "{theirs}\n{err}");
-    let diff: Vec<String> = ours
-        .lines()
-        .zip(theirs.lines())
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| format!("ours:    {a}\ndovecot: {b}"))
-        .collect();
-    assert!(
-        diff.is_empty() && ours.lines().count() == theirs.lines().count(),
-        "pigeonpost and Dovecot differ:\n{}\n\nours:\n{ours}\n\ndovecot:\n{theirs}",
-        diff.join("\n")
-    );
+    assert_dovecot_prints(&ours, script, dv, "");
 }
 
 /// What CATENATE does that Dovecot doesn't do alike: the message size limit
