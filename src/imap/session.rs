@@ -107,6 +107,22 @@ async fn with_account<T: Send + 'static>(
     Some(result)
 }
 
+/// Answers a command the account ran ([`with_account`]): its output, then
+/// the state it leaves; `None` (the blocking task failed) ends the session
+/// with `* BYE [SERVERBUG]`.
+fn finish(session: &mut Session, out: Option<Vec<u8>>, st: State) {
+    match out {
+        Some(out) => {
+            session.respond(&out);
+            session.command_done(st);
+        }
+        None => {
+            session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
+            session.command_done(State::Logout);
+        }
+    }
+}
+
 /// Like [`with_account`], for commands whose output can be long (FETCH):
 /// the session's pending output goes out first, then whatever the backend
 /// spills while it runs, as it runs. The rest comes back with the result.
@@ -374,50 +390,25 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
             Action::List { tag, list } => {
                 let utf8 = session.utf8_enabled();
                 let st = session.state();
-                let list = with_account_streaming(
+                let out = with_account_streaming(
                     &mut account,
                     &mut conn.stream,
                     &mut session,
                     move |b| b.list_extended(&tag, &list, utf8),
-                );
-                match list.await {
-                    Some(out) => {
-                        session.respond(&out);
-                        session.command_done(st);
-                    }
-                    None => {
-                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
-                        session.command_done(State::Logout);
-                    }
-                }
+                )
+                .await;
+                finish(&mut session, out, st);
             }
             Action::MultiAppend { tag, append } => {
                 let utf8 = session.utf8_enabled();
                 let st = session.state();
-                match with_account(&mut account, move |b| b.multi_append(&tag, &append, utf8)).await
-                {
-                    Some(out) => {
-                        session.respond(&out);
-                        session.command_done(st);
-                    }
-                    None => {
-                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
-                        session.command_done(State::Logout);
-                    }
-                }
+                let out = with_account(&mut account, move |b| b.multi_append(&tag, &append, utf8));
+                finish(&mut session, out.await, st);
             }
             Action::CancelUpdate { tag, tags } => {
                 let st = session.state();
-                match with_account(&mut account, move |b| b.cancel_update(&tag, &tags)).await {
-                    Some(out) => {
-                        session.respond(&out);
-                        session.command_done(st);
-                    }
-                    None => {
-                        session.respond(b"* BYE [SERVERBUG] Internal error.\r\n");
-                        session.command_done(State::Logout);
-                    }
-                }
+                let out = with_account(&mut account, move |b| b.cancel_update(&tag, &tags));
+                finish(&mut session, out.await, st);
             }
             Action::Close => {
                 let _ = flush(&mut conn.stream, &mut session).await;

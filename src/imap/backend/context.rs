@@ -19,6 +19,7 @@ use super::sequence::compact_set;
 use super::sort::sort_msg;
 use super::{Backend, Selected};
 use crate::imap::proto::response::{quote, tagged};
+use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::Query;
 use crate::imap::sort::{self, Msg};
 
@@ -247,11 +248,19 @@ pub(super) fn refresh(sel: &mut Selected, sh: &mut Shared, out: &mut Vec<u8>) {
 
 impl Backend {
     /// RFC 5267 §4.3: UPDATE with the tag of a search still updating is
-    /// refused with BAD.
-    pub(super) fn live_tag_in_use(&self, tag: &str) -> bool {
-        self.selected
+    /// refused with BAD; the tagged refusal, if it is one.
+    pub(super) fn refuse_reused_tag(&self, tag: &str, ret: Option<SearchReturn>) -> Option<String> {
+        let in_use = self
+            .selected
             .as_ref()
-            .is_some_and(|s| s.live.iter().any(|l| l.tag == tag))
+            .is_some_and(|s| s.live.iter().any(|l| l.tag == tag));
+        (ret.is_some_and(|r| r.update) && in_use).then(|| {
+            tagged(
+                tag,
+                "BAD",
+                "Tag reuse: that tag's search is still updating.",
+            )
+        })
     }
 
     /// Keeps a search that was answered with `results` (UIDs in the

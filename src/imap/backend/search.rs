@@ -29,13 +29,8 @@ impl Backend {
         out: &mut Vec<u8>,
     ) -> String {
         let update = ret.is_some_and(|r| r.update);
-        if update && self.live_tag_in_use(tag) {
-            // RFC 5267 §4.3: a tag still updating can't be reused.
-            return tagged(
-                tag,
-                "BAD",
-                "Tag reuse: that tag's search is still updating.",
-            );
+        if let Some(refused) = self.refuse_reused_tag(tag, ret) {
+            return refused;
         }
         let query = match Query::from_criteria(criteria, charset) {
             Ok(q) => q,
