@@ -75,6 +75,24 @@ fn dovecot_imap(dir: &Path, extra: &str) -> Option<String> {
     ))
 }
 
+/// The end of a comparison script that defines `talk(reader, writer,
+/// first_commands)`: talks to Dovecot's preauthenticated imap when
+/// `DOVECOT` is set, else logs in to pigeonpost on `PORT`; prints the lines
+/// `talk` returned.
+const TALK_TO_EITHER: &str = r#"
+if os.environ.get("DOVECOT"):
+    p = subprocess.Popen(os.environ["DOVECOT"], shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p.stdout.readline()
+    res = talk(p.stdout, p.stdin, [])
+    p.stdin.close(); p.wait()
+else:
+    s = socket.create_connection(("127.0.0.1", PORT))
+    rf, wf = s.makefile("rb"), s.makefile("wb")
+    rf.readline()
+    res = talk(rf, wf, [b"p LOGIN john@example.com john123\r\n"])
+print("\n".join(res))
+"#;
+
 /// Runs `script` against Dovecot's own imap on `dv` (with `conf`, see
 /// [`dovecot_imap`]) and asserts that it prints what pigeonpost printed,
 /// line for line (`ours`, already filtered by the caller). Compares nothing
@@ -2038,18 +2056,8 @@ def talk(rf, wf, pre):
                 mailbox, pairs = t[0], t[2:-1]
                 out.append("  METADATA %r %r" % (mailbox, sorted(zip(pairs[::2], pairs[1::2]), key=repr)))
     return out
-if os.environ.get("DOVECOT"):
-    p = subprocess.Popen(os.environ["DOVECOT"], shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    p.stdout.readline()
-    res = talk(p.stdout, p.stdin, [])
-    p.stdin.close(); p.wait()
-else:
-    s = socket.create_connection(("127.0.0.1", PORT))
-    rf, wf = s.makefile("rb"), s.makefile("wb")
-    rf.readline()
-    res = talk(rf, wf, [b"p LOGIN john@example.com john123\r\n"])
-print("\n".join(res))
 "#;
+    let script = &format!("{script}{TALK_TO_EITHER}");
     let ours = py(script, server.addr("imap").port());
     println!("{ours}");
     assert!(
@@ -2160,18 +2168,8 @@ def talk(rf, wf, pre):
         m = re.search(rb"\{(\d+)\}\r\n", data)
         out.append("uid %d: %r" % (n, data[m.end():m.end() + int(m.group(1))]))
     return out
-if os.environ.get("DOVECOT"):
-    p = subprocess.Popen(os.environ["DOVECOT"], shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    p.stdout.readline()
-    res = talk(p.stdout, p.stdin, [])
-    p.stdin.close(); p.wait()
-else:
-    s = socket.create_connection(("127.0.0.1", PORT))
-    rf, wf = s.makefile("rb"), s.makefile("wb")
-    rf.readline()
-    res = talk(rf, wf, [b"p LOGIN john@example.com john123\r\n"])
-print("\n".join(res))
 "#;
+    let script = &format!("{script}{TALK_TO_EITHER}");
     let ours = py(script, server.addr("imap").port());
     println!("{ours}");
     // Without the Dovecot comparison, the essentials still hold.
