@@ -531,6 +531,9 @@ fn serve(config: config::Config) -> ExitCode {
     for n in &config.notices {
         tracing::info!("{n}");
     }
+    if let Some((before, after)) = server::raise_open_files_limit() {
+        tracing::info!(before, after, "open files limit raised to the hard limit");
+    }
     let (state, reloadables) = match server::build_state(config) {
         Ok(s) => s,
         Err(e) => {

@@ -65,6 +65,10 @@
 #   MBSYNC_RUNS=$RUNS              timed pulls per server and mode
 #   IDLE_CLIENTS=200 IDLE_MODES="shared distinct" IDLE_RUNS=$RUNS IDLE_HOLD=5
 #                                  idle test (IDLE_MODES empty = no idle test)
+#   IDLE_MANY=10000 IDLE_MANY_PARALLEL=50
+#                                  pigeonpost alone: this many idle connections at once
+#                                  (empty = no such test; needs a hard open files limit
+#                                  above IDLE_MANY + 1000)
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
 #                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -97,6 +101,8 @@ MAX_SESSIONS=${MAX_SESSIONS:-1000000}
 MSGS=${MSGS:-$D_MSGS}; SIZE=${SIZE:-5120}; NAMES=${NAMES:-sizes}
 MBSYNC_FSYNC=${MBSYNC_FSYNC-"no yes"}; MBSYNC_RUNS=${MBSYNC_RUNS:-$RUNS}
 IDLE_CLIENTS=${IDLE_CLIENTS:-200}; IDLE_MODES=${IDLE_MODES-"shared distinct"}; IDLE_RUNS=${IDLE_RUNS:-$RUNS}
+if [ "$QUICK" = 1 ]; then D_IDLE_MANY=2000; else D_IDLE_MANY=10000; fi
+IDLE_MANY=${IDLE_MANY-$D_IDLE_MANY}; IDLE_MANY_PARALLEL=${IDLE_MANY_PARALLEL:-50}
 IDLE_HOLD=${IDLE_HOLD:-5}
 PROCS=${PROCS:-auto}
 if [ "$QUICK" = 1 ]; then D_RESYNC_MSGS=2000 D_RESYNC_ROUNDS=3; else D_RESYNC_MSGS=10000 D_RESYNC_ROUNDS=10; fi
@@ -130,6 +136,8 @@ within "$BODIES" 0 "$MSGS" || die "need 0 <= BODIES <= MSGS"
   || die "need 100 <= RESYNC_MSGS <= 100000, 1 <= RESYNC_ROUNDS <= 100, 1 <= RESYNC_REPEAT <= 50"
 [[ $RESYNC_PERCENT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RESYNC_PERCENT: a number (percent of RESYNC_MSGS)"
 { within "$IDLE_CLIENTS" 1 999 && within "$IDLE_HOLD" 0 600; } || die "need 1 <= IDLE_CLIENTS <= 999, IDLE_HOLD <= 600"
+{ [ -z "$IDLE_MANY" ] || { within "$IDLE_MANY" 1 10000 && within "$IDLE_MANY_PARALLEL" 1 1000; }; } \
+  || die "need 1 <= IDLE_MANY <= 10000 (or empty), 1 <= IDLE_MANY_PARALLEL <= 1000"
 for m in $MBSYNC_FSYNC; do case $m in yes|no) ;; *) die "MBSYNC_FSYNC: yes and/or no";; esac; done
 for m in $IDLE_MODES; do case $m in shared|distinct) ;; *) die "IDLE_MODES: shared and/or distinct";; esac; done
 
@@ -188,7 +196,7 @@ start_servers
 python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" concs="$CONCS" runs:int="$RUNS" duration:int="$DURATION" \
   bodies:int="$BODIES" msgs:int="$MSGS" size:int="$SIZE" names="$NAMES" mbsync_fsync="$MBSYNC_FSYNC" \
   mbsync_runs:int="$MBSYNC_RUNS" idle_clients:int="$IDLE_CLIENTS" idle_modes="$IDLE_MODES" idle_runs:int="$IDLE_RUNS" \
-  idle_hold:int="$IDLE_HOLD" resync_msgs="$RESYNC_MSGS" resync_percent="$RESYNC_PERCENT" \
+  idle_hold:int="$IDLE_HOLD" idle_many="$IDLE_MANY" idle_many_parallel="$IDLE_MANY_PARALLEL" resync_msgs="$RESYNC_MSGS" resync_percent="$RESYNC_PERCENT" \
   resync_rounds:int="$RESYNC_ROUNDS" resync_repeat:int="$RESYNC_REPEAT" mailbox_bytes:int="$TPL_BYTES" procs="$PROCS" pp_log_level="$PP_LOG_LEVEL" \
   dovecot_max_userip:int="$DV_MAX_USERIP"
 { env_txt "$([ -n "$MBSYNC_FSYNC" ] && echo "mbsync: $(mbsync --version 2>/dev/null | head -1)")"
@@ -304,6 +312,36 @@ for mode in $IDLE_MODES; do
     done
   done
 done
+
+# ------------------------------------------------------------------ 4b. many idle connections
+# pigeonpost only (Dovecot runs one imap process per connection, at most
+# 1,024 by default): IDLE_MANY connections of idle@ (the MSGS-message INBOX)
+# LOGIN, SELECT and IDLE, IDLE_MANY_PARALLEL at a time; the server's RSS with
+# all of them idle, its CPU meanwhile, and that all still answer DONE. The
+# server runs with its per-listener and per-user-and-IP limits lifted for
+# this step only (both 1,000 in the generated config).
+if [ -n "$IDLE_MANY" ] && has pigeonpost; then
+  say "pigeonpost: $IDLE_MANY idle clients (LOGIN, SELECT, IDLE) on ${IDLE_USER%@*}'s INBOX, server restarted with the connection limits lifted"
+  cp "$PP/pigeonpost.toml" "$PP/pigeonpost.toml.normal"
+  sed -i "s/^mail_max_userip_connections = .*/mail_max_userip_connections = 0\nmax_connections = $((IDLE_MANY + 100))/" "$PP/pigeonpost.toml"
+  stop_pigeonpost; start_pigeonpost; alive pigeonpost
+  timeout 120 python3 "$LIB/imap_load.py" --port "$PP_PORT" --userfile "$ETC/idle-shared.txt" --clients 1 --procs 1 --duration 1 \
+    --max-sessions 1 --bodies 0 --warmup 0 --tag warm > /dev/null 2>&1 || say "  WARNING: the warm-up session failed"
+  wait_others
+  sleep "$REST"
+  # one descriptor per connection on the client side too
+  ( ulimit -n $((IDLE_MANY + 1000)) 2>/dev/null || { say "  cannot raise the client's open files limit to $((IDLE_MANY + 1000)) (hard limit $(ulimit -Hn))"; exit 3; }
+    exec timeout $((TIMEOUT + 60)) python3 "$LIB/idle_mem.py" --port "$PP_PORT" --userfile "$ETC/idle-shared.txt" --clients "$IDLE_MANY" \
+      --parallel "$IDLE_MANY_PARALLEL" --hold "$IDLE_HOLD" --server-pids "$(pids_of pigeonpost)" --timeout "$TIMEOUT" --tag pigeonpost \
+      --json-out "$R/idle.jsonl" --extra-json "{\"mode\": \"many\", \"run\": 1}" ) > "$R/.idle.log" 2>&1
+  rc=$?
+  cat "$R/.idle.log" >> "$R/idle_pigeonpost_many.log"
+  grep -E '^(idle_mem:|  error)' "$R/.idle.log" | sed 's/^/   /'
+  [ "$rc" = 0 ] || { say "  idle_mem.py exited $rc:"; tail -3 "$R/.idle.log" | sed 's/^/     /'; }
+  rm -f "$R/.idle.log"
+  mv "$PP/pigeonpost.toml.normal" "$PP/pigeonpost.toml"
+  stop_pigeonpost; start_pigeonpost
+fi
 
 # ------------------------------------------------------------------ 5. QRESYNC resync
 # resync@ (RESYNC_MSGS messages): one first session builds each server's index

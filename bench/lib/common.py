@@ -713,7 +713,7 @@ def prewarm_table(prewarm, present, noun, verified_text):
 
 def print_targets(targets):
     """targets: (label, value, goal, ">=" for a ratio to Dovecot, "<=" for KiB, "<=x" for a cost ratio
-    (pigeonpost's CPU / Dovecot's) at most goal)"""
+    (pigeonpost's CPU / Dovecot's) at most goal, "<=abs" for a plain figure (its unit in the label))"""
     for label, r, goal, op in targets:
         if op == "<=x":
             verdict = "n/a (a run failed)" if r is None else ("met" if r <= goal else "NOT met")
@@ -721,6 +721,9 @@ def print_targets(targets):
         elif op == ">=":
             verdict = "n/a (a run failed)" if r is None else ("met" if r >= goal else "NOT met")
             print(f"- target, {label}: pigeonpost ≥ {goal}× Dovecot: {verdict} ({'–' if r is None else f'{r:.2f}×'})")
+        elif op == "<=abs":
+            verdict = "n/a (a run failed)" if r is None else ("met" if r <= goal else "NOT met")
+            print(f"- target, {label}: pigeonpost ≤ {goal}: {verdict} ({'–' if r is None else f'{r:.1f}'})")
         else:
             verdict = "n/a (a run failed)" if r is None else ("met" if r <= goal else "NOT met")
             print(f"- target, {label}: pigeonpost ≤ {goal} KiB: {verdict} ({'–' if r is None else f'{r:.1f} KiB'})")

@@ -26,7 +26,9 @@ d = sys.argv[1]
 TARGET = 1.5
 SESSION_TARGET_MANY = 2.5  # commands/s at 10 clients and more
 RESYNC_TARGET = 0.5  # QRESYNC reselect: server CPU, pigeonpost / Dovecot
-IDLE_TARGET_KIB = 64
+IDLE_TARGET_KIB = 32
+MANY_RSS_TARGET_MB = 400  # all of IDLE_MANY idle connections held
+MANY_CPU_TARGET_PCT = 1.0  # server CPU while they idle
 CMDS = ("connect", "LOGIN", "SELECT", "FETCH_ALL", "FETCH_BODY", "STORE", "SEARCH", "LOGOUT")
 
 meta = load_meta(d)
@@ -135,6 +137,28 @@ if idle:
               f"{fmt(med(dv, 'idle_server_cpu_pct'), 1)} % / {fmt(med(pp, 'idle_server_cpu_pct'), 1)} % | "
               f"{alive(rows['dovecot'])} / {alive(rows['pigeonpost'])} |")
     print()
+    many = [r for r in idle if r.get("mode") == "many" and r["server"] == "pigeonpost"]
+    if many:
+        print(f"**Many idle connections** (pigeonpost only: Dovecot runs one imap process per connection, "
+              f"1,024 at most by default): {many[0]['clients_requested']:,} connections (LOGIN, SELECT INBOX of "
+              f"{meta.get('msgs', '?'):,} messages, IDLE, {meta.get('idle_many_parallel', '?')} logins at a time), "
+              "held for the idle hold; the server's whole RSS with all of them idle:")
+        print()
+        print("| run | connections idle / asked | RSS before → all idle MB | KiB/conn (RSS) | "
+              "server CPU while idle | alive at the end | logins took s |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in many:
+            print(f"| {r.get('run')} | {r['clients_idle']:,} / {r['clients_requested']:,} | "
+                  f"{r['before']['rss_kb'] / 1024:.0f} → {r['after']['rss_kb'] / 1024:.0f} | "
+                  f"{fmt(r.get('rss_per_client_kb'), 1)} | {fmt(r.get('idle_server_cpu_pct'), 1)} % | "
+                  f"{r.get('alive_at_end'):,} | {fmt(r.get('connect_all_s'), 1)} |")
+        print()
+        full = [r for r in many if r["clients_idle"] == r["clients_requested"] and not r["errors"]]
+        rss = max((r["after"]["rss_kb"] / 1024 for r in full), default=None) if len(full) == len(many) else None
+        cpu = max((r["idle_server_cpu_pct"] for r in full), default=None) if len(full) == len(many) else None
+        targets.append((f"{many[0]['clients_requested']:,} idle connections, server RSS MB", rss, MANY_RSS_TARGET_MB, "<=abs"))
+        targets.append((f"{many[0]['clients_requested']:,} idle connections, server CPU % while idle", cpu,
+                        MANY_CPU_TARGET_PCT, "<=abs"))
 
 if resync:
     r0 = resync[0]

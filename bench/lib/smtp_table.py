@@ -6,6 +6,7 @@ written by bench/lib/smtp_load.sh plus the fields run.sh adds: server,
 pp_vmhwm_kb) and prints the comparison tables. Medians over runs; min..max in
 brackets where there is more than one run. Python standard library only.
 """
+import json
 import os
 import statistics
 import sys
@@ -58,6 +59,33 @@ for c in concs:
     ppmem = fmt(mb(max(vals(pp, "pp_vmhwm_kb") or [0])), 1) if vals(pp, "pp_vmhwm_kb") else "–"
     print(f"| {c} | {rng_runs(pf, 'e2e_rate')} | {rng_runs(pp, 'e2e_rate')} | "
           f"{'–' if ratio is None else f'**{ratio:.2f}×**'} | {cpu_ms(pf)} | {cpu_ms(pp)} | {pfmem} | {ppmem} |")
+
+# the disk's ceiling (CEILING=1): fsync_limit -t c -D before each run
+ceil = {}
+for c in concs:
+    path = os.path.join(d, f"ceiling_c{c}.jsonl")
+    if os.path.exists(path):
+        rows = [json.loads(line) for line in open(path) if line.strip()]
+        ceil[c] = rows
+share = {}
+if ceil:
+    print()
+    print("The disk's ceiling, measured before each run (bench/lib/fsync_limit.c -t <clients> -D: "
+          "per 5 KiB file write + fsync + rename into new/ + fsync new/, c writers), and each "
+          "server's stored rate as a share of it (medians over runs):")
+    print()
+    print("| clients | ceiling files/s | ceiling p50 / p99 ms | Postfix share | pigeonpost share |")
+    print("|---:|---:|---:|---:|---:|")
+    for c in concs:
+        rows = ceil.get(c, [])
+        cm = med(rows, "rate")
+        pf, pp = runs.get(("postfix", c), []), runs.get(("pigeonpost", c), [])
+
+        def pct(x):
+            return "–" if x is None or not cm else f"{100 * x / cm:.0f} %"
+        a, b = med(pf, "e2e_rate"), med(pp, "e2e_rate")
+        share[c] = None if b is None or not cm else b / cm
+        print(f"| {c} | {rng_runs(rows, 'rate')} | {pq(rows, 'p50_ms', 'p99_ms')} | {pct(a)} | {pct(b)} |")
 
 print()
 print("Latency, ms (median over runs). *accept*: sequential probe, connect until the "
@@ -135,6 +163,14 @@ if 20 in ratios:
     r = ratios[20]
     print(f"- target, 20 clients, pigeonpost ≥ 2× Postfix stored rate: "
           f"{'n/a' if r is None else ('met' if r >= 2 else 'NOT met')} ({'–' if r is None else f'{r:.2f}×'})")
+if share.get(20) is not None:
+    x = share[20]
+    print(f"- target, 20 clients, pigeonpost ≥ 50 % of the disk's 20-writer ceiling: "
+          f"{'met' if x >= 0.5 else 'NOT met'} ({100 * x:.0f} %)")
+if 1 in ratios:
+    r = ratios[1]
+    print(f"- target, 1 client, pigeonpost ≥ 3× Postfix stored rate: "
+          f"{'n/a' if r is None else ('met' if r >= 3 else 'NOT met')} ({'–' if r is None else f'{r:.2f}×'})")
 if pp_hwm:
     m = max(pp_hwm) / 1024
     print(f"- target, pigeonpost peak RSS < 30 MB during the run: {'met' if m < 30 else 'NOT met'} ({m:.1f} MB)")

@@ -62,6 +62,12 @@
 #                                  nothing listens on (as tests/it/milter.rs), where rspamd
 #                                  waits out its 1 s timeout on some lookups. Every run must store every message, each
 #                                  with rspamd's "X-Spam-Status: No", or the script fails.
+#   CEILING=1 CEILING_SECS=5       before each run of each concurrency c, the disk's ceiling
+#                                  for c writers in the same file system as the Maildirs:
+#                                  bench/lib/fsync_limit.c -t c -D (write + fsync + rename
+#                                  into new/ + fsync new/ per 5 KiB file, what one durable
+#                                  delivery costs at least); its files are moved aside, not
+#                                  deleted (0 = no ceiling)
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them, as deleting them slows file
 #                                  creation for the next ~6 minutes; see bench/README.md)
@@ -82,11 +88,12 @@ SERVERS=${SERVERS:-"postfix pigeonpost"}
 PROBES=${PROBES:-200}; PROBE_GAP=${PROBE_GAP:-0.05}
 PF_PORT=${POSTFIX_PORT:-4525}; PP_PORT=${PIGEONPOST_PORT:-5525}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5580}
 TIMEOUT=${TIMEOUT:-300}; FSYNC_CHECK=${FSYNC_CHECK:-1}; CLEAN_TRASH=${CLEAN_TRASH:-0}
+CEILING=${CEILING:-1}; CEILING_SECS=${CEILING_SECS:-5}
 PP_GREETING="220" PP_BYE="QUIT" PP_WHAT="SMTP receiving"
 
 check_servers postfix pigeonpost
 # shellcheck disable=SC2086  # CONCS: words
-whole_numbers "COUNT/RUNS/SETTLE/PROBES/TIMEOUT/CONCS" "$COUNT" "$RUNS" "$SETTLE" "$PROBES" "$TIMEOUT" $CONCS
+whole_numbers "COUNT/RUNS/SETTLE/PROBES/TIMEOUT/CEILING_SECS/CONCS" "$COUNT" "$RUNS" "$SETTLE" "$PROBES" "$TIMEOUT" "$CEILING_SECS" $CONCS
 { within "$RUNS" 1 20 && [ "$COUNT" -ge 1 ]; } || die "need 1 <= RUNS <= 20 and COUNT >= 1"
 
 # ------------------------------------------------------------------ prerequisites
@@ -556,9 +563,39 @@ if [ "$MILTER" = rspamd ]; then
   done
 fi
 
+# ------------------------------------------------------------------ the disk's ceiling
+# fsync_limit -t c -D in the Maildirs' file system, right before each run's
+# servers: what c writers that each make one 5 KiB file durable at a time can
+# do at most. Its files go to the trash like the mailboxes (deleting them
+# would slow the next run's file creation).
+FSYNC_LIMIT=""
+if [ "$CEILING" = 1 ]; then
+  FSYNC_LIMIT=$STATE/fsync_limit
+  cc -O2 -pthread -o "$FSYNC_LIMIT" "$LIB/fsync_limit.c" 2>"$R/fsync_limit.build" \
+    || die "cannot build bench/lib/fsync_limit.c (need cc): $(cat "$R/fsync_limit.build")"
+fi
+ceiling() {
+  local c=$1 i=$2 d=$STATE/fsync_test out
+  rm -rf "$d"
+  say "disk ceiling: fsync_limit -t $c -D, ${CEILING_SECS}s, run $i/$RUNS"
+  out=$(timeout $((CEILING_SECS + 60)) "$FSYNC_LIMIT" -d "$d" -t "$c" -s "$CEILING_SECS" -n 100000 -b "$SIZE" -D -k 2>&1)
+  echo "   $out"
+  [ -d "$d" ] && mv "$d" "$TRASH/fsync_test.$(date +%s%N)"
+  python3 - "$out" "$c" "$i" >> "$R/ceiling_c$c.jsonl" <<'PY' || say "  no ceiling figure (see above)"
+import json, re, sys
+out, c, i = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+m = re.search(r"rate=([0-9.]+) ops/s p50=([0-9.]+) ms p99=([0-9.]+) ms", out)
+if not m:
+    sys.exit(1)
+print(json.dumps({"conc": c, "run": i, "rate": float(m[1]), "p50_ms": float(m[2]), "p99_ms": float(m[3])}))
+PY
+  sleep 2   # let the journal settle before the servers' run
+}
+
 T0=$(date +%s)
 for c in $CONCS; do
   for i in $(seq 1 "$RUNS"); do
+    [ -n "$FSYNC_LIMIT" ] && ceiling "$c" "$i"
     for s in $SERVERS; do measure "$s" "$c" "$i"; done
   done
 done

@@ -522,3 +522,29 @@ impl Signals {
         }
     }
 }
+
+/// Raises the soft limit on open files to the hard limit, as Dovecot and
+/// nginx do: every connection, mailbox and inotify watch is a descriptor,
+/// and distributions start services with a soft limit of 1,024, which
+/// 1,000 idle IMAP clients would use up. Returns (before, after) when it
+/// raised it.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return None;
+    }
+    let before = lim.rlim_cur;
+    // No system takes more than this in one process anyway (nr_open).
+    lim.rlim_cur = lim.rlim_max.min(1 << 20);
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return None;
+    }
+    Some((before, lim.rlim_cur))
+}

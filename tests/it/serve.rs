@@ -356,3 +356,48 @@ ssl_key = "<{d}/tls/key.pem"
         );
     }
 }
+
+/// Started with the 1,024 open files a service manager gives by default,
+/// the server raises its own soft limit to the hard one (thousands of idle
+/// IMAP clients need a descriptor each).
+#[test]
+fn serve_raises_its_open_files_limit_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let t = Tree::new();
+    let cfg = seed_config(&t);
+    let mut cmd = crate::util::pigeonpost();
+    cmd.env("PIGEONPOST_QUEUE_DIRECTORY", t.path("queue"))
+        .args(["--config", cfg.to_str().unwrap(), "serve"]);
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a local.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    let soft = 256.min(hard.rlim_max);
+    // SAFETY: setrlimit in the child between fork and exec (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = Server::spawn(cmd);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    // "Max open files  <soft>  <hard>  files"
+    let now_soft = line.split_whitespace().nth(3).unwrap();
+    assert_eq!(now_soft, hard.rlim_max.min(1 << 20).to_string(), "{line}");
+}

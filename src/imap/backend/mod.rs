@@ -52,8 +52,10 @@ struct Selected {
     name: String,
     shared: SharedRef,
     read_only: bool,
-    /// UIDs in sequence-number order, as the client knows them.
-    view: Vec<u32>,
+    /// UIDs in sequence-number order, as the client knows them: while
+    /// that is the whole mailbox, the list shared by every such session
+    /// (copied on write).
+    view: Arc<Vec<u32>>,
     /// Expunged by someone else while we could not say so (during FETCH,
     /// STORE, SEARCH; RFC 3501 §7.4.1); reported at the next chance.
     pending_expunge: Vec<u32>,
@@ -496,7 +498,7 @@ impl Backend {
         // this runs after every command.)
         if sh.expunges != sel.seen_expunges {
             sel.seen_expunges = sh.expunges;
-            for &u in &sel.view {
+            for &u in sel.view.iter() {
                 if sh.mailbox.get(u).is_none() && !sel.pending_expunge.contains(&u) {
                     sel.pending_expunge.push(u);
                 }
@@ -516,18 +518,19 @@ impl Backend {
                     .filter(|u| gone.contains(u))
                     .collect();
                 if !uids.is_empty() {
-                    sel.view.retain(|u| !gone.contains(u));
+                    Arc::make_mut(&mut sel.view).retain(|u| !gone.contains(u));
                     uids.sort_unstable();
                     let set = sequence::compact_set(&uids);
                     out.extend_from_slice(format!("* VANISHED {set}\r\n").as_bytes());
                 }
             } else {
-                let mut i = sel.view.len();
+                let view = Arc::make_mut(&mut sel.view);
+                let mut i = view.len();
                 while i > 0 {
                     i -= 1;
-                    if gone.contains(&sel.view[i]) {
+                    if gone.contains(&view[i]) {
                         out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
-                        sel.view.remove(i);
+                        view.remove(i);
                     }
                 }
             }
@@ -550,7 +553,7 @@ impl Backend {
                     _ => sel.recent.push(claimed),
                 }
             }
-            sel.view.extend(&new);
+            Arc::make_mut(&mut sel.view).extend(&new);
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
             if !self.rev2 {
                 out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
@@ -612,6 +615,14 @@ impl Backend {
             }
         }
         sel.own.clear();
+        // A view brought up to the whole mailbox goes back to the shared
+        // list (its own copy was made only to apply the changes).
+        if sel.pending_expunge.is_empty() && Arc::strong_count(&sel.view) == 1 {
+            let shared_uids = sh.uid_list();
+            if shared_uids == sel.view {
+                sel.view = shared_uids;
+            }
+        }
     }
 }
 

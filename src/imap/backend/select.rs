@@ -119,9 +119,9 @@ impl Backend {
             Ok(m) => m,
             Err(e) => return store_no(tag, &e),
         };
-        let sh = lock(&shared);
+        let mut sh = lock(&shared);
+        let view = sh.uid_list();
         let mb = &sh.mailbox;
-        let view: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
         let changes = self.mailboxes.notifier().subscribe(mb.dir());
         // Read-write: this session claims what is recent; read-only
         // (EXAMINE) only looks, claiming nothing (RFC 3501 §6.3.2).

@@ -451,6 +451,57 @@ fn expunge_and_uid_expunge() {
     );
 }
 
+/// The selected session's UID list, and whether it is the one the
+/// mailbox's other up-to-date sessions share.
+fn view_of(c: &Client) -> (Vec<u32>, Arc<Vec<u32>>) {
+    let sel = c.backend.selected.as_ref().expect("a mailbox is selected");
+    (sel.view.to_vec(), sel.view.clone())
+}
+
+/// Sessions whose view is the whole mailbox share one UID list (200 idle
+/// sessions on a 5,000-message INBOX would otherwise hold 200 copies); a
+/// session whose view falls behind gets its own copy, and the shared list
+/// again once it has caught up.
+#[test]
+fn up_to_date_sessions_share_one_uid_list() {
+    let (_tmp, dir) = maildir();
+    let mut a = Client::new(&dir);
+    let mut b = Client::new(&dir);
+    a.run("a1 SELECT INBOX\r\n");
+    b.run("b1 SELECT INBOX\r\n");
+    let ((va, pa), (vb, pb)) = (view_of(&a), view_of(&b));
+    assert_eq!(va, [1, 2, 3]);
+    assert_eq!(va, vb);
+    assert!(Arc::ptr_eq(&pa, &pb), "one list for both");
+    drop((pa, pb));
+
+    // a expunges 2; b, in a FETCH, may not hear of it yet (RFC 3501
+    // §7.4.1): its view keeps UID 2 and is its own.
+    a.run("a2 UID STORE 2 +FLAGS.SILENT (\\Deleted)\r\n");
+    assert_eq!(
+        a.run("a3 EXPUNGE\r\n"),
+        "* 2 EXPUNGE\r\na3 OK Expunge completed.\r\n"
+    );
+    b.run("b2 FETCH 1 UID\r\n");
+    let ((va, pa), (vb, pb)) = (view_of(&a), view_of(&b));
+    assert_eq!(
+        (va.as_slice(), vb.as_slice()),
+        ([1, 3].as_slice(), [1, 2, 3].as_slice())
+    );
+    assert!(!Arc::ptr_eq(&pa, &pb));
+    drop((pa, pb));
+
+    // Once b is told, both hold the same list again, shared.
+    assert_eq!(
+        b.run("b3 NOOP\r\n"),
+        "* 2 EXPUNGE\r\nb3 OK NOOP completed.\r\n"
+    );
+    let ((va, pa), (vb, pb)) = (view_of(&a), view_of(&b));
+    assert_eq!(va, [1, 3]);
+    assert_eq!(va, vb);
+    assert!(Arc::ptr_eq(&pa, &pb), "shared again after catching up");
+}
+
 #[test]
 fn create_rename_delete() {
     let (_tmp, dir) = maildir();
