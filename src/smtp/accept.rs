@@ -488,11 +488,10 @@ fn store_all(
             Destination::Remote { .. } => {}
         }
     }
-    let dirs: Vec<&std::path::Path> = prepared.iter().map(|p| p.maildir()).collect();
-    if let Err(e) = deliver::commit_dirs(&dirs) {
+    if let Err(e) = deliver::commit(&mut prepared) {
         return fail(prepared, e);
     }
-    for d in &dirs {
+    for d in prepared.iter().map(|p| p.maildir()) {
         // Open IMAP sessions look at once instead of at their next interval.
         notify.invalidate(d);
     }

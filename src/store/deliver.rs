@@ -15,9 +15,9 @@
 //! `RFC822.SIZE` reports).
 //!
 //! Group commit: [`prepare`] does everything except the directory fsync and
-//! [`commit_dirs`] does one fsync per distinct `new/` directory, so a batcher
-//! can acknowledge many deliveries to the same Maildir with one fsync.
-//! [`deliver_maildir`] is `prepare` + `commit_dirs` for the simple case.
+//! [`commit`] waits for an fsync of each `new/` it renamed into, shared
+//! with concurrent deliveries into the same Maildir.
+//! [`deliver_maildir`] is `prepare` + `commit` for the simple case.
 
 use std::fs::{DirBuilder, File};
 use std::io::{self, Write};
@@ -183,18 +183,20 @@ pub(super) fn fsync_dir(dir: &Path) -> Result<(), DeliverError> {
 /// A message that is in `new/` but whose directory entry is not yet durable.
 ///
 /// **A message must not be acknowledged (SMTP `250`) before
-/// [`commit_dirs`] of its Maildir returned `Ok`.** If the commit fails, call
+/// [`commit`] returned `Ok`.** If the commit fails, call
 /// [`Prepared::discard`] and answer with the error's
 /// [`DeliverError::smtp_reply`]; the sender will retry.
 #[derive(Debug)]
-#[must_use = "a prepared delivery must be committed (commit_dirs) or discarded"]
+#[must_use = "a prepared delivery must be committed (commit) or discarded"]
 pub struct Prepared {
     maildir: PathBuf,
     path: PathBuf,
+    /// Its place in the group commit of `new/`'s fsync; taken by [`commit`].
+    ticket: Option<group_commit::Ticket>,
 }
 
 impl Prepared {
-    /// The Maildir this message went to (pass it to [`commit_dirs`]).
+    /// The Maildir this message went to.
     pub fn maildir(&self) -> &Path {
         &self.maildir
     }
@@ -217,18 +219,18 @@ impl Prepared {
     }
 }
 
-/// Durable Maildir delivery: [`prepare`] + [`commit_dirs`]. Returns the final
+/// Durable Maildir delivery: [`prepare`] + [`commit`]. Returns the final
 /// path in `dir/new/`. On error nothing is left in `tmp/` or `new/`.
 pub fn deliver_maildir(
     dir: &Path,
     msg: &Message,
     owner: Option<&Owner>,
 ) -> Result<PathBuf, DeliverError> {
-    let prepared = prepare(dir, msg, owner)?;
-    match commit_dirs(&[dir]) {
-        Ok(()) => Ok(prepared.into_path()),
+    let mut prepared = [prepare(dir, msg, owner)?];
+    match commit(&mut prepared) {
+        Ok(()) => Ok(prepared.into_iter().next().expect("one").into_path()),
         Err(e) => {
-            prepared.discard();
+            prepared.into_iter().for_each(Prepared::discard);
             Err(e)
         }
     }
@@ -239,9 +241,12 @@ pub fn deliver_maildir(
 /// `dir/new/<unique>,S=<size>,W=<vsize>`. Creates the Maildir if missing.
 ///
 /// The result is visible to readers but **not durable** until
-/// [`commit_dirs`] for `dir` returns `Ok`; do not acknowledge before that.
+/// [`commit`] returns `Ok`; do not acknowledge before that.
 /// On error the tmp file is removed and nothing is visible in `new/`.
 pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepared, DeliverError> {
+    // From here until our rename, a concurrent delivery about to fsync
+    // `new/` waits a moment for us (group commit).
+    let intent = group_commit::announce(&dir.join("new"));
     let data = write::to_lf(msg.prefix, msg.body);
     let size = data.len() as u64;
     let vsize = write::vsize_of(&data);
@@ -262,6 +267,7 @@ pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepa
         Ok(path) => Ok(Prepared {
             maildir: dir.to_path_buf(),
             path,
+            ticket: Some(intent.renamed()),
         }),
         Err(e) => {
             if let Err(re) = std::fs::remove_file(&tmp_path) {
@@ -274,23 +280,20 @@ pub fn prepare(dir: &Path, msg: &Message, owner: Option<&Owner>) -> Result<Prepa
     }
 }
 
-/// Second half of a delivery: fsyncs `<dir>/new` once for each distinct
-/// Maildir in `dirs` (the same paths given to [`prepare`]). Only after this
-/// returns `Ok` may the messages prepared into these Maildirs be
-/// acknowledged. On error, none of the batch may be acknowledged.
+/// Second half of a delivery: makes the `new/` entries of `prepared`
+/// durable (fsyncs of each Maildir's `new/`). Only after this returns `Ok`
+/// may they be acknowledged. On error, none of the batch may be
+/// acknowledged.
 ///
 /// Concurrent deliveries into one Maildir share the fsync (group commit,
 /// [`group_commit`]): each still returns only after an fsync of `new/`
 /// that started after its own rename has completed.
-pub fn commit_dirs(dirs: &[&Path]) -> Result<(), DeliverError> {
-    let mut done: Vec<&Path> = Vec::with_capacity(dirs.len());
-    for &d in dirs {
-        if done.contains(&d) {
-            continue;
+pub fn commit(prepared: &mut [Prepared]) -> Result<(), DeliverError> {
+    for p in prepared {
+        if let Some(t) = p.ticket.take() {
+            let new = p.maildir.join("new");
+            t.wait_durable().map_err(err("fsync directory", &new))?;
         }
-        let new = d.join("new");
-        group_commit::fsync_dir_shared(&new).map_err(err("fsync directory", &new))?;
-        done.push(d);
     }
     Ok(())
 }
@@ -444,13 +447,20 @@ mod tests {
         let p1 = prepare(&a, &msg, None).unwrap();
         let p2 = prepare(&a, &msg, None).unwrap();
         let p3 = prepare(&b, &msg, None).unwrap();
-        commit_dirs(&[p1.maildir(), p2.maildir(), p3.maildir()]).unwrap();
+        let mut batch = [p1, p2, p3];
+        commit(&mut batch).unwrap();
+        let [p1, p2, p3] = batch;
         assert!(p1.path().exists() && p2.path().exists() && p3.path().exists());
         assert_ne!(p1.path(), p2.path());
-        // Commit failure path: discard removes the message.
-        let p4 = prepare(&b, &msg, None).unwrap();
-        let p4_path = p4.path().to_path_buf();
-        assert!(commit_dirs(&[Path::new("/nonexistent/maildir")]).is_err());
+        // Commit failure path (new/'s fsync fails: the Maildir went away
+        // meanwhile): discard removes the message.
+        let mut p4 = [prepare(&b, &msg, None).unwrap()];
+        let p4_path = p4[0].path().to_path_buf();
+        let moved = b.with_extension("moved");
+        std::fs::rename(&b, &moved).unwrap();
+        assert!(commit(&mut p4).is_err());
+        std::fs::rename(&moved, &b).unwrap();
+        let [p4] = p4;
         p4.discard();
         assert!(!p4_path.exists());
     }
