@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use notify::event::{EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tokio::sync::watch;
 
 /// Per mailbox directory: the channel, and when it was last subscribed to.
@@ -40,7 +39,7 @@ pub struct Notifier {
     /// copy last looked.
     dirty: Mutex<HashSet<PathBuf>>,
     /// Made at the first subscription; `None` inside if inotify can't be had.
-    watcher: OnceLock<Mutex<Option<notify::RecommendedWatcher>>>,
+    watcher: OnceLock<Mutex<Option<DirWatcher>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,44 +101,17 @@ impl Notifier {
                 if lock(&self.channels).contains_key(p) {
                     continue;
                 }
-                let _ = w.unwatch(&p.join("new"));
-                let _ = w.unwatch(&p.join("cur"));
+                w.unwatch(p);
             }
-            for sub in ["new", "cur"] {
-                if let Err(e) = w.watch(&dir.join(sub), RecursiveMode::NonRecursive) {
-                    tracing::debug!(dir = %dir.display(), error = %e, "can't watch mailbox");
-                }
-            }
+            w.watch(dir);
         }
         rx
     }
 
     /// The inotify watcher, made on first use.
-    fn watcher(&self) -> &Mutex<Option<notify::RecommendedWatcher>> {
+    fn watcher(&self) -> &Mutex<Option<DirWatcher>> {
         self.watcher.get_or_init(|| {
-            let channels = self.channels.clone();
-            let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                let Ok(event) = res else {
-                    return;
-                };
-                if !matches!(
-                    event.kind,
-                    EventKind::Create(_)
-                        | EventKind::Remove(_)
-                        | EventKind::Modify(ModifyKind::Name(_))
-                ) {
-                    return;
-                }
-                // <mailbox>/new/<file> or <mailbox>/cur/<file>: the mailbox.
-                // Only a wake-up, not a forced rescan: our own renames
-                // (STORE) come back here too, and the shared copy has them.
-                for path in &event.paths {
-                    if let Some(dir) = path.parent().and_then(Path::parent) {
-                        bump(&channels, dir);
-                    }
-                }
-            });
-            Mutex::new(match w {
+            Mutex::new(match DirWatcher::start(self.channels.clone()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "no inotify: IDLE sees other processes' changes only every 30 s");
@@ -147,6 +119,161 @@ impl Notifier {
                 }
             })
         })
+    }
+}
+
+/// One inotify instance for all watched mailboxes, read by one thread.
+/// Only the events that change a mailbox's list or flags are asked for:
+/// a file created in, moved into or out of, or deleted from `new/` or
+/// `cur/`. (A general-purpose watcher also asks for every open, modify and
+/// close: each FETCH of a message body then woke this thread, a quarter of
+/// an mbsync pull's server CPU.)
+struct DirWatcher {
+    watches: Watches,
+    /// Watch → the mailbox directory it belongs to.
+    dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
+    /// The reading thread stops when this is written to (on drop); shared
+    /// with it, so the descriptor stays open until it has stopped.
+    stop: Arc<std::os::fd::OwnedFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The inotify descriptor (owned by the thread), for `/proc` checks.
+    #[cfg(test)]
+    fd: std::os::fd::RawFd,
+}
+
+const MAILBOX_EVENTS: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ONLYDIR);
+
+impl DirWatcher {
+    fn start(channels: Arc<Mutex<Channels>>) -> std::io::Result<DirWatcher> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut inotify = Inotify::init()?;
+        // SAFETY: eventfd returns a new descriptor we then own (or -1).
+        let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if stop < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `stop` is a valid descriptor nobody else owns.
+        let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(stop) });
+        let thread_stop = stop.clone();
+        let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
+        let watches = inotify.watches();
+        #[cfg(test)]
+        let fd = inotify.as_raw_fd();
+        let thread_dirs = dirs.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailbox-watch".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut fds = [
+                        libc::pollfd {
+                            fd: inotify.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        },
+                        libc::pollfd {
+                            fd: thread_stop.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        },
+                    ];
+                    // SAFETY: poll on two descriptors this thread holds.
+                    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                    if n < 0
+                        && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                    {
+                        return;
+                    }
+                    if fds[1].revents != 0 {
+                        return;
+                    }
+                    let events = match inotify.read_events(&mut buf) {
+                        Ok(events) => events,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return,
+                    };
+                    let mut woken: HashSet<PathBuf> = HashSet::new();
+                    let dirs = lock(&thread_dirs);
+                    for e in events {
+                        if e.mask.contains(EventMask::Q_OVERFLOW) {
+                            // Events were lost: every mailbox looks again.
+                            woken.extend(dirs.values().cloned());
+                        } else if let Some(d) = dirs.get(&e.wd) {
+                            woken.insert(d.clone());
+                        }
+                    }
+                    drop(dirs);
+                    // Only a wake-up, not a forced rescan: our own renames
+                    // (STORE) come back here too, and the shared copy has them.
+                    for d in woken {
+                        bump(&channels, &d);
+                    }
+                }
+            })?;
+        Ok(DirWatcher {
+            watches,
+            dirs,
+            stop,
+            thread: Some(thread),
+            #[cfg(test)]
+            fd,
+        })
+    }
+
+    /// Watches `dir/new` and `dir/cur`.
+    fn watch(&mut self, dir: &Path) {
+        for sub in ["new", "cur"] {
+            match self.watches.add(dir.join(sub), MAILBOX_EVENTS) {
+                Ok(wd) => {
+                    lock(&self.dirs).insert(wd, dir.to_path_buf());
+                }
+                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "can't watch mailbox"),
+            }
+        }
+    }
+
+    /// Stops watching `dir`.
+    fn unwatch(&mut self, dir: &Path) {
+        let gone: Vec<WatchDescriptor> = {
+            let mut dirs = lock(&self.dirs);
+            let wds: Vec<WatchDescriptor> = dirs
+                .iter()
+                .filter(|(_, d)| d.as_path() == dir)
+                .map(|(wd, _)| wd.clone())
+                .collect();
+            for wd in &wds {
+                dirs.remove(wd);
+            }
+            wds
+        };
+        for wd in gone {
+            // Already gone if the directory was deleted.
+            let _ = self.watches.remove(wd);
+        }
+    }
+}
+
+impl Drop for DirWatcher {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: an 8-byte write to our own eventfd.
+        unsafe {
+            libc::write(
+                self.stop.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+        // It ends at once (it holds none of our locks while it polls), and
+        // its inotify instance with it: instances are few (128 per user).
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -183,6 +310,84 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), rx.changed())
             .await
             .expect("woken by invalidate")
+            .unwrap();
+    }
+
+    /// Reading a message (every FETCH of a body opens its file) wakes
+    /// nobody; a flag change by rename and an expunge by deletion do.
+    #[tokio::test]
+    async fn reads_wake_nobody_renames_and_deletions_do() {
+        let dir = maildir();
+        let msg = dir.path().join("cur/1.M1P1.host:2,");
+        std::fs::write(&msg, "x").unwrap();
+        let n = Notifier::new();
+        let mut rx = n.subscribe(dir.path());
+        for _ in 0..20 {
+            std::fs::read(&msg).unwrap();
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), rx.changed())
+                .await
+                .is_err(),
+            "reading a message woke the subscriber"
+        );
+        let flagged = dir.path().join("cur/1.M1P1.host:2,S");
+        std::fs::rename(&msg, &flagged).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("a rename in cur/ wakes")
+            .unwrap();
+        std::fs::remove_file(&flagged).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("a deletion wakes")
+            .unwrap();
+    }
+
+    /// The kernel is asked only for the events that change a mailbox: no
+    /// event (and no wake-up of the watcher's thread) per message opened.
+    #[test]
+    fn the_kernel_reports_list_changes_only() {
+        let dir = maildir();
+        let n = Notifier::new();
+        let _rx = n.subscribe(dir.path());
+        let fd = lock(n.watcher()).as_ref().expect("inotify").fd;
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let masks: Vec<u32> = info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("mask:")))
+            .map(|m| u32::from_str_radix(m, 16).unwrap())
+            .collect();
+        assert_eq!(masks.len(), 2, "new/ and cur/: {info}");
+        for m in masks {
+            assert_eq!(
+                m & (libc::IN_OPEN | libc::IN_ACCESS | libc::IN_MODIFY | libc::IN_CLOSE),
+                0,
+                "{m:#x}"
+            );
+            let wanted =
+                libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
+            assert_eq!(m & wanted, wanted, "{m:#x}");
+        }
+    }
+
+    /// A notifier takes its inotify instance (128 per user by default)
+    /// with it: servers made and dropped one after another (tests, a
+    /// process running two) never run out.
+    #[tokio::test]
+    async fn dropped_notifiers_give_their_inotify_instance_back() {
+        let dir = maildir();
+        for _ in 0..200 {
+            let n = Notifier::new();
+            let _rx = n.subscribe(dir.path());
+        }
+        let n = Notifier::new();
+        let mut rx = n.subscribe(dir.path());
+        std::fs::write(dir.path().join("new/2.M2P2.host"), "y").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("the 201st notifier still watches")
             .unwrap();
     }
 

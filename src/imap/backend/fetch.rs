@@ -85,6 +85,19 @@ fn binary_partial(written: &mut Vec<u8>, section: &[NonZeroU32], origin: u32, da
 }
 
 /// An NString holding `data` (a literal; quoted data can't hold CR/LF).
+/// `name` and `data` as a literal (`{n}` CRLF data), as [`nstring`] would
+/// encode it: NUL bytes dropped.
+fn write_literal(out: &mut Vec<u8>, name: &[u8], data: &[u8]) {
+    let nuls = memchr::memchr_iter(0, data).count();
+    out.extend_from_slice(name);
+    out.extend_from_slice(format!("{{{}}}\r\n", data.len() - nuls).as_bytes());
+    if nuls == 0 {
+        out.extend_from_slice(data);
+    } else {
+        out.extend(data.iter().filter(|b| **b != 0));
+    }
+}
+
 fn nstring(mut data: Vec<u8>) -> NString<'static> {
     // NUL bytes are the only thing a literal can't hold (RFC 3501 §4.3):
     // drop them rather than fail. One memchr instead of a validating copy.
@@ -202,6 +215,14 @@ impl Backend {
                 MessageDataItemName::Binary { peek, .. } => !peek,
                 _ => false,
             });
+        // `written` goes after the items imap-types encodes: only with no
+        // BINARY item (which uses it too) does a last BODY[] stay last.
+        let whole_body_last = !items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
+            )
+        });
         for (seq, u) in targets {
             let Some(info) = sh.mailbox.get(u).cloned() else {
                 skipped_expunged = true;
@@ -282,6 +303,20 @@ impl Backend {
                     MessageDataItemName::BodyStructure => {
                         if let Some(p) = &parts {
                             data.push(MessageDataItem::BodyStructure(p.bodystructure.clone()));
+                        }
+                    }
+                    // The whole message, asked for last (as mbsync and
+                    // most clients do): written straight after the other
+                    // items, not copied through imap-types' encoder.
+                    MessageDataItemName::BodyExt {
+                        section: None,
+                        partial: None,
+                        ..
+                    } if whole_body_last
+                        && std::ptr::eq(item, items.last().expect("non-empty")) =>
+                    {
+                        if let Some(r) = raw_ref {
+                            write_literal(&mut written, b" BODY[] ", r);
                         }
                     }
                     MessageDataItemName::BodyExt {

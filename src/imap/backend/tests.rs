@@ -205,6 +205,50 @@ fn fetch_flags_uid_and_header_fields() {
     );
 }
 
+/// A whole message as a literal, in the item order asked for; NUL bytes
+/// (which a literal can't hold) dropped; \Seen set by BODY[] but not by
+/// BODY.PEEK[].
+#[test]
+fn fetch_whole_message_in_every_position() {
+    let (_tmp, dir) = maildir();
+    let nul = "Subject: nul\r\n\r\na\0b\r\n";
+    MaildirRoot::new(&dir)
+        .inbox()
+        .unwrap()
+        .append(nul.as_bytes(), Flags::empty(), &[], None)
+        .unwrap();
+    let mut c = Client::new(&dir);
+    c.run("a1 SELECT INBOX\r\n");
+    let beta = format!("{{{}}}\r\n{BETA}", BETA.len());
+    assert_eq!(
+        c.run("a2 UID FETCH 2 (UID RFC822.SIZE BODY.PEEK[])\r\n"),
+        format!(
+            "* 2 FETCH (UID 2 RFC822.SIZE {} BODY[] {beta})\r\na2 OK Fetch completed.\r\n",
+            BETA.len()
+        )
+    );
+    assert_eq!(
+        c.run("a3 FETCH 2 (BODY.PEEK[] UID)\r\n"),
+        format!("* 2 FETCH (BODY[] {beta} UID 2)\r\na3 OK Fetch completed.\r\n")
+    );
+    assert_eq!(
+        c.run("a4 FETCH 2 BODY.PEEK[]\r\n"),
+        format!("* 2 FETCH (BODY[] {beta})\r\na4 OK Fetch completed.\r\n")
+    );
+    assert_eq!(
+        c.run("a5 FETCH 4 (BODY.PEEK[])\r\n"),
+        format!(
+            "* 4 FETCH (BODY[] {{{}}}\r\n{})\r\na5 OK Fetch completed.\r\n",
+            nul.len() - 1,
+            nul.replace('\0', "")
+        )
+    );
+    assert_eq!(
+        c.run("a6 FETCH 2 (BODY[])\r\n"),
+        format!("* 2 FETCH (FLAGS (\\Seen \\Recent) BODY[] {beta})\r\na6 OK Fetch completed.\r\n")
+    );
+}
+
 #[test]
 fn store_flags_and_other_sessions_see_them() {
     let (_tmp, dir) = maildir();
