@@ -107,6 +107,14 @@ fn nstring(mut data: Vec<u8>) -> NString<'static> {
     NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
+/// The parts of a message's record a FETCH answers from.
+struct Fetched {
+    flags: Flags,
+    keywords: Vec<String>,
+    internal_date: SystemTime,
+    vsize: u64,
+}
+
 impl Backend {
     pub(super) fn fetch(
         &mut self,
@@ -224,7 +232,14 @@ impl Backend {
             )
         });
         for (seq, u) in targets {
-            let Some(info) = sh.mailbox.get(u).cloned() else {
+            // What the items need, not the whole record (its file name and
+            // ids are heap strings: a copy per message fetched).
+            let Some(info) = sh.mailbox.get(u).map(|m| Fetched {
+                flags: m.flags,
+                keywords: m.keywords.clone(),
+                internal_date: m.internal_date,
+                vsize: m.vsize,
+            }) else {
                 skipped_expunged = true;
                 continue;
             };
