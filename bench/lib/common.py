@@ -695,6 +695,15 @@ def pull_row(label, rows, ok, client_key):
     return r
 
 
+def pull_cpu_ratio(rows, ok):
+    """pigeonpost's median server CPU per pull / Dovecot's, None if a pull failed or a median is 0"""
+    dv, pp = [r for r in rows["dovecot"] if ok(r)], [r for r in rows["pigeonpost"] if ok(r)]
+    if len(dv) != len(rows["dovecot"]) or len(pp) != len(rows["pigeonpost"]):
+        return None
+    a, b = med(dv, "server_cpu_s"), med(pp, "server_cpu_s")
+    return b / a if a and b is not None else None
+
+
 def prewarm_table(prewarm, present, noun, verified_text):
     """the first-session table: per server, how many of its mailboxes/maildrops (noun) were fine, the
     first session's p50 (min..max), and the content check"""

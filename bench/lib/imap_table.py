@@ -19,13 +19,14 @@ import sys
 sys.dont_write_bytecode = True  # no root-owned __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py
 from common import (DOVECOT_SIDE as SERVERS, NAME, cpu_rows, fmt, load_jsonl, load_meta, load_sessions,  # noqa: E402
-                    med, per_session_cpu_ms, prewarm_table, print_targets, pull_row, rng, session_row,
+                    med, per_session_cpu_ms, prewarm_table, print_targets, pull_cpu_ratio, pull_row, rng, session_row,
                     session_warnings, vals)
 
 d = sys.argv[1]
 TARGET = 1.5
 SESSION_TARGET_MANY = 2.5  # commands/s at 10 clients and more
 RESYNC_TARGET = 0.5  # QRESYNC reselect: server CPU, pigeonpost / Dovecot
+PULL_CPU_TARGET = 0.5  # mbsync pulls: server CPU, pigeonpost / Dovecot
 IDLE_TARGET_KIB = 32
 MANY_RSS_TARGET_MB = 400  # all of IDLE_MANY idle connections held
 MANY_CPU_TARGET_PCT = 1.0  # server CPU while they idle
@@ -103,6 +104,10 @@ if mbsync:
         r = pull_row(label, rows, mbsync_ok, "mbsync_cpu_s")
         if rows["dovecot"] and rows["pigeonpost"] and mode != "first":
             targets.append((f"mbsync rate, FSync {fs}", r, TARGET, ">="))
+        if rows["dovecot"] and rows["pigeonpost"]:
+            # issue 19: the server's CPU per pull, first and warm
+            targets.append((f"mbsync server CPU per pull, FSync {fs}, {'first' if mode == 'first' else 'warm'}",
+                            pull_cpu_ratio(rows, mbsync_ok), PULL_CPU_TARGET, "<=x"))
     print()
 
 if idle:

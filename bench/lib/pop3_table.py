@@ -13,7 +13,7 @@ import sys
 sys.dont_write_bytecode = True  # no root-owned __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py
 from common import (DOVECOT_SIDE as SERVERS, NAME, cpu_rows, fmt, load_jsonl, load_meta, load_sessions,  # noqa: E402
-                    med, per_session_cpu_ms, prewarm_table, print_targets, pull_row, session_row,
+                    med, per_session_cpu_ms, prewarm_table, print_targets, pull_cpu_ratio, pull_row, session_row,
                     session_warnings)
 
 d = sys.argv[1]
@@ -89,6 +89,9 @@ if fetch:
         r = pull_row(labels[mode], rows, fetch_ok, "fetchmail_cpu_s")
         if rows["dovecot"] and rows["pigeonpost"] and mode != "keep-first":
             targets.append((f"fetchmail {mode}", r, TARGET, ">="))
+        if rows["dovecot"] and rows["pigeonpost"]:
+            # issue 19: the server's CPU per pull
+            targets.append((f"fetchmail server CPU per pull, {mode}", pull_cpu_ratio(rows, fetch_ok), 0.5, "<=x"))
     print()
 
 if prewarm:
