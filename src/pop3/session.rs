@@ -318,7 +318,7 @@ fn lock_maildrop(dir: &Path) -> Result<File, Opening> {
 /// `pop3_uidl_format`.
 fn list(mailbox: &Mailbox, format: &str) -> Vec<MessageEntry> {
     let mut msgs: Vec<_> = mailbox.messages().iter().collect();
-    msgs.sort_by_key(|m| (m.pop3_order.unwrap_or(u32::MAX), m.uid));
+    msgs.sort_by_key(|m| (m.pop3_order().unwrap_or(u32::MAX), m.uid));
     msgs.into_iter()
         .map(|m| MessageEntry {
             uid: m.uid,

@@ -232,12 +232,12 @@ impl std::fmt::Debug for Flags {
     }
 }
 
-/// One message as of the last sync.
+/// One message as of the last sync. Kept for every message of every open
+/// mailbox, so it holds nothing twice: the base name is the file name's
+/// start, and the uidlist fields few messages have are boxed apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
     pub uid: u32,
-    /// File name up to the `:` (stable across flag changes; the uidlist key).
-    pub basename: String,
     /// Current full file name, with the `:2,<flags>` part.
     pub filename: String,
     /// Still in `new/` (it couldn't be moved to `cur/`); see
@@ -254,12 +254,8 @@ pub struct MessageInfo {
     pub vsize: u64,
     /// IMAP INTERNALDATE: the file's mtime, like Dovecot.
     pub internal_date: SystemTime,
-    /// `G` field of the uidlist record (message GUID), if any.
-    pub guid: Option<String>,
-    /// `P` field of the uidlist record (a POP3 UIDL kept from a migration).
-    pub pop3_uidl: Option<String>,
-    /// `O` field of the uidlist record (POP3 listing order).
-    pub pop3_order: Option<u32>,
+    /// The uidlist record's `G`, `P` and `O` fields, if it has any.
+    pub extra: Option<Box<Extras>>,
     /// First seen by this [`Mailbox`]: moved out of `new/` or numbered by us.
     pub recent: bool,
     /// RFC 7162 MODSEQ: the mod-sequence of the message's last change
@@ -267,10 +263,49 @@ pub struct MessageInfo {
     pub modseq: u64,
 }
 
+/// Uidlist fields that only some messages have (migrated or copied ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `G`: the message GUID.
+    pub guid: Option<String>,
+    /// `P`: a POP3 UIDL kept from a migration.
+    pub pop3_uidl: Option<String>,
+    /// `O`: the POP3 listing order.
+    pub pop3_order: Option<u32>,
+}
+
+impl Extras {
+    /// The record's fields, or `None` when it has none of them.
+    fn of(rec: &Record) -> Option<Box<Extras>> {
+        let e = Extras {
+            guid: rec.ext('G').filter(|g| !g.is_empty()).map(str::to_string),
+            pop3_uidl: rec.ext('P').map(str::to_string),
+            pop3_order: rec.ext('O').and_then(|v| v.parse().ok()),
+        };
+        (e != Extras::default()).then(|| Box::new(e))
+    }
+}
+
 impl MessageInfo {
+    /// The file name up to the `:` (stable across flag changes; the
+    /// uidlist key).
+    pub fn basename(&self) -> &str {
+        filename::basename(&self.filename)
+    }
     /// Dovecot's message GUID: the uidlist `G` field, else the base name.
     pub fn guid(&self) -> &str {
-        self.guid.as_deref().unwrap_or(&self.basename)
+        self.extra
+            .as_ref()
+            .and_then(|e| e.guid.as_deref())
+            .unwrap_or(self.basename())
+    }
+    /// The uidlist `P` field (a POP3 UIDL kept from a migration).
+    pub fn pop3_uidl(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.pop3_uidl.as_deref())
+    }
+    /// The uidlist `O` field (POP3 listing order).
+    pub fn pop3_order(&self) -> Option<u32> {
+        self.extra.as_ref().and_then(|e| e.pop3_order)
     }
 }
 
@@ -656,8 +691,7 @@ impl Mailbox {
         let existing =
             Uidlist::read(&uidlist_path).map_err(|e| io_err("read", &uidlist_path, e))?;
         let mut scan = {
-            let mut known: HashSet<&str> =
-                self.messages.iter().map(|m| m.basename.as_str()).collect();
+            let mut known: HashSet<&str> = self.messages.iter().map(|m| m.basename()).collect();
             if let Some((ul, _)) = &existing {
                 known.extend(ul.records.iter().map(|r| r.basename.as_str()));
             }
@@ -706,7 +740,7 @@ impl Mailbox {
         let missed = self
             .messages
             .iter()
-            .any(|m| !scan.contains_key(&m.basename));
+            .any(|m| !scan.contains_key(m.basename()));
         let rescue: ScanMap = if missed {
             let mut map = ScanMap::new();
             let mut ignored = HashSet::new();
@@ -819,7 +853,6 @@ impl Mailbox {
         let (flags, kw) = filename::parse_flags(&found.filename);
         Ok(Some(MessageInfo {
             uid: rec.uid,
-            basename: rec.basename.clone(),
             filename: found.filename,
             in_new,
             flags,
@@ -827,9 +860,7 @@ impl Mailbox {
             size,
             vsize,
             internal_date: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            guid: rec.ext('G').filter(|g| !g.is_empty()).map(str::to_string),
-            pop3_uidl: rec.ext('P').map(str::to_string),
-            pop3_order: rec.ext('O').and_then(|v| v.parse().ok()),
+            extra: Extras::of(rec),
             recent: recent.contains(&rec.basename),
             modseq: 0,
         }))
@@ -993,7 +1024,7 @@ impl Mailbox {
             filename: m.filename.clone(),
             sub: if m.in_new { Sub::New } else { Sub::Cur },
         };
-        let base = m.basename.clone();
+        let base = m.basename().to_string();
         for attempt in 0..2 {
             let new_name = filename::set_flags(&found.filename, flags, mask);
             let from = self.path_of(&found);
@@ -1052,7 +1083,7 @@ impl Mailbox {
                         removed += 1;
                     }
                     Err(e) if is_not_found(&e) => {
-                        if let Some(f) = self.find_by_basename(&m.basename)? {
+                        if let Some(f) = self.find_by_basename(m.basename())? {
                             let p = self.path_of(&f);
                             match fs::remove_file(&p) {
                                 Ok(()) => {
@@ -1248,7 +1279,7 @@ impl Mailbox {
                         return Err(io_err("link", &tmp, e));
                     }
                     Err(e) if is_not_found(&e) && attempt == 0 => {
-                        match self.find_by_basename(&m.basename) {
+                        match self.find_by_basename(m.basename()) {
                             Ok(Some(f)) => src = self.path_of(&f),
                             Ok(None) => break,
                             Err(e) => {
@@ -1311,7 +1342,7 @@ impl Mailbox {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(io_err("open", &path, e)),
         }
-        let Some(f) = self.find_by_basename(&m.basename)? else {
+        let Some(f) = self.find_by_basename(m.basename())? else {
             return Ok(None);
         };
         let p = self.path_of(&f);

@@ -523,7 +523,6 @@ pub fn fuzz_check(text: &str) {
         .into_iter()
         .map(|uid| MessageInfo {
             uid,
-            basename: uid.to_string(),
             filename: format!("{uid}:2,S"),
             in_new: false,
             flags: super::Flags::SEEN,
@@ -531,9 +530,7 @@ pub fn fuzz_check(text: &str) {
             size: 1,
             vsize: 1,
             internal_date: UNIX_EPOCH,
-            guid: None,
-            pop3_uidl: None,
-            pop3_order: None,
+            extra: None,
             recent: false,
             modseq: 0,
         })

@@ -273,7 +273,7 @@ fn uids_stable_across_reopen_and_new_moves_to_cur() {
     let got: Vec<(u32, &str)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename.as_str()))
+        .map(|m| (m.uid, m.basename()))
         .collect();
     // Dovecot's order: seconds, then microseconds, then name
     assert_eq!(
@@ -303,7 +303,7 @@ fn uids_stable_across_reopen_and_new_moves_to_cur() {
     let got: Vec<(u32, &str)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename.as_str()))
+        .map(|m| (m.uid, m.basename()))
         .collect();
     assert_eq!(
         got[3],
@@ -361,11 +361,11 @@ fn concurrent_deliveries_never_lose_or_duplicate_uids() {
         let mut uids = HashSet::new();
         for m in mb.messages() {
             assert!(uids.insert(m.uid), "duplicate uid {}", m.uid);
-            let prev = seen.insert(m.basename.clone(), m.uid);
+            let prev = seen.insert(m.basename().to_string(), m.uid);
             assert!(
                 prev.is_none() || prev == Some(m.uid),
                 "{} changed uid",
-                m.basename
+                m.basename()
             );
         }
     };
@@ -441,7 +441,7 @@ fn vanished_and_renamed_files() {
     assert!(mb.open_message(1).unwrap().is_none());
     // someone else changed the flags of uid 2 (renamed the file)
     let m2 = mb.get(2).unwrap().clone();
-    let renamed = dir.join("cur").join(format!("{}:2,FX", m2.basename));
+    let renamed = dir.join("cur").join(format!("{}:2,FX", m2.basename()));
     fs::rename(mb.message_path(&m2), &renamed).unwrap();
     let mut s = String::new();
     mb.open_message(2)
@@ -453,14 +453,14 @@ fn vanished_and_renamed_files() {
     assert!(mb.set_flags(2, Flags::SEEN, &[]).unwrap());
     assert_eq!(
         mb.get(2).unwrap().filename,
-        format!("{}:2,SX", m2.basename),
+        format!("{}:2,SX", m2.basename()),
         "unknown X kept"
     );
     // expunge of a file renamed meanwhile
     let m3 = mb.get(3).unwrap().clone();
     fs::rename(
         mb.message_path(&m3),
-        dir.join("cur").join(format!("{}:2,T", m3.basename)),
+        dir.join("cur").join(format!("{}:2,T", m3.basename())),
     )
     .unwrap();
     assert_eq!(mb.expunge(&[3]).unwrap(), [3]);
@@ -537,7 +537,7 @@ fn append_and_copy() {
         fs::read(inbox.message_path(&m)).unwrap(),
         b"Subject: x\n\nline\n"
     );
-    assert!(m.basename.ends_with(",S=17,W=20"));
+    assert!(m.basename().ends_with(",S=17,W=20"));
     // archive already has a keyword at letter a
     archive
         .append(b"y\n", Flags::empty(), &["other"], None)
@@ -695,7 +695,7 @@ fn broken_or_v1_uidlist() {
     let got: Vec<(u32, &str)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename.as_str()))
+        .map(|m| (m.uid, m.basename()))
         .collect();
     assert_eq!(got, [(7, "2.M1P1.h"), (10, "1.M1P1.h")]);
     let ul = fs::read_to_string(dir.join(UIDLIST_NAME)).unwrap();
@@ -941,4 +941,29 @@ fn modseq_file_from_an_earlier_boot_raises_highestmodseq_and_a_rewrite_keeps_oth
     drop(mb);
     // rewritten with this boot's id: the next open keeps it
     assert_eq!(Mailbox::open(&dir).unwrap().highest_modseq(), h2);
+}
+
+/// Every open mailbox keeps a record per message: it holds the file name
+/// once (the base name is its start) and boxes the uidlist fields few
+/// messages have, so a plain message costs its inline record plus one
+/// exactly sized name. (It was 176 bytes inline plus two names.)
+#[test]
+fn a_cached_message_holds_its_name_once() {
+    assert!(
+        std::mem::size_of::<MessageInfo>() <= 104,
+        "{} bytes",
+        std::mem::size_of::<MessageInfo>()
+    );
+    let (_tmp, dir) = new_maildir();
+    deliver(&dir, "1.M1P1.host,S=5,W=6", b"x\n");
+    fs::write(
+        dir.join(UIDLIST_NAME),
+        "3 V1 N3 G0123456789abcdef0123456789abcdef\n1 :1.M1P1.host,S=5,W=6\n",
+    )
+    .unwrap();
+    let mb = Mailbox::open(&dir).unwrap();
+    let m = mb.get(1).unwrap();
+    assert_eq!(m.basename(), "1.M1P1.host,S=5,W=6");
+    assert_eq!(m.guid(), m.basename(), "no G field: the base name");
+    assert!(m.extra.is_none(), "nothing boxed for a plain message");
 }

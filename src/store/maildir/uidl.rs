@@ -88,11 +88,11 @@ pub fn pop3_uidl(
     uidvalidity: u32,
     header_md5: impl FnOnce() -> [u8; 16],
 ) -> String {
-    if let Some(p) = &msg.pop3_uidl {
+    if let Some(p) = msg.pop3_uidl() {
         return if p.is_empty() {
-            msg.basename.clone()
+            msg.basename().to_string()
         } else {
-            p.clone()
+            p.to_string()
         };
     }
     let mut md5 = Some(header_md5);
@@ -101,7 +101,7 @@ pub fn pop3_uidl(
         Some(match key {
             "u" | "uid" => msg.uid.to_string(),
             "v" | "uidvalidity" => uidvalidity.to_string(),
-            "f" | "filename" => msg.basename.clone(),
+            "f" | "filename" => msg.basename().to_string(),
             "g" | "guid" => msg.guid().to_string(),
             "m" | "md5" => md5_hex
                 .get_or_insert_with(|| hex(&(md5.take().expect("called once"))()))
@@ -236,7 +236,6 @@ mod tests {
     fn msg(uid: u32, base: &str) -> MessageInfo {
         MessageInfo {
             uid,
-            basename: base.to_string(),
             filename: format!("{base}:2,S"),
             in_new: false,
             flags: Flags::SEEN,
@@ -244,9 +243,7 @@ mod tests {
             size: 10,
             vsize: 12,
             internal_date: SystemTime::UNIX_EPOCH,
-            guid: None,
-            pop3_uidl: None,
-            pop3_order: None,
+            extra: None,
             recent: false,
             modseq: 1,
         }
@@ -261,8 +258,8 @@ mod tests {
             "000000016b029b09"
         );
         assert_eq!(pop3_uidl("%u.%v", &m, 1795332873, never), "1.1795332873");
-        assert_eq!(pop3_uidl("%f", &m, 1, never), m.basename);
-        assert_eq!(pop3_uidl("%g", &m, 1, never), m.basename);
+        assert_eq!(pop3_uidl("%f", &m, 1, never), m.basename());
+        assert_eq!(pop3_uidl("%g", &m, 1, never), m.basename());
         assert_eq!(pop3_uidl("%v-%u-%04Xu", &m, 7, never), "7-1-0001");
         assert_eq!(pop3_uidl("%{uid}/%{uidvalidity}%%", &m, 9, never), "1/9%");
         assert_eq!(
@@ -291,11 +288,12 @@ mod tests {
     #[test]
     fn uidlist_overrides() {
         let mut m = msg(5, "base");
-        m.guid = Some("GUID1".into());
+        let extra = m.extra.get_or_insert_with(Default::default);
+        extra.guid = Some("GUID1".into());
         assert_eq!(pop3_uidl("%g", &m, 1, || [0; 16]), "GUID1");
-        m.pop3_uidl = Some("legacy-uidl".into());
+        m.extra.as_mut().unwrap().pop3_uidl = Some("legacy-uidl".into());
         assert_eq!(pop3_uidl("%08Xu%08Xv", &m, 1, || [0; 16]), "legacy-uidl");
-        m.pop3_uidl = Some(String::new());
+        m.extra.as_mut().unwrap().pop3_uidl = Some(String::new());
         assert_eq!(pop3_uidl("%08Xu%08Xv", &m, 1, || [0; 16]), "base");
     }
 }
