@@ -72,6 +72,8 @@
 #                                  pigeonpost alone: this many idle connections at once
 #                                  (empty = no such test; needs a hard open files limit
 #                                  above IDLE_MANY + 1000)
+#   LARGE_MSGS=100000 LARGE_SIZE=300
+#                                  step 6, a large INBOX (empty = none); QUICK=1: 10,000
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
 #                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -112,6 +114,8 @@ PROCS=${PROCS:-auto}
 if [ "$QUICK" = 1 ]; then D_RESYNC_MSGS=2000 D_RESYNC_ROUNDS=3; else D_RESYNC_MSGS=10000 D_RESYNC_ROUNDS=10; fi
 RESYNC_MSGS=${RESYNC_MSGS-$D_RESYNC_MSGS}; RESYNC_ROUNDS=${RESYNC_ROUNDS:-$D_RESYNC_ROUNDS}
 RESYNC_PERCENT=${RESYNC_PERCENT:-1}; RESYNC_REPEAT=${RESYNC_REPEAT:-5}
+if [ "$QUICK" = 1 ]; then D_LARGE_MSGS=10000; else D_LARGE_MSGS=100000; fi
+LARGE_MSGS=${LARGE_MSGS-$D_LARGE_MSGS}; LARGE_SIZE=${LARGE_SIZE:-300}
 DV_PORT=${DOVECOT_PORT:-4143}; PP_PORT=${PIGEONPOST_PORT:-5143}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5581}
 DV_MAX_USERIP=${DOVECOT_MAX_USERIP:-1000}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}
@@ -122,6 +126,7 @@ LOAD_USER=load@example.com; LOAD_PASS=loadpass
 SYNC_USER=sync@example.com; SYNC_PASS=syncpass
 IDLE_USER=idle@example.com; IDLE_PASS=idlepass
 RESYNC_USER=resync@example.com; RESYNC_PASS=resyncpass
+LARGE_USER=large@example.com; LARGE_PASS=largepass
 # what the shared steps (bench/lib/common.sh) need to know about this benchmark
 PROTO=imap LOAD_PY=imap_load.py SESSION_LINE="cmds machine"
 PP_GREETING="* OK" PP_BYE="a LOGOUT" PP_WHAT="the IMAP server"
@@ -136,6 +141,8 @@ whole_numbers "RUNS/DURATION/BODIES/MAX_SESSIONS/MSGS/SIZE/MBSYNC_RUNS/IDLE_*/RE
 check_session_settings
 { within "$RUNS" 1 20 && within "$MBSYNC_RUNS" 1 20 && within "$IDLE_RUNS" 1 20; } || die "need 1 <= RUNS, MBSYNC_RUNS, IDLE_RUNS <= 20"
 within "$BODIES" 0 "$MSGS" || die "need 0 <= BODIES <= MSGS"
+{ [ -z "$LARGE_MSGS" ] || { within "$LARGE_MSGS" 1000 1000000 && within "$LARGE_SIZE" 200 100000; }; } \
+  || die "need 1000 <= LARGE_MSGS <= 1000000 (or empty), 200 <= LARGE_SIZE <= 100000"
 { [ -z "$RESYNC_MSGS" ] || { within "$RESYNC_MSGS" 100 100000 && within "$RESYNC_ROUNDS" 1 100 && within "$RESYNC_REPEAT" 1 50; }; } \
   || die "need 100 <= RESYNC_MSGS <= 100000, 1 <= RESYNC_ROUNDS <= 100, 1 <= RESYNC_REPEAT <= 50"
 [[ $RESYNC_PERCENT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RESYNC_PERCENT: a number (percent of RESYNC_MSGS)"
@@ -156,8 +163,8 @@ printf '%s %s\n' "$LOAD_USER" "$LOAD_PASS" > "$ETC/load-client.txt"
 printf '%s %s\n' "$IDLE_USER" "$IDLE_PASS" > "$ETC/idle-shared.txt"
 for i in $(seq 1 "$IDLE_CLIENTS"); do printf '%s %s\n' "$(idle_name "$i")" "$IDLE_PASS"; done > "$ETC/idle-distinct.txt"
 printf '%s %s\n%s %s\n' "$LOAD_USER" "$LOAD_PASS" "$IDLE_USER" "$IDLE_PASS" > "$ETC/verify-clients.txt"
-write_passwd_file "$LOAD_USER, $SYNC_USER, $IDLE_USER, $RESYNC_USER, $(idle_name 1)..$(idle_name "$IDLE_CLIENTS")" \
-  < <(cat "$ETC/load-client.txt"; printf '%s %s\n%s %s\n' "$SYNC_USER" "$SYNC_PASS" "$RESYNC_USER" "$RESYNC_PASS"
+write_passwd_file "$LOAD_USER, $SYNC_USER, $IDLE_USER, $RESYNC_USER, $LARGE_USER, $(idle_name 1)..$(idle_name "$IDLE_CLIENTS")" \
+  < <(cat "$ETC/load-client.txt"; printf '%s %s\n%s %s\n%s %s\n' "$SYNC_USER" "$SYNC_PASS" "$RESYNC_USER" "$RESYNC_PASS" "$LARGE_USER" "$LARGE_PASS"
       cat "$ETC/idle-shared.txt" "$ETC/idle-distinct.txt")
 make_cert
 
@@ -189,6 +196,20 @@ if [ -n "$RESYNC_MSGS" ]; then
     [ -e "$dst" ] && { mv "$dst" "$TRASH/$s-resync.$(date +%s%N)" || die "cannot move $dst aside"; }
     cp -a "$STATE/template-resync/Maildir" "$dst" || die "cp -a of the resync template failed"
   done
+fi
+# large@'s INBOX: LARGE_MSGS small messages, fresh in new/ (step 6); copied
+# only right before step 6, so that the other steps run beside a small store
+if [ -n "$LARGE_MSGS" ]; then
+  ltpl_params="msgs=$LARGE_MSGS size=$LARGE_SIZE seed=1 v=1"
+  if [ "$(cat "$STATE/template-large/params" 2>/dev/null)" != "$ltpl_params" ]; then
+    [ -e "$STATE/template-large" ] && mv "$STATE/template-large" "$TRASH/template-large.$(date +%s%N)"
+    mkdir -p "$STATE/template-large"
+    say "generating the large template ($LARGE_MSGS messages of $LARGE_SIZE B)"
+    python3 "$LIB/mkmaildir.py" "$STATE/template-large/Maildir" --count "$LARGE_MSGS" --size "$LARGE_SIZE" > /dev/null \
+      || die "mkmaildir failed"
+    chown -R "$VUID:$VGID" "$STATE/template-large"; chmod -R go-rwx "$STATE/template-large/Maildir"
+    echo "$ltpl_params" > "$STATE/template-large/params"
+  fi
 fi
 # the mbsync stores of an earlier run go to the trash as well
 [ -e "$WORK/mbsync" ] && mv "$WORK/mbsync" "$TRASH/mbsync.$(date +%s%N)"
@@ -370,6 +391,34 @@ if [ -n "$RESYNC_MSGS" ]; then
     rc=$?
     sed 's/^/   /' "$R/resync_$s.log" | tail -3
     [ "$rc" = 0 ] || say "WARNING: $s: the resync check failed (see $R/resync_$s.log)"
+  done
+fi
+
+# ------------------------------------------------------------------ 6. a large mailbox
+# large@ (LARGE_MSGS messages): per server, a fresh copy; the first SELECT
+# (bench/lib/imap_large.py --phase first), a restart of that server, then
+# the later operations and the memory one session holding it costs
+# (--phase later). Every answer is checked.
+if [ -n "$LARGE_MSGS" ]; then
+  printf '%s %s\n' "$LARGE_USER" "$LARGE_PASS" > "$ETC/large-client.txt"
+  for s in $(order 1); do
+    dst=$(mailroot "$s")/example.com/${LARGE_USER%@*}
+    [ -e "$dst" ] && { mv "$dst" "$TRASH/$s-large.$(date +%s%N)" || die "cannot move $dst aside"; }
+    say "$s: a fresh copy of the large template ($LARGE_MSGS messages) for ${LARGE_USER%@*}"
+    cp -a "$STATE/template-large/Maildir" "$dst" || die "cp -a of the large template failed"
+    timeout 300 sync; sleep "$SETTLE"
+    alive "$s"; wait_others
+    for phase in first later; do
+      if [ "$phase" = later ]; then
+        if [ "$s" = pigeonpost ]; then stop_pigeonpost; start_pigeonpost; else stop_dovecot > /dev/null; start_dovecot; fi
+        alive "$s"; sleep "$REST"
+      fi
+      timeout $((TIMEOUT * 4)) python3 "$LIB/imap_large.py" --port "$(port_of "$s")" --user "$LARGE_USER" \
+        --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" --msgs "$LARGE_MSGS" \
+        --subject "message 777 of" --phase "$phase" --timeout "$TIMEOUT" --tag "$s" --json-out "$R/large.jsonl" \
+        > "$R/large_${s}_$phase.log" 2>&1 || say "WARNING: $s: the large-mailbox check failed (see $R/large_${s}_$phase.log)"
+      sed 's/^/   /' "$R/large_${s}_$phase.log" | tail -12
+    done
   done
 fi
 

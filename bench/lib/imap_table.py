@@ -37,6 +37,7 @@ sess, concs = load_sessions(d)  # (server, conc) -> rows
 mbsync = load_jsonl(os.path.join(d, "mbsync.jsonl"))
 idle = load_jsonl(os.path.join(d, "idle.jsonl"))
 resync = load_jsonl(os.path.join(d, "resync.jsonl"))
+large = load_jsonl(os.path.join(d, "large.jsonl"))
 prewarm = {r.get("server"): r for r in load_jsonl(os.path.join(d, "prewarm.jsonl"))}
 present = [s for s in SERVERS if any(k[0] == s for k in sess) or any(r["server"] == s for r in mbsync + idle)
            or s in prewarm]
@@ -198,6 +199,42 @@ if prewarm:
     print()
     prewarm_table(prewarm, present, "mailboxes", "identical to the template (every body; RFC822.SIZE = body length; "
                                                    "UIDs unique and ascending; all unseen)")
+
+if large:
+    ops = {}
+    for r in large:
+        for name, v in r.get("ops", {}).items():
+            ops.setdefault(name, {})[r["server"]] = v
+    n = large[0]["msgs"]
+    print(f"**A large mailbox** ({n:,} messages in one INBOX, fresh in new/; bench/lib/imap_large.py): "
+          "server CPU and wall time per operation; the first SELECT on the fresh Maildir, the rest after a "
+          "restart of the server:")
+    print()
+    print("| operation | Dovecot ms CPU | pigeonpost ms CPU | pp / Dovecot | Dovecot ms wall | pigeonpost ms wall |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, per in ops.items():
+        dv, pp = per.get("dovecot", {}), per.get("pigeonpost", {})
+        a, b = dv.get("cpu_ms"), pp.get("cpu_ms")
+        r = b / a if a and b is not None else None
+        print(f"| {name} | {fmt(a, 1)} | {fmt(b, 1)} | {'–' if r is None else f'{r:.2f}×'} | "
+              f"{fmt(dv.get('wall_ms'), 1)} | {fmt(pp.get('wall_ms'), 1)} |")
+        if a and b is not None and not name.endswith("_first"):
+            targets.append((f"large mailbox, {name}, server CPU", r, 0.5, "<=x"))
+    mem = {r["server"]: r for r in large if r.get("phase") == "later"}
+    if mem:
+        print()
+        print("Memory while one session holds it selected (growth of the server tree from before the later "
+              "sessions), per message: " + "; ".join(
+                  f"{NAME[s]} RSS {fmt(m.get('rss_growth_b_per_msg'))} B, PSS {fmt(m.get('pss_growth_b_per_msg'))} B"
+                  for s, m in mem.items()))
+        pp = mem.get("pigeonpost", {}).get("rss_growth_b_per_msg")
+        if pp is not None:
+            targets.append(("large mailbox, resident memory per message", float(pp), 100, "<=abs"))
+    bad = [r for r in large if not r.get("ok")]
+    for r in bad:
+        print(f"- WARNING: large mailbox on {NAME.get(r['server'], r['server'])} ({r.get('phase')}): "
+              + "; ".join(r.get("problems", [])))
+    print()
 
 print_targets(targets)
 session_warnings(sess, "LOGOUT")

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""imap_large.py -- what a large mailbox costs the server, operation by operation.
+
+One user's INBOX of many messages (bench/imap/run.sh step 6 makes it with
+mkmaildir.py: every message fresh in new/). The server's CPU (its process
+tree, from /proc, just before and after) and the wall time of:
+
+  first_select   (--phase first) SELECT INBOX on the fresh Maildir (moves
+                 new/ to cur/, numbers every message, builds the index)
+  select         (--phase later, on a restarted server) SELECT INBOX again,
+                 --repeat times, a new connection each (LOGIN not measured)
+  fetch_flags    UID FETCH 1:* (FLAGS UID)
+  search_unseen  UID SEARCH UNSEEN
+  search_subject SEARCH SUBJECT "<a word from one subject>" (twice: the
+                 first may build a header cache, the second uses it)
+  sort_date      UID SORT (DATE) UTF-8 ALL, if the server offers SORT
+
+and the growth of the server tree's memory from before the later sessions
+to while one of them holds the mailbox selected, per message (RSS and PSS
+summed over the tree). Every answer is checked (the message count, one UID per message,
+every message unseen, the SEARCH hit). Standard library only. One JSON line
+to --json-out:
+  {"server", "msgs", "ops": {name: {"cpu_ms", "wall_ms", "runs"}},
+   "rss_growth_b_per_msg", "pss_growth_b_per_msg", "ok", "problems"}
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import proc_tree_stats  # noqa: E402
+from imap_resync import Imap  # noqa: E402
+
+
+def measure(pids, fn, runs=1):
+    """(cpu ms, wall ms) per run of fn(), over `runs` runs"""
+    c0, t0 = proc_tree_stats(pids)["cpu_s"], time.monotonic()
+    out = None
+    for _ in range(runs):
+        out = fn()
+    t1, c1 = time.monotonic(), proc_tree_stats(pids)["cpu_s"]
+    return (c1 - c0) * 1000 / runs, (t1 - t0) * 1000 / runs, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--user", required=True)
+    ap.add_argument("--password", required=True)
+    ap.add_argument("--server-pids", required=True, help="comma-separated root pids of the server's tree")
+    ap.add_argument("--msgs", type=int, required=True, help="messages the INBOX holds")
+    ap.add_argument("--subject", required=True, help="a word only some subjects have")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--phase", choices=("first", "later"), default="later",
+                    help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server between)")
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--json-out")
+    a = ap.parse_args()
+    pids = [int(p) for p in a.server_pids.split(",") if p]
+    problems, ops = [], {}
+
+    def session():
+        c = Imap(a.port, a.timeout)
+        c.cmd(f'LOGIN "{a.user}" "{a.password}"')
+        return c
+
+    def select(c):
+        lines, _ = c.cmd("SELECT INBOX")
+        n = next((int(m.group(1)) for m in (re.match(rb"^\* (\d+) EXISTS", x) for x in lines) if m), None)
+        if n != a.msgs:
+            problems.append(f"SELECT: {n} EXISTS, want {a.msgs}")
+        return lines
+
+    def record(name, cpu, wall, runs):
+        ops[name] = {"cpu_ms": round(cpu, 1), "wall_ms": round(wall, 1), "runs": runs}
+        print(f"   {a.tag} {name}: {cpu:.1f} ms CPU, {wall:.1f} ms wall (x{runs})", flush=True)
+
+    if a.phase == "first":
+        c = session()
+        cpu, wall, _ = measure(pids, lambda: select(c))
+        record("first_select", cpu, wall, 1)
+        c.close()
+        return finish(a, ops, problems, {})
+
+    # later sessions, on a server restarted since the first one: its
+    # memory before any session, and while one holds the mailbox
+    time.sleep(0.5)
+    m0 = proc_tree_stats(pids)
+    conns = [session() for _ in range(a.repeat)]
+    it = iter(conns)
+    cpu, wall, _ = measure(pids, lambda: select(next(it)), a.repeat)
+    record("select", cpu, wall, a.repeat)
+    for x in conns[1:]:
+        x.close()
+    c = conns[0]
+    time.sleep(1)
+    m1 = proc_tree_stats(pids)
+    mem = {"rss_growth_b_per_msg": round((m1["rss_kb"] - m0["rss_kb"]) * 1024 / a.msgs),
+           "pss_growth_b_per_msg": round((m1["pss_kb"] - m0["pss_kb"]) * 1024 / a.msgs)}
+    print(f"   {a.tag} memory while one session holds it: RSS +{mem['rss_growth_b_per_msg']} B, "
+          f"PSS +{mem['pss_growth_b_per_msg']} B per message", flush=True)
+    caps, _ = c.cmd("CAPABILITY")
+    has_sort = any(b" SORT" in x for x in caps)
+
+    def uids_of(lines):
+        return [int(m.group(1)) for m in (re.search(rb"UID (\d+)", x) for x in lines) if m]
+    cpu, wall, lines = measure(pids, lambda: c.cmd("UID FETCH 1:* (FLAGS UID)")[0], a.repeat)
+    record("fetch_flags", cpu, wall, a.repeat)
+    if len(set(uids_of(lines))) != a.msgs:
+        problems.append(f"FETCH 1:*: {len(set(uids_of(lines)))} UIDs, want {a.msgs}")
+    cpu, wall, lines = measure(pids, lambda: c.cmd("UID SEARCH UNSEEN")[0], a.repeat)
+    record("search_unseen", cpu, wall, a.repeat)
+    hits = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SEARCH"))
+    if hits != a.msgs:
+        problems.append(f"SEARCH UNSEEN: {hits} hits, want {a.msgs} (all unseen)")
+    for label in ("search_subject_first", "search_subject"):
+        cpu, wall, lines = measure(pids, lambda: c.cmd(f'SEARCH SUBJECT "{a.subject}"')[0])
+        record(label, cpu, wall, 1)
+        hits = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SEARCH"))
+        if hits < 1:
+            problems.append(f"SEARCH SUBJECT {a.subject!r}: no hit")
+    if has_sort:
+        cpu, wall, lines = measure(pids, lambda: c.cmd("UID SORT (DATE) UTF-8 ALL")[0])
+        record("sort_date", cpu, wall, 1)
+        n = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SORT"))
+        if n != a.msgs:
+            problems.append(f"SORT: {n} UIDs, want {a.msgs}")
+    c.close()
+    return finish(a, ops, problems, mem)
+
+
+def finish(a, ops, problems, extra):
+    res = dict({"server": a.tag, "phase": a.phase, "msgs": a.msgs, "ops": ops, "ok": not problems,
+                "problems": problems[:5]}, **extra)
+    if a.json_out:
+        with open(a.json_out, "a") as f:
+            f.write(json.dumps(res) + "\n")
+    print(f"imap_large: {a.tag} {a.phase}: {a.msgs} messages, problems {len(problems)}"
+          + ("".join(f"\n  problem: {p}" for p in problems[:5])))
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
