@@ -905,13 +905,7 @@ fn doveadm_list(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
     let copy = scratch.join(user);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture.maildir(user))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::util::copy_dir(&fixture.maildir(user), &copy);
     let conf = fixture.tree.path("doveadm.conf");
     let location = format!("mail_location=maildir:{}:INDEX=MEMORY", copy.display());
     let doveadm = |args: &[&str]| -> Result<String, String> {

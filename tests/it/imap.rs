@@ -686,13 +686,7 @@ fn a_dovecot_maildir_is_served_with_dovecots_uids_flags_and_folders() {
     let fixture = std::fs::canonicalize("tests/fixtures/dovecot-maildir/Maildir").expect("fixture");
     let setup = imap_setup();
     std::fs::create_dir_all(setup.tree.path("vmail/example.com")).unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(setup.maildir("john"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::util::copy_dir(&fixture, &setup.maildir("john"));
     give_to_vmail(&setup.maildir("john"));
     let server = setup.start();
     // What Dovecot 2.3 answered for this Maildir (make-fixture.sh), in the
@@ -1951,13 +1945,7 @@ m.logout()
 
     let tmp = tempfile::tempdir().unwrap();
     let dv = tmp.path();
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(&dir)
-        .arg(dv.join("Maildir"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    crate::util::copy_dir(&dir, &dv.join("Maildir"));
     let ours: Vec<&str> = ours.lines().filter(|l| !l.starts_with("caps")).collect();
     assert_dovecot_prints(&ours.join("\n"), script, dv, "");
 }
@@ -2425,13 +2413,7 @@ fn context_search_and_sort_updates_reach_an_idling_session() {
     assert!(o.contains("CONTEXT=SEARCH CONTEXT=SORT"), "{o}");
     let tmp = tempfile::tempdir().unwrap();
     let dv = tmp.path();
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(&dir)
-        .arg(dv.join("Maildir"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    crate::util::copy_dir(&dir, &dv.join("Maildir"));
 
     let ours = py(CONTEXT_SCRIPT, port);
     println!("{ours}");

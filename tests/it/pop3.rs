@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::smtp::python;
-use crate::util::{dovecot_expected, give_to_vmail, require_tool, MailFixture, Tree};
+use crate::util::{copy_dir, dovecot_expected, give_to_vmail, require_tool, MailFixture, Tree};
 
 /// The HOWTO setup with POP3 on 110 (STLS) and 995, plus `extra` lines.
 fn pop3_setup(extra: &str) -> MailFixture {
@@ -305,16 +305,6 @@ fn too_many_bad_commands_end_the_session() {
     assert!(p.cmd("BOGUS").starts_with("-ERR Unknown command"));
     assert_eq!(p.line(), "-ERR Too many bad commands.\r\n");
     assert_eq!(p.line(), "", "connection should be closed");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
