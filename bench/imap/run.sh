@@ -178,38 +178,39 @@ for s in $SERVERS; do
     for i in $(seq 1 "$IDLE_CLIENTS"); do u=$(idle_name "$i"); fresh_copy "$s" "${u%@*}" empty; done
   fi
 done
+# A user's own template, generated again only when its parameters change:
+# own_template NAME "PARAMS" mkmaildir.py-arguments...  ($STATE/template-NAME)
+own_template() {
+  local name=$1 t=$STATE/template-$1 params=$2; shift 2
+  [ "$(cat "$t/params" 2>/dev/null)" = "$params" ] && return 0
+  [ -e "$t" ] && mv "$t" "$TRASH/template-$name.$(date +%s%N)"
+  mkdir -p "$t"
+  say "generating $t ($params)"
+  python3 "$LIB/mkmaildir.py" "$t/Maildir" "$@" > /dev/null || die "mkmaildir failed"
+  chown -R "$VUID:$VGID" "$t"; chmod -R go-rwx "$t/Maildir"
+  echo "$params" > "$t/params"
+}
+# place_template NAME SERVER USER: a fresh copy of it as USER's Maildir
+# (the previous one moved to the trash)
+place_template() {
+  local dst
+  dst=$(mailroot "$2")/example.com/${3%@*}
+  [ -e "$dst" ] && { mv "$dst" "$TRASH/$2-$1.$(date +%s%N)" || die "cannot move $dst aside"; }
+  cp -a "$STATE/template-$1/Maildir" "$dst" || die "cp -a of the $1 template failed"
+}
 # resync@'s INBOX: its own template of RESYNC_MSGS messages (step 5)
 if [ -n "$RESYNC_MSGS" ]; then
-  rtpl_params="msgs=$RESYNC_MSGS size=$SIZE names=$NAMES seed=1 v=1"
-  if [ "$(cat "$STATE/template-resync/params" 2>/dev/null)" != "$rtpl_params" ]; then
-    [ -e "$STATE/template-resync" ] && mv "$STATE/template-resync" "$TRASH/template-resync.$(date +%s%N)"
-    mkdir -p "$STATE/template-resync"
-    noszs=(); [ "$NAMES" = plain ] && noszs=(--no-sizes)
-    python3 "$LIB/mkmaildir.py" "$STATE/template-resync/Maildir" --count "$RESYNC_MSGS" --size "$SIZE" "${noszs[@]}" \
-      || die "mkmaildir failed"
-    chown -R "$VUID:$VGID" "$STATE/template-resync"; chmod -R go-rwx "$STATE/template-resync/Maildir"
-    echo "$rtpl_params" > "$STATE/template-resync/params"
-  fi
+  noszs=(); [ "$NAMES" = plain ] && noszs=(--no-sizes)
+  own_template resync "msgs=$RESYNC_MSGS size=$SIZE names=$NAMES seed=1 v=1" --count "$RESYNC_MSGS" --size "$SIZE" "${noszs[@]}"
   for s in $SERVERS; do
     say "$s: copying the resync template ($RESYNC_MSGS messages) for ${RESYNC_USER%@*}"
-    dst=$(mailroot "$s")/example.com/${RESYNC_USER%@*}
-    [ -e "$dst" ] && { mv "$dst" "$TRASH/$s-resync.$(date +%s%N)" || die "cannot move $dst aside"; }
-    cp -a "$STATE/template-resync/Maildir" "$dst" || die "cp -a of the resync template failed"
+    place_template resync "$s" "$RESYNC_USER"
   done
 fi
 # large@'s INBOX: LARGE_MSGS small messages, fresh in new/ (step 6); copied
 # only right before step 6, so that the other steps run beside a small store
 if [ -n "$LARGE_MSGS" ]; then
-  ltpl_params="msgs=$LARGE_MSGS size=$LARGE_SIZE seed=1 v=1"
-  if [ "$(cat "$STATE/template-large/params" 2>/dev/null)" != "$ltpl_params" ]; then
-    [ -e "$STATE/template-large" ] && mv "$STATE/template-large" "$TRASH/template-large.$(date +%s%N)"
-    mkdir -p "$STATE/template-large"
-    say "generating the large template ($LARGE_MSGS messages of $LARGE_SIZE B)"
-    python3 "$LIB/mkmaildir.py" "$STATE/template-large/Maildir" --count "$LARGE_MSGS" --size "$LARGE_SIZE" > /dev/null \
-      || die "mkmaildir failed"
-    chown -R "$VUID:$VGID" "$STATE/template-large"; chmod -R go-rwx "$STATE/template-large/Maildir"
-    echo "$ltpl_params" > "$STATE/template-large/params"
-  fi
+  own_template large "msgs=$LARGE_MSGS size=$LARGE_SIZE seed=1 v=1" --count "$LARGE_MSGS" --size "$LARGE_SIZE"
 fi
 # the mbsync stores of an earlier run go to the trash as well
 [ -e "$WORK/mbsync" ] && mv "$WORK/mbsync" "$TRASH/mbsync.$(date +%s%N)"
@@ -402,10 +403,8 @@ fi
 if [ -n "$LARGE_MSGS" ]; then
   printf '%s %s\n' "$LARGE_USER" "$LARGE_PASS" > "$ETC/large-client.txt"
   for s in $(order 1); do
-    dst=$(mailroot "$s")/example.com/${LARGE_USER%@*}
-    [ -e "$dst" ] && { mv "$dst" "$TRASH/$s-large.$(date +%s%N)" || die "cannot move $dst aside"; }
     say "$s: a fresh copy of the large template ($LARGE_MSGS messages) for ${LARGE_USER%@*}"
-    cp -a "$STATE/template-large/Maildir" "$dst" || die "cp -a of the large template failed"
+    place_template large "$s" "$LARGE_USER"
     timeout 300 sync; sleep "$SETTLE"
     alive "$s"; wait_others
     for phase in first later; do
