@@ -83,6 +83,77 @@ pub trait Candidate {
     }
     /// The whole raw message; needed for BODY/TEXT.
     fn message(&self) -> Option<&[u8]>;
+    /// The message's [`HeaderKeys`], when the server keeps them: header
+    /// keys on [`KEYED_FIELDS`] and SENT* then read no message data.
+    fn keys(&self) -> Option<&HeaderKeys> {
+        None
+    }
+}
+
+/// The header fields whose search values [`HeaderKeys`] holds: the
+/// envelope fields RFC 3501 §6.4.4 names search keys for.
+pub const KEYED_FIELDS: [&str; 5] = ["subject", "from", "to", "cc", "bcc"];
+
+/// What a header search (SUBJECT, FROM, TO, CC, BCC, SENT*) and SORT
+/// (DATE) compare of one message, computed from its header section by the
+/// same code [`Query::matches`] uses on the raw header, so that a server can
+/// keep them per message (a message never changes) and answer repeated
+/// searches of a large mailbox without reading its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderKeys {
+    /// Each keyed field's occurrences in [`KEYED_FIELDS`] order, decoded
+    /// and lowercased as [`Node::Header`] compares them, each followed by
+    /// a NUL (so a field is present when its range isn't empty).
+    text: Box<str>,
+    /// Where each field's range in `text` ends.
+    ends: [u32; KEYED_FIELDS.len()],
+    /// SENT*'s day: the first `Date:` field's date as written.
+    sent_day: Option<i64>,
+    /// SORT (DATE)'s sent date (RFC 5256 §2.2): the envelope's (last)
+    /// `Date:` in UTC, Unix seconds.
+    sort_date: Option<i64>,
+}
+
+impl HeaderKeys {
+    /// The keys of a message whose header section (CRLF or LF, the body may
+    /// follow) is `raw`.
+    pub fn of(raw: &[u8]) -> HeaderKeys {
+        let fields = split_fields(raw);
+        let mut text = String::new();
+        let mut ends = [0u32; KEYED_FIELDS.len()];
+        for (i, want) in KEYED_FIELDS.iter().enumerate() {
+            for (name, value) in &fields {
+                if name.eq_ignore_ascii_case(want.as_bytes()) {
+                    text.push_str(&field_text(want, value));
+                    text.push('\0');
+                }
+            }
+            ends[i] = text.len() as u32;
+        }
+        // SORT's date is the envelope's, as the structure cache has it.
+        let crlf = crate::imap::message::to_crlf(raw);
+        let date = crate::imap::message::envelope(&crate::imap::message::parse(&crlf)).date;
+        HeaderKeys {
+            text: text.into_boxed_str(),
+            ends,
+            sent_day: first_date_day(&fields),
+            sort_date: crate::imap::sort::sent_date(date.0.as_ref().map(|d| d.as_ref())),
+        }
+    }
+
+    /// The values of keyed field `name` (lowercase), NUL-terminated;
+    /// `None` if `name` isn't keyed.
+    fn field(&self, name: &str) -> Option<&str> {
+        let i = KEYED_FIELDS.iter().position(|f| *f == name)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize)
+    }
+
+    /// SORT (DATE)'s sent date, `None` when the header has no valid one
+    /// (RFC 5256 §2.2: the caller uses INTERNALDATE).
+    pub fn sort_date(&self) -> Option<i64> {
+        self.sort_date
+    }
 }
 
 /// Mailbox-wide facts the evaluation depends on.
@@ -419,6 +490,22 @@ impl Query {
         self.needs
     }
 
+    /// Whether [`HeaderKeys`] hold all the message data this search reads
+    /// (its header keys are all on [`KEYED_FIELDS`], it reads no body).
+    pub fn keyed(&self) -> bool {
+        fn keyed(n: &Node) -> bool {
+            match n {
+                Node::And(v) => v.iter().all(keyed),
+                Node::Or(a, b) => keyed(a) && keyed(b),
+                Node::Not(a) => keyed(a),
+                Node::Header(name, _) => KEYED_FIELDS.contains(&name.as_str()),
+                Node::Body(_) | Node::Text(_) => false,
+                _ => true,
+            }
+        }
+        keyed(&self.root)
+    }
+
     /// Whether `msg` matches.
     pub fn matches<C: Candidate + ?Sized>(&self, msg: &C, ctx: &Context) -> bool {
         let eval = Eval {
@@ -480,11 +567,16 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
                 Some(d) => cmp.test(d, *day),
                 None => false,
             },
-            Node::Header(name, needle) => self.fields().is_some_and(|fields| {
-                fields
-                    .iter()
-                    .any(|f| f.name == *name && f.value.contains(needle.as_str()))
-            }),
+            Node::Header(name, needle) => match m.keys().and_then(|k| k.field(name)) {
+                Some(values) => values
+                    .split_terminator('\0')
+                    .any(|v| v.contains(needle.as_str())),
+                None => self.fields().is_some_and(|fields| {
+                    fields
+                        .iter()
+                        .any(|f| f.name == *name && f.value.contains(needle.as_str()))
+                }),
+            },
             Node::Body(needle) => self
                 .body_text()
                 .is_some_and(|b| b.contains(needle.as_str())),
@@ -528,15 +620,8 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
                         .into_iter()
                         .map(|(name, value)| {
                             let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-                            let mut text = decode_unstructured(value);
-                            if ADDRESS_FIELDS.contains(&name.as_str()) {
-                                text.push('\n');
-                                text.push_str(&address_text(value));
-                            }
-                            Field {
-                                name,
-                                value: text.to_lowercase(),
-                            }
+                            let value = field_text(&name, value);
+                            Field { name, value }
                         })
                         .collect(),
                 )
@@ -577,20 +662,38 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
 
     fn sent_day(&self) -> Option<i64> {
         *self.sent_day.get_or_init(|| {
-            let raw = self.raw_header()?;
-            let from_header = split_fields(raw)
-                .into_iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(b"date"))
-                .and_then(|(_, value)| {
-                    let dt = mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(value))?;
-                    if !dt.is_valid() {
-                        return None;
-                    }
-                    days_from_civil(i64::from(dt.year), u32::from(dt.month), u32::from(dt.day))
-                });
+            let from_header = match self.msg.keys() {
+                Some(k) => k.sent_day,
+                None => first_date_day(&split_fields(self.raw_header()?)),
+            };
             Some(from_header.unwrap_or_else(|| self.internal_day()))
         })
     }
+}
+
+/// A header field's value as header keys compare it: unfolded, RFC 2047
+/// words decoded, address fields also as a client shows their addresses;
+/// lowercased. `name` is lowercase.
+fn field_text(name: &str, value: &[u8]) -> String {
+    let mut text = decode_unstructured(value);
+    if ADDRESS_FIELDS.contains(&name) {
+        text.push('\n');
+        text.push_str(&address_text(value));
+    }
+    text.to_lowercase()
+}
+
+/// The date part, as written, of the first `Date:` field (SENT*), `None`
+/// when there is none or it doesn't parse.
+fn first_date_day(fields: &[(&[u8], &[u8])]) -> Option<i64> {
+    let (_, value) = fields
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"date"))?;
+    let dt = mail_parser::DateTime::parse_rfc822(&String::from_utf8_lossy(value))?;
+    if !dt.is_valid() {
+        return None;
+    }
+    days_from_civil(i64::from(dt.year), u32::from(dt.month), u32::from(dt.day))
 }
 
 /// Appends the searchable text of a parsed message: its text parts, and the

@@ -16,12 +16,12 @@ use imap_codec::imap_types::extensions::sort::SortCriterion;
 use super::registry::Shared;
 use super::search::matching;
 use super::sequence::compact_set;
-use super::sort::sort_msg;
+use super::sort::sort_msgs;
 use super::{Backend, Selected};
 use crate::imap::proto::response::{quote, tagged};
 use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::Query;
-use crate::imap::sort::{self, Msg};
+use crate::imap::sort;
 
 /// Kept searches per session: beyond this, `NO [NOUPDATE "tag"]`
 /// (RFC 5267 §4.3.1; §6 on bounding what contexts cost).
@@ -183,11 +183,7 @@ fn evaluate(
     let Some(crit) = crit else {
         return hits.iter().map(|&(_, u)| u).collect();
     };
-    let msgs: Vec<Msg> = hits
-        .iter()
-        .filter_map(|&(seq, u)| sort_msg(sh, seq, u, u))
-        .collect();
-    sh.flush_cache();
+    let msgs = sort_msgs(sh, &hits, true, Some(crit));
     sort::sort(&msgs, crit).iter().map(|m| m.id).collect()
 }
 

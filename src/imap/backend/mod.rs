@@ -627,6 +627,29 @@ impl Backend {
 }
 
 /// The whole message file, with CRLF line endings.
+/// The header section of message `uid` (up to and with the blank line
+/// that ends it; the whole file if it has none), read in small pieces so
+/// a large message's body stays on disk.
+fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
+    use std::io::Read;
+    const PIECE: usize = 8192;
+    let mut f = mailbox.open_message(uid).ok()??;
+    let mut v = Vec::with_capacity(PIECE);
+    loop {
+        let searched = v.len().saturating_sub(2);
+        let n = (&mut f).take(PIECE as u64).read_to_end(&mut v).ok()?;
+        let lf = memchr::memmem::find(&v[searched..], b"\n\n").map(|i| searched + i + 2);
+        let crlf = memchr::memmem::find(&v[searched..], b"\n\r\n").map(|i| searched + i + 3);
+        if let Some(at) = lf.into_iter().chain(crlf).min() {
+            v.truncate(at);
+            return Some(v);
+        }
+        if n < PIECE {
+            return Some(v);
+        }
+    }
+}
+
 fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut f = mailbox.open_message(uid).ok()??;

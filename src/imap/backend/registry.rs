@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::Backend;
 use crate::imap::cache::PartsCache;
+use crate::imap::search::HeaderKeys;
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
 use crate::store::notify::Notifier;
 
@@ -33,6 +34,10 @@ pub struct Shared {
     pub(super) expunges: u64,
     /// ENVELOPE/BODY/BODYSTRUCTURE per UID, loaded on first use.
     cache: Option<PartsCache>,
+    /// What header searches and SORT (DATE) compare, per UID, made by the
+    /// first search that needs them (memory only; under `keys_validity`).
+    keys: HashMap<u32, HeaderKeys>,
+    keys_validity: u32,
     notify: Arc<Notifier>,
     /// The mailbox's UIDs as one shared list: every session whose view is
     /// the whole current mailbox holds this same copy (200 idle sessions
@@ -63,14 +68,47 @@ impl Shared {
         if !c.new_uids.is_empty() || !c.flag_changes.is_empty() || !c.expunged_uids.is_empty() {
             self.notify.bump(self.mailbox.dir());
         }
-        if let Some(cache) = &mut self.cache {
-            let gone: HashSet<u32> = c.expunged_uids.iter().copied().collect();
-            cache.retain(|u| !gone.contains(&u));
-        }
+        self.forget_expunged(&c.expunged_uids);
         if !c.expunged_uids.is_empty() {
             self.expunges += 1;
         }
         Ok(())
+    }
+
+    /// Drops what the caches hold of messages that are gone.
+    fn forget_expunged(&mut self, gone: &[u32]) {
+        if gone.is_empty() {
+            return;
+        }
+        let set: HashSet<u32> = gone.iter().copied().collect();
+        if let Some(cache) = &mut self.cache {
+            cache.retain(|u| !set.contains(&u));
+        }
+        self.keys.retain(|u, _| !set.contains(u));
+    }
+
+    /// The [`HeaderKeys`] of every message of `uids` still here, made from
+    /// the header of those not yet known (a message never changes, so once
+    /// is enough while the UIDVALIDITY holds).
+    pub(super) fn header_keys(&mut self, uids: &[u32]) -> &HashMap<u32, HeaderKeys> {
+        let v = self.mailbox.uidvalidity();
+        if self.keys_validity != v {
+            self.keys.clear();
+            self.keys_validity = v;
+        }
+        for &u in uids {
+            if !self.keys.contains_key(&u) {
+                if let Some(header) = super::read_header(&self.mailbox, u) {
+                    self.keys.insert(u, HeaderKeys::of(&header));
+                }
+            }
+        }
+        &self.keys
+    }
+
+    /// The [`HeaderKeys`] of `uid` if [`Shared::header_keys`] made them.
+    pub(super) fn known_keys(&self, uid: u32) -> Option<&HeaderKeys> {
+        self.keys.get(&uid)
     }
 
     /// The current UIDs, shared: the list handed out last time if the
@@ -128,10 +166,7 @@ impl Shared {
 
     pub(super) fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let gone = self.mailbox.expunge(uids)?;
-        if let Some(cache) = &mut self.cache {
-            let set: HashSet<u32> = gone.iter().copied().collect();
-            cache.retain(|u| !set.contains(&u));
-        }
+        self.forget_expunged(&gone);
         if !gone.is_empty() {
             self.notify.bump(self.mailbox.dir());
             self.expunges += 1;
@@ -236,6 +271,8 @@ impl Mailboxes {
             last_sync: Instant::now(),
             expunges: 0,
             cache: None,
+            keys: HashMap::new(),
+            keys_validity: 0,
             notify: self.notify.clone(),
             uids: Arc::default(),
         }));

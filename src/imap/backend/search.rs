@@ -2,6 +2,10 @@
 //! evaluator in [`crate::imap::search`] over the selected mailbox, and
 //! answers SEARCH, or ESEARCH for `RETURN (...)` and under IMAP4rev2
 //! (RFC 4731, RFC 9051 §7.3.4), saving the result for `$` (RFC 5182).
+//!
+//! Searches on SUBJECT/FROM/TO/CC/BCC and SENT* use the mailbox's header
+//! keys ([`HeaderKeys`], kept in memory by the shared mailbox): the first
+//! such search reads each message's header once, later ones no file.
 
 use std::time::UNIX_EPOCH;
 
@@ -15,7 +19,7 @@ use super::sequence::compact_set;
 use super::{read_message, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;
-use crate::imap::search::{self, Context as SearchContext, Query};
+use crate::imap::search::{self, Context as SearchContext, HeaderKeys, Query};
 use crate::store::maildir::{Flags, MessageInfo};
 
 impl Backend {
@@ -49,11 +53,11 @@ impl Backend {
             return tagged(tag, "BAD", "No mailbox selected.");
         };
         let shared = sel.shared.clone();
-        let sh = lock(&shared);
+        let mut sh = lock(&shared);
         // RFC 7162 §3.1.6: with the MODSEQ criterion the answer carries the
         // highest modseq of the messages found.
         let with_modseq = uses_modseq(criteria);
-        let (hits, top_modseq) = matching(sel, &sh, &query);
+        let (hits, top_modseq) = matching(sel, &mut sh, &query);
         let found: Vec<u32> = hits
             .iter()
             .map(|&(seq, u)| if uid { u } else { seq })
@@ -114,8 +118,15 @@ impl Backend {
 /// The messages of the selected mailbox that match `query`, as (sequence
 /// number, UID) in mailbox order, and the highest modseq among them. Reads
 /// message files only when the query needs headers or bodies.
-pub(super) fn matching(sel: &Selected, sh: &Shared, query: &Query) -> (Vec<(u32, u32)>, u64) {
+/// A search on the envelope's header fields and sent date uses the
+/// mailbox's [`HeaderKeys`] (made once per message), not the files.
+pub(super) fn matching(sel: &Selected, sh: &mut Shared, query: &Query) -> (Vec<(u32, u32)>, u64) {
     let needs = query.needs();
+    let keyed = needs.header && query.keyed();
+    if keyed {
+        sh.header_keys(&sel.view);
+    }
+    let sh = &*sh;
     let ctx = SearchContext {
         max_seq: sel.view.len() as u32,
         max_uid: sel.view.last().copied().unwrap_or(0),
@@ -127,7 +138,8 @@ pub(super) fn matching(sel: &Selected, sh: &Shared, query: &Query) -> (Vec<(u32,
         let Some(info) = sh.mailbox.get(u) else {
             continue;
         };
-        let data = if needs.header || needs.body {
+        let keys = if keyed { sh.known_keys(u) } else { None };
+        let data = if (needs.header || needs.body) && keys.is_none() {
             read_message(&sh.mailbox, u)
         } else {
             None
@@ -137,6 +149,7 @@ pub(super) fn matching(sel: &Selected, sh: &Shared, query: &Query) -> (Vec<(u32,
             info,
             recent: sel.is_recent(u),
             data,
+            keys,
         };
         if query.matches(&c, &ctx) {
             found.push((i as u32 + 1, u));
@@ -211,6 +224,7 @@ struct Candidate<'a> {
     info: &'a MessageInfo,
     recent: bool,
     data: Option<Vec<u8>>,
+    keys: Option<&'a HeaderKeys>,
 }
 
 impl search::Candidate for Candidate<'_> {
@@ -246,5 +260,8 @@ impl search::Candidate for Candidate<'_> {
     }
     fn modseq(&self) -> u64 {
         self.info.modseq
+    }
+    fn keys(&self) -> Option<&HeaderKeys> {
+        self.keys
     }
 }

@@ -7,12 +7,14 @@
 //! References) comes from the structure cache (`pigeonpost.index.cache`,
 //! ENVELOPE plus References): once a message is in it, SORT and THREAD
 //! open no message file for it. A message not yet cached is read and
-//! parsed once, and cached for FETCH as well.
+//! parsed once, and cached for FETCH as well. SORT on DATE, ARRIVAL and
+//! SIZE alone needs only the sent date: it takes it from the header keys
+//! header searches keep (each header read once, nothing parsed beyond it).
 
 use std::time::UNIX_EPOCH;
 
 use imap_codec::imap_types::core::Charset;
-use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::search::SearchKey;
 
@@ -35,15 +37,9 @@ fn bad_charset(tag: &str) -> String {
 
 /// The SORT/THREAD view of message `uid`, from the structure cache (read
 /// and cached when missing); `None` if it is gone.
-pub(super) fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
+fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
     let info = sh.mailbox.get(uid)?;
-    let (size, arrival) = (
-        info.vsize,
-        info.internal_date
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    );
+    let (size, arrival) = (info.vsize, unix_seconds(info.internal_date));
     let parts = match sh.cache().get(uid) {
         Some(p) => p,
         None => {
@@ -57,6 +53,54 @@ pub(super) fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<M
     Some(Msg::new(seq, id, size, arrival, &parts.envelope, refs))
 }
 
+/// The SORT/THREAD views of the messages `hits` ((sequence number, UID)
+/// pairs) lists, `id` their UID or sequence number. A SORT on dates and
+/// sizes alone takes the sent date from the mailbox's header keys, which
+/// read only each header once; the rest from the structure cache.
+pub(super) fn sort_msgs(
+    sh: &mut Shared,
+    hits: &[(u32, u32)],
+    uid: bool,
+    sort_by: Option<&[SortCriterion]>,
+) -> Vec<Msg> {
+    let id = |seq: u32, u: u32| if uid { u } else { seq };
+    let dates_only = sort_by.is_some_and(|c| {
+        c.iter()
+            .all(|c| matches!(c.key, SortKey::Date | SortKey::Arrival | SortKey::Size))
+    });
+    if !dates_only {
+        let msgs = hits
+            .iter()
+            .filter_map(|&(seq, u)| sort_msg(sh, seq, u, id(seq, u)))
+            .collect();
+        sh.flush_cache();
+        return msgs;
+    }
+    let uids: Vec<u32> = hits.iter().map(|&(_, u)| u).collect();
+    sh.header_keys(&uids);
+    hits.iter()
+        .filter_map(|&(seq, u)| {
+            let info = sh.mailbox.get(u)?;
+            let arrival = unix_seconds(info.internal_date);
+            let sent = sh.known_keys(u)?.sort_date().unwrap_or(arrival);
+            Some(Msg {
+                seq,
+                id: id(seq, u),
+                size: info.vsize,
+                arrival,
+                sent,
+                ..Msg::default()
+            })
+        })
+        .collect()
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 impl Backend {
     /// The messages matching `criteria`, as [`Msg`]s, and the highest
     /// modseq among them; `Err` with the tagged answer.
@@ -66,6 +110,7 @@ impl Backend {
         criteria: &[SearchKey<'static>],
         charset: &Charset<'static>,
         uid: bool,
+        sort_by: Option<&[SortCriterion]>,
     ) -> Result<(Vec<Msg>, u64), String> {
         let query = Query::from_criteria(criteria, Some(charset)).map_err(|_| bad_charset(tag))?;
         let Some(sel) = &self.selected else {
@@ -73,13 +118,8 @@ impl Backend {
         };
         let shared = sel.shared.clone();
         let mut sh = lock(&shared);
-        let (hits, top_modseq) = matching(sel, &sh, &query);
-        let msgs: Vec<Msg> = hits
-            .iter()
-            .filter_map(|&(seq, u)| sort_msg(&mut sh, seq, u, if uid { u } else { seq }))
-            .collect();
-        sh.flush_cache();
-        Ok((msgs, top_modseq))
+        let (hits, top_modseq) = matching(sel, &mut sh, &query);
+        Ok((sort_msgs(&mut sh, &hits, uid, sort_by), top_modseq))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -97,18 +137,19 @@ impl Backend {
         if let Some(refused) = self.refuse_reused_tag(tag, ret) {
             return refused;
         }
-        let (msgs, top_modseq) = match self.sort_candidates(tag, criteria, charset, uid) {
-            Ok(m) => m,
-            Err(resp) => {
-                // RFC 5182 §2.1: a failed SEARCH (or SORT) ... SAVE empties `$`.
-                if let (Some(sel), Some(SearchReturn { save: true, .. })) =
-                    (&mut self.selected, ret)
-                {
-                    sel.saved.clear();
+        let (msgs, top_modseq) =
+            match self.sort_candidates(tag, criteria, charset, uid, Some(sort_criteria)) {
+                Ok(m) => m,
+                Err(resp) => {
+                    // RFC 5182 §2.1: a failed SEARCH (or SORT) ... SAVE empties `$`.
+                    if let (Some(sel), Some(SearchReturn { save: true, .. })) =
+                        (&mut self.selected, ret)
+                    {
+                        sel.saved.clear();
+                    }
+                    return resp;
                 }
-                return resp;
-            }
-        };
+            };
         let sorted: Vec<u32> = sort::sort(&msgs, sort_criteria)
             .iter()
             .map(|m| m.id)
@@ -187,7 +228,7 @@ impl Backend {
                 "Error in IMAP command THREAD: Unknown thread algorithm.",
             );
         }
-        let msgs = match self.sort_candidates(tag, criteria, charset, uid) {
+        let msgs = match self.sort_candidates(tag, criteria, charset, uid, None) {
             Ok((m, _)) => m,
             Err(resp) => return resp,
         };

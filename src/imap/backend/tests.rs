@@ -1132,6 +1132,61 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
     assert_eq!(other.run("c THREAD REFERENCES UTF-8 ALL\r\n"), threads);
 }
 
+/// A header SEARCH keeps what it compares (the mailbox's header keys):
+/// the same search again, and SORT (DATE), read no message file, and a
+/// message that arrives later is keyed when a search first needs it.
+#[test]
+fn repeated_header_searches_and_date_sorts_read_no_files() {
+    let (_tmp, dir) = sort_maildir();
+    let mut c = Client::new(&dir);
+    c.run("a SELECT INBOX\r\n");
+    let searches = [
+        "b SEARCH SUBJECT plan\r\n",
+        "c SEARCH FROM \"ann <bob@\"\r\n",
+        "d SEARCH OR CC x@ SENTBEFORE 2-Jan-2024\r\n",
+        "e SEARCH NOT SUBJECT plan\r\n",
+    ];
+    let found: Vec<String> = searches.iter().map(|s| c.run(s)).collect();
+    assert_eq!(found[0], "* SEARCH 1 2 4\r\nb OK Search completed.\r\n");
+    assert_eq!(found[1], "* SEARCH 2\r\nc OK Search completed.\r\n");
+    assert_eq!(found[2], "* SEARCH 2 3\r\nd OK Search completed.\r\n");
+    let sorted = c.run("f SORT (DATE) UTF-8 ALL\r\n");
+    assert_eq!(sorted, "* SORT 3 2 1 4\r\nf OK Sort completed.\r\n");
+    // Every message file now says something else (mtime kept: it is the
+    // INTERNALDATE): searches that opened them would answer differently.
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = e.unwrap().path();
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            std::fs::write(
+                &path,
+                "Subject: zzz\r\nDate: 1 Jan 2030 00:00 +0000\r\n\r\n",
+            )
+            .unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(mtime).unwrap();
+        }
+    }
+    for (s, want) in searches.iter().zip(&found) {
+        assert_eq!(&c.run(s), want, "{s}");
+    }
+    assert_eq!(c.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
+    // A new message is read when a search first needs it.
+    c.run(&format!(
+        "g APPEND INBOX {}\r\n",
+        literal("Subject: plan B\r\n\r\nb\r\n")
+    ));
+    assert_eq!(
+        c.run("h SEARCH SUBJECT plan\r\n"),
+        "* SEARCH 1 2 4 5\r\nh OK Search completed.\r\n"
+    );
+    // A body search still reads the files (which say zzz now).
+    assert_eq!(
+        c.run("i SEARCH TEXT plan\r\n"),
+        "* SEARCH 5\r\ni OK Search completed.\r\n"
+    );
+}
+
 /// A client whose Maildir has a Maildir++ quota of `bytes` bytes.
 fn quota_client(dir: &Path, bytes: u64) -> Client {
     use crate::config::quota::{Limits, Rule};

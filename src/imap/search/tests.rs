@@ -639,3 +639,140 @@ fn address_keys_see_through_comments_folding_and_groups() {
     assert_eq!(hits("FROM \"some one <user-from@domain.org>\""), [2, 3]);
     assert_eq!(hits("FROM \"j\u{fc}rgen <jurgen@\""), [5]);
 }
+
+/// A message seen only through its [`HeaderKeys`]: no header, no body.
+struct Keyed<'a> {
+    msg: &'a Msg,
+    keys: HeaderKeys,
+}
+
+impl Candidate for Keyed<'_> {
+    fn seq(&self) -> u32 {
+        self.msg.seq
+    }
+    fn uid(&self) -> u32 {
+        self.msg.uid
+    }
+    fn flags(&self) -> Flags {
+        self.msg.flags
+    }
+    fn keywords(&self) -> &[String] {
+        &self.msg.keywords
+    }
+    fn is_recent(&self) -> bool {
+        self.msg.recent
+    }
+    fn size(&self) -> u64 {
+        self.msg.size
+    }
+    fn internal_date(&self) -> i64 {
+        self.msg.date
+    }
+    fn message(&self) -> Option<&[u8]> {
+        None
+    }
+    fn keys(&self) -> Option<&HeaderKeys> {
+        Some(&self.keys)
+    }
+}
+
+/// Header keys answer every search they cover exactly as the message's
+/// header does (and without it), so a server may keep them instead of
+/// re-reading files; searches they don't cover say so.
+#[test]
+fn header_keys_answer_as_the_header_does() {
+    let mut msgs = fixtures();
+    for (i, header) in [
+        "From: user-from@(a comment)domain.org\nTo: a@b.example\nTo: second@b.example",
+        "To: friends: user-from@domain.org, b@c.example;\nCc:\nSubject:",
+        "From: =?utf-8?q?J=C3=BCrgen?= <jurgen@domain.org>\nDate: Mon, 1 Jan 2024 23:00:00 -0500\nDate: Tue, 9 Jan 2024 01:00:00 +0000",
+        "Subject: =?iso-8859-1?q?caf=E9?= and\n  more\nBCC: hidden@x.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = msgs.len() as u32 + 1;
+        let raw = format!("{header}\n\nbody {i}\n");
+        msgs.push(msg(n, 100 + n, Flags::empty(), &[], false, 10, 1_700_000_000, &raw));
+    }
+    let ctx = Context {
+        max_seq: msgs.len() as u32,
+        max_uid: 200,
+        utc_offset: 0,
+    };
+    let keyed: Vec<Keyed> = msgs
+        .iter()
+        .map(|m| Keyed {
+            msg: m,
+            keys: HeaderKeys::of(&m.raw),
+        })
+        .collect();
+    for criteria in [
+        "SUBJECT hello",
+        "SUBJECT \"hello world\"",
+        "SUBJECT \"\"",
+        "SUBJECT \"caf\u{e9}\"",
+        "SUBJECT \"and more\"",
+        "FROM alice",
+        "FROM \"j\u{fc}rgen <jurgen@\"",
+        "FROM user-from@domain.org",
+        "TO second@b",
+        "TO friends",
+        "TO \"\"",
+        "CC \"\"",
+        "CC alice",
+        "BCC secret",
+        "BCC hidden",
+        "NOT FROM alice",
+        "OR SUBJECT report FROM carol",
+        "SEEN SUBJECT hello",
+        "SENTON 1-Jan-2024",
+        "SENTON 9-Jan-2024",
+        "SENTSINCE 3-Feb-2024",
+        "SENTBEFORE 2-Feb-2024",
+        "HEADER subject hello",
+    ] {
+        let (q, _) = parse(format!("SEARCH {criteria}").as_bytes());
+        assert!(q.keyed(), "{criteria} is covered");
+        let by_header: Vec<u32> = msgs
+            .iter()
+            .filter(|m| q.matches(*m, &ctx))
+            .map(|m| m.seq)
+            .collect();
+        let by_keys: Vec<u32> = keyed
+            .iter()
+            .filter(|m| q.matches(*m, &ctx))
+            .map(|m| m.msg.seq)
+            .collect();
+        assert_eq!(by_keys, by_header, "{criteria}");
+    }
+    // The fixtures are meant to hit: each of these finds something.
+    for (criteria, want) in [
+        ("SUBJECT \"caf\u{e9}\"", vec![8]),
+        ("TO \"\"", vec![1, 2, 4, 5, 6]),
+        ("SENTON 1-Jan-2024", vec![7]),
+        ("BCC hidden", vec![8]),
+    ] {
+        let (q, _) = parse(format!("SEARCH {criteria}").as_bytes());
+        let found: Vec<u32> = keyed
+            .iter()
+            .filter(|m| q.matches(*m, &ctx))
+            .map(|m| m.msg.seq)
+            .collect();
+        assert_eq!(found, want, "{criteria}");
+    }
+    for criteria in [
+        "BODY rust",
+        "TEXT hello",
+        "HEADER x-flag \"\"",
+        "OR SUBJECT a BODY b",
+    ] {
+        let (q, _) = parse(format!("SEARCH {criteria}").as_bytes());
+        assert!(!q.keyed(), "{criteria} needs more than the keys");
+    }
+    // SENT* take the first Date:, SORT the envelope's (the last), in UTC.
+    let k = &keyed[6].keys;
+    assert_eq!(k.sent_day, days_from_civil(2024, 1, 1));
+    assert_eq!(k.sort_date(), Some(1_704_762_000));
+    assert_eq!(keyed[2].keys.sort_date(), None, "no Date: at all");
+}
