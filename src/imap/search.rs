@@ -130,9 +130,10 @@ impl HeaderKeys {
             }
             ends[i] = text.len() as u32;
         }
-        // SORT's date is the envelope's, as the structure cache has it.
+        // SORT's date is the envelope's (the last Date:, unfolded), as the
+        // structure cache has it.
         let crlf = crate::imap::message::to_crlf(raw);
-        let date = crate::imap::message::envelope(&crate::imap::message::parse(&crlf)).date;
+        let date = crate::imap::message::header_nstring(&crate::imap::message::parse(&crlf), "Date");
         HeaderKeys {
             text: text.into_boxed_str(),
             ends,
