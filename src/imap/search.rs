@@ -133,7 +133,8 @@ impl HeaderKeys {
         // SORT's date is the envelope's (the last Date:, unfolded), as the
         // structure cache has it.
         let crlf = crate::imap::message::to_crlf(raw);
-        let date = crate::imap::message::header_nstring(&crate::imap::message::parse(&crlf), "Date");
+        let date =
+            crate::imap::message::header_nstring(&crate::imap::message::parse(&crlf), "Date");
         HeaderKeys {
             text: text.into_boxed_str(),
             ends,

@@ -40,7 +40,9 @@ pub mod write;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+// Fx hashing: a sync of a 100,000-message mailbox hashes every file name
+// a few times, and these maps hold our own names, not an attacker's keys.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::ops::{BitOr, BitOrAssign};
@@ -347,6 +349,44 @@ struct Found {
     sub: Sub,
 }
 
+/// A directory opened once, so the stat of each of its files doesn't walk
+/// the whole path again (`None` if it can't be opened: full paths then).
+struct DirHandle(Option<rustix::fd::OwnedFd>);
+
+impl DirHandle {
+    fn open(path: &Path) -> DirHandle {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        DirHandle(rustix::fs::open(path, flags, Mode::empty()).ok())
+    }
+}
+
+/// What a sync reads of a message file's metadata.
+struct Meta {
+    len: u64,
+    /// INTERNALDATE.
+    mtime: SystemTime,
+}
+
+impl From<rustix::fs::Stat> for Meta {
+    fn from(st: rustix::fs::Stat) -> Meta {
+        let since = Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+        Meta {
+            len: st.st_size.max(0) as u64,
+            mtime: SystemTime::UNIX_EPOCH + since,
+        }
+    }
+}
+
+impl From<&fs::Metadata> for Meta {
+    fn from(m: &fs::Metadata) -> Meta {
+        Meta {
+            len: m.len(),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+}
+
 /// base name → where the file is now
 type ScanMap = HashMap<String, Found>;
 
@@ -633,7 +673,7 @@ impl Mailbox {
     /// a file from one readdir pass), merging passes; `known` base names
     /// missing after the first pass get a second look.
     fn scan(&self, known: &HashSet<&str>, recent: &mut HashSet<String>) -> Result<ScanMap> {
-        let mut map = ScanMap::new();
+        let mut map = ScanMap::default();
         for pass in 0..4 {
             let stable = self.scan_once(&mut map, recent)?;
             let missing = known.iter().any(|b| !map.contains_key(*b));
@@ -686,24 +726,20 @@ impl Mailbox {
             }
         }
 
-        let mut recent: HashSet<String> = HashSet::new();
+        let mut recent: HashSet<String> = HashSet::default();
         let uidlist_path = self.uidlist_path();
         let existing =
             Uidlist::read(&uidlist_path).map_err(|e| io_err("read", &uidlist_path, e))?;
-        let mut scan = {
-            let mut known: HashSet<&str> = self.messages.iter().map(|m| m.basename()).collect();
-            if let Some((ul, _)) = &existing {
-                known.extend(ul.records.iter().map(|r| r.basename.as_str()));
-            }
-            self.scan(&known, &mut recent)?
-        };
-
-        let needs_uids = match &existing {
-            None => true,
-            Some((ul, _)) => {
-                let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
-                scan.keys().any(|b| !known.contains(b.as_str()))
-            }
+        // What should be there: the uidlist's names (our list comes from
+        // it, so a message of ours it lacks would go anyway).
+        let (mut scan, needs_uids) = {
+            let known: HashSet<&str> = match &existing {
+                Some((ul, _)) => ul.records.iter().map(|r| r.basename.as_str()).collect(),
+                None => self.messages.iter().map(|m| m.basename()).collect(),
+            };
+            let scan = self.scan(&known, &mut recent)?;
+            let needs_uids = existing.is_none() || scan.keys().any(|b| !known.contains(b.as_str()));
+            (scan, needs_uids)
         };
         let ul = if needs_uids {
             match self.assign_uids(&mut scan, &mut recent) {
@@ -728,47 +764,38 @@ impl Mailbox {
         self.next_uid = ul.next_uid;
         self.guid = ul.guid.clone();
 
-        let prev: HashMap<&str, &MessageInfo> = self
-            .messages
-            .iter()
-            .map(|m| (m.filename.as_str(), m))
-            .collect();
-        // Messages we had that the scan missed may only have been renamed
-        // while the directory was read (readdir need not return a file
-        // renamed meanwhile): one more look at the directories before
-        // calling them expunged.
-        let missed = self
-            .messages
-            .iter()
-            .any(|m| !scan.contains_key(m.basename()));
-        let rescue: ScanMap = if missed {
-            let mut map = ScanMap::new();
-            let mut ignored = HashSet::new();
-            let _ = self.scan_once(&mut map, &mut ignored)?;
-            map
-        } else {
-            ScanMap::new()
-        };
         let mut messages = Vec::with_capacity(ul.records.len());
         let mut computed_vsizes = Vec::new();
+        let cur = DirHandle::open(&self.dir.join(Sub::Cur.name()));
+        // Records of messages we had that the scan missed: they may only
+        // have been renamed while the directory was read (readdir need not
+        // return a file renamed meanwhile), so they get one more look at
+        // the directories before they are called expunged.
+        let mut missed = Vec::new();
         for rec in &ul.records {
-            let Some(found) = scan
-                .get(&rec.basename)
-                .or_else(|| rescue.get(&rec.basename))
-            else {
+            let Some(found) = scan.get(&rec.basename) else {
+                if self.index_of(rec.uid).is_some() {
+                    missed.push(rec);
+                }
                 continue;
             };
-            let info = match prev.get(found.filename.as_str()) {
-                Some(p) if p.uid == rec.uid && (found.sub == Sub::New) == p.in_new => {
-                    let mut m = (*p).clone();
-                    m.keywords = self.keywords.names_of(filename::parse_flags(&m.filename).1);
-                    Some(m)
-                }
-                _ => self.build_info(rec, found.clone(), &recent, &mut computed_vsizes)?,
-            };
-            if let Some(info) = info {
+            if let Some(info) = self.info_for(rec, found, &cur, &recent, &mut computed_vsizes)? {
                 messages.push(info);
             }
+        }
+        if !missed.is_empty() {
+            let mut rescue = ScanMap::default();
+            let _ = self.scan_once(&mut rescue, &mut HashSet::default())?;
+            for rec in missed {
+                if let Some(found) = rescue.get(&rec.basename) {
+                    if let Some(info) =
+                        self.info_for(rec, found, &cur, &recent, &mut computed_vsizes)?
+                    {
+                        messages.push(info);
+                    }
+                }
+            }
+            messages.sort_unstable_by_key(|m| m.uid);
         }
         if !computed_vsizes.is_empty() {
             self.persist_vsizes(&computed_vsizes);
@@ -804,12 +831,35 @@ impl Mailbox {
         self.dir.join(sub.name()).join(&m.filename)
     }
 
+    /// The [`MessageInfo`] of `rec`, found at `found`: the one we hold if
+    /// the file is where it was (its keywords looked up again), else built
+    /// anew; `None` if it's gone.
+    fn info_for(
+        &self,
+        rec: &Record,
+        found: &Found,
+        cur: &DirHandle,
+        recent: &HashSet<String>,
+        computed_vsizes: &mut Vec<(u32, String, u64)>,
+    ) -> Result<Option<MessageInfo>> {
+        let held = self.index_of(rec.uid).map(|i| &self.messages[i]);
+        match held {
+            Some(p) if p.filename == found.filename && (found.sub == Sub::New) == p.in_new => {
+                let mut m = p.clone();
+                m.keywords = self.keywords.names_of(filename::parse_flags(&m.filename).1);
+                Ok(Some(m))
+            }
+            _ => self.build_info(rec, found.clone(), cur, recent, computed_vsizes),
+        }
+    }
+
     /// A [`MessageInfo`] for `rec`, following the file if it was renamed;
     /// `None` if it's gone.
     fn build_info(
         &self,
         rec: &Record,
         mut found: Found,
+        cur: &DirHandle,
         recent: &HashSet<String>,
         computed_vsizes: &mut Vec<(u32, String, u64)>,
     ) -> Result<Option<MessageInfo>> {
@@ -819,7 +869,15 @@ impl Mailbox {
         let mut tries = 0;
         let meta = loop {
             let path = self.path_of(&found);
-            match fs::metadata(&path) {
+            let stat = match (found.sub, cur) {
+                (Sub::Cur, DirHandle(Some(fd))) => {
+                    rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
+                        .map(Meta::from)
+                        .map_err(io::Error::from)
+                }
+                _ => fs::metadata(&path).map(|m| Meta::from(&m)),
+            };
+            match stat {
                 Ok(m) => break m,
                 Err(e) if is_not_found(&e) && tries < 20 => {
                     tries += 1;
@@ -836,7 +894,7 @@ impl Mailbox {
         let in_new = found.sub == Sub::New;
         let size = filename::get_size(&found.filename, b'S')
             .or_else(|| rec.ext('S').and_then(|v| v.parse().ok()))
-            .unwrap_or(meta.len());
+            .unwrap_or(meta.len);
         let vsize = match filename::get_size(&found.filename, b'W')
             .or_else(|| rec.ext('W').and_then(|v| v.parse().ok()))
         {
@@ -859,7 +917,7 @@ impl Mailbox {
             keywords: self.keywords.names_of(kw),
             size,
             vsize,
-            internal_date: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            internal_date: meta.mtime,
             extra: Extras::of(rec),
             recent: recent.contains(&rec.basename),
             modseq: 0,

@@ -356,9 +356,9 @@ fn concurrent_deliveries_never_lose_or_duplicate_uids() {
     };
     let mut mb = Mailbox::open(&dir).unwrap();
     let mut other = Mailbox::open(&dir).unwrap();
-    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut seen: HashMap<String, u32> = HashMap::default();
     let check = |mb: &Mailbox, seen: &mut HashMap<String, u32>| {
-        let mut uids = HashSet::new();
+        let mut uids = HashSet::default();
         for m in mb.messages() {
             assert!(uids.insert(m.uid), "duplicate uid {}", m.uid);
             let prev = seen.insert(m.basename().to_string(), m.uid);
