@@ -13,7 +13,11 @@ tree, from /proc, just before and after) and the wall time of:
   search_unseen  UID SEARCH UNSEEN
   search_subject SEARCH SUBJECT "<a word from one subject>" (twice: the
                  first may build a header cache, the second uses it)
-  sort_date      UID SORT (DATE) UTF-8 ALL, if the server offers SORT
+  sort_date      UID SORT (DATE) UTF-8 ALL, if the server offers SORT (after
+                 the searches, so it may use what they cached)
+  select_cold    (--phase cold, on a server restarted again) one SELECT: the
+                 first look at the mailbox after a restart
+  sort_date_cold then UID SORT (DATE) with nothing searched before
 
 and the growth of the server tree's memory from before the later sessions
 to while one of them holds the mailbox selected, per message (RSS and PSS
@@ -55,8 +59,9 @@ def main():
     ap.add_argument("--msgs", type=int, required=True, help="messages the INBOX holds")
     ap.add_argument("--subject", required=True, help="a word only some subjects have")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--phase", choices=("first", "later"), default="later",
-                    help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server between)")
+    ap.add_argument("--phase", choices=("first", "later", "cold"), default="later",
+                    help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server "
+                         "between); cold: SELECT and SORT (DATE) on a server restarted again")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--tag", default="")
     ap.add_argument("--json-out")
@@ -84,6 +89,20 @@ def main():
         c = session()
         cpu, wall, _ = measure(pids, lambda: select(c))
         record("first_select", cpu, wall, 1)
+        c.close()
+        return finish(a, ops, problems, {})
+
+    if a.phase == "cold":
+        c = session()
+        cpu, wall, _ = measure(pids, lambda: select(c))
+        record("select_cold", cpu, wall, 1)
+        caps, _ = c.cmd("CAPABILITY")
+        if any(b" SORT" in x for x in caps):
+            cpu, wall, lines = measure(pids, lambda: c.cmd("UID SORT (DATE) UTF-8 ALL")[0])
+            record("sort_date_cold", cpu, wall, 1)
+            n = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SORT"))
+            if n != a.msgs:
+                problems.append(f"SORT: {n} UIDs, want {a.msgs}")
         c.close()
         return finish(a, ops, problems, {})
 

@@ -208,7 +208,8 @@ if large:
     n = large[0]["msgs"]
     print(f"**A large mailbox** ({n:,} messages in one INBOX, fresh in new/; bench/lib/imap_large.py): "
           "server CPU and wall time per operation; the first SELECT on the fresh Maildir, the rest after a "
-          "restart of the server:")
+          "restart of the server (`select` averages three SELECTs, each on a new connection; `sort_date` "
+          "follows the searches; the `_cold` pair after another restart, nothing searched before):")
     print()
     print("| operation | Dovecot ms CPU | pigeonpost ms CPU | pp / Dovecot | Dovecot ms wall | pigeonpost ms wall |")
     print("|---|---:|---:|---:|---:|---:|")

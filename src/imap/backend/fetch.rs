@@ -40,6 +40,64 @@ fn imap_date(t: SystemTime) -> Option<DateTime> {
     DateTime::try_from(dt).ok()
 }
 
+/// Writes `* seq FETCH (…)` for items that are only numbers and flags
+/// (what a client's flag sync asks of every message) straight into `out`,
+/// byte for byte as imap-codec would; `false` (nothing written) for any
+/// other item, which then goes through the encoder.
+fn write_simple(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) -> bool {
+    use std::io::Write;
+    let simple = |i: &MessageDataItem| match i {
+        MessageDataItem::Uid(_) | MessageDataItem::ModSeq(_) | MessageDataItem::Rfc822Size(_) => {
+            true
+        }
+        MessageDataItem::Flags(f) => f.iter().all(|f| {
+            matches!(
+                f,
+                FlagFetch::Recent
+                    | FlagFetch::Flag(
+                        Flag::Answered | Flag::Deleted | Flag::Draft | Flag::Flagged | Flag::Seen
+                    )
+            )
+        }),
+        _ => false,
+    };
+    if data.is_empty() || !data.iter().all(simple) {
+        return false;
+    }
+    let _ = write!(out, "* {seq} FETCH (");
+    for (n, item) in data.iter().enumerate() {
+        if n > 0 {
+            out.push(b' ');
+        }
+        let _ = match item {
+            MessageDataItem::Uid(u) => write!(out, "UID {u}"),
+            MessageDataItem::ModSeq(m) => write!(out, "MODSEQ ({m})"),
+            MessageDataItem::Rfc822Size(s) => write!(out, "RFC822.SIZE {s}"),
+            MessageDataItem::Flags(flags) => {
+                out.extend_from_slice(b"FLAGS (");
+                for (k, f) in flags.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(match f {
+                        FlagFetch::Recent => b"\\Recent",
+                        FlagFetch::Flag(Flag::Answered) => b"\\Answered",
+                        FlagFetch::Flag(Flag::Deleted) => b"\\Deleted",
+                        FlagFetch::Flag(Flag::Draft) => b"\\Draft",
+                        FlagFetch::Flag(Flag::Flagged) => b"\\Flagged",
+                        _ => b"\\Seen",
+                    });
+                }
+                out.push(b')');
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+    }
+    out.extend_from_slice(b")\r\n");
+    true
+}
+
 fn encode(resp: &Response) -> Vec<u8> {
     ResponseCodec::default().encode(resp).dump()
 }
@@ -456,24 +514,28 @@ impl Backend {
             let Some(seq) = NonZeroU32::new(seq) else {
                 continue;
             };
-            match Vec1::try_from(data) {
-                Ok(items) => {
-                    let line = encode(&Response::Data(Data::Fetch { seq, items }));
-                    match line.strip_suffix(b")\r\n") {
-                        Some(open) if !written.is_empty() => {
-                            out.extend_from_slice(open);
-                            out.extend_from_slice(&written);
-                            out.extend_from_slice(b")\r\n");
+            if written.is_empty() && write_simple(seq, &data, out) {
+                // (the common sync FETCH: UID, FLAGS, MODSEQ, RFC822.SIZE)
+            } else {
+                match Vec1::try_from(data) {
+                    Ok(items) => {
+                        let line = encode(&Response::Data(Data::Fetch { seq, items }));
+                        match line.strip_suffix(b")\r\n") {
+                            Some(open) if !written.is_empty() => {
+                                out.extend_from_slice(open);
+                                out.extend_from_slice(&written);
+                                out.extend_from_slice(b")\r\n");
+                            }
+                            _ => out.extend_from_slice(&line),
                         }
-                        _ => out.extend_from_slice(&line),
                     }
+                    Err(_) if !written.is_empty() => {
+                        out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+                        out.extend_from_slice(&written[1..]);
+                        out.extend_from_slice(b")\r\n");
+                    }
+                    Err(_) => continue,
                 }
-                Err(_) if !written.is_empty() => {
-                    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-                    out.extend_from_slice(&written[1..]);
-                    out.extend_from_slice(b")\r\n");
-                }
-                Err(_) => continue,
             }
             if out.len() >= SPILL_BYTES {
                 if let Some(spill) = &self.spill {
@@ -510,5 +572,63 @@ impl Backend {
             );
         }
         tagged(tag, "OK", "Fetch completed.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct writer answers byte for byte what imap-codec encodes, for
+    /// every mix of its items, and leaves everything else to the encoder.
+    #[test]
+    fn simple_items_are_written_as_the_encoder_writes_them() {
+        let flags = [
+            FlagFetch::Flag(Flag::Seen),
+            FlagFetch::Flag(Flag::Answered),
+            FlagFetch::Recent,
+            FlagFetch::Flag(Flag::Flagged),
+            FlagFetch::Flag(Flag::Deleted),
+            FlagFetch::Flag(Flag::Draft),
+        ];
+        let item = |k: usize, n: u32| match k {
+            0 => MessageDataItem::Uid(NonZeroU32::new(n).unwrap()),
+            1 => MessageDataItem::ModSeq(NonZeroU64::new(u64::from(n) << 20).unwrap()),
+            2 => MessageDataItem::Rfc822Size(n * 7),
+            _ => MessageDataItem::Flags(flags[..(n as usize % (flags.len() + 1))].to_vec()),
+        };
+        let seq = NonZeroU32::new(4_000_000_000).unwrap();
+        let mut checked = 0;
+        for mask in 1u32..16 {
+            for n in [1u32, 5, 6, 99_999] {
+                let data: Vec<MessageDataItem> = (0..4)
+                    .filter(|k| mask & (1 << k) != 0)
+                    .map(|k| item(k, n))
+                    .collect();
+                let mut out = b"before".to_vec();
+                assert!(write_simple(seq, &data, &mut out));
+                let want = encode(&Response::Data(Data::Fetch {
+                    seq,
+                    items: Vec1::try_from(data).unwrap(),
+                }));
+                assert_eq!(
+                    String::from_utf8_lossy(&out[6..]),
+                    String::from_utf8_lossy(&want)
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 60);
+        // Keywords and every other item go through the encoder.
+        let keyword = Flag::try_from("$Forwarded").unwrap();
+        for other in [
+            MessageDataItem::Flags(vec![FlagFetch::Flag(keyword)]),
+            MessageDataItem::InternalDate(imap_date(UNIX_EPOCH).unwrap()),
+        ] {
+            let mut out = Vec::new();
+            let data = vec![MessageDataItem::Uid(NonZeroU32::MIN), other];
+            assert!(!write_simple(seq, &data, &mut out));
+            assert!(out.is_empty());
+        }
     }
 }

@@ -64,16 +64,15 @@ impl Backend {
             .collect();
         match ret {
             None => {
-                let list: Vec<String> = found.iter().map(|n| n.to_string()).collect();
-                let sep = if list.is_empty() { "" } else { " " };
-                let ms = if with_modseq && !found.is_empty() {
-                    format!(" (MODSEQ {top_modseq})")
-                } else {
-                    String::new()
-                };
-                out.extend_from_slice(
-                    format!("* SEARCH{sep}{}{ms}\r\n", list.join(" ")).as_bytes(),
-                );
+                use std::io::Write;
+                out.extend_from_slice(b"* SEARCH");
+                for n in &found {
+                    let _ = write!(out, " {n}");
+                }
+                if with_modseq && !found.is_empty() {
+                    let _ = write!(out, " (MODSEQ {top_modseq})");
+                }
+                out.extend_from_slice(b"\r\n");
             }
             Some(ret) => {
                 if ret.save {
