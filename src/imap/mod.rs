@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod keys;
 pub mod message;
 pub mod proto;
 pub mod search;

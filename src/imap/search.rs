@@ -156,6 +156,62 @@ impl HeaderKeys {
     pub fn sort_date(&self) -> Option<i64> {
         self.sort_date
     }
+
+    /// The keys as one record for a file: a line `<sent day> <sort date>
+    /// <ends…> <text length>` (`-` for a missing date), then the text.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = write!(out, "{} {}", opt(self.sent_day), opt(self.sort_date));
+        for e in self.ends {
+            let _ = write!(out, " {e}");
+        }
+        let _ = writeln!(out, " {}", self.text.len());
+        out.extend_from_slice(self.text.as_bytes());
+    }
+
+    /// Reads one record [`HeaderKeys::encode`] wrote at the start of
+    /// `data`: the keys and the bytes used, `None` if it is damaged.
+    pub fn decode(data: &[u8]) -> Option<(HeaderKeys, usize)> {
+        let nl = memchr::memchr(b'\n', data)?;
+        let head = std::str::from_utf8(&data[..nl]).ok()?;
+        let mut words = head.split(' ');
+        let mut opt = || -> Option<Option<i64>> {
+            match words.next()? {
+                "-" => Some(None),
+                w => w.parse().ok().map(Some),
+            }
+        };
+        let (sent_day, sort_date) = (opt()?, opt()?);
+        let mut ends = [0u32; KEYED_FIELDS.len()];
+        for e in &mut ends {
+            *e = words.next()?.parse().ok()?;
+        }
+        let len: usize = words.next()?.parse().ok()?;
+        if words.next().is_some() {
+            return None;
+        }
+        let end = (nl + 1).checked_add(len)?;
+        let text = std::str::from_utf8(data.get(nl + 1..end)?).ok()?;
+        // The ranges must lie in the text, in order, on char boundaries.
+        let mut at = 0;
+        for &e in &ends {
+            if (e as usize) < at || !text.is_char_boundary(e as usize) {
+                return None;
+            }
+            at = e as usize;
+        }
+        if at != text.len() {
+            return None;
+        }
+        let keys = HeaderKeys {
+            text: text.into(),
+            ends,
+            sent_day,
+            sort_date,
+        };
+        Some((keys, end))
+    }
 }
 
 /// Mailbox-wide facts the evaluation depends on.

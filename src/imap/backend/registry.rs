@@ -11,12 +11,15 @@
 //! here as the only other user of its insides.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::Backend;
 use crate::imap::cache::PartsCache;
+use crate::imap::keys::KeysFile;
 use crate::imap::search::HeaderKeys;
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
 use crate::store::notify::Notifier;
@@ -34,9 +37,10 @@ pub struct Shared {
     pub(super) expunges: u64,
     /// ENVELOPE/BODY/BODYSTRUCTURE per UID, loaded on first use.
     cache: Option<PartsCache>,
-    /// What header searches and SORT (DATE) compare, per UID, made by the
-    /// first search that needs them (memory only; under `keys_validity`).
-    keys: HashMap<u32, HeaderKeys>,
+    /// What header searches and SORT (DATE) compare, per UID: loaded from
+    /// `pigeonpost.index.keys` by the first search that needs them, made
+    /// (and appended there) for messages it lacks; under `keys_validity`.
+    keys: FxHashMap<u32, HeaderKeys>,
     keys_validity: u32,
     notify: Arc<Notifier>,
     /// The mailbox's UIDs as one shared list: every session whose view is
@@ -87,23 +91,29 @@ impl Shared {
         self.keys.retain(|u, _| !set.contains(u));
     }
 
-    /// The [`HeaderKeys`] of every message of `uids` still here, made from
-    /// the header of those not yet known (a message never changes, so once
-    /// is enough while the UIDVALIDITY holds).
-    pub(super) fn header_keys(&mut self, uids: &[u32]) -> &HashMap<u32, HeaderKeys> {
+    /// Makes sure the [`HeaderKeys`] of every message of `uids` still here
+    /// are known: from the keys file on first use, else from the header of
+    /// each (a message never changes, so once is enough while the
+    /// UIDVALIDITY holds); new ones are appended to the file.
+    pub(super) fn header_keys(&mut self, uids: &[u32]) {
         let v = self.mailbox.uidvalidity();
+        let file = KeysFile::new(self.mailbox.dir(), v);
         if self.keys_validity != v {
-            self.keys.clear();
+            let mailbox = &self.mailbox;
+            self.keys = file.load(|u| mailbox.get(u).is_some());
             self.keys_validity = v;
         }
+        let mut made = Vec::new();
         for &u in uids {
             if !self.keys.contains_key(&u) {
                 if let Some(header) = super::read_header(&self.mailbox, u) {
                     self.keys.insert(u, HeaderKeys::of(&header));
+                    made.push(u);
                 }
             }
         }
-        &self.keys
+        let new: Vec<(u32, &HeaderKeys)> = made.iter().map(|u| (*u, &self.keys[u])).collect();
+        file.append(&new);
     }
 
     /// The [`HeaderKeys`] of `uid` if [`Shared::header_keys`] made them.
@@ -271,7 +281,7 @@ impl Mailboxes {
             last_sync: Instant::now(),
             expunges: 0,
             cache: None,
-            keys: HashMap::new(),
+            keys: FxHashMap::default(),
             keys_validity: 0,
             notify: self.notify.clone(),
             uids: Arc::default(),

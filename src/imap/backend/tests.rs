@@ -1132,8 +1132,9 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
     assert_eq!(other.run("c THREAD REFERENCES UTF-8 ALL\r\n"), threads);
 }
 
-/// A header SEARCH keeps what it compares (the mailbox's header keys):
-/// the same search again, and SORT (DATE), read no message file, and a
+/// A header SEARCH keeps what it compares (the mailbox's header keys, in
+/// memory and in `pigeonpost.index.keys`): the same search again, and SORT
+/// (DATE), read no message file, in this process or after a restart, and a
 /// message that arrives later is keyed when a search first needs it.
 #[test]
 fn repeated_header_searches_and_date_sorts_read_no_files() {
@@ -1171,6 +1172,18 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
         assert_eq!(&c.run(s), want, "{s}");
     }
     assert_eq!(c.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
+    // Another server process (a restart): the keys come from their file.
+    let mut other = Client::new(&dir);
+    other.backend = Backend::new(
+        dir.clone(),
+        Mailboxes::new(crate::store::notify::Notifier::new()),
+    );
+    other.run("a SELECT INBOX\r\n");
+    assert_eq!(other.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
+    for (s, want) in searches.iter().zip(&found) {
+        assert_eq!(&other.run(s), want, "{s}");
+    }
+    drop(other);
     // A new message is read when a search first needs it.
     c.run(&format!(
         "g APPEND INBOX {}\r\n",
