@@ -32,6 +32,7 @@ mod keywords;
 pub mod metadata;
 mod modseq;
 pub mod quota;
+mod snapshot;
 mod uidl;
 mod uidlist;
 pub mod utf7;
@@ -400,6 +401,19 @@ struct Fingerprint {
     keywords: Option<SystemTime>,
 }
 
+impl Fingerprint {
+    /// Whether every timestamp is at least 2 s older than `at`, the start
+    /// of a scan: then no change made in the same clock tick as what the
+    /// scan saw can hide behind an unchanged timestamp.
+    fn settled_before(&self, at: SystemTime) -> bool {
+        let settled = |t: Option<SystemTime>| t.is_none_or(|t| t + Duration::from_secs(2) < at);
+        settled(self.cur)
+            && settled(self.new)
+            && settled(self.uidlist.map(|s| s.mtime))
+            && settled(self.keywords)
+    }
+}
+
 /// A Maildir folder (INBOX or a Maildir++ `.Name` directory).
 #[derive(Debug)]
 pub struct Mailbox {
@@ -411,6 +425,9 @@ pub struct Mailbox {
     keywords: Keywords,
     lock_timeout: Duration,
     fingerprint: Option<(Fingerprint, SystemTime)>,
+    /// The fingerprint our `pigeonpost.index.list` was last written (or
+    /// read) under.
+    snapshot_of: Option<Fingerprint>,
     /// Mod-sequences (RFC 7162), loaded at the first sync.
     modseqs: Option<ModseqIndex>,
     /// The user's Maildir++ quota: checked before storing, told of every
@@ -451,6 +468,7 @@ impl Mailbox {
             keywords: Keywords::default(),
             lock_timeout,
             fingerprint: None,
+            snapshot_of: None,
             modseqs: None,
             quota: None,
         };
@@ -712,17 +730,18 @@ impl Mailbox {
         let started = SystemTime::now();
         let fp = self.fingerprint()?;
         if let Some((old, at)) = &self.fingerprint {
-            // timestamps at least 2 s older than the previous scan can't hide
-            // a change made in the same clock tick
-            let settled =
-                |t: Option<SystemTime>| t.is_none_or(|t| t + Duration::from_secs(2) < *at);
-            if *old == fp
-                && settled(fp.cur)
-                && settled(fp.new)
-                && settled(fp.uidlist.map(|s| s.mtime))
-                && settled(fp.keywords)
-            {
+            if *old == fp && fp.settled_before(*at) {
+                if self.snapshot_of.as_ref() != Some(&fp) {
+                    self.write_snapshot(fp, *at);
+                }
                 return Ok(Changes::default());
+            }
+        } else if let Some(snap) = snapshot::read(&self.dir) {
+            // A first look: the list of the last settled sync, if nothing
+            // changed since.
+            let h = &snap.header;
+            if h.fingerprint == fp && fp.settled_before(h.scanned_at) {
+                return self.adopt(snap);
             }
         }
 
@@ -801,6 +820,20 @@ impl Mailbox {
             self.persist_vsizes(&computed_vsizes);
         }
 
+        self.attach_modseqs(&mut messages);
+        let changes = diff(&self.messages, &messages);
+        self.messages = messages;
+        let fp = self.fingerprint()?;
+        if fp.settled_before(started) {
+            self.write_snapshot(fp.clone(), started);
+        }
+        self.fingerprint = Some((fp, started));
+        Ok(changes)
+    }
+
+    /// Gives `messages` their modseqs (RFC 7162), loading the index first
+    /// if it isn't yet, or was of another UIDVALIDITY.
+    fn attach_modseqs(&mut self, messages: &mut [MessageInfo]) {
         if self
             .modseqs
             .as_ref()
@@ -812,12 +845,46 @@ impl Mailbox {
             self.modseqs = Some(ix);
         }
         if let Some(ix) = &mut self.modseqs {
-            ix.reconcile(&mut messages);
+            ix.reconcile(messages);
         }
+    }
+
+    /// Takes the list from `pigeonpost.index.list` (see `snapshot.rs`)
+    /// instead of scanning.
+    fn adopt(&mut self, snap: snapshot::Snapshot) -> Result<Changes> {
+        self.keywords = Keywords::read(&self.keywords_path())
+            .map_err(|e| io_err("read", &self.keywords_path(), e))?;
+        let h = snap.header;
+        self.uidvalidity = h.uidvalidity;
+        self.next_uid = h.next_uid;
+        self.guid = h.guid;
+        let mut messages = snap.messages;
+        for m in &mut messages {
+            let (_, kw) = filename::parse_flags(&m.filename);
+            if kw != 0 {
+                m.keywords = self.keywords.names_of(kw);
+            }
+        }
+        self.attach_modseqs(&mut messages);
         let changes = diff(&self.messages, &messages);
         self.messages = messages;
-        self.fingerprint = Some((self.fingerprint()?, started));
+        self.snapshot_of = Some(h.fingerprint.clone());
+        self.fingerprint = Some((h.fingerprint, h.scanned_at));
         Ok(changes)
+    }
+
+    /// Writes `pigeonpost.index.list`: our list, as of a sync that started
+    /// at `at` and found the folder as `fp` says.
+    fn write_snapshot(&mut self, fp: Fingerprint, at: SystemTime) {
+        let header = snapshot::Header {
+            uidvalidity: self.uidvalidity,
+            next_uid: self.next_uid,
+            guid: self.guid.clone(),
+            fingerprint: fp.clone(),
+            scanned_at: at,
+        };
+        snapshot::write(&self.dir, &header, &self.messages);
+        self.snapshot_of = Some(fp);
     }
 
     fn path_of(&self, f: &Found) -> PathBuf {

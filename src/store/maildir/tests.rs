@@ -967,3 +967,66 @@ fn a_cached_message_holds_its_name_once() {
     assert_eq!(m.guid(), m.basename(), "no G field: the base name");
     assert!(m.extra.is_none(), "nothing boxed for a plain message");
 }
+
+/// Sets the modification time of `p` (a file or a directory) `secs` back.
+fn age(p: &Path, secs: u64) {
+    let t = SystemTime::now() - Duration::from_secs(secs);
+    File::open(p).unwrap().set_modified(t).unwrap();
+}
+
+/// A folder nobody changed since its last settled sync opens from
+/// `pigeonpost.index.list` (no listing, no stat: a message file's own
+/// mtime change is not seen), with everything a scan gives; any change to
+/// the folder, or a damaged list, means a scan again.
+#[test]
+fn a_settled_mailbox_opens_from_its_list_snapshot() {
+    let (_tmp, dir) = new_maildir();
+    let body = b"Subject: x\n\nbody\n";
+    for i in 0..5 {
+        deliver(&dir, &format!("170000000{i}.M{i}P1.host,S=17,W=20"), body);
+    }
+    let mut mb = Mailbox::open(&dir).unwrap();
+    mb.set_flags(2, Flags::SEEN, &["$Label1"]).unwrap();
+    mb.set_flags(3, Flags::FLAGGED, &[]).unwrap();
+    drop(mb);
+    // Fields of the uidlist few records have (a migrated message).
+    let ul = dir.join("dovecot-uidlist");
+    let text = fs::read_to_string(&ul)
+        .unwrap()
+        .replace("\n4 ", "\n4 Gabc Pold-uidl O9 ");
+    fs::write(&ul, text).unwrap();
+    let settle = || {
+        for p in ["cur", "new", "dovecot-uidlist", "dovecot-keywords"] {
+            age(&dir.join(p), 10);
+        }
+    };
+    settle();
+    let list = dir.join(snapshot::LIST_FILE);
+    let scanned = Mailbox::open(&dir).unwrap();
+    assert!(list.exists(), "a settled scan writes the list");
+    assert_eq!(scanned.get(4).unwrap().pop3_uidl(), Some("old-uidl"));
+    assert_eq!(scanned.get(2).unwrap().keywords, ["$Label1"]);
+    let first = scanned.message_path(scanned.get(1).unwrap());
+    age(&first, 100_000);
+    let adopted = Mailbox::open(&dir).unwrap();
+    assert_eq!(adopted.messages(), scanned.messages());
+    assert_eq!(
+        (adopted.uidvalidity(), adopted.next_uid(), adopted.guid()),
+        (scanned.uidvalidity(), scanned.next_uid(), scanned.guid())
+    );
+    // New mail: the list is not trusted; the scan sees the mtime too.
+    deliver(&dir, "1800000000.M9P1.host,S=17,W=20", body);
+    let rescanned = Mailbox::open(&dir).unwrap();
+    assert_eq!(rescanned.messages().len(), 6);
+    let date = |mb: &Mailbox| mb.get(1).unwrap().internal_date;
+    assert!(date(&rescanned) < date(&scanned));
+    // A torn list: a scan.
+    settle();
+    let again = Mailbox::open(&dir).unwrap();
+    let data = fs::read(&list).unwrap();
+    fs::write(&list, &data[..data.len() / 2]).unwrap();
+    age(&first, 200_000);
+    let after_damage = Mailbox::open(&dir).unwrap();
+    assert!(date(&after_damage) < date(&again));
+    assert_eq!(after_damage.messages().len(), 6);
+}

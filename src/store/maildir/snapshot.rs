@@ -1,0 +1,218 @@
+//! The message list of a Maildir folder as of its last settled sync, kept
+//! in our own disposable `pigeonpost.index.list`, so that opening a large
+//! mailbox after a restart reads one file instead of listing `cur/` and
+//! stat-ing every message (Dovecot keeps the like in `dovecot.index`).
+//!
+//! It is trusted only under the rule a held list is: the directories, the
+//! uidlist and the keywords file must still look exactly as they did
+//! (mtimes, the uidlist's inode, size and mtime: the [`Fingerprint`]), and
+//! those timestamps must be at least two seconds older than the scan the
+//! list came from, so no change made in the same clock tick can hide
+//! behind them. Anything else, or a missing, foreign or damaged file,
+//! means a full scan (which writes a new one once things are settled).
+//!
+//! Format (text): `pigeonpost-list 1 <uidvalidity> <next uid> <guid>
+//! <scan time>`, the fingerprint line `fp <cur> <new> <uidlist ino size
+//! mtime> <keywords>`, one line per message `<uid> <c|n> <size> <vsize>
+//! <internal date> <extras> <file name>` (times as `secs.nanos` or `-`;
+//! extras the uidlist's `G`/`P`/`O` fields joined by tabs, or `-`; the name
+//! is the rest of the line), then `end <count>`. Written to a temporary
+//! file and renamed, never fsynced: a torn file fails the count.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::{Extras, Fingerprint, MessageInfo, Stamp};
+
+pub const LIST_FILE: &str = "pigeonpost.index.list";
+const MAGIC: &str = "pigeonpost-list 1";
+
+/// What a snapshot holds besides the messages.
+pub(super) struct Header {
+    pub uidvalidity: u32,
+    pub next_uid: u32,
+    pub guid: String,
+    pub fingerprint: Fingerprint,
+    /// When the scan the list came from started.
+    pub scanned_at: SystemTime,
+}
+
+pub(super) struct Snapshot {
+    pub header: Header,
+    /// Keywords are left empty: the caller derives them from the names.
+    pub messages: Vec<MessageInfo>,
+}
+
+fn time(out: &mut String, t: Option<SystemTime>) {
+    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => {
+            let _ = write!(out, "{}.{}", d.as_secs(), d.subsec_nanos());
+        }
+        None => out.push('-'),
+    }
+}
+
+fn parse_time(s: &str) -> Option<Option<SystemTime>> {
+    if s == "-" {
+        return Some(None);
+    }
+    let (secs, nanos) = s.split_once('.')?;
+    let d = Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+    Some(Some(SystemTime::UNIX_EPOCH.checked_add(d)?))
+}
+
+/// Writes `dir`'s snapshot (temporary file, rename). Best effort: a
+/// failure only costs the next open a full scan.
+pub(super) fn write(dir: &Path, snap: &Header, messages: &[MessageInfo]) {
+    let mut s = String::with_capacity(64 + messages.len() * 96);
+    let _ = write!(
+        s,
+        "{MAGIC} {} {} {} ",
+        snap.uidvalidity, snap.next_uid, snap.guid
+    );
+    time(&mut s, Some(snap.scanned_at));
+    s.push_str("\nfp ");
+    let fp = &snap.fingerprint;
+    time(&mut s, fp.cur);
+    s.push(' ');
+    time(&mut s, fp.new);
+    match &fp.uidlist {
+        Some(st) => {
+            let _ = write!(s, " {} {} ", st.ino, st.size);
+            time(&mut s, Some(st.mtime));
+        }
+        None => s.push_str(" - - -"),
+    }
+    s.push(' ');
+    time(&mut s, fp.keywords);
+    s.push('\n');
+    for m in messages {
+        let where_ = if m.in_new { 'n' } else { 'c' };
+        let _ = write!(s, "{} {where_} {} {} ", m.uid, m.size, m.vsize);
+        time(&mut s, Some(m.internal_date));
+        s.push(' ');
+        match &m.extra {
+            None => s.push('-'),
+            Some(e) => {
+                let mut fields = Vec::new();
+                if let Some(g) = &e.guid {
+                    fields.push(format!("G{g}"));
+                }
+                if let Some(p) = &e.pop3_uidl {
+                    fields.push(format!("P{p}"));
+                }
+                if let Some(o) = e.pop3_order {
+                    fields.push(format!("O{o}"));
+                }
+                s.push_str(&fields.join("\t"));
+            }
+        }
+        let _ = writeln!(s, " {}", m.filename);
+    }
+    let _ = writeln!(s, "end {}", messages.len());
+    let path = dir.join(LIST_FILE);
+    // Two handles of one process may write at once: a name of their own.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{LIST_FILE}.{}.{n}.tmp", std::process::id()));
+    let done = std::fs::write(&tmp, s.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(path = %path.display(), error = %e, "can't write the mailbox list snapshot");
+    }
+}
+
+/// `dir`'s snapshot, `None` if there is none or it is damaged.
+pub(super) fn read(dir: &Path) -> Option<Snapshot> {
+    let data = std::fs::read(dir.join(LIST_FILE)).ok()?;
+    parse(std::str::from_utf8(&data).ok()?)
+}
+
+fn parse(data: &str) -> Option<Snapshot> {
+    let mut lines = data.split_terminator('\n');
+    let head = lines.next()?.strip_prefix(MAGIC)?.strip_prefix(' ')?;
+    let mut w = head.split(' ');
+    let uidvalidity = w.next()?.parse().ok()?;
+    let next_uid = w.next()?.parse().ok()?;
+    let guid = w.next()?.to_string();
+    let scanned_at = parse_time(w.next()?)??;
+    if w.next().is_some() {
+        return None;
+    }
+    let fpl: Vec<&str> = lines.next()?.strip_prefix("fp ")?.split(' ').collect();
+    let [cur, new, ino, size, mtime, keywords] = fpl[..] else {
+        return None;
+    };
+    let uidlist = match (ino, size, mtime) {
+        ("-", "-", "-") => None,
+        _ => Some(Stamp {
+            ino: ino.parse().ok()?,
+            size: size.parse().ok()?,
+            mtime: parse_time(mtime)??,
+        }),
+    };
+    let fingerprint = Fingerprint {
+        cur: parse_time(cur)?,
+        new: parse_time(new)?,
+        uidlist,
+        keywords: parse_time(keywords)?,
+    };
+    let mut messages: Vec<MessageInfo> = Vec::new();
+    for line in lines {
+        if let Some(n) = line.strip_prefix("end ") {
+            let whole = n.parse::<usize>().ok()? == messages.len();
+            let ascending = messages.windows(2).all(|p| p[0].uid < p[1].uid);
+            let header = Header {
+                uidvalidity,
+                next_uid,
+                guid,
+                fingerprint,
+                scanned_at,
+            };
+            return (whole && ascending).then_some(Snapshot { header, messages });
+        }
+        let mut w = line.splitn(7, ' ');
+        let uid = w.next()?.parse().ok()?;
+        let in_new = match w.next()? {
+            "n" => true,
+            "c" => false,
+            _ => return None,
+        };
+        let size = w.next()?.parse().ok()?;
+        let vsize = w.next()?.parse().ok()?;
+        let internal_date = parse_time(w.next()?)??;
+        let extra = match w.next()? {
+            "-" => None,
+            fields => {
+                let mut e = Extras::default();
+                for f in fields.split('\t') {
+                    match f.split_at_checked(1)? {
+                        ("G", g) => e.guid = Some(g.to_string()),
+                        ("P", p) => e.pop3_uidl = Some(p.to_string()),
+                        ("O", o) => e.pop3_order = Some(o.parse().ok()?),
+                        _ => return None,
+                    }
+                }
+                Some(Box::new(e))
+            }
+        };
+        let filename = w.next().filter(|f| !f.is_empty())?.to_string();
+        let (flags, _) = super::filename::parse_flags(&filename);
+        messages.push(MessageInfo {
+            uid,
+            filename,
+            in_new,
+            flags,
+            keywords: Vec::new(),
+            size,
+            vsize,
+            internal_date,
+            extra,
+            recent: false,
+            modseq: 0,
+        });
+    }
+    None
+}
