@@ -37,21 +37,22 @@ impl KeysFile {
         }
     }
 
-    /// The keys the file holds for UIDs `live` accepts. A file that is
-    /// damaged, foreign, or mostly of messages no longer there is
-    /// rewritten with what is kept.
-    pub fn load(&self, live: impl Fn(u32) -> bool) -> FxHashMap<u32, HeaderKeys> {
+    /// The keys the file holds. Those of expunged messages are harmless
+    /// (a UID is never used twice under one UIDVALIDITY): they are only
+    /// dropped, keeping what `live` accepts, when they are most of a file
+    /// of the mailbox's `count` messages, or when it is damaged or
+    /// foreign.
+    pub fn load(&self, count: usize, live: impl Fn(u32) -> bool) -> FxHashMap<u32, HeaderKeys> {
         let mut keys = FxHashMap::default();
         let Ok(data) = std::fs::read(&self.path) else {
             return keys;
         };
         let (total, ok) = self.parse(&data, |uid, k| {
-            if live(uid) {
-                keys.insert(uid, k);
-            }
+            keys.insert(uid, k);
         });
-        let stale = total - keys.len();
-        if !ok || stale > 256 && stale > keys.len() {
+        let stale = total.saturating_sub(count);
+        if !ok || stale > 256 && stale > count {
+            keys.retain(|u, _| live(*u));
             let mut all: Vec<(u32, &HeaderKeys)> = keys.iter().map(|(u, k)| (*u, k)).collect();
             all.sort_unstable_by_key(|(u, _)| *u);
             self.rewrite(&all);
@@ -154,13 +155,14 @@ mod tests {
         let b = keys("To: b@y\r\nTo: c@z\r\n\r\nbody");
         let f = KeysFile::new(dir.path(), 7);
         f.append(&[(1, &a), (2, &b)]);
-        let got = f.load(|_| true);
+        let got = f.load(2, |_| true);
         assert_eq!(
             (got.get(&1), got.get(&2), got.len()),
             (Some(&a), Some(&b), 2)
         );
         // Expunged ones are left out.
-        assert_eq!(f.load(|u| u == 2).len(), 1);
+        assert_eq!(f.load(1, |u| u == 2).len(), 2, "kept: few are stale");
+        assert_eq!(f.load(0, |u| u == 2).len(), 2);
         // A torn append: what came before is kept, the file rewritten.
         let path = dir.path().join(KEYS_FILE);
         let mut data = std::fs::read(&path).unwrap();
@@ -168,7 +170,7 @@ mod tests {
         f.append(&[(3, &a)]);
         data = std::fs::read(&path).unwrap();
         std::fs::write(&path, &data[..good + 10]).unwrap();
-        let got = f.load(|_| true);
+        let got = f.load(2, |_| true);
         assert_eq!(got.len(), 2);
         assert_eq!(std::fs::read(&path).unwrap().len(), good);
         // A record that doesn't end where its length says: nothing from
@@ -177,9 +179,14 @@ mod tests {
         let at = bad.len() - 1;
         bad[at] = b'x';
         std::fs::write(&path, &bad).unwrap();
-        assert_eq!(f.load(|_| true).len(), 1);
+        assert_eq!(f.load(2, |_| true).len(), 1);
+        // Mostly expunged messages: the file is written anew without them.
+        let many: Vec<(u32, &HeaderKeys)> = (10..400).map(|u| (u, &a)).collect();
+        f.append(&many);
+        assert_eq!(f.load(1, |u| u == 10).len(), 1);
+        assert_eq!(f.load(1, |_| true).len(), 1);
         // The mailbox made anew (another UIDVALIDITY): nothing of it.
-        assert!(KeysFile::new(dir.path(), 8).load(|_| true).is_empty());
-        assert!(f.load(|_| true).is_empty());
+        assert!(KeysFile::new(dir.path(), 8).load(2, |_| true).is_empty());
+        assert!(f.load(2, |_| true).is_empty());
     }
 }

@@ -735,8 +735,13 @@ impl<'a, C: Candidate + ?Sized> Eval<'a, C> {
 fn field_text(name: &str, value: &[u8]) -> String {
     let mut text = decode_unstructured(value);
     if ADDRESS_FIELDS.contains(&name) {
-        text.push('\n');
-        text.push_str(&address_text(value));
+        // (only when it says something else: `Name <a@b>` written plainly
+        // reads the same both ways)
+        let shown = address_text(value);
+        if shown != text.trim() {
+            text.push('\n');
+            text.push_str(&shown);
+        }
     }
     text.to_lowercase()
 }

@@ -100,7 +100,7 @@ impl Shared {
         let file = KeysFile::new(self.mailbox.dir(), v);
         if self.keys_validity != v {
             let mailbox = &self.mailbox;
-            self.keys = file.load(|u| mailbox.get(u).is_some());
+            self.keys = file.load(mailbox.messages().len(), |u| mailbox.get(u).is_some());
             self.keys_validity = v;
         }
         let mut made = Vec::new();
