@@ -41,7 +41,9 @@
 //! earlier boot (a power loss may have eaten its last lines) gets its
 //! HIGHESTMODSEQ raised to the clock when it is read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -111,7 +113,7 @@ impl ModseqIndex {
             path,
             uidvalidity,
             highest: 0,
-            known: HashMap::new(),
+            known: HashMap::default(),
             vanished: VecDeque::new(),
             vanished_floor: 0,
             lines: None,
@@ -160,11 +162,21 @@ impl ModseqIndex {
             };
             let mut w = line.split(' ');
             let kind = w.next();
-            let nums: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+            // (the numbers that parse; more than three fit no line kind)
+            let mut buf = [0u64; 4];
+            let mut n = 0;
+            for v in w.filter_map(|x| x.parse().ok()) {
+                if n == buf.len() {
+                    break;
+                }
+                buf[n] = v;
+                n += 1;
+            }
+            let nums = &buf[..n];
             let good = |uid: u64, modseq: u64| {
                 uid > 0 && uid <= u32::MAX as u64 && modseq > 0 && modseq <= MODSEQ_MAX
             };
-            match (kind, &nums[..]) {
+            match (kind, nums) {
                 (Some("m"), &[uid, modseq, sig]) if good(uid, modseq) => {
                     self.known.insert(uid as u32, (modseq, sig));
                     self.highest = self.highest.max(modseq);
@@ -415,7 +427,7 @@ impl ModseqIndex {
                 path: self.path.clone(),
                 uidvalidity: self.uidvalidity,
                 highest: 0,
-                known: HashMap::new(),
+                known: HashMap::default(),
                 vanished: VecDeque::new(),
                 vanished_floor: 0,
                 lines: None,
@@ -499,7 +511,7 @@ pub fn fuzz_check(text: &str) {
         path: PathBuf::from("/nonexistent/pigeonpost-fuzz").join(MODSEQ_FILE),
         uidvalidity: 7,
         highest: 0,
-        known: HashMap::new(),
+        known: HashMap::default(),
         vanished: VecDeque::new(),
         vanished_floor: 0,
         lines: None,
