@@ -74,6 +74,8 @@
 #                                  above IDLE_MANY + 1000)
 #   LARGE_MSGS=100000 LARGE_SIZE=300
 #                                  step 6, a large INBOX (empty = none); QUICK=1: 10,000
+#   FOLDERS=1000                   step 6 then adds this many folders of 3 messages to
+#                                  that user: LIST and STATUS of each (empty = none)
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
 #                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -115,7 +117,7 @@ if [ "$QUICK" = 1 ]; then D_RESYNC_MSGS=2000 D_RESYNC_ROUNDS=3; else D_RESYNC_MS
 RESYNC_MSGS=${RESYNC_MSGS-$D_RESYNC_MSGS}; RESYNC_ROUNDS=${RESYNC_ROUNDS:-$D_RESYNC_ROUNDS}
 RESYNC_PERCENT=${RESYNC_PERCENT:-1}; RESYNC_REPEAT=${RESYNC_REPEAT:-5}
 if [ "$QUICK" = 1 ]; then D_LARGE_MSGS=10000; else D_LARGE_MSGS=100000; fi
-LARGE_MSGS=${LARGE_MSGS-$D_LARGE_MSGS}; LARGE_SIZE=${LARGE_SIZE:-300}
+LARGE_MSGS=${LARGE_MSGS-$D_LARGE_MSGS}; LARGE_SIZE=${LARGE_SIZE:-300}; FOLDERS=${FOLDERS-1000}
 DV_PORT=${DOVECOT_PORT:-4143}; PP_PORT=${PIGEONPOST_PORT:-5143}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5581}
 DV_MAX_USERIP=${DOVECOT_MAX_USERIP:-1000}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}
@@ -408,14 +410,21 @@ if [ -n "$LARGE_MSGS" ]; then
     place_template large "$s" "$LARGE_USER"
     timeout 300 sync; sleep "$SETTLE"
     alive "$s"; wait_others
-    for phase in first later cold; do
-      if [ "$phase" != first ]; then
+    for phase in first later cold folders; do
+      if [ "$phase" = folders ]; then
+        [ -n "$FOLDERS" ] || continue
+        python3 "$LIB/mkfolders.py" "$(mailroot "$s")/example.com/${LARGE_USER%@*}" --count "$FOLDERS" \
+          --msgs 3 > /dev/null || die "mkfolders.py failed"
+        chown -R "$VUID:$VGID" "$(mailroot "$s")/example.com/${LARGE_USER%@*}"
+        timeout 300 sync; sleep "$REST"
+      elif [ "$phase" != first ]; then
         if [ "$s" = pigeonpost ]; then stop_pigeonpost; start_pigeonpost; else stop_dovecot > /dev/null; start_dovecot; fi
         alive "$s"; sleep "$REST"
       fi
       timeout $((TIMEOUT * 4)) python3 "$LIB/imap_large.py" --port "$(port_of "$s")" --user "$LARGE_USER" \
         --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" --msgs "$LARGE_MSGS" \
-        --subject "message 777 of" --phase "$phase" --timeout "$TIMEOUT" --tag "$s" --json-out "$R/large.jsonl" \
+        --subject "message 777 of" --phase "$phase" --folders "${FOLDERS:-0}" --timeout "$TIMEOUT" --tag "$s" \
+        --json-out "$R/large.jsonl" \
         > "$R/large_${s}_$phase.log" 2>&1 || say "WARNING: $s: the large-mailbox check failed (see $R/large_${s}_$phase.log)"
       sed 's/^/   /' "$R/large_${s}_$phase.log" | tail -12
     done

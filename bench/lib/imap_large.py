@@ -18,6 +18,11 @@ tree, from /proc, just before and after) and the wall time of:
   select_cold    (--phase cold, on a server restarted again) one SELECT: the
                  first look at the mailbox after a restart
   sort_date_cold then UID SORT (DATE) with nothing searched before
+  list_folders   (--phase folders, --folders N folders added by mkfolders.py)
+                 LIST "" "*"
+  status_first   STATUS (MESSAGES UNSEEN UIDNEXT) of every folder, one
+                 connection, the first time (the server numbers each folder)
+  status         the same again
 
 and the growth of the server tree's memory from before the later sessions
 to while one of them holds the mailbox selected, per message (RSS and PSS
@@ -59,7 +64,9 @@ def main():
     ap.add_argument("--msgs", type=int, required=True, help="messages the INBOX holds")
     ap.add_argument("--subject", required=True, help="a word only some subjects have")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--phase", choices=("first", "later", "cold"), default="later",
+    ap.add_argument("--folders", type=int, default=0, help="folders mkfolders.py added (--phase folders)")
+    ap.add_argument("--folder-msgs", type=int, default=3)
+    ap.add_argument("--phase", choices=("first", "later", "cold", "folders"), default="later",
                     help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server "
                          "between); cold: SELECT and SORT (DATE) on a server restarted again")
     ap.add_argument("--timeout", type=float, default=600)
@@ -89,6 +96,30 @@ def main():
         c = session()
         cpu, wall, _ = measure(pids, lambda: select(c))
         record("first_select", cpu, wall, 1)
+        c.close()
+        return finish(a, ops, problems, {})
+
+    if a.phase == "folders":
+        c = session()
+        cpu, wall, lines = measure(pids, lambda: c.cmd('LIST "" "*"')[0])
+        record("list_folders", cpu, wall, 1)
+        names = [x for x in lines if x.startswith(b"* LIST") and b"Folder" in x]
+        if len(names) != a.folders:
+            problems.append(f"LIST: {len(names)} folders, want {a.folders}")
+
+        def status_all():
+            bad = 0
+            for f in range(1, a.folders + 1):
+                got, _ = c.cmd(f"STATUS Folder{f:04d} (MESSAGES UNSEEN UIDNEXT)")
+                want = f"MESSAGES {a.folder_msgs} UNSEEN {a.folder_msgs} UIDNEXT {a.folder_msgs + 1}".encode()
+                if not any(want in x for x in got):
+                    bad += 1
+            return bad
+        for label in ("status_first", "status"):
+            cpu, wall, bad = measure(pids, status_all)
+            record(label, cpu, wall, 1)
+            if bad:
+                problems.append(f"{label}: {bad} of {a.folders} STATUS answers wrong")
         c.close()
         return finish(a, ops, problems, {})
 
