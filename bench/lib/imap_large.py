@@ -111,8 +111,10 @@ def main():
             bad = 0
             for f in range(1, a.folders + 1):
                 got, _ = c.cmd(f"STATUS Folder{f:04d} (MESSAGES UNSEEN UIDNEXT)")
-                want = f"MESSAGES {a.folder_msgs} UNSEEN {a.folder_msgs} UIDNEXT {a.folder_msgs + 1}".encode()
-                if not any(want in x for x in got):
+                items = {k: int(v) for x in got if x.startswith(b"* STATUS")
+                         for k, v in re.findall(rb"(MESSAGES|UNSEEN|UIDNEXT) (\d+)", x)}
+                n = a.folder_msgs
+                if items != {b"MESSAGES": n, b"UNSEEN": n, b"UIDNEXT": n + 1}:
                     bad += 1
             return bad
         for label in ("status_first", "status"):
