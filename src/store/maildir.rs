@@ -731,7 +731,9 @@ impl Mailbox {
         let fp = self.fingerprint()?;
         if let Some((old, at)) = &self.fingerprint {
             if *old == fp && fp.settled_before(*at) {
-                if self.snapshot_of.as_ref() != Some(&fp) {
+                if self.snapshot_of.as_ref() != Some(&fp)
+                    && self.messages.len() >= snapshot::MIN_MESSAGES
+                {
                     self.write_snapshot(fp, *at);
                 }
                 return Ok(Changes::default());
@@ -824,7 +826,7 @@ impl Mailbox {
         let changes = diff(&self.messages, &messages);
         self.messages = messages;
         let fp = self.fingerprint()?;
-        if fp.settled_before(started) {
+        if fp.settled_before(started) && self.messages.len() >= snapshot::MIN_MESSAGES {
             self.write_snapshot(fp.clone(), started);
         }
         self.fingerprint = Some((fp, started));

@@ -27,6 +27,9 @@ use std::time::{Duration, SystemTime};
 use super::{Extras, Fingerprint, MessageInfo, Stamp};
 
 pub const LIST_FILE: &str = "pigeonpost.index.list";
+/// Smaller folders get no list: scanning them costs about what writing
+/// and reading it would.
+pub const MIN_MESSAGES: usize = 256;
 const MAGIC: &str = "pigeonpost-list 1";
 
 /// What a snapshot holds besides the messages.
