@@ -388,6 +388,9 @@ impl From<&fs::Metadata> for Meta {
     }
 }
 
+/// The modification times of `new/` and `cur/`.
+type DirMtimes = (Option<SystemTime>, Option<SystemTime>);
+
 /// base name → where the file is now
 type ScanMap = HashMap<String, Found>;
 
@@ -589,6 +592,10 @@ impl Mailbox {
         }
     }
 
+    fn dir_mtimes(&self) -> Result<DirMtimes> {
+        Ok((self.dir_mtime("new")?, self.dir_mtime("cur")?))
+    }
+
     fn fingerprint(&self) -> Result<Fingerprint> {
         let ul = self.uidlist_path();
         let kw = self.keywords_path();
@@ -637,7 +644,7 @@ impl Mailbox {
     /// One pass over `new/` (moving files to `cur/`) and `cur/`. Returns
     /// whether the directories stayed unchanged during the pass.
     fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
-        let before = (self.dir_mtime("new")?, self.dir_mtime("cur")?);
+        let before = self.dir_mtimes()?;
         let cur = self.dir.join("cur");
         for name in self.read_names(Sub::New)? {
             let target = if name.contains(':') {
@@ -683,8 +690,7 @@ impl Mailbox {
                 },
             );
         }
-        let after = (self.dir_mtime("new")?, self.dir_mtime("cur")?);
-        Ok(before == after)
+        Ok(before == self.dir_mtimes()?)
     }
 
     /// Scans until the directories hold still (a concurrent rename can hide
@@ -763,7 +769,8 @@ impl Mailbox {
             (scan, needs_uids)
         };
         let ul = if needs_uids {
-            match self.assign_uids(&mut scan, &mut recent) {
+            let scanned = self.dir_mtimes()?;
+            match self.assign_uids(&mut scan, scanned, &mut recent) {
                 Ok(ul) => ul,
                 Err(Error::LockTimeout(p)) => match existing {
                     // numbering has to wait; show what already has UIDs
@@ -1008,10 +1015,20 @@ impl Mailbox {
 
     /// Under the uidlist lock: re-read the uidlist, rescan, drop records of
     /// vanished files, number new files in Dovecot's order, write it back.
-    fn assign_uids(&self, scan: &mut ScanMap, recent: &mut HashSet<String>) -> Result<Uidlist> {
+    /// `scanned`: the `new/` and `cur/` mtimes when `scan` was made; if they
+    /// are still the same once the lock is ours, `scan` is used as it is
+    /// (a 100,000-message folder is not listed twice for one new message;
+    /// a file that arrived in the same clock tick is numbered at the next
+    /// sync, whose settledness check rescans).
+    fn assign_uids(
+        &self,
+        scan: &mut ScanMap,
+        scanned: DirMtimes,
+        recent: &mut HashSet<String>,
+    ) -> Result<Uidlist> {
         let lock = self.lock_uidlist()?;
         let (mut ul, created) = self.read_locked_uidlist()?;
-        {
+        if self.dir_mtimes()? != scanned {
             let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
             let mut fresh = self.scan(&known, recent)?;
             // keep what the first scan saw too: a file can hide from one pass
