@@ -22,7 +22,6 @@
 //! message files.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +36,7 @@ use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 
 use super::message;
+use crate::store::index_file;
 
 pub const CACHE_FILE: &str = "pigeonpost.index.cache";
 const MAGIC: &str = "pigeonpost-cache 3";
@@ -192,14 +192,7 @@ impl PartsCache {
                 record(&mut buf, self.uidvalidity, uid, bytes);
             }
         }
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(&buf));
-        if let Err(e) = written {
-            tracing::debug!(path = %self.path.display(), error = %e, "can't write the IMAP cache");
-        }
+        index_file::append(&self.path, &buf, "IMAP cache");
     }
 
     /// Writes the file anew from the live entries (temp file, rename).
@@ -210,14 +203,7 @@ impl PartsCache {
         for uid in uids {
             record(&mut buf, self.uidvalidity, *uid, &self.entries[uid]);
         }
-        let tmp = self
-            .path
-            .with_file_name(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
-        let done = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::debug!(path = %self.path.display(), error = %e, "can't rewrite the IMAP cache");
-        }
+        index_file::replace(&self.path, &buf, "IMAP cache");
         self.pending.clear();
     }
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use super::search::HeaderKeys;
+use crate::store::index_file;
 
 pub const KEYS_FILE: &str = "pigeonpost.index.keys";
 const MAGIC: &str = "pigeonpost-keys 1";
@@ -113,14 +114,7 @@ impl KeysFile {
         for (uid, keys) in new {
             self.record(&mut buf, *uid, keys);
         }
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(&buf));
-        if let Err(e) = written {
-            tracing::debug!(path = %self.path.display(), error = %e, "can't write the IMAP header keys");
-        }
+        index_file::append(&self.path, &buf, "IMAP header keys");
     }
 
     /// Writes the file anew (temp file, rename).
@@ -129,14 +123,7 @@ impl KeysFile {
         for (uid, keys) in all {
             self.record(&mut buf, *uid, keys);
         }
-        let tmp = self
-            .path
-            .with_file_name(format!("{KEYS_FILE}.{}.tmp", std::process::id()));
-        let done = std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::debug!(path = %self.path.display(), error = %e, "can't rewrite the IMAP header keys");
-        }
+        index_file::replace(&self.path, &buf, "IMAP header keys");
     }
 }
 

@@ -4,6 +4,7 @@
 //! mail is (`location.rs`), and "this mailbox changed" (`notify.rs`).
 
 pub mod deliver;
+pub mod index_file;
 pub mod location;
 pub mod maildir;
 pub mod mbox;

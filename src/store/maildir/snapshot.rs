@@ -21,7 +21,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::{Extras, Fingerprint, MessageInfo, Stamp};
@@ -115,16 +114,7 @@ pub(super) fn write(dir: &Path, snap: &Header, messages: &[MessageInfo]) {
         let _ = writeln!(s, " {}", m.filename);
     }
     let _ = writeln!(s, "end {}", messages.len());
-    let path = dir.join(LIST_FILE);
-    // Two handles of one process may write at once: a name of their own.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!("{LIST_FILE}.{}.{n}.tmp", std::process::id()));
-    let done = std::fs::write(&tmp, s.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        tracing::debug!(path = %path.display(), error = %e, "can't write the mailbox list snapshot");
-    }
+    crate::store::index_file::replace(&dir.join(LIST_FILE), s.as_bytes(), "mailbox list snapshot");
 }
 
 /// `dir`'s snapshot, `None` if there is none or it is damaged.
