@@ -92,6 +92,17 @@ def main():
         ops[name] = {"cpu_ms": round(cpu, 1), "wall_ms": round(wall, 1), "runs": runs}
         print(f"   {a.tag} {name}: {cpu:.1f} ms CPU, {wall:.1f} ms wall (x{runs})", flush=True)
 
+    def sort_date(c, label):
+        """UID SORT (DATE) ALL as `label`, if the server offers SORT"""
+        caps, _ = c.cmd("CAPABILITY")
+        if not any(b" SORT" in x for x in caps):
+            return
+        cpu, wall, lines = measure(pids, lambda: c.cmd("UID SORT (DATE) UTF-8 ALL")[0])
+        record(label, cpu, wall, 1)
+        n = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SORT"))
+        if n != a.msgs:
+            problems.append(f"SORT: {n} UIDs, want {a.msgs}")
+
     if a.phase == "first":
         c = session()
         cpu, wall, _ = measure(pids, lambda: select(c))
@@ -129,13 +140,7 @@ def main():
         c = session()
         cpu, wall, _ = measure(pids, lambda: select(c))
         record("select_cold", cpu, wall, 1)
-        caps, _ = c.cmd("CAPABILITY")
-        if any(b" SORT" in x for x in caps):
-            cpu, wall, lines = measure(pids, lambda: c.cmd("UID SORT (DATE) UTF-8 ALL")[0])
-            record("sort_date_cold", cpu, wall, 1)
-            n = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SORT"))
-            if n != a.msgs:
-                problems.append(f"SORT: {n} UIDs, want {a.msgs}")
+        sort_date(c, "sort_date_cold")
         c.close()
         return finish(a, ops, problems, {})
 
@@ -156,8 +161,6 @@ def main():
            "pss_growth_b_per_msg": round((m1["pss_kb"] - m0["pss_kb"]) * 1024 / a.msgs)}
     print(f"   {a.tag} memory while one session holds it: RSS +{mem['rss_growth_b_per_msg']} B, "
           f"PSS +{mem['pss_growth_b_per_msg']} B per message", flush=True)
-    caps, _ = c.cmd("CAPABILITY")
-    has_sort = any(b" SORT" in x for x in caps)
 
     def uids_of(lines):
         return [int(m.group(1)) for m in (re.search(rb"UID (\d+)", x) for x in lines) if m]
@@ -176,12 +179,7 @@ def main():
         hits = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SEARCH"))
         if hits < 1:
             problems.append(f"SEARCH SUBJECT {a.subject!r}: no hit")
-    if has_sort:
-        cpu, wall, lines = measure(pids, lambda: c.cmd("UID SORT (DATE) UTF-8 ALL")[0])
-        record("sort_date", cpu, wall, 1)
-        n = sum(len(x.split()) - 2 for x in lines if x.startswith(b"* SORT"))
-        if n != a.msgs:
-            problems.append(f"SORT: {n} UIDs, want {a.msgs}")
+    sort_date(c, "sort_date")
     c.close()
     return finish(a, ops, problems, mem)
 
