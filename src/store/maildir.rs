@@ -352,6 +352,7 @@ struct Found {
 
 /// A directory opened once, so the stat of each of its files doesn't walk
 /// the whole path again (`None` if it can't be opened: full paths then).
+#[derive(Debug)]
 struct DirHandle(Option<rustix::fd::OwnedFd>);
 
 impl DirHandle {
@@ -433,6 +434,8 @@ pub struct Mailbox {
     snapshot_of: Option<Fingerprint>,
     /// Mod-sequences (RFC 7162), loaded at the first sync.
     modseqs: Option<ModseqIndex>,
+    /// `cur/`, held open for reading messages.
+    cur_dir: DirHandle,
     /// The user's Maildir++ quota: checked before storing, told of every
     /// message stored or expunged.
     quota: Option<Arc<quota::Quota>>,
@@ -473,8 +476,10 @@ impl Mailbox {
             fingerprint: None,
             snapshot_of: None,
             modseqs: None,
+            cur_dir: DirHandle(None),
             quota: None,
         };
+        mb.cur_dir = DirHandle::open(&mb.dir.join(Sub::Cur.name()));
         mb.sync()?;
         Ok(mb)
     }
@@ -1481,7 +1486,19 @@ impl Mailbox {
             return Ok(None);
         };
         let path = self.message_path(m);
-        match File::open(&path) {
+        // Through the held cur/ descriptor: no walk of the whole path for
+        // every message a client fetches.
+        let opened = match (&self.cur_dir, m.in_new) {
+            (DirHandle(Some(fd)), false) => {
+                use rustix::fs::{Mode, OFlags};
+                let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                rustix::fs::openat(fd, m.filename.as_str(), flags, Mode::empty())
+                    .map(File::from)
+                    .map_err(io::Error::from)
+            }
+            _ => File::open(&path),
+        };
+        match opened {
             Ok(f) => return Ok(Some(f)),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(io_err("open", &path, e)),
