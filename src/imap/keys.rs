@@ -127,6 +127,24 @@ impl KeysFile {
     }
 }
 
+/// For the fuzzer (`fuzz/fuzz_targets/imap_keys.rs`): any bytes read as a
+/// keys file, or taken as a message header, never panic; keys read back
+/// as they were written.
+pub fn fuzz_check(data: &[u8]) {
+    let roundtrip = |k: &HeaderKeys| {
+        let mut buf = Vec::new();
+        k.encode(&mut buf);
+        let (back, used) = HeaderKeys::decode(&buf).expect("written keys read back");
+        assert_eq!((&back, used), (k, buf.len()));
+    };
+    let file = KeysFile {
+        path: PathBuf::from("/nonexistent/pigeonpost-fuzz").join(KEYS_FILE),
+        uidvalidity: 7,
+    };
+    file.parse(data, |_, k| roundtrip(&k));
+    roundtrip(&HeaderKeys::of(data));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
