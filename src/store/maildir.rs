@@ -435,7 +435,7 @@ pub struct Mailbox {
     snapshot_of: Option<Fingerprint>,
     /// Mod-sequences (RFC 7162), loaded at the first sync.
     modseqs: Option<ModseqIndex>,
-    /// `cur/`, held open for reading messages.
+    /// `cur/`, held open for stat-ing and reading its messages.
     cur_dir: DirHandle,
     /// The user's Maildir++ quota: checked before storing, told of every
     /// message stored or expunged.
@@ -800,7 +800,6 @@ impl Mailbox {
 
         let mut messages = Vec::with_capacity(ul.records.len());
         let mut computed_vsizes = Vec::new();
-        let cur = DirHandle::open(&self.dir.join(Sub::Cur.name()));
         // Records of messages we had that the scan missed: they may only
         // have been renamed while the directory was read (readdir need not
         // return a file renamed meanwhile), so they get one more look at
@@ -813,7 +812,7 @@ impl Mailbox {
                 }
                 continue;
             };
-            if let Some(info) = self.info_for(rec, found, &cur, &recent, &mut computed_vsizes)? {
+            if let Some(info) = self.info_for(rec, found, &recent, &mut computed_vsizes)? {
                 messages.push(info);
             }
         }
@@ -822,9 +821,7 @@ impl Mailbox {
             let _ = self.scan_once(&mut rescue, &mut HashSet::default())?;
             for rec in missed {
                 if let Some(found) = rescue.get(&rec.basename) {
-                    if let Some(info) =
-                        self.info_for(rec, found, &cur, &recent, &mut computed_vsizes)?
-                    {
+                    if let Some(info) = self.info_for(rec, found, &recent, &mut computed_vsizes)? {
                         messages.push(info);
                     }
                 }
@@ -920,7 +917,6 @@ impl Mailbox {
         &self,
         rec: &Record,
         found: &Found,
-        cur: &DirHandle,
         recent: &HashSet<String>,
         computed_vsizes: &mut Vec<(u32, String, u64)>,
     ) -> Result<Option<MessageInfo>> {
@@ -931,7 +927,7 @@ impl Mailbox {
                 m.keywords = self.keywords.names_of(filename::parse_flags(&m.filename).1);
                 Ok(Some(m))
             }
-            _ => self.build_info(rec, found.clone(), cur, recent, computed_vsizes),
+            _ => self.build_info(rec, found.clone(), recent, computed_vsizes),
         }
     }
 
@@ -941,7 +937,6 @@ impl Mailbox {
         &self,
         rec: &Record,
         mut found: Found,
-        cur: &DirHandle,
         recent: &HashSet<String>,
         computed_vsizes: &mut Vec<(u32, String, u64)>,
     ) -> Result<Option<MessageInfo>> {
@@ -951,7 +946,7 @@ impl Mailbox {
         let mut tries = 0;
         let meta = loop {
             let path = self.path_of(&found);
-            let stat = match (found.sub, cur) {
+            let stat = match (found.sub, &self.cur_dir) {
                 (Sub::Cur, DirHandle(Some(fd))) => {
                     rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
                         .map(Meta::from)

@@ -650,6 +650,14 @@ fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     }
 }
 
+/// A time as whole seconds since 1970 (0 before it): INTERNALDATE as
+/// SEARCH and SORT compare it.
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut f = mailbox.open_message(uid).ok()??;

@@ -11,11 +11,11 @@
 //! here as the only other user of its insides.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use super::Backend;
 use crate::imap::cache::PartsCache;

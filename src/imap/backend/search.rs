@@ -7,8 +7,6 @@
 //! keys ([`HeaderKeys`], kept in memory by the shared mailbox): the first
 //! such search reads each message's header once, later ones no file.
 
-use std::time::UNIX_EPOCH;
-
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 
@@ -16,7 +14,7 @@ use super::condstore::uses_modseq;
 use super::registry::lock;
 use super::registry::Shared;
 use super::sequence::compact_set;
-use super::{read_message, Backend, Selected};
+use super::{read_message, unix_seconds, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::{self, Context as SearchContext, HeaderKeys, Query};
@@ -248,11 +246,7 @@ impl search::Candidate for Candidate<'_> {
         self.info.vsize
     }
     fn internal_date(&self) -> i64 {
-        self.info
-            .internal_date
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        unix_seconds(self.info.internal_date)
     }
     fn message(&self) -> Option<&[u8]> {
         self.data.as_deref()

@@ -11,8 +11,6 @@
 //! SIZE alone needs only the sent date: it takes it from the header keys
 //! header searches keep (each header read once, nothing parsed beyond it).
 
-use std::time::UNIX_EPOCH;
-
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
@@ -21,7 +19,7 @@ use imap_codec::imap_types::search::SearchKey;
 use super::condstore::uses_modseq;
 use super::registry::{lock, Shared};
 use super::search::{esearch, matching};
-use super::{read_message, Backend};
+use super::{read_message, unix_seconds, Backend};
 use crate::imap::cache::Parts;
 use crate::imap::message;
 use crate::imap::proto::response::tagged;
@@ -93,12 +91,6 @@ pub(super) fn sort_msgs(
             })
         })
         .collect()
-}
-
-fn unix_seconds(t: std::time::SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Backend {
