@@ -27,6 +27,7 @@
 mod dotlock;
 mod filename;
 mod folders;
+mod follow;
 pub mod group_commit;
 mod keywords;
 pub mod metadata;
@@ -362,6 +363,19 @@ impl DirHandle {
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         DirHandle(rustix::fs::open(path, flags, Mode::empty()).ok())
     }
+
+    /// Whether this is still the directory at `path` (not one renamed away
+    /// and replaced by another of the same name).
+    fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(fd) = &self.0 else {
+            return false;
+        };
+        match (rustix::fs::fstat(fd), fs::metadata(path)) {
+            (Ok(held), Ok(now)) => held.st_ino == now.ino() && held.st_dev == now.dev(),
+            _ => false,
+        }
+    }
 }
 
 /// What a sync reads of a message file's metadata.
@@ -440,6 +454,12 @@ pub struct Mailbox {
     /// The user's Maildir++ quota: checked before storing, told of every
     /// message stored or expunged.
     quota: Option<Arc<quota::Quota>>,
+    /// The kernel's log of changes to `new/` and `cur/`, if we follow one
+    /// (see `follow.rs`).
+    following: Option<follow::Following>,
+    /// Directory listings made, for tests that show a sync made none.
+    #[cfg(test)]
+    listings: std::sync::atomic::AtomicUsize,
 }
 
 impl Mailbox {
@@ -451,6 +471,16 @@ impl Mailbox {
 
     /// [`Mailbox::open`] with a different dot-lock wait.
     pub fn open_with_timeout(dir: impl Into<PathBuf>, lock_timeout: Duration) -> Result<Mailbox> {
+        Mailbox::open_following(dir, lock_timeout, None)
+    }
+
+    /// [`Mailbox::open_with_timeout`], then syncs by applying `log` (made
+    /// for `dir` before this call) instead of listing the directories.
+    pub fn open_following(
+        dir: impl Into<PathBuf>,
+        lock_timeout: Duration,
+        log: Option<Arc<crate::store::notify::DirLog>>,
+    ) -> Result<Mailbox> {
         let dir = dir.into();
         match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
@@ -479,8 +509,14 @@ impl Mailbox {
             modseqs: None,
             cur_dir: DirHandle(None),
             quota: None,
+            following: None,
+            #[cfg(test)]
+            listings: Default::default(),
         };
         mb.cur_dir = DirHandle::open(&mb.dir.join(Sub::Cur.name()));
+        if let Some(log) = log {
+            mb.follow(log);
+        }
         mb.sync()?;
         Ok(mb)
     }
@@ -624,6 +660,9 @@ impl Mailbox {
     /// File names in `sub/` (dot files and names with CR/LF skipped, like
     /// Dovecot).
     fn read_names(&self, sub: Sub) -> Result<Vec<String>> {
+        #[cfg(test)]
+        self.listings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = self.dir.join(sub.name());
         let rd = match fs::read_dir(&p) {
             Ok(rd) => rd,
@@ -651,40 +690,11 @@ impl Mailbox {
     /// whether the directories stayed unchanged during the pass.
     fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
         let before = self.dir_mtimes()?;
-        let cur = self.dir.join("cur");
         for name in self.read_names(Sub::New)? {
-            let target = if name.contains(':') {
-                name.clone()
-            } else {
-                format!("{name}:2,")
-            };
-            let base = filename::basename(&name).to_string();
-            match rename_noreplace(&self.dir.join("new").join(&name), &cur.join(&target)) {
-                Ok(()) => {
-                    recent.insert(base.clone());
-                    map.insert(
-                        base,
-                        Found {
-                            filename: target,
-                            sub: Sub::Cur,
-                        },
-                    );
-                }
-                // moved or expunged by someone else meanwhile: the cur/ pass
-                // below (which starts later) sees it if it still exists
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::AlreadyExists {
-                        tracing::warn!(file = %name, dir = %self.dir.display(), "can't move new/ file to cur/: {e}");
-                    }
-                    map.insert(
-                        base,
-                        Found {
-                            filename: name,
-                            sub: Sub::New,
-                        },
-                    );
-                }
+            // moved or expunged by someone else meanwhile: the cur/ pass
+            // below (which starts later) sees it if it still exists
+            if let Some(f) = self.move_to_cur(&name, recent) {
+                map.insert(filename::basename(&name).to_string(), f);
             }
         }
         for name in self.read_names(Sub::Cur)? {
@@ -697,6 +707,37 @@ impl Mailbox {
             );
         }
         Ok(before == self.dir_mtimes()?)
+    }
+
+    /// Moves `new/<name>` to `cur/` (with `:2,` added if it has no info
+    /// part; its base name into `recent`): where it is now, or `None` if
+    /// someone else moved or removed it meanwhile.
+    fn move_to_cur(&self, name: &str, recent: &mut HashSet<String>) -> Option<Found> {
+        let target = if name.contains(':') {
+            name.to_string()
+        } else {
+            format!("{name}:2,")
+        };
+        let from = self.dir.join(Sub::New.name()).join(name);
+        match rename_noreplace(&from, &self.dir.join(Sub::Cur.name()).join(&target)) {
+            Ok(()) => {
+                recent.insert(filename::basename(name).to_string());
+                Some(Found {
+                    filename: target,
+                    sub: Sub::Cur,
+                })
+            }
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    tracing::warn!(file = %name, dir = %self.dir.display(), "can't move new/ file to cur/: {e}");
+                }
+                Some(Found {
+                    filename: name.to_string(),
+                    sub: Sub::New,
+                })
+            }
+        }
     }
 
     /// Scans until the directories hold still (a concurrent rename can hide
@@ -740,26 +781,39 @@ impl Mailbox {
     pub fn sync(&mut self) -> Result<Changes> {
         self.flush_modseqs();
         let started = SystemTime::now();
-        let fp = self.fingerprint()?;
-        if let Some((old, at)) = &self.fingerprint {
-            if *old == fp && fp.settled_before(*at) {
-                if self.snapshot_of.as_ref() != Some(&fp)
-                    && self.messages.len() >= snapshot::MIN_MESSAGES
-                {
-                    self.write_snapshot(fp, *at);
+        let mut recent: HashSet<String> = HashSet::default();
+        let logged = match self.sync_from_log(&mut recent)? {
+            follow::Logged::Unchanged => return Ok(Changes::default()),
+            follow::Logged::Scan(scan) => Some(scan),
+            follow::Logged::Unknown => None,
+        };
+        if logged.is_none() {
+            let fp = self.fingerprint()?;
+            if let Some((old, at)) = &self.fingerprint {
+                if *old == fp && fp.settled_before(*at) {
+                    if self.snapshot_of.as_ref() != Some(&fp)
+                        && self.messages.len() >= snapshot::MIN_MESSAGES
+                    {
+                        self.write_snapshot(fp, *at);
+                    }
+                    return Ok(Changes::default());
                 }
-                return Ok(Changes::default());
-            }
-        } else if let Some(snap) = snapshot::read(&self.dir) {
-            // A first look: the list of the last settled sync, if nothing
-            // changed since.
-            let h = &snap.header;
-            if h.fingerprint == fp && fp.settled_before(h.scanned_at) {
-                return self.adopt(snap);
+            } else if let Some(snap) = snapshot::read(&self.dir) {
+                // A first look: the list of the last settled sync, if
+                // nothing changed since.
+                let h = &snap.header;
+                if h.fingerprint == fp && fp.settled_before(h.scanned_at) {
+                    return self.adopt(snap);
+                }
             }
         }
+        // The log's list is exact: nothing it lacks needs another look.
+        let exact = logged.is_some();
+        let cur = self.dir.join(Sub::Cur.name());
+        if !exact && !self.cur_dir.is_at(&cur) {
+            self.cur_dir = DirHandle::open(&cur);
+        }
 
-        let mut recent: HashSet<String> = HashSet::default();
         let uidlist_path = self.uidlist_path();
         let existing =
             Uidlist::read(&uidlist_path).map_err(|e| io_err("read", &uidlist_path, e))?;
@@ -770,10 +824,16 @@ impl Mailbox {
                 Some((ul, _)) => ul.records.iter().map(|r| r.basename.as_str()).collect(),
                 None => self.messages.iter().map(|m| m.basename()).collect(),
             };
-            let scan = self.scan(&known, &mut recent)?;
+            let scan = match logged {
+                Some(scan) => scan,
+                None => self.scan(&known, &mut recent)?,
+            };
             let needs_uids = existing.is_none() || scan.keys().any(|b| !known.contains(b.as_str()));
             (scan, needs_uids)
         };
+        // Files left without a UID (the uidlist was locked) are in no list
+        // a log could be applied to.
+        let mut complete = true;
         let ul = if needs_uids {
             let scanned = self.dir_mtimes()?;
             match self.assign_uids(&mut scan, scanned, &mut recent) {
@@ -782,6 +842,7 @@ impl Mailbox {
                     // numbering has to wait; show what already has UIDs
                     Some((ul, _)) => {
                         tracing::warn!(lock = %p.display(), "uidlist locked, new mail shows up at the next sync");
+                        complete = false;
                         ul
                     }
                     None => return Err(Error::LockTimeout(p)),
@@ -816,7 +877,7 @@ impl Mailbox {
                 messages.push(info);
             }
         }
-        if !missed.is_empty() {
+        if !missed.is_empty() && !exact {
             let mut rescue = ScanMap::default();
             let _ = self.scan_once(&mut rescue, &mut HashSet::default())?;
             for rec in missed {
@@ -840,6 +901,9 @@ impl Mailbox {
             self.write_snapshot(fp.clone(), started);
         }
         self.fingerprint = Some((fp, started));
+        if let Some(f) = &mut self.following {
+            f.based = complete;
+        }
         Ok(changes)
     }
 
@@ -882,6 +946,9 @@ impl Mailbox {
         self.messages = messages;
         self.snapshot_of = Some(h.fingerprint.clone());
         self.fingerprint = Some((h.fingerprint, h.scanned_at));
+        if let Some(f) = &mut self.following {
+            f.based = true;
+        }
         Ok(changes)
     }
 

@@ -9,12 +9,18 @@
 //! and `cur/` of each subscribed mailbox. Where inotify can't see changes
 //! (NFS) or isn't available, IDLE still looks every 30 s, as Dovecot does.
 //!
+//! The same watcher also keeps a [`DirLog`] for each mailbox a shared
+//! copy follows: the names created in or removed from its `new/` and
+//! `cur/`, in the kernel's order, so a sync can apply just those instead of
+//! listing a 100,000-message `cur/` again for each delivery (a sync drains
+//! the kernel's queue first, so nothing done before it is missing).
+//!
 //! One `Notifier` per server, owned by the protocol contexts: no
 //! process-wide state, so two servers can run in one process.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
@@ -97,8 +103,9 @@ impl Notifier {
         drop(channels);
         if let Some(w) = lock(self.watcher()).as_mut() {
             for p in &unused {
-                // Someone may have subscribed again since it was dropped above.
-                if lock(&self.channels).contains_key(p) {
+                // Someone may have subscribed again since it was dropped
+                // above, or a shared copy follows its log.
+                if lock(&self.channels).contains_key(p) || w.core.logged(p) {
                     continue;
                 }
                 w.unwatch(p);
@@ -106,6 +113,31 @@ impl Notifier {
             w.watch(dir);
         }
         rx
+    }
+
+    /// A log of the changes to the mailbox at `dir` from now on, for a
+    /// copy that applies them instead of listing the directories; `None`
+    /// where inotify can't be trusted with that (no inotify, a network or
+    /// FUSE file system, a directory that can't be watched).
+    pub fn log(&self, dir: &Path) -> Option<Arc<DirLog>> {
+        if !sees_every_change(dir) {
+            return None;
+        }
+        let mut watcher = lock(self.watcher());
+        let w = watcher.as_mut()?;
+        for p in w.unlogged(&self.channels) {
+            w.unwatch(&p);
+        }
+        let log = Arc::new(DirLog {
+            state: Mutex::default(),
+            core: Arc::downgrade(&w.core),
+        });
+        lock(&w.core.logs)
+            .entry(dir.to_path_buf())
+            .or_default()
+            .push(Arc::downgrade(&log));
+        // Watched only now, after the log is there: no event is missed.
+        w.watch(dir).then_some(log)
     }
 
     /// The inotify watcher, made on first use.
@@ -122,6 +154,202 @@ impl Notifier {
     }
 }
 
+/// One change a [`DirLog`] keeps: `name` appeared in (`present`) or left
+/// `cur/` (`in_cur`) or `new/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEvent {
+    pub in_cur: bool,
+    pub present: bool,
+    pub name: String,
+}
+
+/// What [`DirLog::take`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Every change since the last take, oldest first.
+    Events(Vec<DirEvent>),
+    /// Some were lost (the kernel's queue overflowed, the log outgrew its
+    /// bound, the watch or the watcher went away): only the directories
+    /// themselves can tell now.
+    Lost,
+}
+
+/// The changes to one mailbox's `new/` and `cur/` since the last
+/// [`take`](DirLog::take), from [`Notifier::log`].
+pub struct DirLog {
+    state: Mutex<LogState>,
+    core: Weak<Core>,
+}
+
+#[derive(Default)]
+struct LogState {
+    events: Vec<DirEvent>,
+    lost: bool,
+}
+
+/// A log that grows past this many events is dropped as lost (its mailbox
+/// then lists its directories once): syncs take it long before.
+const MAX_LOGGED: usize = 100_000;
+
+impl DirLog {
+    /// Every change made before this call and since the last one: the
+    /// kernel's queue is read first, so none is still on its way.
+    pub fn take(&self) -> Taken {
+        match self.core.upgrade() {
+            Some(core) => core.read_all(),
+            None => return Taken::Lost,
+        }
+        let mut st = lock(&self.state);
+        if std::mem::take(&mut st.lost) {
+            st.events = Vec::new();
+            return Taken::Lost;
+        }
+        Taken::Events(std::mem::take(&mut st.events))
+    }
+
+    fn push(&self, e: DirEvent) {
+        let mut st = lock(&self.state);
+        if st.lost {
+            return;
+        }
+        if st.events.len() >= MAX_LOGGED {
+            st.lost = true;
+            st.events = Vec::new();
+            return;
+        }
+        st.events.push(e);
+    }
+
+    fn lose(&self) {
+        let mut st = lock(&self.state);
+        st.lost = true;
+        st.events = Vec::new();
+    }
+}
+
+/// Whether inotify sees every change of `dir`: on a local file system,
+/// yes; on NFS, CIFS or FUSE another machine's (or daemon's) changes
+/// raise no event, so those mailboxes keep listing their directories.
+fn sees_every_change(dir: &Path) -> bool {
+    const LOCAL: &[i64] = &[
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x2FC1_2FC1, // zfs
+        0xF2F5_2010, // f2fs
+        0x794C_7630, // overlayfs
+    ];
+    match rustix::fs::statfs(dir) {
+        Ok(st) => LOCAL.contains(&{ st.f_type }),
+        Err(_) => false,
+    }
+}
+
+/// What the inotify instance's reader shares with everyone: the instance
+/// itself (read under its lock, by the watcher's thread or by a sync
+/// draining the queue, so events reach the logs in the kernel's order),
+/// which watch is which directory, the logs, the wake-up channels.
+struct Core {
+    inotify: Mutex<Inotify>,
+    /// Watch → the mailbox directory it belongs to, and whether it is its
+    /// `cur/` (else `new/`).
+    dirs: Mutex<HashMap<WatchDescriptor, (PathBuf, bool)>>,
+    logs: Mutex<HashMap<PathBuf, Vec<Weak<DirLog>>>>,
+    channels: Arc<Mutex<Channels>>,
+}
+
+impl Core {
+    /// Reads every event queued so far: subscribers of the mailboxes they
+    /// concern are woken, their logs told.
+    fn read_all(&self) {
+        let mut woken: HashSet<PathBuf> = HashSet::new();
+        {
+            let mut inotify = lock(&self.inotify);
+            let mut buf = [0u8; 8192];
+            loop {
+                let events = match inotify.read_events(&mut buf) {
+                    Ok(events) => events,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading inotify events failed");
+                        self.lose_all(&mut woken);
+                        break;
+                    }
+                };
+                let dirs = lock(&self.dirs);
+                let logs = lock(&self.logs);
+                for e in events {
+                    if e.mask.contains(EventMask::Q_OVERFLOW) {
+                        // Events were lost: every mailbox looks again.
+                        woken.extend(dirs.values().map(|(d, _)| d.clone()));
+                        logs.values()
+                            .flatten()
+                            .filter_map(Weak::upgrade)
+                            .for_each(|l| l.lose());
+                        continue;
+                    }
+                    let Some((dir, in_cur)) = dirs.get(&e.wd) else {
+                        continue;
+                    };
+                    woken.insert(dir.clone());
+                    let Some(logs) = logs.get(dir) else {
+                        continue;
+                    };
+                    let present = e.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+                    let gone = e.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM);
+                    let name = e.name.and_then(|n| n.to_str());
+                    match name {
+                        // the watch ended (directory deleted, or unwatched)
+                        _ if e.mask.contains(EventMask::IGNORED) => {
+                            logs.iter().filter_map(Weak::upgrade).for_each(|l| l.lose())
+                        }
+                        Some(name) if present || gone => {
+                            for l in logs.iter().filter_map(Weak::upgrade) {
+                                l.push(DirEvent {
+                                    in_cur: *in_cur,
+                                    present,
+                                    name: name.to_string(),
+                                });
+                            }
+                        }
+                        // non-UTF-8 names are skipped by directory listings too
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Only a wake-up, not a forced rescan: our own renames (STORE)
+        // come back here too, and the shared copy has them.
+        for d in woken {
+            bump(&self.channels, &d);
+        }
+    }
+
+    fn lose_all(&self, woken: &mut HashSet<PathBuf>) {
+        woken.extend(lock(&self.dirs).values().map(|(d, _)| d.clone()));
+        let logs = lock(&self.logs);
+        logs.values()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .for_each(|l| l.lose());
+    }
+
+    /// Whether some live log follows `dir` (dead ones are dropped).
+    fn logged(&self, dir: &Path) -> bool {
+        let mut logs = lock(&self.logs);
+        let Some(v) = logs.get_mut(dir) else {
+            return false;
+        };
+        v.retain(|l| l.strong_count() > 0);
+        if v.is_empty() {
+            logs.remove(dir);
+            return false;
+        }
+        true
+    }
+}
+
 /// One inotify instance for all watched mailboxes, read by one thread.
 /// Only the events that change a mailbox's list or flags are asked for:
 /// a file created in, moved into or out of, or deleted from `new/` or
@@ -130,8 +358,7 @@ impl Notifier {
 /// an mbsync pull's server CPU.)
 struct DirWatcher {
     watches: Watches,
-    /// Watch → the mailbox directory it belongs to.
-    dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
+    core: Arc<Core>,
     /// The reading thread stops when this is written to (on drop); shared
     /// with it, so the descriptor stays open until it has stopped.
     stop: Arc<std::os::fd::OwnedFd>,
@@ -150,7 +377,7 @@ const MAILBOX_EVENTS: WatchMask = WatchMask::CREATE
 impl DirWatcher {
     fn start(channels: Arc<Mutex<Channels>>) -> std::io::Result<DirWatcher> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        let mut inotify = Inotify::init()?;
+        let inotify = Inotify::init()?;
         // SAFETY: eventfd returns a new descriptor we then own (or -1).
         let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if stop < 0 {
@@ -159,64 +386,48 @@ impl DirWatcher {
         // SAFETY: `stop` is a valid descriptor nobody else owns.
         let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(stop) });
         let thread_stop = stop.clone();
-        let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
         let watches = inotify.watches();
-        #[cfg(test)]
         let fd = inotify.as_raw_fd();
-        let thread_dirs = dirs.clone();
+        let core = Arc::new(Core {
+            inotify: Mutex::new(inotify),
+            dirs: Mutex::default(),
+            logs: Mutex::default(),
+            channels,
+        });
+        let thread_core = core.clone();
         let thread = std::thread::Builder::new()
             .name("mailbox-watch".into())
-            .spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let mut fds = [
-                        libc::pollfd {
-                            fd: inotify.as_raw_fd(),
-                            events: libc::POLLIN,
-                            revents: 0,
-                        },
-                        libc::pollfd {
-                            fd: thread_stop.as_raw_fd(),
-                            events: libc::POLLIN,
-                            revents: 0,
-                        },
-                    ];
-                    // SAFETY: poll on two descriptors this thread holds.
-                    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                    if n < 0
-                        && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-                    {
-                        return;
-                    }
-                    if fds[1].revents != 0 {
-                        return;
-                    }
-                    let events = match inotify.read_events(&mut buf) {
-                        Ok(events) => events,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        Err(_) => return,
-                    };
-                    let mut woken: HashSet<PathBuf> = HashSet::new();
-                    let dirs = lock(&thread_dirs);
-                    for e in events {
-                        if e.mask.contains(EventMask::Q_OVERFLOW) {
-                            // Events were lost: every mailbox looks again.
-                            woken.extend(dirs.values().cloned());
-                        } else if let Some(d) = dirs.get(&e.wd) {
-                            woken.insert(d.clone());
-                        }
-                    }
-                    drop(dirs);
-                    // Only a wake-up, not a forced rescan: our own renames
-                    // (STORE) come back here too, and the shared copy has them.
-                    for d in woken {
-                        bump(&channels, &d);
-                    }
+            .spawn(move || loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: thread_stop.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: poll on two descriptors kept open while this
+                // thread runs (the inotify one by `thread_core`).
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if n < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    return;
+                }
+                if fds[1].revents != 0 {
+                    return;
+                }
+                if fds[0].revents != 0 {
+                    thread_core.read_all();
                 }
             })?;
         Ok(DirWatcher {
             watches,
-            dirs,
+            core,
             stop,
             thread: Some(thread),
             #[cfg(test)]
@@ -224,25 +435,30 @@ impl DirWatcher {
         })
     }
 
-    /// Watches `dir/new` and `dir/cur`.
-    fn watch(&mut self, dir: &Path) {
-        for sub in ["new", "cur"] {
+    /// Watches `dir/new` and `dir/cur`; whether both could be.
+    fn watch(&mut self, dir: &Path) -> bool {
+        let mut both = true;
+        for (sub, in_cur) in [("new", false), ("cur", true)] {
             match self.watches.add(dir.join(sub), MAILBOX_EVENTS) {
                 Ok(wd) => {
-                    lock(&self.dirs).insert(wd, dir.to_path_buf());
+                    lock(&self.core.dirs).insert(wd, (dir.to_path_buf(), in_cur));
                 }
-                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "can't watch mailbox"),
+                Err(e) => {
+                    both = false;
+                    tracing::debug!(dir = %dir.display(), error = %e, "can't watch mailbox");
+                }
             }
         }
+        both
     }
 
     /// Stops watching `dir`.
     fn unwatch(&mut self, dir: &Path) {
         let gone: Vec<WatchDescriptor> = {
-            let mut dirs = lock(&self.dirs);
+            let mut dirs = lock(&self.core.dirs);
             let wds: Vec<WatchDescriptor> = dirs
                 .iter()
-                .filter(|(_, d)| d.as_path() == dir)
+                .filter(|(_, (d, _))| d.as_path() == dir)
                 .map(|(wd, _)| wd.clone())
                 .collect();
             for wd in &wds {
@@ -254,6 +470,19 @@ impl DirWatcher {
             // Already gone if the directory was deleted.
             let _ = self.watches.remove(wd);
         }
+    }
+
+    /// The directories watched for logs that are all gone now.
+    fn unlogged(&self, channels: &Mutex<Channels>) -> Vec<PathBuf> {
+        let watched: HashSet<PathBuf> = lock(&self.core.dirs)
+            .values()
+            .map(|(d, _)| d.clone())
+            .collect();
+        let channels = lock(channels);
+        watched
+            .into_iter()
+            .filter(|d| !channels.contains_key(d) && !self.core.logged(d))
+            .collect()
     }
 }
 
@@ -270,7 +499,8 @@ impl Drop for DirWatcher {
             );
         }
         // It ends at once (it holds none of our locks while it polls), and
-        // its inotify instance with it: instances are few (128 per user).
+        // its inotify instance with it (once the logs' sync calls are
+        // done): instances are few (128 per user).
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -389,6 +619,41 @@ mod tests {
             .await
             .expect("the 201st notifier still watches")
             .unwrap();
+    }
+
+    /// Whatever was done before `take` is in it, in order, with no wait
+    /// for the watcher's thread: a sync can trust it at once.
+    #[test]
+    fn a_log_holds_every_change_made_before_it_is_taken_in_order() {
+        let dir = maildir();
+        let n = Notifier::new();
+        let log = n.log(dir.path()).expect("inotify on a local file system");
+        let p = |s: &str| dir.path().join(s);
+        std::fs::write(p("new/1.M1P1.h"), "x").unwrap();
+        std::fs::rename(p("new/1.M1P1.h"), p("cur/1.M1P1.h:2,")).unwrap();
+        std::fs::write(p("tmp/2.M2P2.h"), "y").unwrap(); // tmp/ is nobody's business
+        std::fs::rename(p("tmp/2.M2P2.h"), p("new/2.M2P2.h")).unwrap();
+        std::fs::remove_file(p("cur/1.M1P1.h:2,")).unwrap();
+        let e = |in_cur, present, name: &str| DirEvent {
+            in_cur,
+            present,
+            name: name.into(),
+        };
+        assert_eq!(
+            log.take(),
+            Taken::Events(vec![
+                e(false, true, "1.M1P1.h"),
+                e(false, false, "1.M1P1.h"),
+                e(true, true, "1.M1P1.h:2,"),
+                e(false, true, "2.M2P2.h"),
+                e(true, false, "1.M1P1.h:2,"),
+            ])
+        );
+        assert_eq!(log.take(), Taken::Events(vec![]));
+        // The watcher went away: nothing it says can be trusted any more.
+        drop(n);
+        std::fs::write(p("new/3.M3P3.h"), "z").unwrap();
+        assert_eq!(log.take(), Taken::Lost);
     }
 
     #[test]

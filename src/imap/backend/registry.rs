@@ -275,7 +275,8 @@ impl Mailboxes {
             self.keep(&s);
             return Ok(s);
         }
-        let mailbox = root.open(name)?;
+        // Synced from the kernel's log of its changes, not by listing it.
+        let mailbox = root.open_following(name, |dir| self.notify.log(dir))?;
         let s = Arc::new(Mutex::new(Shared {
             mailbox,
             last_sync: Instant::now(),

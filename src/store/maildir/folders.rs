@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+const INBOX: &str = "INBOX";
+
 use super::dotlock::DotLock;
 use super::quota::Quota;
 use super::uidlist::Uidlist;
@@ -21,6 +23,7 @@ use super::{
     io_err, is_not_found, mutf7_to_utf8, Error, Mailbox, Result, DEFAULT_LOCK_TIMEOUT,
     MAILDIRFOLDER_NAME, SUBSCRIPTIONS_NAME, UIDLIST_NAME,
 };
+use crate::store::notify::DirLog;
 
 /// Dovecot's subscription lock goes stale after 30 s.
 const SUBSCRIPTIONS_STALE: Duration = Duration::from_secs(30);
@@ -120,26 +123,37 @@ impl MaildirRoot {
 
     /// INBOX, creating the Maildir if it doesn't exist yet.
     pub fn inbox(&self) -> Result<Mailbox> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .map_err(|e| io_err("mkdir", &self.root, e))?;
-        let mut mb = Mailbox::open_with_timeout(&self.root, self.lock_timeout)?;
-        mb.set_quota(self.quota.clone());
-        Ok(mb)
+        self.open_following(INBOX, |_| None)
     }
 
     /// Opens INBOX (any case) or folder `name`.
     pub fn open(&self, name: &str) -> Result<Mailbox> {
-        if name.eq_ignore_ascii_case("INBOX") {
-            return self.inbox();
-        }
-        let p = self.folder_path(name)?;
-        if !p.is_dir() {
-            return Err(Error::NotFound(name.to_string()));
-        }
-        let mut mb = Mailbox::open_with_timeout(p, self.lock_timeout)?;
+        self.open_following(name, |_| None)
+    }
+
+    /// [`MaildirRoot::open`], syncing from the log `log` gives for the
+    /// folder's directory (see [`Mailbox::open_following`]).
+    pub fn open_following(
+        &self,
+        name: &str,
+        log: impl FnOnce(&Path) -> Option<Arc<DirLog>>,
+    ) -> Result<Mailbox> {
+        let p = if name.eq_ignore_ascii_case(INBOX) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(|e| io_err("mkdir", &self.root, e))?;
+            self.root.clone()
+        } else {
+            let p = self.folder_path(name)?;
+            if !p.is_dir() {
+                return Err(Error::NotFound(name.to_string()));
+            }
+            p
+        };
+        let log = log(&p);
+        let mut mb = Mailbox::open_following(p, self.lock_timeout, log)?;
         mb.set_quota(self.quota.clone());
         Ok(mb)
     }

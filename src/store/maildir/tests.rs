@@ -1040,3 +1040,192 @@ fn a_settled_mailbox_opens_from_its_list_snapshot() {
     drop(Mailbox::open(&small).unwrap());
     assert!(!small.join(snapshot::LIST_FILE).exists());
 }
+
+// ------------------------------------------- following the kernel's log
+
+/// What a client sees of each message (all but `\Recent`, which belongs to
+/// whoever looked first).
+type Seen = (u32, String, bool, Flags, Vec<String>, u64, u64, SystemTime);
+
+fn view(mb: &Mailbox) -> Vec<Seen> {
+    mb.messages()
+        .iter()
+        .map(|m| {
+            let m = m.clone();
+            let v = (m.uid, m.filename, m.in_new, m.flags, m.keywords);
+            (v.0, v.1, v.2, v.3, v.4, m.size, m.vsize, m.internal_date)
+        })
+        .collect()
+}
+
+fn listings(mb: &Mailbox) -> usize {
+    mb.listings.load(Ordering::Relaxed)
+}
+
+fn names_in(dir: &Path, sub: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn following(dir: &Path, n: &crate::store::notify::Notifier) -> Mailbox {
+    let log = n.log(dir).expect("a local file system with inotify");
+    Mailbox::open_following(dir, DEFAULT_LOCK_TIMEOUT, Some(log)).unwrap()
+}
+
+/// Deliveries, other processes' flag changes, moves to cur/ and
+/// expunges reach a followed mailbox through the kernel's log: its list is
+/// the one a full listing gives, and it made no listing to get it.
+#[test]
+fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
+    let (_tmp, dir) = new_maildir();
+    for i in 0..300 {
+        deliver(
+            &dir,
+            &format!("{}.M{i}P1.host", 1_700_000_000 + i),
+            b"Subject: x\n\nbody\n",
+        );
+    }
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    assert_eq!(mb.messages().len(), 300);
+    let listed = listings(&mb);
+    assert!(listed > 0, "the first sync lists");
+
+    // nothing changed: nothing to do, at once (no 2 s settling)
+    assert!(mb.sync().unwrap().is_empty());
+    // another process delivers two, reads one (new/ → cur/), flags one,
+    // expunges one
+    deliver(&dir, "1800000000.M1P2.other", b"Subject: y\n\nnew\n");
+    deliver(&dir, "1800000001.M2P2.other,S=5", b"hello");
+    let cur = names_in(&dir, "cur");
+    fs::rename(
+        dir.join("cur").join(&cur[10]),
+        dir.join("cur")
+            .join(format!("{}:2,FS", filename::basename(&cur[10]))),
+    )
+    .unwrap();
+    fs::remove_file(dir.join("cur").join(&cur[20])).unwrap();
+    fs::rename(
+        dir.join("new/1800000001.M2P2.other,S=5"),
+        dir.join("cur/1800000001.M2P2.other,S=5:2,"),
+    )
+    .unwrap();
+    let c = mb.sync().unwrap();
+    assert_eq!(c.new_uids, [301, 302]);
+    assert_eq!(c.flag_changes, [11]);
+    assert_eq!(c.expunged_uids, [21]);
+    assert_eq!(mb.get(11).unwrap().flags, Flags::FLAGGED | Flags::SEEN);
+    assert_eq!(mb.get(302).unwrap().size, 5);
+    assert!(mb.get(301).unwrap().recent && mb.get(302).unwrap().recent);
+    // our own flag change and expunge are not news, and cost no listing
+    assert!(mb.set_flags(5, Flags::ANSWERED, &[]).unwrap());
+    assert_eq!(mb.expunge(&[6]).unwrap(), [6]);
+    assert!(mb.sync().unwrap().is_empty());
+    assert_eq!(listings(&mb), listed, "no sync listed a directory");
+    assert!(names_in(&dir, "new").is_empty());
+    assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
+}
+
+/// A random mix of everyone's changes, synced now and then: after each
+/// sync the followed mailbox holds exactly what a fresh full listing
+/// finds.
+#[test]
+fn a_followed_mailbox_agrees_with_a_full_listing_through_random_changes() {
+    let (_tmp, dir) = new_maildir();
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let mut checks = 0;
+    for step in 0..600u64 {
+        let cur = names_in(&dir, "cur");
+        let new = names_in(&dir, "new");
+        let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
+        match next(9) {
+            0 | 1 => deliver(
+                &dir,
+                &format!("{}.M{step}P3.other", 1_750_000_000 + step),
+                b"a\n",
+            ),
+            2 if !cur.is_empty() => {
+                let f = &cur[next(cur.len() as u64) as usize];
+                let flags = ["", "S", "FS", "RST", "T"][next(5) as usize];
+                let to = format!("{}:2,{flags}", filename::basename(f));
+                let _ = fs::rename(dir.join("cur").join(f), dir.join("cur").join(to));
+            }
+            3 if !cur.is_empty() => {
+                let _ =
+                    fs::remove_file(dir.join("cur").join(&cur[next(cur.len() as u64) as usize]));
+            }
+            4 if !new.is_empty() => {
+                let f = &new[0];
+                let _ = fs::rename(
+                    dir.join("new").join(f),
+                    dir.join("cur").join(format!("{f}:2,")),
+                );
+            }
+            5 if !uids.is_empty() => {
+                let u = uids[next(uids.len() as u64) as usize];
+                let kw: &[&str] = if next(2) == 0 { &[] } else { &["todo"] };
+                let _ = mb.set_flags(u, Flags::SEEN, kw).unwrap();
+            }
+            6 if !uids.is_empty() => {
+                mb.expunge(&[uids[next(uids.len() as u64) as usize]])
+                    .unwrap();
+            }
+            7 => {
+                mb.append(b"own\n", Flags::empty(), &[], None).unwrap();
+            }
+            _ => {
+                mb.sync().unwrap();
+                let fresh = Mailbox::open(&dir).unwrap();
+                assert_eq!(view(&mb), view(&fresh), "after step {step}");
+                checks += 1;
+            }
+        }
+    }
+    assert!(checks > 30, "{checks}");
+    let listed = listings(&mb);
+    mb.sync().unwrap();
+    assert_eq!(listings(&mb), listed, "a quiet sync lists nothing");
+}
+
+/// When the log can't be trusted (the watcher is gone) or the folder was
+/// replaced by another under its name, syncs list the directories again
+/// and stay right.
+#[test]
+fn a_lost_log_or_a_replaced_folder_means_listing_again() {
+    let (tmp, dir) = new_maildir();
+    deliver(&dir, "1700000000.M1P1.host", b"a\n");
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    drop(n);
+    deliver(&dir, "1700000001.M2P1.host", b"b\n");
+    let listed = listings(&mb);
+    assert_eq!(mb.sync().unwrap().new_uids, [2]);
+    assert!(listings(&mb) > listed);
+
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    assert_eq!(mb.messages().len(), 2);
+    // renamed away (its watches go with it), another made in its place
+    fs::rename(&dir, tmp.path().join("old")).unwrap();
+    copy_tree(&tmp.path().join("old"), &dir);
+    for f in names_in(&dir, "cur") {
+        fs::remove_file(dir.join("cur").join(f)).unwrap();
+    }
+    fs::remove_file(dir.join(UIDLIST_NAME)).unwrap();
+    deliver(&dir, "1700000009.M9P9.host", b"c\n");
+    mb.sync().unwrap();
+    let names: Vec<&str> = mb.messages().iter().map(|m| m.basename()).collect();
+    assert_eq!(names, ["1700000009.M9P9.host"]);
+}
