@@ -136,6 +136,7 @@ impl Mailbox {
         if !std::mem::take(&mut f.based) {
             return Ok(Logged::Unknown);
         }
+        let taken = std::time::SystemTime::now();
         let events = match f.log.take() {
             Taken::Events(e) => e,
             Taken::Lost => return Ok(Logged::Unknown),
@@ -187,7 +188,15 @@ impl Mailbox {
             }
         }
         if moved.is_empty() && files_same {
-            self.fingerprint = Some((fp, std::time::SystemTime::now()));
+            // The list is exact as of `taken`; once nothing has changed for
+            // a while it is also what a later open may adopt (see `sync`).
+            if fp.settled_before(taken)
+                && self.snapshot_of.as_ref() != Some(&fp)
+                && self.messages.len() >= super::snapshot::MIN_MESSAGES
+            {
+                self.write_snapshot(fp.clone(), taken);
+            }
+            self.fingerprint = Some((fp, taken));
             if let Some(f) = &mut self.following {
                 f.based = true;
             }

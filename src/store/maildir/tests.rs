@@ -1128,6 +1128,14 @@ fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
     assert_eq!(listings(&mb), listed, "no sync listed a directory");
     assert!(names_in(&dir, "new").is_empty());
     assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
+    // Once the folder has been still for 2 s, a sync leaves its list where
+    // the next open (after a restart) takes it from, listing nothing.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(mb.sync().unwrap().is_empty());
+    assert_eq!(listings(&mb), listed);
+    let reopened = Mailbox::open(&dir).unwrap();
+    assert_eq!(listings(&reopened), 0, "opened from the list snapshot");
+    assert_eq!(view(&mb), view(&reopened));
 }
 
 /// A random mix of everyone's changes, synced now and then: after each
