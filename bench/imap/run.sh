@@ -74,6 +74,8 @@
 #                                  above IDLE_MANY + 1000)
 #   LARGE_MSGS=100000 LARGE_SIZE=300
 #                                  step 6, a large INBOX (empty = none); QUICK=1: 10,000
+#   NEW_MAIL=20                    step 6: messages delivered into the large INBOX's new/
+#                                  one at a time while a session IDLEs on it (0 = none)
 #   FOLDERS=1000                   step 6 then adds this many folders of 3 messages to
 #                                  that user: LIST and STATUS of each (empty = none)
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
@@ -118,6 +120,7 @@ RESYNC_MSGS=${RESYNC_MSGS-$D_RESYNC_MSGS}; RESYNC_ROUNDS=${RESYNC_ROUNDS:-$D_RES
 RESYNC_PERCENT=${RESYNC_PERCENT:-1}; RESYNC_REPEAT=${RESYNC_REPEAT:-5}
 if [ "$QUICK" = 1 ]; then D_LARGE_MSGS=10000; else D_LARGE_MSGS=100000; fi
 LARGE_MSGS=${LARGE_MSGS-$D_LARGE_MSGS}; LARGE_SIZE=${LARGE_SIZE:-300}; FOLDERS=${FOLDERS-1000}
+NEW_MAIL=${NEW_MAIL:-20}
 DV_PORT=${DOVECOT_PORT:-4143}; PP_PORT=${PIGEONPOST_PORT:-5143}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5581}
 DV_MAX_USERIP=${DOVECOT_MAX_USERIP:-1000}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}
@@ -143,8 +146,8 @@ whole_numbers "RUNS/DURATION/BODIES/MAX_SESSIONS/MSGS/SIZE/MBSYNC_RUNS/IDLE_*/RE
 check_session_settings
 { within "$RUNS" 1 20 && within "$MBSYNC_RUNS" 1 20 && within "$IDLE_RUNS" 1 20; } || die "need 1 <= RUNS, MBSYNC_RUNS, IDLE_RUNS <= 20"
 within "$BODIES" 0 "$MSGS" || die "need 0 <= BODIES <= MSGS"
-{ [ -z "$LARGE_MSGS" ] || { within "$LARGE_MSGS" 1000 1000000 && within "$LARGE_SIZE" 200 100000; }; } \
-  || die "need 1000 <= LARGE_MSGS <= 1000000 (or empty), 200 <= LARGE_SIZE <= 100000"
+{ [ -z "$LARGE_MSGS" ] || { within "$LARGE_MSGS" 1000 1000000 && within "$LARGE_SIZE" 200 100000 && within "$NEW_MAIL" 0 1000; }; } \
+  || die "need 1000 <= LARGE_MSGS <= 1000000 (or empty), 200 <= LARGE_SIZE <= 100000, 0 <= NEW_MAIL <= 1000"
 { [ -z "$RESYNC_MSGS" ] || { within "$RESYNC_MSGS" 100 100000 && within "$RESYNC_ROUNDS" 1 100 && within "$RESYNC_REPEAT" 1 50; }; } \
   || die "need 100 <= RESYNC_MSGS <= 100000, 1 <= RESYNC_ROUNDS <= 100, 1 <= RESYNC_REPEAT <= 50"
 [[ $RESYNC_PERCENT =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RESYNC_PERCENT: a number (percent of RESYNC_MSGS)"
@@ -424,6 +427,7 @@ if [ -n "$LARGE_MSGS" ]; then
       timeout $((TIMEOUT * 4)) python3 "$LIB/imap_large.py" --port "$(port_of "$s")" --user "$LARGE_USER" \
         --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" --msgs "$LARGE_MSGS" \
         --subject "message 777 of" --phase "$phase" --folders "${FOLDERS:-0}" --timeout "$TIMEOUT" --tag "$s" \
+        --maildir "$(mailroot "$s")/example.com/${LARGE_USER%@*}" --owner "$VUID:$VGID" --new-mail "$NEW_MAIL" \
         --json-out "$R/large.jsonl" \
         > "$R/large_${s}_$phase.log" 2>&1 || say "WARNING: $s: the large-mailbox check failed (see $R/large_${s}_$phase.log)"
       sed 's/^/   /' "$R/large_${s}_$phase.log" | tail -12

@@ -15,6 +15,10 @@ tree, from /proc, just before and after) and the wall time of:
                  first may build a header cache, the second uses it)
   sort_date      UID SORT (DATE) UTF-8 ALL, if the server offers SORT (after
                  the searches, so it may use what they cached)
+  new_mail       (with --maildir) while that session IDLEs, --new-mail messages
+                 dropped into the INBOX's new/ one at a time, as another
+                 process (an LDA) delivers: each waited for until the server
+                 announces it (* n EXISTS); CPU per delivery
   select_cold    (--phase cold, on a server restarted again) one SELECT: the
                  first look at the mailbox after a restart
   sort_date_cold then UID SORT (DATE) with nothing searched before
@@ -69,6 +73,9 @@ def main():
     ap.add_argument("--phase", choices=("first", "later", "cold", "folders"), default="later",
                     help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server "
                          "between); cold: SELECT and SORT (DATE) on a server restarted again")
+    ap.add_argument("--maildir", help="the user's Maildir (INBOX), for new_mail")
+    ap.add_argument("--owner", help="uid:gid the delivered files get")
+    ap.add_argument("--new-mail", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--tag", default="")
     ap.add_argument("--json-out")
@@ -180,8 +187,46 @@ def main():
         if hits < 1:
             problems.append(f"SEARCH SUBJECT {a.subject!r}: no hit")
     sort_date(c, "sort_date")
+    if a.maildir and a.new_mail > 0:
+        new_mail(a, c, pids, record, problems)
     c.close()
     return finish(a, ops, problems, mem)
+
+
+def new_mail(a, c, pids, record, problems):
+    """--new-mail deliveries into new/ while `c` IDLEs; each waited for"""
+    uid, gid = (int(x) for x in (a.owner or f"{os.getuid()}:{os.getgid()}").split(":"))
+    c.n += 1
+    tag = b"r%d" % c.n
+    c.s.sendall(tag + b" IDLE\r\n")
+    if not c._line().startswith(b"+"):
+        problems.append("IDLE: no continuation")
+        return
+    want = a.msgs
+
+    def deliver_all():
+        nonlocal want
+        for i in range(a.new_mail):
+            name = f"{int(time.time())}.M{i:06d}P{os.getpid()}.bench-lda"
+            tmp = os.path.join(a.maildir, "tmp", name)
+            with open(tmp, "wb") as f:
+                f.write(b"Subject: new %d\r\n\r\nbody\r\n" % i)
+            os.chown(tmp, uid, gid)
+            os.rename(tmp, os.path.join(a.maildir, "new", name))
+            want += 1
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                m = re.match(rb"^\* (\d+) EXISTS", c._line())
+                if m and int(m.group(1)) >= want:
+                    break
+            else:
+                problems.append(f"new_mail: message {i + 1} not announced within 60 s")
+                return
+    cpu, wall, _ = measure(pids, deliver_all)
+    record("new_mail", cpu / a.new_mail, wall / a.new_mail, a.new_mail)
+    c.s.sendall(b"DONE\r\n")
+    while not c._line().startswith(tag + b" "):
+        pass
 
 
 def finish(a, ops, problems, extra):

@@ -826,7 +826,18 @@ impl Mailbox {
             };
             let scan = match logged {
                 Some(scan) => scan,
-                None => self.scan(&known, &mut recent)?,
+                None => {
+                    if self.following.is_some() {
+                        // New mail to cur/ first: the log we follow then
+                        // forgets those renames (and all before them): the
+                        // listings that follow see what they did.
+                        for name in self.read_names(Sub::New)? {
+                            self.move_to_cur(&name, &mut recent);
+                        }
+                        self.restart_log();
+                    }
+                    self.scan(&known, &mut recent)?
+                }
             };
             let needs_uids = existing.is_none() || scan.keys().any(|b| !known.contains(b.as_str()));
             (scan, needs_uids)

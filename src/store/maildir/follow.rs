@@ -126,6 +126,13 @@ impl Mailbox {
         self.following = Some(Following::new(&self.dir, log));
     }
 
+    /// Drops what the log holds: the listing about to start sees it all.
+    pub(super) fn restart_log(&self) {
+        if let Some(f) = &self.following {
+            let _ = f.log.take();
+        }
+    }
+
     /// What the log says changed since the last sync; `recent` gets the
     /// base names moved out of `new/`. Leaves the log unbased: the sync
     /// bases it again once it has succeeded.
