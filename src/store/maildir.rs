@@ -784,6 +784,7 @@ impl Mailbox {
         let mut recent: HashSet<String> = HashSet::default();
         let logged = match self.sync_from_log(&mut recent)? {
             follow::Logged::Unchanged => return Ok(Changes::default()),
+            follow::Logged::Done(c) => return Ok(c),
             follow::Logged::Scan(scan) => Some(scan),
             follow::Logged::Unknown => None,
         };

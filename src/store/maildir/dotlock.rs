@@ -187,6 +187,24 @@ impl DotLock {
         Ok(()) // dropping self removes the lock
     }
 
+    /// Appends `content` to the target (write, fsync), then releases the
+    /// lock: how Dovecot adds uidlist records for new mail without
+    /// rewriting the file (readers take only complete lines, and the next
+    /// UID from the last record when the header's is behind).
+    pub fn append(self, content: &[u8]) -> Result<()> {
+        if !self.still_ours() {
+            return Err(Error::LockLost(self.lock_path.clone()));
+        }
+        OpenOptions::new()
+            .append(true)
+            .open(&self.target)
+            .and_then(|mut f| {
+                f.write_all(content)?;
+                f.sync_data()
+            })
+            .map_err(|e| io_err("append", &self.target, e))
+    }
+
     fn still_ours(&self) -> bool {
         fs::symlink_metadata(&self.lock_path)
             .map(|m| m.ino() == self.ino)

@@ -13,7 +13,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{filename, Found, HashMap, HashSet, Mailbox, Result, ScanMap, Sub};
+use super::uidlist::{Record, Uidlist};
+use super::{filename, Changes, Error, Found, HashMap, HashSet, Mailbox, Result, ScanMap, Sub};
 use crate::store::notify::{DirEvent, DirLog, Taken};
 
 /// A [`DirLog`] a mailbox follows, and the `new/` and `cur/` it watches.
@@ -62,6 +63,8 @@ impl Following {
 pub(super) enum Logged {
     /// Nothing anyone needs to hear of changed.
     Unchanged,
+    /// New mail only: numbered (appended to the uidlist) and added.
+    Done(Changes),
     /// The directories as a full scan would have found them (new/ files
     /// already moved to cur/), made from our list and the events.
     Scan(ScanMap),
@@ -210,7 +213,28 @@ impl Mailbox {
             return Ok(Logged::Unchanged);
         }
 
-        // Our list with the moves applied; new arrivals go to cur/.
+        // New mail to cur/, as a listing would move it.
+        for (_, now) in &mut moved {
+            if let Some(f) = now.as_ref().filter(|f| f.sub == Sub::New) {
+                *now = self.move_to_cur(&f.filename.clone(), recent);
+            }
+        }
+        // New mail and nothing else (the common case): number just it.
+        if files_same
+            && moved
+                .iter()
+                .all(|(b, now)| now.is_some() && !held.contains_key(b))
+        {
+            let arrivals: Vec<(String, Found)> = moved
+                .iter()
+                .filter_map(|(b, now)| Some((b.to_string(), now.clone()?)))
+                .collect();
+            if let Some(c) = self.number_arrivals(arrivals, recent)? {
+                return Ok(Logged::Done(c));
+            }
+        }
+
+        // Our list with the moves applied.
         let mut scan = ScanMap::default();
         scan.reserve(self.messages.len() + moved.len());
         for m in &self.messages {
@@ -225,11 +249,6 @@ impl Mailbox {
         }
         for (base, now) in moved {
             match now {
-                Some(f) if f.sub == Sub::New => {
-                    if let Some(f) = self.move_to_cur(&f.filename, recent) {
-                        scan.insert(base.to_string(), f);
-                    }
-                }
                 Some(f) => {
                     scan.insert(base.to_string(), f);
                 }
@@ -240,6 +259,125 @@ impl Mailbox {
         }
         Ok(Logged::Scan(scan))
     }
+}
+
+impl Mailbox {
+    /// Gives `arrivals` (files no UID of ours names, moved to cur/ if
+    /// they could be) the next UIDs by appending to the uidlist (with
+    /// their `W` sizes), and adds them to our list: a delivery costs what
+    /// it adds, not a pass over the mailbox. `None` (nothing done) if the
+    /// uidlist's next UID is not ours (someone else numbered mail, or it
+    /// was remade), or it is locked, or its last line is torn: the full
+    /// way then.
+    fn number_arrivals(
+        &mut self,
+        mut files: Vec<(String, Found)>,
+        recent: &mut HashSet<String>,
+    ) -> Result<Option<Changes>> {
+        for (base, _) in &files {
+            recent.insert(base.clone());
+        }
+        // Dovecot's order, as a full numbering gives
+        files.sort_by(|a, b| filename::sort_cmp(&a.0, &b.0));
+        if files.len() as u64 + u64::from(self.next_uid) >= u64::from(u32::MAX - 1) {
+            return Ok(None);
+        }
+        // Sizes first (a file without `W=` is read), outside the lock.
+        let mut infos = Vec::with_capacity(files.len());
+        let mut computed = Vec::new();
+        let mut uid = self.next_uid;
+        for (base, f) in files {
+            let rec = Record {
+                uid,
+                ext: Vec::new(),
+                basename: base,
+            };
+            if let Some(info) = self.build_info(&rec, f, recent, &mut computed)? {
+                infos.push((rec.basename, info));
+                uid += 1;
+            }
+        }
+        let lock = match self.lock_uidlist() {
+            Ok(l) => l,
+            Err(Error::LockTimeout(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !continues_at(&self.uidlist_path(), self.uidvalidity, self.next_uid) {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        for (base, info) in &infos {
+            match computed.iter().find(|(u, _, _)| *u == info.uid) {
+                Some((_, _, v)) => text.push_str(&format!("{} W{v} :{base}\n", info.uid)),
+                None => text.push_str(&format!("{} :{base}\n", info.uid)),
+            }
+        }
+        lock.append(text.as_bytes())?;
+        self.next_uid = uid;
+        let mut new: Vec<_> = infos.into_iter().map(|(_, i)| i).collect();
+        if let Some(ix) = &mut self.modseqs {
+            ix.arrived(&mut new);
+        }
+        let changes = Changes {
+            new_uids: new.iter().map(|m| m.uid).collect(),
+            ..Changes::default()
+        };
+        self.messages.extend(new);
+        self.fingerprint = Some((self.fingerprint()?, std::time::SystemTime::now()));
+        if let Some(f) = &mut self.following {
+            f.based = true;
+        }
+        Ok(Some(changes))
+    }
+}
+
+/// Whether the uidlist at `path` goes on at UID `next_uid` of
+/// `uidvalidity` (its header's next UID, or its last record's + 1 if that
+/// is higher, as readers take it) and ends with a whole line (an append
+/// after a torn one would join it). Reads its first and last lines only.
+fn continues_at(path: &Path, uidvalidity: u32, next_uid: u32) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const PIECE: u64 = 4096;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if (&mut f).take(PIECE).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let Some(eol) = head.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let Ok(header) = Uidlist::parse(&head[..=eol]) else {
+        return false;
+    };
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(PIECE))).is_err()
+        || f.read_to_end(&mut tail).is_err()
+        || tail.last() != Some(&b'\n')
+    {
+        return false;
+    }
+    let last_line = tail[..tail.len() - 1]
+        .rsplit(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let after_last = if len as usize == eol + 1 {
+        0 // the header alone
+    } else {
+        let uid = last_line.split(|&b| b == b' ').next().unwrap_or_default();
+        match std::str::from_utf8(uid)
+            .ok()
+            .and_then(|u| u.parse::<u32>().ok())
+        {
+            Some(u) => u.saturating_add(1),
+            None => return false,
+        }
+    };
+    header.uidvalidity == uidvalidity && header.next_uid.max(after_last) == next_uid
 }
 
 #[cfg(test)]

@@ -289,6 +289,24 @@ impl ModseqIndex {
         self.write(&text);
     }
 
+    /// `messages` just arrived (new UIDs, above every one known): one new
+    /// modseq for all of them, as [`reconcile`](ModseqIndex::reconcile)
+    /// would give, without looking at the rest of the mailbox.
+    pub(super) fn arrived(&mut self, messages: &mut [MessageInfo]) {
+        if messages.is_empty() {
+            return;
+        }
+        let modseq = self.alloc();
+        let mut text = String::new();
+        for m in messages {
+            let sig = signature(m);
+            m.modseq = modseq;
+            self.known.insert(m.uid, (modseq, sig));
+            text.push_str(&format!("m {} {modseq} {sig}\n", m.uid));
+        }
+        self.write(&text);
+    }
+
     fn record_gone(&mut self, gone: &[u32], modseq: u64, text: &mut String) {
         for &u in gone {
             self.known.remove(&u);

@@ -1140,6 +1140,76 @@ fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
     assert_eq!(view(&mb), view(&reopened));
 }
 
+/// New mail alone is numbered by appending to the uidlist (as Dovecot
+/// does; the file is not rewritten, `W` sizes included), and only where
+/// that is safe: after a torn last line the file is rewritten instead.
+#[test]
+fn new_mail_in_a_followed_mailbox_is_appended_to_the_uidlist() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, dir) = new_maildir();
+    for i in 0..50 {
+        deliver(&dir, &format!("{}.M{i}P1.host", 1_700_000_000 + i), b"x\n");
+    }
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    let ul = dir.join(UIDLIST_NAME);
+    let ino = fs::metadata(&ul).unwrap().ino();
+    let listed = listings(&mb);
+    deliver(&dir, "1800000002.M2P2.lda", b"Subject: b\n\nb\n");
+    deliver(&dir, "1800000001.M1P2.lda,S=3,W=4", b"a\n\n");
+    let c = mb.sync().unwrap();
+    assert_eq!(
+        c,
+        Changes {
+            new_uids: vec![51, 52],
+            ..Changes::default()
+        }
+    );
+    assert_eq!(
+        mb.get(51).unwrap().basename(),
+        "1800000001.M1P2.lda,S=3,W=4",
+        "Dovecot's order"
+    );
+    assert_eq!((mb.get(52).unwrap().vsize, mb.next_uid()), (17, 53));
+    assert_eq!(
+        fs::metadata(&ul).unwrap().ino(),
+        ino,
+        "appended, not replaced"
+    );
+    let text = fs::read_to_string(&ul).unwrap();
+    assert!(
+        text.ends_with("51 :1800000001.M1P2.lda,S=3,W=4\n52 W17 :1800000002.M2P2.lda\n"),
+        "{text}"
+    );
+    assert_eq!(listings(&mb), listed);
+    assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
+    assert!(mb
+        .messages()
+        .iter()
+        .rev()
+        .take(2)
+        .all(|m| m.recent && m.modseq > 0));
+
+    // a writer died mid-line: the next number goes through a rewrite
+    let mut f = fs::OpenOptions::new().append(true).open(&ul).unwrap();
+    f.write_all(b"53 :1800000003.M3").unwrap();
+    drop(f);
+    assert!(mb.sync().unwrap().is_empty(), "a torn line is no message");
+    deliver(&dir, "1800000004.M4P2.lda", b"c\n");
+    let c = mb.sync().unwrap();
+    assert_eq!(c.new_uids, [53]);
+    mb.sync().unwrap();
+    deliver(&dir, "1800000005.M5P2.lda", b"d\n");
+    assert_eq!(mb.sync().unwrap().new_uids, [54]);
+    let text = fs::read_to_string(&ul).unwrap();
+    assert!(!text.contains("1800000003"), "{text}");
+    assert!(
+        text.ends_with("53 W3 :1800000004.M4P2.lda\n54 W3 :1800000005.M5P2.lda\n"),
+        "{text}"
+    );
+    assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
+}
+
 /// A random mix of everyone's changes, synced now and then: after each
 /// sync the followed mailbox holds exactly what a fresh full listing
 /// finds.
@@ -1160,7 +1230,7 @@ fn a_followed_mailbox_agrees_with_a_full_listing_through_random_changes() {
         let cur = names_in(&dir, "cur");
         let new = names_in(&dir, "new");
         let uids: Vec<u32> = mb.messages().iter().map(|m| m.uid).collect();
-        match next(9) {
+        match next(10) {
             0 | 1 => deliver(
                 &dir,
                 &format!("{}.M{step}P3.other", 1_750_000_000 + step),
@@ -1195,6 +1265,8 @@ fn a_followed_mailbox_agrees_with_a_full_listing_through_random_changes() {
             7 => {
                 mb.append(b"own\n", Flags::empty(), &[], None).unwrap();
             }
+            // another process numbers (and moves) what is new
+            8 => drop(Mailbox::open(&dir).unwrap()),
             _ => {
                 mb.sync().unwrap();
                 let fresh = Mailbox::open(&dir).unwrap();

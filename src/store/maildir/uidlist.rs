@@ -104,14 +104,20 @@ impl Uidlist {
 
     /// Reads `path`. `Ok(None)` if it doesn't exist or is broken (Dovecot
     /// then deletes and recreates it, with a new UIDVALIDITY).
+    /// The stamp is the file's as read (its size is the bytes read only
+    /// if no append raced the read).
     pub fn read(path: &Path) -> io::Result<Option<(Uidlist, Stamp)>> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let stamp = match fs::metadata(path) {
-            Ok(m) => Stamp::of(&m),
+        use std::io::Read;
+        let mut data = Vec::new();
+        let stamp = match fs::File::open(path).and_then(|mut f| {
+            f.read_to_end(&mut data)?;
+            f.metadata()
+        }) {
+            // the bytes read: a file that grew meanwhile won't match
+            Ok(m) => Stamp {
+                size: data.len() as u64,
+                ..Stamp::of(&m)
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
