@@ -211,6 +211,13 @@ impl DirLog {
         Taken::Events(std::mem::take(&mut st.events))
     }
 
+    /// Whether the watcher's thread has brought events (or a loss) that
+    /// no take has collected yet; the kernel's queue is not read.
+    pub fn pending(&self) -> bool {
+        let st = lock(&self.state);
+        st.lost || !st.events.is_empty()
+    }
+
     fn push(&self, e: DirEvent) {
         let mut st = lock(&self.state);
         if st.lost {

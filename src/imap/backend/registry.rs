@@ -49,9 +49,9 @@ pub struct Shared {
     uids: Arc<Vec<u32>>,
 }
 
-/// Sessions look at the directory at most this often: a look after a
-/// change re-reads the whole directory, and our own changes are in the
-/// list already.
+/// Sessions look at the directory at most this often (unless the
+/// kernel's log already has news for it): a look after a change may list
+/// the whole directory, and our own changes are in the list already.
 const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Shared {
@@ -60,7 +60,12 @@ impl Shared {
     pub(super) fn sync(&mut self) -> Result<(), StoreError> {
         // Every command ends here: its flag changes' modseqs go to disk.
         self.mailbox.flush_modseqs();
-        if self.last_sync.elapsed() < SYNC_INTERVAL && !self.notify.take_dirty(self.mailbox.dir()) {
+        // A followed mailbox with news looks at once: that costs only the
+        // news (IDLE's wake-up comes with them).
+        if self.last_sync.elapsed() < SYNC_INTERVAL
+            && !self.mailbox.log_pending()
+            && !self.notify.take_dirty(self.mailbox.dir())
+        {
             return Ok(());
         }
         self.sync_now()

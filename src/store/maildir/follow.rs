@@ -129,6 +129,15 @@ impl Mailbox {
         self.following = Some(Following::new(&self.dir, log));
     }
 
+    /// Whether the log we follow holds changes a sync would collect
+    /// (cheap: a sync can then be had at once rather than after an
+    /// interval).
+    pub fn log_pending(&self) -> bool {
+        self.following
+            .as_ref()
+            .is_some_and(|f| f.based && f.log.pending())
+    }
+
     /// Drops what the log holds: the listing about to start sees it all.
     pub(super) fn restart_log(&self) {
         if let Some(f) = &self.following {
