@@ -425,7 +425,8 @@ if [ -n "$LARGE_MSGS" ]; then
         alive "$s"; sleep "$REST"
       fi
       timeout $((TIMEOUT * 4)) python3 "$LIB/imap_large.py" --port "$(port_of "$s")" --user "$LARGE_USER" \
-        --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" --msgs "$LARGE_MSGS" \
+        --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" \
+        --msgs "$(if [ "$phase" = cold ] || [ "$phase" = folders ]; then echo $((LARGE_MSGS + NEW_MAIL)); else echo "$LARGE_MSGS"; fi)" \
         --subject "message 777 of" --phase "$phase" --folders "${FOLDERS:-0}" --timeout "$TIMEOUT" --tag "$s" \
         --maildir "$(mailroot "$s")/example.com/${LARGE_USER%@*}" --owner "$VUID:$VGID" --new-mail "$NEW_MAIL" \
         --json-out "$R/large.jsonl" \

@@ -490,6 +490,8 @@ pub async fn run(
     }
     queue_stop.cancel();
     acme_stop.cancel();
+    let mailboxes = state.mailboxes.clone();
+    let _ = tokio::task::spawn_blocking(move || mailboxes.close_all()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -410,6 +410,11 @@ type DirMtimes = (Option<SystemTime>, Option<SystemTime>);
 /// base name → where the file is now
 type ScanMap = HashMap<String, Found>;
 
+/// How much older than a scan every timestamp it saw must be before the
+/// scan can be trusted to have missed nothing (timestamps as coarse as a
+/// second exist).
+const SCAN_SETTLE: Duration = Duration::from_secs(2);
+
 /// What we looked at during the last full sync; if none of it changed (and
 /// it was old enough not to hide a same-tick change) the next sync is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,7 +430,12 @@ impl Fingerprint {
     /// of a scan: then no change made in the same clock tick as what the
     /// scan saw can hide behind an unchanged timestamp.
     fn settled_before(&self, at: SystemTime) -> bool {
-        let settled = |t: Option<SystemTime>| t.is_none_or(|t| t + Duration::from_secs(2) < at);
+        self.settled_by(at, SCAN_SETTLE)
+    }
+
+    /// Whether every timestamp is more than `settle` older than `at`.
+    fn settled_by(&self, at: SystemTime, settle: Duration) -> bool {
+        let settled = |t: Option<SystemTime>| t.is_none_or(|t| t + settle < at);
         settled(self.cur)
             && settled(self.new)
             && settled(self.uidlist.map(|s| s.mtime))
@@ -457,6 +467,9 @@ pub struct Mailbox {
     /// The kernel's log of changes to `new/` and `cur/`, if we follow one
     /// (see `follow.rs`).
     following: Option<follow::Following>,
+    /// Base names the uidlist numbers whose files the last full sync did
+    /// not see (`None`: not known): when they show up they are not new.
+    unplaced: Option<HashSet<String>>,
     /// Directory listings made, for tests that show a sync made none.
     #[cfg(test)]
     listings: std::sync::atomic::AtomicUsize,
@@ -510,6 +523,7 @@ impl Mailbox {
             cur_dir: DirHandle(None),
             quota: None,
             following: None,
+            unplaced: None,
             #[cfg(test)]
             listings: Default::default(),
         };
@@ -688,7 +702,13 @@ impl Mailbox {
 
     /// One pass over `new/` (moving files to `cur/`) and `cur/`. Returns
     /// whether the directories stayed unchanged during the pass.
-    fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
+    /// Returns whether the directories stayed unchanged during the pass,
+    /// and their mtimes before it.
+    fn scan_once(
+        &self,
+        map: &mut ScanMap,
+        recent: &mut HashSet<String>,
+    ) -> Result<(bool, DirMtimes)> {
         let before = self.dir_mtimes()?;
         for name in self.read_names(Sub::New)? {
             // moved or expunged by someone else meanwhile: the cur/ pass
@@ -706,7 +726,7 @@ impl Mailbox {
                 },
             );
         }
-        Ok(before == self.dir_mtimes()?)
+        Ok((before == self.dir_mtimes()?, before))
     }
 
     /// Moves `new/<name>` to `cur/` (with `:2,` added if it has no info
@@ -743,16 +763,24 @@ impl Mailbox {
     /// Scans until the directories hold still (a concurrent rename can hide
     /// a file from one readdir pass), merging passes; `known` base names
     /// missing after the first pass get a second look.
-    fn scan(&self, known: &HashSet<&str>, recent: &mut HashSet<String>) -> Result<ScanMap> {
+    /// Also returns the mtimes from before the last pass: a change after
+    /// them may be missing from the map.
+    fn scan(
+        &self,
+        known: &HashSet<&str>,
+        recent: &mut HashSet<String>,
+    ) -> Result<(ScanMap, DirMtimes)> {
         let mut map = ScanMap::default();
+        let mut last = (None, None);
         for pass in 0..4 {
-            let stable = self.scan_once(&mut map, recent)?;
+            let (stable, before) = self.scan_once(&mut map, recent)?;
+            last = before;
             let missing = known.iter().any(|b| !map.contains_key(*b));
             if stable && (!missing || pass >= 1) {
                 break;
             }
         }
-        Ok(map)
+        Ok((map, last))
     }
 
     /// Where the file with base name `base` is now, by reading the
@@ -785,7 +813,7 @@ impl Mailbox {
         let logged = match self.sync_from_log(&mut recent)? {
             follow::Logged::Unchanged => return Ok(Changes::default()),
             follow::Logged::Done(c) => return Ok(c),
-            follow::Logged::Scan(scan) => Some(scan),
+            follow::Logged::Scan(scan, gone) => Some((scan, gone)),
             follow::Logged::Unknown => None,
         };
         if logged.is_none() {
@@ -795,7 +823,7 @@ impl Mailbox {
                     if self.snapshot_of.as_ref() != Some(&fp)
                         && self.messages.len() >= snapshot::MIN_MESSAGES
                     {
-                        self.write_snapshot(fp, *at);
+                        self.write_snapshot(fp, *at, SCAN_SETTLE);
                     }
                     return Ok(Changes::default());
                 }
@@ -803,7 +831,7 @@ impl Mailbox {
                 // A first look: the list of the last settled sync, if
                 // nothing changed since.
                 let h = &snap.header;
-                if h.fingerprint == fp && fp.settled_before(h.scanned_at) {
+                if h.fingerprint == fp && fp.settled_by(h.scanned_at, h.settle) {
                     return self.adopt(snap);
                 }
             }
@@ -820,13 +848,13 @@ impl Mailbox {
             Uidlist::read(&uidlist_path).map_err(|e| io_err("read", &uidlist_path, e))?;
         // What should be there: the uidlist's names (our list comes from
         // it, so a message of ours it lacks would go anyway).
-        let (mut scan, needs_uids) = {
+        let (mut scan, needs_uids, gone) = {
             let known: HashSet<&str> = match &existing {
                 Some((ul, _)) => ul.records.iter().map(|r| r.basename.as_str()).collect(),
                 None => self.messages.iter().map(|m| m.basename()).collect(),
             };
-            let scan = match logged {
-                Some(scan) => scan,
+            let (scan, gone) = match logged {
+                Some((scan, gone)) => (scan, Some(gone)),
                 None => {
                     if self.following.is_some() {
                         // New mail to cur/ first: the log we follow then
@@ -837,18 +865,18 @@ impl Mailbox {
                         }
                         self.restart_log();
                     }
-                    self.scan(&known, &mut recent)?
+                    (self.scan(&known, &mut recent)?.0, None)
                 }
             };
             let needs_uids = existing.is_none() || scan.keys().any(|b| !known.contains(b.as_str()));
-            (scan, needs_uids)
+            (scan, needs_uids, gone)
         };
         // Files left without a UID (the uidlist was locked) are in no list
         // a log could be applied to.
         let mut complete = true;
         let ul = if needs_uids {
             let scanned = self.dir_mtimes()?;
-            match self.assign_uids(&mut scan, scanned, &mut recent) {
+            match self.assign_uids(&mut scan, scanned, gone.as_ref(), &mut recent) {
                 Ok(ul) => ul,
                 Err(Error::LockTimeout(p)) => match existing {
                     // numbering has to wait; show what already has UIDs
@@ -878,10 +906,13 @@ impl Mailbox {
         // return a file renamed meanwhile), so they get one more look at
         // the directories before they are called expunged.
         let mut missed = Vec::new();
+        let mut unplaced = HashSet::default();
         for rec in &ul.records {
             let Some(found) = scan.get(&rec.basename) else {
                 if self.index_of(rec.uid).is_some() {
                     missed.push(rec);
+                } else {
+                    unplaced.insert(rec.basename.clone());
                 }
                 continue;
             };
@@ -891,7 +922,7 @@ impl Mailbox {
         }
         if !missed.is_empty() && !exact {
             let mut rescue = ScanMap::default();
-            let _ = self.scan_once(&mut rescue, &mut HashSet::default())?;
+            self.scan_once(&mut rescue, &mut HashSet::default())?;
             for rec in missed {
                 if let Some(found) = rescue.get(&rec.basename) {
                     if let Some(info) = self.info_for(rec, found, &recent, &mut computed_vsizes)? {
@@ -908,9 +939,17 @@ impl Mailbox {
         self.attach_modseqs(&mut messages);
         let changes = diff(&self.messages, &messages);
         self.messages = messages;
+        self.unplaced = Some(unplaced);
         let fp = self.fingerprint()?;
-        if fp.settled_before(started) && self.messages.len() >= snapshot::MIN_MESSAGES {
-            self.write_snapshot(fp.clone(), started);
+        // A list made from the log is exact as of its take (after
+        // `started`): it needs only the log's settling time.
+        let settle = if exact {
+            follow::LOG_SETTLE
+        } else {
+            SCAN_SETTLE
+        };
+        if fp.settled_by(started, settle) && self.messages.len() >= snapshot::MIN_MESSAGES {
+            self.write_snapshot(fp.clone(), started, settle);
         }
         self.fingerprint = Some((fp, started));
         if let Some(f) = &mut self.following {
@@ -958,6 +997,7 @@ impl Mailbox {
         self.messages = messages;
         self.snapshot_of = Some(h.fingerprint.clone());
         self.fingerprint = Some((h.fingerprint, h.scanned_at));
+        self.unplaced = None;
         if let Some(f) = &mut self.following {
             f.based = true;
         }
@@ -966,13 +1006,14 @@ impl Mailbox {
 
     /// Writes `pigeonpost.index.list`: our list, as of a sync that started
     /// at `at` and found the folder as `fp` says.
-    fn write_snapshot(&mut self, fp: Fingerprint, at: SystemTime) {
+    fn write_snapshot(&mut self, fp: Fingerprint, at: SystemTime, settle: Duration) {
         let header = snapshot::Header {
             uidvalidity: self.uidvalidity,
             next_uid: self.next_uid,
             guid: self.guid.clone(),
             fingerprint: fp.clone(),
             scanned_at: at,
+            settle,
         };
         snapshot::write(&self.dir, &header, &self.messages);
         self.snapshot_of = Some(fp);
@@ -1100,17 +1141,22 @@ impl Mailbox {
     /// (a 100,000-message folder is not listed twice for one new message;
     /// a file that arrived in the same clock tick is numbered at the next
     /// sync, whose settledness check rescans).
+    /// `gone`: `scan` came from the kernel's log, which may not have told
+    /// of files that came since: only these base names are known to be
+    /// gone (other records it lacks stay), unless a listing is made here.
     fn assign_uids(
         &self,
         scan: &mut ScanMap,
         scanned: DirMtimes,
+        mut gone: Option<&HashSet<String>>,
         recent: &mut HashSet<String>,
     ) -> Result<Uidlist> {
         let lock = self.lock_uidlist()?;
         let (mut ul, created) = self.read_locked_uidlist()?;
         if self.dir_mtimes()? != scanned {
+            gone = None;
             let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
-            let mut fresh = self.scan(&known, recent)?;
+            let (mut fresh, _) = self.scan(&known, recent)?;
             // keep what the first scan saw too: a file can hide from one pass
             for (b, f) in scan.drain() {
                 fresh.entry(b).or_insert(f);
@@ -1118,7 +1164,10 @@ impl Mailbox {
             *scan = fresh;
         }
         let before = ul.records.len();
-        ul.records.retain(|r| scan.contains_key(&r.basename));
+        ul.records.retain(|r| match gone {
+            Some(gone) => !gone.contains(&r.basename),
+            None => scan.contains_key(&r.basename),
+        });
         let mut changed = created || ul.records.len() != before || ul.version != 3;
         let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
         let mut new: Vec<String> = scan
@@ -1592,6 +1641,7 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
+        self.close_log();
         self.flush_modseqs();
     }
 }

@@ -241,6 +241,14 @@ impl Mailboxes {
         guard(&self.open).get(path).and_then(Weak::upgrade)
     }
 
+    /// At shutdown: lets go of every mailbox kept open (each leaves its
+    /// list for the next start, see `Mailbox`'s drop).
+    pub fn close_all(&self) {
+        let kept: Vec<(Instant, SharedRef)> = guard(&self.keep).drain(..).collect();
+        guard(&self.open).clear();
+        drop(kept);
+    }
+
     /// A mailbox was deleted or renamed: drop what we hold of it.
     pub(super) fn forget(&self, root: &MaildirRoot, name: &str) {
         let Ok(path) = root.folder_path(name) else {

@@ -17,6 +17,11 @@ use super::uidlist::{Record, Uidlist};
 use super::{filename, Changes, Error, Found, HashMap, HashSet, Mailbox, Result, ScanMap, Sub};
 use crate::store::notify::{DirEvent, DirLog, Taken};
 
+/// How much older than a look at the log that found nothing new the
+/// timestamps must be for a list snapshot (the file systems we follow
+/// stamp changes far finer than this).
+pub(super) const LOG_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A [`DirLog`] a mailbox follows, and the `new/` and `cur/` it watches.
 pub(super) struct Following {
     log: Arc<DirLog>,
@@ -66,8 +71,10 @@ pub(super) enum Logged {
     /// New mail only: numbered (appended to the uidlist) and added.
     Done(Changes),
     /// The directories as a full scan would have found them (new/ files
-    /// already moved to cur/), made from our list and the events.
-    Scan(ScanMap),
+    /// already moved to cur/), made from our list and the events; and the
+    /// base names the events say are gone (a file that came after the
+    /// take is missing from the map, but not gone).
+    Scan(ScanMap, HashSet<String>),
     /// The log can't tell: list the directories.
     Unknown,
 }
@@ -136,6 +143,42 @@ impl Mailbox {
         self.following
             .as_ref()
             .is_some_and(|f| f.based && f.log.pending())
+    }
+
+    /// Writes the list snapshot if the list, exact as of `taken` (a take
+    /// that found nothing new), is what `fp` (stat-ed after it) describes:
+    /// no timestamp may be within [`LOG_SETTLE`] of `taken`, for a change
+    /// after `taken` would have moved one past that.
+    fn keep_snapshot(&mut self, fp: &super::Fingerprint, taken: std::time::SystemTime) {
+        if fp.settled_by(taken, LOG_SETTLE)
+            && self.snapshot_of.as_ref() != Some(fp)
+            && self.messages.len() >= super::snapshot::MIN_MESSAGES
+        {
+            self.write_snapshot(fp.clone(), taken, LOG_SETTLE);
+        }
+    }
+
+    /// On the way out: leaves the list snapshot for the next open (after a
+    /// restart), if the log says the list is exact. The file gets the
+    /// folder's owner when we are root (a shutdown closes mailboxes as the
+    /// server, not as their user).
+    pub(super) fn close_log(&mut self) {
+        let based = self.following.as_ref().is_some_and(|f| f.based);
+        if !based || self.messages.len() < super::snapshot::MIN_MESSAGES {
+            return;
+        }
+        let before = self.snapshot_of.clone();
+        // A last sync: with nothing new it writes the list (see
+        // `keep_snapshot`); our own changes' events come to nothing.
+        let _ = self.sync();
+        // SAFETY: geteuid has no preconditions.
+        if self.snapshot_of != before && unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = std::fs::metadata(&self.dir) {
+                let list = self.dir.join(super::snapshot::LIST_FILE);
+                let _ = std::os::unix::fs::chown(list, Some(m.uid()), Some(m.gid()));
+            }
+        }
     }
 
     /// Drops what the log holds: the listing about to start sees it all.
@@ -209,12 +252,7 @@ impl Mailbox {
         if moved.is_empty() && files_same {
             // The list is exact as of `taken`; once nothing has changed for
             // a while it is also what a later open may adopt (see `sync`).
-            if fp.settled_before(taken)
-                && self.snapshot_of.as_ref() != Some(&fp)
-                && self.messages.len() >= super::snapshot::MIN_MESSAGES
-            {
-                self.write_snapshot(fp.clone(), taken);
-            }
+            self.keep_snapshot(&fp, taken);
             self.fingerprint = Some((fp, taken));
             if let Some(f) = &mut self.following {
                 f.based = true;
@@ -256,6 +294,7 @@ impl Mailbox {
                 },
             );
         }
+        let mut gone = HashSet::default();
         for (base, now) in moved {
             match now {
                 Some(f) => {
@@ -263,10 +302,11 @@ impl Mailbox {
                 }
                 None => {
                     scan.remove(base);
+                    gone.insert(base.to_string());
                 }
             }
         }
-        Ok(Logged::Scan(scan))
+        Ok(Logged::Scan(scan, gone))
     }
 }
 
@@ -283,6 +323,12 @@ impl Mailbox {
         mut files: Vec<(String, Found)>,
         recent: &mut HashSet<String>,
     ) -> Result<Option<Changes>> {
+        // A file the uidlist numbers already (we read its record before
+        // the file showed up) is not new: the full way places it.
+        let numbered = |b: &String| self.unplaced.as_ref().is_none_or(|u| u.contains(b));
+        if files.iter().any(|(b, _)| numbered(b)) {
+            return Ok(None);
+        }
         for (base, _) in &files {
             recent.insert(base.clone());
         }

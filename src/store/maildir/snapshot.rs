@@ -6,13 +6,16 @@
 //! It is trusted only under the rule a held list is: the directories, the
 //! uidlist and the keywords file must still look exactly as they did
 //! (mtimes, the uidlist's inode, size and mtime: the [`Fingerprint`]), and
-//! those timestamps must be at least two seconds older than the scan the
-//! list came from, so no change made in the same clock tick can hide
-//! behind them. Anything else, or a missing, foreign or damaged file,
-//! means a full scan (which writes a new one once things are settled).
+//! those timestamps must be older than the time the list was known to be
+//! exact by the list's settle time, so no change made in the same clock
+//! tick can hide behind them: two seconds after a scan (timestamps as
+//! coarse as a second), 50 ms for a list kept exact by the kernel's log
+//! (`follow.rs`: only local file systems, whose timestamps are finer than
+//! that). Anything else, or a missing, foreign or damaged file, means a
+//! full scan (which writes a new one once things are settled).
 //!
-//! Format (text): `pigeonpost-list 1 <uidvalidity> <next uid> <guid>
-//! <scan time>`, the fingerprint line `fp <cur> <new> <uidlist ino size
+//! Format (text): `pigeonpost-list 2 <uidvalidity> <next uid> <guid>
+//! <exact at> <settle ms>`, the fingerprint line `fp <cur> <new> <uidlist ino size
 //! mtime> <keywords>`, one line per message `<uid> <c|n> <size> <vsize>
 //! <internal date> <extras> <file name>` (times as `secs.nanos` or `-`;
 //! extras the uidlist's `G`/`P`/`O` fields joined by tabs, or `-`; the name
@@ -29,7 +32,7 @@ pub const LIST_FILE: &str = "pigeonpost.index.list";
 /// Smaller folders get no list: scanning them costs about what writing
 /// and reading it would.
 pub const MIN_MESSAGES: usize = 256;
-const MAGIC: &str = "pigeonpost-list 1";
+const MAGIC: &str = "pigeonpost-list 2";
 
 /// What a snapshot holds besides the messages.
 pub(super) struct Header {
@@ -37,8 +40,12 @@ pub(super) struct Header {
     pub next_uid: u32,
     pub guid: String,
     pub fingerprint: Fingerprint,
-    /// When the scan the list came from started.
+    /// When the list was known to be exact (the start of its scan, or a
+    /// look at the log that found nothing new).
     pub scanned_at: SystemTime,
+    /// How much older than `scanned_at` the fingerprint's timestamps must
+    /// be for the list to be trusted.
+    pub settle: Duration,
 }
 
 pub(super) struct Snapshot {
@@ -81,6 +88,7 @@ fn render(snap: &Header, messages: &[MessageInfo]) -> String {
         snap.uidvalidity, snap.next_uid, snap.guid
     );
     time(&mut s, Some(snap.scanned_at));
+    let _ = write!(s, " {}", snap.settle.as_millis());
     s.push_str("\nfp ");
     let fp = &snap.fingerprint;
     time(&mut s, fp.cur);
@@ -137,6 +145,7 @@ fn parse(data: &str) -> Option<Snapshot> {
     let next_uid = w.next()?.parse().ok()?;
     let guid = w.next()?.to_string();
     let scanned_at = parse_time(w.next()?)??;
+    let settle = Duration::from_millis(w.next()?.parse().ok()?);
     if w.next().is_some() {
         return None;
     }
@@ -169,6 +178,7 @@ fn parse(data: &str) -> Option<Snapshot> {
                 guid,
                 fingerprint,
                 scanned_at,
+                settle,
             };
             return (whole && ascending).then_some(Snapshot { header, messages });
         }
@@ -231,14 +241,16 @@ pub fn fuzz_check(text: &str) {
             a.next_uid,
             &a.guid,
             &a.fingerprint,
-            a.scanned_at
+            a.scanned_at,
+            a.settle
         ),
         (
             b.uidvalidity,
             b.next_uid,
             &b.guid,
             &b.fingerprint,
-            b.scanned_at
+            b.scanned_at,
+            b.settle
         )
     );
     assert_eq!(snap.messages, again.messages);
