@@ -470,6 +470,8 @@ pub struct Mailbox {
     /// Base names the uidlist numbers whose files the last full sync did
     /// not see (`None`: not known): when they show up they are not new.
     unplaced: Option<HashSet<String>>,
+    /// In [`Drop`]: the last sync may leave a list after a short quiet.
+    closing: bool,
     /// Directory listings made, for tests that show a sync made none.
     #[cfg(test)]
     listings: std::sync::atomic::AtomicUsize,
@@ -524,6 +526,7 @@ impl Mailbox {
             quota: None,
             following: None,
             unplaced: None,
+            closing: false,
             #[cfg(test)]
             listings: Default::default(),
         };
@@ -941,15 +944,11 @@ impl Mailbox {
         self.messages = messages;
         self.unplaced = Some(unplaced);
         let fp = self.fingerprint()?;
-        // A list made from the log is exact as of its take (after
-        // `started`): it needs only the log's settling time.
-        let settle = if exact {
-            follow::LOG_SETTLE
-        } else {
-            SCAN_SETTLE
-        };
-        if fp.settled_by(started, settle) && self.messages.len() >= snapshot::MIN_MESSAGES {
-            self.write_snapshot(fp.clone(), started, settle);
+        if exact {
+            // exact as of its take (after `started`)
+            self.keep_snapshot(&fp, started);
+        } else if fp.settled_before(started) && self.messages.len() >= snapshot::MIN_MESSAGES {
+            self.write_snapshot(fp.clone(), started, SCAN_SETTLE);
         }
         self.fingerprint = Some((fp, started));
         if let Some(f) = &mut self.following {

@@ -22,6 +22,10 @@ use crate::store::notify::{DirEvent, DirLog, Taken};
 /// stamp changes far finer than this).
 pub(super) const LOG_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long a followed folder in use must have been quiet before its list
+/// snapshot is written again.
+const QUIET_BEFORE_LIST: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A [`DirLog`] a mailbox follows, and the `new/` and `cur/` it watches.
 pub(super) struct Following {
     log: Arc<DirLog>,
@@ -149,8 +153,17 @@ impl Mailbox {
     /// that found nothing new), is what `fp` (stat-ed after it) describes:
     /// no timestamp may be within [`LOG_SETTLE`] of `taken`, for a change
     /// after `taken` would have moved one past that.
-    fn keep_snapshot(&mut self, fp: &super::Fingerprint, taken: std::time::SystemTime) {
-        if fp.settled_by(taken, LOG_SETTLE)
+    ///
+    /// While the mailbox is in use only a folder quiet for
+    /// [`QUIET_BEFORE_LIST`] gets its list written (a 100,000-message
+    /// list is 10 MB: not after every delivery); at close, any.
+    pub(super) fn keep_snapshot(&mut self, fp: &super::Fingerprint, taken: std::time::SystemTime) {
+        let quiet = if self.closing {
+            LOG_SETTLE
+        } else {
+            QUIET_BEFORE_LIST
+        };
+        if fp.settled_by(taken, quiet)
             && self.snapshot_of.as_ref() != Some(fp)
             && self.messages.len() >= super::snapshot::MIN_MESSAGES
         {
@@ -170,6 +183,7 @@ impl Mailbox {
         let before = self.snapshot_of.clone();
         // A last sync: with nothing new it writes the list (see
         // `keep_snapshot`); our own changes' events come to nothing.
+        self.closing = true;
         let _ = self.sync();
         // SAFETY: geteuid has no preconditions.
         if self.snapshot_of != before && unsafe { libc::geteuid() } == 0 {

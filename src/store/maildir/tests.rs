@@ -1130,10 +1130,9 @@ fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
     assert_eq!(listings(&mb), listed, "no sync listed a directory");
     assert!(names_in(&dir, "new").is_empty());
     assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
-    // Once the folder has been still a moment (not the 2 s a listing
-    // needs: the log vouches for the list), a sync leaves it where the
-    // next open (after a restart) takes it from, listing nothing.
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the folder has been quiet for 2 s, a sync leaves its list where
+    // the next open (after a restart) takes it from, listing nothing.
+    std::thread::sleep(Duration::from_millis(2100));
     assert!(mb.sync().unwrap().is_empty());
     assert_eq!(listings(&mb), listed);
     let reopened = Mailbox::open(&dir).unwrap();
