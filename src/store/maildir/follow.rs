@@ -280,6 +280,13 @@ impl Mailbox {
                 *now = self.move_to_cur(&f.filename.clone(), recent);
             }
         }
+        tracing::debug!(
+            dir = %self.dir.display(),
+            events = touched.len(),
+            moved = moved.len(),
+            files_same,
+            "applying the log"
+        );
         // New mail and nothing else (the common case): number just it.
         if files_same
             && moved
@@ -338,9 +345,14 @@ impl Mailbox {
         recent: &mut HashSet<String>,
     ) -> Result<Option<Changes>> {
         // A file the uidlist numbers already (we read its record before
-        // the file showed up) is not new: the full way places it.
+        // the file showed up) is not new: the full way places it. (After
+        // an open from the list snapshot, once: which those are.)
+        if self.unplaced.is_none() {
+            self.unplaced = self.find_unplaced();
+        }
         let numbered = |b: &String| self.unplaced.as_ref().is_none_or(|u| u.contains(b));
         if files.iter().any(|(b, _)| numbered(b)) {
+            tracing::debug!(dir = %self.dir.display(), "new mail the uidlist may number already: full sync");
             return Ok(None);
         }
         for (base, _) in &files {
@@ -372,6 +384,7 @@ impl Mailbox {
             Err(e) => return Err(e),
         };
         if !continues_at(&self.uidlist_path(), self.uidvalidity, self.next_uid) {
+            tracing::debug!(dir = %self.dir.display(), next_uid = self.next_uid, "the uidlist moved on: full sync");
             return Ok(None);
         }
         let mut text = String::new();
@@ -397,6 +410,21 @@ impl Mailbox {
             f.based = true;
         }
         Ok(Some(changes))
+    }
+}
+
+impl Mailbox {
+    /// The base names the uidlist numbers that are not in our list.
+    fn find_unplaced(&self) -> Option<HashSet<String>> {
+        let (ul, _) = Uidlist::read(&self.uidlist_path()).ok()??;
+        let held: HashSet<&str> = self.messages.iter().map(|m| m.basename()).collect();
+        Some(
+            ul.records
+                .into_iter()
+                .filter(|r| !held.contains(r.basename.as_str()))
+                .map(|r| r.basename)
+                .collect(),
+        )
     }
 }
 
