@@ -185,6 +185,12 @@ impl Mailbox {
         // `keep_snapshot`); our own changes' events come to nothing.
         self.closing = true;
         let _ = self.sync();
+        // Changed in the last moment (a shutdown right after a delivery):
+        // wait out the settling time once, rather than leave no list.
+        if self.snapshot_of == before && self.fingerprint().ok() != self.snapshot_of {
+            std::thread::sleep(LOG_SETTLE + std::time::Duration::from_millis(10));
+            let _ = self.sync();
+        }
         // SAFETY: geteuid has no preconditions.
         if self.snapshot_of != before && unsafe { libc::geteuid() } == 0 {
             use std::os::unix::fs::MetadataExt;
