@@ -346,10 +346,20 @@ impl Sub {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Found {
     filename: String,
     sub: Sub,
+}
+
+impl Found {
+    /// Where `m` was at the last look.
+    fn of(m: &MessageInfo) -> Found {
+        Found {
+            filename: m.filename.clone(),
+            sub: if m.in_new { Sub::New } else { Sub::Cur },
+        }
+    }
 }
 
 /// A directory opened once, so the stat of each of its files doesn't walk
@@ -705,13 +715,7 @@ impl Mailbox {
 
     /// One pass over `new/` (moving files to `cur/`) and `cur/`. Returns
     /// whether the directories stayed unchanged during the pass.
-    /// Returns whether the directories stayed unchanged during the pass,
-    /// and their mtimes before it.
-    fn scan_once(
-        &self,
-        map: &mut ScanMap,
-        recent: &mut HashSet<String>,
-    ) -> Result<(bool, DirMtimes)> {
+    fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
         let before = self.dir_mtimes()?;
         for name in self.read_names(Sub::New)? {
             // moved or expunged by someone else meanwhile: the cur/ pass
@@ -729,7 +733,7 @@ impl Mailbox {
                 },
             );
         }
-        Ok((before == self.dir_mtimes()?, before))
+        Ok(before == self.dir_mtimes()?)
     }
 
     /// Moves `new/<name>` to `cur/` (with `:2,` added if it has no info
@@ -766,24 +770,16 @@ impl Mailbox {
     /// Scans until the directories hold still (a concurrent rename can hide
     /// a file from one readdir pass), merging passes; `known` base names
     /// missing after the first pass get a second look.
-    /// Also returns the mtimes from before the last pass: a change after
-    /// them may be missing from the map.
-    fn scan(
-        &self,
-        known: &HashSet<&str>,
-        recent: &mut HashSet<String>,
-    ) -> Result<(ScanMap, DirMtimes)> {
+    fn scan(&self, known: &HashSet<&str>, recent: &mut HashSet<String>) -> Result<ScanMap> {
         let mut map = ScanMap::default();
-        let mut last = (None, None);
         for pass in 0..4 {
-            let (stable, before) = self.scan_once(&mut map, recent)?;
-            last = before;
+            let stable = self.scan_once(&mut map, recent)?;
             let missing = known.iter().any(|b| !map.contains_key(*b));
             if stable && (!missing || pass >= 1) {
                 break;
             }
         }
-        Ok((map, last))
+        Ok(map)
     }
 
     /// Where the file with base name `base` is now, by reading the
@@ -868,7 +864,7 @@ impl Mailbox {
                         }
                         self.restart_log();
                     }
-                    (self.scan(&known, &mut recent)?.0, None)
+                    (self.scan(&known, &mut recent)?, None)
                 }
             };
             let needs_uids = existing.is_none() || scan.keys().any(|b| !known.contains(b.as_str()));
@@ -1155,7 +1151,7 @@ impl Mailbox {
         if self.dir_mtimes()? != scanned {
             gone = None;
             let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
-            let (mut fresh, _) = self.scan(&known, recent)?;
+            let mut fresh = self.scan(&known, recent)?;
             // keep what the first scan saw too: a file can hide from one pass
             for (b, f) in scan.drain() {
                 fresh.entry(b).or_insert(f);
@@ -1292,10 +1288,7 @@ impl Mailbox {
         };
         let mask = self.keyword_mask(keywords)?;
         let m = &self.messages[idx];
-        let mut found = Found {
-            filename: m.filename.clone(),
-            sub: if m.in_new { Sub::New } else { Sub::Cur },
-        };
+        let mut found = Found::of(m);
         let base = m.basename().to_string();
         for attempt in 0..2 {
             let new_name = filename::set_flags(&found.filename, flags, mask);

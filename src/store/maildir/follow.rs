@@ -245,14 +245,7 @@ impl Mailbox {
         if !touched.is_empty() {
             for m in &self.messages {
                 if let Some((b, _)) = touched.get_key_value(m.basename()) {
-                    let sub = if m.in_new { Sub::New } else { Sub::Cur };
-                    held.insert(
-                        b.as_str(),
-                        Found {
-                            filename: m.filename.clone(),
-                            sub,
-                        },
-                    );
+                    held.insert(b.as_str(), Found::of(m));
                 }
             }
         }
@@ -260,12 +253,7 @@ impl Mailbox {
         for (base, names) in &touched {
             let before = held.get(base.as_str()).cloned();
             let now = resolve(names, before.clone());
-            let same = match (&before, &now) {
-                (Some(a), Some(b)) => a.filename == b.filename && a.sub == b.sub,
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
+            if now != before {
                 moved.push((base.as_str(), now));
             }
         }
@@ -312,14 +300,7 @@ impl Mailbox {
         let mut scan = ScanMap::default();
         scan.reserve(self.messages.len() + moved.len());
         for m in &self.messages {
-            let sub = if m.in_new { Sub::New } else { Sub::Cur };
-            scan.insert(
-                m.basename().to_string(),
-                Found {
-                    filename: m.filename.clone(),
-                    sub,
-                },
-            );
+            scan.insert(m.basename().to_string(), Found::of(m));
         }
         let mut gone = HashSet::default();
         for (base, now) in moved {
