@@ -1148,7 +1148,13 @@ impl Mailbox {
     ) -> Result<Uidlist> {
         let lock = self.lock_uidlist()?;
         let (mut ul, created) = self.read_locked_uidlist()?;
-        if self.dir_mtimes()? != scanned {
+        // A record the listing lacks may be a file another writer renamed
+        // in and numbered after our listing read the directory, in the same
+        // clock tick (directory mtimes move in coarse ticks): only a
+        // listing under the lock may call it gone.
+        let lacks_a_record =
+            || gone.is_none() && ul.records.iter().any(|r| !scan.contains_key(&r.basename));
+        if self.dir_mtimes()? != scanned || lacks_a_record() {
             gone = None;
             let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
             let mut fresh = self.scan(&known, recent)?;

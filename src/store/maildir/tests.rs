@@ -426,6 +426,38 @@ fn two_instances_assign_distinct_uids() {
     assert!(all.iter().all(|u| uids.contains(u)));
 }
 
+/// The interleaving `two_instances_assign_distinct_uids` hit once in CI: A
+/// lists the folder, B appends (rename into cur/ and its uidlist record)
+/// within the same directory-mtime tick, then A numbers under the lock with
+/// a listing that lacks B's file but mtimes that look unchanged. B's record
+/// must stay, or B's message gets a second UID at the next sync.
+#[test]
+fn a_record_written_after_our_listing_in_the_same_tick_stays() {
+    let (_tmp, dir) = new_maildir();
+    let a = Mailbox::open(&dir).unwrap();
+    let b = Mailbox::open(&dir).unwrap();
+    deliver(&dir, "1700000000.M1P1.host", b"x\n");
+    let mut recent = HashSet::default();
+    let mut scan = a.scan(&HashSet::default(), &mut recent).unwrap();
+    let uid_b = b.append(b"from b\n", Flags::empty(), &[], None).unwrap();
+    // taken after B's rename: as if it fell in the listing's tick
+    let scanned = a.dir_mtimes().unwrap();
+    let ul = a
+        .assign_uids(&mut scan, scanned, None, &mut recent)
+        .unwrap();
+    assert!(
+        ul.records.iter().any(|r| r.uid == uid_b),
+        "B's record was dropped"
+    );
+    let fresh = Mailbox::open(&dir).unwrap();
+    let uids: Vec<u32> = fresh.messages().iter().map(|m| m.uid).collect();
+    assert_eq!(uids.len(), 2);
+    assert!(
+        uids.contains(&uid_b),
+        "B's message was numbered again: {uids:?}"
+    );
+}
+
 #[test]
 fn vanished_and_renamed_files() {
     let (_tmp, dir) = new_maildir();
