@@ -1,5 +1,5 @@
 #![no_main]
-//! Any bytes as `pigeonpost.index.keys` and as a message header (what
+//! Any bytes as `pigeonpost.index.keys` / `.dates` and as a message header (what
 //! header searches compare): no panic, keys read back as written (see
 //! `imap::keys::fuzz_check`).
 use libfuzzer_sys::fuzz_target;

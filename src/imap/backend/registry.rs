@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::Backend;
 use crate::imap::cache::PartsCache;
-use crate::imap::keys::KeysFile;
+use crate::imap::keys::{DatesFile, KeysFile, SentDate};
 use crate::imap::search::HeaderKeys;
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
 use crate::store::notify::Notifier;
@@ -42,6 +42,11 @@ pub struct Shared {
     /// (and appended there) for messages it lacks; under `keys_validity`.
     keys: FxHashMap<u32, HeaderKeys>,
     keys_validity: u32,
+    /// SORT (DATE)'s sent dates per UID, from `pigeonpost.index.dates`
+    /// (the keys would do, but are ~8× the bytes to read on a cold
+    /// mailbox); under `dates_validity`.
+    dates: FxHashMap<u32, SentDate>,
+    dates_validity: u32,
     notify: Arc<Notifier>,
     /// The mailbox's UIDs as one shared list: every session whose view is
     /// the whole current mailbox holds this same copy (200 idle sessions
@@ -94,6 +99,7 @@ impl Shared {
             cache.retain(|u| !set.contains(&u));
         }
         self.keys.retain(|u, _| !set.contains(u));
+        self.dates.retain(|u, _| !set.contains(u));
     }
 
     /// Makes sure the [`HeaderKeys`] of every message of `uids` still here
@@ -119,6 +125,43 @@ impl Shared {
         }
         let new: Vec<(u32, &HeaderKeys)> = made.iter().map(|u| (*u, &self.keys[u])).collect();
         file.append(&new);
+    }
+
+    /// Makes sure the sent date of every message of `uids` still here is
+    /// known: from the dates file on first use, else from the header keys
+    /// (made as [`Shared::header_keys`] does); new ones are appended to
+    /// the dates file.
+    pub(super) fn sort_dates(&mut self, uids: &[u32]) {
+        let v = self.mailbox.uidvalidity();
+        let file = DatesFile::new(self.mailbox.dir(), v);
+        if self.dates_validity != v {
+            let mailbox = &self.mailbox;
+            self.dates = file.load(mailbox.messages().len(), |u| mailbox.get(u).is_some());
+            self.dates_validity = v;
+        }
+        let missing: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|u| !self.dates.contains_key(u))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        self.header_keys(&missing);
+        let mut made = Vec::new();
+        for u in missing {
+            if let Some(k) = self.keys.get(&u) {
+                self.dates.insert(u, SentDate(k.sort_date()));
+                made.push(u);
+            }
+        }
+        let new: Vec<(u32, &SentDate)> = made.iter().map(|u| (*u, &self.dates[u])).collect();
+        file.append(&new);
+    }
+
+    /// The sent date of `uid` if [`Shared::sort_dates`] knows it.
+    pub(super) fn known_date(&self, uid: u32) -> Option<SentDate> {
+        self.dates.get(&uid).copied()
     }
 
     /// The [`HeaderKeys`] of `uid` if [`Shared::header_keys`] made them.
@@ -297,6 +340,8 @@ impl Mailboxes {
             cache: None,
             keys: FxHashMap::default(),
             keys_validity: 0,
+            dates: FxHashMap::default(),
+            dates_validity: 0,
             notify: self.notify.clone(),
             uids: Arc::default(),
         }));

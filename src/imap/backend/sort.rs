@@ -8,8 +8,9 @@
 //! ENVELOPE plus References): once a message is in it, SORT and THREAD
 //! open no message file for it. A message not yet cached is read and
 //! parsed once, and cached for FETCH as well. SORT on DATE, ARRIVAL and
-//! SIZE alone needs only the sent date: it takes it from the header keys
-//! header searches keep (each header read once, nothing parsed beyond it).
+//! SIZE alone needs only the sent date: it takes it from the sent dates
+//! file, made from the header keys header searches keep (each header read
+//! once, nothing parsed beyond it).
 
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
@@ -75,12 +76,12 @@ pub(super) fn sort_msgs(
         return msgs;
     }
     let uids: Vec<u32> = hits.iter().map(|&(_, u)| u).collect();
-    sh.header_keys(&uids);
+    sh.sort_dates(&uids);
     hits.iter()
         .filter_map(|&(seq, u)| {
             let info = sh.mailbox.get(u)?;
             let arrival = unix_seconds(info.internal_date);
-            let sent = sh.known_keys(u)?.sort_date().unwrap_or(arrival);
+            let sent = sh.known_date(u)?.0.unwrap_or(arrival);
             Some(Msg {
                 seq,
                 id: id(seq, u),

@@ -1133,8 +1133,9 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
 }
 
 /// A header SEARCH keeps what it compares (the mailbox's header keys, in
-/// memory and in `pigeonpost.index.keys`): the same search again, and SORT
-/// (DATE), read no message file, in this process or after a restart, and a
+/// memory and in `pigeonpost.index.keys`, the sent dates also in
+/// `pigeonpost.index.dates`): the same search again, and SORT (DATE), read
+/// no message file, in this process or after a restart, and a
 /// message that arrives later is keyed when a search first needs it.
 #[test]
 fn repeated_header_searches_and_date_sorts_read_no_files() {
@@ -1184,6 +1185,19 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
         assert_eq!(&other.run(s), want, "{s}");
     }
     drop(other);
+    // SORT (DATE) after a restart reads the small dates file alone: with
+    // the keys file gone it still reads no message and makes no keys.
+    let keys = dir.join(crate::imap::keys::KEYS_FILE);
+    std::fs::remove_file(&keys).unwrap();
+    let mut third = Client::new(&dir);
+    third.backend = Backend::new(
+        dir.clone(),
+        Mailboxes::new(crate::store::notify::Notifier::new()),
+    );
+    third.run("a SELECT INBOX\r\n");
+    assert_eq!(third.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
+    assert!(!keys.exists(), "a date sort made header keys");
+    drop(third);
     // A new message is read when a search first needs it.
     c.run(&format!(
         "g APPEND INBOX {}\r\n",
