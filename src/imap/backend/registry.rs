@@ -129,8 +129,8 @@ impl Shared {
 
     /// Makes sure the sent date of every message of `uids` still here is
     /// known: from the dates file on first use, else from the header keys
-    /// (made as [`Shared::header_keys`] does); new ones are appended to
-    /// the dates file.
+    /// (made as [`Shared::header_keys`] does) or, for a few, their headers;
+    /// new ones are appended to the dates file.
     pub(super) fn sort_dates(&mut self, uids: &[u32]) {
         let v = self.mailbox.uidvalidity();
         let file = DatesFile::new(self.mailbox.dir(), v);
@@ -147,13 +147,24 @@ impl Shared {
         if missing.is_empty() {
             return;
         }
-        self.header_keys(&missing);
+        // Many missing: the keys file probably has them (one read of it
+        // beats a header read per message). A few (mail that came since):
+        // their headers, not the whole keys file.
+        let few = missing.len() <= 256.max(uids.len() / 16);
+        if !few || self.keys_validity == v {
+            self.header_keys(&missing);
+        }
         let mut made = Vec::new();
         for u in missing {
-            if let Some(k) = self.keys.get(&u) {
-                self.dates.insert(u, SentDate(k.sort_date()));
-                made.push(u);
-            }
+            let date = match self.keys.get(&u) {
+                Some(k) => k.sort_date(),
+                None => match super::read_header(&self.mailbox, u) {
+                    Some(header) => HeaderKeys::of(&header).sort_date(),
+                    None => continue,
+                },
+            };
+            self.dates.insert(u, SentDate(date));
+            made.push(u);
         }
         let new: Vec<(u32, &SentDate)> = made.iter().map(|u| (*u, &self.dates[u])).collect();
         file.append(&new);

@@ -1212,6 +1212,22 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
         c.run("i SEARCH TEXT plan\r\n"),
         "* SEARCH 5\r\ni OK Search completed.\r\n"
     );
+    // After a restart, the one message the dates file lacks has its
+    // header read; the other dates come from the file, and no keys file is
+    // loaded or made for them.
+    drop(c);
+    std::fs::remove_file(&keys).unwrap();
+    let mut fourth = Client::new(&dir);
+    fourth.backend = Backend::new(
+        dir.clone(),
+        Mailboxes::new(crate::store::notify::Notifier::new()),
+    );
+    fourth.run("a SELECT INBOX\r\n");
+    assert_eq!(
+        fourth.run("f SORT (DATE) UTF-8 ALL\r\n"),
+        "* SORT 3 2 1 4 5\r\nf OK Sort completed.\r\n"
+    );
+    assert!(!keys.exists(), "a date sort loaded or made header keys");
 }
 
 /// A client whose Maildir has a Maildir++ quota of `bytes` bytes.
