@@ -412,7 +412,7 @@ fn update(mut md: Maildrop, delete: &[u32], seen: &[u32], notify: &Notifier) -> 
             if m.flags.contains(Flags::SEEN) {
                 continue;
             }
-            let keywords: Vec<String> = m.keywords.clone();
+            let keywords: Vec<String> = m.keywords().to_vec();
             let kw: Vec<&str> = keywords.iter().map(String::as_str).collect();
             let flags = m.flags | Flags::SEEN;
             // Best effort: a flag that can't be set loses no mail.

@@ -294,8 +294,8 @@ impl Backend {
             // ids are heap strings: a copy per message fetched).
             let Some(info) = sh.mailbox.get(u).map(|m| Fetched {
                 flags: m.flags,
-                keywords: m.keywords.clone(),
-                internal_date: m.internal_date,
+                keywords: m.keywords().to_vec(),
+                internal_date: m.internal_date(),
                 vsize: m.vsize,
             }) else {
                 skipped_expunged = true;

@@ -103,7 +103,7 @@ impl Selected {
             return;
         }
         let mut all = self.announced.clone();
-        let used = mailbox.messages().iter().flat_map(|m| m.keywords.iter());
+        let used = mailbox.messages().iter().flat_map(|m| m.keywords().iter());
         for k in used.chain(keywords) {
             if !known(&all, k) {
                 all.push(k.clone());
@@ -578,8 +578,8 @@ impl Backend {
                     continue;
                 };
                 if let Some(m) = sh.mailbox.get(u) {
-                    sel.announce_keywords(&m.keywords, &sh.mailbox, out);
-                    let flags = flag_list(m.flags, &m.keywords, sel.is_recent(u) && !self.rev2);
+                    sel.announce_keywords(m.keywords(), &sh.mailbox, out);
+                    let flags = flag_list(m.flags, m.keywords(), sel.is_recent(u) && !self.rev2);
                     // RFC 7162 §3.1.4: once CONDSTORE is enabled, every
                     // untagged FETCH with flags carries the MODSEQ.
                     let modseq = if self.condstore {
@@ -648,14 +648,6 @@ fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
             return Some(v);
         }
     }
-}
-
-/// A time as whole seconds since 1970 (0 before it): INTERNALDATE as
-/// SEARCH and SORT compare it.
-fn unix_seconds(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {

@@ -14,7 +14,7 @@ use super::condstore::uses_modseq;
 use super::registry::lock;
 use super::registry::Shared;
 use super::sequence::compact_set;
-use super::{read_message, unix_seconds, Backend, Selected};
+use super::{read_message, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::{self, Context as SearchContext, HeaderKeys, Query};
@@ -235,7 +235,7 @@ impl search::Candidate for Candidate<'_> {
         self.info.flags
     }
     fn keywords(&self) -> &[String] {
-        &self.info.keywords
+        self.info.keywords()
     }
     fn is_recent(&self) -> bool {
         self.recent
@@ -246,7 +246,7 @@ impl search::Candidate for Candidate<'_> {
         self.info.vsize
     }
     fn internal_date(&self) -> i64 {
-        unix_seconds(self.info.internal_date)
+        self.info.internal_secs()
     }
     fn message(&self) -> Option<&[u8]> {
         self.data.as_deref()

@@ -140,7 +140,7 @@ impl Backend {
             let mut k: Vec<String> = mb
                 .messages()
                 .iter()
-                .flat_map(|m| m.keywords.iter().cloned())
+                .flat_map(|m| m.keywords().iter().cloned())
                 .collect();
             k.sort();
             k.dedup();
@@ -188,7 +188,7 @@ impl Backend {
                             "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
                             i + 1,
                             m.uid,
-                            flag_list(m.flags, &m.keywords, recent),
+                            flag_list(m.flags, m.keywords(), recent),
                             m.modseq
                         )
                         .as_bytes(),

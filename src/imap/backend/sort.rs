@@ -20,7 +20,7 @@ use imap_codec::imap_types::search::SearchKey;
 use super::condstore::uses_modseq;
 use super::registry::{lock, Shared};
 use super::search::{esearch, matching};
-use super::{read_message, unix_seconds, Backend};
+use super::{read_message, Backend};
 use crate::imap::cache::Parts;
 use crate::imap::message;
 use crate::imap::proto::response::tagged;
@@ -38,7 +38,7 @@ fn bad_charset(tag: &str) -> String {
 /// and cached when missing); `None` if it is gone.
 fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
     let info = sh.mailbox.get(uid)?;
-    let (size, arrival) = (info.vsize, unix_seconds(info.internal_date));
+    let (size, arrival) = (info.vsize, info.internal_secs());
     let parts = match sh.cache().get(uid) {
         Some(p) => p,
         None => {
@@ -80,7 +80,7 @@ pub(super) fn sort_msgs(
     hits.iter()
         .filter_map(|&(seq, u)| {
             let info = sh.mailbox.get(u)?;
-            let arrival = unix_seconds(info.internal_date);
+            let arrival = info.internal_secs();
             let sent = sh.known_date(u)?.0.unwrap_or(arrival);
             Some(Msg {
                 seq,

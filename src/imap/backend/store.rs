@@ -66,7 +66,7 @@ impl Backend {
             let (new_flags, new_kw): (Flags, Vec<String>) = match kind {
                 StoreType::Replace => (sys, kws.clone()),
                 StoreType::Add => {
-                    let mut k = info.keywords.clone();
+                    let mut k = info.keywords().to_vec();
                     for x in &kws {
                         if !k.iter().any(|y| y.eq_ignore_ascii_case(x)) {
                             k.push(x.clone());
@@ -76,7 +76,7 @@ impl Backend {
                 }
                 StoreType::Remove => (
                     info.flags.difference(sys),
-                    info.keywords
+                    info.keywords()
                         .iter()
                         .filter(|k| !kws.iter().any(|x| x.eq_ignore_ascii_case(k)))
                         .cloned()
@@ -110,7 +110,7 @@ impl Backend {
             if *response == StoreResponse::Answer {
                 let m = sh.mailbox.get(u);
                 let (f, k) = m
-                    .map(|m| (m.flags, m.keywords.clone()))
+                    .map(|m| (m.flags, m.keywords().to_vec()))
                     .unwrap_or((new_flags, new_kw));
                 sel.announce_keywords(&k, &sh.mailbox, out);
                 let fl = flag_list(f, &k, sel.is_recent(u) && !self.rev2);

@@ -75,7 +75,7 @@ pub(super) fn signature(m: &MessageInfo) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     };
     eat(m.flags.bits());
-    for k in &m.keywords {
+    for k in m.keywords() {
         eat(b' ');
         for b in k.bytes() {
             eat(b.to_ascii_lowercase());
@@ -553,13 +553,13 @@ pub fn fuzz_check(text: &str) {
         .into_iter()
         .map(|uid| MessageInfo {
             uid,
-            filename: format!("{uid}:2,S"),
+            filename: format!("{uid}:2,S").into(),
             in_new: false,
             flags: super::Flags::SEEN,
-            keywords: vec!["$Fuzz".into()],
+            keywords: Some(Box::new(vec!["$Fuzz".into()])),
             size: 1,
             vsize: 1,
-            internal_date: UNIX_EPOCH,
+            date: 0,
             extra: None,
             recent: false,
             modseq: 0,

@@ -107,7 +107,7 @@ fn render(snap: &Header, messages: &[MessageInfo]) -> String {
     for m in messages {
         let where_ = if m.in_new { 'n' } else { 'c' };
         let _ = write!(s, "{} {where_} {} {} ", m.uid, m.size, m.vsize);
-        time(&mut s, Some(m.internal_date));
+        time(&mut s, Some(m.internal_date()));
         s.push(' ');
         match &m.extra {
             None => s.push('-'),
@@ -167,7 +167,9 @@ fn parse(data: &str) -> Option<Snapshot> {
         uidlist,
         keywords: parse_time(keywords)?,
     };
-    let mut messages: Vec<MessageInfo> = Vec::new();
+    // sized once (a doubling Vec would hold up to twice the list)
+    let mut messages: Vec<MessageInfo> =
+        Vec::with_capacity(memchr::memchr_iter(b'\n', data.as_bytes()).count());
     for line in lines {
         if let Some(n) = line.strip_prefix("end ") {
             let whole = n.parse::<usize>().ok()? == messages.len();
@@ -207,17 +209,17 @@ fn parse(data: &str) -> Option<Snapshot> {
                 Some(Box::new(e))
             }
         };
-        let filename = w.next().filter(|f| !f.is_empty())?.to_string();
+        let filename: Box<str> = w.next().filter(|f| !f.is_empty())?.into();
         let (flags, _) = super::filename::parse_flags(&filename);
         messages.push(MessageInfo {
             uid,
             filename,
             in_new,
             flags,
-            keywords: Vec::new(),
+            keywords: None,
             size,
             vsize,
-            internal_date,
+            date: super::unix_secs(internal_date),
             extra,
             recent: false,
             modseq: 0,

@@ -231,18 +231,17 @@ pub fn pop3_uidl(
 mod tests {
     use super::*;
     use crate::store::maildir::Flags;
-    use std::time::SystemTime;
 
     fn msg(uid: u32, base: &str) -> MessageInfo {
         MessageInfo {
             uid,
-            filename: format!("{base}:2,S"),
+            filename: format!("{base}:2,S").into(),
             in_new: false,
             flags: Flags::SEEN,
-            keywords: Vec::new(),
+            keywords: None,
             size: 10,
             vsize: 12,
-            internal_date: SystemTime::UNIX_EPOCH,
+            date: 0,
             extra: None,
             recent: false,
             modseq: 1,
