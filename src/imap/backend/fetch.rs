@@ -98,6 +98,102 @@ fn write_simple(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) ->
     true
 }
 
+/// Items a flag sync asks of every message, which [`write_flag_sync`]
+/// writes from the message's record alone.
+fn is_flag_sync(items: &[MessageDataItemName]) -> bool {
+    items.iter().all(|i| {
+        matches!(
+            i,
+            MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::ModSeq
+                | MessageDataItemName::Rfc822Size
+        )
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn [`write_flag_sync`] off to compare with the item path.
+    pub(super) static FLAG_SYNC_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    /// Messages [`write_flag_sync`] answered, for tests that show it did.
+    pub(super) static FLAG_SYNC_WRITES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn flag_sync_path() -> bool {
+    #[cfg(test)]
+    return FLAG_SYNC_PATH.with(|c| c.get());
+    #[cfg(not(test))]
+    true
+}
+
+/// `* seq FETCH (…)` for [`is_flag_sync`] items of a message without
+/// keywords, written from its record: the bytes the item path makes (one
+/// FLAGS where it was last asked for, MODSEQ last when nonzero), without
+/// building items per message (a big mailbox's sync asks 100,000 times).
+#[allow(clippy::too_many_arguments)]
+fn write_flag_sync(
+    out: &mut Vec<u8>,
+    seq: NonZeroU32,
+    uid: u32,
+    items: &[MessageDataItemName],
+    flags: Flags,
+    recent: bool,
+    vsize: u64,
+    modseq: u64,
+) {
+    #[cfg(test)]
+    FLAG_SYNC_WRITES.with(|n| n.set(n.get() + 1));
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"* ");
+    out.extend_from_slice(num.format(seq.get()).as_bytes());
+    out.extend_from_slice(b" FETCH (");
+    let last_flags = items
+        .iter()
+        .rposition(|i| matches!(i, MessageDataItemName::Flags));
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+    };
+    for (n, item) in items.iter().enumerate() {
+        match item {
+            MessageDataItemName::Uid if uid > 0 => {
+                sep(out);
+                out.extend_from_slice(b"UID ");
+                out.extend_from_slice(num.format(uid).as_bytes());
+            }
+            MessageDataItemName::Rfc822Size => {
+                sep(out);
+                out.extend_from_slice(b"RFC822.SIZE ");
+                out.extend_from_slice(num.format(vsize as u32).as_bytes());
+            }
+            MessageDataItemName::Flags if Some(n) == last_flags => {
+                sep(out);
+                out.extend_from_slice(b"FLAGS (");
+                let mut names = flags.imap_names().chain(recent.then_some("\\Recent"));
+                if let Some(f) = names.next() {
+                    out.extend_from_slice(f.as_bytes());
+                }
+                for f in names {
+                    out.push(b' ');
+                    out.extend_from_slice(f.as_bytes());
+                }
+                out.push(b')');
+            }
+            _ => {}
+        }
+    }
+    if modseq > 0 && items.contains(&MessageDataItemName::ModSeq) {
+        sep(out);
+        out.extend_from_slice(b"MODSEQ (");
+        out.extend_from_slice(num.format(modseq).as_bytes());
+        out.push(b')');
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
 fn encode(resp: &Response) -> Vec<u8> {
     ResponseCodec::default().encode(resp).dump()
 }
@@ -289,7 +385,30 @@ impl Backend {
                 MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
             )
         });
+        let flag_sync = !sets_seen && is_flag_sync(&items) && flag_sync_path();
         for (seq, u) in targets {
+            if out.len() >= SPILL_BYTES {
+                if let Some(spill) = &self.spill {
+                    // Not holding the mailbox while the client reads.
+                    sh.flush_cache();
+                    let modseq = sh.modseq();
+                    drop(sh);
+                    let _ = spill.blocking_send(std::mem::take(out));
+                    sh = lock(&shared);
+                    // Others' changes meanwhile are still news to report.
+                    was_current &= sh.modseq() == modseq;
+                }
+            }
+            if flag_sync {
+                let recent = sel.is_recent(u) && !self.rev2;
+                let m = sh.mailbox.get(u);
+                if let (Some(m), Some(seq)) = (m, NonZeroU32::new(seq)) {
+                    if m.keywords().is_empty() {
+                        write_flag_sync(out, seq, u, &items, m.flags, recent, m.vsize, m.modseq);
+                        continue;
+                    }
+                }
+            }
             // What the items need, not the whole record (its file name and
             // ids are heap strings: a copy per message fetched).
             let Some(info) = sh.mailbox.get(u).map(|m| Fetched {
@@ -535,18 +654,6 @@ impl Backend {
                         out.extend_from_slice(b")\r\n");
                     }
                     Err(_) => continue,
-                }
-            }
-            if out.len() >= SPILL_BYTES {
-                if let Some(spill) = &self.spill {
-                    // Not holding the mailbox while the client reads.
-                    sh.flush_cache();
-                    let modseq = sh.modseq();
-                    drop(sh);
-                    let _ = spill.blocking_send(std::mem::take(out));
-                    sh = lock(&shared);
-                    // Others' changes meanwhile are still news to report.
-                    was_current &= sh.modseq() == modseq;
                 }
             }
         }

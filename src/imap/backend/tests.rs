@@ -1530,3 +1530,51 @@ fn search_and_sort_updates_across_sessions() {
         "a12 NO Unknown tag.\r\n"
     );
 }
+
+/// A flag sync's FETCH (UID, FLAGS, MODSEQ, RFC822.SIZE in any mix) is
+/// written straight from each message's record; its bytes are the ones the
+/// general item path makes, with flags, \Recent, keywords (which take the
+/// item path), CONDSTORE and IMAP4rev2.
+#[test]
+fn flag_sync_fetches_answer_as_the_item_path_does() {
+    use super::fetch::{FLAG_SYNC_PATH, FLAG_SYNC_WRITES};
+    let (_tmp, dir) = maildir();
+    std::fs::write(dir.join("new/1700000100.M1P1.host"), "Subject: new\n\nx\n").unwrap();
+    let mut c = Client::new(&dir);
+    let sel = c.run("a SELECT INBOX\r\n");
+    assert!(!sel.contains("* 0 RECENT"), "{sel}");
+    c.run("b STORE 2 +FLAGS (\\Flagged \\Answered \\Draft)\r\n");
+    c.run("c STORE 3 +FLAGS (\\Deleted work)\r\n");
+    let fetches = [
+        "f1 FETCH 1:* (FLAGS)\r\n",
+        "f2 UID FETCH 1:* (FLAGS)\r\n",
+        "f3 FETCH 1:* (UID FLAGS MODSEQ RFC822.SIZE)\r\n",
+        "f4 FETCH 1:* (MODSEQ FLAGS UID)\r\n",
+        "f5 FETCH 2,4 (FLAGS RFC822.SIZE FLAGS UID)\r\n",
+        "f6 UID FETCH 1:* (RFC822.SIZE)\r\n",
+        "f7 FETCH 1:* FAST\r\n",
+        "f8 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)\r\n",
+    ];
+    let compare = |c: &mut Client, what: &str| {
+        for f in fetches {
+            let writes = FLAG_SYNC_WRITES.with(|n| n.get());
+            let fast = c.run(f);
+            let took_it = FLAG_SYNC_WRITES.with(|n| n.get()) > writes;
+            FLAG_SYNC_PATH.with(|p| p.set(false));
+            let items = c.run(f);
+            FLAG_SYNC_PATH.with(|p| p.set(true));
+            assert_eq!(fast, items, "{what}: {f}");
+            assert!(
+                took_it || f.starts_with("f7"),
+                "{what}: {f} took the item path"
+            );
+        }
+    };
+    compare(&mut c, "plain");
+    c.run("e ENABLE CONDSTORE\r\n");
+    compare(&mut c, "condstore");
+    let mut r = Client::new(&dir);
+    r.run("e ENABLE IMAP4rev2\r\n");
+    r.run("a SELECT INBOX\r\n");
+    compare(&mut r, "rev2");
+}
