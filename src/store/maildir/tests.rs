@@ -1295,6 +1295,53 @@ fn a_file_numbered_before_it_shows_up_keeps_its_uid() {
     assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
 }
 
+/// The same after an open from the list snapshot, which knows nothing of
+/// uidlist records without a file: the first new mail reads the uidlist
+/// once to learn them (no listing) and is appended to it, and the
+/// early-numbered file keeps its UID when it shows up.
+#[test]
+fn a_file_numbered_before_it_shows_up_keeps_its_uid_after_a_snapshot_open() {
+    let (_tmp, dir) = new_maildir();
+    for i in 0..300 {
+        deliver(&dir, &format!("17{i:08}.M{i}P1.host"), b"a\n");
+    }
+    drop(Mailbox::open(&dir).unwrap());
+    // Another writer numbered a file it has not renamed in yet.
+    let ul = dir.join(UIDLIST_NAME);
+    let text = fs::read_to_string(&ul).unwrap();
+    assert!(text.contains(" N301 "), "{text}");
+    let text = text.replacen(" N301 ", " N302 ", 1) + "301 :1700000999.M9P9.other\n";
+    fs::write(&ul, text).unwrap();
+    for p in ["cur", "new", "dovecot-uidlist"] {
+        age(&dir.join(p), 10);
+    }
+    drop(Mailbox::open(&dir).unwrap());
+    assert!(dir.join(snapshot::LIST_FILE).exists());
+    let n = crate::store::notify::Notifier::new();
+    let mut mb = following(&dir, &n);
+    assert_eq!(
+        (listings(&mb), mb.next_uid()),
+        (0, 302),
+        "opened from the list"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let inode = fs::metadata(&ul).unwrap().ino();
+    deliver(&dir, "1800000000.M1P1.host", b"b\n");
+    assert_eq!(mb.sync().unwrap().new_uids, [302]);
+    let appended = fs::metadata(&ul).unwrap().ino() == inode;
+    assert!(
+        appended,
+        "new mail after a snapshot open was appended to the uidlist"
+    );
+    fs::write(dir.join("cur/1700000999.M9P9.other:2,"), "c\n").unwrap();
+    assert_eq!(mb.sync().unwrap().new_uids, [301]);
+    assert_eq!(mb.get(301).unwrap().basename(), "1700000999.M9P9.other");
+    let text = fs::read_to_string(&ul).unwrap();
+    assert_eq!(text.matches("1700000999.M9P9.other").count(), 1, "{text}");
+    assert_eq!(listings(&mb), 0, "no sync listed a directory");
+    assert_eq!(view(&mb), view(&Mailbox::open(&dir).unwrap()));
+}
+
 /// A random mix of everyone's changes, synced now and then: after each
 /// sync the followed mailbox holds exactly what a fresh full listing
 /// finds.
