@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::Backend;
 use crate::imap::cache::PartsCache;
-use crate::imap::keys::{DatesFile, KeysFile, SentDate};
+use crate::imap::keys::{DatesFile, KeysFile, Payload, RecordFile, SentDate};
 use crate::imap::search::HeaderKeys;
 use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
 use crate::store::notify::Notifier;
@@ -52,6 +52,22 @@ pub struct Shared {
     /// the whole current mailbox holds this same copy (200 idle sessions
     /// on a 5,000-message INBOX would otherwise keep 200 × 20 KB).
     uids: Arc<Vec<u32>>,
+}
+
+/// The mailbox's `T` file; `records` loaded from it first if they were
+/// of another UIDVALIDITY (`validity`), or not loaded yet.
+fn load_current<T: Payload>(
+    mailbox: &Mailbox,
+    records: &mut FxHashMap<u32, T>,
+    validity: &mut u32,
+) -> RecordFile<T> {
+    let v = mailbox.uidvalidity();
+    let file = RecordFile::new(mailbox.dir(), v);
+    if *validity != v {
+        *records = file.load(mailbox.messages().len(), |u| mailbox.get(u).is_some());
+        *validity = v;
+    }
+    file
 }
 
 /// Sessions look at the directory at most this often (unless the
@@ -107,13 +123,7 @@ impl Shared {
     /// each (a message never changes, so once is enough while the
     /// UIDVALIDITY holds); new ones are appended to the file.
     pub(super) fn header_keys(&mut self, uids: &[u32]) {
-        let v = self.mailbox.uidvalidity();
-        let file = KeysFile::new(self.mailbox.dir(), v);
-        if self.keys_validity != v {
-            let mailbox = &self.mailbox;
-            self.keys = file.load(mailbox.messages().len(), |u| mailbox.get(u).is_some());
-            self.keys_validity = v;
-        }
+        let file: KeysFile = load_current(&self.mailbox, &mut self.keys, &mut self.keys_validity);
         let mut made = Vec::new();
         for &u in uids {
             if !self.keys.contains_key(&u) {
@@ -133,12 +143,8 @@ impl Shared {
     /// new ones are appended to the dates file.
     pub(super) fn sort_dates(&mut self, uids: &[u32]) {
         let v = self.mailbox.uidvalidity();
-        let file = DatesFile::new(self.mailbox.dir(), v);
-        if self.dates_validity != v {
-            let mailbox = &self.mailbox;
-            self.dates = file.load(mailbox.messages().len(), |u| mailbox.get(u).is_some());
-            self.dates_validity = v;
-        }
+        let file: DatesFile =
+            load_current(&self.mailbox, &mut self.dates, &mut self.dates_validity);
         let missing: Vec<u32> = uids
             .iter()
             .copied()

@@ -59,6 +59,17 @@ impl Client {
         String::from_utf8(out).unwrap()
     }
 
+    /// A client of another server process (a restart): mailboxes not
+    /// shared with this test's other clients.
+    fn of_new_process(dir: &Path) -> Client {
+        let mut c = Client::new(dir);
+        c.backend = Backend::new(
+            dir.to_path_buf(),
+            Mailboxes::new(crate::store::notify::Notifier::new()),
+        );
+        c
+    }
+
     /// An extended LIST, which the session parses itself.
     fn list_extended(&mut self, line: &str) -> String {
         let (tag, list) = list_ext::parse(line.as_bytes()).expect("an extended LIST");
@@ -1119,11 +1130,7 @@ fn sort_and_thread_read_the_structure_cache_not_the_messages() {
         }
     }
     // Another server process: the cache comes from the file.
-    let mut other = Client::new(&dir);
-    other.backend = Backend::new(
-        dir.clone(),
-        Mailboxes::new(crate::store::notify::Notifier::new()),
-    );
+    let mut other = Client::of_new_process(&dir);
     other.run("a SELECT INBOX\r\n");
     assert_eq!(
         other.run("b SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"),
@@ -1174,11 +1181,7 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
     }
     assert_eq!(c.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
     // Another server process (a restart): the keys come from their file.
-    let mut other = Client::new(&dir);
-    other.backend = Backend::new(
-        dir.clone(),
-        Mailboxes::new(crate::store::notify::Notifier::new()),
-    );
+    let mut other = Client::of_new_process(&dir);
     other.run("a SELECT INBOX\r\n");
     assert_eq!(other.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
     for (s, want) in searches.iter().zip(&found) {
@@ -1189,11 +1192,7 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
     // the keys file gone it still reads no message and makes no keys.
     let keys = dir.join(crate::imap::keys::KEYS_FILE);
     std::fs::remove_file(&keys).unwrap();
-    let mut third = Client::new(&dir);
-    third.backend = Backend::new(
-        dir.clone(),
-        Mailboxes::new(crate::store::notify::Notifier::new()),
-    );
+    let mut third = Client::of_new_process(&dir);
     third.run("a SELECT INBOX\r\n");
     assert_eq!(third.run("f SORT (DATE) UTF-8 ALL\r\n"), sorted);
     assert!(!keys.exists(), "a date sort made header keys");
@@ -1217,11 +1216,7 @@ fn repeated_header_searches_and_date_sorts_read_no_files() {
     // loaded or made for them.
     drop(c);
     std::fs::remove_file(&keys).unwrap();
-    let mut fourth = Client::new(&dir);
-    fourth.backend = Backend::new(
-        dir.clone(),
-        Mailboxes::new(crate::store::notify::Notifier::new()),
-    );
+    let mut fourth = Client::of_new_process(&dir);
     fourth.run("a SELECT INBOX\r\n");
     assert_eq!(
         fourth.run("f SORT (DATE) UTF-8 ALL\r\n"),
