@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls_pki_types::pem::PemObject;
 
 use crate::dns::{Answer, FakeDns};
-use crate::util::{require_tool, test_listen, Server, Tree};
+use crate::util::{require_tool, reserved_port, test_listen, Server, Tree};
 
 const DOMAIN: &str = "mail.example.com";
 
@@ -49,8 +49,9 @@ impl Pebble {
     /// Starts pebble validating http-01 on `http_port` and tls-alpn-01 on
     /// `tls_port` of 127.0.0.1 (names resolved by `dns`).
     fn start(t: &Tree, dns: SocketAddr, http_port: u16, tls_port: u16) -> Pebble {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // (a test brings pebble back on these later)
+        let listen: SocketAddr = format!("127.0.0.1:{}", reserved_port()).parse().unwrap();
+        let management: SocketAddr = format!("127.0.0.1:{}", reserved_port()).parse().unwrap();
         Pebble::start_at(t, dns, http_port, tls_port, listen, management)
     }
 
@@ -316,7 +317,7 @@ fn http01_issue_renew_and_a_failing_server_keeps_the_certificate() {
     // An ACME server that refuses: pebble back at the same address (it
     // forgot the account: a new one is made), but its validation reaches a
     // closed port, so the order turns invalid. The certificate stays.
-    let closed = free_port();
+    let closed = reserved_port();
     let _pebble = Pebble::start_at(&t, dns.addr, closed, closed, listen, management);
     server
         .wait_log("does not know the saved account", Duration::from_secs(60))

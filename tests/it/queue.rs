@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::dns::{Answer, FakeDns};
 use crate::proxy::metric;
 use crate::smtp::{mail_setup, python, MailSetup};
-use crate::util::{self, free_port, require_tool, Server};
+use crate::util::{self, free_port, require_tool, reserved_port, Server};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_peer.py");
 
@@ -371,7 +371,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_dead_peer_keeps_mail_queued_through_kill_9_until_it_is_back() {
-    let port = free_port();
+    let port = reserved_port();
     let setup = setup_with(&format!("relayhost = \"[127.0.0.1]:{port}\""));
     let mut server = setup.start();
     for i in 0..3 {
@@ -442,7 +442,7 @@ fn a_dead_peer_keeps_mail_queued_through_kill_9_until_it_is_back() {
 
 #[test]
 fn queue_delete_removes_one_message_or_all() {
-    let port = free_port();
+    let port = reserved_port();
     let setup = setup_with(&format!("relayhost = \"[127.0.0.1]:{port}\""));
     let server = setup.start();
     for i in 0..3 {

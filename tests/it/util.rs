@@ -93,6 +93,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback port free now that stays out of everyone else's way for
+/// the test's whole run, for a peer that is dead at first and comes back
+/// later on the same port. [`free_port`] hands out ephemeral ports, which
+/// other tests' connections and `bind(0)` listeners take meanwhile (CI
+/// once saw such a peer fail to come back with EADDRINUSE): these lie just
+/// below the kernel's ephemeral range, and no two calls in this process
+/// return the same one.
+pub fn reserved_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = 8000.min(low.saturating_sub(2048)).max(1);
+    let start = low - span;
+    let seed = std::process::id() % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (start + (seed + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 /// A `[listen]` table with every listener off except smtp and http on
 /// loopback port 0 (so tests never collide), plus `extra` ("name", "addr") pairs.
 pub fn test_listen(extra: &[(&str, &str)]) -> String {
