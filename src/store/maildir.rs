@@ -701,11 +701,32 @@ impl Mailbox {
     }
 
     fn fingerprint(&self) -> Result<Fingerprint> {
+        Ok(self.fingerprint_and_ids()?.0)
+    }
+
+    /// The fingerprint, and the device and inode of `new/` and `cur/` (a
+    /// followed folder replaced under its name): one stat of each.
+    fn fingerprint_and_ids(&self) -> Result<(Fingerprint, Option<follow::DirIds>)> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = |sub: &str| {
+            let p = self.dir.join(sub);
+            match fs::metadata(&p) {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(io_err("stat", &p, e)),
+            }
+        };
+        let (cur, new) = (dir("cur")?, dir("new")?);
+        let ids = match (&new, &cur) {
+            (Some(n), Some(c)) => Some([(n.dev(), n.ino()), (c.dev(), c.ino())]),
+            _ => None,
+        };
+        let mtime = |m: &Option<fs::Metadata>| m.as_ref().and_then(|m| m.modified().ok());
         let ul = self.uidlist_path();
         let kw = self.keywords_path();
-        Ok(Fingerprint {
-            cur: self.dir_mtime("cur")?,
-            new: self.dir_mtime("new")?,
+        let fp = Fingerprint {
+            cur: mtime(&cur),
+            new: mtime(&new),
             uidlist: match fs::metadata(&ul) {
                 Ok(m) => Some(Stamp::of(&m)),
                 Err(e) if is_not_found(&e) => None,
@@ -716,7 +737,8 @@ impl Mailbox {
                 Err(e) if is_not_found(&e) => None,
                 Err(e) => return Err(io_err("stat", &kw, e)),
             },
-        })
+        };
+        Ok((fp, ids))
     }
 
     /// File names in `sub/` (dot files and names with CR/LF skipped, like
@@ -1679,8 +1701,6 @@ impl Drop for Mailbox {
     }
 }
 
-/// UIDs new, gone and with changed flags between two message lists (both
-/// sorted by UID).
 /// Messages from which an open's passing allocations (files read whole,
 /// the listing's names) are worth handing back to the system.
 const BIG_MAILBOX: usize = 10_000;
@@ -1696,6 +1716,8 @@ fn release_freed_memory() {
     }
 }
 
+/// UIDs new, gone and with changed flags between two message lists (both
+/// sorted by UID).
 fn diff(old: &[MessageInfo], new: &[MessageInfo]) -> Changes {
     let mut c = Changes::default();
     let (mut i, mut j) = (0, 0);

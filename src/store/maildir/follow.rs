@@ -46,7 +46,7 @@ impl std::fmt::Debug for Following {
 /// Device and inode of `new/` and `cur/`: a folder renamed away and
 /// another made under its name must not be followed through the old one's
 /// watches.
-type DirIds = [(u64, u64); 2];
+pub(super) type DirIds = [(u64, u64); 2];
 
 fn dir_ids(dir: &Path) -> Option<DirIds> {
     use std::os::unix::fs::MetadataExt;
@@ -223,12 +223,13 @@ impl Mailbox {
             Taken::Events(e) => e,
             Taken::Lost => return Ok(Logged::Unknown),
         };
-        if f.dirs.is_none() || dir_ids(&self.dir) != f.dirs {
+        let followed = f.dirs;
+        let (fp, ids) = self.fingerprint_and_ids()?;
+        if followed.is_none() || ids != followed {
             tracing::info!(dir = %self.dir.display(), "folder replaced: listing it from now on");
             self.following = None;
             return Ok(Logged::Unknown);
         }
-        let fp = self.fingerprint()?;
         let Some((old, _)) = &self.fingerprint else {
             return Ok(Logged::Unknown);
         };
