@@ -29,7 +29,7 @@ use super::{read_message, Backend};
 use crate::imap::cache::Parts;
 use crate::imap::message;
 use crate::imap::proto::response::tagged;
-use crate::store::maildir::Flags;
+use crate::store::maildir::{Flags, MessageInfo};
 
 /// Output size at which a FETCH hands what it has to [`Backend::spill`].
 pub(super) const SPILL_BYTES: usize = 64 * 1024;
@@ -131,16 +131,12 @@ fn flag_sync_path() -> bool {
 /// keywords, written from its record: the bytes the item path makes (one
 /// FLAGS where it was last asked for, MODSEQ last when nonzero), without
 /// building items per message (a big mailbox's sync asks 100,000 times).
-#[allow(clippy::too_many_arguments)]
 fn write_flag_sync(
     out: &mut Vec<u8>,
     seq: NonZeroU32,
-    uid: u32,
     items: &[MessageDataItemName],
-    flags: Flags,
+    m: &MessageInfo,
     recent: bool,
-    vsize: u64,
-    modseq: u64,
 ) {
     #[cfg(test)]
     FLAG_SYNC_WRITES.with(|n| n.set(n.get() + 1));
@@ -159,20 +155,20 @@ fn write_flag_sync(
     };
     for (n, item) in items.iter().enumerate() {
         match item {
-            MessageDataItemName::Uid if uid > 0 => {
+            MessageDataItemName::Uid if m.uid > 0 => {
                 sep(out);
                 out.extend_from_slice(b"UID ");
-                out.extend_from_slice(num.format(uid).as_bytes());
+                out.extend_from_slice(num.format(m.uid).as_bytes());
             }
             MessageDataItemName::Rfc822Size => {
                 sep(out);
                 out.extend_from_slice(b"RFC822.SIZE ");
-                out.extend_from_slice(num.format(vsize as u32).as_bytes());
+                out.extend_from_slice(num.format(m.vsize as u32).as_bytes());
             }
             MessageDataItemName::Flags if Some(n) == last_flags => {
                 sep(out);
                 out.extend_from_slice(b"FLAGS (");
-                let mut names = flags.imap_names().chain(recent.then_some("\\Recent"));
+                let mut names = m.flags.imap_names().chain(recent.then_some("\\Recent"));
                 if let Some(f) = names.next() {
                     out.extend_from_slice(f.as_bytes());
                 }
@@ -185,10 +181,10 @@ fn write_flag_sync(
             _ => {}
         }
     }
-    if modseq > 0 && items.contains(&MessageDataItemName::ModSeq) {
+    if m.modseq > 0 && items.contains(&MessageDataItemName::ModSeq) {
         sep(out);
         out.extend_from_slice(b"MODSEQ (");
-        out.extend_from_slice(num.format(modseq).as_bytes());
+        out.extend_from_slice(num.format(m.modseq).as_bytes());
         out.push(b')');
     }
     out.extend_from_slice(b")\r\n");
@@ -404,7 +400,7 @@ impl Backend {
                 let m = sh.mailbox.get(u);
                 if let (Some(m), Some(seq)) = (m, NonZeroU32::new(seq)) {
                     if m.keywords().is_empty() {
-                        write_flag_sync(out, seq, u, &items, m.flags, recent, m.vsize, m.modseq);
+                        write_flag_sync(out, seq, &items, m, recent);
                         continue;
                     }
                 }

@@ -255,6 +255,13 @@ fn deliver(dir: &Path, name: &str, body: &[u8]) {
     fs::rename(&tmp, dir.join("new").join(name)).unwrap();
 }
 
+/// `n` messages in `new/`, as an LDA leaves them, named in arrival order.
+fn deliver_many(dir: &Path, n: usize, body: &[u8]) {
+    for i in 0..n {
+        deliver(dir, &format!("{}.M{i}P1.host", 1_700_000_000 + i), body);
+    }
+}
+
 fn new_maildir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("Maildir");
@@ -1114,13 +1121,7 @@ fn following(dir: &Path, n: &crate::store::notify::Notifier) -> Mailbox {
 #[test]
 fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
     let (_tmp, dir) = new_maildir();
-    for i in 0..300 {
-        deliver(
-            &dir,
-            &format!("{}.M{i}P1.host", 1_700_000_000 + i),
-            b"Subject: x\n\nbody\n",
-        );
-    }
+    deliver_many(&dir, 300, b"Subject: x\n\nbody\n");
     let n = crate::store::notify::Notifier::new();
     let mut mb = following(&dir, &n);
     assert_eq!(mb.messages().len(), 300);
@@ -1177,9 +1178,7 @@ fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
 #[test]
 fn a_followed_mailbox_leaves_its_list_when_closed() {
     let (_tmp, dir) = new_maildir();
-    for i in 0..300 {
-        deliver(&dir, &format!("{}.M{i}P1.host", 1_700_000_000 + i), b"x\n");
-    }
+    deliver_many(&dir, 300, b"x\n");
     let n = crate::store::notify::Notifier::new();
     let mut mb = following(&dir, &n);
     deliver(&dir, "1800000000.M1P2.lda", b"y\n");
@@ -1205,9 +1204,7 @@ fn a_followed_mailbox_leaves_its_list_when_closed() {
 fn new_mail_in_a_followed_mailbox_is_appended_to_the_uidlist() {
     use std::os::unix::fs::MetadataExt;
     let (_tmp, dir) = new_maildir();
-    for i in 0..50 {
-        deliver(&dir, &format!("{}.M{i}P1.host", 1_700_000_000 + i), b"x\n");
-    }
+    deliver_many(&dir, 50, b"x\n");
     let n = crate::store::notify::Notifier::new();
     let mut mb = following(&dir, &n);
     let ul = dir.join(UIDLIST_NAME);
@@ -1302,9 +1299,7 @@ fn a_file_numbered_before_it_shows_up_keeps_its_uid() {
 #[test]
 fn a_file_numbered_before_it_shows_up_keeps_its_uid_after_a_snapshot_open() {
     let (_tmp, dir) = new_maildir();
-    for i in 0..300 {
-        deliver(&dir, &format!("17{i:08}.M{i}P1.host"), b"a\n");
-    }
+    deliver_many(&dir, 300, b"a\n");
     drop(Mailbox::open(&dir).unwrap());
     // Another writer numbered a file it has not renamed in yet.
     let ul = dir.join(UIDLIST_NAME);
