@@ -27,6 +27,7 @@ tree, from /proc, just before and after) and the wall time of:
   status_first   STATUS (MESSAGES UNSEEN UIDNEXT) of every folder, one
                  connection, the first time (the server numbers each folder)
   status         the same again
+  noop           as many NOOPs: the round trip alone, the floor under status
 
 and the growth of the server tree's memory from before the later sessions
 to while one of them holds the mailbox selected, per message (RSS and PSS
@@ -140,6 +141,11 @@ def main():
             record(label, cpu, wall, 1)
             if bad:
                 problems.append(f"{label}: {bad} of {a.folders} STATUS answers wrong")
+
+        # as many round trips that do nothing (cmd() checks each is OK):
+        # the floor under `status`
+        cpu, wall, _ = measure(pids, lambda: [c.cmd("NOOP") for _ in range(a.folders)])
+        record("noop", cpu, wall, 1)
         c.close()
         return finish(a, ops, problems, {})
 

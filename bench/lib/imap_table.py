@@ -219,8 +219,15 @@ if large:
         r = b / a if a and b is not None else None
         print(f"| {name} | {fmt(a, 1)} | {fmt(b, 1)} | {'–' if r is None else f'{r:.2f}×'} | "
               f"{fmt(dv.get('wall_ms'), 1)} | {fmt(pp.get('wall_ms'), 1)} |")
-        if a and b is not None and not name.endswith("_first"):
+        if a and b is not None and not name.endswith("_first") and name != "noop":
             targets.append((f"large mailbox, {name}, server CPU", r, 0.5, "<=x"))
+    # what STATUS costs beyond the round trip every command pays
+    above = {s: ops.get("status", {}).get(s, {}).get("cpu_ms", 0) - ops.get("noop", {}).get(s, {}).get("cpu_ms", 0)
+             for s in ("dovecot", "pigeonpost") if "cpu_ms" in ops.get("noop", {}).get(s, {})}
+    if len(above) == 2:
+        print()
+        print(f"STATUS beyond a NOOP round trip (`status` − `noop`, ms CPU): Dovecot {fmt(above['dovecot'], 1)}, "
+              f"pigeonpost {fmt(above['pigeonpost'], 1)}")
     mem = {r["server"]: r for r in large if r.get("phase") == "later"}
     if mem:
         print()

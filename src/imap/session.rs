@@ -365,7 +365,19 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 let idle = matches!(*command, CommandBody::Idle);
                 let st = session.state();
                 let t = tag.clone();
-                let result = if is_light(&command, &options) {
+                // STATUS of an unchanged folder: a few stats, here.
+                let kept_status = match (&*command, account.as_mut()) {
+                    (CommandBody::Status { .. }, Some(acc)) => {
+                        let (uid, gid) = (acc.uid, acc.gid);
+                        as_user(uid, gid, || {
+                            acc.backend.status_from_cache(&t, &command, &options)
+                        })
+                    }
+                    _ => None,
+                };
+                let result = if let Some(out) = kept_status {
+                    Some((out, st))
+                } else if is_light(&command, &options) {
                     // A few messages of the selected mailbox: cheaper here
                     // than a hand-off to the blocking pool (mbsync sends one
                     // UID FETCH per message).

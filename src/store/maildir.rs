@@ -34,6 +34,7 @@ pub mod metadata;
 mod modseq;
 pub mod quota;
 mod snapshot;
+mod status_stamp;
 mod uidl;
 mod uidlist;
 pub mod utf7;
@@ -65,6 +66,7 @@ pub use metadata::fuzz_check as fuzz_metadata_file;
 pub use modseq::fuzz_check as fuzz_modseq_file;
 pub use modseq::{MODSEQ_FILE, VANISHED_MAX};
 pub use snapshot::fuzz_check as fuzz_list_file;
+pub use status_stamp::StatusStamp;
 pub use uidl::pop3_uidl;
 pub use utf7::{mutf7_to_utf8, utf8_to_mutf7, Utf7Error};
 

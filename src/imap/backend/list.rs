@@ -1,19 +1,15 @@
 //! LIST and LSUB (RFC 3501 §6.3.8 and §6.3.9, RFC 9051 §6.3.9), the
 //! extended LIST (RFC 5258 LIST-EXTENDED, RFC 6154 SPECIAL-USE, RFC 5819
-//! LIST-STATUS) and STATUS (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 8438
-//! SIZE).
+//! LIST-STATUS; its STATUS answers come from `status.rs`).
 
 use std::collections::HashSet;
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as MailboxName};
-use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::select::first_recent_uid;
 use super::{store_no, Backend};
 use crate::imap::proto::list_ext::ListExtended;
 use crate::imap::proto::response::{astring, tagged};
 use crate::store::maildir::utf7::utf8_to_mutf7;
-use crate::store::maildir::{Error as StoreError, Flags, Mailbox};
 
 /// RFC 6154 special-use attributes from the folder's (English) name, as
 /// Dovecot's default config assigns them.
@@ -54,51 +50,6 @@ fn ancestors<'a>(names: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
         }
     }
     out
-}
-
-/// `MESSAGES 3 UNSEEN 1 ...` for the STATUS items named (unknown ones are
-/// skipped).
-fn status_items<'a>(mb: &Mailbox, items: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut parts = Vec::new();
-    for i in items {
-        let item = i.to_ascii_uppercase();
-        let v = match item.as_str() {
-            "MESSAGES" => mb.messages().len() as u64,
-            "RECENT" => {
-                let first = first_recent_uid(mb);
-                mb.messages().iter().filter(|m| m.uid >= first).count() as u64
-            }
-            "UIDNEXT" => mb.next_uid() as u64,
-            "UIDVALIDITY" => mb.uidvalidity() as u64,
-            "UNSEEN" => mb
-                .messages()
-                .iter()
-                .filter(|m| !m.flags.contains(Flags::SEEN))
-                .count() as u64,
-            "DELETED" => mb
-                .messages()
-                .iter()
-                .filter(|m| m.flags.contains(Flags::DELETED))
-                .count() as u64,
-            "SIZE" => mb.messages().iter().map(|m| m.vsize).sum(),
-            // RFC 9208 §4.2.2: what EXPUNGE would free, in KiB, never more
-            // than the truth (rounded down); the sizes the quota counts.
-            "DELETED-STORAGE" => {
-                let bytes: u64 = mb
-                    .messages()
-                    .iter()
-                    .filter(|m| m.flags.contains(Flags::DELETED))
-                    .map(|m| m.size)
-                    .sum();
-                bytes / 1024
-            }
-            // RFC 7162 §3.1.7
-            "HIGHESTMODSEQ" => mb.highest_modseq(),
-            _ => continue,
-        };
-        parts.push(format!("{item} {v}"));
-    }
-    parts
 }
 
 impl Backend {
@@ -357,7 +308,9 @@ impl Backend {
             );
             self.spill(&mut out);
             if let (Some(items), true) = (&l.return_status, exists) {
-                if let Some(parts) = self.status_of(n, items.iter().map(String::as_str)) {
+                if let Some(parts) =
+                    self.status_of(n, &items.iter().map(String::as_str).collect::<Vec<_>>())
+                {
                     out.extend_from_slice(
                         format!("* STATUS {shown} ({})\r\n", parts.join(" ")).as_bytes(),
                     );
@@ -366,66 +319,5 @@ impl Backend {
         }
         out.extend_from_slice(tagged(tag, "OK", "List completed.").as_bytes());
         out
-    }
-    /// STATUS items of mailbox `name`. A mailbox some session of this
-    /// process has open is answered from that shared copy, so its
-    /// HIGHESTMODSEQ (RFC 7162 §3.1.7) is the one those sessions see.
-    fn status_items_of<'a>(
-        &self,
-        name: &str,
-        items: impl Iterator<Item = &'a str>,
-    ) -> Result<Vec<String>, StoreError> {
-        match self.mailboxes.open_already(&self.root, name) {
-            Some(shared) => {
-                let mut sh = super::registry::lock(&shared);
-                sh.sync()?;
-                Ok(status_items(&sh.mailbox, items))
-            }
-            None => Ok(status_items(&self.open(name)?, items)),
-        }
-    }
-
-    /// LIST-STATUS: the items, or None when the mailbox can't be opened.
-    fn status_of<'a>(
-        &self,
-        name: &str,
-        items: impl Iterator<Item = &'a str>,
-    ) -> Option<Vec<String>> {
-        self.status_items_of(name, items).ok()
-    }
-
-    pub(super) fn status(
-        &mut self,
-        tag: &str,
-        mailbox: &MailboxName,
-        items: &[StatusDataItemName],
-        utf8: bool,
-        out: &mut Vec<u8>,
-    ) -> String {
-        let name = self.name_of(mailbox, utf8);
-        let names = items.iter().map(|i| match i {
-            StatusDataItemName::Messages => "MESSAGES",
-            StatusDataItemName::Recent => "RECENT",
-            StatusDataItemName::UidNext => "UIDNEXT",
-            StatusDataItemName::UidValidity => "UIDVALIDITY",
-            StatusDataItemName::Unseen => "UNSEEN",
-            StatusDataItemName::Deleted => "DELETED",
-            StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
-            StatusDataItemName::Size => "SIZE",
-            StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
-        });
-        let parts = match self.status_items_of(&name, names) {
-            Ok(p) => p,
-            Err(e) => return store_no(tag, &e),
-        };
-        out.extend_from_slice(
-            format!(
-                "* STATUS {} ({})\r\n",
-                astring(&Self::display_name(&name, utf8)),
-                parts.join(" ")
-            )
-            .as_bytes(),
-        );
-        tagged(tag, "OK", "Status completed.")
     }
 }

@@ -25,6 +25,7 @@ mod search;
 mod select;
 mod sequence;
 mod sort;
+mod status;
 mod store;
 #[cfg(test)]
 mod tests;

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use super::status::Counts;
 use super::Backend;
 use crate::imap::cache::PartsCache;
 use crate::imap::keys::{DatesFile, KeysFile, Payload, RecordFile, SentDate};
 use crate::imap::search::HeaderKeys;
-use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot};
+use crate::store::maildir::{Error as StoreError, Flags, Mailbox, MaildirRoot, StatusStamp};
 use crate::store::notify::Notifier;
 
 /// One open mailbox, shared by every session of this process that has it
@@ -261,7 +262,14 @@ pub struct Mailboxes {
     /// session ends, so the next session (a client that logs in for every
     /// check) doesn't read the whole directory again.
     keep: Mutex<VecDeque<(Instant, SharedRef)>>,
+    /// STATUS counts of folders no session holds, with the stamp they are
+    /// good for (see `status.rs`).
+    statuses: Mutex<HashMap<PathBuf, (StatusStamp, Counts)>>,
 }
+
+/// Folders whose STATUS counts are kept, over all users: ~150 bytes each.
+/// When full the lot is dropped (the next poll of each refills it).
+const STATUSES_MAX: usize = 50_000;
 
 const KEEP_MAX: usize = 16;
 const KEEP_FOR: Duration = Duration::from_secs(30);
@@ -280,6 +288,7 @@ impl Mailboxes {
             notify,
             open: Mutex::new(HashMap::new()),
             keep: Mutex::new(VecDeque::new()),
+            statuses: Mutex::new(HashMap::new()),
         })
     }
 
@@ -316,17 +325,28 @@ impl Mailboxes {
         };
         guard(&self.open).remove(&path);
         guard(&self.keep).retain(|(_, x)| lock(x).mailbox.dir() != path);
+        guard(&self.statuses).remove(&path);
+    }
+
+    /// Keeps the STATUS counts of the folder at `dir`, good while its stamp
+    /// is `stamp`.
+    pub(super) fn keep_status(&self, dir: &Path, stamp: StatusStamp, counts: Counts) {
+        let mut kept = guard(&self.statuses);
+        if kept.len() >= STATUSES_MAX && !kept.contains_key(dir) {
+            kept.clear();
+        }
+        kept.insert(dir.to_path_buf(), (stamp, counts));
+    }
+
+    /// The STATUS counts kept for the folder at `dir`, and their stamp.
+    pub(super) fn kept_status(&self, dir: &Path) -> Option<(StatusStamp, Counts)> {
+        guard(&self.statuses).get(dir).cloned()
     }
 
     /// The shared state of mailbox `name` if a session of this process has
     /// it open (or had, recently).
     pub(super) fn open_already(&self, root: &MaildirRoot, name: &str) -> Option<SharedRef> {
-        let path = if name.eq_ignore_ascii_case("INBOX") {
-            root.path().to_path_buf()
-        } else {
-            root.folder_path(name).ok()?
-        };
-        self.get(&path)
+        self.get(&root.mailbox_path(name).ok()?)
     }
 
     /// The shared state of mailbox `name`, opening it if no session has.
@@ -335,11 +355,7 @@ impl Mailboxes {
         root: &MaildirRoot,
         name: &str,
     ) -> Result<SharedRef, StoreError> {
-        let path = if name.eq_ignore_ascii_case("INBOX") {
-            root.path().to_path_buf()
-        } else {
-            root.folder_path(name)?
-        };
+        let path = root.mailbox_path(name)?;
         if let Some(s) = self.get(&path) {
             // In-process writers (SMTP delivery, POP3, APPEND) mark the
             // mailbox dirty, so this sees them at once; other processes'
@@ -379,13 +395,8 @@ impl Backend {
     /// We wrote into mailbox `name` through another handle: if some session
     /// has it open, look now rather than at the next interval.
     pub(super) fn touched(&mut self, name: &str) {
-        let path = if name.eq_ignore_ascii_case("INBOX") {
-            self.root.path().to_path_buf()
-        } else {
-            match self.root.folder_path(name) {
-                Ok(p) => p,
-                Err(_) => return,
-            }
+        let Ok(path) = self.root.mailbox_path(name) else {
+            return;
         };
         if let Some(s) = self.mailboxes.get(&path) {
             if let Err(e) = lock(&s).sync_now() {

@@ -70,6 +70,17 @@ impl Client {
         c
     }
 
+    /// A STATUS line as the session tries it first: answered from kept
+    /// counts, or `None`.
+    fn status_from_cache(&mut self, line: &str) -> Option<String> {
+        let (_, cmd) = CommandCodec::default().decode(line.as_bytes()).unwrap();
+        let tag = cmd.tag.as_ref().to_string();
+        let out = self
+            .backend
+            .status_from_cache(&tag, &cmd.body, &self.opts)?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
     /// An extended LIST, which the session parses itself.
     fn list_extended(&mut self, line: &str) -> String {
         let (tag, list) = list_ext::parse(line.as_bytes()).expect("an extended LIST");
@@ -404,6 +415,136 @@ fn status() {
         c.run("a3 STATUS Nope (MESSAGES)\r\n"),
         "a3 NO [NONEXISTENT] Mailbox doesn't exist.\r\n"
     );
+}
+
+/// Sets the times of `new/` and `cur/` of the folder at `dir` an hour
+/// back, as if nothing had changed there since.
+fn settle_dirs(dir: &Path) -> std::time::SystemTime {
+    let t = std::time::SystemTime::now() - Duration::from_secs(3600);
+    set_dir_times(dir, t);
+    t
+}
+
+fn set_dir_times(dir: &Path, t: std::time::SystemTime) {
+    for sub in ["new", "cur"] {
+        std::fs::File::open(dir.join(sub))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+}
+
+fn kept_status_answers() -> usize {
+    super::status::KEPT_STATUS_ANSWERS.with(|n| n.get())
+}
+
+/// A message file of the folder at `dir` without `\Seen`, in `cur/`.
+fn an_unseen_file(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            !p.to_str()
+                .unwrap()
+                .rsplit(":2,")
+                .next()
+                .unwrap()
+                .contains('S')
+        })
+        .expect("an unseen message")
+}
+
+#[test]
+fn status_of_an_unchanged_folder_is_answered_from_kept_counts_until_it_changes() {
+    let (_tmp, dir) = maildir();
+    let mut c = Client::new(&dir);
+    let ask = "a STATUS INBOX (MESSAGES UNSEEN UIDNEXT)\r\n";
+    let answer = |m: u32, u: u32, n: u32| {
+        format!(
+            "* STATUS INBOX (MESSAGES {m} UNSEEN {u} UIDNEXT {n})\r\na OK Status completed.\r\n"
+        )
+    };
+    assert_eq!(c.run(ask), answer(3, 2, 4));
+    // Settled: this open keeps its counts, the next STATUS uses them.
+    settle_dirs(&dir);
+    let kept = kept_status_answers();
+    assert_eq!(c.run(ask), answer(3, 2, 4));
+    assert_eq!(kept_status_answers(), kept);
+    assert_eq!(c.run(ask), answer(3, 2, 4));
+    assert_eq!(kept_status_answers(), kept + 1);
+    // The connection's own thread asks the same way.
+    assert_eq!(
+        c.status_from_cache(ask).as_deref(),
+        Some(answer(3, 2, 4).as_str())
+    );
+    // RECENT is the session's business: not kept.
+    assert_eq!(c.status_from_cache("r STATUS INBOX (RECENT)\r\n"), None);
+
+    // Another program marks a message seen (a rename in cur/).
+    let unseen = an_unseen_file(&dir);
+    std::fs::rename(&unseen, format!("{}S", unseen.display())).unwrap();
+    assert_eq!(c.status_from_cache(ask), None);
+    assert_eq!(c.run(ask), answer(3, 1, 4));
+    // An LDA delivers into new/ (after the counts were kept again).
+    settle_dirs(&dir);
+    assert_eq!(c.run(ask), answer(3, 1, 4));
+    assert!(c.status_from_cache(ask).is_some());
+    std::fs::write(
+        dir.join("new/1800000000.M1P1.lda"),
+        "Subject: x\r\n\r\ny\r\n",
+    )
+    .unwrap();
+    assert_eq!(c.status_from_cache(ask), None);
+    assert_eq!(c.run(ask), answer(4, 2, 5));
+    // Only the uidlist tells (a message numbered and stored by another
+    // process, the directory times put back): that is enough.
+    let t = settle_dirs(&dir);
+    assert_eq!(c.run(ask), answer(4, 2, 5));
+    assert!(c.status_from_cache(ask).is_some());
+    let mut other = Client::of_new_process(&dir);
+    other.run(&format!("b APPEND INBOX (\\Seen) {}\r\n", literal(BETA)));
+    set_dir_times(&dir, t);
+    assert_eq!(c.status_from_cache(ask), None);
+    assert_eq!(c.run(ask), answer(5, 2, 6));
+}
+
+#[test]
+fn a_folder_replaced_under_its_name_is_not_answered_from_the_old_counts() {
+    let (_tmp, dir) = maildir();
+    let archive = dir.join(".Archive");
+    let folder = MaildirRoot::new(&dir).open("Archive").unwrap();
+    for msg in [ALPHA, BETA] {
+        folder
+            .append(msg.as_bytes(), Flags::empty(), &[], None)
+            .unwrap();
+    }
+    drop(folder);
+    let mut c = Client::new(&dir);
+    let ask = "a STATUS Archive (MESSAGES)\r\n";
+    let answer = |m: u32| format!("* STATUS Archive (MESSAGES {m})\r\na OK Status completed.\r\n");
+    settle_dirs(&archive);
+    assert_eq!(c.run(ask), answer(2));
+    assert!(c.status_from_cache(ask).is_some());
+    // Renamed away; an empty folder of the same name takes its place with
+    // the same directory times and the very same uidlist file.
+    let old = dir.join(".Old");
+    std::fs::rename(&archive, &old).unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(archive.join(sub)).unwrap();
+    }
+    std::fs::rename(old.join("dovecot-uidlist"), archive.join("dovecot-uidlist")).unwrap();
+    for sub in ["new", "cur"] {
+        let t = std::fs::metadata(old.join(sub))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::File::open(archive.join(sub))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    assert_eq!(c.status_from_cache(ask), None);
+    assert_eq!(c.run(ask), answer(0));
 }
 
 #[test]

@@ -121,6 +121,16 @@ impl MaildirRoot {
         Ok(self.root.join(format!(".{name}")))
     }
 
+    /// Directory of mailbox `name`: the root for INBOX (any case), else
+    /// [`MaildirRoot::folder_path`].
+    pub fn mailbox_path(&self, name: &str) -> Result<PathBuf> {
+        if name.eq_ignore_ascii_case(INBOX) {
+            Ok(self.root.clone())
+        } else {
+            self.folder_path(name)
+        }
+    }
+
     /// INBOX, creating the Maildir if it doesn't exist yet.
     pub fn inbox(&self) -> Result<Mailbox> {
         self.open_following(INBOX, |_| None)
