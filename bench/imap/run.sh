@@ -78,6 +78,8 @@
 #                                  one at a time while a session IDLEs on it (0 = none)
 #   FOLDERS=1000                   step 6 then adds this many folders of 3 messages to
 #                                  that user: LIST and STATUS of each (empty = none)
+#   PIN_CPU=0                      STATUS-again and NOOP passes with client and server on
+#                                  this CPU (-1: unpinned; see imap_large.py)
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
 #                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -427,7 +429,7 @@ if [ -n "$LARGE_MSGS" ]; then
       timeout $((TIMEOUT * 4)) python3 "$LIB/imap_large.py" --port "$(port_of "$s")" --user "$LARGE_USER" \
         --password "$LARGE_PASS" --server-pids "$(pids_of "$s" | tr ' ' ',')" \
         --msgs "$(if [ "$phase" = cold ] || [ "$phase" = folders ]; then echo $((LARGE_MSGS + NEW_MAIL)); else echo "$LARGE_MSGS"; fi)" \
-        --subject "message 777 of" --phase "$phase" --folders "${FOLDERS:-0}" --timeout "$TIMEOUT" --tag "$s" \
+        --subject "message 777 of" --phase "$phase" --folders "${FOLDERS:-0}" --pin-cpu "${PIN_CPU:-0}" --timeout "$TIMEOUT" --tag "$s" \
         --maildir "$(mailroot "$s")/example.com/${LARGE_USER%@*}" --owner "$VUID:$VGID" --new-mail "$NEW_MAIL" \
         --json-out "$R/large.jsonl" \
         > "$R/large_${s}_$phase.log" 2>&1 || say "WARNING: $s: the large-mailbox check failed (see $R/large_${s}_$phase.log)"

@@ -78,21 +78,40 @@ def tree_pids(roots, m=None, kids=None):
     return pids
 
 
+def tree_cpu_ns(roots):
+    """CPU time in ns of every live thread of the trees below roots, from
+    /proc/PID/task/TID/schedstat: exact where /proc's stat counts 10 ms
+    ticks, for short operations on processes that stay alive throughout
+    (what ended in between is not counted)"""
+    total = 0
+    for p in tree_pids(roots):
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def proc_tree_stats(roots, comm=False):
-    """nproc, summed RSS/PSS (KiB) and CPU seconds (+ reaped children of the roots) of the trees;
+    """nproc, summed RSS/PSS (KiB) and CPU seconds (+ reaped children of the roots; user_s: the
+    part in user space) of the trees;
     with comm, also "procs": how many processes of each name. None without roots."""
     if not roots:
         return None
     m, kids = _proc_stats()
     pids = tree_pids(roots, m, kids)
     rss = pss = 0
-    cpu = 0.0
+    cpu = user = 0.0
     names = {}
     for p in pids:
         r = m[p]
         cpu += (int(r[11]) + int(r[12])) / CLK          # utime+stime of live procs
+        user += int(r[11]) / CLK
         if p in roots:
             cpu += (int(r[13]) + int(r[14])) / CLK      # + reaped children (cutime+cstime)
+            user += int(r[13]) / CLK
         try:
             for line in open(f"/proc/{p}/smaps_rollup"):
                 if line.startswith("Rss:"):
@@ -104,7 +123,7 @@ def proc_tree_stats(roots, comm=False):
                 names[n] = names.get(n, 0) + 1
         except OSError:
             pass
-    res = {"nproc": len(pids), "rss_kb": rss, "pss_kb": pss, "cpu_s": cpu}
+    res = {"nproc": len(pids), "rss_kb": rss, "pss_kb": pss, "cpu_s": cpu, "user_s": user}
     if comm:
         res["procs"] = names
     return res

@@ -28,7 +28,10 @@ tree, from /proc, just before and after) and the wall time of:
                  connection, the first time (the server numbers each folder)
   status         the same again (median of --rounds passes)
   noop           as many NOOPs, alternated with those passes: the round
-                 trip alone, the floor under status
+                 trip alone, the floor under status (both also with their
+                 user-space CPU summed over the passes; client and server
+                 on one CPU, --pin-cpu, see set_affinity; CPU from each
+                 thread's schedstat, in ns, not 10 ms ticks)
 
 and the growth of the server tree's memory from before the later sessions
 to while one of them holds the mailbox selected, per message (RSS and PSS
@@ -48,8 +51,26 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import proc_tree_stats  # noqa: E402
+from common import proc_tree_stats, tree_cpu_ns, tree_pids  # noqa: E402
 from imap_resync import Imap  # noqa: E402
+
+
+def set_affinity(pids, cpus):
+    """every thread of the server trees and this client on `cpus`; the old
+    set of this process, to put back. A round trip's server CPU on a small
+    VM is mostly the cross-CPU wake-up of whichever side waits (a hypercall
+    when the other vCPU idles), and how often that happens depends on where
+    the scheduler put client and server: on one CPU it is the servers' work
+    that is measured."""
+    old = os.sched_getaffinity(0)
+    for p in tree_pids(pids):
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                os.sched_setaffinity(int(t), cpus)
+        except OSError:
+            pass
+    os.sched_setaffinity(0, cpus)
+    return old
 
 
 def measure(pids, fn, runs=1):
@@ -74,6 +95,8 @@ def main():
     ap.add_argument("--folders", type=int, default=0, help="folders mkfolders.py added (--phase folders)")
     ap.add_argument("--folder-msgs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="passes of `status` and `noop` (--phase folders)")
+    ap.add_argument("--pin-cpu", type=int, default=0,
+                    help="run those passes with client and server on this CPU (-1: wherever the scheduler puts them)")
     ap.add_argument("--phase", choices=("first", "later", "cold", "folders"), default="later",
                     help="first: only the first SELECT of the fresh Maildir; later: the rest (restart the server "
                          "between); cold: SELECT and SORT (DATE) on a server restarted again")
@@ -146,14 +169,29 @@ def main():
         # checks each is OK): the floor under `status`. Alternated, the
         # median of --rounds each: on a shared machine one pass of ~0.1 s
         # CPU moves by half.
-        again, noops = [], []
+        # User-space CPU, summed over the passes (10 ms ticks): the
+        # servers' own code; the rest is the kernel's socket and file work.
+        again, noops, user = [], [], {"status": 0.0, "noop": 0.0}
+        everywhere = set_affinity(pids, {a.pin_cpu}) if a.pin_cpu >= 0 else None
+
+        def timed(label, fn):
+            """(ms CPU from schedstat, ms wall, fn's result)"""
+            u0, c0, t0 = proc_tree_stats(pids)["user_s"], tree_cpu_ns(pids), time.monotonic()
+            out = fn()
+            t1, c1 = time.monotonic(), tree_cpu_ns(pids)
+            user[label] += (proc_tree_stats(pids)["user_s"] - u0) * 1000
+            return (c1 - c0) / 1e6, (t1 - t0) * 1000, out
         for _ in range(a.rounds):
-            cpu, wall, b = measure(pids, status_all)
+            cpu, wall, b = timed("status", status_all)
             again.append((cpu, wall))
             bad_again += b
-            noops.append(measure(pids, lambda: [c.cmd("NOOP") for _ in range(a.folders)])[:2])
+            noops.append(timed("noop", lambda: [c.cmd("NOOP") for _ in range(a.folders)])[:2])
+        if everywhere:
+            set_affinity(pids, everywhere)
         for label, runs in (("status", again), ("noop", noops)):
             record(label, statistics.median(x[0] for x in runs), statistics.median(x[1] for x in runs), len(runs))
+            ops[label]["user_ms_total"] = round(user[label], 1)
+            ops[label]["pinned_cpu"] = a.pin_cpu if a.pin_cpu >= 0 else None
         if bad:
             problems.append(f"status_first: {bad} of {a.folders} STATUS answers wrong")
         if bad_again:

@@ -228,6 +228,15 @@ if large:
         print()
         print(f"STATUS beyond a NOOP round trip (`status` − `noop`, ms CPU): Dovecot {fmt(above['dovecot'], 1)}, "
               f"pigeonpost {fmt(above['pigeonpost'], 1)}")
+        user = {s: [ops[k].get(s, {}).get("user_ms_total") for k in ("status", "noop")]
+                for s in ("dovecot", "pigeonpost")}
+        runs = ops["status"].get("pigeonpost", {}).get("runs")
+        pin = ops["status"].get("pigeonpost", {}).get("pinned_cpu")
+        print(f"(`status` and `noop`: median of {runs} alternated passes, CPU from the threads' schedstat, "
+              + ("client and server unpinned)" if pin is None else f"client and server on CPU {pin})"))
+        print(f"User-space CPU of those passes (the servers' own code; the rest is the kernel's socket and file "
+              f"work), ms summed over {runs} passes, status / noop: "
+              + "; ".join(f"{NAME[s]} {fmt(u[0], 0)} / {fmt(u[1], 0)}" for s, u in user.items()))
     mem = {r["server"]: r for r in large if r.get("phase") == "later"}
     if mem:
         print()

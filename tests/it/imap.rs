@@ -449,6 +449,78 @@ s.quit()
     assert!(o.contains("j OK"), "{o}");
 }
 
+/// Sets `new/` and `cur/` of the Maildir `dir` an hour back: nothing
+/// changed there for a while, as in a folder a client polls.
+fn settle_maildir(dir: &Path) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for sub in ["new", "cur"] {
+        std::fs::File::open(dir.join(sub))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+}
+
+#[test]
+fn status_polls_answer_unchanged_folders_without_reading_them_and_see_every_change() {
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1]);
+    let server = setup.start();
+    let port = server.addr("imap").port();
+    let inbox = setup.maildir("john");
+    let mut a = raw_login(port);
+    let status = |c: &mut BufReader<TcpStream>| {
+        let o = exchange(c, "s STATUS INBOX (MESSAGES UNSEEN)\r\n", "s");
+        assert!(o.contains("s OK"), "{o}");
+        o.lines().next().unwrap().to_string()
+    };
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 1 UNSEEN 1)");
+    settle_maildir(&inbox);
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 1 UNSEEN 1)");
+    // Answered from what that look kept: the uidlist is not even read
+    // (unreadable now, with its times unchanged).
+    let uidlist = inbox.join("dovecot-uidlist");
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&uidlist, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(0o000);
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 1 UNSEEN 1)");
+    mode(0o600);
+
+    // SMTP delivers: the next poll sees it.
+    let (ok, out, err) = python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+s.sendmail("x@example.org", ["john@example.com"], "Subject: via smtp\r\n\r\nhi\r\n")
+s.quit()
+"#,
+        &[("PORT", server.addr("smtp").port().to_string())],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 2 UNSEEN 2)");
+    // Another session reads one, from a settled folder again.
+    settle_maildir(&inbox);
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 2 UNSEEN 2)");
+    let mut b = raw_login(port);
+    exchange(&mut b, "x SELECT INBOX\r\n", "x");
+    let o = exchange(&mut b, "f STORE 1 +FLAGS (\\Seen)\r\n", "f");
+    assert!(o.contains("f OK"), "{o}");
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 2 UNSEEN 1)");
+    // ... and another program takes one away, the session gone.
+    exchange(&mut b, "q LOGOUT\r\n", "q");
+    let gone = std::fs::read_dir(inbox.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().ends_with(":2,"))
+        .expect("the unseen message");
+    std::fs::remove_file(gone).unwrap();
+    // (the copy b's session left looks at the disk every 250 ms)
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 1 UNSEEN 0)");
+}
+
 #[test]
 fn uids_and_the_structure_cache_survive_restarts_and_bad_commands_get_bad() {
     let setup = imap_setup();
