@@ -311,9 +311,7 @@ impl Backend {
                 if let Some(parts) =
                     self.status_of(n, &items.iter().map(String::as_str).collect::<Vec<_>>())
                 {
-                    out.extend_from_slice(
-                        format!("* STATUS {shown} ({})\r\n", parts.join(" ")).as_bytes(),
-                    );
+                    out.extend_from_slice(format!("* STATUS {shown} ({parts})\r\n").as_bytes());
                 }
             }
         }

@@ -306,7 +306,8 @@ impl Mailboxes {
         }
     }
 
-    fn get(&self, path: &Path) -> Option<SharedRef> {
+    /// The shared state of the mailbox at `path`, if a session holds it.
+    pub(super) fn get(&self, path: &Path) -> Option<SharedRef> {
         guard(&self.open).get(path).and_then(Weak::upgrade)
     }
 

@@ -75,14 +75,30 @@ fn item_names(items: &[StatusDataItemName]) -> Vec<&'static str> {
         .collect()
 }
 
-/// `MESSAGES 3 UNSEEN 1 ...` for the items named (unknown ones are
-/// skipped). RECENT needs the mailbox itself: `None` if it is asked for
-/// and `mb` is not given.
-fn status_items(c: &Counts, mb: Option<&Mailbox>, items: &[&str]) -> Option<Vec<String>> {
-    let mut parts = Vec::with_capacity(items.len());
+/// The STATUS items we answer, as written in responses.
+const ITEMS: [&str; 9] = [
+    "MESSAGES",
+    "RECENT",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "UNSEEN",
+    "DELETED",
+    "DELETED-STORAGE",
+    "SIZE",
+    "HIGHESTMODSEQ",
+];
+
+/// `MESSAGES 3 UNSEEN 1 ...` for the items named (any case; unknown ones
+/// are skipped). RECENT needs the mailbox itself: `None` if it is asked
+/// for and `mb` is not given.
+fn status_items(c: &Counts, mb: Option<&Mailbox>, items: &[&str]) -> Option<String> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(16 * items.len());
     for i in items {
-        let item = i.to_ascii_uppercase();
-        let v = match item.as_str() {
+        let Some(item) = ITEMS.iter().find(|k| k.eq_ignore_ascii_case(i)) else {
+            continue;
+        };
+        let v = match *item {
             "MESSAGES" => c.messages,
             "RECENT" => {
                 let mb = mb?;
@@ -97,19 +113,21 @@ fn status_items(c: &Counts, mb: Option<&Mailbox>, items: &[&str]) -> Option<Vec<
             // RFC 9208 §4.2.2: what EXPUNGE would free, in KiB, never more
             // than the truth (rounded down).
             "DELETED-STORAGE" => c.deleted_bytes / 1024,
-            "HIGHESTMODSEQ" => c.highest_modseq,
-            _ => continue,
+            _ => c.highest_modseq,
         };
-        parts.push(format!("{item} {v}"));
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "{item} {v}");
     }
-    Some(parts)
+    Some(out)
 }
 
 impl Backend {
     /// STATUS items of mailbox `name`: from the shared copy if a session
     /// has it open (so HIGHESTMODSEQ is the one those sessions see), else
     /// from the kept counts if the folder is unchanged, else by opening it.
-    fn status_items_of(&self, name: &str, items: &[&str]) -> Result<Vec<String>, StoreError> {
+    fn status_items_of(&self, name: &str, items: &[&str]) -> Result<String, StoreError> {
         if let Some(shared) = self.mailboxes.open_already(&self.root, name) {
             let mut sh = super::registry::lock(&shared);
             sh.sync()?;
@@ -129,12 +147,10 @@ impl Backend {
 
     /// The items from the counts kept for folder `name`, if no session has
     /// it open and it is unchanged since they were taken.
-    fn kept_status_items(&self, name: &str, items: &[&str]) -> Option<Vec<String>> {
+    fn kept_status_items(&self, name: &str, items: &[&str]) -> Option<String> {
         let path = self.root.mailbox_path(name).ok()?;
         let (stamp, counts) = self.mailboxes.kept_status(&path)?;
-        if self.mailboxes.open_already(&self.root, name).is_some()
-            || StatusStamp::current(&path)? != stamp
-        {
+        if self.mailboxes.get(&path).is_some() || StatusStamp::current(&path)? != stamp {
             return None;
         }
         #[cfg(test)]
@@ -143,7 +159,7 @@ impl Backend {
     }
 
     /// LIST-STATUS: the items, or None when the mailbox can't be opened.
-    pub(super) fn status_of(&self, name: &str, items: &[&str]) -> Option<Vec<String>> {
+    pub(super) fn status_of(&self, name: &str, items: &[&str]) -> Option<String> {
         self.status_items_of(name, items).ok()
     }
 
@@ -166,9 +182,12 @@ impl Backend {
     }
 
     /// A STATUS command answered from kept counts (see the module
-    /// comment), or `None` to run it the usual way: a few stats, so the
+    /// comment), or `None` to run it the usual way: three stats, so the
     /// connection's thread can ask before handing the command to the
-    /// blocking pool.
+    /// blocking pool. Safe with the server's own credentials: it reads and
+    /// writes nothing, and answers only with counts an open as the user
+    /// made, when the stats match what that open saw (a folder swapped for
+    /// a link to somewhere else has other inode numbers).
     pub fn status_from_cache(
         &mut self,
         tag: &str,
@@ -195,15 +214,12 @@ impl Backend {
     }
 }
 
-fn status_line(out: &mut Vec<u8>, name: &str, parts: &[String], utf8: bool) {
-    out.extend_from_slice(
-        format!(
-            "* STATUS {} ({})\r\n",
-            astring(&Backend::display_name(name, utf8)),
-            parts.join(" ")
-        )
-        .as_bytes(),
-    );
+fn status_line(out: &mut Vec<u8>, name: &str, items: &str, utf8: bool) {
+    out.extend_from_slice(b"* STATUS ");
+    out.extend_from_slice(astring(&Backend::display_name(name, utf8)).as_bytes());
+    out.extend_from_slice(b" (");
+    out.extend_from_slice(items.as_bytes());
+    out.extend_from_slice(b")\r\n");
 }
 
 #[cfg(test)]

@@ -33,9 +33,12 @@ pub struct StatusStamp {
 impl StatusStamp {
     /// The folder at `dir` as it is now; `None` if it can't be looked at.
     pub fn current(dir: &Path) -> Option<StatusStamp> {
-        let new = fs::metadata(dir.join(Sub::New.name())).ok()?;
-        let cur = fs::metadata(dir.join(Sub::Cur.name())).ok()?;
-        let uidlist = match fs::metadata(dir.join(UIDLIST_NAME)) {
+        let mut p = dir.join(Sub::New.name());
+        let new = fs::metadata(&p).ok()?;
+        p.set_file_name(Sub::Cur.name());
+        let cur = fs::metadata(&p).ok()?;
+        p.set_file_name(UIDLIST_NAME);
+        let uidlist = match fs::metadata(&p) {
             Ok(m) => Some(Stamp::of(&m)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(_) => return None,
