@@ -78,8 +78,9 @@
 #                                  one at a time while a session IDLEs on it (0 = none)
 #   FOLDERS=1000                   step 6 then adds this many folders of 3 messages to
 #                                  that user: LIST and STATUS of each (empty = none)
-#   PIN_CPU=0                      STATUS-again and NOOP passes with client and server on
-#                                  this CPU (-1: unpinned; see imap_large.py)
+#   PIN_CPU=0                      mbsync pulls, and step 6's STATUS-again and NOOP passes,
+#                                  with client and server on this CPU (-1: unpinned; see
+#                                  set_tree_affinity in bench/lib/common.py)
 #   RESYNC_MSGS=10000 RESYNC_PERCENT=1 RESYNC_ROUNDS=10 RESYNC_REPEAT=5
 #                                  the resync test (RESYNC_MSGS empty = none)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -235,7 +236,7 @@ python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" concs="$CONCS" r
 { env_txt "$([ -n "$MBSYNC_FSYNC" ] && echo "mbsync: $(mbsync --version 2>/dev/null | head -1)")"
   echo "SERVERS=$SERVERS CONCS=$CONCS RUNS=$RUNS DURATION=$DURATION BODIES=$BODIES MAX_SESSIONS=$MAX_SESSIONS PROCS=$PROCS"
   echo "MBSYNC_FSYNC=$MBSYNC_FSYNC MBSYNC_RUNS=$MBSYNC_RUNS MBSYNC_COMPRESS=$MBSYNC_COMPRESS IDLE_CLIENTS=$IDLE_CLIENTS IDLE_MODES=$IDLE_MODES IDLE_RUNS=$IDLE_RUNS IDLE_HOLD=$IDLE_HOLD"
-  echo "REST=$REST SETTLE=$SETTLE PP_LOG_LEVEL=$PP_LOG_LEVEL DOVECOT_MAX_USERIP=$DV_MAX_USERIP WAIT_OTHERS=$WAIT_OTHERS"; } > "$R/env.txt"
+  echo "REST=$REST SETTLE=$SETTLE PP_LOG_LEVEL=$PP_LOG_LEVEL DOVECOT_MAX_USERIP=$DV_MAX_USERIP WAIT_OTHERS=$WAIT_OTHERS PIN_CPU=${PIN_CPU:-0}"; } > "$R/env.txt"
 
 # ------------------------------------------------------------------ 1. prewarm + verify
 for s in $SERVERS; do

@@ -94,6 +94,21 @@ def tree_cpu_ns(roots):
     return total
 
 
+def set_tree_affinity(roots, cpus):
+    """every thread of the trees below roots on `cpus` (processes they start
+    later inherit it). A round trip's server CPU on a small VM is mostly the
+    cross-CPU wake-up of whichever side waits (a hypercall when the other
+    vCPU idles), and how often that happens depends on where the scheduler
+    put client and server: with both on one CPU it is the servers' own work
+    that is measured."""
+    for p in tree_pids(roots):
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                os.sched_setaffinity(int(t), cpus)
+        except OSError:
+            pass
+
+
 def proc_tree_stats(roots, comm=False):
     """nproc, summed RSS/PSS (KiB) and CPU seconds (+ reaped children of the roots; user_s: the
     part in user space) of the trees;
@@ -841,7 +856,8 @@ def session_line(r, primary, machine):
 def cli(argv):
     ap = argparse.ArgumentParser(prog="common.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=("fields", "meta", "session-line", "pull-record", "pull-line", "tree-pids"))
+    ap.add_argument("cmd", choices=("fields", "meta", "session-line", "pull-record", "pull-line", "tree-pids",
+                                    "pin"))
     ap.add_argument("args", nargs="*")
     a = ap.parse_args(argv)
     if a.cmd == "fields":
@@ -863,6 +879,10 @@ def cli(argv):
         print(pull_line(json.loads(sys.stdin.read()), a.args[0]))
     elif a.cmd == "tree-pids":
         print(" ".join(map(str, tree_pids([int(x) for x in a.args]))))
+    elif a.cmd == "pin":
+        # pin CPU|all PID...: the trees' threads on that CPU, or on every one
+        cpus = set(range(os.cpu_count())) if a.args[0] == "all" else {int(a.args[0])}
+        set_tree_affinity([int(x) for x in a.args[1:]], cpus)
 
 
 if __name__ == "__main__":

@@ -495,18 +495,27 @@ busy_jiffies() {
 # tree's CPU, this shell's children's CPU (bash `times`; the client is the only
 # child in between) and the machine's busy CPU time around it
 pull_measured() {
-  local s=$1 tree0 tree1 t0 t1 b0 b1; shift
+  local s=$1 tree0 tree1 t0 t1 b0 b1 pin=(); shift
+  # PIN_CPU >= 0: the client and the server's tree on that CPU for the pull
+  # (see set_tree_affinity in common.py); afterwards the server on all again
+  if [ "${PIN_CPU:-0}" -ge 0 ]; then
+    # shellcheck disable=SC2046  # one argument per PID
+    python3 "$LIB/common.py" pin "$PIN_CPU" $(pids_of "$s")
+    pin=(taskset -c "$PIN_CPU")
+  fi
   tree0=$(python3 "$LIB/$LOAD_PY" --tree-stats --server-pids "$(pids_of "$s")")
   times > "$WORK/.times0"
   busy_jiffies; b0=$BUSY
   t0=$(date +%s.%N)
-  "$@"
+  "${pin[@]}" "$@"
   # shellcheck disable=SC2034  # PULL_RC, PULL_FIELDS: for the caller
   PULL_RC=$?
   t1=$(date +%s.%N)
   busy_jiffies; b1=$BUSY
   times > "$WORK/.times1"
   tree1=$(python3 "$LIB/$LOAD_PY" --tree-stats --server-pids "$(pids_of "$s")")
+  # shellcheck disable=SC2046
+  [ ${#pin[@]} -eq 0 ] || python3 "$LIB/common.py" pin all $(pids_of "$s")
   # shellcheck disable=SC2034
   PULL_FIELDS=(t0="$t0" t1="$t1" tree0:json="$tree0" tree1:json="$tree1" times0="$(cat "$WORK/.times0")"
                times1="$(cat "$WORK/.times1")" busy0="$b0" busy1="$b1" clk="$(getconf CLK_TCK)")

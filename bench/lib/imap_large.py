@@ -51,24 +51,15 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import proc_tree_stats, tree_cpu_ns, tree_pids  # noqa: E402
+from common import proc_tree_stats, set_tree_affinity, tree_cpu_ns  # noqa: E402
 from imap_resync import Imap  # noqa: E402
 
 
 def set_affinity(pids, cpus):
-    """every thread of the server trees and this client on `cpus`; the old
-    set of this process, to put back. A round trip's server CPU on a small
-    VM is mostly the cross-CPU wake-up of whichever side waits (a hypercall
-    when the other vCPU idles), and how often that happens depends on where
-    the scheduler put client and server: on one CPU it is the servers' work
-    that is measured."""
+    """the server trees and this client on `cpus` (see common.set_tree_affinity);
+    the old set of this process, to put back"""
     old = os.sched_getaffinity(0)
-    for p in tree_pids(pids):
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                os.sched_setaffinity(int(t), cpus)
-        except OSError:
-            pass
+    set_tree_affinity(pids, cpus)
     os.sched_setaffinity(0, cpus)
     return old
 

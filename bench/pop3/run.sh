@@ -46,6 +46,8 @@
 #                                  without (as Postfix virtual(8) writes them)
 #   FETCH_MODES="keep delete"      fetchmail modes (empty = no fetchmail test)
 #   FETCH_RUNS=$RUNS               timed pulls per server and mode
+#   PIN_CPU=0                      each pull with fetchmail and the server on this CPU
+#                                  (-1: unpinned; see set_tree_affinity in bench/lib/common.py)
 #   FETCH_SINK=bsmtp               fetchmail writes a BSMTP file (no fork per message);
 #                                  FETCH_SINK=mda: --mda "cat >/dev/null" (a shell per message)
 #   PROCS=auto                     client processes for the session test (auto: 1 for
@@ -123,7 +125,7 @@ python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" concs="$CONCS" r
   pp_log_level="$PP_LOG_LEVEL"
 { env_txt "$([ -n "$FETCH_MODES" ] && echo "fetchmail: $(fetchmail --version 2>/dev/null | grep -m1 release)")"
   echo "SERVERS=$SERVERS CONCS=$CONCS RUNS=$RUNS DURATION=$DURATION RETR=$RETR MAX_SESSIONS=$MAX_SESSIONS PROCS=$PROCS"
-  echo "FETCH_MODES=$FETCH_MODES FETCH_RUNS=$FETCH_RUNS FETCH_SINK=$FETCH_SINK REST=$REST SETTLE=$SETTLE PP_LOG_LEVEL=$PP_LOG_LEVEL"; } > "$R/env.txt"
+  echo "FETCH_MODES=$FETCH_MODES FETCH_RUNS=$FETCH_RUNS FETCH_SINK=$FETCH_SINK REST=$REST SETTLE=$SETTLE PP_LOG_LEVEL=$PP_LOG_LEVEL PIN_CPU=${PIN_CPU:-0}"; } > "$R/env.txt"
 
 # ------------------------------------------------------------------ 1. prewarm + verify
 for s in $SERVERS; do
