@@ -882,7 +882,7 @@ def cli(argv):
     elif a.cmd == "pin":
         # pin CPU|all PID...: the trees' threads on that CPU, or on every one
         cpus = set(range(os.cpu_count())) if a.args[0] == "all" else {int(a.args[0])}
-        set_tree_affinity([int(x) for x in a.args[1:]], cpus)
+        set_tree_affinity([int(x) for x in a.args[1:] if int(x) > 1], cpus)  # never init's tree
 
 
 if __name__ == "__main__":

@@ -495,13 +495,13 @@ busy_jiffies() {
 # tree's CPU, this shell's children's CPU (bash `times`; the client is the only
 # child in between) and the machine's busy CPU time around it
 pull_measured() {
-  local s=$1 tree0 tree1 t0 t1 b0 b1 pin=(); shift
+  local s=$1 tree0 tree1 t0 t1 b0 b1 pin=() cpu=${PIN_CPU:-0}; shift
   # PIN_CPU >= 0: the client and the server's tree on that CPU for the pull
   # (see set_tree_affinity in common.py); afterwards the server on all again
-  if [ "${PIN_CPU:-0}" -ge 0 ]; then
+  if [ "$cpu" -ge 0 ]; then
     # shellcheck disable=SC2046  # one argument per PID
-    python3 "$LIB/common.py" pin "$PIN_CPU" $(pids_of "$s")
-    pin=(taskset -c "$PIN_CPU")
+    python3 "$LIB/common.py" pin "$cpu" $(pids_of "$s")
+    pin=(taskset -c "$cpu")
   fi
   tree0=$(python3 "$LIB/$LOAD_PY" --tree-stats --server-pids "$(pids_of "$s")")
   times > "$WORK/.times0"
