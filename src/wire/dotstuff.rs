@@ -11,8 +11,8 @@
 pub struct DotStuffer {
     at_line_start: bool,
     prev_cr: bool,
-    /// Bytes of the current line so far, not counting CR.
-    line_len: usize,
+    /// The current line has a byte other than CR so far.
+    line_has_text: bool,
     in_header: bool,
     /// Body lines still to send (TOP); `None` for the whole message.
     body_lines_left: Option<u64>,
@@ -34,7 +34,7 @@ impl DotStuffer {
         DotStuffer {
             at_line_start: true,
             prev_cr: false,
-            line_len: 0,
+            line_has_text: false,
             in_header: true,
             body_lines_left,
             done: false,
@@ -51,36 +51,39 @@ impl DotStuffer {
         self.done
     }
 
-    /// Appends the wire form of `input` to `out`.
+    /// Appends the wire form of `input` to `out`. A line at a time (memchr
+    /// finds the LF): byte by byte this was a quarter of a POP3 pull's
+    /// server CPU.
     pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len() + input.len() / 32 + 2);
-        for &b in input {
-            if self.done {
-                return;
-            }
-            if self.at_line_start && b == b'.' {
+        let mut rest = input;
+        while !rest.is_empty() && !self.done {
+            // RFC 1939 §3: a line that starts with "." gets another.
+            if self.at_line_start && rest[0] == b'.' {
                 out.push(b'.');
             }
-            self.at_line_start = false;
-            match b {
-                b'\n' => {
-                    if !self.prev_cr {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.prev_cr = false;
-                    self.end_line();
-                }
-                b'\r' => {
-                    // A CR not followed by LF is passed through as is.
+            let (text, lf) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            if !text.is_empty() {
+                out.extend_from_slice(text);
+                self.at_line_start = false;
+                // A CR not followed by LF is passed through as is; CRs are
+                // not text (a "\r\n" line is the blank one).
+                self.line_has_text |= text.iter().any(|&b| b != b'\r');
+                self.prev_cr = text[text.len() - 1] == b'\r';
+            }
+            if lf {
+                if !self.prev_cr {
                     out.push(b'\r');
-                    self.prev_cr = true;
                 }
-                _ => {
-                    out.push(b);
-                    self.prev_cr = false;
-                    self.line_len += 1;
-                }
+                out.push(b'\n');
+                self.prev_cr = false;
+                self.end_line();
+                rest = &rest[text.len() + 1..];
+            } else {
+                rest = &[];
             }
         }
     }
@@ -88,7 +91,7 @@ impl DotStuffer {
     fn end_line(&mut self) {
         self.at_line_start = true;
         if self.in_header {
-            if self.line_len == 0 {
+            if !self.line_has_text {
                 // the blank line between header and body
                 self.in_header = false;
                 if self.body_lines_left == Some(0) {
@@ -101,7 +104,7 @@ impl DotStuffer {
                 self.done = true;
             }
         }
-        self.line_len = 0;
+        self.line_has_text = false;
     }
 
     /// Ends the answer: a CRLF if the message did not end with one, then
@@ -132,6 +135,77 @@ mod tests {
         }
         d.finish(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    /// The encoder as it was, a byte at a time: the reference the line-wise
+    /// one must match.
+    fn reference(input: &[u8], top: Option<u64>) -> Vec<u8> {
+        let (mut at_start, mut prev_cr, mut len, mut header) = (true, false, 0usize, true);
+        let (mut left, mut done, mut out) = (top, false, Vec::new());
+        for &b in input {
+            if done {
+                break;
+            }
+            if at_start && b == b'.' {
+                out.push(b'.');
+            }
+            at_start = false;
+            match b {
+                b'\n' => {
+                    if !prev_cr {
+                        out.push(b'\r');
+                    }
+                    out.push(b'\n');
+                    prev_cr = false;
+                    at_start = true;
+                    if header {
+                        if len == 0 {
+                            header = false;
+                            done = left == Some(0);
+                        }
+                    } else if let Some(l) = &mut left {
+                        *l -= 1;
+                        done = *l == 0;
+                    }
+                    len = 0;
+                }
+                b'\r' => {
+                    out.push(b'\r');
+                    prev_cr = true;
+                }
+                _ => {
+                    out.push(b);
+                    prev_cr = false;
+                    len += 1;
+                }
+            }
+        }
+        if !at_start {
+            if !prev_cr {
+                out.push(b'\r');
+            }
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    #[test]
+    fn line_wise_encoding_matches_the_byte_wise_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1939);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..40);
+            let input: Vec<u8> = (0..len)
+                .map(|_| [b'.', b'\r', b'\n', b'a', b'\n'][rng.gen_range(0..5)])
+                .collect();
+            let top = [None, Some(0), Some(1), Some(3)][rng.gen_range(0..4)];
+            let chunk = rng.gen_range(1..8);
+            let d = top.map_or_else(DotStuffer::full, DotStuffer::top);
+            let got = run(d, &input, chunk);
+            let want = String::from_utf8(reference(&input, top)).unwrap();
+            assert_eq!(got, want, "{input:?} top {top:?} chunk {chunk}");
+        }
     }
 
     #[test]
