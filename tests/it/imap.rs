@@ -358,6 +358,20 @@ fn raw_login(port: u16) -> BufReader<TcpStream> {
     r
 }
 
+/// One message to john@example.com through the server's SMTP port.
+fn send_to_john_by_smtp(port: u16) {
+    let (ok, out, err) = python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+s.sendmail("x@example.org", ["john@example.com"], "Subject: via smtp\r\n\r\nhi\r\n")
+s.quit()
+"#,
+        &[("PORT", port.to_string())],
+    );
+    assert!(ok, "{out}{err}");
+}
+
 #[test]
 fn idle_sees_mail_delivered_by_smtp_and_sessions_see_each_other() {
     let setup = imap_setup();
@@ -375,16 +389,7 @@ fn idle_sees_mail_delivered_by_smtp_and_sessions_see_each_other() {
     a.read_line(&mut l).unwrap();
     assert!(l.starts_with("+ "), "{l}");
     let start = Instant::now();
-    let (ok, out, err) = python(
-        r#"
-import os, smtplib
-s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
-s.sendmail("x@example.org", ["john@example.com"], "Subject: via smtp\r\n\r\nhi\r\n")
-s.quit()
-"#,
-        &[("PORT", server.addr("smtp").port().to_string())],
-    );
-    assert!(ok, "{out}{err}");
+    send_to_john_by_smtp(server.addr("smtp").port());
     let mut l = String::new();
     a.read_line(&mut l).unwrap();
     assert_eq!(l, "* 2 EXISTS\r\n");
@@ -489,16 +494,7 @@ fn status_polls_answer_unchanged_folders_without_reading_them_and_see_every_chan
     mode(0o600);
 
     // SMTP delivers: the next poll sees it.
-    let (ok, out, err) = python(
-        r#"
-import os, smtplib
-s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
-s.sendmail("x@example.org", ["john@example.com"], "Subject: via smtp\r\n\r\nhi\r\n")
-s.quit()
-"#,
-        &[("PORT", server.addr("smtp").port().to_string())],
-    );
-    assert!(ok, "{out}{err}");
+    send_to_john_by_smtp(server.addr("smtp").port());
     assert_eq!(status(&mut a), "* STATUS INBOX (MESSAGES 2 UNSEEN 2)");
     // Another session reads one, from a settled folder again.
     settle_maildir(&inbox);
