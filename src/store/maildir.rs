@@ -623,7 +623,7 @@ impl Mailbox {
     /// sync and when the mailbox is dropped).
     pub fn flush_modseqs(&mut self) {
         if let Some(ix) = &mut self.modseqs {
-            ix.flush();
+            ix.flush(&self.messages);
         }
     }
 
@@ -1026,7 +1026,8 @@ impl Mailbox {
             self.modseqs = Some(ix);
         }
         if let Some(ix) = &mut self.modseqs {
-            ix.reconcile(messages);
+            ix.reconcile(&self.messages, messages);
+            ix.flush(messages);
         }
     }
 
@@ -1378,6 +1379,9 @@ impl Mailbox {
                     if modseq::signature(m) != before {
                         if let Some(ix) = &mut self.modseqs {
                             ix.changed(m);
+                            if ix.wants_flush() {
+                                ix.flush(&self.messages);
+                            }
                         }
                     }
                     return Ok(true);
@@ -1441,6 +1445,7 @@ impl Mailbox {
             gone.dedup();
             if let Some(ix) = &mut self.modseqs {
                 ix.expunged(&gone);
+                ix.flush(&self.messages);
             }
             let _ = fsync_dir(&self.dir.join("cur"));
         }

@@ -399,6 +399,9 @@ impl Mailbox {
                 .reserve_exact(new.len().max(self.messages.len() / 8));
         }
         self.messages.extend(new);
+        if let Some(ix) = &mut self.modseqs {
+            ix.flush(&self.messages);
+        }
         self.fingerprint = Some((self.fingerprint()?, std::time::SystemTime::now()));
         if let Some(f) = &mut self.following {
             f.based = true;

@@ -89,8 +89,13 @@ pub(super) struct ModseqIndex {
     path: PathBuf,
     uidvalidity: u32,
     highest: u64,
-    /// uid → (modseq, flags signature)
-    known: HashMap<u32, (u64, u64)>,
+    /// uid → (modseq, flags signature), as the file says, until the first
+    /// [`reconcile`](Self::reconcile). After it the mailbox's own message
+    /// list is the truth (every listed message with its modseq, the
+    /// signature computed from its flags), so this is `None` and the
+    /// callers pass the list: a map beside it would hold the same again
+    /// (a third of the memory of a 100,000-message mailbox).
+    known: Option<HashMap<u32, (u64, u64)>>,
     /// (uid, modseq of its expunge), modseq ascending.
     vanished: VecDeque<(u32, u64)>,
     vanished_floor: u64,
@@ -113,7 +118,7 @@ impl ModseqIndex {
             path,
             uidvalidity,
             highest: 0,
-            known: HashMap::default(),
+            known: Some(HashMap::default()),
             vanished: VecDeque::new(),
             vanished_floor: 0,
             lines: None,
@@ -154,6 +159,7 @@ impl ModseqIndex {
         self.vanished_floor = floor;
         let mut count = 1;
         let mut vanished = Vec::new();
+        let known = self.known.get_or_insert_with(HashMap::default);
         for line in lines {
             count += 1;
             // a torn last line (crash mid-append) is ignored
@@ -178,11 +184,11 @@ impl ModseqIndex {
             };
             match (kind, nums) {
                 (Some("m"), &[uid, modseq, sig]) if good(uid, modseq) => {
-                    self.known.insert(uid as u32, (modseq, sig));
+                    known.insert(uid as u32, (modseq, sig));
                     self.highest = self.highest.max(modseq);
                 }
                 (Some("x"), &[uid, modseq]) if good(uid, modseq) => {
-                    self.known.remove(&(uid as u32));
+                    known.remove(&(uid as u32));
                     vanished.push((uid as u32, modseq));
                     self.highest = self.highest.max(modseq);
                 }
@@ -204,7 +210,7 @@ impl ModseqIndex {
         if self.lines.is_some() && self.boot != now {
             self.boot = now;
             self.highest = self.highest.max(clock()).min(MODSEQ_MAX);
-            self.compact();
+            self.compact(&[]);
         }
     }
 
@@ -235,17 +241,31 @@ impl ModseqIndex {
         self.highest
     }
 
-    /// After a sync: gives each message its modseq, a new one to those whose
-    /// flags the file doesn't know (new, changed by someone else, or
-    /// everything after a rebuild), and records the UIDs that left as
-    /// expunged. `messages` is sorted by UID.
-    pub(super) fn reconcile(&mut self, messages: &mut [MessageInfo]) {
+    /// After a sync: gives each message of the new list `messages` its
+    /// modseq, a new one to those whose flags the index doesn't know (new,
+    /// changed by someone else, or everything after a rebuild), and records
+    /// the UIDs that left as expunged. `old` is the list the index
+    /// describes (the one the last reconcile returned, kept up to date by
+    /// [`arrived`](Self::arrived), [`changed`](Self::changed) and
+    /// [`expunged`](Self::expunged)); both sorted by UID. From here on
+    /// `messages` is the truth: the caller [`flush`](Self::flush)es with it.
+    pub(super) fn reconcile(&mut self, old: &[MessageInfo], messages: &mut [MessageInfo]) {
         let mut changed = Vec::new();
+        let known = self.known.take();
+        let before = |uid: u32| -> Option<(u64, u64)> {
+            match &known {
+                Some(k) => k.get(&uid).copied(),
+                None => old
+                    .binary_search_by_key(&uid, |o| o.uid)
+                    .ok()
+                    .map(|i| (old[i].modseq, signature(&old[i]))),
+            }
+        };
         let mut matched = 0;
         for (i, m) in messages.iter_mut().enumerate() {
             let sig = signature(m);
-            match self.known.get(&m.uid) {
-                Some(&(ms, s)) if s == sig => {
+            match before(m.uid) {
+                Some((ms, s)) if s == sig => {
                     m.modseq = ms;
                     matched += 1;
                 }
@@ -256,18 +276,19 @@ impl ModseqIndex {
                 None => changed.push((i, sig)),
             }
         }
-        let gone: Vec<u32> = if matched < self.known.len() {
-            let mut g: Vec<u32> = self
-                .known
-                .keys()
-                .copied()
-                .filter(|u| messages.binary_search_by_key(u, |m| m.uid).is_err())
-                .collect();
+        let had = known.as_ref().map_or(old.len(), |k| k.len());
+        let gone: Vec<u32> = if matched < had {
+            let absent = |u: &u32| messages.binary_search_by_key(u, |m| m.uid).is_err();
+            let mut g: Vec<u32> = match &known {
+                Some(k) => k.keys().copied().filter(absent).collect(),
+                None => old.iter().map(|o| o.uid).filter(absent).collect(),
+            };
             g.sort_unstable();
             g
         } else {
             Vec::new()
         };
+        drop(known);
         if changed.is_empty() && gone.is_empty() && self.lines.is_some() {
             return;
         }
@@ -278,40 +299,36 @@ impl ModseqIndex {
             // lets the caller answer with every missing UID instead).
             self.vanished_floor = self.vanished_floor.max(modseq);
         }
-        let mut text = String::new();
         for (i, sig) in changed {
             let m = &mut messages[i];
             m.modseq = modseq;
-            self.known.insert(m.uid, (modseq, sig));
-            text.push_str(&format!("m {} {modseq} {sig}\n", m.uid));
+            self.pending
+                .push_str(&format!("m {} {modseq} {sig}\n", m.uid));
         }
-        self.record_gone(&gone, modseq, &mut text);
-        self.write(&text);
+        self.record_gone(&gone, modseq);
     }
 
-    /// `messages` just arrived (new UIDs, above every one known): one new
-    /// modseq for all of them, as [`reconcile`](ModseqIndex::reconcile)
-    /// would give, without looking at the rest of the mailbox.
+    /// `messages` just arrived (new UIDs, above every one known; the
+    /// caller adds them to its list, then flushes): one new modseq for all
+    /// of them, as [`reconcile`](ModseqIndex::reconcile) would give,
+    /// without looking at the rest of the mailbox.
     pub(super) fn arrived(&mut self, messages: &mut [MessageInfo]) {
         if messages.is_empty() {
             return;
         }
         let modseq = self.alloc();
-        let mut text = String::new();
         for m in messages {
             let sig = signature(m);
             m.modseq = modseq;
-            self.known.insert(m.uid, (modseq, sig));
-            text.push_str(&format!("m {} {modseq} {sig}\n", m.uid));
+            self.pending
+                .push_str(&format!("m {} {modseq} {sig}\n", m.uid));
         }
-        self.write(&text);
     }
 
-    fn record_gone(&mut self, gone: &[u32], modseq: u64, text: &mut String) {
+    fn record_gone(&mut self, gone: &[u32], modseq: u64) {
         for &u in gone {
-            self.known.remove(&u);
             self.vanished.push_back((u, modseq));
-            text.push_str(&format!("x {u} {modseq}\n"));
+            self.pending.push_str(&format!("x {u} {modseq}\n"));
         }
         self.trim_vanished();
     }
@@ -321,27 +338,26 @@ impl ModseqIndex {
         let modseq = self.alloc();
         let sig = signature(m);
         m.modseq = modseq;
-        self.known.insert(m.uid, (modseq, sig));
         // Written at the next flush (the end of the command, the next
         // sync, or when the handle closes). Lost in a crash, the change is
         // seen again at the next open (the flags differ from the file's)
         // and gets a newer modseq: never an older one.
         self.pending
             .push_str(&format!("m {} {modseq} {sig}\n", m.uid));
-        if self.pending.len() > 64 * 1024 {
-            self.flush();
-        }
     }
 
-    /// We expunged `uids`.
+    /// Enough flag changes pending that the caller should flush now.
+    pub(super) fn wants_flush(&self) -> bool {
+        self.pending.len() > 64 * 1024
+    }
+
+    /// We expunged `uids` (and took them out of the list).
     pub(super) fn expunged(&mut self, uids: &[u32]) {
         if uids.is_empty() {
             return;
         }
         let modseq = self.alloc();
-        let mut text = String::new();
-        self.record_gone(uids, modseq, &mut text);
-        self.write(&text);
+        self.record_gone(uids, modseq);
     }
 
     /// The modseq of `uid`'s expunge, if it is remembered.
@@ -366,22 +382,19 @@ impl ModseqIndex {
         Some(v)
     }
 
-    /// Appends `text`, or writes the whole file anew when it is missing,
-    /// damaged or has grown to twice what it describes. Best effort: a
-    /// failed write only means the next rebuild hands out newer modseqs.
-    fn write(&mut self, text: &str) {
-        self.pending.push_str(text);
-        self.flush();
-    }
-
-    /// Appends what is pending (see [`write`](Self::write)).
-    pub(super) fn flush(&mut self) {
+    /// Appends what is pending, or writes the whole file anew when it is
+    /// missing, damaged or has grown to twice what it describes. `messages`
+    /// is the mailbox's list (the truth since the first reconcile). Best
+    /// effort: a failed write only means the next rebuild hands out newer
+    /// modseqs.
+    pub(super) fn flush(&mut self, messages: &[MessageInfo]) {
         if self.pending.is_empty() {
             return;
         }
         let text = std::mem::take(&mut self.pending);
         let text = text.as_str();
-        let describes = self.known.len() + self.vanished.len() + 1;
+        let listed = self.known.as_ref().map_or(messages.len(), |k| k.len());
+        let describes = listed + self.vanished.len() + 1;
         let appended = match self.lines {
             Some(n) if n <= 2 * describes + 1024 => {
                 let res = self
@@ -398,7 +411,7 @@ impl ModseqIndex {
             _ => false,
         };
         if !appended {
-            self.compact();
+            self.compact(messages);
         }
     }
 
@@ -435,9 +448,15 @@ impl ModseqIndex {
     /// Writes the file anew (temporary file, rename) under the old one's
     /// lock, keeping what others appended since we read it: per UID the
     /// entry with the higher modseq (modseqs only grow), and every expunge.
-    fn compact(&mut self) {
+    fn compact(&mut self, messages: &[MessageInfo]) {
         let locked = self.open_locked(true).ok();
-        let mut known = self.known.clone();
+        let mut known: HashMap<u32, (u64, u64)> = match &self.known {
+            Some(k) => k.clone(),
+            None => messages
+                .iter()
+                .map(|m| (m.uid, (m.modseq, signature(m))))
+                .collect(),
+        };
         let mut vanished: Vec<(u32, u64)> = self.vanished.iter().copied().collect();
         let mut highest = self.highest;
         if let Some((_, Some(text))) = &locked {
@@ -445,7 +464,7 @@ impl ModseqIndex {
                 path: self.path.clone(),
                 uidvalidity: self.uidvalidity,
                 highest: 0,
-                known: HashMap::default(),
+                known: None,
                 vanished: VecDeque::new(),
                 vanished_floor: 0,
                 lines: None,
@@ -457,7 +476,7 @@ impl ModseqIndex {
                 highest = highest.max(theirs.highest);
                 let gone: std::collections::HashSet<u32> =
                     vanished.iter().map(|&(u, _)| u).collect();
-                for (uid, (ms, sig)) in theirs.known {
+                for (uid, (ms, sig)) in theirs.known.unwrap_or_default() {
                     if gone.contains(&uid) {
                         continue;
                     }
@@ -529,7 +548,7 @@ pub fn fuzz_check(text: &str) {
         path: PathBuf::from("/nonexistent/pigeonpost-fuzz").join(MODSEQ_FILE),
         uidvalidity: 7,
         highest: 0,
-        known: HashMap::default(),
+        known: Some(HashMap::default()),
         vanished: VecDeque::new(),
         vanished_floor: 0,
         lines: None,
@@ -545,7 +564,11 @@ pub fn fuzz_check(text: &str) {
         .iter()
         .zip(ix.vanished.iter().skip(1))
         .all(|(a, b)| a.1 <= b.1));
-    let mut uids: Vec<u32> = ix.known.keys().copied().take(3).collect();
+    let mut uids: Vec<u32> = ix
+        .known
+        .iter()
+        .flat_map(|k| k.keys().copied().take(3))
+        .collect();
     uids.push(u32::MAX);
     uids.sort_unstable();
     uids.dedup();
@@ -565,7 +588,7 @@ pub fn fuzz_check(text: &str) {
             modseq: 0,
         })
         .collect();
-    ix.reconcile(&mut messages);
+    ix.reconcile(&[], &mut messages);
     assert!(ix.highest >= before && ix.highest <= MODSEQ_MAX);
     for m in &messages {
         assert!(m.modseq > 0 && m.modseq <= ix.highest);
@@ -576,6 +599,16 @@ pub fn fuzz_check(text: &str) {
         ix.changed(m);
         assert!(ix.highest >= h && m.modseq == ix.highest);
     }
+    // A later sync, the list now the truth: the first message gone, the
+    // others unchanged and keeping their modseqs.
+    let old = messages.clone();
+    let mut later = old[1..].to_vec();
+    ix.reconcile(&old, &mut later);
+    assert!(later
+        .iter()
+        .zip(&old[1..])
+        .all(|(a, b)| a.modseq == b.modseq));
+    assert_eq!(ix.expunged_at(old[0].uid), Some(ix.highest));
     if let Some(v) = ix.vanished_since(before) {
         assert!(v.windows(2).all(|w| w[0] < w[1]));
     }

@@ -931,6 +931,45 @@ fn modseq_file_fuzz_seeds_keep_the_invariants() {
 }
 
 #[test]
+fn a_flag_change_made_elsewhere_while_open_gets_a_new_modseq_at_the_next_sync() {
+    // After the first sync the open mailbox's own list is what the index
+    // compares a new scan with (no second map of it): a message another
+    // process renamed must still get a new modseq, the others keep theirs,
+    // and one another process expunged is remembered as vanished.
+    let (_tmp, dir) = new_maildir();
+    for i in 0..3 {
+        deliver(&dir, &format!("170000000{i}.M1P1.host"), b"x\n");
+    }
+    let mut mb = Mailbox::open(&dir).unwrap();
+    let before = modseqs_of(&mb);
+    let h = mb.highest_modseq();
+    let cur = dir.join("cur");
+    let path_of = |base: &str| {
+        fs::read_dir(&cur)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(base))
+            .unwrap()
+    };
+    let second = path_of("1700000001.");
+    fs::rename(&second, format!("{}F", second.display())).unwrap();
+    fs::remove_file(path_of("1700000002.")).unwrap();
+    let changes = mb.sync().unwrap();
+    assert_eq!(changes.flag_changes, vec![2]);
+    assert_eq!(changes.expunged_uids, vec![3]);
+    let after = modseqs_of(&mb);
+    assert_eq!(after[0], before[0]);
+    assert!(after[1].1 > h, "{after:?} after {before:?}");
+    assert_eq!(mb.highest_modseq(), mb.expunged_at(3).unwrap());
+    assert!(mb.highest_modseq() >= after[1].1);
+    assert_eq!(mb.vanished_since(h), Some(vec![3]));
+    // and the file says so: a fresh open agrees
+    drop(mb);
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(modseqs_of(&mb), after);
+}
+
+#[test]
 fn modseq_file_from_an_earlier_boot_raises_highestmodseq_and_a_rewrite_keeps_others_lines() {
     let (_tmp, dir) = new_maildir();
     deliver(&dir, "1700000000.M1P1.host", b"a\n");
