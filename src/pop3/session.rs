@@ -322,7 +322,7 @@ fn list(mailbox: &Mailbox, format: &str) -> Vec<MessageEntry> {
     msgs.into_iter()
         .map(|m| MessageEntry {
             uid: m.uid,
-            size: m.vsize,
+            size: m.vsize(),
             uidl: pop3_uidl(format, m, mailbox.uidvalidity(), || {
                 header_md5(&mailbox.message_path(m))
             }),

@@ -35,6 +35,7 @@ mod modseq;
 pub mod quota;
 mod snapshot;
 mod status_stamp;
+mod stored_name;
 mod uidl;
 mod uidlist;
 pub mod utf7;
@@ -46,6 +47,7 @@ mod tests;
 // Fx hashing: a sync of a 100,000-message mailbox hashes every file name
 // a few times, and these maps hold our own names, not an attacker's keys.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::ops::{BitOr, BitOrAssign};
@@ -56,6 +58,7 @@ use std::time::{Duration, SystemTime};
 use dotlock::{DotLock, STALE_TIMEOUT};
 use keywords::Keywords;
 use modseq::ModseqIndex;
+use stored_name::StoredName;
 use uidlist::{Record, Stamp, Uidlist};
 use write::{crlf_to_lf, fsync_dir, link_or_copy, rename_noreplace, vsize_of};
 
@@ -67,6 +70,7 @@ pub use modseq::fuzz_check as fuzz_modseq_file;
 pub use modseq::{MODSEQ_FILE, VANISHED_MAX};
 pub use snapshot::fuzz_check as fuzz_list_file;
 pub use status_stamp::StatusStamp;
+pub use stored_name::fuzz_check as fuzz_file_name;
 pub use uidl::pop3_uidl;
 pub use utf7::{mutf7_to_utf8, utf8_to_mutf7, Utf7Error};
 
@@ -240,37 +244,46 @@ impl std::fmt::Debug for Flags {
 }
 
 /// One message as of the last sync. Kept for every message of every open
-/// mailbox, so it holds nothing twice and little: the base name is the file
-/// name's start, what few messages have (keywords, the uidlist's extra
-/// fields) is boxed apart, the internal date is whole seconds (72 bytes).
+/// mailbox, so it holds nothing twice and little: the file name packed
+/// into the record (see `stored_name.rs`), what few messages have
+/// (keywords, the uidlist's extra fields) boxed apart, the internal date
+/// in whole seconds (72 bytes, no heap block for most messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
     pub uid: u32,
-    /// Current full file name, with the `:2,<flags>` part.
-    pub filename: Box<str>,
     /// Still in `new/` (it couldn't be moved to `cur/`); see
     /// [`Mailbox::message_path`]. A flag, not the path: with thousands of
     /// messages per open mailbox, the full path was a third of the memory.
     pub in_new: bool,
     pub flags: Flags,
-    /// Keyword names, in letter order; `None` for none. (Boxed: 8 bytes
-    /// for the many messages without, where a `Vec` would take 24.)
-    #[allow(clippy::box_collection)]
-    keywords: Option<Box<Vec<String>>>,
-    /// Size on disk (`,S=` in the name, `S` in the uidlist, or stat).
-    pub size: u64,
-    /// Size with CRLF line endings, IMAP's RFC822.SIZE (`,W=` in the name,
-    /// `W` in the uidlist, or computed from the file).
-    pub vsize: u64,
-    /// IMAP INTERNALDATE, Unix seconds: the file's mtime, like Dovecot.
-    date: i64,
-    /// The uidlist record's `G`, `P` and `O` fields, if it has any.
-    pub extra: Option<Box<Extras>>,
     /// First seen by this [`Mailbox`]: moved out of `new/` or numbered by us.
     pub recent: bool,
+    /// The current file name, with the `:2,<flags>` part; its `,S=`/`,W=`
+    /// are rebuilt from `size` and `vsize`, so those never change.
+    name: StoredName,
+    /// Size on disk (`,S=` in the name, `S` in the uidlist, or stat).
+    size: u64,
+    /// Size with CRLF line endings, IMAP's RFC822.SIZE (`,W=` in the name,
+    /// `W` in the uidlist, or computed from the file).
+    vsize: u64,
+    /// IMAP INTERNALDATE, Unix seconds: the file's mtime, like Dovecot.
+    date: i64,
     /// RFC 7162 MODSEQ: the mod-sequence of the message's last change
     /// (arrival or flags), from `pigeonpost.index.modseq` (see `modseq.rs`).
     pub modseq: u64,
+    /// Keywords and uidlist extras, `None` for the many messages with
+    /// neither.
+    rare: Option<Box<Rare>>,
+}
+
+const _: () = assert!(std::mem::size_of::<MessageInfo>() <= 72);
+
+/// What few messages have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    /// Keyword names, in letter order.
+    keywords: Vec<String>,
+    extras: Extras,
 }
 
 /// Whole seconds since 1970 (negative before).
@@ -293,24 +306,86 @@ pub struct Extras {
 }
 
 impl Extras {
-    /// The record's fields, or `None` when it has none of them.
-    fn of(rec: &Record) -> Option<Box<Extras>> {
-        let e = Extras {
+    /// The record's fields.
+    fn of(rec: &Record) -> Extras {
+        Extras {
             guid: rec.ext('G').filter(|g| !g.is_empty()).map(str::to_string),
             pop3_uidl: rec.ext('P').map(str::to_string),
             pop3_order: rec.ext('O').and_then(|v| v.parse().ok()),
-        };
-        (e != Extras::default()).then(|| Box::new(e))
+        }
     }
 }
 
 impl MessageInfo {
+    /// A message named `file_name` (system flags from its `:2,` part), of
+    /// `size` bytes, `vsize` with CRLF line ends, and INTERNALDATE `date`
+    /// (Unix seconds); not in `new/`, not recent, no keywords or extras.
+    fn new(uid: u32, file_name: &str, size: u64, vsize: u64, date: i64) -> MessageInfo {
+        MessageInfo {
+            uid,
+            in_new: false,
+            flags: filename::parse_flags(file_name).0,
+            recent: false,
+            name: StoredName::new(file_name, size, vsize),
+            size,
+            vsize,
+            date,
+            modseq: 0,
+            rare: None,
+        }
+    }
+    /// Size on disk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// Size with CRLF line endings (RFC822.SIZE).
+    pub fn vsize(&self) -> u64 {
+        self.vsize
+    }
+    /// The current file name.
+    pub fn file_name(&self) -> String {
+        self.name.to_string(self.size, self.vsize)
+    }
+    /// Whether the file is named `name` now.
+    fn is_named(&self, name: &str) -> bool {
+        self.name.equals(name, self.size, self.vsize)
+    }
+    /// Renamed (a flag change): same base name, sizes and date.
+    fn rename(&mut self, file_name: &str) {
+        self.name = StoredName::new(file_name, self.size, self.vsize);
+    }
+    /// Whether the file name may start with the seconds `secs` (a cheap
+    /// test before [`basename`](Self::basename)).
+    fn name_may_start_with(&self, secs: Option<u32>) -> bool {
+        self.name.may_start_with(secs)
+    }
+    /// Keyword letters of the file name's `:2,` part.
+    fn keyword_letters(&self) -> u32 {
+        self.name.keyword_letters()
+    }
     /// Keyword names, in letter order.
     pub fn keywords(&self) -> &[String] {
-        self.keywords.as_deref().map_or(&[], |k| k.as_slice())
+        self.rare.as_deref().map_or(&[], |r| r.keywords.as_slice())
     }
     fn set_keywords(&mut self, names: Vec<String>) {
-        self.keywords = (!names.is_empty()).then(|| Box::new(names));
+        self.set_rare(|r| r.keywords = names);
+    }
+    /// The uidlist record's `G`, `P` and `O` fields, if it has any.
+    fn extras(&self) -> Option<&Extras> {
+        self.rare
+            .as_deref()
+            .map(|r| &r.extras)
+            .filter(|e| **e != Extras::default())
+    }
+    fn set_extras(&mut self, extras: Extras) {
+        self.set_rare(|r| r.extras = extras);
+    }
+    fn set_rare(&mut self, change: impl FnOnce(&mut Rare)) {
+        let mut rare = self.rare.take().unwrap_or_default();
+        change(&mut rare);
+        if *rare != Rare::default() {
+            self.rare = Some(rare);
+        }
     }
     /// IMAP INTERNALDATE: the file's mtime, like Dovecot (whole seconds).
     pub fn internal_date(&self) -> SystemTime {
@@ -328,23 +403,30 @@ impl MessageInfo {
     }
     /// The file name up to the `:` (stable across flag changes; the
     /// uidlist key).
-    pub fn basename(&self) -> &str {
-        filename::basename(&self.filename)
+    pub fn basename(&self) -> Cow<'_, str> {
+        match self.name.whole() {
+            Some(name) => filename::basename(name).into(),
+            None => {
+                let mut name = self.file_name();
+                name.truncate(filename::basename(&name).len());
+                name.into()
+            }
+        }
     }
     /// Dovecot's message GUID: the uidlist `G` field, else the base name.
-    pub fn guid(&self) -> &str {
-        self.extra
-            .as_ref()
-            .and_then(|e| e.guid.as_deref())
-            .unwrap_or(self.basename())
+    pub fn guid(&self) -> Cow<'_, str> {
+        match self.extras().and_then(|e| e.guid.as_deref()) {
+            Some(g) => g.into(),
+            None => self.basename(),
+        }
     }
     /// The uidlist `P` field (a POP3 UIDL kept from a migration).
     pub fn pop3_uidl(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|e| e.pop3_uidl.as_deref())
+        self.extras().and_then(|e| e.pop3_uidl.as_deref())
     }
     /// The uidlist `O` field (POP3 listing order).
     pub fn pop3_order(&self) -> Option<u32> {
-        self.extra.as_ref().and_then(|e| e.pop3_order)
+        self.extras().and_then(|e| e.pop3_order)
     }
 }
 
@@ -390,7 +472,7 @@ impl Found {
     /// Where `m` was at the last look.
     fn of(m: &MessageInfo) -> Found {
         Found {
-            filename: m.filename.to_string(),
+            filename: m.file_name(),
             sub: if m.in_new { Sub::New } else { Sub::Cur },
         }
     }
@@ -829,11 +911,11 @@ impl Mailbox {
     /// Scans until the directories hold still (a concurrent rename can hide
     /// a file from one readdir pass), merging passes; `known` base names
     /// missing after the first pass get a second look.
-    fn scan(&self, known: &HashSet<&str>, recent: &mut HashSet<String>) -> Result<ScanMap> {
+    fn scan(&self, known: &HashSet<Cow<str>>, recent: &mut HashSet<String>) -> Result<ScanMap> {
         let mut map = ScanMap::default();
         for pass in 0..4 {
             let stable = self.scan_once(&mut map, recent)?;
-            let missing = known.iter().any(|b| !map.contains_key(*b));
+            let missing = known.iter().any(|b| !map.contains_key(b.as_ref()));
             if stable && (!missing || pass >= 1) {
                 break;
             }
@@ -907,8 +989,12 @@ impl Mailbox {
         // What should be there: the uidlist's names (our list comes from
         // it, so a message of ours it lacks would go anyway).
         let (mut scan, needs_uids, gone) = {
-            let known: HashSet<&str> = match &existing {
-                Some((ul, _)) => ul.records.iter().map(|r| r.basename.as_str()).collect(),
+            let known: HashSet<Cow<str>> = match &existing {
+                Some((ul, _)) => ul
+                    .records
+                    .iter()
+                    .map(|r| r.basename.as_str().into())
+                    .collect(),
                 None => self.messages.iter().map(|m| m.basename()).collect(),
             };
             let (scan, gone) = match logged {
@@ -1042,7 +1128,7 @@ impl Mailbox {
         self.guid = h.guid;
         let mut messages = snap.messages;
         for m in &mut messages {
-            let (_, kw) = filename::parse_flags(&m.filename);
+            let kw = m.keyword_letters();
             if kw != 0 {
                 m.set_keywords(self.keywords.names_of(kw));
             }
@@ -1082,7 +1168,7 @@ impl Mailbox {
     /// couldn't be moved there).
     pub fn message_path(&self, m: &MessageInfo) -> PathBuf {
         let sub = if m.in_new { Sub::New } else { Sub::Cur };
-        self.dir.join(sub.name()).join(&*m.filename)
+        self.dir.join(sub.name()).join(m.file_name())
     }
 
     /// The [`MessageInfo`] of `rec`, found at `found`: the one we hold if
@@ -1097,9 +1183,9 @@ impl Mailbox {
     ) -> Result<Option<MessageInfo>> {
         let held = self.index_of(rec.uid).map(|i| &self.messages[i]);
         match held {
-            Some(p) if *p.filename == *found.filename && (found.sub == Sub::New) == p.in_new => {
+            Some(p) if p.is_named(&found.filename) && (found.sub == Sub::New) == p.in_new => {
                 let mut m = p.clone();
-                m.set_keywords(self.keywords.names_of(filename::parse_flags(&m.filename).1));
+                m.set_keywords(self.keywords.names_of(m.keyword_letters()));
                 Ok(Some(m))
             }
             _ => self.build_info(rec, found.clone(), recent, computed_vsizes),
@@ -1160,20 +1246,12 @@ impl Mailbox {
                 Err(e) => return Err(io_err("read", &path, e)),
             },
         };
-        let (flags, kw) = filename::parse_flags(&found.filename);
-        Ok(Some(MessageInfo {
-            uid: rec.uid,
-            filename: found.filename.into(),
-            in_new,
-            flags,
-            keywords: Some(Box::new(self.keywords.names_of(kw))).filter(|k| !k.is_empty()),
-            size,
-            vsize,
-            date: unix_secs(meta.mtime),
-            extra: Extras::of(rec),
-            recent: recent.contains(&rec.basename),
-            modseq: 0,
-        }))
+        let mut m = MessageInfo::new(rec.uid, &found.filename, size, vsize, unix_secs(meta.mtime));
+        m.in_new = in_new;
+        m.recent = recent.contains(&rec.basename);
+        m.set_keywords(self.keywords.names_of(m.keyword_letters()));
+        m.set_extras(Extras::of(rec));
+        Ok(Some(m))
     }
 
     fn lock_uidlist(&self) -> Result<DotLock> {
@@ -1216,7 +1294,11 @@ impl Mailbox {
             || gone.is_none() && ul.records.iter().any(|r| !scan.contains_key(&r.basename));
         if self.dir_mtimes()? != scanned || lacks_a_record() {
             gone = None;
-            let known: HashSet<&str> = ul.records.iter().map(|r| r.basename.as_str()).collect();
+            let known: HashSet<Cow<str>> = ul
+                .records
+                .iter()
+                .map(|r| r.basename.as_str().into())
+                .collect();
             let mut fresh = self.scan(&known, recent)?;
             // keep what the first scan saw too: a file can hide from one pass
             for (b, f) in scan.drain() {
@@ -1370,7 +1452,7 @@ impl Mailbox {
                     let kw = self.keywords.names_of(mask);
                     let m = &mut self.messages[idx];
                     let before = modseq::signature(m);
-                    m.filename = new_name.into();
+                    m.rename(&new_name);
                     m.in_new = false;
                     m.flags = flags;
                     m.set_keywords(kw);
@@ -1417,7 +1499,7 @@ impl Mailbox {
                         removed += 1;
                     }
                     Err(e) if is_not_found(&e) => {
-                        if let Some(f) = self.find_by_basename(m.basename())? {
+                        if let Some(f) = self.find_by_basename(&m.basename())? {
                             let p = self.path_of(&f);
                             match fs::remove_file(&p) {
                                 Ok(()) => {
@@ -1614,7 +1696,7 @@ impl Mailbox {
                         return Err(io_err("link", &tmp, e));
                     }
                     Err(e) if is_not_found(&e) && attempt == 0 => {
-                        match self.find_by_basename(m.basename()) {
+                        match self.find_by_basename(&m.basename()) {
                             Ok(Some(f)) => src = self.path_of(&f),
                             Ok(None) => break,
                             Err(e) => {
@@ -1671,25 +1753,27 @@ impl Mailbox {
         let Some(m) = self.get(uid) else {
             return Ok(None);
         };
-        let path = self.message_path(m);
+        let name = m.file_name();
+        let sub = if m.in_new { Sub::New } else { Sub::Cur };
+        let path = || self.dir.join(sub.name()).join(&name);
         // Through the held cur/ descriptor: no walk of the whole path for
         // every message a client fetches.
-        let opened = match (&self.cur_dir, m.in_new) {
-            (DirHandle(Some(fd)), false) => {
+        let opened = match (&self.cur_dir, sub) {
+            (DirHandle(Some(fd)), Sub::Cur) => {
                 use rustix::fs::{Mode, OFlags};
                 let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-                rustix::fs::openat(fd, &*m.filename, flags, Mode::empty())
+                rustix::fs::openat(fd, name.as_str(), flags, Mode::empty())
                     .map(File::from)
                     .map_err(io::Error::from)
             }
-            _ => File::open(&path),
+            _ => File::open(path()),
         };
         match opened {
             Ok(f) => return Ok(Some(f)),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(io_err("open", &path, e)),
+            Err(e) => return Err(io_err("open", &path(), e)),
         }
-        let Some(f) = self.find_by_basename(m.basename())? else {
+        let Some(f) = self.find_by_basename(&m.basename())? else {
             return Ok(None);
         };
         let p = self.path_of(&f);
@@ -1731,7 +1815,7 @@ fn diff(old: &[MessageInfo], new: &[MessageInfo]) -> Changes {
     while i < old.len() || j < new.len() {
         match (old.get(i), new.get(j)) {
             (Some(a), Some(b)) if a.uid == b.uid => {
-                if a.flags != b.flags || a.keywords != b.keywords {
+                if a.flags != b.flags || a.keywords() != b.keywords() {
                     c.flag_changes.push(a.uid);
                 }
                 i += 1;

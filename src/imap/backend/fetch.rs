@@ -163,7 +163,7 @@ fn write_flag_sync(
             MessageDataItemName::Rfc822Size => {
                 sep(out);
                 out.extend_from_slice(b"RFC822.SIZE ");
-                out.extend_from_slice(num.format(m.vsize as u32).as_bytes());
+                out.extend_from_slice(num.format(m.vsize() as u32).as_bytes());
             }
             MessageDataItemName::Flags if Some(n) == last_flags => {
                 sep(out);
@@ -411,7 +411,7 @@ impl Backend {
                 flags: m.flags,
                 keywords: m.keywords().to_vec(),
                 internal_date: m.internal_date(),
-                vsize: m.vsize,
+                vsize: m.vsize(),
             }) else {
                 skipped_expunged = true;
                 continue;

@@ -243,7 +243,7 @@ impl search::Candidate for Candidate<'_> {
     /// RFC822.SIZE counts CRLF line endings: the vsize, not the file size.
     #[allow(clippy::misnamed_getters)]
     fn size(&self) -> u64 {
-        self.info.vsize
+        self.info.vsize()
     }
     fn internal_date(&self) -> i64 {
         self.info.internal_secs()

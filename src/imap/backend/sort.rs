@@ -38,7 +38,7 @@ fn bad_charset(tag: &str) -> String {
 /// and cached when missing); `None` if it is gone.
 fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
     let info = sh.mailbox.get(uid)?;
-    let (size, arrival) = (info.vsize, info.internal_secs());
+    let (size, arrival) = (info.vsize(), info.internal_secs());
     let parts = match sh.cache().get(uid) {
         Some(p) => p,
         None => {
@@ -99,7 +99,7 @@ pub(super) fn sort_msgs(
         msgs.push(Msg {
             seq,
             id: id(seq, u),
-            size: info.vsize,
+            size: info.vsize(),
             arrival,
             sent: sent.0.unwrap_or(arrival),
             ..Msg::default()

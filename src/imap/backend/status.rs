@@ -47,10 +47,10 @@ impl Counts {
         };
         for m in mb.messages() {
             c.unseen += u64::from(!m.flags.contains(Flags::SEEN));
-            c.vsize += m.vsize;
+            c.vsize += m.vsize();
             if m.flags.contains(Flags::DELETED) {
                 c.deleted += 1;
-                c.deleted_bytes += m.size;
+                c.deleted_bytes += m.size();
             }
         }
         c

@@ -244,8 +244,17 @@ impl Mailbox {
         // elsewhere (or gone), or a new one came.
         let mut held: HashMap<&str, Found> = HashMap::default();
         if !touched.is_empty() {
+            // (names are rebuilt from their parts: only those whose
+            // leading seconds match a touched one's)
+            let secs: Vec<Option<u32>> = touched
+                .keys()
+                .map(|b| super::stored_name::leading_secs(b))
+                .collect();
             for m in &self.messages {
-                if let Some((b, _)) = touched.get_key_value(m.basename()) {
+                if !secs.iter().any(|&s| m.name_may_start_with(s)) {
+                    continue;
+                }
+                if let Some((b, _)) = touched.get_key_value(&*m.basename()) {
                     held.insert(b.as_str(), Found::of(m));
                 }
             }
@@ -414,7 +423,8 @@ impl Mailbox {
     /// The base names the uidlist numbers that are not in our list.
     fn find_unplaced(&self) -> Option<HashSet<String>> {
         let (ul, _) = Uidlist::read(&self.uidlist_path()).ok()??;
-        let held: HashSet<&str> = self.messages.iter().map(|m| m.basename()).collect();
+        let held: HashSet<std::borrow::Cow<str>> =
+            self.messages.iter().map(|m| m.basename()).collect();
         Some(
             ul.records
                 .into_iter()

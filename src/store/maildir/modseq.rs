@@ -574,18 +574,10 @@ pub fn fuzz_check(text: &str) {
     uids.dedup();
     let mut messages: Vec<MessageInfo> = uids
         .into_iter()
-        .map(|uid| MessageInfo {
-            uid,
-            filename: format!("{uid}:2,S").into(),
-            in_new: false,
-            flags: super::Flags::SEEN,
-            keywords: Some(Box::new(vec!["$Fuzz".into()])),
-            size: 1,
-            vsize: 1,
-            date: 0,
-            extra: None,
-            recent: false,
-            modseq: 0,
+        .map(|uid| {
+            let mut m = MessageInfo::new(uid, &format!("{uid}:2,S"), 1, 1, 0);
+            m.set_keywords(vec!["$Fuzz".into()]);
+            m
         })
         .collect();
     ix.reconcile(&[], &mut messages);

@@ -109,7 +109,7 @@ fn render(snap: &Header, messages: &[MessageInfo]) -> String {
         let _ = write!(s, "{} {where_} {} {} ", m.uid, m.size, m.vsize);
         time(&mut s, Some(m.internal_date()));
         s.push(' ');
-        match &m.extra {
+        match m.extras() {
             None => s.push('-'),
             Some(e) => {
                 let mut fields = Vec::new();
@@ -125,7 +125,9 @@ fn render(snap: &Header, messages: &[MessageInfo]) -> String {
                 s.push_str(&fields.join("\t"));
             }
         }
-        let _ = writeln!(s, " {}", m.filename);
+        s.push(' ');
+        let _ = m.name.write(m.size, m.vsize, &mut s);
+        s.push('\n');
     }
     let _ = writeln!(s, "end {}", messages.len());
     s
@@ -194,7 +196,7 @@ fn parse(data: &str) -> Option<Snapshot> {
         let size = w.next()?.parse().ok()?;
         let vsize = w.next()?.parse().ok()?;
         let internal_date = parse_time(w.next()?)??;
-        let extra = match w.next()? {
+        let extras = match w.next()? {
             "-" => None,
             fields => {
                 let mut e = Extras::default();
@@ -206,24 +208,17 @@ fn parse(data: &str) -> Option<Snapshot> {
                         _ => return None,
                     }
                 }
-                Some(Box::new(e))
+                Some(e)
             }
         };
-        let filename: Box<str> = w.next().filter(|f| !f.is_empty())?.into();
-        let (flags, _) = super::filename::parse_flags(&filename);
-        messages.push(MessageInfo {
-            uid,
-            filename,
-            in_new,
-            flags,
-            keywords: None,
-            size,
-            vsize,
-            date: super::unix_secs(internal_date),
-            extra,
-            recent: false,
-            modseq: 0,
-        });
+        let filename = w.next().filter(|f| !f.is_empty())?;
+        let date = super::unix_secs(internal_date);
+        let mut m = MessageInfo::new(uid, filename, size, vsize, date);
+        m.in_new = in_new;
+        if let Some(e) = extras {
+            m.set_extras(e);
+        }
+        messages.push(m);
     }
     None
 }

@@ -204,9 +204,9 @@ fn dovecot_fixture_reads_identically() {
         .is_none());
     let m2 = inbox.get(2).unwrap();
     assert!(!m2.in_new);
-    assert!(m2.filename.ends_with(":2,FS"), "{}", m2.filename);
+    assert!(m2.file_name().ends_with(":2,FS"), "{}", m2.file_name());
     let m6 = inbox.get(6).unwrap();
-    assert!(m6.filename.ends_with(":2,"), "{}", m6.filename);
+    assert!(m6.file_name().ends_with(":2,"), "{}", m6.file_name());
     assert_eq!(
         fs::read(root.path().join(UIDLIST_NAME)).unwrap(),
         inbox_uidlist
@@ -277,11 +277,12 @@ fn uids_stable_across_reopen_and_new_moves_to_cur() {
     deliver(&dir, "1700000001.M9P1.host", b"Subject: a\n\na\n");
     deliver(&dir, "1700000001.M10P1.host,S=14", b"Subject: c\n\nc\n");
     let mb = Mailbox::open(&dir).unwrap();
-    let got: Vec<(u32, &str)> = mb
+    let owned: Vec<(u32, String)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename()))
+        .map(|m| (m.uid, m.basename().into_owned()))
         .collect();
+    let got: Vec<(u32, &str)> = owned.iter().map(|(u, b)| (*u, b.as_str())).collect();
     // Dovecot's order: seconds, then microseconds, then name
     assert_eq!(
         got,
@@ -294,7 +295,7 @@ fn uids_stable_across_reopen_and_new_moves_to_cur() {
     assert!(mb
         .messages()
         .iter()
-        .all(|m| m.recent && m.filename.ends_with(":2,")));
+        .all(|m| m.recent && m.file_name().ends_with(":2,")));
     assert!(fs::read_dir(dir.join("new")).unwrap().next().is_none());
     assert_eq!(mb.get(1).unwrap().vsize, 17);
     assert_eq!(mb.get(2).unwrap().size, 14);
@@ -307,11 +308,12 @@ fn uids_stable_across_reopen_and_new_moves_to_cur() {
     deliver(&dir, "1600000000.M1P1.host", b"x\n");
     let mut mb = Mailbox::open(&dir).unwrap();
     assert_eq!(mb.uidvalidity(), uidv);
-    let got: Vec<(u32, &str)> = mb
+    let owned: Vec<(u32, String)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename()))
+        .map(|m| (m.uid, m.basename().into_owned()))
         .collect();
+    let got: Vec<(u32, &str)> = owned.iter().map(|(u, b)| (*u, b.as_str())).collect();
     assert_eq!(
         got[3],
         (4, "1600000000.M1P1.host"),
@@ -491,8 +493,8 @@ fn vanished_and_renamed_files() {
     assert_eq!(s, "m1\n");
     assert!(mb.set_flags(2, Flags::SEEN, &[]).unwrap());
     assert_eq!(
-        mb.get(2).unwrap().filename,
-        format!("{}:2,SX", m2.basename()).into(),
+        mb.get(2).unwrap().file_name(),
+        format!("{}:2,SX", m2.basename()),
         "unknown X kept"
     );
     // expunge of a file renamed meanwhile
@@ -525,7 +527,7 @@ fn keywords_round_trip() {
     let m = mb.get(uid).unwrap();
     assert_eq!(m.flags, Flags::FLAGGED);
     assert_eq!(m.keywords(), ["$Forwarded", "work"]);
-    assert!(m.filename.ends_with(":2,Fab"), "{}", m.filename);
+    assert!(m.file_name().ends_with(":2,Fab"), "{}", m.file_name());
     // case-insensitive reuse, order = letter order
     assert!(mb
         .set_flags(uid, Flags::empty(), &["WORK", "later"])
@@ -587,7 +589,7 @@ fn append_and_copy() {
     let c = archive.get(2).unwrap();
     assert_eq!(c.flags, Flags::SEEN | Flags::ANSWERED);
     assert_eq!(c.keywords(), ["kw1"]);
-    assert!(c.filename.ends_with(":2,RSb"), "{}", c.filename);
+    assert!(c.file_name().ends_with(":2,RSb"), "{}", c.file_name());
     assert_eq!(c.internal_date(), date);
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
@@ -731,11 +733,12 @@ fn broken_or_v1_uidlist() {
     fs::write(dir.join(UIDLIST_NAME), "1 1234567 10\n7 2.M1P1.h\n").unwrap();
     let mb = Mailbox::open(&dir).unwrap();
     assert_eq!(mb.uidvalidity(), 1234567);
-    let got: Vec<(u32, &str)> = mb
+    let owned: Vec<(u32, String)> = mb
         .messages()
         .iter()
-        .map(|m| (m.uid, m.basename()))
+        .map(|m| (m.uid, m.basename().into_owned()))
         .collect();
+    let got: Vec<(u32, &str)> = owned.iter().map(|(u, b)| (*u, b.as_str())).collect();
     assert_eq!(got, [(7, "2.M1P1.h"), (10, "1.M1P1.h")]);
     let ul = fs::read_to_string(dir.join(UIDLIST_NAME)).unwrap();
     assert!(ul.starts_with("3 V1234567 N11 G"), "{ul}");
@@ -1022,13 +1025,14 @@ fn modseq_file_from_an_earlier_boot_raises_highestmodseq_and_a_rewrite_keeps_oth
 }
 
 /// Every open mailbox keeps a record per message: it holds the file name
-/// once (the base name is its start) and boxes the uidlist fields few
-/// messages have, so a plain message costs its inline record plus one
-/// exactly sized name. (It was 176 bytes inline plus two names.)
+/// once, packed into the record when it has the usual shape (see
+/// `stored_name.rs`), and boxes the keywords and uidlist fields few
+/// messages have, so a plain message costs its inline record and nothing
+/// on the heap. (It was 176 bytes inline plus two names, then 72 plus one.)
 #[test]
 fn a_cached_message_holds_its_name_once() {
     assert!(
-        std::mem::size_of::<MessageInfo>() <= 104,
+        std::mem::size_of::<MessageInfo>() <= 72,
         "{} bytes",
         std::mem::size_of::<MessageInfo>()
     );
@@ -1043,7 +1047,8 @@ fn a_cached_message_holds_its_name_once() {
     let m = mb.get(1).unwrap();
     assert_eq!(m.basename(), "1.M1P1.host,S=5,W=6");
     assert_eq!(m.guid(), m.basename(), "no G field: the base name");
-    assert!(m.extra.is_none(), "nothing boxed for a plain message");
+    assert!(m.rare.is_none(), "nothing boxed for a plain message");
+    assert!(m.name.whole().is_none(), "the name packed: {:?}", m.name);
 }
 
 /// Sets the modification time of `p` (a file or a directory) `secs` back.
@@ -1129,7 +1134,7 @@ fn view(mb: &Mailbox) -> Vec<Seen> {
     mb.messages()
         .iter()
         .map(|m| {
-            let (name, kw) = (m.filename.to_string(), m.keywords().to_vec());
+            let (name, kw) = (m.file_name().to_string(), m.keywords().to_vec());
             let v = (m.uid, name, m.in_new, m.flags, kw);
             (v.0, v.1, v.2, v.3, v.4, m.size, m.vsize, m.internal_date())
         })
@@ -1474,7 +1479,7 @@ fn a_lost_log_or_a_replaced_folder_means_listing_again() {
     fs::remove_file(dir.join(UIDLIST_NAME)).unwrap();
     deliver(&dir, "1700000009.M9P9.host", b"c\n");
     mb.sync().unwrap();
-    let names: Vec<&str> = mb.messages().iter().map(|m| m.basename()).collect();
+    let names: Vec<_> = mb.messages().iter().map(|m| m.basename()).collect();
     assert_eq!(names, ["1700000009.M9P9.host"]);
 }
 

@@ -233,19 +233,10 @@ mod tests {
     use crate::store::maildir::Flags;
 
     fn msg(uid: u32, base: &str) -> MessageInfo {
-        MessageInfo {
-            uid,
-            filename: format!("{base}:2,S").into(),
-            in_new: false,
-            flags: Flags::SEEN,
-            keywords: None,
-            size: 10,
-            vsize: 12,
-            date: 0,
-            extra: None,
-            recent: false,
-            modseq: 1,
-        }
+        let mut m = MessageInfo::new(uid, &format!("{base}:2,S"), 10, 12, 0);
+        assert_eq!(m.flags, Flags::SEEN);
+        m.modseq = 1;
+        m
     }
 
     #[test]
@@ -287,12 +278,17 @@ mod tests {
     #[test]
     fn uidlist_overrides() {
         let mut m = msg(5, "base");
-        let extra = m.extra.get_or_insert_with(Default::default);
-        extra.guid = Some("GUID1".into());
+        let mut extras = crate::store::maildir::Extras {
+            guid: Some("GUID1".into()),
+            ..Default::default()
+        };
+        m.set_extras(extras.clone());
         assert_eq!(pop3_uidl("%g", &m, 1, || [0; 16]), "GUID1");
-        m.extra.as_mut().unwrap().pop3_uidl = Some("legacy-uidl".into());
+        extras.pop3_uidl = Some("legacy-uidl".into());
+        m.set_extras(extras.clone());
         assert_eq!(pop3_uidl("%08Xu%08Xv", &m, 1, || [0; 16]), "legacy-uidl");
-        m.extra.as_mut().unwrap().pop3_uidl = Some(String::new());
+        extras.pop3_uidl = Some(String::new());
+        m.set_extras(extras);
         assert_eq!(pop3_uidl("%08Xu%08Xv", &m, 1, || [0; 16]), "base");
     }
 }

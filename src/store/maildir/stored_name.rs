@@ -1,0 +1,420 @@
+//! A message's file name, held in 24 bytes inside its record.
+//!
+//! Every open mailbox keeps a name per message. A Dovecot-style name
+//! (`1767225600.M123456P4242Q7.mail.example.com,S=5120,W=5230:2,S`, about
+//! 60 characters) in a heap block of its own cost 80 of the ~200 bytes per
+//! message of a 100,000-message folder, and the blocks, allocated one by
+//! one among the open's temporaries, left the heap fragmented. Such a name
+//! is kept as its parts instead: the seconds as a number, the unique part
+//! packed four bits a character, the host interned once per process, the
+//! `,S=`/`,W=` sizes taken from the message's record (the caller passes
+//! them), the `:2,` letters as bits. A name that doesn't come back byte for
+//! byte from its parts (another program's naming, unknown flag letters,
+//! sizes other than the record's) is kept whole.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write};
+use std::sync::{LazyLock, Mutex, RwLock};
+
+use super::Flags;
+
+/// Characters of a packed unique part (`M<usecs>P<pid>Q<n>`, Courier's
+/// `V<dev>I<ino>` in decimal); a nibble of 15 ends it.
+const UNIQUE_SYMBOLS: &[u8; 15] = b"0123456789MPQVI";
+const UNIQUE_END: u8 = 15;
+/// Nibbles of a packed unique part.
+const UNIQUE_MAX: usize = 22;
+
+const HAS_S: u8 = 1;
+const HAS_W: u8 = 2;
+const HAS_INFO: u8 = 4;
+
+#[derive(Clone, PartialEq, Eq)]
+enum Head {
+    /// `<secs>.<unique>`, the unique part as nibbles (indexes into
+    /// [`UNIQUE_SYMBOLS`], two a byte, high first).
+    Packed { secs: u32, unique: [u8; 11] },
+    /// The whole file name, as found (boxed twice: one pointer, not two
+    /// words, so the record stays small for the names that pack).
+    #[allow(clippy::box_collection, clippy::redundant_allocation)]
+    Whole(Box<Box<str>>),
+}
+
+/// A Maildir file name (see the module comment). Decoding needs the size
+/// and virtual size of the message it names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredName {
+    head: Head,
+    /// Index into the process's host table (packed names only).
+    host: u16,
+    /// `HAS_S`, `HAS_W`, `HAS_INFO`.
+    shape: u8,
+    /// System flags of the `:2,` part.
+    flags: u8,
+    /// Keyword letters `a`–`z` of the `:2,` part, bit 0 for `a`.
+    keywords: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<StoredName>() == 24);
+
+impl StoredName {
+    /// `name`, the file name of a message of `size` bytes (`vsize` with
+    /// CRLF line ends).
+    pub fn new(name: &str, size: u64, vsize: u64) -> StoredName {
+        match packed(name) {
+            Some(p) if p.equals(name, size, vsize) => p,
+            _ => StoredName {
+                head: Head::Whole(Box::new(name.into())),
+                host: 0,
+                shape: 0,
+                flags: 0,
+                keywords: 0,
+            },
+        }
+    }
+
+    /// Writes the name (`size`, `vsize`: those given to [`new`](Self::new)).
+    pub fn write(&self, size: u64, vsize: u64, out: &mut impl Write) -> fmt::Result {
+        let (secs, unique) = match &self.head {
+            Head::Whole(name) => return out.write_str(name),
+            Head::Packed { secs, unique } => (secs, unique),
+        };
+        write!(out, "{secs}.")?;
+        for i in 0..UNIQUE_MAX {
+            let nibble = (unique[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
+            if nibble == UNIQUE_END {
+                break;
+            }
+            out.write_char(UNIQUE_SYMBOLS[nibble as usize] as char)?;
+        }
+        out.write_char('.')?;
+        out.write_str(host_name(self.host))?;
+        if self.shape & HAS_S != 0 {
+            write!(out, ",S={size}")?;
+        }
+        if self.shape & HAS_W != 0 {
+            write!(out, ",W={vsize}")?;
+        }
+        if self.shape & HAS_INFO != 0 {
+            out.write_str(":2,")?;
+            let flags = Flags(self.flags);
+            for (f, c) in Flags::MAILDIR_ORDER {
+                if flags.contains(f) {
+                    out.write_char(c as char)?;
+                }
+            }
+            for i in 0..26u8 {
+                if self.keywords & (1 << i) != 0 {
+                    out.write_char((b'a' + i) as char)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The name as a string.
+    pub fn to_string(&self, size: u64, vsize: u64) -> String {
+        let mut s = String::with_capacity(64);
+        let _ = self.write(size, vsize, &mut s);
+        s
+    }
+
+    /// Whether this is `name` (no allocation).
+    pub fn equals(&self, name: &str, size: u64, vsize: u64) -> bool {
+        if let Head::Whole(n) = &self.head {
+            return ***n == *name;
+        }
+        let mut rest = Rest(name.as_bytes());
+        self.write(size, vsize, &mut rest).is_ok() && rest.0.is_empty()
+    }
+
+    /// The name, if it is kept whole.
+    pub fn whole(&self) -> Option<&str> {
+        match &self.head {
+            Head::Whole(n) => Some(n),
+            Head::Packed { .. } => None,
+        }
+    }
+
+    /// Whether the name may begin with the seconds `secs` (a packed name
+    /// that doesn't, doesn't): a cheap first test before a comparison.
+    pub fn may_start_with(&self, secs: Option<u32>) -> bool {
+        match (&self.head, secs) {
+            (Head::Packed { secs: s, .. }, Some(secs)) => *s == secs,
+            (Head::Packed { .. }, None) => false,
+            (Head::Whole(_), _) => true,
+        }
+    }
+
+    /// Keyword letters of the `:2,` part (bit 0 for `a`).
+    pub fn keyword_letters(&self) -> u32 {
+        match &self.head {
+            Head::Whole(n) => super::filename::parse_flags(n).1,
+            Head::Packed { .. } => self.keywords,
+        }
+    }
+}
+
+/// The leading seconds of a file name, as a packed name holds them.
+pub fn leading_secs(name: &str) -> Option<u32> {
+    name.split_once('.')?.0.parse().ok()
+}
+
+/// A [`Write`] that checks what is written against a string's start,
+/// consuming it.
+struct Rest<'a>(&'a [u8]);
+
+impl Write for Rest<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.0.strip_prefix(s.as_bytes()) {
+            Some(r) => {
+                self.0 = r;
+                Ok(())
+            }
+            None => Err(fmt::Error),
+        }
+    }
+}
+
+/// `name` in parts, if it has the shape; [`StoredName::new`] checks that
+/// the parts give it back.
+fn packed(name: &str) -> Option<StoredName> {
+    let (base, info) = match name.split_once(':') {
+        Some((b, i)) => (b, Some(i)),
+        None => (name, None),
+    };
+    let mut n = StoredName {
+        head: Head::Packed {
+            secs: 0,
+            unique: [0xff; 11],
+        },
+        host: 0,
+        shape: 0,
+        flags: 0,
+        keywords: 0,
+    };
+    if let Some(info) = info {
+        n.shape |= HAS_INFO;
+        for c in info.strip_prefix("2,")?.bytes() {
+            match c {
+                b'a'..=b'z' => n.keywords |= 1 << (c - b'a'),
+                _ => n.flags |= Flags::from_maildir_char(c)?.bits(),
+            }
+        }
+    }
+    let (core, sizes) = base.split_at(base.find(',').unwrap_or(base.len()));
+    if !sizes.is_empty() {
+        n.shape |= HAS_S;
+        if sizes.contains(",W=") {
+            n.shape |= HAS_W;
+        }
+    }
+    let (secs, rest) = core.split_once('.')?;
+    let (unique, host) = rest.split_once('.')?;
+    if unique.len() > UNIQUE_MAX || host.is_empty() {
+        return None;
+    }
+    let mut nibbles = [0xffu8; 11];
+    for (i, c) in unique.bytes().enumerate() {
+        let v = UNIQUE_SYMBOLS.iter().position(|&s| s == c)? as u8;
+        let b = &mut nibbles[i / 2];
+        *b = if i % 2 == 0 {
+            (v << 4) | 0xf
+        } else {
+            (*b & 0xf0) | v
+        };
+    }
+    n.head = Head::Packed {
+        secs: secs.parse().ok()?,
+        unique: nibbles,
+    };
+    n.host = intern_host(host)?;
+    Some(n)
+}
+
+/// Host names seen in packed file names, for the life of the process (a
+/// mailbox has one or a few; at most `u16::MAX`, then names stay whole).
+struct Hosts {
+    names: Vec<&'static str>,
+    ids: HashMap<&'static str, u16>,
+}
+
+static HOSTS: LazyLock<RwLock<Hosts>> = LazyLock::new(|| {
+    RwLock::new(Hosts {
+        names: Vec::new(),
+        ids: HashMap::new(),
+    })
+});
+/// Serializes additions (readers only take the read lock).
+static ADDING: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// The last host looked up on this thread: a mailbox's names mostly
+    /// share one.
+    static LAST_HOST: std::cell::Cell<Option<(&'static str, u16)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn intern_host(host: &str) -> Option<u16> {
+    if let Some((h, id)) = LAST_HOST.get() {
+        if h == host {
+            return Some(id);
+        }
+    }
+    let found = HOSTS.read().ok()?.ids.get(host).copied();
+    let id = match found {
+        Some(id) => id,
+        None => {
+            let _adding = ADDING.lock().ok()?;
+            let mut hosts = HOSTS.write().ok()?;
+            match hosts.ids.get(host) {
+                Some(&id) => id,
+                None => {
+                    let id = u16::try_from(hosts.names.len()).ok()?;
+                    let name: &'static str = Box::leak(host.into());
+                    hosts.names.push(name);
+                    hosts.ids.insert(name, id);
+                    id
+                }
+            }
+        }
+    };
+    let name = host_name(id);
+    LAST_HOST.set(Some((name, id)));
+    Some(id)
+}
+
+fn host_name(id: u16) -> &'static str {
+    HOSTS
+        .read()
+        .map(|h| h.names.get(id as usize).copied().unwrap_or(""))
+        .unwrap_or("")
+}
+
+/// For the `maildir_name` fuzz target: any name, with sizes from `data`'s
+/// first bytes, comes back byte for byte, and only equals itself.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let (size, vsize) = match data {
+        [a, b, ..] => (u64::from(*a) * 1000, u64::from(*b) * 1000),
+        _ => (0, 0),
+    };
+    let name = String::from_utf8_lossy(data.get(2..).unwrap_or_default());
+    let n = StoredName::new(&name, size, vsize);
+    assert_eq!(n.to_string(size, vsize), name);
+    assert!(n.equals(&name, size, vsize));
+    assert!(!n.equals(&format!("{name}x"), size, vsize));
+    if let Some((last, _)) = name.char_indices().last() {
+        assert!(!n.equals(&name[..last], size, vsize));
+    }
+}
+
+impl fmt::Debug for StoredName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.head {
+            Head::Whole(n) => write!(f, "{n:?}"),
+            Head::Packed { secs, .. } => write!(
+                f,
+                "StoredName({secs}.…, host {}, shape {}, flags {}, keywords {:#x})",
+                self.host, self.shape, self.flags, self.keywords
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(name: &str, size: u64, vsize: u64) -> StoredName {
+        let n = StoredName::new(name, size, vsize);
+        assert_eq!(n.to_string(size, vsize), name, "{n:?}");
+        assert!(n.equals(name, size, vsize));
+        n
+    }
+
+    #[test]
+    fn common_names_pack_and_come_back_byte_for_byte() {
+        for name in [
+            "1767225600.M123456P4242Q100000.mail.example.com,S=5120,W=5230:2,S",
+            "1767225600.M123456P4242.mail.example.com,S=5120,W=5230:2,",
+            "1767225600.M123456P4242.host,S=5120:2,DFRSTaz",
+            "1767225600.M123456P4242.host,S=5120,W=5230",
+            "1767225600.M1P1.host:2,Sbc",
+            "1035478339.V803I14M499745.host.example",
+            "0.M0P0.h",
+        ] {
+            let n = round_trip(name, 5120, 5230);
+            assert!(matches!(n.head, Head::Packed { .. }), "{name}: {n:?}");
+        }
+    }
+
+    #[test]
+    fn other_names_are_kept_whole_and_still_come_back() {
+        for name in [
+            // Courier's hexadecimal device and inode
+            "1035478339.V803I14a4c5M499745.host",
+            // sizes other than the record's, leading zeros, unknown letters,
+            // another info version, no host, an empty host, odd order
+            "1767225600.M1P1.host,S=99,W=5230:2,S",
+            "01767225600.M1P1.host:2,S",
+            "1767225600.M1P1.host:2,SX",
+            "1767225600.M1P1.host:2,SD",
+            "1767225600.M1P1.host:1,S",
+            "1767225600.M1P1",
+            "1767225600.M1P1.",
+            "1767225600.M1P1.host,W=5230,S=5120",
+            "1767225600.M1P1.host,S=5120,W=5230,X=1",
+            "17672256000000.M1P1.host",
+            "1767225600.M12345678901234567890123P1.host",
+            "",
+            "plain",
+            "ünïcode.M1P1.höst:2,S",
+        ] {
+            let n = round_trip(name, 5120, 5230);
+            assert!(matches!(n.head, Head::Whole(_)), "{name}: {n:?}");
+        }
+    }
+
+    #[test]
+    fn equals_tells_names_apart() {
+        let n = StoredName::new("1767225600.M1P1.host,S=5,W=6:2,S", 5, 6);
+        assert!(n.equals("1767225600.M1P1.host,S=5,W=6:2,S", 5, 6));
+        for other in [
+            "1767225600.M1P1.host,S=5,W=6:2,",
+            "1767225600.M1P1.host,S=5,W=6:2,ST",
+            "1767225600.M1P1.hos,S=5,W=6:2,S",
+            "1767225600.M1P1.host,S=5,W=6:2,Sa",
+            "1767225600.M1P2.host,S=5,W=6:2,S",
+            "1767225601.M1P1.host,S=5,W=6:2,S",
+        ] {
+            assert!(!n.equals(other, 5, 6), "{other}");
+        }
+        assert_eq!(n.keyword_letters(), 0);
+        let k = StoredName::new("1767225600.M1P1.host:2,Sac", 1, 1);
+        assert_eq!(k.keyword_letters(), 0b101);
+        let w = StoredName::new("x:2,Sac", 1, 1);
+        assert_eq!(w.keyword_letters(), 0b101);
+    }
+
+    #[test]
+    fn any_name_comes_back() {
+        // random names over the characters that matter to the packing
+        let alphabet: Vec<char> = "0123456789.,:=SWMPQVIadxz2F".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let name: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let (size, vsize) = (next() % 3, next() % 3);
+            round_trip(&name, size, vsize);
+        }
+    }
+}
