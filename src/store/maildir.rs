@@ -1437,7 +1437,7 @@ impl Mailbox {
         let mask = self.keyword_mask(keywords)?;
         let m = &self.messages[idx];
         let mut found = Found::of(m);
-        let base = m.basename().to_string();
+        let base = m.basename().into_owned();
         for attempt in 0..2 {
             let new_name = filename::set_flags(&found.filename, flags, mask);
             let from = self.path_of(&found);

@@ -310,7 +310,7 @@ impl Mailbox {
         let mut scan = ScanMap::default();
         scan.reserve(self.messages.len() + moved.len());
         for m in &self.messages {
-            scan.insert(m.basename().to_string(), Found::of(m));
+            scan.insert(m.basename().into_owned(), Found::of(m));
         }
         let mut gone = HashSet::default();
         for (base, now) in moved {
