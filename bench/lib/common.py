@@ -78,20 +78,35 @@ def tree_pids(roots, m=None, kids=None):
     return pids
 
 
+def thread_cpu_ns(roots):
+    """{(pid, tid): CPU ns} of every live thread of the trees below roots,
+    from /proc/PID/task/TID/schedstat"""
+    out = {}
+    for p in tree_pids(roots):
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    out[(p, int(t))] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
 def tree_cpu_ns(roots):
     """CPU time in ns of every live thread of the trees below roots, from
     /proc/PID/task/TID/schedstat: exact where /proc's stat counts 10 ms
     ticks, for short operations on processes that stay alive throughout
     (what ended in between is not counted)"""
-    total = 0
-    for p in tree_pids(roots):
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/schedstat") as f:
-                    total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+    return sum(thread_cpu_ns(roots).values())
+
+
+def cpu_ns_between(before, after):
+    """CPU ns the threads used from `before` to `after` (two thread_cpu_ns
+    results; a thread born in between counts whole), or None if a thread
+    of `before` ended in between (its time is lost: use the ticks)"""
+    if not set(before) <= set(after):
+        return None
+    return sum(after.values()) - sum(before.values())
 
 
 def set_tree_affinity(roots, cpus):
