@@ -36,6 +36,15 @@ pub struct Msg {
     pub arrival: i64,
     /// The sent date (RFC 5256 §2.2), Unix seconds.
     pub sent: i64,
+    /// The header texts the other keys and THREAD compare; `None` (all
+    /// empty) for a SORT on dates and sizes alone, which reads no header:
+    /// 40 bytes a message instead of 230 (100,000 in a big mailbox).
+    pub text: Option<Box<MsgText>>,
+}
+
+/// What SORT's text keys and THREAD compare of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MsgText {
     /// The base subject (§2.1), casemapped for comparing.
     pub subject: String,
     /// The base-subject extraction removed a reply or forward marker
@@ -52,6 +61,18 @@ pub struct Msg {
     /// In-Reply-To (§4 step 1.A).
     pub references: Vec<String>,
 }
+
+static NO_TEXT: MsgText = MsgText {
+    subject: String::new(),
+    reply: false,
+    from: String::new(),
+    to: String::new(),
+    cc: String::new(),
+    display_from: String::new(),
+    display_to: String::new(),
+    message_id: None,
+    references: Vec::new(),
+};
 
 impl Msg {
     /// A message from its ENVELOPE and raw `References:` value.
@@ -80,16 +101,23 @@ impl Msg {
             size,
             arrival,
             sent: sent_date(nbytes(&env.date)).unwrap_or(arrival),
-            subject: casemap(&subject),
-            reply,
-            from: casemap(&mailbox(&env.from)),
-            to: casemap(&mailbox(&env.to)),
-            cc: casemap(&mailbox(&env.cc)),
-            display_from: casemap(&display(&env.from)),
-            display_to: casemap(&display(&env.to)),
-            message_id: nbytes(&env.message_id).and_then(|m| msg_ids(m).into_iter().next()),
-            references: refs,
+            text: Some(Box::new(MsgText {
+                subject: casemap(&subject),
+                reply,
+                from: casemap(&mailbox(&env.from)),
+                to: casemap(&mailbox(&env.to)),
+                cc: casemap(&mailbox(&env.cc)),
+                display_from: casemap(&display(&env.from)),
+                display_to: casemap(&display(&env.to)),
+                message_id: nbytes(&env.message_id).and_then(|m| msg_ids(m).into_iter().next()),
+                references: refs,
+            })),
         }
+    }
+
+    /// The header texts (all empty when they weren't read).
+    pub fn text(&self) -> &MsgText {
+        self.text.as_deref().unwrap_or(&NO_TEXT)
     }
 }
 
@@ -301,14 +329,14 @@ fn compare(a: &Msg, b: &Msg, criteria: &[SortCriterion]) -> Ordering {
     for c in criteria {
         let o = match c.key {
             SortKey::Arrival => a.arrival.cmp(&b.arrival),
-            SortKey::Cc => a.cc.cmp(&b.cc),
+            SortKey::Cc => a.text().cc.cmp(&b.text().cc),
             SortKey::Date => a.sent.cmp(&b.sent),
-            SortKey::From => a.from.cmp(&b.from),
+            SortKey::From => a.text().from.cmp(&b.text().from),
             SortKey::Size => a.size.cmp(&b.size),
-            SortKey::Subject => a.subject.cmp(&b.subject),
-            SortKey::To => a.to.cmp(&b.to),
-            SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
-            SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
+            SortKey::Subject => a.text().subject.cmp(&b.text().subject),
+            SortKey::To => a.text().to.cmp(&b.text().to),
+            SortKey::DisplayFrom => a.text().display_from.cmp(&b.text().display_from),
+            SortKey::DisplayTo => a.text().display_to.cmp(&b.text().display_to),
         };
         let o = if c.reverse { o.reverse() } else { o };
         if o != Ordering::Equal {
@@ -355,8 +383,9 @@ pub fn ordered_subject(msgs: &[Msg]) -> Threads {
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by(|&a, &b| {
         msgs[a]
+            .text()
             .subject
-            .cmp(&msgs[b].subject)
+            .cmp(&msgs[b].text().subject)
             .then(by_date(&msgs[a], &msgs[b]))
     });
     let mut t = Threads::default();
@@ -369,7 +398,7 @@ pub fn ordered_subject(msgs: &[Msg]) -> Threads {
         });
         t.roots.push(top);
         let mut j = i + 1;
-        while j < order.len() && msgs[order[j]].subject == msgs[order[i]].subject {
+        while j < order.len() && msgs[order[j]].text().subject == msgs[order[i]].text().subject {
             let n = t.nodes.len();
             t.nodes.push(Node {
                 msg: Some(order[j]),
@@ -478,7 +507,7 @@ pub fn references(msgs: &[Msg]) -> Threads {
         // (1) The message's container: a dummy made for its Message-ID
         // earlier is filled in; a duplicate Message-ID (or none) gets a
         // container of its own, as if its id were unique.
-        let me = match m.message_id.as_deref() {
+        let me = match m.text().message_id.as_deref() {
             Some(id) => match ids.get(id) {
                 Some(&n) if t.nodes[n].msg.is_none() => {
                     t.nodes[n].msg = Some(i);
@@ -496,7 +525,7 @@ pub fn references(msgs: &[Msg]) -> Threads {
         // (1.A) Link the references in order, each the parent of the next,
         // unless one already has a parent or that would make a loop.
         let mut prev: Option<usize> = None;
-        for r in &m.references {
+        for r in &m.text().references {
             let n = match ids.get(r.as_str()) {
                 Some(&n) => n,
                 None => {
@@ -543,8 +572,8 @@ pub fn references(msgs: &[Msg]) -> Threads {
     }
     t.sort_list(&mut roots, msgs);
     // (6) Threads with the same base subject together.
-    let subject = |t: &Threads, n: usize| t.first_msg(n).map(|m| msgs[m].subject.as_str());
-    let reply = |t: &Threads, n: usize| t.first_msg(n).is_some_and(|m| msgs[m].reply);
+    let subject = |t: &Threads, n: usize| t.first_msg(n).map(|m| msgs[m].text().subject.as_str());
+    let reply = |t: &Threads, n: usize| t.first_msg(n).is_some_and(|m| msgs[m].text().reply);
     let dummy = |t: &Threads, n: usize| t.nodes[n].msg.is_none();
     // (6.A, B) The table: per subject, a dummy if there is one, else a
     // message that isn't a reply if there is one, else the first.

@@ -631,6 +631,34 @@ impl Backend {
 /// The header section of message `uid` (up to and with the blank line
 /// that ends it; the whole file if it has none), read in small pieces so
 /// a large message's body stays on disk.
+/// Messages looked up by UID along a mailbox's list (sorted by UID), for
+/// UIDs asked in ascending order: one walk, not a binary search each
+/// (100,000 in a big mailbox's SEARCH or SORT). Out of order still works.
+struct UidWalk<'a> {
+    messages: &'a [crate::store::maildir::MessageInfo],
+    at: usize,
+}
+
+impl<'a> UidWalk<'a> {
+    fn new(mailbox: &'a Mailbox) -> UidWalk<'a> {
+        UidWalk {
+            messages: mailbox.messages(),
+            at: 0,
+        }
+    }
+
+    fn get(&mut self, uid: u32) -> Option<&'a crate::store::maildir::MessageInfo> {
+        let m = self.messages;
+        if m.get(self.at).is_some_and(|x| x.uid > uid) {
+            self.at = m.partition_point(|x| x.uid < uid);
+        }
+        while m.get(self.at).is_some_and(|x| x.uid < uid) {
+            self.at += 1;
+        }
+        m.get(self.at).filter(|x| x.uid == uid)
+    }
+}
+
 fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     use std::io::Read;
     const PIECE: usize = 8192;

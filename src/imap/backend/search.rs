@@ -131,8 +131,9 @@ pub(super) fn matching(sel: &Selected, sh: &mut Shared, query: &Query) -> (Vec<(
     };
     let mut found = Vec::new();
     let mut top_modseq = 0u64;
+    let mut walk = super::UidWalk::new(&sh.mailbox);
     for (i, &u) in sel.view.iter().enumerate() {
-        let Some(info) = sh.mailbox.get(u) else {
+        let Some(info) = walk.get(u) else {
             continue;
         };
         let keys = if keyed { sh.known_keys(u) } else { None };

@@ -77,19 +77,10 @@ pub(super) fn sort_msgs(
     }
     let uids: Vec<u32> = hits.iter().map(|&(_, u)| u).collect();
     sh.sort_dates(&uids);
-    // Hits come in UID order, as the messages are: one walk along them,
-    // not a binary search per hit (100,000 in a big mailbox).
-    let messages = sh.mailbox.messages();
-    let mut at = 0;
+    let mut walk = super::UidWalk::new(&sh.mailbox);
     let mut msgs = Vec::with_capacity(hits.len());
     for &(seq, u) in hits {
-        if messages.get(at).is_some_and(|m| m.uid > u) {
-            at = messages.partition_point(|m| m.uid < u);
-        }
-        while messages.get(at).is_some_and(|m| m.uid < u) {
-            at += 1;
-        }
-        let Some(info) = messages.get(at).filter(|m| m.uid == u) else {
+        let Some(info) = walk.get(u) else {
             continue;
         };
         let arrival = info.internal_secs();

@@ -68,10 +68,13 @@ fn msg(seq: u32, subject: &str, sent: i64, id: &str, refs: &[&str]) -> Msg {
         id: seq,
         sent,
         arrival: sent,
-        subject: subject.to_ascii_uppercase(),
-        reply,
-        message_id: (!id.is_empty()).then(|| id.to_string()),
-        references: refs.iter().map(|s| s.to_string()).collect(),
+        text: Some(Box::new(MsgText {
+            subject: subject.to_ascii_uppercase(),
+            reply,
+            message_id: (!id.is_empty()).then(|| id.to_string()),
+            references: refs.iter().map(|s| s.to_string()).collect(),
+            ..MsgText::default()
+        })),
         ..Msg::default()
     }
 }
