@@ -380,12 +380,12 @@ impl MessageInfo {
     fn set_extras(&mut self, extras: Extras) {
         self.set_rare(|r| r.extras = extras);
     }
+    /// Changes the boxed part (boxed only if anything is left in it: no
+    /// box made and dropped for the many messages without).
     fn set_rare(&mut self, change: impl FnOnce(&mut Rare)) {
-        let mut rare = self.rare.take().unwrap_or_default();
+        let mut rare = self.rare.take().map_or_else(Rare::default, |b| *b);
         change(&mut rare);
-        if *rare != Rare::default() {
-            self.rare = Some(rare);
-        }
+        self.rare = (rare != Rare::default()).then(|| Box::new(rare));
     }
     /// IMAP INTERNALDATE: the file's mtime, like Dovecot (whole seconds).
     pub fn internal_date(&self) -> SystemTime {
