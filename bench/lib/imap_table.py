@@ -107,7 +107,7 @@ if mbsync:
             targets.append((f"mbsync rate, FSync {fs}", r, TARGET, ">="))
         if rows["dovecot"] and rows["pigeonpost"]:
             # issue 19: the server's CPU per pull, first and warm
-            targets.append((f"mbsync server CPU per pull, FSync {fs}, {'first' if mode == 'first' else 'warm'}",
+            targets.append((f"mbsync server CPU per pull (mean of the runs), FSync {fs}, {'first' if mode == 'first' else 'warm'}",
                             pull_cpu_ratio(rows, mbsync_ok), PULL_CPU_TARGET, "<=x"))
     print()
 
