@@ -1167,8 +1167,7 @@ impl Mailbox {
     /// Where message `m` was at the last look (in `cur/`, or `new/` if it
     /// couldn't be moved there).
     pub fn message_path(&self, m: &MessageInfo) -> PathBuf {
-        let sub = if m.in_new { Sub::New } else { Sub::Cur };
-        self.dir.join(sub.name()).join(m.file_name())
+        self.path_of(&Found::of(m))
     }
 
     /// The [`MessageInfo`] of `rec`, found at `found`: the one we hold if
@@ -1437,7 +1436,7 @@ impl Mailbox {
         let mask = self.keyword_mask(keywords)?;
         let m = &self.messages[idx];
         let mut found = Found::of(m);
-        let base = m.basename().into_owned();
+        let base = filename::basename(&found.filename).to_string();
         for attempt in 0..2 {
             let new_name = filename::set_flags(&found.filename, flags, mask);
             let from = self.path_of(&found);
@@ -1753,27 +1752,26 @@ impl Mailbox {
         let Some(m) = self.get(uid) else {
             return Ok(None);
         };
-        let name = m.file_name();
-        let sub = if m.in_new { Sub::New } else { Sub::Cur };
-        let path = || self.dir.join(sub.name()).join(&name);
+        // (the name rebuilt once; the path only if it is needed)
+        let at = Found::of(m);
         // Through the held cur/ descriptor: no walk of the whole path for
         // every message a client fetches.
-        let opened = match (&self.cur_dir, sub) {
+        let opened = match (&self.cur_dir, at.sub) {
             (DirHandle(Some(fd)), Sub::Cur) => {
                 use rustix::fs::{Mode, OFlags};
                 let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-                rustix::fs::openat(fd, name.as_str(), flags, Mode::empty())
+                rustix::fs::openat(fd, at.filename.as_str(), flags, Mode::empty())
                     .map(File::from)
                     .map_err(io::Error::from)
             }
-            _ => File::open(path()),
+            _ => File::open(self.path_of(&at)),
         };
         match opened {
             Ok(f) => return Ok(Some(f)),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(io_err("open", &path(), e)),
+            Err(e) => return Err(io_err("open", &self.path_of(&at), e)),
         }
-        let Some(f) = self.find_by_basename(&m.basename())? else {
+        let Some(f) = self.find_by_basename(filename::basename(&at.filename))? else {
             return Ok(None);
         };
         let p = self.path_of(&f);

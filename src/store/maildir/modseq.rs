@@ -252,13 +252,18 @@ impl ModseqIndex {
     pub(super) fn reconcile(&mut self, old: &[MessageInfo], messages: &mut [MessageInfo]) {
         let mut changed = Vec::new();
         let known = self.known.take();
-        let before = |uid: u32| -> Option<(u64, u64)> {
+        // Both lists ascend by UID: the old one is walked along the new.
+        let mut at = 0;
+        let mut before = |uid: u32| -> Option<(u64, u64)> {
             match &known {
                 Some(k) => k.get(&uid).copied(),
-                None => old
-                    .binary_search_by_key(&uid, |o| o.uid)
-                    .ok()
-                    .map(|i| (old[i].modseq, signature(&old[i]))),
+                None => {
+                    while old.get(at).is_some_and(|o| o.uid < uid) {
+                        at += 1;
+                    }
+                    let o = old.get(at).filter(|o| o.uid == uid)?;
+                    Some((o.modseq, signature(o)))
+                }
             }
         };
         let mut matched = 0;
@@ -278,10 +283,24 @@ impl ModseqIndex {
         }
         let had = known.as_ref().map_or(old.len(), |k| k.len());
         let gone: Vec<u32> = if matched < had {
-            let absent = |u: &u32| messages.binary_search_by_key(u, |m| m.uid).is_err();
             let mut g: Vec<u32> = match &known {
-                Some(k) => k.keys().copied().filter(absent).collect(),
-                None => old.iter().map(|o| o.uid).filter(absent).collect(),
+                Some(k) => k
+                    .keys()
+                    .copied()
+                    .filter(|u| messages.binary_search_by_key(u, |m| m.uid).is_err())
+                    .collect(),
+                None => {
+                    let mut at = 0;
+                    old.iter()
+                        .map(|o| o.uid)
+                        .filter(|&u| {
+                            while messages.get(at).is_some_and(|m| m.uid < u) {
+                                at += 1;
+                            }
+                            messages.get(at).is_none_or(|m| m.uid != u)
+                        })
+                        .collect()
+                }
             };
             g.sort_unstable();
             g

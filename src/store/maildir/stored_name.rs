@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
-use std::sync::{LazyLock, Mutex, RwLock};
+use std::sync::{LazyLock, RwLock};
 
 use super::Flags;
 
@@ -306,8 +306,6 @@ static HOSTS: LazyLock<RwLock<Hosts>> = LazyLock::new(|| {
         ids: HashMap::new(),
     })
 });
-/// Serializes additions (readers only take the read lock).
-static ADDING: Mutex<()> = Mutex::new(());
 
 thread_local! {
     /// The last host looked up on this thread: a mailbox's names mostly
@@ -326,7 +324,8 @@ fn intern_host(host: &str) -> Option<u16> {
     let id = match found {
         Some(id) => id,
         None => {
-            let _adding = ADDING.lock().ok()?;
+            // (looked up again: another thread may have added it between
+            // the two locks)
             let mut hosts = HOSTS.write().ok()?;
             match hosts.ids.get(host) {
                 Some(&id) => id,
