@@ -21,6 +21,8 @@ from. Sections:
       common.py pull-record key[:type]=value...   one mbsync/fetchmail pull as JSON
       common.py pull-line CLIENT                  that JSON (stdin) as a line
       common.py tree-pids PID...                  the pids of the process tree(s)
+      common.py pin CPU|all PID...                the trees' threads on that CPU / on all
+      common.py cg-join NAME PID...               the trees into cpuacct cgroup pp-bench-NAME
     type is str (the default), int (the value "null" gives null), float,
     bool (1 or 0) or json.
 """
@@ -109,6 +111,42 @@ def cpu_ns_between(before, after):
     return sum(after.values()) - sum(before.values())
 
 
+CPUACCT = "/sys/fs/cgroup/cpuacct"
+
+
+def cg_join(name, roots):
+    """every process of the trees below roots into the cgroup-v1 cpuacct
+    group pp-bench-NAME (made if missing; processes they start later are
+    born in it), so that its cpuacct.usage counts the tree's CPU in ns,
+    processes that end in between included (Dovecot's per-connection
+    processes exit at QUIT: /proc's reaped-children figures count only
+    10 ms ticks). False where there is no writable cpuacct hierarchy."""
+    d = f"{CPUACCT}/pp-bench-{name}"
+    try:
+        os.makedirs(d, exist_ok=True)
+        for p in tree_pids(roots):
+            try:
+                with open(f"{d}/cgroup.procs", "w") as f:
+                    f.write(str(p))
+            except ProcessLookupError:
+                pass
+        return True
+    except OSError:
+        return False
+
+
+def cg_cpu_ns(root):
+    """cpuacct.usage (ns) of root's group if cg_join put it in one, else None"""
+    try:
+        for line in open(f"/proc/{root}/cgroup"):
+            _, ctl, path = line.rstrip("\n").split(":", 2)
+            if "cpuacct" in ctl.split(",") and path.startswith("/pp-bench-"):
+                return int(open(f"{CPUACCT}{path}/cpuacct.usage").read())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def set_tree_affinity(roots, cpus):
     """every thread of the trees below roots on `cpus` (processes they start
     later inherit it). A round trip's server CPU on a small VM is mostly the
@@ -154,6 +192,8 @@ def proc_tree_stats(roots, comm=False):
         except OSError:
             pass
     res = {"nproc": len(pids), "rss_kb": rss, "pss_kb": pss, "cpu_s": cpu, "user_s": user}
+    if len(roots) == 1:
+        res["cg_cpu_ns"] = cg_cpu_ns(roots[0])
     if comm:
         res["procs"] = names
     return res
@@ -738,17 +778,25 @@ def pull_row(label, rows, ok, client_key):
     print(f"| {label} | {nruns} | {rng(vals(dv, 'secs'), 2, len(rows['dovecot']))} | "
           f"{rng(vals(pp, 'secs'), 2, len(rows['pigeonpost']))} | {rng(vals(dv, 'rate'), 0, len(rows['dovecot']))} | "
           f"{rng(vals(pp, 'rate'), 0, len(rows['pigeonpost']))} | {rfmt(r)} | "
-          f"{fmt(med(dv, 'server_cpu_s'), 2)} / {fmt(med(pp, 'server_cpu_s'), 2)} | "
+          f"{cpu_cell(dv)} / {cpu_cell(pp)} | "
           f"{fmt(med(dv, client_key), 2)} / {fmt(med(pp, client_key), 2)} | "
           f"{fmt(other_cpu(dv, client_key), 2)} / {fmt(other_cpu(pp, client_key), 2)} |")
     return r
 
 
+def cpu_cell(rows):
+    """the median server CPU of pulls: ms-exact where the cgroup counted it,
+    else in /proc's 10 ms ticks (marked)"""
+    if rows and all(r.get("server_cpu_source") == "cgroup" for r in rows):
+        return fmt(med(rows, "server_cpu_s"), 3)
+    return fmt(med(rows, "server_cpu_s"), 2) + (" *ticks*" if rows else "")
+
+
 def pull_cpu_ratio(rows, ok):
     """pigeonpost's server CPU per pull / Dovecot's, from the CPU summed over
-    each side's runs (a pull's CPU is a few 10 ms ticks: the median of such
-    counts moves the ratio by a tenth per tick, their sum over ten runs by a
-    hundredth); None if a pull failed or a side used none"""
+    each side's runs (where a pull's CPU is counted in 10 ms ticks, the
+    median of such counts moves the ratio by a tenth per tick, their sum
+    over ten runs by a hundredth); None if a pull failed or a side used none"""
     dv, pp = [r for r in rows["dovecot"] if ok(r)], [r for r in rows["pigeonpost"] if ok(r)]
     if len(dv) != len(rows["dovecot"]) or len(pp) != len(rows["pigeonpost"]) or not dv or not pp:
         return None
@@ -845,8 +893,12 @@ def pull_record(f):
     if "msgs" not in f:
         f["msgs"] = chk["msgs"] if chk else 0
     n = f["msgs"]
+    # the cgroup's ns where both samples have them, else /proc's ticks
+    cg = c0 and c1 and c0.get("cg_cpu_ns") is not None and c1.get("cg_cpu_ns") is not None
+    server_cpu = (round((c1["cg_cpu_ns"] - c0["cg_cpu_ns"]) / 1e9, 4) if cg
+                  else round(c1["cpu_s"] - c0["cpu_s"], 2) if c0 and c1 else None)
     return dict(f, secs=round(secs, 3), rate=round(n / secs, 1) if secs > 0 else None,
-                server_cpu_s=round(c1["cpu_s"] - c0["cpu_s"], 2) if c0 and c1 else None,
+                server_cpu_s=server_cpu, server_cpu_source="cgroup" if cg else "ticks",
                 **{client + "_cpu_s": round(f1 - f0, 2) if f0 is not None and f1 is not None else None},
                 sys_busy_cpu_s=round(busy, 2),
                 content_ok=chk["content_ok"] if chk else None, content_problems=chk["problems"] if chk else no_check)
@@ -876,7 +928,7 @@ def cli(argv):
     ap = argparse.ArgumentParser(prog="common.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cmd", choices=("fields", "meta", "session-line", "pull-record", "pull-line", "tree-pids",
-                                    "pin"))
+                                    "pin", "cg-join"))
     ap.add_argument("args", nargs="*")
     a = ap.parse_args(argv)
     if a.cmd == "fields":
@@ -902,6 +954,10 @@ def cli(argv):
         # pin CPU|all PID...: the trees' threads on that CPU, or on every one
         cpus = set(range(os.cpu_count())) if a.args[0] == "all" else {int(a.args[0])}
         set_tree_affinity([int(x) for x in a.args[1:] if int(x) > 1], cpus)  # never init's tree
+    elif a.cmd == "cg-join":
+        # cg-join NAME PID...: the trees into cpuacct group pp-bench-NAME (see cg_join)
+        if not cg_join(a.args[0], [int(x) for x in a.args[1:] if int(x) > 1]):
+            print("no writable cpuacct cgroup: server CPU per pull in 10 ms ticks", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -492,7 +492,7 @@ busy_jiffies() {
 # pull_measured server command...: run a client's pull (mbsync, fetchmail) from
 # a server; PULL_RC is its exit code, PULL_FIELDS what `common.py pull-record`
 # needs to work out the time and CPU it took: its start and end, the server
-# tree's CPU, this shell's children's CPU (bash `times`; the client is the only
+# tree's CPU (its cgroup's where it can have one), this shell's children's CPU (bash `times`; the client is the only
 # child in between) and the machine's busy CPU time around it
 pull_measured() {
   local s=$1 tree0 tree1 t0 t1 b0 b1 pin=() cpu=${PIN_CPU:-0}; shift
@@ -503,6 +503,10 @@ pull_measured() {
     python3 "$LIB/common.py" pin "$cpu" $(pids_of "$s")
     pin=(taskset -c "$cpu")
   fi
+  # the server's tree into a cpuacct cgroup: its CPU in ns, per-connection
+  # processes that exit at QUIT included (see cg_join in common.py)
+  # shellcheck disable=SC2046
+  python3 "$LIB/common.py" cg-join "$s" $(pids_of "$s")
   tree0=$(python3 "$LIB/$LOAD_PY" --tree-stats --server-pids "$(pids_of "$s")")
   times > "$WORK/.times0"
   busy_jiffies; b0=$BUSY
