@@ -43,6 +43,13 @@ pub struct Conn {
     pub slot: Slot,
     /// Places for TLS handshakes in progress, shared by every listener.
     pub handshakes: Arc<handshakes::Handshakes>,
+    /// The two waits of [`Conn::read_input`], kept from read to read: moving a
+    /// registered timer's deadline later is a clock read and an atomic
+    /// store, where a timer and a shutdown waiter made per read took the
+    /// timer wheel's and the token's locks twice each (per POP3 command of
+    /// a fetchmail pull).
+    idle: Pin<Box<tokio::time::Sleep>>,
+    stopping: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 /// What waiting for a client's next bytes gave.
@@ -97,13 +104,50 @@ impl Conn {
     /// or when the server shuts down.
     pub async fn read_input(&mut self, buf: &mut [u8], timeout: std::time::Duration) -> Input {
         use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(far_future);
+        self.idle.as_mut().reset(deadline);
         tokio::select! {
-            _ = self.shutdown.cancelled() => Input::Shutdown,
-            r = tokio::time::timeout(timeout, self.stream.read(buf)) => match r {
-                Err(_) => Input::Timeout,
-                Ok(Ok(0)) | Ok(Err(_)) => Input::Eof,
-                Ok(Ok(n)) => Input::Data(n),
+            biased;
+            _ = self.stopping.as_mut() => Input::Shutdown,
+            r = self.stream.read(buf) => match r {
+                Ok(0) | Err(_) => Input::Eof,
+                Ok(n) => Input::Data(n),
             },
+            _ = self.idle.as_mut() => Input::Timeout,
+        }
+    }
+}
+
+/// A deadline no session reaches (a timeout too big to add to now).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+impl Conn {
+    /// A connection accepted from `peer` on `local`, for `listener`'s protocol.
+    fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        listener: &'static str,
+        shutdown: CancellationToken,
+        slot: Slot,
+        handshakes: Arc<handshakes::Handshakes>,
+    ) -> Conn {
+        let idle = Box::pin(tokio::time::sleep_until(far_future()));
+        let stopping = Box::pin(shutdown.clone().cancelled_owned());
+        Conn {
+            stream,
+            peer,
+            local,
+            listener,
+            shutdown,
+            slot,
+            handshakes,
+            idle,
+            stopping,
         }
     }
 }
@@ -343,15 +387,15 @@ async fn run_session(
         }
         None => Stream::Plain(tcp),
     };
-    let conn = Conn {
+    let conn = Conn::new(
         stream,
         peer,
         local,
-        listener: spec.name,
+        spec.name,
         shutdown,
         slot,
-        handshakes: spec.handshakes.clone(),
-    };
+        spec.handshakes.clone(),
+    );
     handler.handle(conn).await;
     tracing::debug!(listener = spec.name, client = %peer, "disconnect");
 }

@@ -25,6 +25,7 @@ use crate::config::SslMode;
 use crate::net::pending::refusal_line;
 use crate::net::{BoxFuture, Conn, Handler, Input, Refusal, Stream};
 use crate::observe::metrics;
+use crate::store::deliver::Owner;
 use crate::store::location::{as_user, open_user_maildir};
 use crate::store::maildir::{pop3_uidl, Flags, Mailbox};
 use crate::store::notify::Notifier;
@@ -84,7 +85,9 @@ async fn flush(stream: &mut Stream, session: &mut Session) -> bool {
     if !session.has_output() {
         return true;
     }
-    stream.send(&session.take_output(), IDLE_TIMEOUT).await
+    let sent = stream.send(session.output(), IDLE_TIMEOUT).await;
+    session.clear_output();
+    sent
 }
 
 async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
@@ -193,13 +196,16 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 };
                 let whole = encoder.is_whole();
                 match open_message(md, uid) {
-                    Ok(Some(file)) => {
+                    Ok(Some((file, len))) => {
                         session.send_begin();
                         // The +OK line leaves in the same write as the start
                         // of the message: one TCP segment, not two, for the
                         // typical message (fetchmail waits for each).
-                        let head = session.take_output();
-                        match stream_message(&mut conn.stream, head, file, encoder).await {
+                        let sent =
+                            stream_message(&mut conn.stream, session.output(), file, len, encoder)
+                                .await;
+                        session.clear_output();
+                        match sent {
                             Ok(bytes) => {
                                 if whole {
                                     tally.retr += 1;
@@ -349,21 +355,28 @@ fn header_md5(path: &Path) -> [u8; 16] {
     Md5::digest(&data[..end]).into()
 }
 
-/// Opens a message file. A single open (a directory scan only if another
-/// client renamed it), cheap enough to do in place.
-fn open_message(md: &Maildrop, uid: u32) -> Result<Option<File>, String> {
-    as_user(md.uid, md.gid, || md.mailbox.open_message(uid)).map_err(|e| e.to_string())
+/// Opens a message file, with its length. A single open (a directory scan
+/// only if another client renamed it), cheap enough to do in place.
+fn open_message(md: &Maildrop, uid: u32) -> Result<Option<(File, u64)>, String> {
+    let owner = Owner {
+        uid: md.uid,
+        gid: md.gid,
+    };
+    md.mailbox
+        .open_message_for(uid, owner)
+        .map_err(|e| e.to_string())
 }
 
-/// Streams `file` through the dot-stuffer after `head` (the status line);
-/// returns the message bytes sent.
 /// What a RETR reads and sends at a time.
 const PIECE: usize = 64 * 1024;
 
+/// Streams `file` (`len` bytes when opened) through the dot-stuffer after
+/// `head` (the status line); returns the message bytes sent.
 async fn stream_message(
     stream: &mut Stream,
-    head: Vec<u8>,
+    head: &[u8],
     file: File,
+    len: u64,
     mut encoder: DotStuffer,
 ) -> std::io::Result<u64> {
     // Plain blocking reads: a message file is local and mostly in the page
@@ -373,18 +386,22 @@ async fn stream_message(
     // 134 KiB at an arena's top back to the system (madvise), and the next
     // RETR faulted it in again: a third of a fetchmail pull's server CPU.
     let mut file = file;
-    let size = file.metadata().map_or(PIECE, |m| m.len() as usize);
-    let piece = size.saturating_add(1).clamp(4096, PIECE);
+    let piece = usize::try_from(len).unwrap_or(PIECE).clamp(1, PIECE);
     let mut chunk = vec![0u8; piece];
     // LF becomes CRLF: room for a line every 8 bytes before growing
     let mut out = Vec::with_capacity(head.len() + piece + piece / 8 + 8);
-    out.extend_from_slice(&head);
+    out.extend_from_slice(head);
     let mut sent = 0u64;
-    loop {
-        let n = Read::read(&mut file, &mut chunk)?;
+    // Maildir files never change: reading stops at the length they had
+    // when opened, without a last read to see the end.
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(piece).min(piece);
+        let n = Read::read(&mut file, &mut chunk[..want])?;
         if n == 0 {
             break;
         }
+        left -= n as u64;
         encoder.encode(&chunk[..n], &mut out);
         if encoder.is_done() {
             break;

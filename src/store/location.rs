@@ -5,6 +5,7 @@
 //! user with that uid).
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use super::deliver::{ensure_maildir, Owner};
 use crate::auth::UserInfo;
@@ -66,8 +67,7 @@ pub fn open_user_maildir(
 /// user is not root; otherwise just runs `f`. Call it on a blocking thread
 /// only: the ids are restored before returning, even if `f` panics.
 pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> T {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 || uid == 0 {
+    if !running_as_root() || uid == 0 {
         return f();
     }
     struct Restore;
@@ -88,6 +88,30 @@ pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> T {
     }
     let _restore = Restore;
     f()
+}
+
+/// Whether the server runs as root (asked once: it never changes identity).
+fn running_as_root() -> bool {
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: geteuid cannot fail.
+    *ROOT.get_or_init(|| unsafe { libc::geteuid() } == 0)
+}
+
+/// Whether root may open a file in the directory of mail user `uid` for
+/// them without taking their identity, after checking the file's owner
+/// itself (`Mailbox::open_message_for`): only for a user who is not root,
+/// and only where the kernel keeps users from hard-linking files they could
+/// not read and write themselves (`fs.protected_hardlinks = 1`, the default
+/// of current distributions), so that no link planted in a Maildir makes
+/// root open what the user could not.
+pub fn root_may_open_for(uid: u32) -> bool {
+    static PROTECTED: OnceLock<bool> = OnceLock::new();
+    running_as_root()
+        && uid != 0
+        && *PROTECTED.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/fs/protected_hardlinks")
+                .is_ok_and(|v| v.trim() == "1")
+        })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod tests;
 
 pub use crate::auth::login::{AuthOutcome, LoginPolicy};
 use crate::auth::sasl::{Credentials, Mechanism, SaslError, SaslExchange, SaslStep};
+use std::borrow::Cow;
 
 pub use crate::wire::DotStuffer;
 
@@ -139,6 +140,15 @@ fn sasl_error_text(e: &SaslError) -> String {
     }
 }
 
+/// `+OK` and `text` as a reply line in `out`, formatted in place.
+fn ok_line(out: &mut Vec<u8>, text: std::fmt::Arguments) {
+    use std::io::Write;
+    out.extend_from_slice(b"+OK ");
+    // (writing to a Vec can't fail)
+    let _ = out.write_fmt(text);
+    out.extend_from_slice(b"\r\n");
+}
+
 impl Session {
     /// A new session; the greeting is already in the output.
     pub fn new(cfg: SessionConfig) -> Self {
@@ -163,6 +173,16 @@ impl Session {
 
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    /// The replies waiting to be sent; [`Session::clear_output`] once they
+    /// are (the buffer is kept for the next ones).
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    pub fn clear_output(&mut self) {
+        self.output.clear();
     }
 
     pub fn has_output(&self) -> bool {
@@ -334,7 +354,7 @@ impl Session {
         if whole {
             let size = self.messages[number - 1].entry.size;
             self.messages[number - 1].retrieved = true;
-            self.ok(&format!("{size} octets"));
+            ok_line(&mut self.output, format_args!("{size} octets"));
         } else {
             self.ok("");
         }
@@ -446,14 +466,23 @@ impl Session {
             Some(i) => (&line[..i], &line[i + 1..]),
             None => (line, &b""[..]),
         };
-        let keyword = String::from_utf8_lossy(keyword).to_ascii_uppercase();
+        // Keywords are short ASCII: uppercased on the stack.
+        let mut upper = [0u8; 8];
+        let keyword: Cow<str> = match upper.get_mut(..keyword.len()) {
+            Some(up) if keyword.is_ascii() => {
+                up.copy_from_slice(keyword);
+                up.make_ascii_uppercase();
+                Cow::Borrowed(std::str::from_utf8(up).unwrap_or_default())
+            }
+            _ => Cow::Owned(String::from_utf8_lossy(keyword).to_ascii_uppercase()),
+        };
         let args = String::from_utf8_lossy(raw_args);
         if keyword.is_empty() {
             self.bad("Empty command.");
             return;
         }
         // Commands valid in every state.
-        match keyword.as_str() {
+        match &*keyword {
             "CAPA" => return self.capa(),
             "QUIT" => return self.quit(),
             _ => {}
@@ -631,8 +660,12 @@ impl Session {
                 }
                 if a1.is_some() {
                     if let Some(n) = self.message_number(a1) {
-                        let v = show(&self.messages[n - 1]);
-                        self.ok(&format!("{n} {v}"));
+                        let entry = &self.messages[n - 1].entry;
+                        if uidl {
+                            ok_line(&mut self.output, format_args!("{n} {}", entry.uidl));
+                        } else {
+                            ok_line(&mut self.output, format_args!("{n} {}", entry.size));
+                        }
                     }
                     return;
                 }

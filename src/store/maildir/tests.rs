@@ -1489,3 +1489,99 @@ fn a_lost_log_or_a_replaced_folder_means_listing_again() {
 fn message_info_stays_small() {
     assert!(std::mem::size_of::<MessageInfo>() <= 72);
 }
+
+/// POP3 opens every message it sends on behalf of the mail user
+/// (`open_message_for`; as root, without taking their identity where that
+/// gives the same): their own messages are served, with the length, also
+/// one another client renamed; what the user could not read themselves —
+/// a symlink or a hard link to root's file planted in cur/, their own file
+/// without the read bit — never is.
+#[test]
+fn opening_for_the_mail_user_serves_theirs_and_nothing_else() {
+    use std::os::unix::fs::{chown, symlink, PermissionsExt};
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let owner = Owner {
+        uid: 54321,
+        gid: 54321,
+    };
+    let (tmp, dir) = new_maildir();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = tmp.path().join("secret");
+    fs::write(&secret, "root's secret\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    {
+        let mb = Mailbox::open(&dir).unwrap();
+        for i in 0..5 {
+            let body = format!("message {i}\n");
+            mb.append(body.as_bytes(), Flags::empty(), &[], None)
+                .unwrap();
+        }
+    }
+    if root {
+        for p in walk(&dir) {
+            chown(&p, Some(owner.uid), Some(owner.gid)).unwrap();
+        }
+    } else {
+        eprintln!("not root: the owner's own opens only");
+    }
+    let mb = as_user(owner.uid, owner.gid, || Mailbox::open(&dir)).unwrap();
+    let read = |uid: u32| -> Option<(String, u64)> {
+        let (mut f, len) = mb.open_message_for(uid, owner).ok()??;
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        Some((s, len))
+    };
+    assert_eq!(read(1), Some(("message 0\n".into(), 10)));
+    // renamed by another client (flags): found again
+    let m2 = mb.get(2).unwrap().clone();
+    let renamed = dir.join("cur").join(format!("{}:2,F", m2.basename()));
+    fs::rename(mb.message_path(&m2), &renamed).unwrap();
+    assert_eq!(read(2), Some(("message 1\n".into(), 10)));
+    assert_eq!(read(99), None);
+    if !root {
+        return;
+    }
+    let path = |uid: u32| mb.message_path(mb.get(uid).unwrap());
+    // a symlink in place of message 3 to a file of theirs in a directory
+    // only root may enter (the user could not follow it)
+    let private = tmp.path().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(private.join("theirs"), "behind root's door\n").unwrap();
+    chown(private.join("theirs"), Some(owner.uid), Some(owner.gid)).unwrap();
+    fs::remove_file(path(3)).unwrap();
+    symlink(private.join("theirs"), path(3)).unwrap();
+    assert_eq!(
+        read(3),
+        None,
+        "a planted symlink must not be followed as root"
+    );
+    // a hard link to root's file in place of message 4
+    fs::remove_file(path(4)).unwrap();
+    fs::hard_link(&secret, path(4)).unwrap();
+    assert_eq!(
+        read(4),
+        None,
+        "a planted hard link must not be read as root"
+    );
+    // the user's own file without the read bit
+    fs::set_permissions(path(5), fs::Permissions::from_mode(0o200)).unwrap();
+    assert_eq!(read(5), None, "the owner can't read it: neither may we");
+    fs::set_permissions(path(5), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(read(5), Some(("message 4\n".into(), 10)));
+}
+
+/// Every path below `dir`, `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
