@@ -22,6 +22,7 @@ TARGET = 1.5
 meta = load_meta(d)
 sess, concs = load_sessions(d)  # (server, conc) -> rows
 fetch = load_jsonl(os.path.join(d, "fetchmail.jsonl"))
+floor = load_jsonl(os.path.join(d, "floor.jsonl"))
 prewarm = {r.get("server"): r for r in load_jsonl(os.path.join(d, "prewarm.jsonl"))}
 present = [s for s in SERVERS if any(k[0] == s for k in sess) or any(r["server"] == s for r in fetch) or s in prewarm]
 
@@ -93,6 +94,32 @@ if fetch:
             # issue 19: the server's CPU per pull
             targets.append((f"fetchmail server CPU per pull (mean of the runs), {mode}", pull_cpu_ratio(rows, fetch_ok), 0.5, "<=x"))
     print()
+    if floor:
+        print("**The floor**: the same pulls from `bench/lib/pop3_floor.c` (every message in memory, one read "
+              "and one write per command, no files: the kernel's per-command cost, which every server pays), "
+              "and each server's CPU above it, means of the runs in ms:")
+        print()
+        print("| pull | runs | floor | Dovecot | pigeonpost | Dovecot above the floor | pigeonpost above the floor | "
+              "ratio above the floor | content served by the floor |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for mode in ("keep", "delete"):
+            fl = [r["floor_cpu_ns"] / 1e6 for r in floor
+                  if r["mode"] == mode and r.get("rc") == 0 and r.get("floor_cpu_ns") is not None]
+            if not fl:
+                continue
+            ok = all((r.get("check") or {}).get("content_ok") for r in floor if r["mode"] == mode)
+            f = sum(fl) / len(fl)
+            mean = {}
+            for srv in SERVERS:
+                v = [r["server_cpu_s"] * 1000 for r in fetch if r["mode"] == mode and r["server"] == srv and fetch_ok(r)]
+                mean[srv] = sum(v) / len(v) if v else None
+            dv, pp = mean["dovecot"], mean["pigeonpost"]
+            above = (pp - f) / (dv - f) if dv is not None and pp is not None and dv > f else None
+            print(f"| {labels[mode]} | {len(fl)} | {f:.1f} | {fmt(dv, 1)} | {fmt(pp, 1)} | "
+                  f"{fmt(dv - f if dv is not None else None, 1)} | {fmt(pp - f if pp is not None else None, 1)} | "
+                  f"{fmt(above, 2)}{'×' if above is not None else ''} | "
+                  f"{'identical to the template' if ok else '**differs**'} |")
+        print()
 
 if prewarm:
     print("First session of each fresh maildrop (USER PASS STAT LIST UIDL, RETR of every message, QUIT; "

@@ -58,6 +58,9 @@
 #   REST=2                         seconds of rest before every measured run
 #   SETTLE=5                       seconds of rest after a fresh copy + sync (delete pulls)
 #   TIMEOUT=300                    bound on one fetchmail pull / prewarm, seconds
+#   FLOOR=1 FLOOR_PORT=5995        after the servers, FETCH_RUNS pulls per mode from
+#                                  bench/lib/pop3_floor.c (messages in memory, one read
+#                                  and one write per command: the least a server spends)
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them; deleting many files slows file
 #                                  creation on this VM's ext4 for minutes, see bench/README.md)
@@ -78,6 +81,7 @@ PROCS=${PROCS:-auto}
 DV_PORT=${DOVECOT_PORT:-4110}; PP_PORT=${PIGEONPOST_PORT:-5110}; PP_HTTP=${PIGEONPOST_HTTP_PORT:-5580}
 PP_LOG_LEVEL=${PP_LOG_LEVEL:-info}
 REST=${REST:-2}; SETTLE=${SETTLE:-$D_SETTLE}; TIMEOUT=${TIMEOUT:-300}; CLEAN_TRASH=${CLEAN_TRASH:-0}
+FLOOR=${FLOOR:-1}; FLOOR_PORT=${FLOOR_PORT:-5995}
 LOAD_PASS=loadpass; FETCH_USER=fetch@example.com; FETCH_PASS=fetchpass
 # what the shared steps (bench/lib/common.sh) need to know about this benchmark;
 # unlike bench/imap/run.sh, it does not wait for other benchmarks
@@ -90,7 +94,7 @@ check_servers dovecot pigeonpost
 # shellcheck disable=SC2086  # CONCS: words
 whole_numbers "RUNS/DURATION/RETR/MAX_SESSIONS/MSGS/SIZE/FETCH_RUNS/REST/SETTLE/TIMEOUT/ports/CONCS" \
   "$RUNS" "$DURATION" "$RETR" "$MAX_SESSIONS" "$MSGS" "$SIZE" "$FETCH_RUNS" "$REST" "$SETTLE" "$TIMEOUT" \
-  "$DV_PORT" "$PP_PORT" "$PP_HTTP" $CONCS
+  "$DV_PORT" "$PP_PORT" "$PP_HTTP" "$FLOOR_PORT" $CONCS
 check_session_settings
 { within "$RUNS" 1 20 && within "$FETCH_RUNS" 1 20; } || die "need 1 <= RUNS, FETCH_RUNS <= 20"
 for m in $FETCH_MODES; do case $m in keep|delete) ;; *) die "FETCH_MODES: unknown mode '$m' (keep, delete)";; esac; done
@@ -201,6 +205,42 @@ for mode in $FETCH_MODES; do
     done
   fi
 done
+
+# ------------------------------------------------------------------ 4. the floor
+# the same pulls from bench/lib/pop3_floor.c: every message in memory, one
+# read and one write per command, no files: the least any server spends on
+# them (the kernel's per-command cost); its CPU comes from its own report
+if [ "$FLOOR" = 1 ] && [ -n "$FETCH_MODES" ]; then
+  FLOOR_BIN=$STATE/pop3_floor
+  cc -O2 -o "$FLOOR_BIN" "$LIB/pop3_floor.c" 2>"$R/pop3_floor.build" \
+    || die "cannot build bench/lib/pop3_floor.c (need cc): $(cat "$R/pop3_floor.build")"
+  fcpu=${PIN_CPU:-0}; [ "$fcpu" -lt 0 ] && fcpu=0
+  taskset -c "$fcpu" "$FLOOR_BIN" "$FLOOR_PORT" "$TPL" 1000 > "$R/pop3_floor.out" 2> "$R/pop3_floor.err" &
+  FLOOR_PID=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/$ADDR/$FLOOR_PORT") 2>/dev/null && break; sleep 0.1; done
+  w=$WORK/floor; mkdir -p "$w"
+  for mode in $FETCH_MODES; do
+    keep_kw="no keep"; what="--all (delete)"; [ "$mode" = keep ] && { keep_kw=keep; what="--all --keep"; }
+    printf 'set no syslog\npoll %s protocol pop3 port %s auth password timeout 60\n  user "%s" password "%s" is "root" here\n  fetchall %s no rewrite sslproto %s\n' \
+      "$ADDR" "$FLOOR_PORT" "$FETCH_USER" "$FETCH_PASS" "$keep_kw" "''" > "$w/fetchmailrc"
+    chmod 600 "$w/fetchmailrc"
+    for i in $(seq 1 "$FETCH_RUNS"); do
+      sleep "$REST"; rm -f "$w/out.bsmtp" "$w/fetchids"
+      say "floor: fetchmail $what ($MSGS messages), run $i/$FETCH_RUNS"
+      n0=$(grep -c '' "$R/pop3_floor.out")
+      env HOME="$w" timeout "$TIMEOUT" taskset -c "$fcpu" fetchmail -f "$w/fetchmailrc" -i "$w/fetchids" \
+        --pidfile "$w/fetchmail.pid" --nodetach --silent --bsmtp "$w/out.bsmtp" > "$w/fetchmail.log" 2>&1
+      rc=$?
+      for _ in $(seq 50); do [ "$(grep -c '' "$R/pop3_floor.out")" -gt "$n0" ] && break; sleep 0.1; done
+      check=$(timeout 120 python3 "$LIB/pop3_load.py" --check-bsmtp "$w/out.bsmtp" --verify-dir "$TPL")
+      cpu=$(tail -1 "$R/pop3_floor.out" | sed -n 's/.*cpu_ns=\([0-9]*\).*/\1/p')
+      python3 "$LIB/common.py" fields <(echo '{}') server=floor mode="$mode" run:int="$i" rc:int="$rc" \
+        floor_cpu_ns:int="${cpu:-null}" check:json="${check:-null}" >> "$R/floor.jsonl"
+      echo "   rc $rc, floor CPU $(( ${cpu:-0} / 1000 )) µs, content $(python3 -c 'import json,sys; c=json.loads(sys.argv[1]); print("identical to the template" if c and c.get("content_ok") else "DIFFERS")' "${check:-null}")"
+    done
+  done
+  kill "$FLOOR_PID" 2>/dev/null; wait "$FLOOR_PID" 2>/dev/null
+fi
 
 # ------------------------------------------------------------------ report
 report_log_warnings
