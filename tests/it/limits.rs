@@ -338,6 +338,46 @@ fn imap_command_sizes_are_bounded_before_and_after_login() {
     assert!(r.contains("k OK"), "still serving: {r}");
 }
 
+/// At SIGTERM every session waiting for its client's next command is told
+/// why before the server goes, also after reads that ended normally (the
+/// read waits are kept from read to read): IMAP `BYE`, POP3 `-ERR
+/// [SYS/TEMP]`, SMTP `421`.
+#[test]
+fn waiting_sessions_are_told_when_the_server_stops() {
+    let setup = setup("");
+    let server = setup.start();
+    let mut imap = Client::connect("127.0.0.40", server.addr("imap"));
+    imap.line();
+    let r = imap.cmd("a LOGIN john@example.com john123\r\n", "a ");
+    assert!(r.contains("a OK"), "{r}");
+    for tag in ["b", "c"] {
+        let r = imap.cmd(&format!("{tag} NOOP\r\n"), &format!("{tag} "));
+        assert!(r.contains(&format!("{tag} OK")), "{r}");
+    }
+    let mut pop3 = Client::connect("127.0.0.41", server.addr("pop3"));
+    pop3.line();
+    for _ in 0..2 {
+        pop3.cmd("CAPA\r\n", ".");
+    }
+    let mut smtp = Client::connect("127.0.0.42", server.addr("smtp"));
+    smtp.line();
+    smtp.cmd("EHLO stop.example\r\n", "250 ");
+    smtp.cmd("NOOP\r\n", "250");
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal(libc::SIGTERM);
+    assert_eq!(imap.line(), "* BYE [UNAVAILABLE] Server shutting down.\r\n");
+    let bye = pop3.line();
+    assert!(
+        bye.starts_with("-ERR [SYS/TEMP] Server shutting down"),
+        "{bye}"
+    );
+    let bye = smtp.line();
+    assert!(
+        bye.starts_with("421 ") && bye.contains("shutting down"),
+        "{bye}"
+    );
+}
+
 /// The deadlines, run side by side (each waits for a timer).
 #[test]
 fn slow_clients_are_cut_off() {
