@@ -17,8 +17,15 @@
  *   pop3_floor: commands=N cpu_ns=C
  * (C: this process's CPU time for the session, CLOCK_PROCESS_CPUTIME_ID).
  *
+ * With --fileops MAILDIR it instead makes, alone, the file operations both
+ * servers make in a delete pull of a fresh maildrop -- every new/ file
+ * renamed to cur/ (":2," added, as a session's first look does) and then
+ * unlinked (the DELEs at QUIT) -- and prints their CPU time:
+ *   pop3_floor: files=N renames_ns=R unlinks_ns=U
+ *
  * Build: cc -O2 -o pop3_floor pop3_floor.c
  * Usage: pop3_floor PORT MAILDIR [SESSIONS]   (SESSIONS: exit after that many, default 1000)
+ *        pop3_floor --fileops MAILDIR         (empties MAILDIR's new/)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -129,8 +136,34 @@ static long session(int fd) {
     }
 }
 
+/* --fileops: rename every new/ file into cur/, then unlink them, timed apart. */
+static int fileops(const char *maildir) {
+    char dir[4096]; snprintf(dir, sizeof dir, "%s/new", maildir);
+    struct dirent **ents; int n = scandir(dir, &ents, NULL, by_name);
+    if (n < 0) { perror(dir); return 1; }
+    char from[8192], to[8192];
+    long long t0 = cpu_ns(); int files = 0;
+    for (int i = 0; i < n; i++) {
+        if (ents[i]->d_name[0] == '.') continue;
+        snprintf(from, sizeof from, "%s/new/%s", maildir, ents[i]->d_name);
+        snprintf(to, sizeof to, "%s/cur/%s:2,", maildir, ents[i]->d_name);
+        if (rename(from, to)) { perror(from); return 1; }
+        files++;
+    }
+    long long t1 = cpu_ns();
+    for (int i = 0; i < n; i++) {
+        if (ents[i]->d_name[0] == '.') continue;
+        snprintf(to, sizeof to, "%s/cur/%s:2,", maildir, ents[i]->d_name);
+        if (unlink(to)) { perror(to); return 1; }
+    }
+    long long t2 = cpu_ns();
+    printf("pop3_floor: files=%d renames_ns=%lld unlinks_ns=%lld\n", files, t1 - t0, t2 - t1);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: pop3_floor PORT MAILDIR [SESSIONS]\n"); return 2; }
+    if (argc == 3 && !strcmp(argv[1], "--fileops")) return fileops(argv[2]);
+    if (argc < 3) { fprintf(stderr, "usage: pop3_floor PORT MAILDIR [SESSIONS] | --fileops MAILDIR\n"); return 2; }
     load_dir(argv[2], "cur"); load_dir(argv[2], "new");
     long sessions = argc > 3 ? atol(argv[3]) : 1000;
     int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;

@@ -120,6 +120,17 @@ if fetch:
                   f"{fmt(above, 2)}{'×' if above is not None else ''} | "
                   f"{'identical to the template' if ok else '**differs**'} |")
         print()
+        fo = [r for r in floor if r["mode"] == "fileops" and r.get("renames_ns") and r.get("unlinks_ns")]
+        if fo:
+            ren = [r["renames_ns"] / 1e6 for r in fo]
+            unl = [r["unlinks_ns"] / 1e6 for r in fo]
+            tot = [a + b for a, b in zip(ren, unl)]
+            print(f"The delete pull's file operations alone (both servers make them: 1,000 renames new/ → cur/ at the "
+                  f"first look, 1,000 unlinks at QUIT; `pop3_floor --fileops` on a fresh copy prepared as the pulls' "
+                  f"are), {len(fo)} runs: renames {sum(ren) / len(ren):.1f} ms ({min(ren):.1f}..{max(ren):.1f}), "
+                  f"unlinks {sum(unl) / len(unl):.1f} ms ({min(unl):.1f}..{max(unl):.1f}), together "
+                  f"{sum(tot) / len(tot):.1f} ms.")
+            print()
 
 if prewarm:
     print("First session of each fresh maildrop (USER PASS STAT LIST UIDL, RETR of every message, QUIT; "

@@ -60,7 +60,8 @@
 #   TIMEOUT=300                    bound on one fetchmail pull / prewarm, seconds
 #   FLOOR=1 FLOOR_PORT=5995        after the servers, FETCH_RUNS pulls per mode from
 #                                  bench/lib/pop3_floor.c (messages in memory, one read
-#                                  and one write per command: the least a server spends)
+#                                  and one write per command: the least a server spends),
+#                                  and (delete) the pull's renames and unlinks alone
 #   CLEAN_TRASH=0                  1 = delete the moved-aside mailboxes at the end
 #                                  (default: keep them; deleting many files slows file
 #                                  creation on this VM's ext4 for minutes, see bench/README.md)
@@ -240,6 +241,23 @@ if [ "$FLOOR" = 1 ] && [ -n "$FETCH_MODES" ]; then
     done
   done
   kill "$FLOOR_PID" 2>/dev/null; wait "$FLOOR_PID" 2>/dev/null
+  # the file operations both servers make in a delete pull of a fresh copy
+  # (1,000 renames new/ -> cur/, 1,000 unlinks), alone, prepared as the
+  # delete pulls are (fresh copy, sync, SETTLE)
+  if [[ " $FETCH_MODES " == *" delete "* ]]; then
+    for i in $(seq 1 "$FETCH_RUNS"); do
+      fo=$STATE/fileops
+      [ -e "$fo" ] && { mv "$fo" "$TRASH/fileops.$(date +%s%N)" || die "cannot move $fo aside"; }
+      cp -a "$TPL" "$fo" || die "cp -a $TPL $fo failed"
+      timeout 300 sync; sleep "$SETTLE"
+      say "floor: the delete pull's file operations alone, run $i/$FETCH_RUNS"
+      line=$(taskset -c "$fcpu" "$FLOOR_BIN" --fileops "$fo")
+      echo "   $line"
+      python3 "$LIB/common.py" fields <(echo '{}') server=floor mode=fileops run:int="$i" \
+        renames_ns:int="$(sed -n 's/.*renames_ns=\([0-9]*\).*/\1/p' <<< "$line")" \
+        unlinks_ns:int="$(sed -n 's/.*unlinks_ns=\([0-9]*\).*/\1/p' <<< "$line")" >> "$R/floor.jsonl"
+    done
+  fi
 fi
 
 # ------------------------------------------------------------------ report
