@@ -879,13 +879,18 @@ impl Mailbox {
     /// whether the directories stayed unchanged during the pass.
     fn scan_once(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
         let before = self.dir_mtimes()?;
-        for name in self.read_names(Sub::New)? {
-            // moved or expunged by someone else meanwhile: the cur/ pass
-            // below (which starts later) sees it if it still exists
-            if let Some(f) = self.move_to_cur(&name, recent) {
-                map.insert(filename::basename(&name).to_string(), f);
-            }
-        }
+        // Our own moves change both directories: when there were any, what
+        // is compared starts after them, or every first look of a full
+        // new/ would read cur/ twice. A file delivered while new/ was
+        // listed is in the second listing (normally empty), which starts
+        // after that reference.
+        let before = if self.move_new_to_cur(map, recent)? {
+            let after_ours = self.dir_mtimes()?;
+            self.move_new_to_cur(map, recent)?;
+            after_ours
+        } else {
+            before
+        };
         for name in self.read_names(Sub::Cur)? {
             map.insert(
                 filename::basename(&name).to_string(),
@@ -896,6 +901,20 @@ impl Mailbox {
             );
         }
         Ok(before == self.dir_mtimes()?)
+    }
+
+    /// Moves every file in `new/` to `cur/` (into `map`); whether there
+    /// was any.
+    fn move_new_to_cur(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
+        let names = self.read_names(Sub::New)?;
+        for name in &names {
+            // moved or expunged by someone else meanwhile: the cur/ listing
+            // (which starts later) sees it if it still exists
+            if let Some(f) = self.move_to_cur(name, recent) {
+                map.insert(filename::basename(name).to_string(), f);
+            }
+        }
+        Ok(!names.is_empty())
     }
 
     /// Moves `new/<name>` to `cur/` (with `:2,` added if it has no info

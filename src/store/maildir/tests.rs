@@ -1585,3 +1585,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A first look at a full new/ lists cur/ once: the moves it makes itself
+/// don't count as changes by someone else (which would mean a second pass
+/// over both directories); new/ is listed again (empty) for mail that came
+/// while it was listed.
+#[test]
+fn a_first_look_lists_cur_once_despite_its_own_moves() {
+    let (_tmp, dir) = new_maildir();
+    deliver_many(&dir, 50, b"Subject: x\n\nbody\n");
+    let mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb.messages().len(), 50);
+    assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 0);
+    assert_eq!(listings(&mb), 3, "new/, new/ again, cur/");
+}
