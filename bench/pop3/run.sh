@@ -150,18 +150,22 @@ count_msgs() {
   d=$(mailroot "$1")/example.com/$2
   find "$d/new" "$d/cur" -maxdepth 1 -type f 2>/dev/null | wc -l
 }
+# write_fetchmailrc file port keep|"no keep": fetch@'s whole maildrop over plain POP3
+write_fetchmailrc() {
+  cat > "$1" <<EOF
+set no syslog
+poll $ADDR protocol pop3 port $2 auth password timeout 60
+  user "$FETCH_USER" password "$FETCH_PASS" is "root" here
+  fetchall $3 no rewrite sslproto ''
+EOF
+  chmod 600 "$1"
+}
 fetch_once() { # server mode label run
   local s=$1 mode=$2 label=$3 i=$4 n left check=null keep_kw="no keep" sink=()
   alive "$s"
   [ "$mode" = keep ] && keep_kw="keep"
   local w=$WORK/$s; mkdir -p "$w"; rm -f "$w/out.bsmtp" "$w/fetchids" "$w/err.log"
-  cat > "$w/fetchmailrc" <<EOF
-set no syslog
-poll $ADDR protocol pop3 port $(port_of "$s") auth password timeout 60
-  user "$FETCH_USER" password "$FETCH_PASS" is "root" here
-  fetchall $keep_kw no rewrite sslproto ''
-EOF
-  chmod 600 "$w/fetchmailrc"
+  write_fetchmailrc "$w/fetchmailrc" "$(port_of "$s")" "$keep_kw"
   # count what reached the sink: MAIL FROM lines of the BSMTP file, or one line per MDA run
   rm -f "$w/mda.count"
   if [ "$FETCH_SINK" = bsmtp ]; then sink=(--bsmtp "$w/out.bsmtp"); else sink=(--mda "cat >/dev/null && echo >> $w/mda.count"); fi
@@ -222,9 +226,7 @@ if [ "$FLOOR" = 1 ] && [ -n "$FETCH_MODES" ]; then
   w=$WORK/floor; mkdir -p "$w"
   for mode in $FETCH_MODES; do
     keep_kw="no keep"; what="--all (delete)"; [ "$mode" = keep ] && { keep_kw=keep; what="--all --keep"; }
-    printf 'set no syslog\npoll %s protocol pop3 port %s auth password timeout 60\n  user "%s" password "%s" is "root" here\n  fetchall %s no rewrite sslproto %s\n' \
-      "$ADDR" "$FLOOR_PORT" "$FETCH_USER" "$FETCH_PASS" "$keep_kw" "''" > "$w/fetchmailrc"
-    chmod 600 "$w/fetchmailrc"
+    write_fetchmailrc "$w/fetchmailrc" "$FLOOR_PORT" "$keep_kw"
     for i in $(seq 1 "$FETCH_RUNS"); do
       sleep "$REST"; rm -f "$w/out.bsmtp" "$w/fetchids"
       say "floor: fetchmail $what ($MSGS messages), run $i/$FETCH_RUNS"

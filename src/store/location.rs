@@ -53,8 +53,7 @@ pub fn open_user_maildir(
     info: &UserInfo,
 ) -> Result<PathBuf, String> {
     let dir = user_maildir(mail_location, login, info)?;
-    // SAFETY: geteuid cannot fail.
-    let owner = (unsafe { libc::geteuid() } == 0).then_some(Owner {
+    let owner = running_as_root().then_some(Owner {
         uid: info.uid,
         gid: info.gid,
     });
