@@ -25,7 +25,9 @@
 #  3. mbsync: a full download of sync@'s INBOX into a fresh local Maildir
 #     (isync, plain IMAP, AuthMechs LOGIN), for every mode of MBSYNC_FSYNC
 #     (mbsync's own FSync no / yes): the first pull of the fresh copy (cold,
-#     reported apart), then MBSYNC_RUNS timed pulls per server, interleaved;
+#     reported apart; MBSYNC_FIRST_RUNS > 1 repeats it, each time on another
+#     fresh copy with that server restarted, so nothing kept of the last copy
+#     remains), then MBSYNC_RUNS timed pulls per server, interleaved;
 #     every pull is checked against the template (all MSGS messages, content
 #     identical but for line endings);
 #  4. idle memory: for every mode of IDLE_MODES, IDLE_CLIENTS connections each
@@ -63,6 +65,7 @@
 #                                  without ,S=,W=, as Postfix virtual(8) writes them)
 #   MBSYNC_FSYNC="no yes"          mbsync's FSync setting per mode (empty = no mbsync test)
 #   MBSYNC_RUNS=$RUNS              timed pulls per server and mode
+#   MBSYNC_FIRST_RUNS=1            first pulls per server (first mode of MBSYNC_FSYNC only)
 #   MBSYNC_COMPRESS=0              1 = let mbsync use COMPRESS=DEFLATE where offered
 #                                  (pigeonpost offers it; the bench's Dovecot, without its
 #                                  imap_zlib plugin, does not: 0 keeps the wire the same)
@@ -112,6 +115,7 @@ CONCS=${CONCS:-"1 10 50"}; RUNS=${RUNS:-$D_RUNS}; DURATION=${DURATION:-$D_DURATI
 MAX_SESSIONS=${MAX_SESSIONS:-1000000}
 MSGS=${MSGS:-$D_MSGS}; SIZE=${SIZE:-5120}; NAMES=${NAMES:-sizes}
 MBSYNC_FSYNC=${MBSYNC_FSYNC-"no yes"}; MBSYNC_RUNS=${MBSYNC_RUNS:-$RUNS}
+MBSYNC_FIRST_RUNS=${MBSYNC_FIRST_RUNS:-1}
 MBSYNC_COMPRESS=${MBSYNC_COMPRESS:-0}; MBSYNC_NOCOMPRESS=""; [ "$MBSYNC_COMPRESS" = 1 ] || MBSYNC_NOCOMPRESS=1
 IDLE_CLIENTS=${IDLE_CLIENTS:-200}; IDLE_MODES=${IDLE_MODES-"shared distinct"}; IDLE_RUNS=${IDLE_RUNS:-$RUNS}
 if [ "$QUICK" = 1 ]; then D_IDLE_MANY=2000; else D_IDLE_MANY=10000; fi
@@ -147,7 +151,8 @@ whole_numbers "RUNS/DURATION/BODIES/MAX_SESSIONS/MSGS/SIZE/MBSYNC_RUNS/IDLE_*/RE
   "$RUNS" "$DURATION" "$BODIES" "$MAX_SESSIONS" "$MSGS" "$SIZE" "$MBSYNC_RUNS" "$IDLE_CLIENTS" "$IDLE_RUNS" \
   "$IDLE_HOLD" "$REST" "$SETTLE" "$TIMEOUT" "$WAIT_OTHERS" "$DV_PORT" "$PP_PORT" "$PP_HTTP" "$DV_MAX_USERIP" $CONCS
 check_session_settings
-{ within "$RUNS" 1 20 && within "$MBSYNC_RUNS" 1 20 && within "$IDLE_RUNS" 1 20; } || die "need 1 <= RUNS, MBSYNC_RUNS, IDLE_RUNS <= 20"
+{ within "$RUNS" 1 20 && within "$MBSYNC_RUNS" 1 20 && within "$MBSYNC_FIRST_RUNS" 1 20 && within "$IDLE_RUNS" 1 20; } \
+  || die "need 1 <= RUNS, MBSYNC_RUNS, MBSYNC_FIRST_RUNS, IDLE_RUNS <= 20"
 within "$BODIES" 0 "$MSGS" || die "need 0 <= BODIES <= MSGS"
 { [ -z "$LARGE_MSGS" ] || { within "$LARGE_MSGS" 1000 1000000 && within "$LARGE_SIZE" 200 100000 && within "$NEW_MAIL" 0 1000; }; } \
   || die "need 1000 <= LARGE_MSGS <= 1000000 (or empty), 200 <= LARGE_SIZE <= 100000, 0 <= NEW_MAIL <= 1000"
@@ -229,13 +234,13 @@ timeout 300 sync
 start_servers
 python3 "$LIB/common.py" meta "$R/meta.json" servers="$SERVERS" concs="$CONCS" runs:int="$RUNS" duration:int="$DURATION" \
   bodies:int="$BODIES" msgs:int="$MSGS" size:int="$SIZE" names="$NAMES" mbsync_fsync="$MBSYNC_FSYNC" \
-  mbsync_runs:int="$MBSYNC_RUNS" idle_clients:int="$IDLE_CLIENTS" idle_modes="$IDLE_MODES" idle_runs:int="$IDLE_RUNS" \
+  mbsync_runs:int="$MBSYNC_RUNS" mbsync_first_runs:int="$MBSYNC_FIRST_RUNS" idle_clients:int="$IDLE_CLIENTS" idle_modes="$IDLE_MODES" idle_runs:int="$IDLE_RUNS" \
   idle_hold:int="$IDLE_HOLD" idle_many="$IDLE_MANY" idle_many_parallel="$IDLE_MANY_PARALLEL" resync_msgs="$RESYNC_MSGS" resync_percent="$RESYNC_PERCENT" \
   resync_rounds:int="$RESYNC_ROUNDS" resync_repeat:int="$RESYNC_REPEAT" mailbox_bytes:int="$TPL_BYTES" procs="$PROCS" pp_log_level="$PP_LOG_LEVEL" \
   dovecot_max_userip:int="$DV_MAX_USERIP"
 { env_txt "$([ -n "$MBSYNC_FSYNC" ] && echo "mbsync: $(mbsync --version 2>/dev/null | head -1)")"
   echo "SERVERS=$SERVERS CONCS=$CONCS RUNS=$RUNS DURATION=$DURATION BODIES=$BODIES MAX_SESSIONS=$MAX_SESSIONS PROCS=$PROCS"
-  echo "MBSYNC_FSYNC=$MBSYNC_FSYNC MBSYNC_RUNS=$MBSYNC_RUNS MBSYNC_COMPRESS=$MBSYNC_COMPRESS IDLE_CLIENTS=$IDLE_CLIENTS IDLE_MODES=$IDLE_MODES IDLE_RUNS=$IDLE_RUNS IDLE_HOLD=$IDLE_HOLD"
+  echo "MBSYNC_FSYNC=$MBSYNC_FSYNC MBSYNC_RUNS=$MBSYNC_RUNS MBSYNC_FIRST_RUNS=$MBSYNC_FIRST_RUNS MBSYNC_COMPRESS=$MBSYNC_COMPRESS IDLE_CLIENTS=$IDLE_CLIENTS IDLE_MODES=$IDLE_MODES IDLE_RUNS=$IDLE_RUNS IDLE_HOLD=$IDLE_HOLD"
   echo "REST=$REST SETTLE=$SETTLE PP_LOG_LEVEL=$PP_LOG_LEVEL DOVECOT_MAX_USERIP=$DV_MAX_USERIP WAIT_OTHERS=$WAIT_OTHERS PIN_CPU=${PIN_CPU:-0}"; } > "$R/env.txt"
 
 # ------------------------------------------------------------------ 1. prewarm + verify
@@ -255,6 +260,15 @@ SESSION_ARGS=(--userfile "$ETC/load-client.txt" --bodies "$BODIES")
 run_sessions
 
 # ------------------------------------------------------------------ 3. mbsync
+restart_server() { # server
+  case $1 in
+    pigeonpost) stop_pigeonpost; start_pigeonpost;;
+    dovecot) stop_dovecot > /dev/null; start_dovecot;;
+  esac
+}
+restart_servers() {
+  for s in $SERVERS; do restart_server "$s"; done
+}
 mbsync_once() { # server fsync label run
   local s=$1 fs=$2 label=$3 i=$4 store cfg check
   alive "$s"
@@ -303,10 +317,17 @@ EOF
 first_mode=1
 for fs in $MBSYNC_FSYNC; do
   if [ $first_mode = 1 ]; then
-    # sync@ is still the untouched copy made at the start: its first pull is the cold one, reported apart
-    for s in $SERVERS; do
-      say "$s: mbsync (FSync $fs), first pull of the fresh copy ($MSGS messages)"
-      mbsync_once "$s" "$fs" first 1
+    # sync@ is still the untouched copy made at the start: its first pull is the cold one, reported apart;
+    # later first pulls get another fresh copy, and their server a restart (pigeonpost keeps what it
+    # learnt of a folder in memory, Dovecot in the folder's own index files)
+    for i in $(seq 1 "$MBSYNC_FIRST_RUNS"); do
+      for s in $(order "$i"); do
+        if [ "$i" -gt 1 ]; then
+          fresh_copy "$s" "${SYNC_USER%@*}"; restart_server "$s"
+        fi
+        say "$s: mbsync (FSync $fs), first pull of the fresh copy ($MSGS messages), run $i/$MBSYNC_FIRST_RUNS"
+        mbsync_once "$s" "$fs" first "$i"
+      done
     done
     first_mode=0
   fi
@@ -319,10 +340,6 @@ for fs in $MBSYNC_FSYNC; do
 done
 
 # ------------------------------------------------------------------ 4. idle memory
-restart_servers() {
-  if has pigeonpost; then stop_pigeonpost; start_pigeonpost; fi
-  if has dovecot; then stop_dovecot > /dev/null; start_dovecot; fi
-}
 for mode in $IDLE_MODES; do
   if [ "$mode" = shared ]; then uf=$ETC/idle-shared.txt; else uf=$ETC/idle-distinct.txt; fi
   for i in $(seq 1 "$IDLE_RUNS"); do

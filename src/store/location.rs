@@ -64,28 +64,37 @@ pub fn open_user_maildir(
 /// Runs `f` with the thread's file system uid and gid set to `uid`/`gid`
 /// (Linux `setfsuid(2)`, which is per thread), when we run as root and the
 /// user is not root; otherwise just runs `f`. Call it on a blocking thread
-/// only: the ids are restored before returning, even if `f` panics.
+/// only: the ids in force before are restored before returning, even if
+/// `f` panics (so calls may nest: a mailbox closed inside a session's
+/// `as_user` leaves the session still the user's).
 pub fn as_user<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> T {
     if !running_as_root() || uid == 0 {
         return f();
     }
-    struct Restore;
+    struct Restore {
+        uid: u32,
+        gid: u32,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
             // SAFETY: setfsuid/setfsgid only change this thread's
-            // credentials; back to root.
+            // credentials; the uid first, back to what may change the gid.
             unsafe {
-                libc::setfsuid(0);
-                libc::setfsgid(0);
+                libc::setfsuid(self.uid);
+                libc::setfsgid(self.gid);
             }
         }
     }
     // SAFETY: as above; the group first, while we may still change it.
-    unsafe {
-        libc::setfsgid(gid);
-        libc::setfsuid(uid);
-    }
-    let _restore = Restore;
+    // Each call returns the id in force before it.
+    let _restore = unsafe {
+        let gid_before = libc::setfsgid(gid) as u32;
+        let uid_before = libc::setfsuid(uid) as u32;
+        Restore {
+            uid: uid_before,
+            gid: gid_before,
+        }
+    };
     f()
 }
 
@@ -171,5 +180,32 @@ mod tests {
         assert!(e.contains("not supported"), "{e}");
         let e = user_maildir("maildir:Maildir", "john", &info(Some("/h"), None)).unwrap_err();
         assert!(e.contains("absolute"), "{e}");
+    }
+
+    /// Identities nest: what an inner `as_user` ran leaves the outer one's
+    /// identity in force (a mailbox closed inside a session's call), and
+    /// the outermost returns the thread to the server's.
+    #[test]
+    fn as_user_calls_nest_and_restore_the_identity_before_them() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !running_as_root() {
+            eprintln!("not root: as_user changes nothing");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let make = |name: &str| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, name).unwrap();
+            let m = std::fs::metadata(&p).unwrap();
+            (m.uid(), m.gid())
+        };
+        let (outer, inner) = as_user(54323, 54324, || {
+            let inner = as_user(54325, 54326, || make("inner"));
+            (make("outer"), inner)
+        });
+        assert_eq!(inner, (54325, 54326));
+        assert_eq!(outer, (54323, 54324), "the outer identity again");
+        assert_eq!(make("after"), (0, 0), "the server's own again");
     }
 }

@@ -1882,8 +1882,22 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        self.close_log();
-        self.flush_modseqs();
+        // What the close writes (a last sync's uidlist, the list, modseqs)
+        // is the folder owner's, as a session's writes are: a shutdown
+        // drops mailboxes as the server, and a uidlist root wrote (mode
+        // 0600) would keep the user's next session out of the folder.
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&self.dir).map(|m| (m.uid(), m.gid()))
+        };
+        let close = |mb: &mut Mailbox| {
+            mb.close_log();
+            mb.flush_modseqs();
+        };
+        match owner {
+            Ok((uid, gid)) => as_user(uid, gid, || close(self)),
+            Err(_) => close(self),
+        }
     }
 }
 

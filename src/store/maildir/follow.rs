@@ -172,12 +172,15 @@ impl Mailbox {
     }
 
     /// On the way out: leaves the list snapshot for the next open (after a
-    /// restart), if the log says the list is exact. The file gets the
-    /// folder's owner when we are root (a shutdown closes mailboxes as the
-    /// server, not as their user).
+    /// restart), if the log says the list is exact and the folder is still
+    /// the one followed (one put in its place, a restore from a backup,
+    /// is not ours to look at: the next open does).
     pub(super) fn close_log(&mut self) {
-        let based = self.following.as_ref().is_some_and(|f| f.based);
-        if !based || self.messages.len() < super::snapshot::MIN_MESSAGES {
+        let ours = self
+            .following
+            .as_ref()
+            .is_some_and(|f| f.based && f.dirs.is_some() && f.dirs == dir_ids(&self.dir));
+        if !ours || self.messages.len() < super::snapshot::MIN_MESSAGES {
             return;
         }
         let before = self.snapshot_of.clone();
@@ -190,14 +193,6 @@ impl Mailbox {
         if self.snapshot_of == before && self.fingerprint().ok() != self.snapshot_of {
             std::thread::sleep(LOG_SETTLE + std::time::Duration::from_millis(10));
             let _ = self.sync();
-        }
-        // SAFETY: geteuid has no preconditions.
-        if self.snapshot_of != before && unsafe { libc::geteuid() } == 0 {
-            use std::os::unix::fs::MetadataExt;
-            if let Ok(m) = std::fs::metadata(&self.dir) {
-                let list = self.dir.join(super::snapshot::LIST_FILE);
-                let _ = std::os::unix::fs::chown(list, Some(m.uid()), Some(m.gid()));
-            }
         }
     }
 

@@ -1241,6 +1241,89 @@ fn a_followed_mailbox_leaves_its_list_when_closed() {
     assert_eq!(again.messages().len(), 302);
 }
 
+/// The owner of every file in `dir` and its subdirectories that is not
+/// `uid`'s (two levels: a Maildir folder).
+fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut odd = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let mut paths = vec![e.path()];
+        if e.file_type().unwrap().is_dir() {
+            paths.extend(fs::read_dir(e.path()).unwrap().map(|f| f.unwrap().path()));
+        }
+        for p in paths {
+            let owner = fs::symlink_metadata(&p).unwrap().uid();
+            if owner != uid {
+                odd.push(format!("{} ({owner})", p.display()));
+            }
+        }
+    }
+    odd
+}
+
+/// A mailbox the server lets go of (a shutdown drops them as root) writes
+/// what its close writes as the folder's owner, so the owner's next session
+/// can read it: here another process delivered and changed a flag just
+/// before, and the close numbered the new mail in a new uidlist. A folder
+/// put in place of the one followed (a restore from a backup) is left for
+/// the next open to look at.
+#[test]
+fn closing_writes_as_the_folders_owner_and_leaves_a_replaced_folder_alone() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: nothing is written as anyone else");
+        return;
+    }
+    let (uid, gid) = (54322, 54322);
+    let chown_r = |dir: &Path| {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let (tmp, dir) = new_maildir();
+    deliver_many(&dir, 300, b"x\n");
+    chown_r(&dir);
+    let n = crate::store::notify::Notifier::new();
+    let mb = as_user(uid, gid, || following(&dir, &n));
+    assert!(not_owned_by(&dir, uid).is_empty());
+    // another process: new mail and a flag change, right before the close
+    deliver(&dir, "1800000000.M1P2.lda", b"y\n");
+    let first = mb.get(1).unwrap().clone();
+    let flagged = dir.join("cur").join(format!("{}:2,F", first.basename()));
+    fs::rename(mb.message_path(&first), &flagged).unwrap();
+    chown_r(&dir);
+    let uidlist = fs::metadata(dir.join(UIDLIST_NAME)).unwrap();
+    drop(mb);
+    use std::os::unix::fs::MetadataExt;
+    let now = fs::metadata(dir.join(UIDLIST_NAME)).unwrap();
+    assert_ne!(now.ino(), uidlist.ino(), "the close wrote a new uidlist");
+    assert_eq!(not_owned_by(&dir, uid), Vec::<String>::new());
+    let reopened = as_user(uid, gid, || Mailbox::open(&dir)).expect("the owner opens it");
+    assert_eq!(reopened.messages().len(), 301);
+    assert!(reopened.get(1).unwrap().flags.contains(Flags::FLAGGED));
+    drop(reopened);
+
+    // replaced under its name while followed
+    let mb = as_user(uid, gid, || following(&dir, &n));
+    fs::rename(&dir, tmp.path().join("old")).unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    deliver_many(&dir, 5, b"z\n");
+    chown_r(&dir);
+    drop(mb);
+    assert!(
+        !dir.join(UIDLIST_NAME).exists(),
+        "the close looked at a folder it did not have open"
+    );
+    let other = as_user(uid, gid, || Mailbox::open(&dir)).unwrap();
+    assert_eq!(other.messages().len(), 5);
+}
+
 /// New mail alone is numbered by appending to the uidlist (as Dovecot
 /// does; the file is not rewritten, `W` sizes included), and only where
 /// that is safe: after a torn last line the file is rewritten instead.
