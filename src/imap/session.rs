@@ -225,9 +225,11 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
     // looks again after a wake-up.
     let mut idle_changes: Option<tokio::sync::watch::Receiver<u64>> = None;
     let mut follow_up: Option<tokio::time::Instant> = None;
+    // What a run of light commands stopped at (see below), next.
+    let mut next: Option<Action> = None;
     tracing::info!(listener = conn.listener, client = %client, tls = conn.stream.is_tls(), "connect");
     loop {
-        match session.next_action() {
+        match next.take().unwrap_or_else(|| session.next_action()) {
             Action::NeedInput => {
                 if !flush(&mut conn.stream, &mut session).await {
                     break;
@@ -378,14 +380,36 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                 };
                 let result = if let Some(out) = kept_status {
                     Some((out, st))
-                } else if is_light(&command, &options) {
+                } else if let Some(acc) = account.as_mut().filter(|_| is_light(&command, &options))
+                {
                     // A few messages of the selected mailbox: cheaper here
                     // than a hand-off to the blocking pool (mbsync sends one
-                    // UID FETCH per message).
-                    account.as_mut().map(|acc| {
-                        let (uid, gid) = (acc.uid, acc.gid);
-                        as_user(uid, gid, || acc.backend.run(&t, *command, st, &options))
-                    })
+                    // UID FETCH per message), and so are the light commands
+                    // already read after it, under the same switch to the
+                    // mail user (a switch there and back costs as much as a
+                    // small FETCH).
+                    let (uid, gid) = (acc.uid, acc.gid);
+                    next = Some(as_user(uid, gid, || {
+                        let (out, st) = acc.backend.run(&t, *command, st, &options);
+                        session.respond(&out);
+                        session.command_done(st);
+                        loop {
+                            match session.next_action() {
+                                Action::Run {
+                                    tag,
+                                    command,
+                                    options,
+                                } if is_light(&command, &options) => {
+                                    let st = session.state();
+                                    let (out, st) = acc.backend.run(&tag, *command, st, &options);
+                                    session.respond(&out);
+                                    session.command_done(st);
+                                }
+                                other => break other,
+                            }
+                        }
+                    }));
+                    continue;
                 } else {
                     with_account_streaming(&mut account, &mut conn.stream, &mut session, move |b| {
                         b.run(&t, *command, st, &options)

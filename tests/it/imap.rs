@@ -935,6 +935,81 @@ for uid in sorted(got):
     }
 }
 
+/// Small commands pipelined in one write (mbsync sends a UID FETCH per
+/// message, and flag changes) are run one after another on the connection,
+/// with heavier ones between them: each answered in order, with what the
+/// ones before it did, and what they write is the mail user's (a new
+/// keyword makes a dovecot-keywords file).
+#[test]
+fn pipelined_small_commands_are_answered_in_order_as_the_mail_user() {
+    use std::os::unix::fs::MetadataExt;
+    let setup = imap_setup();
+    setup.deliver("john", &[MSG1, MSG2, MSG1]);
+    let server = setup.start();
+    let out = py(
+        r#"
+m = login()
+m.select("INBOX")
+m.send(b"p1 UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"
+       b"p2 UID STORE 2 +FLAGS (\\Flagged todo)\r\n"
+       b"p3 UID SEARCH KEYWORD todo\r\n"
+       b"p4 UID FETCH 2:3 (FLAGS)\r\n"
+       b"p5 UID STORE 3 +FLAGS.SILENT (\\Seen)\r\n"
+       b"p6 UID SEARCH SEEN\r\n"
+       b"p7 NOOP\r\n")
+lines = []
+while True:
+    line = m.readline()
+    if line.rstrip().endswith(b"}"):
+        n = int(line.rstrip()[line.rindex(b"{") + 1:-1])
+        line = line.rstrip() + b" " + m.read(n).replace(b"\r\n", b"|") + m.readline()
+    lines.append(line.decode().rstrip())
+    if line.startswith(b"p7 "):
+        break
+for l in lines:
+    print(l)
+"#,
+        server.addr("imap").port(),
+    );
+    let tagged: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('p'))
+        .map(|l| l.split(' ').take(2).last().unwrap())
+        .collect();
+    assert_eq!(tagged, ["OK"; 7], "{out}");
+    let order: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('p'))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(order, ["p1", "p2", "p3", "p4", "p5", "p6", "p7"], "{out}");
+    assert!(out.contains("Subject: first"), "{out}");
+    assert!(out.contains("* SEARCH 2\n"), "{out}");
+    let after_p3 = out.split("p3 OK").nth(1).unwrap();
+    assert!(
+        after_p3.contains("* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent todo))"),
+        "{out}"
+    );
+    let after_p5 = out.split("p5 OK").nth(1).unwrap();
+    assert!(after_p5.contains("* SEARCH 3"), "{out}");
+    let maildir = setup.maildir("john");
+    let keywords = std::fs::metadata(maildir.join("dovecot-keywords")).unwrap();
+    let mut files = setup.files("john");
+    files.push(maildir.join("dovecot-uidlist"));
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!((keywords.uid(), keywords.gid()), (5000, 5000));
+        for f in files {
+            assert_eq!(
+                std::fs::metadata(&f).unwrap().uid(),
+                5000,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
+
 /// IMAP4rev2 (RFC 9051) once ENABLEd, and its extensions: ESEARCH with
 /// RETURN options (RFC 4731), the saved result `$` (RFC 5182), BINARY
 /// (RFC 3516), STATUS SIZE; a sequence number past the end is BAD.
