@@ -679,10 +679,20 @@ fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     }
 }
 
+/// Message `uid` whole, with CRLF line endings.
 fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
+    use std::borrow::Cow;
     use std::io::Read;
-    let mut f = mailbox.open_message(uid).ok()??;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v).ok()?;
-    Some(crate::imap::message::to_crlf(&v).into_owned())
+    let f = mailbox.open_message(uid).ok()??;
+    // Read to the length the open file has (one fstat): a delivered
+    // Maildir file never changes, so no seek to size the buffer and no
+    // read to find the end (two of six calls per message).
+    let len = f.metadata().ok()?.len();
+    let mut v = Vec::with_capacity(usize::try_from(len).ok()?);
+    f.take(len).read_to_end(&mut v).ok()?;
+    let converted = match crate::imap::message::to_crlf(&v) {
+        Cow::Owned(crlf) => Some(crlf),
+        Cow::Borrowed(_) => None,
+    };
+    Some(converted.unwrap_or(v))
 }
