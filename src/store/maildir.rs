@@ -633,15 +633,16 @@ impl Mailbox {
 
     /// [`Mailbox::open`] with a different dot-lock wait.
     pub fn open_with_timeout(dir: impl Into<PathBuf>, lock_timeout: Duration) -> Result<Mailbox> {
-        Mailbox::open_following(dir, lock_timeout, None)
+        Mailbox::open_following(dir, lock_timeout, |_| None)
     }
 
-    /// [`Mailbox::open_with_timeout`], then syncs by applying `log` (made
-    /// for `dir` before this call) instead of listing the directories.
+    /// [`Mailbox::open_with_timeout`], then syncs by applying the log `log`
+    /// makes for the folder's directory (if any) instead of listing the
+    /// directories.
     pub fn open_following(
         dir: impl Into<PathBuf>,
         lock_timeout: Duration,
-        log: Option<Arc<crate::store::notify::DirLog>>,
+        log: impl FnOnce(&Path) -> Option<Arc<crate::store::notify::DirLog>>,
     ) -> Result<Mailbox> {
         let dir = dir.into();
         match fs::metadata(&dir) {
@@ -678,10 +679,20 @@ impl Mailbox {
             listings: Default::default(),
         };
         mb.cur_dir = DirHandle::open(&mb.dir.join(Sub::Cur.name()));
-        if let Some(log) = log {
+        // Without a list to open from, the first look moves new/ to cur/
+        // before the kernel's log of changes starts: the log would carry
+        // two events per message moved, all dropped unread (the listing
+        // after the moves sees what they did). With a list, the log has to
+        // start before the look at the timestamps that list depends on.
+        let mut recent = HashSet::default();
+        let premoved = !mb.dir.join(snapshot::LIST_FILE).exists();
+        if premoved {
+            mb.move_new_to_cur(&mut ScanMap::default(), &mut recent)?;
+        }
+        if let Some(log) = log(&mb.dir) {
             mb.follow(log);
         }
-        mb.sync()?;
+        mb.sync_after(recent, premoved)?;
         if mb.messages.len() >= BIG_MAILBOX {
             release_freed_memory();
         }
@@ -907,27 +918,53 @@ impl Mailbox {
     /// was any.
     fn move_new_to_cur(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
         let names = self.read_names(Sub::New)?;
+        let folder = self.folder_fd();
         for name in &names {
             // moved or expunged by someone else meanwhile: the cur/ listing
             // (which starts later) sees it if it still exists
-            if let Some(f) = self.move_to_cur(name, recent) {
+            if let Some(f) = self.move_to_cur(folder.as_ref(), name, recent) {
                 map.insert(filename::basename(name).to_string(), f);
             }
         }
         Ok(!names.is_empty())
     }
 
+    /// The folder's directory, for moves of many files within it (`None`
+    /// if it can't be opened: they then go by full paths).
+    fn folder_fd(&self) -> Option<rustix::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::open(&self.dir, flags, Mode::empty()).ok()
+    }
+
     /// Moves `new/<name>` to `cur/` (with `:2,` added if it has no info
     /// part; its base name into `recent`): where it is now, or `None` if
-    /// someone else moved or removed it meanwhile.
-    fn move_to_cur(&self, name: &str, recent: &mut HashSet<String>) -> Option<Found> {
+    /// someone else moved or removed it meanwhile. Both names are taken
+    /// relative to `folder` if given (one open folder: a move never
+    /// crosses into another folder put in this one's place meanwhile).
+    fn move_to_cur(
+        &self,
+        folder: Option<&rustix::fd::OwnedFd>,
+        name: &str,
+        recent: &mut HashSet<String>,
+    ) -> Option<Found> {
+        use rustix::fd::AsFd;
         let target = if name.contains(':') {
             name.to_string()
         } else {
             format!("{name}:2,")
         };
-        let from = self.dir.join(Sub::New.name()).join(name);
-        match rename_noreplace(&from, &self.dir.join(Sub::Cur.name()).join(&target)) {
+        let moved = match folder {
+            Some(fd) => {
+                let (from, to) = (format!("new/{name}"), format!("cur/{target}"));
+                write::rename_noreplace_at(fd.as_fd(), from.as_str(), fd.as_fd(), to.as_str())
+            }
+            None => rename_noreplace(
+                &self.dir.join(Sub::New.name()).join(name),
+                &self.dir.join(Sub::Cur.name()).join(&target),
+            ),
+        };
+        match moved {
             Ok(()) => {
                 recent.insert(filename::basename(name).to_string());
                 Some(Found {
@@ -987,9 +1024,14 @@ impl Mailbox {
     /// [`expunge`](Mailbox::expunge) calls are not reported again; own
     /// appends and copies into this mailbox are reported as new).
     pub fn sync(&mut self) -> Result<Changes> {
+        self.sync_after(HashSet::default(), false)
+    }
+
+    /// [`Mailbox::sync`] right after this mailbox moved new/ to cur/
+    /// itself (`new_moved`; `recent`: the base names it moved).
+    fn sync_after(&mut self, mut recent: HashSet<String>, new_moved: bool) -> Result<Changes> {
         self.flush_modseqs();
         let started = SystemTime::now();
-        let mut recent: HashSet<String> = HashSet::default();
         let logged = match self.sync_from_log(&mut recent)? {
             follow::Logged::Unchanged => return Ok(Changes::default()),
             follow::Logged::Done(c) => return Ok(c),
@@ -1044,8 +1086,11 @@ impl Mailbox {
                         // New mail to cur/ first: the log we follow then
                         // forgets those renames (and all before them): the
                         // listings that follow see what they did.
-                        for name in self.read_names(Sub::New)? {
-                            self.move_to_cur(&name, &mut recent);
+                        if !new_moved {
+                            let folder = self.folder_fd();
+                            for name in self.read_names(Sub::New)? {
+                                self.move_to_cur(folder.as_ref(), &name, &mut recent);
+                            }
                         }
                         self.restart_log();
                     }

@@ -162,7 +162,6 @@ impl MaildirRoot {
             }
             p
         };
-        let log = log(&p);
         let mut mb = Mailbox::open_following(p, self.lock_timeout, log)?;
         mb.set_quota(self.quota.clone());
         Ok(mb)

@@ -276,7 +276,7 @@ impl Mailbox {
         // New mail to cur/, as a listing would move it.
         for (_, now) in &mut moved {
             if let Some(f) = now.as_ref().filter(|f| f.sub == Sub::New) {
-                *now = self.move_to_cur(&f.filename.clone(), recent);
+                *now = self.move_to_cur(None, &f.filename.clone(), recent);
             }
         }
         tracing::debug!(

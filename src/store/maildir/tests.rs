@@ -1155,8 +1155,8 @@ fn names_in(dir: &Path, sub: &str) -> Vec<String> {
 }
 
 fn following(dir: &Path, n: &crate::store::notify::Notifier) -> Mailbox {
-    let log = n.log(dir).expect("a local file system with inotify");
-    Mailbox::open_following(dir, DEFAULT_LOCK_TIMEOUT, Some(log)).unwrap()
+    let log = |d: &Path| Some(n.log(d).expect("a local file system with inotify"));
+    Mailbox::open_following(dir, DEFAULT_LOCK_TIMEOUT, log).unwrap()
 }
 
 /// Deliveries, other processes' flag changes, moves to cur/ and
@@ -1215,6 +1215,31 @@ fn a_followed_mailbox_syncs_from_the_kernels_log_without_listing() {
     let reopened = Mailbox::open(&dir).unwrap();
     assert_eq!(listings(&reopened), 0, "opened from the list snapshot");
     assert_eq!(view(&mb), view(&reopened));
+}
+
+/// A followed first look at a folder with mail in new/ (and no list to
+/// open from) moves that mail to cur/ before the kernel's log starts, which
+/// would otherwise carry two events per message, all dropped unread; it
+/// lists cur/ once, and the log then tells of what comes after.
+#[test]
+fn a_followed_first_look_moves_new_mail_before_the_log_starts() {
+    let (_tmp, dir) = new_maildir();
+    deliver_many(&dir, 50, b"x\n");
+    let n = crate::store::notify::Notifier::new();
+    let mut in_new_at_log_start = None;
+    let mut mb = Mailbox::open_following(&dir, DEFAULT_LOCK_TIMEOUT, |d| {
+        in_new_at_log_start = Some(names_in(d, "new").len());
+        n.log(d)
+    })
+    .unwrap();
+    assert_eq!(in_new_at_log_start, Some(0));
+    assert_eq!(mb.messages().len(), 50);
+    assert!(mb.messages().iter().all(|m| m.recent));
+    assert_eq!(listings(&mb), 3, "new/ (the moves), then new/ and cur/");
+    let listed = listings(&mb);
+    deliver(&dir, "1800000000.M1P2.lda", b"y\n");
+    assert_eq!(mb.sync().unwrap().new_uids, [51]);
+    assert_eq!(listings(&mb), listed, "from the log");
 }
 
 /// A followed mailbox let go of (a shutdown) leaves its list for the next

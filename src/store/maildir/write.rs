@@ -45,41 +45,34 @@ fn is_not_found(e: &io::Error) -> bool {
 /// (which never replaces either), or, where links aren't possible either,
 /// a plain rename after checking `to` is free.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let f = CString::new(from.as_os_str().as_bytes())?;
-        let t = CString::new(to.as_os_str().as_bytes())?;
-        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves
-        // them like rename(2) does.
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                f.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // File system without RENAME_NOREPLACE: fall through.
-            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {}
-            _ => return Err(e),
-        }
+    rename_noreplace_at(rustix::fs::CWD, from, rustix::fs::CWD, to)
+}
+
+/// [`rename_noreplace`] of `from` relative to the directory `from_dir` to
+/// `to` relative to `to_dir`: a short name under a held directory is not
+/// walked from the root for every file.
+pub fn rename_noreplace_at<P: rustix::path::Arg + Copy, Q: rustix::path::Arg + Copy>(
+    from_dir: rustix::fd::BorrowedFd<'_>,
+    from: P,
+    to_dir: rustix::fd::BorrowedFd<'_>,
+    to: Q,
+) -> io::Result<()> {
+    use rustix::fs::{AtFlags, RenameFlags};
+    use rustix::io::Errno;
+    match rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        // File system without RENAME_NOREPLACE: fall through.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+        Err(e) => return Err(e.into()),
     }
-    match fs::hard_link(from, to) {
-        Ok(()) => fs::remove_file(from),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists || is_not_found(&e) => Err(e),
+    match rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty()) {
+        Ok(()) => Ok(rustix::fs::unlinkat(from_dir, from, AtFlags::empty())?),
+        Err(e @ (Errno::EXIST | Errno::NOENT)) => Err(e.into()),
         Err(_) => {
-            if fs::symlink_metadata(to).is_ok() {
+            if rustix::fs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
                 return Err(io::Error::from(io::ErrorKind::AlreadyExists));
             }
-            fs::rename(from, to)
+            Ok(rustix::fs::renameat(from_dir, from, to_dir, to)?)
         }
     }
 }
