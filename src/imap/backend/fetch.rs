@@ -4,6 +4,7 @@
 //! [`crate::imap::message`]; setting `\Seen` for a non-PEEK body fetch. Long
 //! answers go out as they grow ([`Backend::spill`]).
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,9 +26,10 @@ use imap_codec::ResponseCodec;
 use super::condstore::vanished_set;
 use super::registry::lock;
 use super::sequence::merged_intervals;
-use super::{read_message, Backend};
+use super::{read_message_file, Backend};
 use crate::imap::cache::Parts;
 use crate::imap::message;
+use crate::imap::message::to_crlf;
 use crate::imap::proto::response::tagged;
 use crate::store::maildir::{Flags, MessageInfo};
 
@@ -40,11 +42,13 @@ fn imap_date(t: SystemTime) -> Option<DateTime> {
     DateTime::try_from(dt).ok()
 }
 
-/// Writes `* seq FETCH (…)` for items that are only numbers and flags
-/// (what a client's flag sync asks of every message) straight into `out`,
-/// byte for byte as imap-codec would; `false` (nothing written) for any
-/// other item, which then goes through the encoder.
-fn write_simple(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) -> bool {
+/// Writes `* seq FETCH (…` (all but the closing `)\r\n`, which goes after
+/// a literal that may follow) for items that are only numbers and flags
+/// (what a client's flag sync asks of every message, and the UID before
+/// mbsync's BODY[]) straight into `out`, byte for byte as imap-codec
+/// would; `false` (nothing written) for any other item, which then goes
+/// through the encoder.
+fn write_simple_open(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) -> bool {
     use std::io::Write;
     let simple = |i: &MessageDataItem| match i {
         MessageDataItem::Uid(_) | MessageDataItem::ModSeq(_) | MessageDataItem::Rfc822Size(_) => {
@@ -94,7 +98,6 @@ fn write_simple(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) ->
             _ => Ok(()),
         };
     }
-    out.extend_from_slice(b")\r\n");
     true
 }
 
@@ -245,6 +248,40 @@ fn write_literal(out: &mut Vec<u8>, name: &[u8], data: &[u8]) {
         out.extend_from_slice(data);
     } else {
         out.extend(data.iter().filter(|b| **b != 0));
+    }
+}
+
+/// `name` and the message `file` as a literal with CRLF line endings
+/// (bare LFs, as Maildir stores them, get a CR), converted as it is
+/// written: no copy of the message in between. `size`: the CRLF size the
+/// record gives (`W=`), checked against what was written.
+fn write_literal_crlf(out: &mut Vec<u8>, name: &[u8], file: &[u8], size: u64) {
+    use std::io::Write;
+    if memchr::memchr(0, file).is_some() {
+        // (NULs dropped the general way, rare)
+        return write_literal(out, name, &to_crlf(file));
+    }
+    out.extend_from_slice(name);
+    let head = out.len();
+    let _ = write!(out, "{{{size}}}\r\n");
+    let body = out.len();
+    out.reserve(file.len() + file.len() / 32 + 16);
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', file) {
+        if i == 0 || file[i - 1] != b'\r' {
+            out.extend_from_slice(&file[start..i]);
+            out.push(b'\r');
+            start = i;
+        }
+    }
+    out.extend_from_slice(&file[start..]);
+    let written = out.len() - body;
+    if written as u64 != size {
+        // The record's size is not the file's: the length it really has.
+        let converted = out.split_off(body);
+        out.truncate(head);
+        let _ = write!(out, "{{{written}}}\r\n");
+        out.extend_from_slice(&converted);
     }
 }
 
@@ -431,8 +468,8 @@ impl Backend {
             } else {
                 None
             };
-            let raw = if needs_body || (wants_structure && cached.is_none()) {
-                match read_message(&sh.mailbox, u) {
+            let file = if needs_body || (wants_structure && cached.is_none()) {
+                match read_message_file(&sh.mailbox, u) {
                     Some(r) => Some(r),
                     None => {
                         skipped_expunged = true;
@@ -442,11 +479,18 @@ impl Backend {
             } else {
                 None
             };
-            // Parsed only when an item needs the MIME structure: a whole
-            // BODY[] (what mbsync fetches) is sent as it is.
-            let raw_ref = raw.as_deref();
+            // With CRLF line endings only when an item needs it so: a whole
+            // BODY[] last (what mbsync fetches) is converted as it is
+            // written out, and parsed only when an item needs the MIME
+            // structure.
+            let crlf_cell: OnceCell<Cow<[u8]>> = OnceCell::new();
+            let crlf = || {
+                file.as_deref()
+                    .map(|f| &**crlf_cell.get_or_init(|| to_crlf(f)))
+            };
             let cell: OnceCell<message::Parsed> = OnceCell::new();
-            let parsed = || raw_ref.map(|r| cell.get_or_init(|| message::parse(r)));
+            let parsed = || crlf().map(|r| cell.get_or_init(|| message::parse(r)));
+            let mut body_last: Option<&[u8]> = None;
             let parts = match cached {
                 Some(p) => Some(p),
                 None if wants_structure => parsed().map(|p| {
@@ -503,14 +547,12 @@ impl Backend {
                     } if whole_body_last
                         && std::ptr::eq(item, items.last().expect("non-empty")) =>
                     {
-                        if let Some(r) = raw_ref {
-                            write_literal(&mut written, b" BODY[] ", r);
-                        }
+                        body_last = file.as_deref();
                     }
                     MessageDataItemName::BodyExt {
                         section, partial, ..
                     } => {
-                        if let Some(r) = raw_ref {
+                        if let Some(r) = crlf() {
                             let bytes = match section {
                                 None => r.to_vec(),
                                 Some(_) => parsed()
@@ -566,7 +608,7 @@ impl Backend {
                         }
                     }
                     MessageDataItemName::Rfc822 => {
-                        if let Some(r) = raw_ref {
+                        if let Some(r) = crlf() {
                             data.push(MessageDataItem::Rfc822(nstring(r.to_vec())));
                         }
                     }
@@ -629,29 +671,43 @@ impl Backend {
             let Some(seq) = NonZeroU32::new(seq) else {
                 continue;
             };
-            if written.is_empty() && write_simple(seq, &data, out) {
-                // (the common sync FETCH: UID, FLAGS, MODSEQ, RFC822.SIZE)
+            let tail = !written.is_empty() || body_last.is_some();
+            // (the common sync FETCH: UID, FLAGS, MODSEQ, RFC822.SIZE, and
+            // mbsync's UID + BODY[]: no encoder)
+            if write_simple_open(seq, &data, out) {
+                out.extend_from_slice(&written);
             } else {
                 match Vec1::try_from(data) {
                     Ok(items) => {
                         let line = encode(&Response::Data(Data::Fetch { seq, items }));
                         match line.strip_suffix(b")\r\n") {
-                            Some(open) if !written.is_empty() => {
+                            Some(open) if tail => {
                                 out.extend_from_slice(open);
                                 out.extend_from_slice(&written);
-                                out.extend_from_slice(b")\r\n");
                             }
-                            _ => out.extend_from_slice(&line),
+                            _ => {
+                                out.extend_from_slice(&line);
+                                continue;
+                            }
                         }
                     }
-                    Err(_) if !written.is_empty() => {
+                    Err(_) if tail => {
                         out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-                        out.extend_from_slice(&written[1..]);
-                        out.extend_from_slice(b")\r\n");
+                        out.extend_from_slice(written.get(1..).unwrap_or_default());
                     }
                     Err(_) => continue,
                 }
             }
+            if let Some(body) = body_last {
+                // (no leading space after a bare "(")
+                let name = if out.ends_with(b"(") {
+                    &b"BODY[] "[..]
+                } else {
+                    b" BODY[] "
+                };
+                write_literal_crlf(out, name, body, info.vsize);
+            }
+            out.extend_from_slice(b")\r\n");
         }
         sh.flush_cache();
         // No EXPUNGE during FETCH (RFC 3501 §7.4.1), but UID FETCH may.
@@ -681,6 +737,46 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole BODY[] converted as it is written is what converting it
+    /// first gives (CRLF line endings, NULs dropped), with the length it
+    /// really has also where the record's size (`W=`) is wrong.
+    #[test]
+    fn a_body_converted_as_written_is_the_converted_body_with_its_real_length() {
+        let files: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"a\n",
+            b"\n\n",
+            b"a\r\nb\nc",
+            b"x\r\n\r\n",
+            b"nul\0inside\n",
+            b"\r\n\n\r",
+            b"Subject: s\n\nline one\nline two\n",
+        ];
+        for file in files {
+            let mut want = b"* 1 FETCH (UID 1".to_vec();
+            write_literal(&mut want, b" BODY[] ", &to_crlf(file));
+            let real = to_crlf(file).iter().filter(|b| **b != 0).count() as u64;
+            for size in [real, real + 3, 0] {
+                let mut got = b"* 1 FETCH (UID 1".to_vec();
+                write_literal_crlf(&mut got, b" BODY[] ", file, size);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{file:?} with size {size}"
+                );
+            }
+        }
+    }
+
+    fn write_simple(seq: NonZeroU32, data: &[MessageDataItem], out: &mut Vec<u8>) -> bool {
+        let written = write_simple_open(seq, data, out);
+        if written {
+            out.extend_from_slice(b")\r\n");
+        }
+        written
+    }
 
     /// The direct writer answers byte for byte what imap-codec encodes, for
     /// every mix of its items, and leaves everything else to the encoder.

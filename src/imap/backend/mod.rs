@@ -679,9 +679,8 @@ fn read_header(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     }
 }
 
-/// Message `uid` whole, with CRLF line endings.
-fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
-    use std::borrow::Cow;
+/// Message `uid` whole, as its file holds it (line endings as stored).
+fn read_message_file(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     use std::io::Read;
     let f = mailbox.open_message(uid).ok()??;
     // Read to the length the open file has (one fstat): a delivered
@@ -690,6 +689,13 @@ fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     let len = f.metadata().ok()?.len();
     let mut v = Vec::with_capacity(usize::try_from(len).ok()?);
     f.take(len).read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+/// Message `uid` whole, with CRLF line endings.
+fn read_message(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
+    use std::borrow::Cow;
+    let v = read_message_file(mailbox, uid)?;
     let converted = match crate::imap::message::to_crlf(&v) {
         Cow::Owned(crlf) => Some(crlf),
         Cow::Borrowed(_) => None,
