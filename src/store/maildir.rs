@@ -949,21 +949,27 @@ impl Mailbox {
         recent: &mut HashSet<String>,
     ) -> Option<Found> {
         use rustix::fd::AsFd;
-        let target = if name.contains(':') {
-            name.to_string()
-        } else {
-            format!("{name}:2,")
-        };
+        // (put together by hand: format! costs more than the copies)
+        let mut to = String::with_capacity(name.len() + 7);
+        to.push_str("cur/");
+        to.push_str(name);
+        if !name.contains(':') {
+            to.push_str(":2,");
+        }
         let moved = match folder {
             Some(fd) => {
-                let (from, to) = (format!("new/{name}"), format!("cur/{target}"));
+                let mut from = String::with_capacity(name.len() + 4);
+                from.push_str("new/");
+                from.push_str(name);
                 write::rename_noreplace_at(fd.as_fd(), from.as_str(), fd.as_fd(), to.as_str())
             }
             None => rename_noreplace(
                 &self.dir.join(Sub::New.name()).join(name),
-                &self.dir.join(Sub::Cur.name()).join(&target),
+                &self.dir.join(&to),
             ),
         };
+        to.drain(..4);
+        let target = to;
         match moved {
             Ok(()) => {
                 recent.insert(filename::basename(name).to_string());
@@ -1402,7 +1408,7 @@ impl Mailbox {
             .filter(|b| !known.contains(b.as_str()))
             .cloned()
             .collect();
-        new.sort_by(|a, b| filename::sort_cmp(a, b));
+        filename::sort_by_name(&mut new, |n| n.as_str());
         for base in new {
             if ul.next_uid >= u32::MAX - 1 {
                 return Err(Error::UidsExhausted(self.dir.clone()));

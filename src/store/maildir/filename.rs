@@ -131,33 +131,73 @@ pub fn get_size(filename: &str, key: u8) -> Option<u64> {
 /// Dovecot's `maildir_filename_sort_cmp`: by the leading timestamp, then the
 /// `M<usecs>` part of the unique string, then the base name. UIDs are given
 /// to new files in this order.
-pub fn sort_cmp(a: &str, b: &str) -> Ordering {
-    fn split(s: &str) -> (u64, &str) {
-        let end = s
+#[cfg(test)]
+fn sort_cmp(a: &str, b: &str) -> Ordering {
+    SortKey::of(a).order(&SortKey::of(b))
+}
+
+/// Sorts `v` in Dovecot's order (`maildir_filename_sort_cmp`) of the
+/// names `name` gives: by the leading timestamp, then the `M<usecs>` part
+/// of the unique string, then the base name; UIDs are given to new files
+/// in this order. Each name is taken apart once (a sort of 100,000 names
+/// compares each some 17 times).
+pub fn sort_by_name<T>(v: &mut Vec<T>, name: impl Fn(&T) -> &str) {
+    let order: Vec<usize> = {
+        let mut keyed: Vec<(SortKey, usize)> = v
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (SortKey::of(name(t)), i))
+            .collect();
+        keyed.sort_by(|a, b| a.0.order(&b.0));
+        keyed.into_iter().map(|(_, i)| i).collect()
+    };
+    let mut taken: Vec<Option<T>> = v.drain(..).map(Some).collect();
+    v.extend(order.into_iter().filter_map(|i| taken[i].take()));
+}
+
+/// What the order compares of a name.
+struct SortKey<'a> {
+    secs: u64,
+    usecs: Option<u64>,
+    base: &'a str,
+}
+
+impl<'a> SortKey<'a> {
+    fn of(name: &'a str) -> SortKey<'a> {
+        let end = name
             .bytes()
             .position(|c| !c.is_ascii_digit())
-            .unwrap_or(s.len());
-        (s[..end].parse().unwrap_or(0), &s[end..])
+            .unwrap_or(name.len());
+        let rest = &name[end..];
+        SortKey {
+            secs: name[..end].parse().unwrap_or(0),
+            usecs: usecs(rest),
+            base: basename(rest),
+        }
     }
-    fn usecs(rest: &str) -> Option<u64> {
-        let rest = rest.strip_prefix('.')?;
-        let uniq = rest.split(['.', ':']).next()?;
-        let m = uniq.find('M')?;
-        let d = &uniq[m + 1..];
-        let end = d
-            .bytes()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(d.len());
-        Some(d[..end].parse().unwrap_or(0))
+
+    fn order(&self, other: &SortKey) -> Ordering {
+        self.secs
+            .cmp(&other.secs)
+            .then_with(|| match (self.usecs, other.usecs) {
+                (Some(u1), Some(u2)) => u1.cmp(&u2),
+                _ => Ordering::Equal,
+            })
+            .then_with(|| self.base.cmp(other.base))
     }
-    let (s1, r1) = split(a);
-    let (s2, r2) = split(b);
-    s1.cmp(&s2)
-        .then_with(|| match (usecs(r1), usecs(r2)) {
-            (Some(u1), Some(u2)) => u1.cmp(&u2),
-            _ => Ordering::Equal,
-        })
-        .then_with(|| basename(r1).cmp(basename(r2)))
+}
+
+/// The `M<usecs>` of the unique part after the leading timestamp.
+fn usecs(rest: &str) -> Option<u64> {
+    let rest = rest.strip_prefix('.')?;
+    let uniq = rest.split(['.', ':']).next()?;
+    let m = uniq.find('M')?;
+    let d = &uniq[m + 1..];
+    let end = d
+        .bytes()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(d.len());
+    Some(d[..end].parse().unwrap_or(0))
 }
 
 /// This host's name as it goes into file names: maildir(5) escapes `/` and
@@ -284,5 +324,20 @@ mod tests {
         let a = generate_base();
         let b = generate_base();
         assert_eq!(sort_cmp(&a, &b), Ordering::Less);
+        // taken apart once, in the same order (ties and names without
+        // M<usecs> included: the sort is stable either way)
+        let mut names: Vec<String> = (0..300u64)
+            .map(|i| match i % 4 {
+                0 => format!("{}.M{}P{i}.h", 1_700_000_000 + i % 7, (i * 7919) % 13),
+                1 => format!("{}.x{i}", 1_700_000_000 + i % 5),
+                2 => format!("{}.M{}P1.h", 1_700_000_000 + i % 7, i % 3),
+                _ => format!("{}.M5P1.h", 1_700_000_000 + i % 3),
+            })
+            .collect();
+        names.reverse();
+        let mut by_cmp = names.clone();
+        by_cmp.sort_by(|a, b| sort_cmp(a, b));
+        sort_by_name(&mut names, |n| n.as_str());
+        assert_eq!(names, by_cmp);
     }
 }

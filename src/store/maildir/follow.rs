@@ -351,7 +351,7 @@ impl Mailbox {
             recent.insert(base.clone());
         }
         // Dovecot's order, as a full numbering gives
-        files.sort_by(|a, b| filename::sort_cmp(&a.0, &b.0));
+        filename::sort_by_name(&mut files, |f| f.0.as_str());
         if files.len() as u64 + u64::from(self.next_uid) >= u64::from(u32::MAX - 1) {
             return Ok(None);
         }
