@@ -216,14 +216,22 @@ impl Uidlist {
 
     /// Version-3 file content.
     pub fn serialize(&self) -> Vec<u8> {
-        let mut s = format!("3 V{} N{} G{}", self.uidvalidity, self.next_uid, self.guid);
+        use std::fmt::Write;
+        // (sized once: a first look numbers a whole folder in one go)
+        let names: usize = self.records.iter().map(|r| r.basename.len() + 14).sum();
+        let mut s = String::with_capacity(names + 64);
+        let _ = write!(
+            s,
+            "3 V{} N{} G{}",
+            self.uidvalidity, self.next_uid, self.guid
+        );
         for h in &self.hdr_ext {
             s.push(' ');
             s.push_str(h);
         }
         s.push('\n');
         for r in &self.records {
-            s.push_str(&r.uid.to_string());
+            let _ = write!(s, "{}", r.uid);
             for e in &r.ext {
                 s.push(' ');
                 s.push_str(e);
