@@ -1933,21 +1933,30 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
+        // A folder put in place of ours meanwhile (a restore from a
+        // backup) gets nothing of ours written into it.
+        if self.cur_dir.fd().is_some() && !self.cur_dir.is_at(&self.dir.join(Sub::Cur.name())) {
+            return;
+        }
         // What the close writes (a last sync's uidlist, the list, modseqs)
         // is the folder owner's, as a session's writes are: a shutdown
         // drops mailboxes as the server, and a uidlist root wrote (mode
-        // 0600) would keep the user's next session out of the folder.
-        let owner = {
-            use std::os::unix::fs::MetadataExt;
-            fs::metadata(&self.dir).map(|m| (m.uid(), m.gid()))
+        // 0600) would keep the user's next session out of the folder. The
+        // owner of the cur/ we hold, not of whatever the path names now.
+        let owner = match self.cur_dir.fd() {
+            Some(fd) => rustix::fs::fstat(fd).ok().map(|st| (st.st_uid, st.st_gid)),
+            None => {
+                use std::os::unix::fs::MetadataExt;
+                fs::metadata(&self.dir).ok().map(|m| (m.uid(), m.gid()))
+            }
         };
         let close = |mb: &mut Mailbox| {
             mb.close_log();
             mb.flush_modseqs();
         };
         match owner {
-            Ok((uid, gid)) => as_user(uid, gid, || close(self)),
-            Err(_) => close(self),
+            Some((uid, gid)) => as_user(uid, gid, || close(self)),
+            None => close(self),
         }
     }
 }

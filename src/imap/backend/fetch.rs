@@ -672,6 +672,8 @@ impl Backend {
                 continue;
             };
             let tail = !written.is_empty() || body_last.is_some();
+            // Nothing between "(" and the body: no space before it.
+            let body_first = data.is_empty() && written.is_empty();
             // (the common sync FETCH: UID, FLAGS, MODSEQ, RFC822.SIZE, and
             // mbsync's UID + BODY[]: no encoder)
             if write_simple_open(seq, &data, out) {
@@ -699,8 +701,7 @@ impl Backend {
                 }
             }
             if let Some(body) = body_last {
-                // (no leading space after a bare "(")
-                let name = if out.ends_with(b"(") {
+                let name = if body_first {
                     &b"BODY[] "[..]
                 } else {
                     b" BODY[] "

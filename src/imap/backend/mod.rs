@@ -687,7 +687,10 @@ fn read_message_file(mailbox: &Mailbox, uid: u32) -> Option<Vec<u8>> {
     // Maildir file never changes, so no seek to size the buffer and no
     // read to find the end (two of six calls per message).
     let len = f.metadata().ok()?.len();
-    let mut v = Vec::with_capacity(usize::try_from(len).ok()?);
+    let mut v = Vec::new();
+    // (a failed allocation for a huge file is this message's error, not
+    // the end of the process)
+    v.try_reserve_exact(usize::try_from(len).ok()?).ok()?;
     f.take(len).read_to_end(&mut v).ok()?;
     Some(v)
 }

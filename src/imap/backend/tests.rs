@@ -269,6 +269,17 @@ fn fetch_whole_message_in_every_position() {
         c.run("a6 FETCH 2 (BODY[])\r\n"),
         format!("* 2 FETCH (FLAGS (\\Seen \\Recent) BODY[] {beta})\r\na6 OK Fetch completed.\r\n")
     );
+    // after an item whose data ends in "(": a space all the same
+    let sad = "Subject: sad\r\n\r\nsad :-(";
+    let appended = c.run(&format!("a7 APPEND INBOX {{{}}}\r\n{sad}\r\n", sad.len()));
+    assert!(appended.contains("* 5 EXISTS"), "{appended}");
+    assert_eq!(
+        c.run("a8 FETCH 5 (BODY.PEEK[TEXT] BODY.PEEK[])\r\n"),
+        format!(
+            "* 5 FETCH (BODY[TEXT] {{7}}\r\nsad :-( BODY[] {{{}}}\r\n{sad})\r\na8 OK Fetch completed.\r\n",
+            sad.len()
+        )
+    );
 }
 
 #[test]
