@@ -390,21 +390,18 @@ async fn run(ctx: Arc<Ctx>, mut conn: Conn) {
                     // small FETCH).
                     let (uid, gid) = (acc.uid, acc.gid);
                     next = Some(as_user(uid, gid, || {
-                        let (out, st) = acc.backend.run(&t, *command, st, &options);
-                        session.respond(&out);
-                        session.command_done(st);
+                        let (mut tag, mut command, mut options) = (t, command, options);
                         loop {
+                            let st = session.state();
+                            let (out, st) = acc.backend.run(&tag, *command, st, &options);
+                            session.respond(&out);
+                            session.command_done(st);
                             match session.next_action() {
                                 Action::Run {
-                                    tag,
-                                    command,
-                                    options,
-                                } if is_light(&command, &options) => {
-                                    let st = session.state();
-                                    let (out, st) = acc.backend.run(&tag, *command, st, &options);
-                                    session.respond(&out);
-                                    session.command_done(st);
-                                }
+                                    tag: t,
+                                    command: c,
+                                    options: o,
+                                } if is_light(&c, &o) => (tag, command, options) = (t, c, o),
                                 other => break other,
                             }
                         }

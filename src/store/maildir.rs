@@ -1093,10 +1093,7 @@ impl Mailbox {
                         // forgets those renames (and all before them): the
                         // listings that follow see what they did.
                         if !new_moved {
-                            let folder = self.folder_fd();
-                            for name in self.read_names(Sub::New)? {
-                                self.move_to_cur(folder.as_ref(), &name, &mut recent);
-                            }
+                            self.move_new_to_cur(&mut ScanMap::default(), &mut recent)?;
                         }
                         self.restart_log();
                     }

@@ -172,15 +172,11 @@ impl Mailbox {
     }
 
     /// On the way out: leaves the list snapshot for the next open (after a
-    /// restart), if the log says the list is exact and the folder is still
-    /// the one followed (one put in its place, a restore from a backup,
-    /// is not ours to look at: the next open does).
+    /// restart), if the log says the list is exact. (A folder put in place
+    /// of ours never gets here: see `Drop for Mailbox`.)
     pub(super) fn close_log(&mut self) {
-        let ours = self
-            .following
-            .as_ref()
-            .is_some_and(|f| f.based && f.dirs.is_some() && f.dirs == dir_ids(&self.dir));
-        if !ours || self.messages.len() < super::snapshot::MIN_MESSAGES {
+        let based = self.following.as_ref().is_some_and(|f| f.based);
+        if !based || self.messages.len() < super::snapshot::MIN_MESSAGES {
             return;
         }
         let before = self.snapshot_of.clone();
