@@ -235,6 +235,9 @@ pub struct Needs {
     pub header: bool,
     /// The whole message (`Candidate::message`).
     pub body: bool,
+    /// The internal date (`Candidate::internal_date`), which the store
+    /// reads from the file only when asked.
+    pub arrival: bool,
 }
 
 impl Needs {
@@ -242,6 +245,7 @@ impl Needs {
         Needs {
             header: self.header || other.header,
             body: self.body || other.body,
+            arrival: self.arrival || other.arrival,
         }
     }
 }
@@ -342,17 +346,28 @@ impl Node {
             Node::And(v) => v.iter().fold(Needs::default(), |n, k| n.or(k.needs())),
             Node::Or(a, b) => a.needs().or(b.needs()),
             Node::Not(a) => a.needs(),
-            Node::Sent(..) | Node::Header(..) => Needs {
+            // a message without a Date: header is dated by its arrival
+            Node::Sent(..) => Needs {
                 header: true,
-                body: false,
+                arrival: true,
+                ..Needs::default()
+            },
+            Node::Header(..) => Needs {
+                header: true,
+                ..Needs::default()
+            },
+            Node::Internal(..) => Needs {
+                arrival: true,
+                ..Needs::default()
             },
             Node::Body(_) => Needs {
-                header: false,
                 body: true,
+                ..Needs::default()
             },
             Node::Text(_) => Needs {
                 header: true,
                 body: true,
+                ..Needs::default()
             },
             _ => Needs::default(),
         }

@@ -249,7 +249,8 @@ impl std::fmt::Debug for Flags {
 /// mailbox, so it holds nothing twice and little: the file name packed
 /// into the record (see `stored_name.rs`), what few messages have
 /// (keywords, the uidlist's extra fields) boxed apart, the internal date
-/// in whole seconds (72 bytes, no heap block for most messages).
+/// in whole seconds once it has been read (72 bytes, no heap block for
+/// most messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
     pub uid: u32,
@@ -268,7 +269,9 @@ pub struct MessageInfo {
     /// Size with CRLF line endings, IMAP's RFC822.SIZE (`,W=` in the name,
     /// `W` in the uidlist, or computed from the file).
     vsize: u64,
-    /// IMAP INTERNALDATE, Unix seconds: the file's mtime, like Dovecot.
+    /// IMAP INTERNALDATE, Unix seconds: the file's mtime, like Dovecot;
+    /// [`UNKNOWN_DATE`] until [`Mailbox::resolve_dates`] reads it (a first
+    /// look names sizes from the file names and stats no file).
     date: i64,
     /// RFC 7162 MODSEQ: the mod-sequence of the message's last change
     /// (arrival or flags), from `pigeonpost.index.modseq` (see `modseq.rs`).
@@ -287,6 +290,9 @@ struct Rare {
     keywords: Vec<String>,
     extras: Extras,
 }
+
+/// [`MessageInfo::date`] not read yet.
+const UNKNOWN_DATE: i64 = i64::MIN;
 
 /// Whole seconds since 1970 (negative before).
 fn unix_secs(t: SystemTime) -> i64 {
@@ -389,17 +395,21 @@ impl MessageInfo {
         change(&mut rare);
         self.rare = (rare != Rare::default()).then(|| Box::new(rare));
     }
-    /// IMAP INTERNALDATE: the file's mtime, like Dovecot (whole seconds).
-    pub fn internal_date(&self) -> SystemTime {
+    /// IMAP INTERNALDATE: the file's mtime, like Dovecot (whole seconds);
+    /// `None` until [`Mailbox::resolve_dates`] has read it.
+    pub fn internal_date(&self) -> Option<SystemTime> {
+        if self.date == UNKNOWN_DATE {
+            return None;
+        }
         let secs = std::time::Duration::from_secs(self.date.unsigned_abs());
-        if self.date >= 0 {
+        Some(if self.date >= 0 {
             std::time::UNIX_EPOCH + secs
         } else {
             std::time::UNIX_EPOCH - secs
-        }
+        })
     }
     /// INTERNALDATE as SEARCH and SORT compare it: Unix seconds, 0 before
-    /// 1970.
+    /// 1970 (and if it could not be read: the file is gone).
     pub fn internal_secs(&self) -> i64 {
         self.date.max(0)
     }
@@ -1275,7 +1285,46 @@ impl Mailbox {
                 m.set_keywords(self.keywords.names_of(m.keyword_letters()));
                 Ok(Some(m))
             }
-            _ => self.build_info(rec, found.clone(), recent, computed_vsizes),
+            _ => {
+                let mut m = self.build_info(rec, found.clone(), recent, computed_vsizes)?;
+                // Renamed or moved (a flag change elsewhere): the same
+                // file, so the date read before still holds.
+                if let (Some(m), Some(p)) = (&mut m, held) {
+                    if m.date == UNKNOWN_DATE {
+                        m.date = p.date;
+                    }
+                }
+                Ok(m)
+            }
+        }
+    }
+
+    /// Reads the INTERNALDATE (the file's mtime) of those of `uids` whose
+    /// date is not known yet, and keeps it. A first look takes sizes from
+    /// the file names and stats no file, so FETCH INTERNALDATE, SEARCH and
+    /// SORT by arrival call this first for the messages they use. A file
+    /// gone meanwhile keeps no date ([`MessageInfo::internal_date`] stays
+    /// `None`): it is expunged at the next sync. Dates read make the next
+    /// settled sync write the list snapshot again, so that they are not
+    /// read again after a restart.
+    pub fn resolve_dates(&mut self, uids: impl IntoIterator<Item = u32>) {
+        let mut read = false;
+        for uid in uids {
+            let Some(i) = self.index_of(uid) else {
+                continue;
+            };
+            if self.messages[i].date != UNKNOWN_DATE {
+                continue;
+            }
+            let m = &self.messages[i];
+            let mut found = Found::of(m);
+            if let Ok(Some(meta)) = self.stat_following(&m.basename(), &mut found) {
+                self.messages[i].date = unix_secs(meta.mtime);
+                read = true;
+            }
+        }
+        if read {
+            self.snapshot_of = None;
         }
     }
 
@@ -1288,41 +1337,27 @@ impl Mailbox {
         recent: &HashSet<String>,
         computed_vsizes: &mut Vec<(u32, String, u64)>,
     ) -> Result<Option<MessageInfo>> {
-        // Another session may be renaming the file (flag changes) while we
-        // look: follow it as long as it still exists under some name. Only
-        // when no name is left has it been expunged.
-        let mut tries = 0;
-        let meta = loop {
-            let path = self.path_of(&found);
-            let stat = match (found.sub, self.cur_dir.fd()) {
-                (Sub::Cur, Some(fd)) => {
-                    rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
-                        .map(Meta::from)
-                        .map_err(io::Error::from)
-                }
-                _ => fs::metadata(&path).map(|m| Meta::from(&m)),
-            };
-            match stat {
-                Ok(m) => break m,
-                Err(e) if is_not_found(&e) && tries < 20 => {
-                    tries += 1;
-                    match self.find_by_basename(&rec.basename)? {
-                        Some(f) => found = f,
-                        None => return Ok(None),
-                    }
-                }
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(io_err("stat", &path, e)),
-            }
+        let named = |found: &Found, key: u8| {
+            filename::get_size(&found.filename, key)
+                .or_else(|| rec.ext(key as char).and_then(|v| v.parse().ok()))
+        };
+        // With both sizes in the name (or the uidlist) the listing is all a
+        // first look needs: like Dovecot, no file is stat-ed; the date is
+        // read when asked for (`resolve_dates`).
+        let (size, vsize, date) = match (named(&found, b'S'), named(&found, b'W')) {
+            (Some(size), Some(vsize)) => (size, Some(vsize), UNKNOWN_DATE),
+            _ => match self.stat_following(&rec.basename, &mut found)? {
+                Some(meta) => (
+                    named(&found, b'S').unwrap_or(meta.len),
+                    named(&found, b'W'),
+                    unix_secs(meta.mtime),
+                ),
+                None => return Ok(None),
+            },
         };
         let path = self.path_of(&found);
         let in_new = found.sub == Sub::New;
-        let size = filename::get_size(&found.filename, b'S')
-            .or_else(|| rec.ext('S').and_then(|v| v.parse().ok()))
-            .unwrap_or(meta.len);
-        let vsize = match filename::get_size(&found.filename, b'W')
-            .or_else(|| rec.ext('W').and_then(|v| v.parse().ok()))
-        {
+        let vsize = match vsize {
             Some(v) => v,
             None => match compute_vsize(&path) {
                 Ok(v) => {
@@ -1333,12 +1368,44 @@ impl Mailbox {
                 Err(e) => return Err(io_err("read", &path, e)),
             },
         };
-        let mut m = MessageInfo::new(rec.uid, &found.filename, size, vsize, unix_secs(meta.mtime));
+        let mut m = MessageInfo::new(rec.uid, &found.filename, size, vsize, date);
         m.in_new = in_new;
         m.recent = recent.contains(&rec.basename);
         m.set_keywords(self.keywords.names_of(m.keyword_letters()));
         m.set_extras(Extras::of(rec));
         Ok(Some(m))
+    }
+
+    /// The file at `found`, stat-ed: `found` follows it (by `basename`)
+    /// if it was renamed; `None` if it's gone.
+    fn stat_following(&self, basename: &str, found: &mut Found) -> Result<Option<Meta>> {
+        // Another session may be renaming the file (flag changes) while we
+        // look: follow it as long as it still exists under some name. Only
+        // when no name is left has it been expunged.
+        let mut tries = 0;
+        loop {
+            let path = self.path_of(found);
+            let stat = match (found.sub, self.cur_dir.fd()) {
+                (Sub::Cur, Some(fd)) => {
+                    rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
+                        .map(Meta::from)
+                        .map_err(io::Error::from)
+                }
+                _ => fs::metadata(&path).map(|m| Meta::from(&m)),
+            };
+            match stat {
+                Ok(m) => return Ok(Some(m)),
+                Err(e) if is_not_found(&e) && tries < 20 => {
+                    tries += 1;
+                    match self.find_by_basename(basename)? {
+                        Some(f) => *found = f,
+                        None => return Ok(None),
+                    }
+                }
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(io_err("stat", &path, e)),
+            }
+        }
     }
 
     fn lock_uidlist(&self) -> Result<DotLock> {

@@ -298,7 +298,8 @@ fn nstring(mut data: Vec<u8>) -> NString<'static> {
 struct Fetched {
     flags: Flags,
     keywords: Vec<String>,
-    internal_date: SystemTime,
+    /// Read only when INTERNALDATE is asked for (`Mailbox::resolve_dates`).
+    internal_date: Option<SystemTime>,
     vsize: u64,
 }
 
@@ -419,6 +420,7 @@ impl Backend {
             )
         });
         let flag_sync = !sets_seen && is_flag_sync(&items) && flag_sync_path();
+        let wants_date = items.contains(&MessageDataItemName::InternalDate);
         for (seq, u) in targets {
             if out.len() >= SPILL_BYTES {
                 if let Some(spill) = &self.spill {
@@ -442,14 +444,19 @@ impl Backend {
                     }
                 }
             }
+            if wants_date {
+                sh.mailbox.resolve_dates([u]);
+            }
             // What the items need, not the whole record (its file name and
-            // ids are heap strings: a copy per message fetched).
-            let Some(info) = sh.mailbox.get(u).map(|m| Fetched {
+            // ids are heap strings: a copy per message fetched). A date that
+            // can't be read is a file gone, like a body that can't be.
+            let fetched = sh.mailbox.get(u).map(|m| Fetched {
                 flags: m.flags,
                 keywords: m.keywords().to_vec(),
                 internal_date: m.internal_date(),
                 vsize: m.vsize(),
-            }) else {
+            });
+            let Some(info) = fetched.filter(|f| !wants_date || f.internal_date.is_some()) else {
                 skipped_expunged = true;
                 continue;
             };
@@ -515,7 +522,7 @@ impl Backend {
                     MessageDataItemName::Flags => flags_at = Some(data.len()),
                     MessageDataItemName::ModSeq => modseq_wanted = true,
                     MessageDataItemName::InternalDate => {
-                        if let Some(d) = imap_date(info.internal_date) {
+                        if let Some(d) = info.internal_date.and_then(imap_date) {
                             data.push(MessageDataItem::InternalDate(d));
                         }
                     }

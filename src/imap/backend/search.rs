@@ -123,6 +123,9 @@ pub(super) fn matching(sel: &Selected, sh: &mut Shared, query: &Query) -> (Vec<(
     if keyed {
         sh.header_keys(&sel.view);
     }
+    if needs.arrival {
+        sh.mailbox.resolve_dates(sel.view.iter().copied());
+    }
     let sh = &*sh;
     let ctx = SearchContext {
         max_seq: sel.view.len() as u32,

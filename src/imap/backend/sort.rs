@@ -63,6 +63,9 @@ pub(super) fn sort_msgs(
     sort_by: Option<&[SortCriterion]>,
 ) -> Vec<Msg> {
     let id = |seq: u32, u: u32| if uid { u } else { seq };
+    // ARRIVAL, and the sent date of a message without a usable Date:
+    // (RFC 5256 §2.2)
+    sh.mailbox.resolve_dates(hits.iter().map(|&(_, u)| u));
     let dates_only = sort_by.is_some_and(|c| {
         c.iter()
             .all(|c| matches!(c.key, SortKey::Date | SortKey::Arrival | SortKey::Size))

@@ -1079,6 +1079,78 @@ fn a_held_back_expunge_comes_with_a_lower_highestmodseq() {
     );
 }
 
+/// INTERNALDATE is the file's mtime, read only when something asks for
+/// it (a first look stats no file whose name gives its sizes, as Dovecot
+/// does): FETCH, SEARCH BEFORE/ON/SINCE, a sent date falling back to it,
+/// and SORT (ARRIVAL) each see it in a server process that never looked
+/// at the folder before.
+#[test]
+fn internal_dates_are_read_from_the_files_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Maildir");
+    drop(MaildirRoot::new(&dir).inbox().unwrap());
+    // (headers, mtime): 3 Jan, 1 Jan and 2 Jan 2024, 12:00 UTC
+    let msgs = [
+        (
+            "Subject: a\nDate: Mon, 1 Jan 2024 08:00:00 +0000\n",
+            1_704_283_200,
+        ),
+        ("Subject: b\n", 1_704_110_400),
+        (
+            "Subject: c\nDate: Fri, 5 Jan 2024 08:00:00 +0000\n",
+            1_704_196_800,
+        ),
+    ];
+    for (i, (head, mtime)) in msgs.iter().enumerate() {
+        let body = format!("{head}\nbody\n");
+        let lines = body.matches('\n').count();
+        let name = format!(
+            "1700000000.M{i}P1.host,S={},W={}",
+            body.len(),
+            body.len() + lines
+        );
+        let path = dir.join("cur").join(format!("{name}:2,"));
+        std::fs::write(&path, body).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(*mtime))
+            .unwrap();
+    }
+    let fresh = |cmd: &str| {
+        let mut c = Client::of_new_process(&dir);
+        c.run("a SELECT INBOX\r\n");
+        c.run(cmd)
+    };
+    assert_eq!(
+        fresh("f FETCH 1:3 (INTERNALDATE)\r\n"),
+        "* 1 FETCH (INTERNALDATE \"03-Jan-2024 12:00:00 +0000\")\r\n\
+         * 2 FETCH (INTERNALDATE \"01-Jan-2024 12:00:00 +0000\")\r\n\
+         * 3 FETCH (INTERNALDATE \"02-Jan-2024 12:00:00 +0000\")\r\n\
+         f OK Fetch completed.\r\n"
+    );
+    for (search, found) in [
+        ("SINCE 2-Jan-2024", "1 3"),
+        ("BEFORE 2-Jan-2024", "2"),
+        ("ON 3-Jan-2024", "1"),
+        ("NOT ON 3-Jan-2024 SMALLER 1000", "2 3"),
+        // no Date: header: the sent date is the arrival
+        ("SENTON 1-Jan-2024", "1 2"),
+    ] {
+        assert_eq!(
+            fresh(&format!("s SEARCH {search}\r\n")),
+            format!("* SEARCH {found}\r\ns OK Search completed.\r\n"),
+            "{search}"
+        );
+    }
+    assert_eq!(
+        fresh("o SORT (ARRIVAL) UTF-8 ALL\r\n"),
+        "* SORT 2 3 1\r\no OK Sort completed.\r\n"
+    );
+    assert_eq!(
+        fresh("o SORT (DATE) UTF-8 ALL\r\n"),
+        "* SORT 1 2 3\r\no OK Sort completed.\r\n"
+    );
+}
+
 /// A Maildir whose INBOX holds four messages for SORT and THREAD: a
 /// thread of three (2 ← 1 ← 4, by References and In-Reply-To) and one with
 /// no Date (its sent date is its arrival).

@@ -477,7 +477,7 @@ fn single_key_api() {
         q.needs(),
         Needs {
             header: true,
-            body: false
+            ..Needs::default()
         }
     );
     let line = b"T SEARCH OR SEEN BODY x\r\n";
@@ -489,8 +489,8 @@ fn single_key_api() {
     assert_eq!(
         needs(key),
         Needs {
-            header: false,
-            body: true
+            body: true,
+            ..Needs::default()
         }
     );
     let f = fixtures();
@@ -502,12 +502,22 @@ fn single_key_api() {
 fn needs_and_lazy_loading() {
     let (q, _) = parse(b"SEARCH UNSEEN LARGER 10 UID 1:* OR NEW DRAFT");
     assert_eq!(q.needs(), Needs::default());
+    // A sent date falls back to the arrival (no Date: header).
     let (q, _) = parse(b"SEARCH SENTON 1-Feb-2024");
     assert_eq!(
         q.needs(),
         Needs {
             header: true,
-            body: false
+            body: false,
+            arrival: true
+        }
+    );
+    let (q, _) = parse(b"SEARCH SEEN OR BEFORE 1-Feb-2024 SMALLER 5");
+    assert_eq!(
+        q.needs(),
+        Needs {
+            arrival: true,
+            ..Needs::default()
         }
     );
     let (q, _) = parse(b"SEARCH NOT TEXT x");
@@ -515,7 +525,8 @@ fn needs_and_lazy_loading() {
         q.needs(),
         Needs {
             header: true,
-            body: true
+            body: true,
+            arrival: false
         }
     );
 

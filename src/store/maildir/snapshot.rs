@@ -17,8 +17,8 @@
 //! Format (text): `pigeonpost-list 2 <uidvalidity> <next uid> <guid>
 //! <exact at> <settle ms>`, the fingerprint line `fp <cur> <new> <uidlist ino size
 //! mtime> <keywords>`, one line per message `<uid> <c|n> <size> <vsize>
-//! <internal date> <extras> <file name>` (times as `secs.nanos` or `-`;
-//! extras the uidlist's `G`/`P`/`O` fields joined by tabs, or `-`; the name
+//! <internal date> <extras> <file name>` (times as `secs.nanos` or `-`,
+//! which for a message's date means not read yet; extras the uidlist's `G`/`P`/`O` fields joined by tabs, or `-`; the name
 //! is the rest of the line), then `end <count>`. Written to a temporary
 //! file and renamed, never fsynced: a torn file fails the count.
 
@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::{Extras, Fingerprint, MessageInfo, Stamp};
+use super::{Extras, Fingerprint, MessageInfo, Stamp, UNKNOWN_DATE};
 
 pub const LIST_FILE: &str = "pigeonpost.index.list";
 /// Smaller folders get no list: scanning them costs about what writing
@@ -107,7 +107,7 @@ fn render(snap: &Header, messages: &[MessageInfo]) -> String {
     for m in messages {
         let where_ = if m.in_new { 'n' } else { 'c' };
         let _ = write!(s, "{} {where_} {} {} ", m.uid, m.size, m.vsize);
-        time(&mut s, Some(m.internal_date()));
+        time(&mut s, m.internal_date());
         s.push(' ');
         match m.extras() {
             None => s.push('-'),
@@ -195,7 +195,7 @@ fn parse(data: &str) -> Option<Snapshot> {
         };
         let size = w.next()?.parse().ok()?;
         let vsize = w.next()?.parse().ok()?;
-        let internal_date = parse_time(w.next()?)??;
+        let date = parse_time(w.next()?)?.map_or(UNKNOWN_DATE, super::unix_secs);
         let extras = match w.next()? {
             "-" => None,
             fields => {
@@ -212,7 +212,6 @@ fn parse(data: &str) -> Option<Snapshot> {
             }
         };
         let filename = w.next().filter(|f| !f.is_empty())?;
-        let date = super::unix_secs(internal_date);
         let mut m = MessageInfo::new(uid, filename, size, vsize, date);
         m.in_new = in_new;
         if let Some(e) = extras {

@@ -571,8 +571,9 @@ fn append_and_copy() {
         )
         .unwrap();
     assert_eq!(inbox.sync().unwrap().new_uids, [uid]);
+    inbox.resolve_dates([uid]);
     let m = inbox.get(uid).unwrap().clone();
-    assert_eq!(m.internal_date(), date);
+    assert_eq!(m.internal_date(), Some(date));
     assert_eq!((m.size, m.vsize), (17, 20));
     assert_eq!(
         fs::read(inbox.message_path(&m)).unwrap(),
@@ -586,11 +587,12 @@ fn append_and_copy() {
     let pairs = inbox.copy_to(&[uid, 999], &archive).unwrap();
     assert_eq!(pairs, [(uid, 2)]);
     archive.sync().unwrap();
+    archive.resolve_dates([2]);
     let c = archive.get(2).unwrap();
     assert_eq!(c.flags, Flags::SEEN | Flags::ANSWERED);
     assert_eq!(c.keywords(), ["kw1"]);
     assert!(c.file_name().ends_with(":2,RSb"), "{}", c.file_name());
-    assert_eq!(c.internal_date(), date);
+    assert_eq!(c.internal_date(), Some(date));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         fs::metadata(archive.message_path(c)).unwrap().ino(),
@@ -1051,6 +1053,52 @@ fn a_cached_message_holds_its_name_once() {
     assert!(m.name.whole().is_none(), "the name packed: {:?}", m.name);
 }
 
+/// A first look takes sizes from the names and stats no file (like
+/// Dovecot): a message's date is read when asked for, then kept, also
+/// when another process renames the file (a flag change); a name without
+/// sizes is stat-ed at once; a file gone has no date to give.
+#[test]
+fn dates_are_read_when_asked_and_kept_across_renames() {
+    let (_tmp, dir) = new_maildir();
+    let body = b"Subject: x\n\nbody\n";
+    deliver(&dir, "1700000000.M1P1.host,S=17,W=20", body);
+    deliver(&dir, "1700000001.M2P1.host", body);
+    deliver(&dir, "1700000002.M3P1.host,S=17,W=20", body);
+    let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    for (name, secs) in [
+        ("1700000000.M1P1.host,S=17,W=20", 1_600_000_000),
+        ("1700000001.M2P1.host", 1_600_000_100),
+    ] {
+        let f = File::options().write(true).open(dir.join("new").join(name));
+        f.unwrap().set_modified(at(secs)).unwrap();
+    }
+    let mut mb = Mailbox::open(&dir).unwrap();
+    assert_eq!(mb.get(1).unwrap().internal_date(), None, "not stat-ed");
+    assert_eq!(mb.get(2).unwrap().internal_date(), Some(at(1_600_000_100)));
+    mb.resolve_dates([1, 2, 99]);
+    assert_eq!(mb.get(1).unwrap().internal_date(), Some(at(1_600_000_000)));
+    // another process flags message 1: renamed, same date
+    let old = mb.message_path(mb.get(1).unwrap());
+    let mut flagged = old.clone().into_os_string();
+    flagged.push("S");
+    fs::rename(&old, &flagged).unwrap();
+    File::options()
+        .write(true)
+        .open(&flagged)
+        .unwrap()
+        .set_modified(at(1_650_000_000))
+        .unwrap();
+    age(&dir.join("cur"), 5);
+    assert_eq!(mb.sync().unwrap().flag_changes, [1]);
+    let m = mb.get(1).unwrap();
+    assert_eq!(m.flags, Flags::SEEN);
+    assert_eq!(m.internal_date(), Some(at(1_600_000_000)), "kept");
+    // message 3's file goes before its date is read: none, no error
+    fs::remove_file(mb.message_path(mb.get(3).unwrap())).unwrap();
+    mb.resolve_dates([3]);
+    assert_eq!(mb.get(3).unwrap().internal_date(), None);
+}
+
 /// Sets the modification time of `p` (a file or a directory) `secs` back.
 fn age(p: &Path, secs: u64) {
     let t = SystemTime::now() - Duration::from_secs(secs);
@@ -1058,9 +1106,9 @@ fn age(p: &Path, secs: u64) {
 }
 
 /// A folder nobody changed since its last settled sync opens from
-/// `pigeonpost.index.list` (no listing, no stat: a message file's own
-/// mtime change is not seen), with everything a scan gives; any change to
-/// the folder, or a damaged list, means a scan again.
+/// `pigeonpost.index.list` (no listing), with everything a scan gives,
+/// dates read before included; any change to the folder, or a damaged
+/// list, means a scan again.
 #[test]
 fn a_settled_mailbox_opens_from_its_list_snapshot() {
     let (_tmp, dir) = new_maildir();
@@ -1086,14 +1134,21 @@ fn a_settled_mailbox_opens_from_its_list_snapshot() {
     };
     settle();
     let list = dir.join(snapshot::LIST_FILE);
-    let scanned = Mailbox::open(&dir).unwrap();
+    let mut scanned = Mailbox::open(&dir).unwrap();
+    assert!(listings(&scanned) > 0);
     assert!(list.exists(), "a settled scan writes the list");
+    // dates read since are kept by the next list written
+    scanned.resolve_dates([1, 3]);
+    assert!(scanned.sync().unwrap().is_empty());
     assert_eq!(scanned.get(4).unwrap().pop3_uidl(), Some("old-uidl"));
     assert_eq!(scanned.get(2).unwrap().keywords(), ["$Label1"]);
     let first = scanned.message_path(scanned.get(1).unwrap());
     age(&first, 100_000);
     let adopted = Mailbox::open(&dir).unwrap();
+    assert_eq!(listings(&adopted), 0, "opened from the list");
     assert_eq!(adopted.messages(), scanned.messages());
+    assert!(adopted.get(1).unwrap().internal_date().is_some());
+    assert!(adopted.get(2).unwrap().internal_date().is_none());
     assert_eq!(
         (adopted.uidvalidity(), adopted.next_uid(), adopted.guid()),
         (scanned.uidvalidity(), scanned.next_uid(), scanned.guid())
@@ -1101,17 +1156,16 @@ fn a_settled_mailbox_opens_from_its_list_snapshot() {
     // New mail: the list is not trusted; the scan sees the mtime too.
     deliver(&dir, "1800000000.M9P1.host,S=17,W=20", body);
     let rescanned = Mailbox::open(&dir).unwrap();
+    assert!(listings(&rescanned) > 0);
     assert_eq!(rescanned.messages().len(), n + 1);
-    let date = |mb: &Mailbox| mb.get(1).unwrap().internal_date();
-    assert!(date(&rescanned) < date(&scanned));
     // A torn list: a scan.
     settle();
-    let again = Mailbox::open(&dir).unwrap();
+    drop(Mailbox::open(&dir).unwrap());
     let data = fs::read(&list).unwrap();
     fs::write(&list, &data[..data.len() / 2]).unwrap();
     age(&first, 200_000);
     let after_damage = Mailbox::open(&dir).unwrap();
-    assert!(date(&after_damage) < date(&again));
+    assert!(listings(&after_damage) > 0);
     assert_eq!(after_damage.messages().len(), n + 1);
     // A small folder gets none: it scans as fast as it would load.
     let (_tmp2, small) = new_maildir();
@@ -1128,7 +1182,16 @@ fn a_settled_mailbox_opens_from_its_list_snapshot() {
 
 /// What a client sees of each message (all but `\Recent`, which belongs to
 /// whoever looked first).
-type Seen = (u32, String, bool, Flags, Vec<String>, u64, u64, SystemTime);
+type Seen = (
+    u32,
+    String,
+    bool,
+    Flags,
+    Vec<String>,
+    u64,
+    u64,
+    Option<SystemTime>,
+);
 
 fn view(mb: &Mailbox) -> Vec<Seen> {
     mb.messages()
@@ -1136,9 +1199,19 @@ fn view(mb: &Mailbox) -> Vec<Seen> {
         .map(|m| {
             let (name, kw) = (m.file_name().to_string(), m.keywords().to_vec());
             let v = (m.uid, name, m.in_new, m.flags, kw);
-            (v.0, v.1, v.2, v.3, v.4, m.size, m.vsize, m.internal_date())
+            (v.0, v.1, v.2, v.3, v.4, m.size, m.vsize, date_seen(mb, m))
         })
         .collect()
+}
+
+/// `m`'s INTERNALDATE as a client asking for it gets it: read from the
+/// file if the mailbox has not read it yet.
+fn date_seen(mb: &Mailbox, m: &MessageInfo) -> Option<SystemTime> {
+    m.internal_date().or_else(|| {
+        let t = fs::metadata(mb.message_path(m)).ok()?.modified().ok()?;
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    })
 }
 
 fn listings(mb: &Mailbox) -> usize {
