@@ -291,6 +291,22 @@ struct Rare {
     extras: Extras,
 }
 
+/// Opens message file `name` in the directory `dir` for reading without
+/// updating its access time (`O_NOATIME`, as a spool mounted `noatime`:
+/// a first sync of a migrated mailbox would otherwise write every
+/// message's inode back). The kernel allows that only to the file's owner
+/// (or root); for anyone else the open is retried plainly.
+fn open_no_atime(dir: &rustix::fd::OwnedFd, name: &str) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        opened => opened,
+    }
+    .map(File::from)
+    .map_err(io::Error::from)
+}
+
 /// [`MessageInfo::date`] not read yet.
 const UNKNOWN_DATE: i64 = i64::MIN;
 
@@ -912,7 +928,10 @@ impl Mailbox {
         } else {
             before
         };
-        for name in self.read_names(Sub::Cur)? {
+        let names = self.read_names(Sub::Cur)?;
+        // (what was just moved is listed again: no room twice for it)
+        map.reserve(names.len().saturating_sub(map.len()));
+        for name in names {
             map.insert(
                 filename::basename(&name).to_string(),
                 Found {
@@ -929,6 +948,9 @@ impl Mailbox {
     fn move_new_to_cur(&self, map: &mut ScanMap, recent: &mut HashSet<String>) -> Result<bool> {
         let names = self.read_names(Sub::New)?;
         let folder = self.folder_fd();
+        // (sized once, not doubled a dozen times through a full new/)
+        map.reserve(names.len());
+        recent.reserve(names.len());
         for name in &names {
             // moved or expunged by someone else meanwhile: the cur/ listing
             // (which starts later) sees it if it still exists
@@ -1912,13 +1934,7 @@ impl Mailbox {
         // Through the held cur/ descriptor: no walk of the whole path for
         // every message a client fetches.
         let opened = match (self.cur_dir.fd(), at.sub) {
-            (Some(fd), Sub::Cur) => {
-                use rustix::fs::{Mode, OFlags};
-                let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-                rustix::fs::openat(fd, at.filename.as_str(), flags, Mode::empty())
-                    .map(File::from)
-                    .map_err(io::Error::from)
-            }
+            (Some(fd), Sub::Cur) => open_no_atime(fd, &at.filename),
             _ => File::open(self.path_of(&at)),
         };
         match opened {
@@ -1984,8 +2000,13 @@ impl Mailbox {
         if at.sub != Sub::Cur {
             return None;
         }
-        let flags =
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        // (root may always open without touching the access time)
+        let flags = OFlags::RDONLY
+            | OFlags::CLOEXEC
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::NOATIME;
         let fd = rustix::fs::openat(&held.fd, at.filename.as_str(), flags, Mode::empty()).ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         let owners_own = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile

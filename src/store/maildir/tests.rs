@@ -1099,6 +1099,37 @@ fn dates_are_read_when_asked_and_kept_across_renames() {
     assert_eq!(mb.get(3).unwrap().internal_date(), None);
 }
 
+/// Reading a message leaves its access time alone (`O_NOATIME`, as a
+/// spool mounted `noatime`): a first sync of a migrated mailbox writes no
+/// inode back per message read. (With `relatime`, an access time older
+/// than the modification time is otherwise updated by the first read.)
+#[test]
+fn reading_a_message_leaves_its_access_time_alone() {
+    use std::io::Read;
+    let (_tmp, dir) = new_maildir();
+    deliver(
+        &dir,
+        "1700000000.M1P1.host,S=17,W=20",
+        b"Subject: x\n\nbody\n",
+    );
+    let mb = Mailbox::open(&dir).unwrap();
+    let path = mb.message_path(mb.get(1).unwrap());
+    let old = SystemTime::now() - Duration::from_secs(7 * 86_400);
+    let times = fs::FileTimes::new().set_accessed(old);
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+    let mut body = String::new();
+    let mut f = mb.open_message(1).unwrap().unwrap();
+    f.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "Subject: x\n\nbody\n");
+    let accessed = fs::metadata(&path).unwrap().accessed().unwrap();
+    assert!(accessed < SystemTime::now() - Duration::from_secs(86_400));
+}
+
 /// Sets the modification time of `p` (a file or a directory) `secs` back.
 fn age(p: &Path, secs: u64) {
     let t = SystemTime::now() - Duration::from_secs(secs);
