@@ -235,8 +235,8 @@ pub struct Needs {
     pub header: bool,
     /// The whole message (`Candidate::message`).
     pub body: bool,
-    /// The internal date (`Candidate::internal_date`), which the store
-    /// reads from the file only when asked.
+    /// The internal date of every candidate (`Candidate::internal_date`),
+    /// which the store reads from the files only when asked.
     pub arrival: bool,
 }
 
@@ -346,13 +346,9 @@ impl Node {
             Node::And(v) => v.iter().fold(Needs::default(), |n, k| n.or(k.needs())),
             Node::Or(a, b) => a.needs().or(b.needs()),
             Node::Not(a) => a.needs(),
-            // a message without a Date: header is dated by its arrival
-            Node::Sent(..) => Needs {
-                header: true,
-                arrival: true,
-                ..Needs::default()
-            },
-            Node::Header(..) => Needs {
+            // (a message without a Date: header is dated by its arrival:
+            // asked of the few that lack one, not read for all first)
+            Node::Sent(..) | Node::Header(..) => Needs {
                 header: true,
                 ..Needs::default()
             },

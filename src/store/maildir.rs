@@ -1321,6 +1321,21 @@ impl Mailbox {
         }
     }
 
+    /// `m`'s INTERNALDATE in Unix seconds as [`MessageInfo::internal_secs`]
+    /// gives it, read from the file now (and not kept) if it is not known:
+    /// for the odd message a search needs it of (a sent date falling back
+    /// to it), where [`resolve_dates`](Self::resolve_dates) would read all.
+    pub fn internal_secs_of(&self, m: &MessageInfo) -> i64 {
+        if m.date != UNKNOWN_DATE {
+            return m.internal_secs();
+        }
+        let mut found = Found::of(m);
+        match self.stat_following(&m.basename(), &mut found) {
+            Ok(Some(meta)) => unix_secs(meta.mtime).max(0),
+            _ => 0,
+        }
+    }
+
     /// Reads the INTERNALDATE (the file's mtime) of those of `uids` whose
     /// date is not known yet, and keeps it. A first look takes sizes from
     /// the file names and stats no file, so FETCH INTERNALDATE, SEARCH and

@@ -18,7 +18,7 @@ use super::{read_message, Backend, Selected};
 use crate::imap::proto::response::tagged;
 use crate::imap::proto::rev2::SearchReturn;
 use crate::imap::search::{self, Context as SearchContext, HeaderKeys, Query};
-use crate::store::maildir::{Flags, MessageInfo};
+use crate::store::maildir::{Flags, Mailbox, MessageInfo};
 
 impl Backend {
     pub(super) fn search(
@@ -148,6 +148,7 @@ pub(super) fn matching(sel: &Selected, sh: &mut Shared, query: &Query) -> (Vec<(
         let c = Candidate {
             seq: i as u32 + 1,
             info,
+            mailbox: &sh.mailbox,
             recent: sel.is_recent(u),
             data,
             keys,
@@ -223,6 +224,8 @@ pub(super) fn esearch(
 struct Candidate<'a> {
     seq: u32,
     info: &'a MessageInfo,
+    /// For a date not read yet (see `internal_date`).
+    mailbox: &'a Mailbox,
     recent: bool,
     data: Option<Vec<u8>>,
     keys: Option<&'a HeaderKeys>,
@@ -249,8 +252,10 @@ impl search::Candidate for Candidate<'_> {
     fn size(&self) -> u64 {
         self.info.vsize()
     }
+    /// Read for all first when the query compares it (`Needs::arrival`);
+    /// else only a sent date falling back to it asks, message by message.
     fn internal_date(&self) -> i64 {
-        self.info.internal_secs()
+        self.mailbox.internal_secs_of(self.info)
     }
     fn message(&self) -> Option<&[u8]> {
         self.data.as_deref()

@@ -37,8 +37,7 @@ fn bad_charset(tag: &str) -> String {
 /// The SORT/THREAD view of message `uid`, from the structure cache (read
 /// and cached when missing); `None` if it is gone.
 fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
-    let info = sh.mailbox.get(uid)?;
-    let (size, arrival) = (info.vsize(), info.internal_secs());
+    sh.mailbox.get(uid)?;
     let parts = match sh.cache().get(uid) {
         Some(p) => p,
         None => {
@@ -48,6 +47,12 @@ fn sort_msg(sh: &mut Shared, seq: u32, uid: u32, id: u32) -> Option<Msg> {
             parts
         }
     };
+    if sort::sent_date(parts.envelope.date.0.as_ref().map(|d| d.as_ref())).is_none() {
+        // RFC 5256 §2.2: no usable Date:, the sent date is the arrival
+        sh.mailbox.resolve_dates([uid]);
+    }
+    let info = sh.mailbox.get(uid)?;
+    let (size, arrival) = (info.vsize(), info.internal_secs());
     let refs = parts.references.0.as_ref().map(|r| r.as_ref());
     Some(Msg::new(seq, id, size, arrival, &parts.envelope, refs))
 }
@@ -63,9 +68,11 @@ pub(super) fn sort_msgs(
     sort_by: Option<&[SortCriterion]>,
 ) -> Vec<Msg> {
     let id = |seq: u32, u: u32| if uid { u } else { seq };
-    // ARRIVAL, and the sent date of a message without a usable Date:
-    // (RFC 5256 §2.2)
-    sh.mailbox.resolve_dates(hits.iter().map(|&(_, u)| u));
+    // INTERNALDATE is read for all only when ARRIVAL orders them; else
+    // for the messages whose sent date falls back to it (below).
+    if sort_by.is_some_and(|c| c.iter().any(|c| c.key == SortKey::Arrival)) {
+        sh.mailbox.resolve_dates(hits.iter().map(|&(_, u)| u));
+    }
     let dates_only = sort_by.is_some_and(|c| {
         c.iter()
             .all(|c| matches!(c.key, SortKey::Date | SortKey::Arrival | SortKey::Size))
@@ -80,6 +87,13 @@ pub(super) fn sort_msgs(
     }
     let uids: Vec<u32> = hits.iter().map(|&(_, u)| u).collect();
     sh.sort_dates(&uids);
+    // RFC 5256 §2.2: no usable Date:, the sent date is the arrival
+    let undated: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|&u| sh.known_date(u).is_some_and(|d| d.0.is_none()))
+        .collect();
+    sh.mailbox.resolve_dates(undated);
     let mut walk = super::UidWalk::new(&sh.mailbox);
     let mut msgs = Vec::with_capacity(hits.len());
     for &(seq, u) in hits {

@@ -502,14 +502,14 @@ fn single_key_api() {
 fn needs_and_lazy_loading() {
     let (q, _) = parse(b"SEARCH UNSEEN LARGER 10 UID 1:* OR NEW DRAFT");
     assert_eq!(q.needs(), Needs::default());
-    // A sent date falls back to the arrival (no Date: header).
+    // (a sent date falls back to the arrival message by message)
     let (q, _) = parse(b"SEARCH SENTON 1-Feb-2024");
     assert_eq!(
         q.needs(),
         Needs {
             header: true,
             body: false,
-            arrival: true
+            arrival: false
         }
     );
     let (q, _) = parse(b"SEARCH SEEN OR BEFORE 1-Feb-2024 SMALLER 5");
