@@ -339,7 +339,7 @@ fn list(mailbox: &Mailbox, format: &str) -> Vec<MessageEntry> {
 /// MD5 of the message header (through the blank line), for `%m`.
 fn header_md5(path: &Path) -> [u8; 16] {
     let mut data = Vec::new();
-    if let Ok(f) = File::open(path) {
+    if let Ok(f) = crate::store::maildir::open_no_atime(path) {
         let _ = f.take(1 << 20).read_to_end(&mut data);
     }
     let end = data

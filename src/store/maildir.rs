@@ -291,12 +291,16 @@ struct Rare {
     extras: Extras,
 }
 
-/// Opens message file `name` in the directory `dir` for reading without
-/// updating its access time (`O_NOATIME`, as a spool mounted `noatime`:
-/// a first sync of a migrated mailbox would otherwise write every
-/// message's inode back). The kernel allows that only to the file's owner
-/// (or root); for anyone else the open is retried plainly.
-fn open_no_atime(dir: &rustix::fd::OwnedFd, name: &str) -> io::Result<File> {
+/// Opens message file `name` in the directory `dir` (a path relative to
+/// it, or absolute) for reading without updating its access time
+/// (`O_NOATIME`, as a spool mounted `noatime`: a first sync of a migrated
+/// mailbox would otherwise write every message's inode back). The kernel
+/// allows that only to the file's owner (or a process that may act for
+/// any owner); for anyone else the open is retried plainly.
+fn open_no_atime_at<P: rustix::path::Arg + Copy>(
+    dir: rustix::fd::BorrowedFd<'_>,
+    name: P,
+) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::CLOEXEC;
     match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
@@ -305,6 +309,12 @@ fn open_no_atime(dir: &rustix::fd::OwnedFd, name: &str) -> io::Result<File> {
     }
     .map(File::from)
     .map_err(io::Error::from)
+}
+
+/// Opens the message file at `path` for reading, without updating its
+/// access time where the kernel allows (see `open_no_atime_at`).
+pub fn open_no_atime(path: &Path) -> io::Result<File> {
+    open_no_atime_at(rustix::fs::CWD, path)
 }
 
 /// [`MessageInfo::date`] not read yet.
@@ -630,6 +640,8 @@ pub struct Mailbox {
     /// The fingerprint our `pigeonpost.index.list` was last written (or
     /// read) under.
     snapshot_of: Option<Fingerprint>,
+    /// Dates read since that list was written (see `resolve_dates`).
+    unlisted_dates: usize,
     /// Mod-sequences (RFC 7162), loaded at the first sync.
     modseqs: Option<ModseqIndex>,
     /// `cur/`, held open for stat-ing and reading its messages.
@@ -695,6 +707,7 @@ impl Mailbox {
             lock_timeout,
             fingerprint: None,
             snapshot_of: None,
+            unlisted_dates: 0,
             modseqs: None,
             cur_dir: DirHandle(None),
             quota: None,
@@ -1278,6 +1291,7 @@ impl Mailbox {
         };
         snapshot::write(&self.dir, &header, &self.messages);
         self.snapshot_of = Some(fp);
+        self.unlisted_dates = 0;
     }
 
     fn path_of(&self, f: &Found) -> PathBuf {
@@ -1310,9 +1324,11 @@ impl Mailbox {
             _ => {
                 let mut m = self.build_info(rec, found.clone(), recent, computed_vsizes)?;
                 // Renamed or moved (a flag change elsewhere): the same
-                // file, so the date read before still holds.
+                // file, so the date read before still holds. (The same
+                // UID with another base name is another message: a
+                // uidlist made anew numbers from 1 again.)
                 if let (Some(m), Some(p)) = (&mut m, held) {
-                    if m.date == UNKNOWN_DATE {
+                    if m.date == UNKNOWN_DATE && p.basename() == rec.basename {
                         m.date = p.date;
                     }
                 }
@@ -1340,29 +1356,51 @@ impl Mailbox {
     /// date is not known yet, and keeps it. A first look takes sizes from
     /// the file names and stats no file, so FETCH INTERNALDATE, SEARCH and
     /// SORT by arrival call this first for the messages they use. A file
-    /// gone meanwhile keeps no date ([`MessageInfo::internal_date`] stays
-    /// `None`): it is expunged at the next sync. Dates read make the next
-    /// settled sync write the list snapshot again, so that they are not
-    /// read again after a restart.
+    /// renamed since the last sync (flags changed elsewhere) is looked up
+    /// in one new listing of the folder, however many were; a file gone
+    /// keeps no date ([`MessageInfo::internal_date`] stays `None`): it is
+    /// expunged at the next sync. Once dates of an eighth of the folder
+    /// have been read, the next settled sync writes the list snapshot
+    /// again (and a close always does), so that a restart does not read
+    /// them again; not after every command that reads a few.
     pub fn resolve_dates(&mut self, uids: impl IntoIterator<Item = u32>) {
-        let mut read = false;
+        let mut relisted: Option<ScanMap> = None;
         for uid in uids {
             let Some(i) = self.index_of(uid) else {
                 continue;
             };
-            if self.messages[i].date != UNKNOWN_DATE {
+            let m = &self.messages[i];
+            if m.date != UNKNOWN_DATE {
                 continue;
             }
-            let m = &self.messages[i];
-            let mut found = Found::of(m);
-            if let Ok(Some(meta)) = self.stat_following(&m.basename(), &mut found) {
+            let mut meta = self.stat_at(&Found::of(m)).ok();
+            if meta.is_none() {
+                let listing = relisted.get_or_insert_with(|| self.listing());
+                meta = listing
+                    .get(&*m.basename())
+                    .and_then(|f| self.stat_at(f).ok());
+            }
+            if let Some(meta) = meta {
                 self.messages[i].date = unix_secs(meta.mtime);
-                read = true;
+                self.unlisted_dates += 1;
             }
         }
-        if read {
+        if self.unlisted_dates > 0 && self.unlisted_dates >= self.messages.len() / 8 {
             self.snapshot_of = None;
         }
+    }
+
+    /// Every file of `cur/` and `new/` by base name (a name in both: the
+    /// one in `cur/`), as far as they can be read.
+    fn listing(&self) -> ScanMap {
+        let mut map = ScanMap::default();
+        for sub in [Sub::New, Sub::Cur] {
+            for filename in self.read_names(sub).unwrap_or_default() {
+                let base = filename::basename(&filename).to_string();
+                map.insert(base, Found { filename, sub });
+            }
+        }
+        map
     }
 
     /// A [`MessageInfo`] for `rec`, following the file if it was renamed;
@@ -1421,16 +1459,7 @@ impl Mailbox {
         // when no name is left has it been expunged.
         let mut tries = 0;
         loop {
-            let path = self.path_of(found);
-            let stat = match (found.sub, self.cur_dir.fd()) {
-                (Sub::Cur, Some(fd)) => {
-                    rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
-                        .map(Meta::from)
-                        .map_err(io::Error::from)
-                }
-                _ => fs::metadata(&path).map(|m| Meta::from(&m)),
-            };
-            match stat {
+            match self.stat_at(found) {
                 Ok(m) => return Ok(Some(m)),
                 Err(e) if is_not_found(&e) && tries < 20 => {
                     tries += 1;
@@ -1440,8 +1469,20 @@ impl Mailbox {
                     }
                 }
                 Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(io_err("stat", &path, e)),
+                Err(e) => return Err(io_err("stat", &self.path_of(found), e)),
             }
+        }
+    }
+
+    /// The file at `found`, stat-ed (through the held `cur/` if it is there).
+    fn stat_at(&self, found: &Found) -> io::Result<Meta> {
+        match (found.sub, self.cur_dir.fd()) {
+            (Sub::Cur, Some(fd)) => {
+                rustix::fs::statat(fd, found.filename.as_str(), rustix::fs::AtFlags::empty())
+                    .map(Meta::from)
+                    .map_err(io::Error::from)
+            }
+            _ => fs::metadata(self.path_of(found)).map(|m| Meta::from(&m)),
         }
     }
 
@@ -1949,8 +1990,10 @@ impl Mailbox {
         // Through the held cur/ descriptor: no walk of the whole path for
         // every message a client fetches.
         let opened = match (self.cur_dir.fd(), at.sub) {
-            (Some(fd), Sub::Cur) => open_no_atime(fd, &at.filename),
-            _ => File::open(self.path_of(&at)),
+            (Some(fd), Sub::Cur) => {
+                open_no_atime_at(rustix::fd::AsFd::as_fd(fd), at.filename.as_str())
+            }
+            _ => open_no_atime(&self.path_of(&at)),
         };
         match opened {
             Ok(f) => return Ok(Some(f)),
@@ -1961,7 +2004,7 @@ impl Mailbox {
             return Ok(None);
         };
         let p = self.path_of(&f);
-        match File::open(&p) {
+        match open_no_atime(&p) {
             Ok(f) => Ok(Some(f)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(io_err("open", &p, e)),
@@ -2015,14 +2058,17 @@ impl Mailbox {
         if at.sub != Sub::Cur {
             return None;
         }
-        // (root may always open without touching the access time)
-        let flags = OFlags::RDONLY
-            | OFlags::CLOEXEC
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::NOATIME;
-        let fd = rustix::fs::openat(&held.fd, at.filename.as_str(), flags, Mode::empty()).ok()?;
+        let flags =
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let name = at.filename.as_str();
+        // (root without CAP_FOWNER may not leave the access time alone)
+        let fd = match rustix::fs::openat(&held.fd, name, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(rustix::io::Errno::PERM) => {
+                rustix::fs::openat(&held.fd, name, flags, Mode::empty())
+            }
+            opened => opened,
+        }
+        .ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
         let owners_own = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
             && st.st_uid == owner
@@ -2109,7 +2155,7 @@ fn diff(old: &[MessageInfo], new: &[MessageInfo]) -> Changes {
 }
 
 fn compute_vsize(path: &Path) -> io::Result<u64> {
-    let mut f = File::open(path)?;
+    let mut f = open_no_atime(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut v = 0u64;
     let mut prev = 0u8;

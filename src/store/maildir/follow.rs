@@ -179,6 +179,10 @@ impl Mailbox {
         if !based || self.messages.len() < super::snapshot::MIN_MESSAGES {
             return;
         }
+        if self.unlisted_dates > 0 {
+            // dates read since the list was written: write it again
+            self.snapshot_of = None;
+        }
         let before = self.snapshot_of.clone();
         // A last sync: with nothing new it writes the list (see
         // `keep_snapshot`); our own changes' events come to nothing.

@@ -68,7 +68,13 @@ fn parse_time(s: &str) -> Option<Option<SystemTime>> {
         return Some(None);
     }
     let (secs, nanos) = s.split_once('.')?;
-    let d = Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+    let nanos: u32 = nanos.parse().ok()?;
+    if nanos >= 1_000_000_000 {
+        // (Duration::new would carry it into the seconds, and panic if
+        // they overflow)
+        return None;
+    }
+    let d = Duration::new(secs.parse().ok()?, nanos);
     Some(Some(SystemTime::UNIX_EPOCH.checked_add(d)?))
 }
 
@@ -250,4 +256,19 @@ pub fn fuzz_check(text: &str) {
         )
     );
     assert_eq!(snap.messages, again.messages);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_with_nanoseconds_out_of_range_are_refused() {
+        assert_eq!(parse_time("-"), Some(None));
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(parse_time("1700000000.5"), Some(Some(t)));
+        assert_eq!(parse_time("1.1000000000"), None);
+        assert_eq!(parse_time("18446744073709551615.1000000000"), None);
+        assert_eq!(parse_time("18446744073709551615.0"), None);
+    }
 }
