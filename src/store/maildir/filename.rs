@@ -130,7 +130,10 @@ pub fn get_size(filename: &str, key: u8) -> Option<u64> {
 
 /// Dovecot's `maildir_filename_sort_cmp`: by the leading timestamp, then the
 /// `M<usecs>` part of the unique string, then the base name. UIDs are given
-/// to new files in this order.
+/// to new files in this order. (Dovecot compares the usecs only when both
+/// names have them, which orders nothing for names with and without in one
+/// second: a before b before c before a. Here a name without sorts before
+/// those with in its second: a total order, Dovecot's wherever its is one.)
 #[cfg(test)]
 fn sort_cmp(a: &str, b: &str) -> Ordering {
     SortKey::of(a).order(&SortKey::of(b))
@@ -177,12 +180,10 @@ impl<'a> SortKey<'a> {
     }
 
     fn order(&self, other: &SortKey) -> Ordering {
+        // (a sort may panic on a comparator that is no total order)
         self.secs
             .cmp(&other.secs)
-            .then_with(|| match (self.usecs, other.usecs) {
-                (Some(u1), Some(u2)) => u1.cmp(&u2),
-                _ => Ordering::Equal,
-            })
+            .then_with(|| self.usecs.cmp(&other.usecs))
             .then_with(|| self.base.cmp(other.base))
     }
 }
@@ -339,5 +340,31 @@ mod tests {
         by_cmp.sort_by(|a, b| sort_cmp(a, b));
         sort_by_name(&mut names, |n| n.as_str());
         assert_eq!(names, by_cmp);
+    }
+
+    /// Names with and without `M<usecs>` in one second are still a total
+    /// order (Dovecot's rule made "5.xM1.h" < "5.aM9.h" < "5.m" <
+    /// "5.xM1.h"), so sorting them never meets a contradiction.
+    #[test]
+    fn mixed_names_in_one_second_are_a_total_order() {
+        let names = [
+            "5.xM1.h", "5.aM9.h", "5.m", "5.N", "5.M3P1.h", "5.b", "5.zM0.h", "6.a", "4.zM9.h",
+        ];
+        for a in names {
+            assert_eq!(sort_cmp(a, a), Ordering::Equal);
+            for b in names {
+                assert_eq!(sort_cmp(a, b), sort_cmp(b, a).reverse(), "{a} {b}");
+                for c in names {
+                    if sort_cmp(a, b).is_lt() && sort_cmp(b, c).is_lt() {
+                        assert!(sort_cmp(a, c).is_lt(), "{a} < {b} < {c}");
+                    }
+                }
+            }
+        }
+        // well-formed names keep Dovecot's order; a name without usecs
+        // goes first in its second
+        let mut v: Vec<&str> = vec!["5.aM9.h", "5.m", "5.xM1.h", "4.zM9.h", "6.a"];
+        sort_by_name(&mut v, |n| n);
+        assert_eq!(v, ["4.zM9.h", "5.m", "5.xM1.h", "5.aM9.h", "6.a"]);
     }
 }
