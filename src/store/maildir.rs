@@ -292,17 +292,19 @@ struct Rare {
 }
 
 /// Opens message file `name` in the directory `dir` (a path relative to
-/// it, or absolute) for reading without updating its access time
-/// (`O_NOATIME`, as a spool mounted `noatime`: a first sync of a migrated
-/// mailbox would otherwise write every message's inode back). The kernel
-/// allows that only to the file's owner (or a process that may act for
-/// any owner); for anyone else the open is retried plainly.
+/// it, or absolute) for reading, with the open flags `extra` besides,
+/// without updating its access time (`O_NOATIME`, as a spool mounted
+/// `noatime`: a first sync of a migrated mailbox would otherwise write
+/// every message's inode back). The kernel allows that only to the file's
+/// owner (or a process that may act for any owner, which root without
+/// CAP_FOWNER may not); for anyone else the open is retried plainly.
 fn open_no_atime_at<P: rustix::path::Arg + Copy>(
     dir: rustix::fd::BorrowedFd<'_>,
     name: P,
+    extra: rustix::fs::OFlags,
 ) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | extra;
     match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
         Err(rustix::io::Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()),
         opened => opened,
@@ -314,7 +316,7 @@ fn open_no_atime_at<P: rustix::path::Arg + Copy>(
 /// Opens the message file at `path` for reading, without updating its
 /// access time where the kernel allows (see `open_no_atime_at`).
 pub fn open_no_atime(path: &Path) -> io::Result<File> {
-    open_no_atime_at(rustix::fs::CWD, path)
+    open_no_atime_at(rustix::fs::CWD, path, rustix::fs::OFlags::empty())
 }
 
 /// [`MessageInfo::date`] not read yet.
@@ -1345,24 +1347,18 @@ impl Mailbox {
         if m.date != UNKNOWN_DATE {
             return m.internal_secs();
         }
-        let mut found = Found::of(m);
-        match self.stat_following(&m.basename(), &mut found) {
-            Ok(Some(meta)) => unix_secs(meta.mtime).max(0),
-            _ => 0,
-        }
+        self.date_from_file(m, &mut None).unwrap_or(0).max(0)
     }
 
     /// Reads the INTERNALDATE (the file's mtime) of those of `uids` whose
     /// date is not known yet, and keeps it. A first look takes sizes from
     /// the file names and stats no file, so FETCH INTERNALDATE, SEARCH and
     /// SORT by arrival call this first for the messages they use. A file
-    /// renamed since the last sync (flags changed elsewhere) is looked up
-    /// in one new listing of the folder, however many were; a file gone
-    /// keeps no date ([`MessageInfo::internal_date`] stays `None`): it is
-    /// expunged at the next sync. Once dates of an eighth of the folder
-    /// have been read, the next settled sync writes the list snapshot
-    /// again (and a close always does), so that a restart does not read
-    /// them again; not after every command that reads a few.
+    /// gone keeps no date ([`MessageInfo::internal_date`] stays `None`):
+    /// it is expunged at the next sync. Once dates of an eighth of the
+    /// folder have been read, the next settled sync writes the list
+    /// snapshot again (and a close always does), so that a restart does
+    /// not read them again; not after every command that reads a few.
     pub fn resolve_dates(&mut self, uids: impl IntoIterator<Item = u32>) {
         let mut relisted: Option<ScanMap> = None;
         for uid in uids {
@@ -1373,21 +1369,29 @@ impl Mailbox {
             if m.date != UNKNOWN_DATE {
                 continue;
             }
-            let mut meta = self.stat_at(&Found::of(m)).ok();
-            if meta.is_none() {
-                let listing = relisted.get_or_insert_with(|| self.listing());
-                meta = listing
-                    .get(&*m.basename())
-                    .and_then(|f| self.stat_at(f).ok());
-            }
-            if let Some(meta) = meta {
-                self.messages[i].date = unix_secs(meta.mtime);
+            if let Some(date) = self.date_from_file(m, &mut relisted) {
+                self.messages[i].date = date;
                 self.unlisted_dates += 1;
             }
         }
         if self.unlisted_dates > 0 && self.unlisted_dates >= self.messages.len() / 8 {
             self.snapshot_of = None;
         }
+    }
+
+    /// `m`'s file's mtime in Unix seconds, `None` if the file is gone. A
+    /// file renamed since the last sync (flags changed elsewhere) is
+    /// looked up in `relisted`, one new listing of the folder made at the
+    /// first such file, however many follow.
+    fn date_from_file(&self, m: &MessageInfo, relisted: &mut Option<ScanMap>) -> Option<i64> {
+        let meta = match self.stat_at(&Found::of(m)) {
+            Ok(meta) => meta,
+            Err(_) => {
+                let listing = relisted.get_or_insert_with(|| self.listing());
+                self.stat_at(listing.get(&*m.basename())?).ok()?
+            }
+        };
+        Some(unix_secs(meta.mtime))
     }
 
     /// Every file of `cur/` and `new/` by base name (a name in both: the
@@ -1991,7 +1995,12 @@ impl Mailbox {
         // every message a client fetches.
         let opened = match (self.cur_dir.fd(), at.sub) {
             (Some(fd), Sub::Cur) => {
-                open_no_atime_at(rustix::fd::AsFd::as_fd(fd), at.filename.as_str())
+                use rustix::fd::AsFd;
+                open_no_atime_at(
+                    fd.as_fd(),
+                    at.filename.as_str(),
+                    rustix::fs::OFlags::empty(),
+                )
             }
             _ => open_no_atime(&self.path_of(&at)),
         };
@@ -2048,7 +2057,8 @@ impl Mailbox {
     /// The root side of [`Mailbox::open_message_for`]: `None` whenever the
     /// general way must decide.
     fn open_owned_by(&self, uid: u32, owner: u32) -> Option<(File, u64)> {
-        use rustix::fs::{FileType, Mode, OFlags};
+        use rustix::fd::AsFd;
+        use rustix::fs::{FileType, OFlags};
         let held = self.cur_dir.0.as_ref()?;
         let m = self.get(uid)?;
         if held.searchable_by != Some(owner) {
@@ -2058,22 +2068,13 @@ impl Mailbox {
         if at.sub != Sub::Cur {
             return None;
         }
-        let flags =
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let name = at.filename.as_str();
-        // (root without CAP_FOWNER may not leave the access time alone)
-        let fd = match rustix::fs::openat(&held.fd, name, flags | OFlags::NOATIME, Mode::empty()) {
-            Err(rustix::io::Errno::PERM) => {
-                rustix::fs::openat(&held.fd, name, flags, Mode::empty())
-            }
-            opened => opened,
-        }
-        .ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
+        let extra = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let file = open_no_atime_at(held.fd.as_fd(), at.filename.as_str(), extra).ok()?;
+        let st = rustix::fs::fstat(&file).ok()?;
         let owners_own = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
             && st.st_uid == owner
             && st.st_mode & 0o400 != 0;
-        owners_own.then(|| (File::from(fd), st.st_size as u64))
+        owners_own.then_some((file, st.st_size as u64))
     }
 }
 
